@@ -1,0 +1,108 @@
+package outboxtest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// StoreHarness is one fresh, isolated store (its own schema, table or collection) for one test.
+type StoreHarness struct {
+	// Store is the store under test.
+	Store core.Store
+	// Add writes msgs in one committed transaction through the backend's write side, which runs
+	// core.Prepare on them (so IDs and CreatedAt are assigned and bad messages refused).
+	Add func(ctx context.Context, msgs ...*core.Message) error
+	// AddRolledBack writes msgs in a transaction that is then rolled back. Required when
+	// StoreFeatures.Transactions is set.
+	AddRolledBack func(ctx context.Context, msgs ...*core.Message) error
+	// Reopen returns another Store over the same data, as a second relay process would open it.
+	// Optional: the concurrent-claim tests use Store itself when nil.
+	Reopen func(t *testing.T) core.Store
+}
+
+// StoreFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.
+type StoreFactory func(t *testing.T) StoreHarness
+
+// StoreFeatures says what a store supports; the suite skips what it does not.
+type StoreFeatures struct {
+	// Transactions: writes are atomic with the caller's transaction (AddRolledBack works).
+	Transactions bool
+	// ConcurrentClaims: claims are atomic across goroutines and processes.
+	ConcurrentClaims bool
+	// Notifier: the store implements core.Notifier.
+	Notifier bool
+	// Inspector: the store implements core.Inspector.
+	Inspector bool
+	// Retention: the store keeps delivered messages and implements core.Retention.
+	Retention bool
+	// MaxPayloadBytes is the payload limit the store's Add enforces.
+	// Default core.DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+}
+
+// RunStoreSuite runs the store contract against the stores newStore returns.
+func RunStoreSuite(t *testing.T, newStore StoreFactory, f StoreFeatures) {
+	if f.MaxPayloadBytes == 0 {
+		f.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+	}
+	s := &storeSuite{newStore: newStore, f: f}
+	t.Run("Claim", s.testClaim)
+	t.Run("Lease", s.testLease)
+	t.Run("Ack", s.testAck)
+	t.Run("Nack", s.testNack)
+	t.Run("Dead", s.testDead)
+	t.Run("Ordered", s.testOrdered)
+	t.Run("Concurrent", s.testConcurrent)
+	t.Run("Notifier", s.testNotifier)
+	t.Run("Inspector", s.testInspector)
+	t.Run("Retention", s.testRetention)
+	t.Run("Transactions", s.testTransactions)
+	t.Run("BadInput", s.testBadInput)
+	t.Run("Relay", s.testRelay)
+}
+
+type storeSuite struct {
+	newStore StoreFactory
+	f        StoreFeatures
+}
+
+// TransportHarness is one fresh, isolated transport (its own queue) for one test.
+type TransportHarness struct {
+	Transport core.Transport
+	// Receive returns the next n messages a consumer of the destination receives, decoded
+	// (ID, Type, Payload, Result, CreatedAt, and Key and Headers where the transport carries
+	// them), waiting until ctx ends. It returns what it has with ctx's error when fewer arrive.
+	Receive func(ctx context.Context, n int) ([]*core.Message, error)
+}
+
+// TransportFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.
+type TransportFactory func(t *testing.T) TransportHarness
+
+// TransportFeatures says what a transport supports; the suite skips what it does not.
+type TransportFeatures struct {
+	// Headers: message headers reach the consumer.
+	Headers bool
+	// Keys: the message Key reaches the consumer.
+	Keys bool
+	// Ordered: messages with the same Key are received in publish order.
+	Ordered bool
+	// MaxMessageBytes: a larger message fails with a permanent error. Zero: no limit to test.
+	MaxMessageBytes int
+}
+
+// RunTransportSuite runs the transport contract against the transports newTransport returns.
+func RunTransportSuite(t *testing.T, newTransport TransportFactory, f TransportFeatures) {
+	s := &transportSuite{newTransport: newTransport, f: f}
+	t.Run("RoundTrip", s.testRoundTrip)
+	t.Run("Batch", s.testBatch)
+	t.Run("Ordered", s.testOrdered)
+	t.Run("Oversized", s.testOversized)
+	t.Run("Cancelled", s.testCancelled)
+}
+
+type transportSuite struct {
+	newTransport TransportFactory
+	f            TransportFeatures
+}
