@@ -1,0 +1,366 @@
+package outboxtest
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// MemoryStore is an in-memory core.Store with a transactional write side. It passes the full
+// store suite, so relay tests can run against it without a database. Set the exported fields
+// before first use.
+type MemoryStore struct {
+	// KeepDelivered keeps acknowledged messages as delivered (for Retention and Counts) instead
+	// of deleting them. Default false.
+	KeepDelivered bool
+	// MaxPayloadBytes bounds Payload plus Result. Default core.DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+	// WriteHooks run on every message Add writes.
+	WriteHooks []core.WriteHook
+
+	mu        sync.Mutex
+	queue     *list.List // of *memEntry: every undelivered message (pending or dead), in write order
+	byID      map[string]*list.Element
+	delivered map[string]*memEntry
+	listeners map[chan struct{}]struct{}
+}
+
+type memEntry struct {
+	msg         core.Message
+	status      core.Status
+	availableAt time.Time
+	leaseOwner  string
+	leaseUntil  time.Time
+	lastError   string
+	diedAt      time.Time
+	deliveredAt time.Time
+}
+
+var (
+	_ core.Store     = (*MemoryStore)(nil)
+	_ core.Notifier  = (*MemoryStore)(nil)
+	_ core.Inspector = (*MemoryStore)(nil)
+	_ core.Retention = (*MemoryStore)(nil)
+)
+
+// NewMemoryStore returns an empty store that deletes messages on ack.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
+
+func (s *MemoryStore) init() {
+	if s.queue == nil {
+		s.queue = list.New()
+		s.byID = map[string]*list.Element{}
+		s.delivered = map[string]*memEntry{}
+		s.listeners = map[chan struct{}]struct{}{}
+	}
+}
+
+// MemoryTx is a write transaction on a MemoryStore: nothing it adds is visible before Commit.
+type MemoryTx struct {
+	store *MemoryStore
+	msgs  []*core.Message
+	done  bool
+}
+
+// Begin starts a write transaction.
+func (s *MemoryStore) Begin() *MemoryTx { return &MemoryTx{store: s} }
+
+// Add validates msgs (core.Prepare) and stages them.
+func (tx *MemoryTx) Add(ctx context.Context, msgs ...*core.Message) error {
+	if tx.done {
+		return fmt.Errorf("memory store: add: transaction already ended")
+	}
+	opts := core.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
+	if err := core.Prepare(ctx, msgs, opts); err != nil {
+		return fmt.Errorf("memory store: add: %w", err)
+	}
+	for _, m := range msgs {
+		tx.msgs = append(tx.msgs, m.Clone())
+	}
+	return nil
+}
+
+// Commit stores every staged message at once, or none when an ID already exists.
+func (tx *MemoryTx) Commit() error {
+	if tx.done {
+		return fmt.Errorf("memory store: commit: transaction already ended")
+	}
+	tx.done = true
+	s := tx.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	seen := map[string]bool{}
+	for _, m := range tx.msgs {
+		if _, dup := s.byID[m.ID]; dup || seen[m.ID] || s.delivered[m.ID] != nil {
+			return fmt.Errorf("memory store: commit: duplicate message id %s", m.ID)
+		}
+		seen[m.ID] = true
+	}
+	for _, m := range tx.msgs {
+		e := &memEntry{msg: *m, status: core.StatusPending, availableAt: m.CreatedAt}
+		s.byID[m.ID] = s.queue.PushBack(e)
+	}
+	if len(tx.msgs) > 0 {
+		s.signal()
+	}
+	return nil
+}
+
+// Rollback discards the staged messages.
+func (tx *MemoryTx) Rollback() { tx.done, tx.msgs = true, nil }
+
+// Add writes msgs in a transaction of their own.
+func (s *MemoryStore) Add(ctx context.Context, msgs ...*core.Message) error {
+	tx := s.Begin()
+	if err := tx.Add(ctx, msgs...); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Claim implements core.Store.
+func (s *MemoryStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("memory store: claim: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	now := time.Now()
+	var seenKeys map[string]struct{}
+	if req.Ordered {
+		seenKeys = map[string]struct{}{}
+	}
+	var out []*core.Message
+	for el := s.queue.Front(); el != nil && len(out) < req.Limit; el = el.Next() {
+		e := el.Value.(*memEntry)
+		if req.Ordered && e.msg.Key != "" {
+			// The first undelivered message of a key (pending, leased or dead) is its head;
+			// every later one waits for it.
+			if _, seen := seenKeys[e.msg.Key]; seen {
+				continue
+			}
+			seenKeys[e.msg.Key] = struct{}{}
+		}
+		if e.status != core.StatusPending || e.availableAt.After(now) || (e.leaseOwner != "" && e.leaseUntil.After(now)) {
+			continue
+		}
+		e.leaseOwner, e.leaseUntil = req.Owner, now.Add(req.Lease)
+		m := e.msg
+		if m.Headers != nil {
+			m.Headers = cloneHeaders(m.Headers)
+		}
+		out = append(out, &m)
+	}
+	return out, nil
+}
+
+// Ack implements core.Store.
+func (s *MemoryStore) Ack(ctx context.Context, owner string, ids []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	now := time.Now()
+	for _, id := range ids {
+		el, ok := s.byID[id]
+		if !ok {
+			continue
+		}
+		e := el.Value.(*memEntry)
+		if e.status != core.StatusPending || e.leaseOwner != owner {
+			continue
+		}
+		s.queue.Remove(el)
+		delete(s.byID, id)
+		if s.KeepDelivered {
+			e.status, e.deliveredAt, e.leaseOwner = core.StatusDelivered, now, ""
+			s.delivered[id] = e
+		}
+	}
+	return nil
+}
+
+// Nack implements core.Store.
+func (s *MemoryStore) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	now := time.Now()
+	for _, f := range failures {
+		el, ok := s.byID[f.ID]
+		if !ok {
+			continue
+		}
+		e := el.Value.(*memEntry)
+		if e.status != core.StatusPending || e.leaseOwner != owner {
+			continue
+		}
+		e.msg.Attempts++
+		e.lastError, e.leaseOwner, e.leaseUntil = f.Error, "", time.Time{}
+		if f.Dead {
+			e.status, e.diedAt = core.StatusDead, now
+		} else {
+			e.availableAt = f.RetryAt
+		}
+	}
+	return nil
+}
+
+// Listen implements core.Notifier: it signals after every commit.
+func (s *MemoryStore) Listen(ctx context.Context) (<-chan struct{}, error) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.init()
+	s.listeners[ch] = struct{}{}
+	s.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		s.mu.Lock()
+		delete(s.listeners, ch)
+		s.mu.Unlock()
+		close(ch)
+	}()
+	return ch, nil
+}
+
+func (s *MemoryStore) signal() {
+	for ch := range s.listeners {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Counts implements core.Inspector.
+func (s *MemoryStore) Counts(ctx context.Context) (core.Counts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	c := core.Counts{Delivered: int64(len(s.delivered))}
+	for el := s.queue.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*memEntry)
+		if e.status == core.StatusDead {
+			c.Dead++
+			continue
+		}
+		c.Pending++
+		if c.OldestPending.IsZero() || e.msg.CreatedAt.Before(c.OldestPending) {
+			c.OldestPending = e.msg.CreatedAt
+		}
+	}
+	return c, ctx.Err()
+}
+
+// ListDead implements core.Inspector.
+func (s *MemoryStore) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []core.DeadLetter
+	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+		m := e.msg
+		m.Headers = cloneHeaders(m.Headers)
+		out = append(out, core.DeadLetter{Message: m, LastError: e.lastError, DiedAt: e.diedAt})
+		return len(out) < limit
+	})
+	return out, ctx.Err()
+}
+
+// Requeue implements core.Inspector.
+func (s *MemoryStore) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+	n := 0
+	now := time.Now()
+	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+		e.status, e.availableAt, e.msg.Attempts, e.diedAt = core.StatusPending, now, 0, time.Time{}
+		n++
+		return f.Limit <= 0 || n < f.Limit
+	})
+	if n > 0 {
+		s.mu.Lock()
+		s.signal()
+		s.mu.Unlock()
+	}
+	return n, ctx.Err()
+}
+
+// Purge implements core.Inspector.
+func (s *MemoryStore) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+	n := 0
+	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+		s.queue.Remove(el)
+		delete(s.byID, e.msg.ID)
+		n++
+		return f.Limit <= 0 || n < f.Limit
+	})
+	return n, ctx.Err()
+}
+
+// eachDead calls fn, under the lock, on each dead message matching f until fn returns false.
+func (s *MemoryStore) eachDead(f core.DeadFilter, fn func(*list.Element, *memEntry) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	for el := s.queue.Front(); el != nil; {
+		next := el.Next() // fn may remove el
+		e := el.Value.(*memEntry)
+		if e.status == core.StatusDead && matchDead(f, &e.msg) && !fn(el, e) {
+			return
+		}
+		el = next
+	}
+}
+
+func matchDead(f core.DeadFilter, m *core.Message) bool {
+	return (len(f.IDs) == 0 || slices.Contains(f.IDs, m.ID)) &&
+		(f.Type == "" || f.Type == m.Type) &&
+		(f.Key == "" || f.Key == m.Key)
+}
+
+// DeleteDelivered implements core.Retention.
+func (s *MemoryStore) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("memory store: delete delivered: limit must be positive")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.init()
+	n := 0
+	for id, e := range s.delivered {
+		if n == limit {
+			break
+		}
+		if e.deliveredAt.Before(cutoff) {
+			delete(s.delivered, id)
+			n++
+		}
+	}
+	return n, ctx.Err()
+}
+
+func cloneHeaders(h map[string]string) map[string]string {
+	if h == nil {
+		return nil
+	}
+	c := make(map[string]string, len(h))
+	for k, v := range h {
+		c[k] = v
+	}
+	return c
+}
