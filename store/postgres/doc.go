@@ -1,0 +1,18 @@
+// Package postgres is the PostgreSQL backend of the outbox, built on pgx v5.
+//
+// The write side takes the caller's own transaction: Add(ctx, pgx.Tx, msgs...) stores messages
+// in one statement inside the business transaction (AddSQL does the same for a *sql.Tx), and
+// Execute runs a function and stores its events in a transaction it opens, the way the origin
+// package's executeWithOutbox does. Every write also issues pg_notify inside the transaction, so
+// a listening relay wakes when — and only when — the transaction commits.
+//
+// The relay side (Store, which implements core.Store, core.Notifier, core.Inspector and
+// core.Retention) leases messages with one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED, so
+// any number of relays share one table without a global lock, and a row that commits late is
+// still found: claims follow partial indexes over pending rows, never an offset cursor.
+//
+// The table is created by EnsureSchema (idempotent and safe when many replicas start at once),
+// or from the DDL that SchemaSQL returns, for golang-migrate, goose or atlas users. Everything
+// works through PgBouncer in transaction pooling mode with pgx's simple protocol, except that
+// LISTEN needs a session: point Config.ListenURL at PostgreSQL itself in that setup.
+package postgres

@@ -1,0 +1,100 @@
+package postgres
+
+import "fmt"
+
+// queries holds the SQL of one store, built once from its quoted table name. Every value travels
+// as a parameter; only the validated, quoted identifier is pasted in. Parameters are plain
+// scalars and text/uuid/timestamptz/bool arrays with explicit casts, so the statements work in
+// pgx's simple protocol (PgBouncer) as well as with prepared statements.
+type queries struct {
+	add, addJSON            string
+	claim, claimOrdered     string
+	ack, nack               string
+	counts, deleteDelivered string
+	deadColumns, deadFrom   string
+	requeueSet, purge       string
+}
+
+// returning is what a claim reads back, in the order scanMessage expects.
+const returning = `o.seq, o.id::text, o.type, o.key, o.payload::text, o.result::text, o.headers::text, o.created_at, o.attempts`
+
+func buildQueries(table string, keepDelivered bool) queries {
+	var q queries
+
+	// One statement, so one round trip whatever the batch size: the INSERT runs as a
+	// data-modifying CTE and the NOTIFY it is paired with only reaches listeners on commit.
+	// ORDER BY n keeps seq in the caller's order.
+	q.add = fmt.Sprintf(`WITH ins AS (
+	INSERT INTO %s (id, type, key, payload, result, headers, created_at)
+	SELECT u.id, u.type, u.key, u.payload::json, u.result::json, u.headers::json, u.created_at
+	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+		WITH ORDINALITY AS u(id, type, key, payload, result, headers, created_at, n)
+	ORDER BY u.n
+) SELECT pg_notify($8, '')`, table)
+
+	// database/sql drivers disagree on how arrays are passed, so AddSQL sends the batch as one
+	// JSON document, which every driver passes as text.
+	q.addJSON = fmt.Sprintf(`WITH ins AS (
+	INSERT INTO %s (id, type, key, payload, result, headers, created_at)
+	SELECT r.id, r.type, r.key, r.payload, r.result, r.headers, r.created_at
+	FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, type text, key text, payload json, result json, headers json, created_at timestamptz))
+		WITH ORDINALITY AS r(id, type, key, payload, result, headers, created_at, n)
+	ORDER BY r.n
+) SELECT pg_notify($2, '')`, table)
+
+	// A claim is one statement: pick due rows oldest first from the pending index, skipping rows
+	// another claimer has locked, and lease them. The lease expiry also becomes available_at, so
+	// an expired lease makes the row due again without a second condition.
+	claim := `UPDATE %[1]s AS o
+SET lease_owner = $1, lease_until = now() + $2::float8 * interval '1 second', available_at = now() + $2::float8 * interval '1 second'
+FROM (
+	SELECT c.id FROM %[1]s AS c
+	WHERE c.status = 'pending' AND c.available_at <= now() %[2]s
+	ORDER BY c.seq
+	LIMIT $3
+	FOR UPDATE OF c SKIP LOCKED
+) AS picked
+WHERE o.id = picked.id
+RETURNING ` + returning
+	q.claim = fmt.Sprintf(claim, table, "")
+	// Ordered: a keyed row is due only when no earlier row of its key is undelivered (pending,
+	// leased or dead), which makes it the key's head; the undelivered-key index answers that.
+	q.claimOrdered = fmt.Sprintf(claim, table, fmt.Sprintf(`
+		AND (c.key = '' OR NOT EXISTS (
+			SELECT 1 FROM %s AS p WHERE p.key = c.key AND p.status <> 'delivered' AND p.seq < c.seq))`, table))
+
+	if keepDelivered {
+		q.ack = fmt.Sprintf(`UPDATE %s SET status = 'delivered', delivered_at = now(), lease_until = NULL
+WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND status = 'pending'`, table)
+	} else {
+		q.ack = fmt.Sprintf(`DELETE FROM %s WHERE id = ANY($1::uuid[]) AND lease_owner = $2 AND status = 'pending'`, table)
+	}
+
+	q.nack = fmt.Sprintf(`UPDATE %s AS o SET
+	attempts = o.attempts + 1,
+	last_error = f.err,
+	status = CASE WHEN f.dead THEN 'dead' ELSE 'pending' END,
+	available_at = CASE WHEN f.dead THEN o.available_at ELSE f.retry_at END,
+	dead_at = CASE WHEN f.dead THEN now() END,
+	lease_owner = NULL,
+	lease_until = NULL
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bool[]) AS f(id, err, retry_at, dead)
+WHERE o.id = f.id AND o.lease_owner = $5 AND o.status = 'pending'`, table)
+
+	q.counts = fmt.Sprintf(`SELECT
+	count(*) FILTER (WHERE status = 'pending'),
+	count(*) FILTER (WHERE status = 'delivered'),
+	count(*) FILTER (WHERE status = 'dead'),
+	min(created_at) FILTER (WHERE status = 'pending')
+FROM %s`, table)
+
+	q.deleteDelivered = fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN (
+	SELECT id FROM %[1]s WHERE status = 'delivered' AND delivered_at < $1
+	ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, table)
+
+	q.deadColumns = `id::text, type, key, payload::text, result::text, headers::text, created_at, attempts, coalesce(last_error, ''), coalesce(dead_at, created_at)`
+	q.deadFrom = table
+	q.requeueSet = fmt.Sprintf(`UPDATE %s SET status = 'pending', attempts = 0, available_at = now(), dead_at = NULL, lease_owner = NULL, lease_until = NULL`, table)
+	q.purge = fmt.Sprintf(`DELETE FROM %s`, table)
+	return q
+}

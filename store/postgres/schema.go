@@ -1,0 +1,115 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SchemaSQL returns the DDL that creates the outbox table and its indexes in schema, for
+// migration tools (golang-migrate, goose, atlas). It is exactly what EnsureSchema runs, and it is
+// idempotent (IF NOT EXISTS throughout).
+//
+// Columns: seq gives insert order (claims are oldest first, ordered mode follows it per key);
+// status is pending, delivered or dead; available_at is when a pending message may next be
+// claimed: its retry time after a failure, or its lease expiry while leased, so "due" is one
+// comparison; lease_owner and lease_until record who holds the lease.
+//
+// Indexes are partial, so a claim reads only pending rows however many delivered rows are kept:
+// pending by seq (claims), undelivered by key and seq (the ordered head check), delivered by
+// delivered_at (retention), dead by seq (inspection). None covers available_at or the lease
+// columns, so the claim's UPDATE can be a heap-only tuple update; the table's fillfactor leaves
+// room on each page for that.
+func SchemaSQL(schema, table string) (string, error) {
+	if err := checkIdentifier("Schema", schema); err != nil {
+		return "", err
+	}
+	if err := checkIdentifier("Table", table); err != nil {
+		return "", err
+	}
+	return schemaSQL(schema, table, true), nil
+}
+
+func schemaSQL(schema, table string, createSchema bool) string {
+	t := pgx.Identifier{schema, table}.Sanitize()
+	idx := func(suffix string) string { return pgx.Identifier{indexName(table, suffix)}.Sanitize() }
+	var b strings.Builder
+	if createSchema {
+		fmt.Fprintf(&b, "CREATE SCHEMA IF NOT EXISTS %s;\n", pgx.Identifier{schema}.Sanitize())
+	}
+	fmt.Fprintf(&b, `CREATE TABLE IF NOT EXISTS %[1]s (
+	id           uuid        PRIMARY KEY,
+	seq          bigint      GENERATED ALWAYS AS IDENTITY,
+	type         text        NOT NULL,
+	key          text        NOT NULL DEFAULT '',
+	payload      json        NOT NULL,
+	result       json,
+	headers      json,
+	status       text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+	attempts     integer     NOT NULL DEFAULT 0,
+	available_at timestamptz NOT NULL DEFAULT now(),
+	lease_owner  text,
+	lease_until  timestamptz,
+	last_error   text,
+	created_at   timestamptz NOT NULL,
+	delivered_at timestamptz,
+	dead_at      timestamptz
+) WITH (fillfactor = 80);
+CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (seq) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS %[3]s ON %[1]s (key, seq) WHERE status <> 'delivered';
+CREATE INDEX IF NOT EXISTS %[4]s ON %[1]s (delivered_at) WHERE status = 'delivered';
+CREATE INDEX IF NOT EXISTS %[5]s ON %[1]s (seq) WHERE status = 'dead';
+`, t, idx("pending"), idx("undelivered_key"), idx("delivered"), idx("dead"))
+	return b.String()
+}
+
+// indexName returns table_suffix, or, when that exceeds PostgreSQL's 63-byte limit (which would
+// silently truncate it and make two index names collide), a shortened name with a hash.
+func indexName(table, suffix string) string {
+	name := table + "_" + suffix
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	tail := "_" + hex.EncodeToString(sum[:4]) + "_" + suffix
+	return table[:63-len(tail)] + tail
+}
+
+// lockKey is the advisory lock EnsureSchema holds, one per table, so replicas starting together
+// create the table once instead of failing on each other's half-made catalog entries.
+func lockKey(schema, table string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("outbox schema " + schema + "." + table))
+	return int64(h.Sum64())
+}
+
+// EnsureSchema creates the schema, table and indexes when missing (the origin package's
+// ensureOutboxTable). It is idempotent and safe to run from many processes at once: a
+// transaction-scoped advisory lock serialises them.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	if err := s.open(); err != nil {
+		return fmt.Errorf("postgres: ensure schema: %w", err)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.cfg.Schema, s.cfg.Table)); err != nil {
+			return err
+		}
+		// CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the database even when the
+		// schema exists, so only ask for it when the schema is missing.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.cfg.Schema).Scan(&exists); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, schemaSQL(s.cfg.Schema, s.cfg.Table, !exists))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: ensure schema %s: %w", s.table, err)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
+)
+
+// eachMode runs fn with the pool in pgx's default exec mode and in the simple protocol.
+func eachMode(t *testing.T, fn func(t *testing.T, mode pgx.QueryExecMode)) {
+	t.Run("Default", func(t *testing.T) { fn(t, 0) })
+	t.Run("SimpleProtocol", func(t *testing.T) { fn(t, pgx.QueryExecModeSimpleProtocol) })
+}
+
+func claim(t *testing.T, s core.Store, owner string, limit int, ordered bool) []*core.Message {
+	t.Helper()
+	msgs, err := s.Claim(context.Background(), core.ClaimRequest{Owner: owner, Limit: limit, Lease: time.Minute, Ordered: ordered})
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	return msgs
+}
+
+func ids(msgs []*core.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func TestRoundTrip(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
+		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
+		ctx := context.Background()
+		in := &core.Message{Type: "USER_CREATED", Key: "user-1", Payload: []byte(`{"b": 2, "a": [1, "x\u0000"]}`),
+			Result: []byte(`{"id":7}`), Headers: map[string]string{"traceparent": "00-abc", "nul": "a\x00b", "é": "ü"}}
+		plain := msg(t, "PLAIN", "", map[string]int{"n": 1})
+		add(t, s, in, plain)
+
+		got := claim(t, s, "r1", 10, false)
+		if len(got) != 2 || got[0].ID != in.ID || got[1].ID != plain.ID {
+			t.Fatalf("claim = %v, want [%s %s] in insert order", ids(got), in.ID, plain.ID)
+		}
+		m := got[0]
+		if m.Type != in.Type || m.Key != in.Key || string(m.Payload) != string(in.Payload) || string(m.Result) != string(in.Result) ||
+			!m.CreatedAt.Equal(in.CreatedAt) || m.CreatedAt.Location() != time.UTC || m.Attempts != 0 {
+			t.Fatalf("round trip changed the message:\n got %+v\nwant %+v", m, in)
+		}
+		if len(m.Headers) != 3 || m.Headers["nul"] != "a\x00b" || m.Headers["é"] != "ü" {
+			t.Fatalf("headers = %q", m.Headers)
+		}
+		if got[1].Headers != nil || got[1].Result != nil {
+			t.Fatalf("empty headers/result came back as %q / %q", got[1].Headers, got[1].Result)
+		}
+		if again := claim(t, s, "r2", 10, false); len(again) != 0 {
+			t.Fatalf("leased messages claimed again: %v", ids(again))
+		}
+		if err := s.Ack(ctx, "r1", []string{in.ID, plain.ID, "not-a-uuid", "0190a0a0-0000-7000-8000-000000000000"}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Counts(ctx)
+		if err != nil || c != (core.Counts{}) {
+			t.Fatalf("counts after ack = %+v, %v; want all zero", c, err)
+		}
+	})
+}
+
+func TestAckOnlyByLeaseOwner(t *testing.T) {
+	s, _ := newStore(t, func(c *postgres.Config) { c.KeepDelivered = true })
+	ctx := context.Background()
+	m := msg(t, "T", "", 1)
+	add(t, s, m)
+	claim(t, s, "owner", 1, false)
+	if err := s.Ack(ctx, "intruder", []string{m.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Nack(ctx, "intruder", []core.Failure{{ID: m.ID, Error: "x", Dead: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Counts(ctx); c.Pending != 1 {
+		t.Fatalf("another owner's ack or nack counted: %+v", c)
+	}
+	if err := s.Ack(ctx, "owner", []string{m.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Counts(ctx); c.Pending != 0 || c.Delivered != 1 {
+		t.Fatalf("owner's ack not counted: %+v", c)
+	}
+}
+
+func TestNackRetryAndDead(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
+		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
+		ctx := context.Background()
+		a, b := msg(t, "A", "", 1), msg(t, "B", "", 2)
+		add(t, s, a, b)
+		claim(t, s, "r", 10, false)
+		err := s.Nack(ctx, "r", []core.Failure{
+			{ID: a.ID, Error: "broker down\x00 \xff", RetryAt: time.Now().Add(300 * time.Millisecond)},
+			{ID: b.ID, Error: "poison", Dead: true},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := claim(t, s, "r", 10, false); len(got) != 0 {
+			t.Fatalf("claimed before retry time: %v", ids(got))
+		}
+		time.Sleep(350 * time.Millisecond)
+		got := claim(t, s, "r", 10, false)
+		if len(got) != 1 || got[0].ID != a.ID || got[0].Attempts != 1 {
+			t.Fatalf("after retry time claim = %+v, want %s with 1 attempt", got, a.ID)
+		}
+		dead, err := s.ListDead(ctx, core.DeadFilter{})
+		if err != nil || len(dead) != 1 || dead[0].ID != b.ID || dead[0].LastError != "poison" || dead[0].Attempts != 1 || dead[0].DiedAt.IsZero() {
+			t.Fatalf("dead = %+v, %v", dead, err)
+		}
+		if n, err := s.Requeue(ctx, core.DeadFilter{Type: "B"}); err != nil || n != 1 {
+			t.Fatalf("requeue = %d, %v", n, err)
+		}
+		got = claim(t, s, "r", 10, false)
+		if len(got) != 1 || got[0].ID != b.ID || got[0].Attempts != 0 {
+			t.Fatalf("requeued claim = %+v", got)
+		}
+	})
+}
+
+func TestOrderedHeadPerKey(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
+		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode; c.KeepDelivered = true })
+		ctx := context.Background()
+		k1a, k1b, k2a, free, k2b := msg(t, "T", "k1", 1), msg(t, "T", "k1", 2), msg(t, "T", "k2", 1), msg(t, "T", "", 0), msg(t, "T", "k2", 2)
+		add(t, s, k1a, k1b, k2a, free, k2b)
+		got := claim(t, s, "r", 10, true)
+		if want := []string{k1a.ID, k2a.ID, free.ID}; strings.Join(ids(got), ",") != strings.Join(want, ",") {
+			t.Fatalf("ordered claim = %v, want heads %v", ids(got), want)
+		}
+		if got := claim(t, s, "r", 10, true); len(got) != 0 {
+			t.Fatalf("claimed behind leased heads: %v", ids(got))
+		}
+		// k1's head dies: it blocks k1. k2's head is delivered: k2 moves on.
+		if err := s.Nack(ctx, "r", []core.Failure{{ID: k1a.ID, Error: "bad", Dead: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ack(ctx, "r", []string{k2a.ID, free.ID}); err != nil {
+			t.Fatal(err)
+		}
+		if got := claim(t, s, "r", 10, true); len(got) != 1 || got[0].ID != k2b.ID {
+			t.Fatalf("claim = %v, want only %s (k1 blocked by its dead head)", ids(got), k2b.ID)
+		}
+		if _, err := s.Purge(ctx, core.DeadFilter{Key: "k1"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := claim(t, s, "r", 10, true); len(got) != 1 || got[0].ID != k1b.ID {
+			t.Fatalf("after purge claim = %v, want %s", ids(got), k1b.ID)
+		}
+	})
+}
+
+func TestCorruptRowIsDeadLettered(t *testing.T) {
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	bad, good := msg(t, "BAD", "", 1), msg(t, "GOOD", "", 2)
+	add(t, s, bad, good)
+	if _, err := s.Pool().Exec(ctx, "UPDATE "+s.Table()+` SET headers = '{"n": 1}' WHERE id = $1`, bad.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := claim(t, s, "r", 10, false)
+	if len(got) != 1 || got[0].ID != good.ID {
+		t.Fatalf("claim = %v, want only the good row", ids(got))
+	}
+	dead, err := s.ListDead(ctx, core.DeadFilter{IDs: []string{bad.ID}})
+	if err != nil || len(dead) != 1 || !strings.Contains(dead[0].LastError, "corrupt row: headers") {
+		t.Fatalf("dead = %+v, %v; want the corrupt row with its reason", dead, err)
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	s, _ := newStore(t, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	ctx := context.Background()
+	_, err := s.Claim(ctx, core.ClaimRequest{Owner: "r", Limit: 1, Lease: time.Second})
+	if !errors.Is(err, core.ErrClosed) || !strings.HasPrefix(err.Error(), "postgres: claim:") {
+		t.Fatalf("claim on closed store: %v", err)
+	}
+	if _, err := s.Listen(ctx); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("listen on closed store: %v", err)
+	}
+}

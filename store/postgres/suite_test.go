@@ -1,0 +1,66 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/postgres"
+)
+
+// harness returns a suite factory; mode is the pool's query exec mode (0 for pgx's default).
+func harness(mode pgx.QueryExecMode, keepDelivered bool) outboxtest.StoreFactory {
+	return func(t *testing.T) outboxtest.StoreHarness {
+		s, cfg := newStore(t, func(c *postgres.Config) {
+			c.QueryExecMode = mode
+			c.KeepDelivered = keepDelivered
+		})
+		write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
+			tx, err := s.Pool().Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+			if err := s.Add(ctx, tx, msgs...); err != nil {
+				return err
+			}
+			if !commit {
+				return tx.Rollback(ctx)
+			}
+			return tx.Commit(ctx)
+		}
+		return outboxtest.StoreHarness{
+			Store:         s,
+			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
+			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
+			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
+		}
+	}
+}
+
+var allFeatures = outboxtest.StoreFeatures{
+	Transactions:     true,
+	ConcurrentClaims: true,
+	Notifier:         true,
+	Inspector:        true,
+	Retention:        true,
+}
+
+// The suite runs twice: with prepared statements (pgx's default) and with the simple protocol
+// that PgBouncer's transaction pooling requires.
+func TestStoreSuite(t *testing.T) {
+	t.Run("Default", func(t *testing.T) { outboxtest.RunStoreSuite(t, harness(0, true), allFeatures) })
+	t.Run("SimpleProtocol", func(t *testing.T) {
+		outboxtest.RunStoreSuite(t, harness(pgx.QueryExecModeSimpleProtocol, true), allFeatures)
+	})
+}
+
+// Delete-on-ack mode has no Retention; everything else holds.
+func TestStoreSuiteDeleteOnAck(t *testing.T) {
+	f := allFeatures
+	f.Retention = false
+	outboxtest.RunStoreSuite(t, harness(0, false), f)
+}

@@ -1,0 +1,166 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/txoutbox/outbox/core"
+)
+
+// Add stores msgs inside the caller's transaction, in one statement, and signals listening
+// relays; the signal, like the rows, only takes effect if tx commits. It runs core.Prepare first
+// (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
+// nothing is written.
+func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error {
+	if err := s.open(); err != nil {
+		return fmt.Errorf("postgres: add: %w", err)
+	}
+	if tx == nil {
+		return fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := s.prepare(ctx, msgs); err != nil {
+		return err
+	}
+	cols := columnsOf(msgs)
+	if _, err := tx.Exec(ctx, s.q.add, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, s.channel); err != nil {
+		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
+	}
+	return nil
+}
+
+// AddSQL is Add for database/sql users: it stores msgs inside tx, which may come from any
+// PostgreSQL driver (pgx's stdlib, lib/pq), since the batch travels as one JSON parameter.
+func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
+	if err := s.open(); err != nil {
+		return fmt.Errorf("postgres: add: %w", err)
+	}
+	if tx == nil {
+		return fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := s.prepare(ctx, msgs); err != nil {
+		return err
+	}
+	type row struct {
+		ID        string            `json:"id"`
+		Type      string            `json:"type"`
+		Key       string            `json:"key"`
+		Payload   json.RawMessage   `json:"payload"`
+		Result    json.RawMessage   `json:"result,omitempty"`
+		Headers   map[string]string `json:"headers,omitempty"`
+		CreatedAt time.Time         `json:"created_at"`
+	}
+	rows := make([]row, len(msgs))
+	for i, m := range msgs {
+		rows[i] = row{m.ID, m.Type, m.Key, m.Payload, m.Result, m.Headers, m.CreatedAt}
+	}
+	doc, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("postgres: add: encode batch: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q.addJSON, string(doc), s.channel); err != nil {
+		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
+	}
+	return nil
+}
+
+func (s *Store) prepare(ctx context.Context, msgs []*core.Message) error {
+	err := core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	if err != nil {
+		return fmt.Errorf("postgres: add: %w", err)
+	}
+	return nil
+}
+
+// columns is a batch of messages as one array per column, for unnest.
+type columns struct {
+	ids, types, keys, payloads []string
+	results, headers           []*string
+	created                    []time.Time
+}
+
+func columnsOf(msgs []*core.Message) columns {
+	n := len(msgs)
+	c := columns{
+		ids: make([]string, n), types: make([]string, n), keys: make([]string, n), payloads: make([]string, n),
+		results: make([]*string, n), headers: make([]*string, n), created: make([]time.Time, n),
+	}
+	for i, m := range msgs {
+		c.ids[i], c.types[i], c.keys[i], c.payloads[i], c.created[i] = m.ID, m.Type, m.Key, string(m.Payload), m.CreatedAt
+		if len(m.Result) > 0 {
+			r := string(m.Result)
+			c.results[i] = &r
+		}
+		if len(m.Headers) > 0 {
+			b, _ := json.Marshal(m.Headers) // a map of strings always encodes
+			h := string(b)
+			c.headers[i] = &h
+		}
+	}
+	return c
+}
+
+// Execute is the origin package's executeWithOutbox: it begins a transaction on the store's
+// pool, runs fn in it, stores msgs (each carrying fn's result as JSON in Result, unless it has
+// one already) and commits. When fn returns an error, Add fails, the commit fails or fn panics,
+// everything is rolled back, nothing is ever published, and the error is returned (the panic
+// re-raised). It holds one pooled connection at a time, so concurrent callers cannot deadlock
+// the pool however small it is.
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*core.Message) (result T, err error) {
+	var zero T
+	if s == nil {
+		return zero, fmt.Errorf("postgres: execute: %w", &core.ConfigError{Component: "postgres", Field: "store", Problem: "is nil"})
+	}
+	if fn == nil {
+		return zero, fmt.Errorf("postgres: execute: %w", &core.ConfigError{Component: "postgres", Field: "fn", Problem: "is nil"})
+	}
+	if err := s.open(); err != nil {
+		return zero, fmt.Errorf("postgres: execute: %w", err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return zero, fmt.Errorf("postgres: execute: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// Rollback needs a live context even when ctx was what failed.
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = tx.Rollback(rbCtx)
+			cancel()
+		}
+	}()
+
+	result, err = fn(ctx, tx)
+	if err != nil {
+		return zero, err
+	}
+	if len(msgs) > 0 {
+		encoded, err := json.Marshal(result)
+		if err != nil {
+			return zero, fmt.Errorf("postgres: execute: encode result as JSON: %w", err)
+		}
+		for _, m := range msgs {
+			if m != nil && len(m.Result) == 0 && string(encoded) != "null" {
+				m.Result = encoded
+			}
+		}
+		if err := s.Add(ctx, tx, msgs...); err != nil {
+			return zero, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return zero, fmt.Errorf("postgres: execute: commit: %w", err)
+	}
+	committed = true
+	return result, nil
+}
