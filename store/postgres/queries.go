@@ -36,8 +36,8 @@ func buildQueries(table string, keepDelivered bool) queries {
 	// JSON document, which every driver passes as text.
 	q.addJSON = fmt.Sprintf(`WITH ins AS (
 	INSERT INTO %s (id, type, key, payload, result, headers, created_at)
-	SELECT r.id, r.type, r.key, r.payload, r.result, r.headers, r.created_at
-	FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, type text, key text, payload json, result json, headers json, created_at timestamptz))
+	SELECT r.id, r.type, r.key, r.payload::json, r.result::json, r.headers::json, r.created_at
+	FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, type text, key text, payload text, result text, headers text, created_at timestamptz))
 		WITH ORDINALITY AS r(id, type, key, payload, result, headers, created_at, n)
 	ORDER BY r.n
 ) SELECT pg_notify($2, '')`, table)

@@ -50,18 +50,21 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 	if err := s.prepare(ctx, msgs); err != nil {
 		return err
 	}
+	// Payload, result and headers travel as JSON strings holding the JSON text, so the stored
+	// text is byte for byte what Add would store (encoding/json would compact it).
 	type row struct {
-		ID        string            `json:"id"`
-		Type      string            `json:"type"`
-		Key       string            `json:"key"`
-		Payload   json.RawMessage   `json:"payload"`
-		Result    json.RawMessage   `json:"result,omitempty"`
-		Headers   map[string]string `json:"headers,omitempty"`
-		CreatedAt time.Time         `json:"created_at"`
+		ID        string    `json:"id"`
+		Type      string    `json:"type"`
+		Key       string    `json:"key"`
+		Payload   string    `json:"payload"`
+		Result    *string   `json:"result"`
+		Headers   *string   `json:"headers"`
+		CreatedAt time.Time `json:"created_at"`
 	}
+	cols := columnsOf(msgs)
 	rows := make([]row, len(msgs))
-	for i, m := range msgs {
-		rows[i] = row{m.ID, m.Type, m.Key, m.Payload, m.Result, m.Headers, m.CreatedAt}
+	for i := range msgs {
+		rows[i] = row{cols.ids[i], cols.types[i], cols.keys[i], cols.payloads[i], cols.results[i], cols.headers[i], cols.created[i]}
 	}
 	doc, err := json.Marshal(rows)
 	if err != nil {
