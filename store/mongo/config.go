@@ -1,0 +1,217 @@
+package mongo
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// maxDocumentPayload bounds MaxPayloadBytes: a MongoDB document holds at most 16 MiB, and the
+// message's other fields need some of it.
+const maxDocumentPayload = 15 << 20
+
+// identifier is what database and collection names must match: safe in every MongoDB
+// namespace, log line and shell command.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// Config configures a Store. Set URI or Client, not both.
+type Config struct {
+	// URI is the connection string, e.g. mongodb://user:pass@host:27017/app?replicaSet=rs0.
+	// The Store connects with it and disconnects on Close. Its password never appears in errors
+	// or String(). Required unless Client is set.
+	URI string
+	// Client is the caller's own connected client. The Store uses it and never disconnects it.
+	// Default nil (connect to URI).
+	Client *mongo.Client
+	// Database holds the outbox collection. Default: the database named in URI's path; required
+	// when there is none or when Client is set.
+	Database string
+	// Collection is the outbox collection; its per-key sequence counters live in
+	// Collection+"_seq". Default "outbox".
+	Collection string
+	// KeepDelivered keeps acknowledged messages with status "delivered" (status tracking, and
+	// Retention deletes them later). Default false: Ack deletes them.
+	KeepDelivered bool
+	// DeliveredTTL, when positive, asks the server to delete delivered messages this long after
+	// delivery with a TTL index (needs KeepDelivered). Servers without TTL indexes get a plain
+	// index, and Retention (the relay's RetainDelivered) does the deleting. Default 0: no TTL.
+	DeliveredTTL time.Duration
+	// MaxPayloadBytes bounds a message's payload plus result. Default core.DefaultMaxPayloadBytes;
+	// at most 15 MiB (a MongoDB document holds 16 MiB).
+	MaxPayloadBytes int
+	// WriteHooks run on every message Add writes, before validation. Default none.
+	WriteHooks []core.WriteHook
+	// ConnectTimeout bounds New's connect and ping. Default 10s.
+	ConnectTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Collection == "" {
+		c.Collection = "outbox"
+	}
+	if c.Database == "" && c.Client == nil {
+		c.Database = uriDatabase(c.URI)
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Validate names the first field that is wrong. Defaults are applied first, so a zero field
+// that has a default is valid.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(field, problem string) error {
+		return &core.ConfigError{Component: "mongo", Field: field, Problem: problem}
+	}
+	switch {
+	case c.URI == "" && c.Client == nil:
+		return bad("URI", "is empty (set URI or Client)")
+	case c.URI != "" && c.Client != nil:
+		return bad("URI", "is set together with Client (set one)")
+	case c.URI != "" && !strings.HasPrefix(c.URI, "mongodb://") && !strings.HasPrefix(c.URI, "mongodb+srv://"):
+		return bad("URI", "must start with mongodb:// or mongodb+srv://")
+	case c.Database == "":
+		return bad("Database", "is empty (and URI names no database)")
+	case !identifier.MatchString(c.Database):
+		return bad("Database", fmt.Sprintf("%q must match %s", c.Database, identifier))
+	case !identifier.MatchString(c.Collection):
+		return bad("Collection", fmt.Sprintf("%q must match %s", c.Collection, identifier))
+	case c.DeliveredTTL < 0:
+		return bad("DeliveredTTL", "is negative")
+	case c.DeliveredTTL > 0 && !c.KeepDelivered:
+		return bad("DeliveredTTL", "needs KeepDelivered (without it, Ack deletes messages at once)")
+	case c.DeliveredTTL > 0 && c.DeliveredTTL < time.Second:
+		return bad("DeliveredTTL", "is under the 1s resolution of TTL indexes")
+	case c.MaxPayloadBytes < 0:
+		return bad("MaxPayloadBytes", "is negative")
+	case c.MaxPayloadBytes > maxDocumentPayload:
+		return bad("MaxPayloadBytes", fmt.Sprintf("%d exceeds %d (a MongoDB document holds 16 MiB)", c.MaxPayloadBytes, maxDocumentPayload))
+	case c.ConnectTimeout < 0:
+		return bad("ConnectTimeout", "is negative")
+	}
+	for i, h := range c.WriteHooks {
+		if h == nil {
+			return bad(fmt.Sprintf("WriteHooks[%d]", i), "is nil")
+		}
+	}
+	return nil
+}
+
+// String describes the config with the URI's password redacted.
+func (c Config) String() string {
+	client := "nil"
+	if c.Client != nil {
+		client = "set"
+	}
+	return fmt.Sprintf("mongo.Config{URI: %q, Client: %s, Database: %q, Collection: %q, KeepDelivered: %t, DeliveredTTL: %s, MaxPayloadBytes: %d, WriteHooks: %d, ConnectTimeout: %s}",
+		redactURI(c.URI), client, c.Database, c.Collection, c.KeepDelivered, c.DeliveredTTL, c.MaxPayloadBytes, len(c.WriteHooks), c.ConnectTimeout)
+}
+
+// GoString keeps %#v from printing the URI's password.
+func (c Config) GoString() string { return c.String() }
+
+// uriDatabase returns the database named in a connection string's path, or "".
+func uriDatabase(uri string) string {
+	rest, ok := strings.CutPrefix(uri, "mongodb://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(uri, "mongodb+srv://"); !ok {
+			return ""
+		}
+	}
+	// The host list may hold several comma-separated hosts, which url.Parse rejects; the
+	// database is between the first '/' and the '?'.
+	_, path, ok := strings.Cut(rest, "/")
+	if !ok {
+		return ""
+	}
+	path, _, _ = strings.Cut(path, "?")
+	db, err := url.PathUnescape(path)
+	if err != nil {
+		return ""
+	}
+	return db
+}
+
+// uriPassword returns the password in a connection string's userinfo, or "".
+func uriPassword(uri string) string {
+	_, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return ""
+	}
+	hosts, _, _ := strings.Cut(rest, "/")
+	userinfo, _, ok := cutLast(hosts, "@")
+	if !ok {
+		return ""
+	}
+	_, pass, ok := strings.Cut(userinfo, ":")
+	if !ok {
+		return ""
+	}
+	return pass
+}
+
+// redactURI replaces the password of a connection string with xxxxx.
+func redactURI(uri string) string {
+	pass := uriPassword(uri)
+	if pass == "" {
+		return uri
+	}
+	scheme, rest, _ := strings.Cut(uri, "://")
+	hosts, tail, hasTail := strings.Cut(rest, "/")
+	userinfo, hostlist, _ := cutLast(hosts, "@")
+	user, _, _ := strings.Cut(userinfo, ":")
+	out := scheme + "://" + user + ":xxxxx@" + hostlist
+	if hasTail {
+		out += "/" + tail
+	}
+	return out
+}
+
+// redactError returns err with every occurrence of the URI's password (raw or unescaped)
+// replaced, for errors from the driver that may quote the connection string.
+func redactError(err error, uri string) error {
+	pass := uriPassword(uri)
+	if err == nil || pass == "" {
+		return err
+	}
+	text := err.Error()
+	secrets := []string{pass}
+	if unescaped, uerr := url.QueryUnescape(pass); uerr == nil && unescaped != pass {
+		secrets = append(secrets, unescaped)
+	}
+	redacted := text
+	for _, s := range secrets {
+		redacted = strings.ReplaceAll(redacted, s, "xxxxx")
+	}
+	if redacted == text {
+		return err
+	}
+	return &redactedError{text: redacted, err: err}
+}
+
+// redactedError keeps errors.Is/As working on an error whose text had a secret removed.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
