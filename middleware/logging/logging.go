@@ -1,0 +1,96 @@
+// Package logging writes what happens on the publish path to a zap logger: one debug line per
+// batch, a warning per failed message, and an error per message the relay will dead-letter.
+// Failure lines carry the message's id, type, key, attempt and error; payloads stay out of logs
+// unless IncludePayload asks for them, because events often hold personal data.
+package logging
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"go.uber.org/zap"
+)
+
+// Config tunes the logging middleware. The zero value of every field except Logger means its
+// documented default.
+type Config struct {
+	// Logger receives the lines, under the name "outbox.publish". Required.
+	Logger *zap.Logger
+	// IncludePayload adds each failed message's payload to its line. Default false.
+	IncludePayload bool
+	// MaxAttempts mirrors the relay's Config.MaxAttempts, so that the last failed attempt of a
+	// message is logged as the dead letter it becomes. Default 25, the relay's default.
+	MaxAttempts int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 25
+	}
+	return c
+}
+
+// Validate names the first invalid field.
+func (c Config) Validate() error {
+	bad := func(field, problem string) error {
+		return &core.ConfigError{Component: "logging", Field: field, Problem: problem}
+	}
+	switch {
+	case c.Logger == nil:
+		return bad("Logger", "is nil")
+	case c.MaxAttempts < 0:
+		return bad("MaxAttempts", "is negative")
+	}
+	return nil
+}
+
+// Middleware returns the logging middleware, or the error Validate reports.
+func (c Config) Middleware() (core.Middleware, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.withDefaults()
+	log := c.Logger.Named("outbox.publish")
+	return func(next core.Handler) core.Handler {
+		return func(ctx context.Context, msgs []*core.Message) error {
+			start := time.Now()
+			err := next(ctx, msgs)
+			c.log(log, msgs, err, time.Since(start))
+			return err
+		}
+	}, nil
+}
+
+func (c Config) log(log *zap.Logger, msgs []*core.Message, err error, took time.Duration) {
+	var be *core.BatchError
+	partial := errors.As(err, &be)
+	failed := 0
+	for _, m := range msgs {
+		cause := err
+		if partial {
+			cause = be.Failed[m.ID]
+		}
+		if cause == nil {
+			continue
+		}
+		failed++
+		attempt := m.Attempts + 1
+		fields := []zap.Field{
+			zap.String("id", m.ID), zap.String("type", m.Type), zap.String("key", m.Key),
+			zap.Int("attempt", attempt), zap.Error(cause),
+		}
+		if c.IncludePayload {
+			fields = append(fields, zap.String("payload", string(m.Payload)))
+		}
+		if permanent := core.IsPermanent(cause); permanent || attempt >= c.MaxAttempts {
+			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", permanent))...)
+		} else {
+			log.Warn("message publish failed; it will be retried", fields...)
+		}
+	}
+	if ce := log.Check(zap.DebugLevel, "batch published"); ce != nil {
+		ce.Write(zap.Int("batch", len(msgs)), zap.Int("published", len(msgs)-failed), zap.Int("failed", failed), zap.Duration("took", took))
+	}
+}
