@@ -1,0 +1,153 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// insertChunk is how many rows one INSERT statement carries: 8 parameters each stays far below
+// SQLite's 32766 bound, and the few statement shapes (1..insertChunk rows) stay cached.
+const insertChunk = 64
+
+// Add stores msgs in tx, so they commit or roll back with the caller's business change. It runs
+// core.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
+// multi-row INSERT. tx may come from any *sql.DB on the same file.
+//
+// A store opened from Path or DSN wakes its relay when tx commits. On a Config.DB, call Notify
+// after committing, or let the relay poll.
+func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("sqlite: add: %w", err)
+	}
+	if tx == nil {
+		return fmt.Errorf("sqlite: add: %w", &core.FieldError{Field: "tx", Problem: "is nil"})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	err := core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	if err != nil {
+		return fmt.Errorf("sqlite: add: %w", err)
+	}
+	for start := 0; start < len(msgs); start += insertChunk {
+		chunk := msgs[start:min(start+insertChunk, len(msgs))]
+		args := make([]any, 0, 8*len(chunk))
+		for _, m := range chunk {
+			var headers any // NULL when there are none
+			if len(m.Headers) > 0 {
+				b, err := json.Marshal(m.Headers)
+				if err != nil {
+					return fmt.Errorf("sqlite: add: message %s: headers: %w", m.ID, err)
+				}
+				headers = string(b)
+			}
+			var result any
+			if len(m.Result) > 0 {
+				result = string(m.Result)
+			}
+			created := m.CreatedAt.UnixMilli()
+			args = append(args, m.ID, m.Type, m.Key, string(m.Payload), result, headers, created, created)
+		}
+		if _, err := tx.ExecContext(ctx, s.q.insert(len(chunk)), args...); err != nil {
+			return fmt.Errorf("sqlite: add: %w", err)
+		}
+	}
+	return nil
+}
+
+// Execute runs fn in a new transaction and stores msgs in the same transaction, the origin
+// package's executeWithOutbox: fn's result, as JSON, becomes the Result of every message that
+// has none. It commits when fn and the write succeed, and rolls back otherwise; a panic in fn
+// rolls back and is re-raised. It returns fn's result.
+//
+// Execute holds one connection from start to end: fn must use tx, not the store's DB, for its
+// queries (with the default single connection, a query on DB inside fn waits for Execute).
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx *sql.Tx) (T, error), msgs ...*core.Message) (T, error) {
+	var zero T
+	if err := s.checkOpen(); err != nil {
+		return zero, fmt.Errorf("sqlite: execute: %w", err)
+	}
+	if fn == nil {
+		return zero, fmt.Errorf("sqlite: execute: %w", &core.FieldError{Field: "fn", Problem: "is nil"})
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return zero, fmt.Errorf("sqlite: execute: begin: %w", err)
+	}
+	// Runs on every return and while a panic unwinds: after Commit it is a no-op.
+	defer tx.Rollback() //nolint:errcheck
+
+	res, err := fn(ctx, tx)
+	if err != nil {
+		return zero, err
+	}
+	if err := setResult(msgs, res); err != nil {
+		return zero, fmt.Errorf("sqlite: execute: %w", err)
+	}
+	if err := s.Add(ctx, tx, msgs...); err != nil {
+		return zero, err
+	}
+	if err := tx.Commit(); err != nil {
+		return zero, fmt.Errorf("sqlite: execute: commit: %w", err)
+	}
+	if !s.hooked && len(msgs) > 0 {
+		s.signal()
+	}
+	return res, nil
+}
+
+// setResult sets the Result of each message that has none to res as JSON. A nil result stays
+// absent (the envelope's "result" is null either way).
+func setResult(msgs []*core.Message, res any) error {
+	var raw json.RawMessage
+	for _, m := range msgs {
+		if m == nil || len(m.Result) > 0 {
+			continue
+		}
+		if raw == nil {
+			b, err := json.Marshal(res)
+			if err != nil {
+				return fmt.Errorf("result as JSON: %w", err)
+			}
+			if string(b) == "null" {
+				return nil
+			}
+			raw = b
+		}
+		m.Result = raw
+	}
+	return nil
+}
+
+// queries holds the SQL of one table, built once with the quoted table name.
+type queries struct {
+	table        string   // quoted
+	inserts      []string // inserts[n] writes n rows
+	claim        string
+	claimOrdered string
+}
+
+func newQueries(table string) queries {
+	t := quote(table)
+	q := queries{table: t, inserts: make([]string, insertChunk+1)}
+	for n := 1; n <= insertChunk; n++ {
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + t + " (id, type, key, payload, result, headers, created_at, available_at) VALUES ")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		}
+		q.inserts[n] = b.String()
+	}
+	q.claim, q.claimOrdered = claimQueries(t)
+	return q
+}
+
+func (q queries) insert(n int) string { return q.inserts[n] }
