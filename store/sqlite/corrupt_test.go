@@ -1,0 +1,91 @@
+package sqlite_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/sqlite"
+)
+
+// insertRaw writes a row around the store, as a buggy script or a manual fix might.
+func insertRaw(t *testing.T, s *sqlite.Store, id, key, payload string, result, headers any) {
+	t.Helper()
+	now := time.Now().UnixMilli()
+	_, err := s.DB().Exec(`INSERT INTO outbox (id, type, key, payload, result, headers, created_at, available_at)
+		VALUES (?, 'T', ?, ?, ?, ?, ?, ?)`, id, key, payload, result, headers, now, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptRowsAreDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	for _, ordered := range []bool{false, true} {
+		name := "Unordered"
+		if ordered {
+			name = "Ordered"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := open(t, sqlite.Config{})
+			good := msg("T", "")
+			add(t, s, good)
+			insertRaw(t, s, "bad-payload", "", `{"broken":`, nil, nil)
+			insertRaw(t, s, "bad-result", "", `{}`, "nope", nil)
+			insertRaw(t, s, "bad-headers", "", `{}`, nil, `{"n":1}`)
+			insertRaw(t, s, "blocked-key-head", "k", `not json`, nil, nil)
+			after := msg("T", "k") // same key, after a corrupt head
+			add(t, s, after)
+
+			got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: ordered})
+			ids := []string{}
+			for _, m := range got {
+				ids = append(ids, m.ID)
+			}
+			want := []string{good.ID}
+			if !ordered {
+				want = append(want, after.ID)
+			}
+			if strings.Join(ids, ",") != strings.Join(want, ",") {
+				t.Fatalf("claimed %v, want only the sound messages %v", ids, want)
+			}
+
+			dead, err := s.ListDead(ctx, core.DeadFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reasons := map[string]string{}
+			for _, d := range dead {
+				reasons[d.ID] = d.LastError
+				if d.DiedAt.IsZero() {
+					t.Errorf("%s: no time of death", d.ID)
+				}
+			}
+			for id, want := range map[string]string{
+				"bad-payload":      "payload is not valid JSON",
+				"bad-result":       "result is not valid JSON",
+				"bad-headers":      "headers are not a JSON object of strings",
+				"blocked-key-head": "payload is not valid JSON",
+			} {
+				if !strings.Contains(reasons[id], "corrupt row: "+want) {
+					t.Errorf("%s: last error %q, want %q", id, reasons[id], want)
+				}
+			}
+			// In ordered mode the corrupt head blocks its key until it is purged.
+			if ordered {
+				if again := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true}); len(again) != 0 {
+					t.Fatalf("claimed %d behind a dead head", len(again))
+				}
+				if n, err := s.Purge(ctx, core.DeadFilter{Key: "k"}); err != nil || n != 1 {
+					t.Fatalf("purge = %d, %v", n, err)
+				}
+				again := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true})
+				if len(again) != 1 || again[0].ID != after.ID {
+					t.Fatalf("after purging the head, claimed %v, want %s", again, after.ID)
+				}
+			}
+		})
+	}
+}
