@@ -1,0 +1,352 @@
+package sqs_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url})
+	in := prepared(t, &core.Message{
+		Type:    "USER_CREATED",
+		Key:     "user-42",
+		Payload: json.RawMessage(`{"name":"Zoë \"the\" <admin>","tags":["a","b"],"n":1.5}`),
+		Result:  json.RawMessage(`{"insertedId":"42"}`),
+		Headers: map[string]string{
+			"traceparent":  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"tracestate":   "vendor=opaque",
+			"content-type": "application/json",
+			"tenant.id":    "acme ünïcode",
+			"empty":        "",
+		},
+	})[0]
+	if err := tr.Publish(testCtx(t), []*core.Message{in}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	got, err := s.receive(testCtx(t), url, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got[0]
+
+	// The body is exactly the origin package's envelope, field by field.
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.Body), &env); err != nil {
+		t.Fatalf("body %s is not JSON: %v", r.Body, err)
+	}
+	if keys := slices.Sorted(maps.Keys(env)); !slices.Equal(keys, []string{"eventType", "id", "payload", "result", "timestamp"}) {
+		t.Fatalf("envelope fields %v", keys)
+	}
+	want := map[string]string{
+		"id":        `"` + in.ID + `"`,
+		"eventType": `"USER_CREATED"`,
+		"payload":   string(in.Payload),
+		"result":    string(in.Result),
+		"timestamp": `"` + in.CreatedAt.Format("2006-01-02T15:04:05.000Z") + `"`,
+	}
+	for k, v := range want {
+		if string(env[k]) != v {
+			t.Errorf("envelope %s = %s, want %s", k, env[k], v)
+		}
+	}
+	m := r.Msg
+	if m.ID != in.ID || m.Type != in.Type || m.Key != in.Key || !m.CreatedAt.Equal(in.CreatedAt) ||
+		string(m.Payload) != string(in.Payload) || string(m.Result) != string(in.Result) {
+		t.Errorf("decoded %+v, want %+v", m, in)
+	}
+
+	// Attributes: every non-empty header, plus the type and the key.
+	wantAttrs := map[string]string{
+		"traceparent":     in.Headers["traceparent"],
+		"tracestate":      in.Headers["tracestate"],
+		"content-type":    "application/json",
+		"tenant.id":       "acme ünïcode",
+		sqs.AttributeType: "USER_CREATED",
+		sqs.AttributeKey:  "user-42",
+	}
+	gotAttrs := map[string]string{}
+	for k, v := range r.Attrs {
+		gotAttrs[k] = str(v)
+	}
+	if !maps.Equal(gotAttrs, wantAttrs) {
+		t.Errorf("attributes %v, want %v", gotAttrs, wantAttrs)
+	}
+}
+
+func TestRawPayloadRoundTrip(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url, RawPayload: true})
+	in := prepared(t, &core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"order":7}`), Headers: map[string]string{"h": "v"}})[0]
+	if err := tr.Publish(testCtx(t), []*core.Message{in}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	got, err := s.receive(testCtx(t), url, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got[0]
+	if r.Body != `{"order":7}` {
+		t.Errorf("body %s, want the payload alone", r.Body)
+	}
+	if r.Msg.ID != in.ID || r.Msg.Type != in.Type || r.Msg.Headers["h"] != "v" {
+		t.Errorf("attributes carried id=%q type=%q headers=%v", r.Msg.ID, r.Msg.Type, r.Msg.Headers)
+	}
+	if _, ok := r.Attrs[sqs.AttributeKey]; ok {
+		t.Error("an empty Key was sent as an attribute")
+	}
+}
+
+func TestOversizedAmongNine(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url})
+	in := prepared(t, messages(10, "T", "")...)
+	big := in[4]
+	big.Payload = json.RawMessage(`"` + strings.Repeat("x", sqs.DefaultMaxMessageBytes) + `"`)
+
+	err := tr.Publish(testCtx(t), in)
+	var be *core.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("publish = %v, want a *core.BatchError", err)
+	}
+	if len(be.Failed) != 1 || !core.IsPermanent(be.Failed[big.ID]) {
+		t.Fatalf("batch error %v, want only %s, permanent", be, big.ID)
+	}
+	if !strings.Contains(be.Failed[big.ID].Error(), "MaxMessageBytes") {
+		t.Errorf("error %q does not say which limit", be.Failed[big.ID])
+	}
+	got, err := s.receive(testCtx(t), url, 9, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		if r.Msg.ID == big.ID || seen[r.Msg.ID] {
+			t.Fatalf("received %s unexpectedly", r.Msg.ID)
+		}
+		seen[r.Msg.ID] = true
+	}
+	s.expectNothing(t, url, 1500*time.Millisecond)
+}
+
+// Five messages of ~200 KiB do not fit one 256 KiB batch, and not 1 MiB either (the server's
+// own limit): the transport must split them by size, not only by count.
+func TestBatchesSplitBySize(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url})
+	in := prepared(t, messages(6, "T", "")...)
+	for i, m := range in {
+		m.Payload = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", 200<<10)))
+	}
+	if err := tr.Publish(testCtx(t), in); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	got, err := s.receive(testCtx(t), url, len(in), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(in) {
+		t.Fatalf("received %d of %d", len(got), len(in))
+	}
+}
+
+func TestAttributeLimits(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url})
+	headers := func(n int) map[string]string {
+		h := map[string]string{}
+		for i := range n {
+			h[fmt.Sprintf("h%d", i)] = "v"
+		}
+		return h
+	}
+	fits := &core.Message{Type: "T", Payload: json.RawMessage(`1`), Headers: headers(9)} // + outbox.type = 10
+	tooMany := &core.Message{Type: "T", Key: "k", Payload: json.RawMessage(`2`), Headers: headers(9)}
+	badName := &core.Message{Type: "T", Payload: json.RawMessage(`3`), Headers: map[string]string{"has space": "v"}}
+	reserved := &core.Message{Type: "T", Payload: json.RawMessage(`4`), Headers: map[string]string{"AWS.trace": "v"}}
+	clash := &core.Message{Type: "T", Payload: json.RawMessage(`5`), Headers: map[string]string{sqs.AttributeType: "v"}}
+	in := prepared(t, fits, tooMany, badName, reserved, clash)
+
+	err := tr.Publish(testCtx(t), in)
+	var be *core.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("publish = %v, want a *core.BatchError", err)
+	}
+	for _, c := range []struct {
+		m    *core.Message
+		want string
+	}{
+		{tooMany, "11 message attributes exceed the SQS limit of 10: 9 non-empty headers plus outbox.type, outbox.key"},
+		{badName, `header "has space"`},
+		{reserved, "reserved by SQS"},
+		{clash, "reserved for the attribute the transport sends"},
+	} {
+		err := be.Failed[c.m.ID]
+		if err == nil || !core.IsPermanent(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("message with %v: error %v, want a permanent error containing %q", c.m.Headers, err, c.want)
+		}
+	}
+	if len(be.Failed) != 4 {
+		t.Errorf("%d failures, want 4: %v", len(be.Failed), be)
+	}
+	got, err := s.receive(testCtx(t), url, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Msg.ID != fits.ID || len(got[0].Attrs) != 10 {
+		t.Errorf("received %s with %d attributes, want %s with 10", got[0].Msg.ID, len(got[0].Attrs), fits.ID)
+	}
+}
+
+// A character SQS refuses fails only its own message, permanently, before sending.
+func TestInvalidCharacters(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{QueueURL: url, RawPayload: true})
+	bad := &core.Message{Type: "T", Payload: json.RawMessage("\"\uFFFE\"")}
+	good := &core.Message{Type: "T", Payload: json.RawMessage(`"ok"`)}
+	in := prepared(t, bad, good)
+	err := tr.Publish(testCtx(t), in)
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[bad.ID]) {
+		t.Fatalf("publish = %v, want the bad message alone, permanent", err)
+	}
+	if _, err := s.receive(testCtx(t), url, 1, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRouting(t *testing.T) {
+	s := needServer(t)
+	orders := s.createQueue(t, false)
+	users := s.createQueue(t, false)
+	audit := s.createQueue(t, false)
+	fallback := s.createQueue(t, false)
+	name := func(u string) string { return u[strings.LastIndex(u, "/")+1:] }
+
+	tr := newTransport(t, sqs.Config{
+		QueueURL: fallback,
+		Routes: map[string]string{
+			"ORDER_PLACED": orders,      // by URL
+			"USER_CREATED": name(users), // by name, resolved with GetQueueUrl
+		},
+		Route: func(m *core.Message) string {
+			if strings.HasPrefix(m.Type, "AUDIT_") {
+				return name(audit)
+			}
+			return ""
+		},
+	})
+	in := prepared(t,
+		&core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)},
+		&core.Message{Type: "USER_CREATED", Payload: json.RawMessage(`2`)},
+		&core.Message{Type: "AUDIT_LOGIN", Payload: json.RawMessage(`3`)},
+		&core.Message{Type: "OTHER", Payload: json.RawMessage(`4`)},
+		&core.Message{Type: "USER_CREATED", Payload: json.RawMessage(`5`)},
+	)
+	// Twice, so the second publish uses the cached queue URLs.
+	for range 2 {
+		if err := tr.Publish(testCtx(t), in); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	for _, c := range []struct {
+		url   string
+		types []string
+	}{
+		{orders, []string{"ORDER_PLACED", "ORDER_PLACED"}},
+		{users, []string{"USER_CREATED", "USER_CREATED", "USER_CREATED", "USER_CREATED"}},
+		{audit, []string{"AUDIT_LOGIN", "AUDIT_LOGIN"}},
+		{fallback, []string{"OTHER", "OTHER"}},
+	} {
+		got, err := s.receive(testCtx(t), c.url, len(c.types), false)
+		if err != nil {
+			t.Fatalf("queue %s: %v", c.url, err)
+		}
+		var types []string
+		for _, r := range got {
+			types = append(types, r.Msg.Type)
+		}
+		if !slices.Equal(types, c.types) {
+			t.Errorf("queue %s received %v, want %v", name(c.url), types, c.types)
+		}
+		s.expectNothing(t, c.url, 1100*time.Millisecond)
+	}
+}
+
+// Without QueueURL, a type no route claims fails permanently, alone.
+func TestRoutingUnclaimedType(t *testing.T) {
+	s := needServer(t)
+	orders := s.createQueue(t, false)
+	tr := newTransport(t, sqs.Config{Routes: map[string]string{"ORDER_PLACED": orders}})
+	routed := &core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)}
+	stray := &core.Message{Type: "STRAY", Payload: json.RawMessage(`2`)}
+	err := tr.Publish(testCtx(t), prepared(t, routed, stray))
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[stray.ID]) ||
+		!strings.Contains(be.Failed[stray.ID].Error(), `no queue for type "STRAY"`) {
+		t.Fatalf("publish = %v, want STRAY alone to fail permanently", err)
+	}
+	if _, err := s.receive(testCtx(t), orders, 1, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	tr := newTransport(t, sqs.Config{QueueURL: "q"})
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, core.ErrClosed) {
+		t.Fatalf("publish after close = %v, want core.ErrClosed", err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+// The transport uses the caller's client as it is, and builds one from the caller's aws.Config.
+func TestOwnClientAndConfig(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	// An HTTP client the test owns, so that its connections are closed before goleak looks.
+	httpTr := &http.Transport{}
+	t.Cleanup(httpTr.CloseIdleConnections)
+	cfg := aws.Config{
+		Region:       testRegion,
+		BaseEndpoint: aws.String(endpoint()),
+		Credentials:  aws.AnonymousCredentials{},
+		HTTPClient:   &http.Client{Transport: httpTr},
+	}
+	for name, c := range map[string]sqs.Config{
+		"Client":    {QueueURL: url, Client: s.admin},
+		"AWSConfig": {QueueURL: url, AWSConfig: &cfg},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := newTransport(t, c)
+			in := prepared(t, messages(3, "T", "")...)
+			if err := tr.Publish(testCtx(t), in); err != nil {
+				t.Fatalf("publish: %v", err)
+			}
+			if _, err := s.receive(testCtx(t), url, 3, false); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
