@@ -49,19 +49,45 @@ func buildQueries(table string, keepDelivered bool) queries {
 SET lease_owner = $1, lease_until = now() + $2::float8 * interval '1 second', available_at = now() + $2::float8 * interval '1 second'
 FROM (
 	SELECT c.id FROM %[1]s AS c
-	WHERE c.status = 'pending' AND c.available_at <= now() %[2]s
+	WHERE c.status = 'pending' AND c.available_at <= now()
 	ORDER BY c.seq
 	LIMIT $3
 	FOR UPDATE OF c SKIP LOCKED
 ) AS picked
 WHERE o.id = picked.id
 RETURNING ` + returning
-	q.claim = fmt.Sprintf(claim, table, "")
-	// Ordered: a keyed row is due only when no earlier row of its key is undelivered (pending,
-	// leased or dead), which makes it the key's head; the undelivered-key index answers that.
-	q.claimOrdered = fmt.Sprintf(claim, table, fmt.Sprintf(`
-		AND (c.key = '' OR NOT EXISTS (
-			SELECT 1 FROM %s AS p WHERE p.key = c.key AND p.status <> 'delivered' AND p.seq < c.seq))`, table))
+	q.claim = fmt.Sprintf(claim, table)
+	// Ordered: only a key's head (its oldest undelivered row: pending, leased or dead) may be
+	// claimed. Scanning pending rows for heads would read the whole backlog whenever few keys
+	// hold many rows, so the heads are found by walking the undelivered (key, seq) index one key
+	// at a time (a loose index scan: one probe per key that has undelivered rows); unkeyed rows
+	// come from the same index's '' group, already in seq order (status <> 'dead' rather than
+	// = 'pending' keeps the planner on that index instead of filtering the whole pending one). The candidates are then locked
+	// and re-checked as in an unordered claim.
+	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE heads AS (
+	(SELECT h.key, h.id FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > '' ORDER BY h.key, h.seq LIMIT 1)
+	UNION ALL
+	SELECT nxt.key, nxt.id FROM heads, LATERAL (
+		SELECT h.key, h.id FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > heads.key ORDER BY h.key, h.seq LIMIT 1
+	) AS nxt
+), candidates AS (
+	SELECT id FROM heads
+	UNION ALL
+	(SELECT u.id FROM %[1]s AS u
+	WHERE u.key = '' AND u.status <> 'delivered' AND u.status <> 'dead' AND u.available_at <= now()
+	ORDER BY u.key, u.seq LIMIT $3)
+)
+UPDATE %[1]s AS o
+SET lease_owner = $1, lease_until = now() + $2::float8 * interval '1 second', available_at = now() + $2::float8 * interval '1 second'
+FROM (
+	SELECT c.id FROM %[1]s AS c
+	WHERE c.id IN (SELECT id FROM candidates) AND c.status = 'pending' AND c.available_at <= now()
+	ORDER BY c.seq
+	LIMIT $3
+	FOR UPDATE OF c SKIP LOCKED
+) AS picked
+WHERE o.id = picked.id
+RETURNING `+returning, table)
 
 	if keepDelivered {
 		q.ack = fmt.Sprintf(`UPDATE %s SET status = 'delivered', delivered_at = now(), lease_until = NULL
