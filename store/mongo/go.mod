@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/txoutbox/outbox v0.0.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -1,7 +1,9 @@
 package mongo
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -76,6 +78,15 @@ func (s *Store) orderedCandidates(ctx context.Context, now time.Time, limit int)
 			break
 		}
 	}
+	// Oldest due first, as unordered claims return them.
+	slices.SortStableFunc(picked, func(a, b candidate) int {
+		if c := cmp.Compare(a.availableAt, b.availableAt); c != 0 {
+			return c
+		}
+		ia, _ := a.id.StringValueOK()
+		ib, _ := b.id.StringValueOK()
+		return cmp.Compare(ia, ib)
+	})
 	return picked, nil
 }
 
