@@ -125,6 +125,8 @@ type received struct {
 	Body  string
 	Attrs map[string]types.MessageAttributeValue
 	Msg   *core.Message // decoded from the envelope, with Key and Headers from the attributes
+	Group string        // FIFO MessageGroupId
+	Dedup string        // FIFO MessageDeduplicationId
 }
 
 // receive reads and deletes messages from queueURL until it has n or ctx ends.
@@ -135,7 +137,10 @@ func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) 
 			QueueUrl:              aws.String(queueURL),
 			MaxNumberOfMessages:   int32(min(10, n-len(got))),
 			MessageAttributeNames: []string{"All"},
-			WaitTimeSeconds:       1,
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+				types.MessageSystemAttributeNameMessageGroupId, types.MessageSystemAttributeNameMessageDeduplicationId,
+			},
+			WaitTimeSeconds: 1,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -145,7 +150,8 @@ func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) 
 		}
 		var del []types.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
-			r := received{Body: aws.ToString(m.Body), Attrs: m.MessageAttributes}
+			r := received{Body: aws.ToString(m.Body), Attrs: m.MessageAttributes,
+				Group: m.Attributes["MessageGroupId"], Dedup: m.Attributes["MessageDeduplicationId"]}
 			if r.Msg, err = decode(r.Body, m.MessageAttributes, raw); err != nil {
 				return got, err
 			}
