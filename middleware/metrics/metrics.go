@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
@@ -53,6 +55,32 @@ func (c Config) Validate() error {
 type instruments struct {
 	published, failed, dead metric.Int64Counter
 	duration, lag           metric.Float64Histogram
+
+	// byType caches the attribute option of each message type: building it per message costs
+	// more than the measurement itself. At most maxCachedTypes are kept.
+	byType     sync.Map // string -> metric.MeasurementOption
+	cachedSize atomic.Int64
+}
+
+const maxCachedTypes = 1024
+
+var outcomes = map[string]metric.MeasurementOption{
+	"ok":      metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "ok"))),
+	"partial": metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "partial"))),
+	"error":   metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", "error"))),
+}
+
+func (ins *instruments) typeOption(typ string) metric.MeasurementOption {
+	if opt, ok := ins.byType.Load(typ); ok {
+		return opt.(metric.MeasurementOption)
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(attribute.String("outbox.message.type", typ)))
+	if ins.cachedSize.Load() < maxCachedTypes {
+		if _, loaded := ins.byType.LoadOrStore(typ, opt); !loaded {
+			ins.cachedSize.Add(1)
+		}
+	}
+	return opt
 }
 
 // Middleware returns the metrics middleware, or an error when cfg is invalid or an instrument
@@ -68,7 +96,7 @@ func (c Config) Middleware() (core.Middleware, error) {
 	}
 	c = c.withDefaults()
 	m := c.MeterProvider.Meter(ScopeName)
-	var ins instruments
+	ins := &instruments{}
 	var err, e error
 	ins.published, e = m.Int64Counter("outbox.messages.published", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages the transport accepted."))
@@ -92,7 +120,7 @@ func (c Config) Middleware() (core.Middleware, error) {
 		return func(ctx context.Context, msgs []*core.Message) error {
 			start := time.Now()
 			err := next(ctx, msgs)
-			c.record(ctx, &ins, msgs, err, start)
+			c.record(ctx, ins, msgs, err, start)
 			return err
 		}
 	}, nil
@@ -109,7 +137,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 	case err != nil:
 		outcome = "error"
 	}
-	ins.duration.Record(ctx, now.Sub(start).Seconds(), metric.WithAttributes(attribute.String("outcome", outcome)))
+	ins.duration.Record(ctx, now.Sub(start).Seconds(), outcomes[outcome])
 
 	// Add once per type rather than once per message: a batch usually holds few types.
 	type tally struct{ published, failed, dead int64 }
@@ -127,7 +155,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 		switch {
 		case cause == nil:
 			t.published++
-			ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), metric.WithAttributes(typeAttr(m.Type)))
+			ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
 		case core.IsPermanent(cause) || m.Attempts+1 >= c.MaxAttempts:
 			t.dead++
 		default:
@@ -135,7 +163,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 		}
 	}
 	for typ, t := range byType {
-		attrs := metric.WithAttributes(typeAttr(typ))
+		attrs := ins.typeOption(typ)
 		if t.published > 0 {
 			ins.published.Add(ctx, t.published, attrs)
 		}
@@ -147,5 +175,3 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 		}
 	}
 }
-
-func typeAttr(typ string) attribute.KeyValue { return attribute.String("outbox.message.type", typ) }
