@@ -10,10 +10,13 @@ import (
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func setup(t *testing.T, cfg logging.Config, n int) (core.Handler, *memory.Transport, []*core.Message, *observer.ObservedLogs) {
 	t.Helper()

@@ -12,7 +12,10 @@ import (
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/transport/memory"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fast keeps the tests quick; the behaviour under test does not depend on the delays.
 var fast = core.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}

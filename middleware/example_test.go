@@ -1,0 +1,75 @@
+package middleware_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/middleware/dedup"
+	"github.com/txoutbox/outbox/middleware/logging"
+	"github.com/txoutbox/outbox/middleware/metrics"
+	"github.com/txoutbox/outbox/middleware/retry"
+	"github.com/txoutbox/outbox/middleware/tracing"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/transport/memory"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A relay with every middleware, in the recommended order. The tracing write hook goes on the
+// store, so events carry the trace of the request that wrote them.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	logger := zap.NewNop()
+
+	trace := tracing.Config{} // global TracerProvider, W3C trace context
+	store := outboxtest.NewMemoryStore()
+	store.WriteHooks = []core.WriteHook{trace.WriteHook()}
+
+	seen, err := dedup.NewMemoryStore(dedup.MemoryConfig{})
+	if err != nil {
+		panic(err)
+	}
+	var mws []core.Middleware
+	for _, build := range []func() (core.Middleware, error){
+		logging.Config{Logger: logger}.Middleware,
+		metrics.Config{}.Middleware,
+		dedup.Config{Store: seen, Logger: logger}.Middleware,
+		trace.Middleware,
+		retry.Config{}.Middleware,
+	} {
+		mw, err := build()
+		if err != nil {
+			panic(err)
+		}
+		mws = append(mws, mw)
+	}
+
+	broker := memory.New()
+	relay, err := core.NewRelay(store, broker, core.Config{Middleware: mws, Logger: logger})
+	if err != nil {
+		panic(err)
+	}
+	if err := relay.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer relay.Stop(ctx)
+
+	event, err := core.NewMessage("ORDER_PLACED", map[string]string{"order": "42"})
+	if err != nil {
+		panic(err)
+	}
+	if err := store.Add(ctx, event); err != nil {
+		panic(err)
+	}
+	if err := broker.WaitFor(ctx, 1); err != nil {
+		panic(err)
+	}
+	fmt.Println(broker.Received()[0].Type, string(broker.Received()[0].Payload))
+	// Output: ORDER_PLACED {"order":"42"}
+}
