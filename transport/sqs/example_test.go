@@ -1,0 +1,46 @@
+package sqs_test
+
+import (
+	"context"
+	"log"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+// A relay publishing to an SQS FIFO queue with the default AWS credential chain, sending
+// ORDER_* events to their own queue by name.
+func Example() {
+	ctx := context.Background()
+	t, err := sqs.New(ctx, sqs.Config{
+		QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/events.fifo",
+		Routes:   map[string]string{"ORDER_PLACED": "orders.fifo"},
+		Region:   "eu-west-1",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer t.Close()
+
+	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = relay.Run(ctx)
+}
+
+// The origin package's explicit settings, against a local SQS emulator.
+func Example_explicitCredentials() {
+	t, err := sqs.New(context.Background(), sqs.Config{
+		QueueURL:        "http://127.0.0.1:4566/000000000000/orders",
+		Region:          "us-east-1",
+		AccessKeyID:     "test",
+		SecretAccessKey: "test",
+		Endpoint:        "http://127.0.0.1:4566",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer t.Close()
+}
