@@ -54,7 +54,7 @@ func provide(p Params) (*core.Relay, error) {
 		return nil, err
 	}
 	if p.Config.Disabled {
-		p.Logger.Info("outbox relay disabled by config; this process only writes")
+		relay.Config().Logger.Info("outbox relay disabled by config; this process only writes")
 		return relay, nil
 	}
 	p.Lifecycle.Append(fx.Hook{

@@ -74,6 +74,7 @@ func TestAppPublishesWhatTheStoreHolds(t *testing.T) {
 	if err := relay.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	goleak.VerifyNone(t)
 }
 
 func TestValidateApp(t *testing.T) {

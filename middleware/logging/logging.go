@@ -90,7 +90,11 @@ func (c Config) log(log *zap.Logger, msgs []*core.Message, err error, took time.
 			log.Warn("message publish failed; it will be retried", fields...)
 		}
 	}
-	if ce := log.Check(zap.DebugLevel, "batch published"); ce != nil {
+	msg := "batch published"
+	if failed > 0 {
+		msg = "batch publish failed"
+	}
+	if ce := log.Check(zap.DebugLevel, msg); ce != nil {
 		ce.Write(zap.Int("batch", len(msgs)), zap.Int("published", len(msgs)-failed), zap.Int("failed", failed), zap.Duration("took", took))
 	}
 }

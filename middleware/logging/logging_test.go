@@ -74,7 +74,7 @@ func TestLevelsAndFields(t *testing.T) {
 		t.Errorf("permanent failure fields = %v", f)
 	}
 
-	batch := logs.FilterLevelExact(zapcore.DebugLevel).FilterMessage("batch published").All()
+	batch := logs.FilterLevelExact(zapcore.DebugLevel).FilterMessage("batch publish failed").All()
 	if len(batch) != 1 {
 		t.Fatalf("%d batch lines, want 1", len(batch))
 	}

@@ -155,7 +155,9 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 		switch {
 		case cause == nil:
 			t.published++
-			ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
+			if !m.CreatedAt.IsZero() {
+				ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
+			}
 		case core.IsPermanent(cause) || m.Attempts+1 >= c.MaxAttempts:
 			t.dead++
 		default:
