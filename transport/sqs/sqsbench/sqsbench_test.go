@@ -1,0 +1,63 @@
+package sqsbench_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/transport/sqs/sqsbench"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// needEndpoint returns the SQS test endpoint, or skips (fails in CI) when nothing listens.
+func needEndpoint(t *testing.T) string {
+	t.Helper()
+	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	u, err := url.Parse(endpoint)
+	if err == nil {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+			c.Close()
+			return endpoint
+		}
+	}
+	outboxtest.NeedService(t, "SQS server (fauxqs: scripts/services/fauxqs start) at "+endpoint, err)
+	return ""
+}
+
+// A small run, to keep the benchmark working; its numbers mean nothing.
+func TestRunSmall(t *testing.T) {
+	endpoint := needEndpoint(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := sqsbench.Run(ctx, sqsbench.Config{Endpoint: endpoint, Events: 500, Rounds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RawPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 {
+		t.Fatalf("implausible result %s", res.JSON())
+	}
+}
+
+// BenchmarkRelayVsRaw reports the relay's events/s through the SQS transport as a ratio to raw
+// SendMessageBatch calls on the same client and concurrency. Run it once per invocation:
+//
+//	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./sqsbench
+func BenchmarkRelayVsRaw(b *testing.B) {
+	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	for range b.N {
+		res, err := sqsbench.Run(context.Background(), sqsbench.Config{Endpoint: endpoint})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.RawPerSec, "raw_events/s")
+		b.ReportMetric(res.RelayPerSec, "relay_events/s")
+		b.ReportMetric(res.Ratio, "ratio")
+		b.Log(res.JSON())
+	}
+}
