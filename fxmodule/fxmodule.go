@@ -16,8 +16,19 @@
 //
 //	fx.New(
 //		fx.Provide(newPool, newStore, newSQSTransport, zap.NewProduction, fxmodule.ConfigFromEnv),
+//		fx.Provide(func(log *zap.Logger) ([]core.Middleware, error) {
+//			logs, err := logging.Config{Logger: log}.Middleware()
+//			if err != nil {
+//				return nil, err
+//			}
+//			retries, err := retry.Config{}.Middleware()
+//			return []core.Middleware{logs, retries}, err
+//		}),
 //		fxmodule.Module,
 //	)
+//
+// In tests, swap the transport for transport/memory with
+// fx.Decorate(func(core.Transport) core.Transport { return broker }).
 package fxmodule
 
 import (
@@ -32,9 +43,12 @@ import (
 // Module provides *core.Relay and ties it to the application's lifecycle.
 var Module = fx.Module("outbox",
 	fx.Provide(provide),
-	// Invoked so the relay runs even when nothing in the application asks for it by type.
-	fx.Invoke(func(*core.Relay) {}),
+	fx.Invoke(runRelay),
 )
+
+// runRelay makes fx build the relay, and so register its lifecycle hooks, even when nothing in
+// the application asks for a *core.Relay.
+func runRelay(*core.Relay) {}
 
 // Params is what Module consumes from the application.
 type Params struct {
