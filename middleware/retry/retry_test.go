@@ -11,6 +11,7 @@ import (
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/middleware/retry"
+	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 	"go.uber.org/goleak"
 )
@@ -274,5 +275,39 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("err = %v, want a retry ConfigError naming %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// TestRelayNeverSeesABlip runs the middleware in a relay: two failed calls are absorbed in
+// process, so the store records no failure and the message goes out on its first claim.
+func TestRelayNeverSeesABlip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	store := outboxtest.NewMemoryStore()
+	broker := memory.New()
+	broker.FailNext(2, errors.New("connection reset"))
+	mw, err := retry.Config{Backoff: fast}.Middleware()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := core.NewRelay(store, broker, core.Config{Middleware: []core.Middleware{mw}, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Add(ctx, outboxtest.NewMessages(3, "ORDER_PLACED", "")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitErr := broker.WaitFor(ctx, 3)
+	if err := relay.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if waitErr != nil {
+		t.Fatal(waitErr)
+	}
+	if st := relay.Stats(); st.Failed != 0 || st.Published != 3 || st.Batches != 1 {
+		t.Errorf("relay stats %+v, want 3 published in one batch and no failure recorded", st)
 	}
 }

@@ -147,9 +147,14 @@ type headers struct{ m *core.Message }
 
 func (h *headers) Get(key string) string { return h.m.Headers[key] }
 
+// Set adds a header unless the message already holds core.MaxHeaders: trace context is worth
+// losing, a write failing because of it is not.
 func (h *headers) Set(key, value string) {
 	if h.m.Headers == nil {
 		h.m.Headers = make(map[string]string, 2)
+	}
+	if _, ok := h.m.Headers[key]; !ok && len(h.m.Headers) >= core.MaxHeaders {
+		return
 	}
 	h.m.Headers[key] = value
 }

@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,24 @@ func TestWriteHook(t *testing.T) {
 	tracing.WriteHook(propagation.TraceContext{})(ctx, traced)
 	if !strings.Contains(traced.Headers["traceparent"], span.SpanContext().TraceID().String()) || traced.Headers["content-type"] == "" {
 		t.Errorf("headers = %v, want the writer's traceparent added to the existing headers", traced.Headers)
+	}
+}
+
+func TestWriteHookNeverFailsAFullMessage(t *testing.T) {
+	tp, _ := newProvider(t)
+	ctx, span := tp.Tracer("t").Start(context.Background(), "write")
+	defer span.End()
+	m := outboxtest.NewMessages(1, "T", "")[0]
+	m.Headers = map[string]string{}
+	for i := range core.MaxHeaders {
+		m.Headers[fmt.Sprintf("h%d", i)] = "v"
+	}
+	opts := core.WriteOptions{Hooks: []core.WriteHook{tracing.WriteHook(nil)}}
+	if err := core.Prepare(ctx, []*core.Message{m}, opts); err != nil {
+		t.Fatalf("a message already at the header limit failed to write: %v", err)
+	}
+	if _, ok := m.Headers["traceparent"]; ok || len(m.Headers) != core.MaxHeaders {
+		t.Errorf("headers grew to %d; the trace context should have been dropped", len(m.Headers))
 	}
 }
 
