@@ -23,8 +23,10 @@ import (
 // Indexes are partial, so a claim reads only pending rows however many delivered rows are kept:
 // pending by seq (claims), undelivered by key and seq (the ordered head check), delivered by
 // delivered_at (retention), dead by seq (inspection). None covers available_at or the lease
-// columns, so the claim's UPDATE can be a heap-only tuple update; the table's fillfactor leaves
-// room on each page for that.
+// columns, so the claim's UPDATE can be a heap-only tuple (HOT) update, which writes no index
+// entries. A claim updates every row of a page it reads, so fillfactor 50 leaves room on each page
+// for all of them: measured here, that makes claims about three times cheaper than at 80, where
+// most updates spill to other pages and insert into every index.
 func SchemaSQL(schema, table string) (string, error) {
 	if err := checkIdentifier("Schema", schema); err != nil {
 		return "", err
@@ -59,7 +61,7 @@ func schemaSQL(schema, table string, createSchema bool) string {
 	created_at   timestamptz NOT NULL,
 	delivered_at timestamptz,
 	dead_at      timestamptz
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS %[2]s ON %[1]s (seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS %[3]s ON %[1]s (key, seq) WHERE status <> 'delivered';
 CREATE INDEX IF NOT EXISTS %[4]s ON %[1]s (delivered_at) WHERE status = 'delivered';

@@ -1,0 +1,63 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/outbox/store/postgres/pgbench"
+)
+
+// The benchmarks run whole scenarios (seconds each) from package pgbench and report their
+// results as metrics, ratios to a raw baseline included, and as JSON in the log:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./store/postgres
+//
+// Each iteration is a full scenario, so -benchtime 1x is the meaningful setting.
+
+func benchPool(b *testing.B, clients int) *pgxpool.Pool {
+	b.Helper()
+	adminPool(b) // skip (or fail in CI) when PostgreSQL is unreachable
+	pool, err := pgbench.Connect(context.Background(), testURL(), clients)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
+}
+
+func logJSON(b *testing.B, v any) {
+	out, _ := json.Marshal(v)
+	b.Logf("%s", out)
+}
+
+func BenchmarkWriteOverhead(b *testing.B) {
+	pool := benchPool(b, 8)
+	for b.Loop() {
+		r, err := pgbench.WriteOverhead(context.Background(), pool, pgbench.WriteOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.BaselineTPS, "baseline_tx/s")
+		b.ReportMetric(r.OutboxTPS, "outbox_tx/s")
+		b.ReportMetric(r.Ratio, "ratio")
+		logJSON(b, r)
+	}
+}
+
+func BenchmarkDrain(b *testing.B) {
+	pool := benchPool(b, 8)
+	for b.Loop() {
+		r, err := pgbench.Drain(context.Background(), pool, pgbench.DrainOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.RelayPerSec, "relay_events/s")
+		b.ReportMetric(r.RawPerSec, "raw_events/s")
+		b.ReportMetric(r.Ratio, "ratio")
+		b.ReportMetric(r.HeldTxPerSec, "heldtx_events/s")
+		logJSON(b, r)
+	}
+}

@@ -1,0 +1,127 @@
+package pgbench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// WriteOptions tunes WriteOverhead.
+type WriteOptions struct {
+	// Clients run transactions concurrently. Default 8.
+	Clients int
+	// Duration of each measured round. Default 3s.
+	Duration time.Duration
+	// Rounds alternate baseline and outbox this many times, so drift hits both. Default 2.
+	Rounds int
+	// Schema to work in. Default: a fresh random one, dropped afterwards.
+	Schema string
+}
+
+// WriteResult compares a one-row business transaction with the same transaction plus Add of one
+// event. Ratio is the outbox transaction's mean duration over the baseline's (1.25 = 25% slower).
+type WriteResult struct {
+	Clients     int     `json:"clients"`
+	Seconds     float64 `json:"seconds_per_variant"`
+	BaselineTPS float64 `json:"baseline_tx_per_sec"`
+	OutboxTPS   float64 `json:"outbox_tx_per_sec"`
+	Ratio       float64 `json:"ratio"`
+}
+
+// WriteOverhead measures what the outbox write adds to a business transaction.
+func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (WriteResult, error) {
+	if o.Clients <= 0 {
+		o.Clients = 8
+	}
+	if o.Duration <= 0 {
+		o.Duration = 3 * time.Second
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 2
+	}
+	sb, err := newSandbox(ctx, pool, o.Schema)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer sb.drop()
+	business := pgx.Identifier{sb.schema, "orders"}.Sanitize()
+	if _, err := pool.Exec(ctx, "CREATE TABLE "+business+" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT NULL, total numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"); err != nil {
+		return WriteResult{}, fmt.Errorf("pgbench: create business table: %w", err)
+	}
+	insert := "INSERT INTO " + business + " (customer, total) VALUES ($1, $2)"
+	// A relay would be listening: NOTIFY costs more with a listener than without.
+	listenCtx, stopListening := context.WithCancel(ctx)
+	signals, err := sb.store.Listen(listenCtx)
+	if err != nil {
+		stopListening()
+		return WriteResult{}, err
+	}
+	go func() {
+		for range signals {
+		}
+	}()
+	defer stopListening()
+
+	baseline := func(ctx context.Context, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, insert, "c-42", "129.90")
+		return err
+	}
+	outbox := func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, insert, "c-42", "129.90"); err != nil {
+			return err
+		}
+		return sb.store.Add(ctx, tx, &core.Message{Type: "ORDER_CREATED", Key: "c-42", Payload: samplePayload})
+	}
+	// Warm up both paths (connections, prepared statements).
+	if _, err := runTx(ctx, pool, o.Clients, 300*time.Millisecond, baseline); err != nil {
+		return WriteResult{}, err
+	}
+	if _, err := runTx(ctx, pool, o.Clients, 300*time.Millisecond, outbox); err != nil {
+		return WriteResult{}, err
+	}
+	var base, out int64
+	for range o.Rounds {
+		n, err := runTx(ctx, pool, o.Clients, o.Duration, baseline)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		base += n
+		if n, err = runTx(ctx, pool, o.Clients, o.Duration, outbox); err != nil {
+			return WriteResult{}, err
+		}
+		out += n
+	}
+	secs := o.Duration.Seconds() * float64(o.Rounds)
+	r := WriteResult{Clients: o.Clients, Seconds: secs, BaselineTPS: float64(base) / secs, OutboxTPS: float64(out) / secs}
+	r.Ratio = ratio(r.BaselineTPS, r.OutboxTPS)
+	return r, nil
+}
+
+// runTx runs fn in transactions from clients goroutines for d and returns how many committed.
+func runTx(ctx context.Context, pool *pgxpool.Pool, clients int, d time.Duration, fn func(context.Context, pgx.Tx) error) (int64, error) {
+	var done atomic.Int64
+	var firstErr error
+	var once sync.Once
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(ctx, tx) }); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("pgbench: write: %w", err) })
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return done.Load(), firstErr
+}
