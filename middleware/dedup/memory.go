@@ -12,7 +12,7 @@ import (
 // MemoryConfig tunes a MemoryStore.
 type MemoryConfig struct {
 	// MaxEntries bounds how many IDs the store remembers; the least recently marked are
-	// forgotten first. Default 100000 (about 10 MB).
+	// forgotten first. Default 100000 (about 15 MB).
 	MaxEntries int
 }
 
