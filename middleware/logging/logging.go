@@ -2,6 +2,9 @@
 // batch, a warning per failed message, and an error per message the relay will dead-letter.
 // Failure lines carry the message's id, type, key, attempt and error; payloads stay out of logs
 // unless IncludePayload asks for them, because events often hold personal data.
+//
+// The relay itself logs one warning per failed batch and an error per dead letter; this
+// middleware adds the per-message detail (and the debug batch lines) where they are wanted.
 package logging
 
 import (
