@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -229,4 +230,12 @@ func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
 	return msgs
 }
 
-func messages(n int, typ, key string) []*core.Message { return outboxtest.NewMessages(n, typ, key) }
+// messages returns n valid messages of type typ, all with key (which may be empty), with
+// payloads {"n":i}.
+func messages(n int, typ, key string) []*core.Message {
+	msgs := make([]*core.Message, n)
+	for i := range msgs {
+		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+	}
+	return msgs
+}
