@@ -2,11 +2,15 @@ package dedup_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/middleware/dedup"
+	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -120,4 +124,130 @@ func waitDrained(ctx context.Context, t *testing.T, store core.Inspector) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lossyAcks loses the first ack of about one message in rate: Ack reports success but the
+// store never hears of it, as when the connection drops after the broker took the message.
+type lossyAcks struct {
+	core.Store
+	rate float64
+
+	mu   sync.Mutex
+	rng  *rand.Rand
+	lost map[string]bool
+}
+
+func (s *lossyAcks) Ack(ctx context.Context, owner string, ids []string) error {
+	s.mu.Lock()
+	keep := ids[:0:0]
+	for _, id := range ids {
+		if !s.lost[id] && s.rng.Float64() < s.rate {
+			s.lost[id] = true
+			continue
+		}
+		keep = append(keep, id)
+	}
+	s.mu.Unlock()
+	if len(keep) == 0 {
+		return nil
+	}
+	return s.Store.Ack(ctx, owner, keep)
+}
+
+func (s *lossyAcks) lostCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.lost)
+}
+
+// TestNoDuplicatesUnderFaults runs two relays side by side over one store, with retry inside
+// dedup, a transport that fails a tenth of the messages of each batch and a store that loses a
+// fifth of the acks. With dedup every message reaches the broker exactly once; without it, each
+// lost ack is a duplicate (the control that shows the faults bite).
+func TestNoDuplicatesUnderFaults(t *testing.T) {
+	for _, withDedup := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dedup=%v", withDedup), func(t *testing.T) { testUnderFaults(t, withDedup) })
+	}
+}
+
+func testUnderFaults(t *testing.T, withDedup bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var prefix string
+	if withDedup {
+		_, prefix = redisStore(t, redisClient(t))
+	}
+
+	store := outboxtest.NewMemoryStore()
+	lossy := &lossyAcks{Store: store, rate: 0.2, rng: rand.New(rand.NewPCG(1, 2)), lost: map[string]bool{}}
+	broker := memory.New()
+	faulty := outboxtest.NewFaultyTransport(broker, 3)
+	faulty.SetPartialRate(0.1)
+
+	const n = 300
+	if err := store.Add(ctx, outboxtest.NewMessages(n, "ORDER_PLACED", "")...); err != nil {
+		t.Fatal(err)
+	}
+	var relays []*core.Relay
+	for _, owner := range []string{"relay-a", "relay-b"} {
+		rt, err := retry.Config{MaxRetries: 1, Backoff: core.Backoff{Initial: time.Millisecond, Max: time.Millisecond}}.Middleware()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mws := []core.Middleware{rt}
+		if withDedup {
+			s, err := dedup.NewRedisStore(dedup.RedisConfig{Client: redisClient(t), Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dd, err := dedup.Config{Store: s}.Middleware()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mws = []core.Middleware{dd, rt}
+		}
+		r, err := core.NewRelay(lossy, faulty, core.Config{
+			Owner:          owner,
+			BatchSize:      20,
+			Lease:          500 * time.Millisecond,
+			PublishTimeout: 200 * time.Millisecond,
+			PollInterval:   50 * time.Millisecond,
+			Backoff:        core.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+			Middleware:     mws,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		relays = append(relays, r)
+	}
+	waitDrained(ctx, t, store)
+	for _, r := range relays {
+		if err := r.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	lost := lossy.lostCount()
+	if lost == 0 {
+		t.Fatal("no ack was lost: the test proved nothing")
+	}
+	count := map[string]int{}
+	for _, m := range broker.Received() {
+		count[m.ID]++
+	}
+	if len(count) != n {
+		t.Fatalf("broker received %d distinct messages, want %d", len(count), n)
+	}
+	duplicates := broker.Len() - n
+	want := 0
+	if !withDedup {
+		want = lost
+	}
+	if duplicates != want {
+		t.Errorf("%d duplicates with %d acks lost, want %d", duplicates, lost, want)
+	}
+	t.Logf("%d acks lost, %d transport calls, %d duplicates", lost, faulty.Calls(), duplicates)
 }
