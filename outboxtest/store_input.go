@@ -1,0 +1,71 @@
+package outboxtest
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+func (s *storeSuite) testBadInput(t *testing.T) {
+	h := s.newStore(t)
+	valid := func() *core.Message { return NewMessages(1, "T", "")[0] }
+	big := `"` + strings.Repeat("x", s.f.MaxPayloadBytes) + `"`
+	cases := []struct {
+		name string
+		msg  *core.Message
+		want string
+	}{
+		{"EmptyType", &core.Message{Payload: json.RawMessage(`{}`)}, "type"},
+		{"EmptyPayload", &core.Message{Type: "T"}, "payload"},
+		{"InvalidJSON", &core.Message{Type: "T", Payload: json.RawMessage(`{"a":`)}, "payload"},
+		{"InvalidResult", &core.Message{Type: "T", Payload: json.RawMessage(`{}`), Result: json.RawMessage(`nope`)}, "result"},
+		{"Oversized", &core.Message{Type: "T", Payload: json.RawMessage(big)}, "payload"},
+		{"BadID", &core.Message{ID: "1; drop table users", Type: "T", Payload: json.RawMessage(`{}`)}, "id"},
+		{"ControlInType", &core.Message{Type: "T\x00", Payload: json.RawMessage(`{}`)}, "type"},
+		{"Nil", nil, "nil"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			good := valid()
+			err := h.Add(testCtx(t), good, c.msg)
+			if err == nil {
+				t.Fatal("Add accepted an invalid message")
+			}
+			if !errors.Is(err, core.ErrInvalidMessage) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not name %q or match core.ErrInvalidMessage", err, c.want)
+			}
+		})
+	}
+	// Nothing of a refused batch was stored, not even its valid messages.
+	if got := mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("a")}); len(got) != 0 {
+		t.Fatalf("refused writes stored %d messages", len(got))
+	}
+
+	t.Run("DuplicateID", func(t *testing.T) {
+		first := valid()
+		mustAdd(t, h, first)
+		again := valid()
+		again.ID = first.ID
+		if err := h.Add(testCtx(t), again); err == nil {
+			t.Fatal("Add accepted a second message with the same ID")
+		}
+		a := owner("a")
+		sameIDs(t, "claim after a duplicate write", mustClaim(t, h.Store, core.ClaimRequest{Owner: a}), first.ID)
+		mustAck(t, h.Store, a, first.ID)
+	})
+	t.Run("InvalidClaim", func(t *testing.T) {
+		for _, req := range []core.ClaimRequest{
+			{Owner: "", Limit: 1, Lease: time.Second},
+			{Owner: "a", Limit: 0, Lease: time.Second},
+			{Owner: "a", Limit: 1, Lease: 0},
+		} {
+			if _, err := h.Store.Claim(testCtx(t), req); err == nil {
+				t.Fatalf("claim %+v succeeded", req)
+			}
+		}
+	})
+}
