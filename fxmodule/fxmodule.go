@@ -22,7 +22,10 @@
 //				return nil, err
 //			}
 //			retries, err := retry.Config{}.Middleware()
-//			return []core.Middleware{logs, retries}, err
+//			if err != nil {
+//				return nil, err
+//			}
+//			return []core.Middleware{logs, retries}, nil
 //		}),
 //		fxmodule.Module,
 //	)
