@@ -321,6 +321,14 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+func TestNilMessage(t *testing.T) {
+	tr := newTransport(t, sqs.Config{QueueURL: "q"})
+	msgs := append(prepared(t, messages(1, "T", "")...), nil)
+	if err := tr.Publish(testCtx(t), msgs); err == nil || !strings.Contains(err.Error(), "message 1 is nil") {
+		t.Fatalf("publish with a nil message = %v, want an error naming it", err)
+	}
+}
+
 // The transport uses the caller's client as it is, and builds one from the caller's aws.Config.
 func TestOwnClientAndConfig(t *testing.T) {
 	s := needServer(t)

@@ -79,10 +79,15 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 		return nil
 	}
 	if t.closed.Load() {
-		return core.ErrClosed
+		return fmt.Errorf("sqs: publish: %w", core.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqs: publish: %w", err)
+	}
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("sqs: publish: message %d is nil", i)
+		}
 	}
 	out := newOutcome(msgs)
 
