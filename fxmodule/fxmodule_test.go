@@ -231,3 +231,54 @@ func TestDisabledRelayIsNotStarted(t *testing.T) {
 	}
 	app.RequireStop()
 }
+
+// TestStopFinishesInFlightPublish stops the app while a publish is in flight: OnStop waits for
+// it and acknowledges the message, so nothing is left for another relay to publish again.
+func TestStopFinishesInFlightPublish(t *testing.T) {
+	ctx := testCtx(t)
+	store := outboxtest.NewMemoryStore()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	app := fxtest.New(t,
+		backends(store, fast),
+		fx.Supply(fx.Annotate(slow, fx.As(new(core.Transport)))),
+		fxmodule.Module,
+	)
+	app.RequireStart()
+	if err := store.Add(ctx, outboxtest.NewMessages(1, "ORDER_PLACED", "")...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the relay never published")
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- app.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("stop returned (%v) while a publish was in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	counts, err := store.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Pending != 0 {
+		t.Errorf("after stop: %+v, want the in-flight message acknowledged", counts)
+	}
+}
