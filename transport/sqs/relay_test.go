@@ -1,0 +1,120 @@
+package sqs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+// runRelay starts a relay from store to tr, stopped when the test ends.
+func runRelay(t *testing.T, store core.Store, tr core.Transport) *core.Relay {
+	t.Helper()
+	relay, err := core.NewRelay(store, tr, core.Config{
+		PollInterval: 50 * time.Millisecond,
+		Backoff:      core.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := relay.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return relay
+}
+
+func waitCounts(t *testing.T, store core.Inspector, cond func(core.Counts) bool) core.Counts {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := store.Counts(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out; counts %+v", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With the relay: messages SQS can never take are dead-lettered at once, with the reason,
+// while every other message is delivered.
+func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, false)
+	store := outboxtest.NewMemoryStore()
+	store.MaxPayloadBytes = 1 << 20 // the store takes what the queue will not
+	good := messages(50, "T", "")
+	big := &core.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}
+	crowded := &core.Message{Type: "T", Payload: json.RawMessage(`{}`), Headers: map[string]string{}}
+	for i := range 12 {
+		crowded.Headers[fmt.Sprintf("h%d", i)] = "v"
+	}
+	if err := store.Add(testCtx(t), append(good, big, crowded)...); err != nil {
+		t.Fatal(err)
+	}
+	runRelay(t, store, newTransport(t, sqs.Config{QueueURL: url}))
+
+	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 2 })
+	dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, d := range dead {
+		reasons[d.ID] = d.LastError
+		if d.Attempts > 1 {
+			t.Errorf("%s died after %d attempts, want 1: the error is permanent", d.ID, d.Attempts)
+		}
+	}
+	if !strings.Contains(reasons[big.ID], "MaxMessageBytes") || !strings.Contains(reasons[crowded.ID], "message attributes exceed") {
+		t.Errorf("dead-letter reasons %v", reasons)
+	}
+	if _, err := s.receive(testCtx(t), url, len(good), false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With the relay: throttling is retried with the relay's backoff until SQS takes the messages;
+// nothing is dead-lettered.
+func TestRelayRetriesThrottling(t *testing.T) {
+	f := newFaultServer(t)
+	var throttles atomic.Int64
+	throttles.Store(3)
+	throttled := awsError(400, "com.amazonaws.sqs#RequestThrottled", "RequestThrottled;Sender", "Rate exceeded")
+	f.answer = func(w http.ResponseWriter, ids []string) {
+		if throttles.Add(-1) >= 0 {
+			throttled(w, ids)
+			return
+		}
+		succeed(w, ids)
+	}
+	store := outboxtest.NewMemoryStore()
+	if err := store.Add(testCtx(t), messages(30, "T", "")...); err != nil {
+		t.Fatal(err)
+	}
+	relay := runRelay(t, store, f.transport(t, sqs.Config{}))
+	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 })
+	if st := relay.Stats(); st.Dead != 0 || st.Published != 30 || st.Failed == 0 {
+		t.Errorf("stats %+v: want 30 published after some retried failures, none dead", st)
+	}
+}
