@@ -50,13 +50,13 @@ func TestEncodeEnvelopeRefusesCorruptJSON(t *testing.T) {
 func TestDecodeEnvelopeErrors(t *testing.T) {
 	for body, want := range map[string]string{
 		`not json`: "envelope",
-		`{"eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:           "id is missing",
-		`{"id":"1","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:                  "eventType is missing",
-		`{"id":"1","eventType":"T","timestamp":"2024-01-01T00:00:00.000Z"}`:               "payload is missing",
-		`{"id":"1","eventType":"T","payload":{}}`:                                         "timestamp is missing",
-		`{"id":"1","eventType":"T","payload":{},"timestamp":"yesterday"}`:                 "timestamp",
-		`{"id":"1","eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00Z"} {}`:   "trailing",
-		`{"id":1,"eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:    "envelope",
+		`{"eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:         "id is missing",
+		`{"id":"1","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:                "eventType is missing",
+		`{"id":"1","eventType":"T","timestamp":"2024-01-01T00:00:00.000Z"}`:             "payload is missing",
+		`{"id":"1","eventType":"T","payload":{}}`:                                       "timestamp is missing",
+		`{"id":"1","eventType":"T","payload":{},"timestamp":"yesterday"}`:               "timestamp",
+		`{"id":"1","eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00Z"} {}`: "trailing",
+		`{"id":1,"eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:  "envelope",
 	} {
 		if _, err := core.DecodeEnvelope([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("decode %s: error %v, want it to mention %q", body, err, want)
