@@ -12,7 +12,10 @@ import (
 )
 
 // SQS answers with its JSON error names, or, through its query-compatibility header, with the
-// older AWS.SimpleQueueService.* names the SDK then reports; both spellings are listed.
+// older AWS.SimpleQueueService.* names the SDK then reports; both spellings are listed. Matching
+// codes, not only typed errors, is deliberate: depending on the operation and the SDK version a
+// missing queue has surfaced as an untyped error with the old code (aws/aws-sdk-go-v2#1319,
+// #2348).
 
 // permanentCodes are whole-call errors no retry can fix: the queue does not exist, or the
 // request itself is invalid. Every message of the call is dead-lettered at once.
