@@ -209,3 +209,24 @@ func TestCorruptPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// When whole calls fail for different reasons, each message keeps its own queue's error.
+func TestMissingQueuesKeepTheirOwnErrors(t *testing.T) {
+	s := needServer(t)
+	base := s.createQueue(t, false)
+	base = base[:strings.LastIndex(base, "/")+1]
+	tr := newTransport(t, sqs.Config{Routes: map[string]string{"A": base + "outbox-missing-a", "B": base + "outbox-missing-b"}})
+	a := &core.Message{Type: "A", Payload: json.RawMessage(`1`)}
+	b := &core.Message{Type: "B", Payload: json.RawMessage(`2`)}
+	err := tr.Publish(testCtx(t), prepared(t, a, b))
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 {
+		t.Fatalf("publish = %v, want a *core.BatchError naming both", err)
+	}
+	if !strings.Contains(be.Failed[a.ID].Error(), "outbox-missing-a") || !strings.Contains(be.Failed[b.ID].Error(), "outbox-missing-b") {
+		t.Errorf("errors %v do not name each message's own queue", be)
+	}
+	if !core.IsPermanent(err) {
+		t.Errorf("%v is not permanent", err)
+	}
+}

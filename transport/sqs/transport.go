@@ -138,15 +138,15 @@ func (o *outcome) fail(i int, err error, wholeCall bool) { o.errs[i], o.call[i] 
 // err returns nil, the error every message failed with, or a BatchError.
 func (o *outcome) err() error {
 	var first error
-	failed, calls, samePermanence := 0, 0, true
+	failed, calls, alike := 0, 0, true
 	for i, err := range o.errs {
 		if err == nil {
 			continue
 		}
 		if first == nil {
 			first = err
-		} else if core.IsPermanent(err) != core.IsPermanent(first) {
-			samePermanence = false
+		} else if alike && err.Error() != first.Error() {
+			alike = false
 		}
 		failed++
 		if o.call[i] {
@@ -156,8 +156,8 @@ func (o *outcome) err() error {
 	switch {
 	case failed == 0:
 		return nil
-	case failed == len(o.errs) && calls == failed && samePermanence:
-		// Every message failed because whole calls failed alike (a missing queue, an
+	case failed == len(o.errs) && calls == failed && alike:
+		// Every message failed because whole calls failed the same way (a missing queue, an
 		// unreachable endpoint, a cancelled context): one error says it best.
 		return first
 	}
