@@ -60,6 +60,12 @@ type Config struct {
 	// MaxPayloadBytes bounds Payload plus Result of each written message.
 	// Default core.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
+	// NotifyInterval spaces the NOTIFYs of this store's writes. The first write of an interval
+	// notifies inside its transaction, so the relay wakes on its commit; later writes of the
+	// interval rely on that one and on a trailing NOTIFY sent an interval later. PostgreSQL
+	// serialises the commits of notifying transactions, so notifying on every write costs
+	// write throughput under concurrency. Default 2ms; negative: every write notifies.
+	NotifyInterval time.Duration
 	// WriteHooks run on every written message before it is validated (e.g. to copy trace context
 	// into Headers). Default none.
 	WriteHooks []core.WriteHook
@@ -83,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.NotifyInterval == 0 {
+		c.NotifyInterval = 2 * time.Millisecond
 	}
 	if c.URL == "" && c.Pool == nil {
 		if c.Host == "" {

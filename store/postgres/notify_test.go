@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox/store/postgres"
 )
 
 func expectSignal(t *testing.T, ch <-chan struct{}, within time.Duration, what string) {
@@ -115,5 +117,26 @@ func TestCloseStopsListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range signals { // drain until closed
+	}
+}
+
+// Writes within NotifyInterval of a notifying write skip their own NOTIFY; a trailing one
+// covers them, so the relay still wakes for the last write of a burst.
+func TestNotifyIntervalTrailingSignal(t *testing.T) {
+	s, _ := newStore(t, func(c *postgres.Config) { c.NotifyInterval = 300 * time.Millisecond })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals, err := s.Listen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(t, s, msg(t, "FIRST", "", 1))
+	expectSignal(t, signals, 2*time.Second, "first write")
+	start := time.Now()
+	add(t, s, msg(t, "SKIPPED", "", 2)) // within the interval: no NOTIFY in its transaction
+	expectQuiet(t, signals, 100*time.Millisecond, "skipped write before the trailing signal")
+	expectSignal(t, signals, 2*time.Second, "trailing signal")
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Fatalf("trailing signal after %v, want about the interval (300ms)", waited)
 	}
 }

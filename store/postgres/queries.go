@@ -7,7 +7,7 @@ import "fmt"
 // scalars and text/uuid/timestamptz/bool arrays with explicit casts, so the statements work in
 // pgx's simple protocol (PgBouncer) as well as with prepared statements.
 type queries struct {
-	add, addJSON            string
+	add, addOne, addJSON    string
 	claim, claimOrdered     string
 	ack, nack               string
 	counts, deleteDelivered string
@@ -22,15 +22,21 @@ func buildQueries(table string, keepDelivered bool) queries {
 	var q queries
 
 	// One statement, so one round trip whatever the batch size: the INSERT runs as a
-	// data-modifying CTE and the NOTIFY it is paired with only reaches listeners on commit.
-	// ORDER BY n keeps seq in the caller's order.
+	// data-modifying CTE (which always runs) and the NOTIFY it is paired with, when the last
+	// parameter asks for one, only reaches listeners on commit. ORDER BY n keeps seq in the
+	// caller's order.
 	q.add = fmt.Sprintf(`WITH ins AS (
 	INSERT INTO %s (id, type, key, payload, result, headers, created_at)
 	SELECT u.id, u.type, u.key, u.payload::json, u.result::json, u.headers::json, u.created_at
 	FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
 		WITH ORDINALITY AS u(id, type, key, payload, result, headers, created_at, n)
 	ORDER BY u.n
-) SELECT pg_notify($8, '')`, table)
+) SELECT pg_notify($8, '') WHERE $9::bool`, table)
+	// The common single-message write skips unnest's array handling.
+	q.addOne = fmt.Sprintf(`WITH ins AS (
+	INSERT INTO %s (id, type, key, payload, result, headers, created_at)
+	VALUES ($1::uuid, $2::text, $3::text, $4::text::json, $5::text::json, $6::text::json, $7::timestamptz)
+) SELECT pg_notify($8, '') WHERE $9::bool`, table)
 
 	// database/sql drivers disagree on how arrays are passed, so AddSQL sends the batch as one
 	// JSON document, which every driver passes as text.
@@ -40,7 +46,7 @@ func buildQueries(table string, keepDelivered bool) queries {
 	FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, type text, key text, payload text, result text, headers text, created_at timestamptz))
 		WITH ORDINALITY AS r(id, type, key, payload, result, headers, created_at, n)
 	ORDER BY r.n
-) SELECT pg_notify($2, '')`, table)
+) SELECT pg_notify($2, '') WHERE $3::bool`, table)
 
 	// A claim is one statement: pick due rows oldest first from the pending index, skipping rows
 	// another claimer has locked, and lease them. The lease expiry also becomes available_at, so

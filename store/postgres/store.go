@@ -23,6 +23,7 @@ type Store struct {
 	table   string // quoted schema.table, safe to paste into SQL
 	channel string // NOTIFY channel
 	q       queries
+	gate    *notifyGate
 
 	closed    atomic.Bool
 	done      context.Context // ends at Close: stops listeners
@@ -54,6 +55,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.done, s.close = context.WithCancel(context.Background())
 	s.q = buildQueries(s.table, cfg.KeepDelivered)
+	s.gate = &notifyGate{interval: cfg.NotifyInterval, send: s.notify}
 	if s.pool != nil {
 		return s, nil
 	}
@@ -112,6 +114,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.close()
+		s.gate.close()
 		s.listeners.Wait()
 		if s.ownPool {
 			s.pool.Close()
@@ -125,4 +128,12 @@ func (s *Store) open() error {
 		return core.ErrClosed
 	}
 	return nil
+}
+
+// notify sends a NOTIFY on its own (the notify gate's trailing signal). It commits
+// asynchronously: a notifying commit holds PostgreSQL's global notify lock until it returns, and
+// a wake-up signal needs no durability. Failure only delays the relay until its next poll, so it
+// is not reported.
+func (s *Store) notify(ctx context.Context) {
+	_, _ = s.pool.Exec(ctx, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')", s.channel)
 }

@@ -29,7 +29,14 @@ func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error
 		return err
 	}
 	cols := columnsOf(msgs)
-	if _, err := tx.Exec(ctx, s.q.add, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, s.channel); err != nil {
+	notify := s.gate.inTx()
+	var err error
+	if len(msgs) == 1 {
+		_, err = tx.Exec(ctx, s.q.addOne, cols.ids[0], cols.types[0], cols.keys[0], cols.payloads[0], cols.results[0], cols.headers[0], cols.created[0], s.channel, notify)
+	} else {
+		_, err = tx.Exec(ctx, s.q.add, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, s.channel, notify)
+	}
+	if err != nil {
 		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
 	}
 	return nil
@@ -70,7 +77,7 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 	if err != nil {
 		return fmt.Errorf("postgres: add: encode batch: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q.addJSON, string(doc), s.channel); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q.addJSON, string(doc), s.channel, s.gate.inTx()); err != nil {
 		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
 	}
 	return nil

@@ -83,7 +83,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 	if o.Rounds <= 0 {
 		o.Rounds = 3
 	}
-	sb, err := newSandbox(ctx, pool, o.Schema)
+	sb, err := newSandbox(ctx, pool, o.Schema, nil)
 	if err != nil {
 		return DrainResult{}, err
 	}

@@ -45,7 +45,7 @@ type sandbox struct {
 	store  *postgres.Store
 }
 
-func newSandbox(ctx context.Context, pool *pgxpool.Pool, schema string) (*sandbox, error) {
+func newSandbox(ctx context.Context, pool *pgxpool.Pool, schema string, tweak func(*postgres.Config)) (*sandbox, error) {
 	if schema == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
@@ -55,7 +55,11 @@ func newSandbox(ctx context.Context, pool *pgxpool.Pool, schema string) (*sandbo
 		return nil, fmt.Errorf("pgbench: create schema: %w", err)
 	}
 	sb := &sandbox{pool: pool, schema: schema}
-	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Schema: schema})
+	cfg := postgres.Config{Pool: pool, Schema: schema}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	store, err := postgres.New(ctx, cfg)
 	if err != nil {
 		sb.drop()
 		return nil, err

@@ -11,16 +11,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
 )
 
 // WriteOptions tunes WriteOverhead.
 type WriteOptions struct {
 	// Clients run transactions concurrently. Default 8.
 	Clients int
-	// Duration of each measured round. Default 3s.
+	// Duration of each measured slice. Default 1s.
 	Duration time.Duration
-	// Rounds alternate baseline and outbox this many times, so drift hits both. Default 2.
+	// Rounds alternate baseline and outbox slices this many times, so load from other processes
+	// hits both alike; each reports its median slice. Default 10.
 	Rounds int
+	// NotifyInterval of the store (see postgres.Config). Default the store's default.
+	NotifyInterval time.Duration
 	// Schema to work in. Default: a fresh random one, dropped afterwards.
 	Schema string
 }
@@ -29,10 +33,14 @@ type WriteOptions struct {
 // event. Ratio is the outbox transaction's mean duration over the baseline's (1.25 = 25% slower).
 type WriteResult struct {
 	Clients     int     `json:"clients"`
-	Seconds     float64 `json:"seconds_per_variant"`
+	Rounds      int     `json:"rounds"`
+	Seconds     float64 `json:"seconds_per_slice"`
 	BaselineTPS float64 `json:"baseline_tx_per_sec"`
 	OutboxTPS   float64 `json:"outbox_tx_per_sec"`
 	Ratio       float64 `json:"ratio"`
+	// The rate of every slice, in run order.
+	BaselineRuns []float64 `json:"baseline_runs"`
+	OutboxRuns   []float64 `json:"outbox_runs"`
 }
 
 // WriteOverhead measures what the outbox write adds to a business transaction.
@@ -41,12 +49,12 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 		o.Clients = 8
 	}
 	if o.Duration <= 0 {
-		o.Duration = 3 * time.Second
+		o.Duration = time.Second
 	}
 	if o.Rounds <= 0 {
-		o.Rounds = 2
+		o.Rounds = 10
 	}
-	sb, err := newSandbox(ctx, pool, o.Schema)
+	sb, err := newSandbox(ctx, pool, o.Schema, func(c *postgres.Config) { c.NotifyInterval = o.NotifyInterval })
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -86,20 +94,19 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 	if _, err := runTx(ctx, pool, o.Clients, 300*time.Millisecond, outbox); err != nil {
 		return WriteResult{}, err
 	}
-	var base, out int64
+	r := WriteResult{Clients: o.Clients, Rounds: o.Rounds, Seconds: o.Duration.Seconds()}
 	for range o.Rounds {
 		n, err := runTx(ctx, pool, o.Clients, o.Duration, baseline)
 		if err != nil {
 			return WriteResult{}, err
 		}
-		base += n
+		r.BaselineRuns = append(r.BaselineRuns, float64(n)/o.Duration.Seconds())
 		if n, err = runTx(ctx, pool, o.Clients, o.Duration, outbox); err != nil {
 			return WriteResult{}, err
 		}
-		out += n
+		r.OutboxRuns = append(r.OutboxRuns, float64(n)/o.Duration.Seconds())
 	}
-	secs := o.Duration.Seconds() * float64(o.Rounds)
-	r := WriteResult{Clients: o.Clients, Seconds: secs, BaselineTPS: float64(base) / secs, OutboxTPS: float64(out) / secs}
+	r.BaselineTPS, r.OutboxTPS = median(r.BaselineRuns), median(r.OutboxRuns)
 	r.Ratio = ratio(r.BaselineTPS, r.OutboxTPS)
 	return r, nil
 }

@@ -1,0 +1,176 @@
+package pgbench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/memory"
+)
+
+// sentHeader carries the write time in nanoseconds: CreatedAt has millisecond precision, too
+// coarse for latencies of a few milliseconds.
+const sentHeader = "x-bench-sent-ns"
+
+// LatencyOptions tunes Latency.
+type LatencyOptions struct {
+	// Rate of events per second, one event per transaction. Default 2000.
+	Rate int
+	// Duration of the steady load. Default 10s.
+	Duration time.Duration
+	// Clients write concurrently to keep up with Rate. Default 8.
+	Clients int
+	// PollOnly hides the store's Notifier from the relay, so only polling finds messages.
+	PollOnly bool
+	// PollInterval of the relay. Default the relay's default (1s).
+	PollInterval time.Duration
+	// Schema to work in. Default: a fresh random one, dropped afterwards.
+	Schema string
+}
+
+// LatencyResult reports end-to-end latency, from the write (just before Add) to the
+// subscriber of the memory transport receiving the message. The baseline is the latency of the
+// write transaction itself (Add and COMMIT), measured in the same run.
+type LatencyResult struct {
+	Rate        int     `json:"rate_per_sec"`
+	Seconds     float64 `json:"seconds"`
+	Events      int     `json:"events"`
+	AchievedPS  float64 `json:"achieved_events_per_sec"`
+	PollOnly    bool    `json:"poll_only"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	CommitP50Ms float64 `json:"commit_p50_ms"`
+	CommitP99Ms float64 `json:"commit_p99_ms"`
+	// Ratio is P50Ms / CommitP50Ms: how many write transactions' worth of time delivery takes.
+	Ratio float64 `json:"ratio"`
+}
+
+// storeOnly hides every optional capability of a store, the Notifier in particular.
+type storeOnly struct{ core.Store }
+
+// Latency writes events at a steady rate while a relay delivers them, and reports percentiles.
+func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (LatencyResult, error) {
+	if o.Rate <= 0 {
+		o.Rate = 2000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Clients <= 0 {
+		o.Clients = 8
+	}
+	sb, err := newSandbox(ctx, pool, o.Schema, nil)
+	if err != nil {
+		return LatencyResult{}, err
+	}
+	defer sb.drop()
+
+	total := int(float64(o.Rate) * o.Duration.Seconds())
+	latencies := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	transport := memory.New()
+	transport.Subscribe(func(_ context.Context, m *core.Message) error {
+		now := time.Now()
+		ns, err := strconv.ParseInt(m.Headers[sentHeader], 10, 64)
+		if err != nil {
+			return core.Permanent(fmt.Errorf("pgbench: message without %s header", sentHeader))
+		}
+		mu.Lock()
+		latencies = append(latencies, now.Sub(time.Unix(0, ns)))
+		mu.Unlock()
+		return nil
+	})
+	var store core.Store = sb.store
+	if o.PollOnly {
+		store = storeOnly{sb.store}
+	}
+	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: o.PollInterval})
+	if err != nil {
+		return LatencyResult{}, err
+	}
+	if err := relay.Start(ctx); err != nil {
+		return LatencyResult{}, err
+	}
+	defer func() { _ = relay.Stop(context.Background()) }()
+
+	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
+	// steady and a slow write delays only its own event.
+	due := make(chan time.Time, o.Clients)
+	commits := make([][]time.Duration, o.Clients)
+	errs := make(chan error, o.Clients)
+	var wg sync.WaitGroup
+	for c := range o.Clients {
+		wg.Go(func() {
+			for at := range due {
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				sent := time.Now()
+				m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+					Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) }); err != nil {
+					errs <- err
+					return
+				}
+				commits[c] = append(commits[c], time.Since(sent))
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / float64(o.Rate))
+feed:
+	for i := range total {
+		select {
+		case due <- start.Add(time.Duration(i) * interval):
+		case err := <-errs:
+			errs <- err
+			break feed
+		}
+	}
+	close(due)
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return LatencyResult{}, fmt.Errorf("pgbench: latency: write: %w", err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := transport.WaitFor(waitCtx, total); err != nil {
+		return LatencyResult{}, fmt.Errorf("pgbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
+	}
+
+	mu.Lock()
+	lat := slices.Clone(latencies)
+	mu.Unlock()
+	var commit []time.Duration
+	for _, c := range commits {
+		commit = append(commit, c...)
+	}
+	r := LatencyResult{
+		Rate: o.Rate, Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(), PollOnly: o.PollOnly,
+		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
+		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
+	}
+	r.Ratio = ratio(r.P50Ms, r.CommitP50Ms)
+	return r, nil
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(p*float64(len(ds))+0.5) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
