@@ -1,0 +1,129 @@
+// Package journal records which messages a relay process held and how it let go of them, so
+// that the torture tests can tell a legitimate duplicate (a message whose lease was cut by a
+// kill, an expired lease or a publish of unknown outcome) from a bug.
+//
+// A journal is a text file with one line per store call the relay made:
+//
+//	C <unix ms before the claim> <id>,<id>,...   claimed; written before anything is published
+//	A <unix ms after the ack> <id>,...           acknowledged
+//	N <unix ms after the nack> <id>:<u|a>,...    failure recorded: u = the broker never got the
+//	                                             message (injected fault, held back, too large),
+//	                                             a = it may have (timeout, connection lost)
+//
+// Each line is one write(2) on an O_APPEND file, so a SIGKILL leaves every line written before
+// it intact (the kernel keeps them even though the process never flushed anything).
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// Store wraps a core.Store and journals its Claim, Ack and Nack. The wrapped store's Notifier
+// stays reachable through it.
+type Store struct {
+	next core.Store
+	mu   sync.Mutex
+	f    *os.File
+}
+
+// Wrap opens (appending to) the journal at path and wraps next with it.
+func Wrap(next core.Store, path string) (*Store, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return &Store{next: next, f: f}, nil
+}
+
+// Close closes the journal file, not the wrapped store.
+func (s *Store) Close() error { return s.f.Close() }
+
+func (s *Store) write(op byte, at time.Time, items []string) error {
+	var b strings.Builder
+	b.WriteByte(op)
+	b.WriteByte(' ')
+	b.WriteString(strconv.FormatInt(at.UnixMilli(), 10))
+	b.WriteByte(' ')
+	b.WriteString(strings.Join(items, ","))
+	b.WriteByte('\n')
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.f.WriteString(b.String()); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// Claim implements core.Store.
+func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+	// The time is taken before the claim: the lease cannot have started earlier, so an ack
+	// recorded less than a lease after it was certainly made while the lease held.
+	start := time.Now()
+	msgs, err := s.next.Claim(ctx, req)
+	if err != nil || len(msgs) == 0 {
+		return msgs, err
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	if err := s.write('C', start, ids); err != nil {
+		// Not publishing what could not be journaled keeps the journal a complete record; the
+		// leases run out and another claim picks the messages up.
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// Ack implements core.Store.
+func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
+	if err := s.next.Ack(ctx, owner, ids); err != nil {
+		return err
+	}
+	return s.write('A', time.Now(), ids)
+}
+
+// Nack implements core.Store.
+func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+	if err := s.next.Nack(ctx, owner, failures); err != nil {
+		return err
+	}
+	items := make([]string, len(failures))
+	for i, f := range failures {
+		items[i] = f.ID + ":" + sentMark(f.Error)
+	}
+	return s.write('N', time.Now(), items)
+}
+
+// Listen forwards to the wrapped store's Notifier.
+func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
+	n, ok := s.next.(core.Notifier)
+	if !ok {
+		return nil, errors.New("journal: wrapped store has no notifier")
+	}
+	return n.Listen(ctx)
+}
+
+// sentMark classifies a failure by its text, which is all a Failure keeps: "u" when the
+// message certainly did not reach the broker, "a" when it may have.
+func sentMark(text string) string {
+	for _, unsent := range []string{
+		"outboxtest: injected fault", // the fault kit fails messages before sending them
+		"held back",                  // SQS FIFO hold-back: not sent so as not to overtake
+		"exceed MaxMessageBytes",     // refused by the SQS transport's size check
+	} {
+		if strings.Contains(text, unsent) {
+			return "u"
+		}
+	}
+	return "a"
+}

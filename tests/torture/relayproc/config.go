@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// Config is what one relay process runs with. Every field has a flag of the same name in
+// kebab case (-postgres-url, -schema, ...); the zero value of a field means its default.
+type Config struct {
+	// PostgresURL is the database holding the outbox. Default OUTBOX_TEST_POSTGRES_URL, or
+	// postgres://root@127.0.0.1:5432/test.
+	PostgresURL string
+	// Schema holds the outbox table. Required: every torture scenario has its own.
+	Schema string
+	// QueueURL is the SQS queue the relay publishes to; a .fifo URL is a FIFO queue. Required.
+	QueueURL string
+	// Endpoint is the SQS server. Default OUTBOX_TEST_SQS_ENDPOINT, or http://127.0.0.1:4566.
+	Endpoint string
+	// Ordered runs the relay in ordered mode (per-Key order). Default false.
+	Ordered bool
+	// Owner names the relay's leases. Default core.DefaultOwner() (host, pid, random).
+	Owner string
+	// Lease is how long a claim reserves its messages. Default 3s: a killed relay's messages
+	// are published again by another within seconds.
+	Lease time.Duration
+	// BatchSize is the relay's claim size. Default 50.
+	BatchSize int
+	// Concurrency is the relay's number of claim-publish-ack cycles in flight. Default 2.
+	Concurrency int
+	// PollInterval is the relay's fallback poll. Default 250ms.
+	PollInterval time.Duration
+	// MaxMessageBytes is the SQS transport's size limit; a larger message fails permanently and
+	// is dead-lettered. Default 16 KiB, well below the store's 256 KiB, so oversized (poison)
+	// events are accepted by the store and refused by the transport.
+	MaxMessageBytes int
+	// PartialFailureRate is the fraction of messages of every publish that the fault kit fails
+	// (outboxtest.FaultyTransport); 0 publishes through the SQS transport alone. Default 0.
+	PartialFailureRate float64
+	// CallFailureRate is the fraction of publish calls that the fault kit fails whole. Default 0.
+	CallFailureRate float64
+	// FaultSeed seeds the fault kit. Default: derived from the process ID.
+	FaultSeed uint64
+	// Journal is a file the relay appends its claims and settlements to (package journal), so
+	// that a test can tell which messages a killed relay held. Default none.
+	Journal string
+	// LogLevel is the zap level of the relay's logs on stderr. Default warn.
+	LogLevel string
+}
+
+func (c Config) withDefaults() Config {
+	if c.PostgresURL == "" {
+		c.PostgresURL = envOr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = envOr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	}
+	if c.Owner == "" {
+		c.Owner = core.DefaultOwner()
+	}
+	if c.Lease == 0 {
+		c.Lease = 3 * time.Second
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 50
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 2
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 16 << 10
+	}
+	if c.FaultSeed == 0 {
+		c.FaultSeed = uint64(os.Getpid())
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "warn"
+	}
+	return c
+}
+
+// Validate names the first wrong field by its flag. Components validate their own part again
+// (postgres.Config, sqs.Config, core.Config); this catches what they would report less clearly.
+func (c Config) Validate() error {
+	bad := func(field, problem string) error {
+		return &core.ConfigError{Component: "relayproc", Field: field, Problem: problem}
+	}
+	switch {
+	case c.Schema == "":
+		return bad("schema", "is empty")
+	case c.QueueURL == "":
+		return bad("queue-url", "is empty")
+	case c.Lease < 0:
+		return bad("lease", "is negative")
+	case c.BatchSize < 0:
+		return bad("batch-size", "is negative")
+	case c.Concurrency < 0:
+		return bad("concurrency", "is negative")
+	case c.PollInterval < 0:
+		return bad("poll-interval", "is negative")
+	case c.MaxMessageBytes < 0:
+		return bad("max-message-bytes", "is negative")
+	case c.PartialFailureRate < 0 || c.PartialFailureRate >= 1:
+		return bad("partial-failure-rate", fmt.Sprintf("%v is not in [0, 1)", c.PartialFailureRate))
+	case c.CallFailureRate < 0 || c.CallFailureRate >= 1:
+		return bad("call-failure-rate", fmt.Sprintf("%v is not in [0, 1)", c.CallFailureRate))
+	}
+	for _, u := range []struct{ field, value string }{{"queue-url", c.QueueURL}, {"endpoint", c.Endpoint}} {
+		if u.value == "" {
+			continue
+		}
+		p, err := url.Parse(u.value)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return bad(u.field, "is not an http(s) URL")
+		}
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return bad("log-level", fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	return nil
+}
+
+// parseFlags reads a Config from the command line. It never prints the database URL, which may
+// hold a password.
+func parseFlags(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("relayproc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string (default $OUTBOX_TEST_POSTGRES_URL or postgres://root@127.0.0.1:5432/test)")
+	fs.StringVar(&c.Schema, "schema", "", "schema of the outbox table (required)")
+	fs.StringVar(&c.QueueURL, "queue-url", "", "SQS queue URL (required; .fifo for a FIFO queue)")
+	fs.StringVar(&c.Endpoint, "endpoint", "", "SQS endpoint (default $OUTBOX_TEST_SQS_ENDPOINT or http://127.0.0.1:4566)")
+	fs.BoolVar(&c.Ordered, "ordered", false, "ordered mode: per-Key order")
+	fs.StringVar(&c.Owner, "owner", "", "lease owner (default host-pid-random)")
+	fs.DurationVar(&c.Lease, "lease", 0, "claim lease (default 3s)")
+	fs.IntVar(&c.BatchSize, "batch-size", 0, "claim size (default 50)")
+	fs.IntVar(&c.Concurrency, "concurrency", 0, "cycles in flight (default 2)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "fallback poll (default 250ms)")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 0, "SQS transport message size limit (default 16384)")
+	fs.Float64Var(&c.PartialFailureRate, "partial-failure-rate", 0, "fraction of messages the fault kit fails in each publish")
+	fs.Float64Var(&c.CallFailureRate, "call-failure-rate", 0, "fraction of publish calls the fault kit fails whole")
+	fs.Uint64Var(&c.FaultSeed, "fault-seed", 0, "fault kit seed (default: the pid)")
+	fs.StringVar(&c.Journal, "journal", "", "file to append claims and settlements to")
+	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error (default warn)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, errors.New("relayproc: unexpected arguments after the flags")
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c.withDefaults(), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+func TestParseFlags(t *testing.T) {
+	base := []string{"-schema", "s", "-queue-url", "http://127.0.0.1:4566/000000000000/q"}
+	tests := []struct {
+		name  string
+		extra []string
+		field string // the ConfigError field expected; "" for success
+	}{
+		{"minimal", nil, ""},
+		{"every knob", []string{"-ordered", "-lease", "2s", "-batch-size", "10", "-concurrency", "3", "-partial-failure-rate", "0.2", "-call-failure-rate", "0.05", "-log-level", "error"}, ""},
+		{"negative lease", []string{"-lease", "-1s"}, "lease"},
+		{"negative batch", []string{"-batch-size", "-1"}, "batch-size"},
+		{"negative concurrency", []string{"-concurrency", "-2"}, "concurrency"},
+		{"negative poll", []string{"-poll-interval", "-1ms"}, "poll-interval"},
+		{"negative size", []string{"-max-message-bytes", "-5"}, "max-message-bytes"},
+		{"rate of one", []string{"-partial-failure-rate", "1"}, "partial-failure-rate"},
+		{"negative rate", []string{"-call-failure-rate", "-0.1"}, "call-failure-rate"},
+		{"endpoint not a URL", []string{"-endpoint", "127.0.0.1:4566"}, "endpoint"},
+		{"unknown level", []string{"-log-level", "loud"}, "log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseFlags(append(append([]string(nil), base...), tt.extra...), io.Discard)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("parseFlags: %v", err)
+				}
+				return
+			}
+			var ce *core.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tt.field {
+				t.Fatalf("parseFlags = %+v, %v; want a ConfigError naming %s", cfg, err, tt.field)
+			}
+		})
+	}
+}
+
+func TestParseFlagsRequired(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		field string
+	}{
+		{[]string{"-queue-url", "http://h/q"}, "schema"},
+		{[]string{"-schema", "s"}, "queue-url"},
+		{[]string{"-schema", "s", "-queue-url", "q"}, "queue-url"},
+	} {
+		_, err := parseFlags(tt.args, io.Discard)
+		var ce *core.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field {
+			t.Errorf("parseFlags(%q) = %v; want a ConfigError naming %s", tt.args, err, tt.field)
+		}
+	}
+	if _, err := parseFlags([]string{"-schema", "s", "-queue-url", "http://h/q", "extra"}, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
+		t.Errorf("stray argument accepted: %v", err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("OUTBOX_TEST_POSTGRES_URL", "")
+	t.Setenv("OUTBOX_TEST_SQS_ENDPOINT", "")
+	c := Config{Schema: "s", QueueURL: "http://h/q"}.withDefaults()
+	if c.PostgresURL != "postgres://root@127.0.0.1:5432/test" || c.Endpoint != "http://127.0.0.1:4566" ||
+		c.Lease != 3*time.Second || c.BatchSize != 50 || c.Concurrency != 2 || c.PollInterval != 250*time.Millisecond ||
+		c.MaxMessageBytes != 16<<10 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" {
+		t.Errorf("defaults: %+v", c)
+	}
+}

@@ -1,0 +1,141 @@
+// Command relayproc runs one outbox relay, from a PostgreSQL outbox to an SQS queue, as a
+// process of its own: the torture tests start several, SIGKILL them at random moments and
+// restart them, as an orchestrator would restart a crashed relay.
+//
+// It stops gracefully on SIGTERM or SIGINT (in-flight batches are published and acknowledged,
+// unpublished leases released), prints the relay's counters as one JSON line on stdout and
+// exits 0. Until PostgreSQL answers it keeps trying to connect, as a daemon started during a
+// database restart must.
+//
+//	relayproc -schema s1 -queue-url http://127.0.0.1:4566/000000000000/q1 [-ordered] ...
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/postgres"
+	"github.com/txoutbox/outbox/tests/torture/journal"
+	"github.com/txoutbox/outbox/transport/sqs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole process, minus os.Exit, so that it reads top to bottom.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level, err := zapcore.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("relayproc: log-level: %w", err)
+	}
+	logCfg := zap.NewProductionConfig()
+	logCfg.Level = zap.NewAtomicLevelAt(level)
+	logCfg.OutputPaths = []string{"stderr"}
+	logCfg.Sampling = nil
+	log, err := logCfg.Build()
+	if err != nil {
+		return fmt.Errorf("relayproc: logger: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	store, err := connect(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = store.Close() }()
+
+	sqsTransport, err := sqs.New(ctx, sqs.Config{
+		QueueURL: cfg.QueueURL, Endpoint: cfg.Endpoint, Region: "us-east-1",
+		AccessKeyID: "torture", SecretAccessKey: "torture",
+		MaxMessageBytes: cfg.MaxMessageBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("relayproc: %w", err)
+	}
+	defer func() { _ = sqsTransport.Close() }()
+	var transport core.Transport = sqsTransport
+	if cfg.PartialFailureRate > 0 || cfg.CallFailureRate > 0 {
+		faulty := outboxtest.NewFaultyTransport(sqsTransport, cfg.FaultSeed)
+		faulty.SetPartialRate(cfg.PartialFailureRate)
+		faulty.SetFailRate(cfg.CallFailureRate)
+		transport = faulty
+	}
+
+	var relayStore core.Store = store
+	if cfg.Journal != "" {
+		j, err := journal.Wrap(store, cfg.Journal)
+		if err != nil {
+			return fmt.Errorf("relayproc: %w", err)
+		}
+		defer func() { _ = j.Close() }()
+		relayStore = j
+	}
+
+	relay, err := core.NewRelay(relayStore, transport, core.Config{
+		BatchSize:    cfg.BatchSize,
+		Concurrency:  cfg.Concurrency,
+		PollInterval: cfg.PollInterval,
+		Lease:        cfg.Lease,
+		Ordered:      cfg.Ordered,
+		Owner:        cfg.Owner,
+		// Short retries, so that a message failed by an outage or the fault kit is published
+		// again within seconds; 25 attempts still span far longer than any outage here.
+		Backoff: core.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second},
+		Logger:  log,
+	})
+	if err != nil {
+		return fmt.Errorf("relayproc: %w", err)
+	}
+	if err := relay.Run(ctx); err != nil {
+		return fmt.Errorf("relayproc: stop: %w", err)
+	}
+	stats, err := json.Marshal(relay.Stats())
+	if err != nil {
+		return fmt.Errorf("relayproc: stats: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", stats)
+	return err
+}
+
+// connect opens the store, retrying while PostgreSQL does not answer (a relay restarted during
+// a database restart), until ctx ends.
+func connect(ctx context.Context, cfg Config, log *zap.Logger) (*postgres.Store, error) {
+	for attempt := 1; ; attempt++ {
+		store, err := postgres.New(ctx, postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second})
+		if err == nil {
+			return store, nil
+		}
+		var cfgErr *core.ConfigError
+		if errors.As(err, &cfgErr) {
+			return nil, fmt.Errorf("relayproc: %w", err)
+		}
+		log.Warn("database unavailable; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("relayproc: stopped before the database answered: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
