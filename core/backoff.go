@@ -35,7 +35,10 @@ func (b Backoff) withDefaults() Backoff {
 	return b
 }
 
-func (b Backoff) validate(component, field string) error {
+// Validate names the first invalid field, reported as field.Initial, field.Max and so on of
+// component's config (e.g. Validate("retry", "Backoff")). Zero values are valid: they mean the
+// default.
+func (b Backoff) Validate(component, field string) error {
 	switch {
 	case b.Initial < 0:
 		return &ConfigError{Component: component, Field: field + ".Initial", Problem: "is negative"}

@@ -116,7 +116,7 @@ func (c Config) Validate() error {
 	case len(c.Owner) > 200:
 		return bad("Owner", "is longer than 200 bytes")
 	}
-	if err := c.Backoff.validate("relay", "Backoff"); err != nil {
+	if err := c.Backoff.Validate("relay", "Backoff"); err != nil {
 		return err
 	}
 	if d := c.withDefaults(); d.PublishTimeout >= d.Lease {

@@ -125,3 +125,27 @@ func TestRelayLogs(t *testing.T) {
 		t.Fatalf("dead-letter log %v %v", entry.Level, fields)
 	}
 }
+
+// Middleware can tell a message's last attempt from the publish context.
+func TestRelayPassesMaxAttemptsToMiddleware(t *testing.T) {
+	st := outboxtest.NewMemoryStore()
+	tr := memory.New()
+	seen := make(chan int, 1)
+	spy := func(next core.Handler) core.Handler {
+		return func(ctx context.Context, msgs []*core.Message) error {
+			select {
+			case seen <- core.MaxAttempts(ctx):
+			default:
+			}
+			return next(ctx, msgs)
+		}
+	}
+	write(t, st, 1, noKey)
+	startRelay(t, st, tr, core.Config{MaxAttempts: 7, Middleware: []core.Middleware{spy}})
+	if got := <-seen; got != 7 {
+		t.Fatalf("MaxAttempts(ctx) = %d in middleware, want 7", got)
+	}
+	if core.MaxAttempts(context.Background()) != 0 {
+		t.Fatal("MaxAttempts outside a relay must be 0")
+	}
+}
