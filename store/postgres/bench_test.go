@@ -61,3 +61,25 @@ func BenchmarkDrain(b *testing.B) {
 		logJSON(b, r)
 	}
 }
+
+func BenchmarkLatency(b *testing.B) {
+	pool := benchPool(b, 8)
+	for _, mode := range []struct {
+		name     string
+		pollOnly bool
+	}{{"Notify", false}, {"PollOnly", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := pgbench.Latency(context.Background(), pool, pgbench.LatencyOptions{PollOnly: mode.pollOnly})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(r.P50Ms, "p50_ms")
+				b.ReportMetric(r.P99Ms, "p99_ms")
+				b.ReportMetric(r.CommitP50Ms, "commit_p50_ms")
+				b.ReportMetric(r.AchievedPS, "events/s")
+				logJSON(b, r)
+			}
+		})
+	}
+}

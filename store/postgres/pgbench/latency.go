@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -31,6 +32,8 @@ type LatencyOptions struct {
 	PollOnly bool
 	// PollInterval of the relay. Default the relay's default (1s).
 	PollInterval time.Duration
+	// NotifyInterval of the store (see postgres.Config). Default the store's default.
+	NotifyInterval time.Duration
 	// Schema to work in. Default: a fresh random one, dropped afterwards.
 	Schema string
 }
@@ -67,7 +70,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	if o.Clients <= 0 {
 		o.Clients = 8
 	}
-	sb, err := newSandbox(ctx, pool, o.Schema, nil)
+	sb, err := newSandbox(ctx, pool, o.Schema, func(c *postgres.Config) { c.NotifyInterval = o.NotifyInterval })
 	if err != nil {
 		return LatencyResult{}, err
 	}
