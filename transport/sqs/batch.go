@@ -77,21 +77,42 @@ func heldBack(id, failedID, group string) error {
 
 // sendAll sends every batch, concurrently within the transport's Concurrency, and records each
 // message's outcome.
+//
+// Batches that follow no other take their slot here, in order, so the oldest messages go first
+// when slots are scarce. A batch that must follow others takes its slot only once they are
+// answered: holding one while it waits would idle it.
 func (t *Transport) sendAll(ctx context.Context, batches []*batch, out *outcome) {
-	if len(batches) == 1 {
-		t.send(ctx, batches[0], out)
-		return
-	}
 	var wg sync.WaitGroup
 	for _, b := range batches {
-		wg.Go(func() { t.send(ctx, b, out) })
+		slot := len(b.after) == 0 && t.acquire(ctx)
+		if len(batches) == 1 {
+			t.send(ctx, b, out, slot)
+			return
+		}
+		wg.Go(func() { t.send(ctx, b, out, slot) })
 	}
 	wg.Wait()
 }
 
-// send makes one SendMessageBatch call, after the batches it must follow.
-func (t *Transport) send(ctx context.Context, b *batch, out *outcome) {
+// acquire takes one of the Concurrency slots, or reports false when ctx ends first.
+func (t *Transport) acquire(ctx context.Context) bool {
+	select {
+	case t.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// send makes one SendMessageBatch call, after the batches it must follow. slot says whether
+// the call's concurrency slot is already taken; send releases it.
+func (t *Transport) send(ctx context.Context, b *batch, out *outcome, slot bool) {
 	defer close(b.done)
+	defer func() {
+		if slot {
+			<-t.sem
+		}
+	}()
 	if b.q.fifo {
 		b.failed = map[string]string{}
 		for _, prev := range b.after {
@@ -126,14 +147,15 @@ func (t *Transport) send(ctx context.Context, b *batch, out *outcome) {
 		return
 	}
 
-	select {
-	case t.sem <- struct{}{}:
-	case <-ctx.Done():
-		b.failAll(out, sent, classify("publish to "+b.q.url, ctx.Err()))
-		return
+	if !slot {
+		if slot = t.acquire(ctx); !slot {
+			b.failAll(out, sent, classify("publish to "+b.q.url, ctx.Err()))
+			return
+		}
 	}
 	res, err := t.client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(b.q.url), Entries: entries}, noRetry)
 	<-t.sem
+	slot = false
 	if err != nil {
 		b.failAll(out, sent, classify("publish to "+b.q.url, err))
 		return

@@ -3,6 +3,7 @@ package sqs_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -257,5 +258,31 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 	if got := f.maxSeen.Load(); got > 3 || got < 2 {
 		t.Errorf("%d calls in flight at most, want 3 (at least 2)", got)
+	}
+}
+
+// Batches are cut at MaxBatchBytes as well as at 10 entries, and with one slot they go out in
+// order, oldest messages first.
+func TestBatchesCutAtMaxBatchBytes(t *testing.T) {
+	f := newFaultServer(t)
+	var mu sync.Mutex
+	var sizes []int
+	f.answer = func(w http.ResponseWriter, ids []string) {
+		mu.Lock()
+		sizes = append(sizes, len(ids))
+		mu.Unlock()
+		succeed(w, ids)
+	}
+	// Each message: envelope of about 560 bytes plus outbox.type (11+6+1): three fit in 2048.
+	tr := f.transport(t, sqs.Config{MaxMessageBytes: 1024, MaxBatchBytes: 2048, Concurrency: 1})
+	in := messages(10, "T", "")
+	for _, m := range in {
+		m.Payload = json.RawMessage(`"` + strings.Repeat("p", 400) + `"`)
+	}
+	if err := tr.Publish(testCtx(t), prepared(t, in...)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sizes) != "[3 3 3 1]" {
+		t.Errorf("batches of %v entries, want [3 3 3 1]", sizes)
 	}
 }

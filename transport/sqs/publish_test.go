@@ -1,6 +1,7 @@
 package sqs_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -356,5 +358,48 @@ func TestOwnClientAndConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The transport sizes a message as SQS does: on a queue whose MaximumMessageSize is 2048, a
+// message of exactly 2048 bytes (body plus attributes) is accepted by the server, and one byte
+// more is refused by the transport before sending.
+func TestSizeMatchesTheServer(t *testing.T) {
+	s := needServer(t)
+	out, err := s.admin.CreateQueue(testCtx(t), &awssqs.CreateQueueInput{
+		QueueName:  aws.String(queueName(t, false)),
+		Attributes: map[string]string{"MaximumMessageSize": "2048"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := aws.ToString(out.QueueUrl)
+	t.Cleanup(func() {
+		_, _ = s.admin.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(url)})
+	})
+	tr := newTransport(t, sqs.Config{QueueURL: url, MaxMessageBytes: 2048, RawPayload: true})
+
+	// RawPayload: body = payload. Attributes: outbox.type=T (11+6+1), outbox.id=<36> (9+6+36),
+	// tenant=acme (6+6+4).
+	const attrs = 11 + 6 + 1 + 9 + 6 + 36 + 6 + 6 + 4
+	sized := func(total int) *core.Message {
+		return &core.Message{Type: "T", Headers: map[string]string{"tenant": "acme"},
+			Payload: json.RawMessage(`"` + strings.Repeat("s", total-attrs-2) + `"`)}
+	}
+	fits, over := sized(2048), sized(2049)
+	err = tr.Publish(testCtx(t), prepared(t, fits, over))
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[over.ID]) {
+		t.Fatalf("publish = %v, want only the 2049-byte message refused, permanently", err)
+	}
+	if !strings.Contains(be.Failed[over.ID].Error(), "2049 bytes") {
+		t.Errorf("error %q does not give the size", be.Failed[over.ID])
+	}
+	got, err := s.receive(testCtx(t), url, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Msg.ID != fits.ID {
+		t.Fatalf("received %s, want the 2048-byte message", got[0].Msg.ID)
 	}
 }
