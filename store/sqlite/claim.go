@@ -32,7 +32,7 @@ func claimQueries(t string) (unordered, ordered string) {
 	// a dead message blocks its key until it is requeued or purged.
 	ordered = update + `SELECT o.seq FROM ` + t + ` AS o WHERE o.status = 'pending' AND o.available_at <= ?
 		AND (o.key = '' OR NOT EXISTS (
-			SELECT 1 FROM ` + t + ` AS p WHERE p.key = o.key AND p.status <> 'delivered' AND p.seq < o.seq))
+			SELECT 1 FROM ` + t + ` AS p WHERE p.key = o.key AND p.status <> 'delivered' AND p.key <> '' AND p.seq < o.seq))
 		ORDER BY o.seq LIMIT ?)` + returning
 	return unordered, ordered
 }
@@ -54,11 +54,11 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		query = s.q.claimOrdered
 	}
 
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	defer end()
 
 	rows, err := tx.QueryContext(ctx, query, req.Owner, until, now.UnixMilli(), req.Limit)
 	if err != nil {
@@ -217,11 +217,11 @@ func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure)
 
 // inTx runs fn in one write transaction: a batch of statements costs one commit.
 func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	defer end()
 	if err := fn(tx); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}

@@ -12,11 +12,14 @@
 //
 // # Concurrency
 //
-// SQLite has one write lock per database file. A store opened from Config.Path uses one
-// connection by default (Config.MaxOpenConns), so writers in this process queue inside
-// database/sql, each bounded by its own context, instead of polling SQLite's busy handler. Every
-// transaction begins with BEGIN IMMEDIATE (the _txlock=immediate DSN option): a transaction
-// never reads first and then fails to upgrade to a writer with SQLITE_BUSY. Between processes
+// SQLite has one write lock per database file, and its busy handler polls for it: under load a
+// writer among many can starve past its busy timeout and fail with SQLITE_BUSY. So the store
+// queues its writers before they reach SQLite. A store opened from Config.Path uses one
+// connection by default (Config.MaxOpenConns), and every store over the same file in this
+// process takes a shared write lock, first come first served and bounded by the caller's
+// context, around each write transaction (Execute, Claim, Ack, Nack, Requeue...). Every
+// transaction of the store's connections begins with BEGIN IMMEDIATE (the _txlock=immediate DSN
+// option), so none starts as a reader that later fails to become the writer. Between processes
 // sharing the file, the busy timeout (Config.BusyTimeout) makes writers wait their turn.
 //
 // # Notifications

@@ -150,7 +150,7 @@ func (s *Store) changeDead(ctx context.Context, op string, f core.DeadFilter, st
 		where = `seq IN (SELECT seq FROM ` + s.q.table + ` WHERE ` + where + ` ORDER BY seq LIMIT ?)`
 		args = append(args, f.Limit)
 	}
-	res, err := s.db.ExecContext(ctx, stmt+where, args...)
+	res, err := s.execWrite(ctx, stmt+where, args...)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}
@@ -170,7 +170,7 @@ func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int
 	if limit <= 0 {
 		return 0, fmt.Errorf("sqlite: delete delivered: %w", &core.ConfigError{Component: "sqlite", Field: "limit", Problem: "must be positive"})
 	}
-	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.q.table+` WHERE seq IN (
+	res, err := s.execWrite(ctx, `DELETE FROM `+s.q.table+` WHERE seq IN (
 		SELECT seq FROM `+s.q.table+` WHERE status = 'delivered' AND delivered_at < ? ORDER BY delivered_at LIMIT ?)`,
 		cutoff.UnixMilli(), limit)
 	if err != nil {

@@ -3,56 +3,11 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 )
 
-// hubs holds one hub per database file and table in this process, so that a commit through any
-// store wakes the relays of every store over the same outbox.
-var hubs = &hubRegistry{m: map[string]*hub{}}
-
-type hubRegistry struct {
-	mu sync.Mutex
-	m  map[string]*hub
-}
-
-// acquire returns the hub of file and table. An empty file (an in-memory or temporary database
-// of the caller's own DB) is private to one store: no other store can see it.
-func (r *hubRegistry) acquire(file, table string) *hub {
-	if file == "" {
-		return &hub{subs: map[chan struct{}]struct{}{}, refs: 1}
-	}
-	key := file + "\x00" + strings.ToLower(table)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	h := r.m[key]
-	if h == nil {
-		h = &hub{key: key, subs: map[chan struct{}]struct{}{}}
-		r.m[key] = h
-	}
-	h.refs++
-	return h
-}
-
-// release drops a store's reference. The listeners of a store that closes are closed even
-// while other stores share the hub: each listener belongs to the store it came from.
-func (r *hubRegistry) release(h *hub) {
-	if h == nil {
-		return
-	}
-	r.mu.Lock()
-	h.refs--
-	if h.refs == 0 && h.key != "" {
-		delete(r.m, h.key)
-	}
-	r.mu.Unlock()
-}
-
 // hub broadcasts "new messages may have committed" to listeners.
 type hub struct {
-	key  string
-	refs int // guarded by hubs.mu
-
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
 }

@@ -21,7 +21,9 @@ type Store struct {
 	cfg    Config
 	db     *sql.DB
 	ownsDB bool
-	hooked bool // our connections signal commits themselves
+	hooked bool   // our connections signal commits themselves
+	file   string // the database file, "" when in memory: the key of what stores share
+	wlock  *writeLock
 	hub    atomic.Pointer[hub]
 	q      queries
 	closed atomic.Bool
@@ -72,7 +74,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.name(), err)
 	}
-	s.hub.Store(hubs.acquire(file, cfg.Table))
+	s.file = file
+	s.wlock = writeLocks.acquire(file)
+	s.hub.Store(hubs.acquire(hubKey(file, cfg.Table)))
 	return s, nil
 }
 
@@ -98,7 +102,8 @@ func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
 		s.closeListeners()
-		hubs.release(s.hub.Load())
+		hubs.release(hubKey(s.file, s.cfg.Table))
+		writeLocks.release(s.file)
 		if s.ownsDB {
 			if cerr := s.db.Close(); cerr != nil {
 				err = fmt.Errorf("sqlite: close: %w", cerr)
@@ -160,4 +165,31 @@ func (s *Store) signal() {
 	if h := s.hub.Load(); h != nil {
 		h.broadcast()
 	}
+}
+
+// beginWrite takes this process's write lock of the file, then begins a transaction (BEGIN
+// IMMEDIATE on the store's own connections). end rolls back unless committed, and releases
+// the lock; it is safe to defer, including while a panic unwinds.
+func (s *Store) beginWrite(ctx context.Context) (tx *sql.Tx, end func(), err error) {
+	if err := s.wlock.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	tx, err = s.db.BeginTx(ctx, nil)
+	if err != nil {
+		s.wlock.unlock()
+		return nil, nil, err
+	}
+	return tx, func() {
+		_ = tx.Rollback() // sql.ErrTxDone after Commit
+		s.wlock.unlock()
+	}, nil
+}
+
+// execWrite runs one writing statement under the write lock.
+func (s *Store) execWrite(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := s.wlock.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.wlock.unlock()
+	return s.db.ExecContext(ctx, query, args...)
 }

@@ -75,12 +75,12 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 	if fn == nil {
 		return zero, fmt.Errorf("sqlite: execute: %w", &core.FieldError{Field: "fn", Problem: "is nil"})
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return zero, fmt.Errorf("sqlite: execute: begin: %w", err)
 	}
-	// Runs on every return and while a panic unwinds: after Commit it is a no-op.
-	defer tx.Rollback() //nolint:errcheck
+	// Rolls back on every return and while a panic unwinds (after Commit, it only unlocks).
+	defer end()
 
 	res, err := fn(ctx, tx)
 	if err != nil {
