@@ -28,7 +28,7 @@ type batch struct {
 
 // pack encodes the messages at idxs, all bound for q, and packs them in order into batches of
 // at most MaxBatchEntries entries and MaxBatchBytes bytes. Messages that cannot be encoded fail
-// in out; on a FIFO queue they hold back the rest of their group.
+// in out; on a FIFO queue they hold back the later messages with their Key.
 func (t *Transport) pack(q queue, msgs []*core.Message, idxs []int, out *outcome) []*batch {
 	var (
 		batches []*batch
