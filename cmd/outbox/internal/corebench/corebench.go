@@ -1,0 +1,157 @@
+// Package corebench measures the relay engine itself, with no database or broker in the way:
+// core.Relay draining an in-memory store (outboxtest.MemoryStore) to the memory transport,
+// against a raw claim-publish-ack loop over the same store and transport in the same run. The
+// ratio says how much the relay's scheduling costs; the engine must never be the bottleneck.
+package corebench
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/transport/memory"
+)
+
+// Options tunes Run. The zero value of every field means its documented default.
+type Options struct {
+	// Events drained by each measurement. Default 100000.
+	Events int
+	// BatchSize of the relay's claims and of the raw loop's. Default 100.
+	BatchSize int
+	// Concurrency of the relay. Default 2, the relay's default; the raw loop runs one cycle at
+	// a time, as a hand-written loop would.
+	Concurrency int
+	// Rounds alternate raw and relay measurements; results are medians. Default 3.
+	Rounds int
+}
+
+// Result compares the relay with the raw loop.
+type Result struct {
+	Events      int       `json:"events"`
+	BatchSize   int       `json:"batch_size"`
+	Concurrency int       `json:"concurrency"`
+	Rounds      int       `json:"rounds"`
+	RelayPerSec float64   `json:"relay_events_per_sec"`
+	RawPerSec   float64   `json:"raw_events_per_sec"`
+	Ratio       float64   `json:"ratio"` // RelayPerSec / RawPerSec
+	RelayRuns   []float64 `json:"relay_runs"`
+	RawRuns     []float64 `json:"raw_runs"`
+}
+
+// Run measures both, alternating, so that load from other processes hits them alike.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Events < 0 || o.BatchSize < 0 || o.Concurrency < 0 || o.Rounds < 0 {
+		return Result{}, errors.New("corebench: options must not be negative")
+	}
+	o = o.withDefaults()
+	r := Result{Events: o.Events, BatchSize: o.BatchSize, Concurrency: o.Concurrency, Rounds: o.Rounds}
+	for range o.Rounds {
+		raw, err := rawLoop(ctx, o)
+		if err != nil {
+			return r, err
+		}
+		relayed, err := relay(ctx, o)
+		if err != nil {
+			return r, err
+		}
+		r.RawRuns, r.RelayRuns = append(r.RawRuns, raw), append(r.RelayRuns, relayed)
+	}
+	r.RawPerSec, r.RelayPerSec = median(r.RawRuns), median(r.RelayRuns)
+	if r.RawPerSec > 0 {
+		r.Ratio = r.RelayPerSec / r.RawPerSec
+	}
+	return r, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Events == 0 {
+		o.Events = 100000
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 100
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 2
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
+	return o
+}
+
+// backlog returns a store holding n messages.
+func backlog(ctx context.Context, n int) (*outboxtest.MemoryStore, error) {
+	st := outboxtest.NewMemoryStore()
+	msgs := outboxtest.NewMessages(n, "BENCH_EVENT", "")
+	for i := 0; i < n; i += 1000 {
+		if err := st.Add(ctx, msgs[i:min(i+1000, n)]...); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func relay(ctx context.Context, o Options) (float64, error) {
+	st, err := backlog(ctx, o.Events)
+	if err != nil {
+		return 0, err
+	}
+	tr := memory.New()
+	// An hour's poll interval: only the relay's own "batch was full, claim again" loop and the
+	// store's notifications drive it, as under load.
+	r, err := core.NewRelay(st, tr, core.Config{BatchSize: o.BatchSize, Concurrency: o.Concurrency, PollInterval: time.Hour})
+	if err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	if err := r.Start(ctx); err != nil {
+		return 0, err
+	}
+	waitErr := tr.WaitFor(ctx, o.Events)
+	elapsed := time.Since(began)
+	if err := errors.Join(waitErr, r.Stop(context.WithoutCancel(ctx))); err != nil {
+		return 0, err
+	}
+	return float64(o.Events) / elapsed.Seconds(), nil
+}
+
+func rawLoop(ctx context.Context, o Options) (float64, error) {
+	st, err := backlog(ctx, o.Events)
+	if err != nil {
+		return 0, err
+	}
+	tr := memory.New()
+	req := core.ClaimRequest{Owner: "raw", Limit: o.BatchSize, Lease: time.Minute}
+	began := time.Now()
+	for done := 0; done < o.Events; {
+		msgs, err := st.Claim(ctx, req)
+		if err != nil {
+			return 0, err
+		}
+		if len(msgs) == 0 {
+			return 0, errors.New("corebench: raw loop found the store empty early")
+		}
+		if err := tr.Publish(ctx, msgs); err != nil {
+			return 0, err
+		}
+		if err := st.Ack(ctx, req.Owner, outboxtest.IDs(msgs)); err != nil {
+			return 0, err
+		}
+		done += len(msgs)
+	}
+	return float64(o.Events) / time.Since(began).Seconds(), nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,157 @@
+// Package storeurl turns the outbox command's --store URL into a backend and its config, and
+// redacts such URLs for display. It connects to nothing, so a bad URL is reported before any
+// network traffic, as a usage error.
+package storeurl
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/txoutbox/outbox/store/mongo"
+	"github.com/txoutbox/outbox/store/postgres"
+	"github.com/txoutbox/outbox/store/sqlite"
+)
+
+// Kind names a store backend.
+type Kind string
+
+// The backends a store URL can name.
+const (
+	Postgres Kind = "postgres"
+	Mongo    Kind = "mongodb"
+	SQLite   Kind = "sqlite"
+)
+
+// Options are the store settings that live outside the URL, from flags or the environment.
+// Empty fields mean the backend's default.
+type Options struct {
+	Schema        string // postgres only; default "public"
+	Table         string // postgres and sqlite; default "outbox"
+	Collection    string // mongodb only; default "outbox"
+	Database      string // mongodb only; default the database in the URL's path
+	KeepDelivered bool   // mark acknowledged messages delivered instead of deleting them
+}
+
+// Target is a parsed store URL: its Kind and the config of that backend, validated.
+type Target struct {
+	Kind     Kind
+	Postgres postgres.Config
+	Mongo    mongo.Config
+	SQLite   sqlite.Config
+}
+
+// Parse reads a store URL — postgres://… or postgresql://…, mongodb://… or mongodb+srv://…,
+// sqlite:PATH — and combines it with o. The error names what is wrong and never repeats the
+// URL, which may hold a password.
+func Parse(raw string, o Options) (Target, error) {
+	if raw == "" {
+		return Target{}, errors.New("is empty: want postgres://…, mongodb://… or sqlite:PATH")
+	}
+	kind, err := kindOf(raw)
+	if err != nil {
+		return Target{}, err
+	}
+	if err := o.fits(kind); err != nil {
+		return Target{}, err
+	}
+	t := Target{Kind: kind}
+	switch kind {
+	case Postgres:
+		t.Postgres = postgres.Config{URL: raw, Schema: o.Schema, Table: o.Table, KeepDelivered: o.KeepDelivered}
+		err = t.Postgres.Validate()
+	case Mongo:
+		t.Mongo = mongo.Config{URI: raw, Database: o.Database, Collection: o.Collection, KeepDelivered: o.KeepDelivered}
+		err = t.Mongo.Validate()
+	case SQLite:
+		t.SQLite = sqlite.Config{Path: sqlitePath(raw), Table: o.Table, KeepDelivered: o.KeepDelivered}
+		err = t.SQLite.Validate()
+	}
+	if err != nil {
+		return Target{}, err
+	}
+	return t, nil
+}
+
+// kindOf picks the backend from the URL's scheme.
+func kindOf(raw string) (Kind, error) {
+	scheme, _, ok := strings.Cut(raw, ":")
+	if !ok || scheme == "" {
+		return "", errors.New("has no scheme: want postgres://…, mongodb://… or sqlite:PATH")
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		if !strings.HasPrefix(raw[len(scheme):], "://") {
+			return "", errors.New("a postgres URL starts with postgres://")
+		}
+		if _, err := url.Parse(raw); err != nil {
+			return "", urlProblem(err)
+		}
+		return Postgres, nil
+	case "mongodb", "mongodb+srv":
+		if !strings.HasPrefix(raw[len(scheme):], "://") {
+			return "", errors.New("a MongoDB URL starts with mongodb:// or mongodb+srv://")
+		}
+		return Mongo, nil
+	case "sqlite", "sqlite3", "file":
+		if sqlitePath(raw) == "" {
+			return "", errors.New("names no file: want sqlite:PATH, e.g. sqlite:./outbox.db")
+		}
+		return SQLite, nil
+	}
+	// Never echo the whole URL; the scheme alone is safe to show.
+	if len(scheme) > 20 || strings.ContainsAny(scheme, "/@") {
+		return "", errors.New("has an unknown scheme: want postgres://…, mongodb://… or sqlite:PATH")
+	}
+	return "", fmt.Errorf("has unknown scheme %q: want postgres://…, mongodb://… or sqlite:PATH", scheme)
+}
+
+// sqlitePath returns the file of sqlite:PATH, sqlite://PATH or file:PATH.
+func sqlitePath(raw string) string {
+	_, rest, _ := strings.Cut(raw, ":")
+	return strings.TrimPrefix(rest, "//")
+}
+
+// fits rejects options that mean nothing to kind, so a typo never passes silently.
+func (o Options) fits(kind Kind) error {
+	switch {
+	case o.Schema != "" && kind != Postgres:
+		return fmt.Errorf("--schema applies to postgres only, not %s", kind)
+	case o.Table != "" && kind == Mongo:
+		return errors.New("--table does not apply to mongodb: use --collection")
+	case o.Collection != "" && kind != Mongo:
+		return fmt.Errorf("--collection applies to mongodb only: use --table for %s", kind)
+	case o.Database != "" && kind != Mongo:
+		return fmt.Errorf("--database applies to mongodb only, not %s", kind)
+	}
+	return nil
+}
+
+// urlProblem says why a URL did not parse without repeating it.
+func urlProblem(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("is not a valid URL: %v", err)
+}
+
+// Table names where the messages live, for logs and output: schema.table, database.collection
+// or the sqlite table.
+func (t Target) Table() string {
+	switch t.Kind {
+	case Postgres:
+		return orDefault(t.Postgres.Schema, "public") + "." + orDefault(t.Postgres.Table, "outbox")
+	case Mongo:
+		return orDefault(t.Mongo.Database, "(from URL)") + "." + orDefault(t.Mongo.Collection, "outbox")
+	}
+	return orDefault(t.SQLite.Table, "outbox")
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

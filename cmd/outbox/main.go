@@ -1,0 +1,88 @@
+// Command outbox operates a transactional outbox from outside the services that write it: it
+// runs the relay as a daemon, creates the schema, reports the outbox's state, inspects and
+// replays dead letters, and runs the benchmarks.
+//
+//	outbox relay   --store postgres://… --sqs-queue-url https://…
+//	outbox migrate --store postgres://…
+//	outbox status  --store postgres://… [--json]
+//	outbox dead list|requeue|purge --store … [--id ID]… [--type T] [--key K]
+//	outbox bench   [--store postgres://…] [--sqs-endpoint http://…]
+//
+// Every flag can also come from an OUTBOX_* environment variable (named in --help), so that
+// connection strings with passwords need not appear in the process list. A bad flag, URL or
+// variable is reported in one line on stderr with exit code 2; a failure at run time exits 1.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(run(context.Background(), e, os.Args[1:]))
+}
+
+// env is what a command reads and writes besides its arguments; tests supply their own.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// command is one subcommand of outbox.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"relay", "publish stored messages to the broker until SIGTERM or SIGINT", runRelay},
+		{"migrate", "create or upgrade the outbox table and indexes", runMigrate},
+		{"status", "count messages by status; show the oldest pending and stalled keys", runStatus},
+		{"dead", "list, requeue or purge dead letters", runDead},
+		{"bench", "measure the relay against raw baselines; JSON on stdout", runBench},
+	}
+}
+
+const usageText = `outbox operates a transactional outbox.
+
+Usage:
+  outbox <command> [flags]
+
+Commands:
+%s
+Run "outbox <command> --help" for a command's flags and environment variables.
+Exit codes: 0 success, 1 failure at run time, 2 bad command line or environment.
+`
+
+func printUsage(w io.Writer) {
+	var b strings.Builder
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, usageText, b.String())
+}
+
+// run executes the command line args and returns the process's exit code.
+func run(ctx context.Context, e *env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, `outbox: no command given (see "outbox --help")`)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		printUsage(e.stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return exitCode(e.stderr, c.run(ctx, e, args[1:]))
+		}
+	}
+	fmt.Fprintf(e.stderr, "outbox: unknown command %q (see \"outbox --help\")\n", oneLine(args[0]))
+	return 2
+}

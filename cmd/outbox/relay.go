@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
+	"github.com/txoutbox/outbox/core"
+)
+
+const relayUsage = `Usage: outbox relay --store URL [--sqs-queue-url URL | --transport memory] [flags]
+
+Runs the relay as a daemon: claims due messages from the store, publishes them to the broker and
+acknowledges them, until SIGTERM or SIGINT. Then it stops claiming, lets the batches in flight
+finish and be acknowledged within --shutdown-timeout, releases anything unpublished for the next
+relay, and exits 0. Several relays may run against one store; they share the work.
+
+While it runs, --listen serves /healthz (200 while the relay runs and the store answers, else
+503) and Prometheus /metrics. Logs are JSON lines on stderr.`
+
+// relayFlags are the relay's tuning flags; zero means core.Config's default.
+type relayFlags struct {
+	cfg             core.Config
+	keepDelivered   bool
+	listen          string
+	logLevel        string
+	shutdownTimeout time.Duration
+}
+
+func addRelayFlags(f *flags) *relayFlags {
+	r := &relayFlags{}
+	fs := f.fs
+	fs.IntVar(&r.cfg.BatchSize, "batch-size", 0, "messages per claim and publish (default 100)")
+	f.env("batch-size", "OUTBOX_BATCH_SIZE")
+	fs.IntVar(&r.cfg.Concurrency, "concurrency", 0, "claim-publish-ack cycles in flight (default 2)")
+	f.env("concurrency", "OUTBOX_CONCURRENCY")
+	fs.DurationVar(&r.cfg.PollInterval, "poll-interval", 0, "how often an idle relay looks for work without a notification (default 1s)")
+	f.env("poll-interval", "OUTBOX_POLL_INTERVAL")
+	fs.DurationVar(&r.cfg.Lease, "lease", 0, "how long a claimed message stays reserved for this relay (default 30s)")
+	f.env("lease", "OUTBOX_LEASE")
+	fs.DurationVar(&r.cfg.PublishTimeout, "publish-timeout", 0, "bound on one publish; below --lease (default lease/2)")
+	f.env("publish-timeout", "OUTBOX_PUBLISH_TIMEOUT")
+	fs.IntVar(&r.cfg.MaxAttempts, "max-attempts", 0, "failed publishes that make a message dead (default 25)")
+	f.env("max-attempts", "OUTBOX_MAX_ATTEMPTS")
+	fs.BoolVar(&r.cfg.Ordered, "ordered", false, "publish messages with the same key strictly one after another")
+	f.env("ordered", "OUTBOX_ORDERED")
+	fs.StringVar(&r.cfg.Owner, "owner", "", "lease owner name of this relay (default host-pid-random)")
+	f.env("owner", "OUTBOX_OWNER")
+	fs.BoolVar(&r.keepDelivered, "keep-delivered", false, "mark published messages delivered instead of deleting them")
+	f.env("keep-delivered", "OUTBOX_KEEP_DELIVERED")
+	fs.DurationVar(&r.cfg.RetainDelivered, "retain-delivered", 0, "with --keep-delivered, delete delivered messages older than this (default 0: keep)")
+	f.env("retain-delivered", "OUTBOX_RETAIN_DELIVERED")
+	fs.DurationVar(&r.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight batches")
+	f.env("shutdown-timeout", "OUTBOX_SHUTDOWN_TIMEOUT")
+	fs.StringVar(&r.listen, "listen", "127.0.0.1:9090", `address of /healthz and /metrics; "off" disables them`)
+	f.env("listen", "OUTBOX_LISTEN")
+	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.env("log-level", "OUTBOX_LOG_LEVEL")
+	return r
+}
+
+// check validates the tuning flags; problems are usage errors.
+func (r *relayFlags) check(cmd string) (zap.AtomicLevel, error) {
+	level, err := zap.ParseAtomicLevel(r.logLevel)
+	if err != nil {
+		return level, usagef(cmd, "--log-level (OUTBOX_LOG_LEVEL): %q is not debug, info, warn or error", r.logLevel)
+	}
+	if r.shutdownTimeout <= 0 {
+		return level, usagef(cmd, "--shutdown-timeout (OUTBOX_SHUTDOWN_TIMEOUT): must be positive")
+	}
+	r.cfg.ShutdownTimeout = r.shutdownTimeout
+	if err := r.cfg.Validate(); err != nil {
+		return level, usagef(cmd, "%v", err)
+	}
+	if r.listen != "off" {
+		if _, _, err := net.SplitHostPort(r.listen); err != nil {
+			return level, usagef(cmd, "--listen (OUTBOX_LISTEN): %q is not host:port or off", r.listen)
+		}
+	}
+	return level, nil
+}
+
+func runRelay(ctx context.Context, e *env, args []string) error {
+	const cmd = "outbox relay"
+	f := newFlags(cmd, relayUsage+"\n"+transportHelp)
+	sf := addStoreFlags(f)
+	tf := addTransportFlags(f)
+	rf := addRelayFlags(f)
+	if err := f.parse(e, args, false); err != nil {
+		return err
+	}
+	sf.opts.KeepDelivered = rf.keepDelivered
+	target, err := sf.target(cmd)
+	if err != nil {
+		return err
+	}
+	if err := tf.check(cmd, e); err != nil {
+		return err
+	}
+	level, err := rf.check(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(e, level)
+	if err != nil {
+		return failed(cmd, err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return failed(cmd, daemon(ctx, e, log, func(ctx context.Context) (*openedStore, error) {
+		return openStore(ctx, target, sf.url)
+	}, tf, rf))
+}
+
+// daemon runs the relay until ctx ends, then drains it.
+func daemon(ctx context.Context, e *env, log *zap.Logger, open func(context.Context) (*openedStore, error), tf *transportFlags, rf *relayFlags) error {
+	store, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = store.Close() }()
+	transport, closeTransport, err := tf.open(ctx, "outbox relay", e)
+	if err != nil {
+		return err
+	}
+	defer closeTransport()
+
+	cfg := rf.cfg
+	cfg.Logger = log
+	relay, err := core.NewRelay(store, transport, cfg)
+	if err != nil {
+		return err
+	}
+
+	var running atomic.Bool
+	if rf.listen != "off" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			server.NewRelayCollector(relay.Stats),
+			server.NewStoreCollector(store, 5*time.Second),
+		)
+		srv, err := server.Start(rf.listen, server.Config{Running: running.Load, Ping: store.ping, Registry: reg})
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", rf.listen, err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("serving /healthz and /metrics", zap.String("addr", srv.Addr()))
+	}
+
+	if err := relay.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // signalled while starting: nothing was claimed
+		}
+		return err
+	}
+	running.Store(true)
+	log.Info("relay running", zap.String("store", store.name), zap.String("transport", describe(transport)))
+
+	<-ctx.Done()
+	running.Store(false)
+	log.Info("signal received; draining", zap.Duration("shutdown_timeout", rf.shutdownTimeout))
+	stopCtx, cancel := context.WithTimeout(context.Background(), rf.shutdownTimeout)
+	defer cancel()
+	if err := relay.Stop(stopCtx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("in-flight batches outlasted --shutdown-timeout %v; their messages were released and will be published again", rf.shutdownTimeout)
+		}
+		return err
+	}
+	s := relay.Stats()
+	log.Info("relay drained", zap.Int64("published", s.Published), zap.Int64("failed", s.Failed), zap.Int64("dead", s.Dead))
+	return nil
+}
+
+// describe names a transport for logs; the SQS transport's String redacts its credentials.
+func describe(t core.Transport) string {
+	if s, ok := t.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return "memory (envelopes on stdout)"
+}
+
+// newLogger returns a zap JSON logger on stderr at level.
+func newLogger(e *env, level zap.AtomicLevel) (*zap.Logger, error) {
+	cfg := zap.NewProductionConfig()
+	cfg.Level = level
+	cfg.Sampling = nil // a relay's warnings are rare and each one matters
+	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapISOTime
+	return zap.New(zapcoreFor(cfg, e.stderr)), nil
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+const statusUsage = `Usage: outbox status --store URL [--json]
+
+Reports how many messages are pending, delivered (when the relay keeps them) and dead, the age of
+the oldest pending message, and the stalled keys: keys with a dead message, which an ordered
+relay holds back until the message is requeued or purged (outbox dead).`
+
+// stalledScan bounds how many dead letters status reads to find stalled keys.
+const stalledScan = 10000
+
+// statusReport is the JSON of outbox status.
+type statusReport struct {
+	Store         string       `json:"store"`
+	Pending       int64        `json:"pending"`
+	Delivered     int64        `json:"delivered"`
+	Dead          int64        `json:"dead"`
+	OldestPending *time.Time   `json:"oldest_pending,omitempty"`
+	OldestAgeSec  float64      `json:"oldest_pending_age_seconds"`
+	StalledKeys   []stalledKey `json:"stalled_keys"`
+	// StalledPartial is true when there were more dead letters than status reads.
+	StalledPartial bool `json:"stalled_keys_partial,omitempty"`
+}
+
+type stalledKey struct {
+	Key       string    `json:"key"`
+	Dead      int       `json:"dead"`
+	HeadID    string    `json:"head_id"`
+	LastError string    `json:"last_error"`
+	DiedAt    time.Time `json:"died_at"`
+}
+
+func runStatus(ctx context.Context, e *env, args []string) error {
+	const cmd = "outbox status"
+	f := newFlags(cmd, statusUsage)
+	sf := addStoreFlags(f)
+	asJSON := f.fs.Bool("json", false, "print JSON instead of a table")
+	timeout := f.fs.Duration("timeout", 30*time.Second, "bound on the whole command")
+	if err := f.parse(e, args, false); err != nil {
+		return err
+	}
+	target, err := sf.target(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	store, err := openStore(ctx, target, sf.url)
+	if err != nil {
+		return failed(cmd, err)
+	}
+	defer func() { _ = store.Close() }()
+	report, err := status(ctx, store)
+	if err != nil {
+		return failed(cmd, err)
+	}
+	report.Store = store.name
+	if *asJSON {
+		return writeJSON(e.stdout, report)
+	}
+	printStatus(e.stdout, report, time.Now())
+	return nil
+}
+
+func status(ctx context.Context, ins core.Inspector) (statusReport, error) {
+	counts, err := ins.Counts(ctx)
+	if err != nil {
+		return statusReport{}, err
+	}
+	r := statusReport{Pending: counts.Pending, Delivered: counts.Delivered, Dead: counts.Dead, StalledKeys: []stalledKey{}}
+	if !counts.OldestPending.IsZero() {
+		oldest := counts.OldestPending
+		r.OldestPending = &oldest
+		r.OldestAgeSec = max(0, time.Since(oldest).Seconds())
+	}
+	if counts.Dead == 0 {
+		return r, nil
+	}
+	dead, err := ins.ListDead(ctx, core.DeadFilter{Limit: stalledScan})
+	if err != nil {
+		return r, err
+	}
+	r.StalledPartial = len(dead) == stalledScan
+	byKey := map[string]*stalledKey{}
+	for _, d := range dead { // oldest first, so the first per key is the one blocking it
+		if d.Key == "" {
+			continue // unkeyed messages block nothing
+		}
+		if k := byKey[d.Key]; k != nil {
+			k.Dead++
+			continue
+		}
+		byKey[d.Key] = &stalledKey{Key: d.Key, Dead: 1, HeadID: d.ID, LastError: d.LastError, DiedAt: d.DiedAt}
+	}
+	for _, k := range byKey {
+		r.StalledKeys = append(r.StalledKeys, *k)
+	}
+	slices.SortFunc(r.StalledKeys, func(a, b stalledKey) int { return a.DiedAt.Compare(b.DiedAt) })
+	return r, nil
+}
+
+func printStatus(w io.Writer, r statusReport, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "store\t%s\n", r.Store)
+	fmt.Fprintf(tw, "pending\t%d\n", r.Pending)
+	fmt.Fprintf(tw, "delivered\t%d\n", r.Delivered)
+	fmt.Fprintf(tw, "dead\t%d\n", r.Dead)
+	if r.OldestPending != nil {
+		fmt.Fprintf(tw, "oldest pending\t%s (%s ago)\n", r.OldestPending.Format(time.RFC3339), now.Sub(*r.OldestPending).Round(time.Second))
+	} else {
+		fmt.Fprintf(tw, "oldest pending\t-\n")
+	}
+	if len(r.StalledKeys) == 0 {
+		fmt.Fprintf(tw, "stalled keys\tnone\n")
+	}
+	_ = tw.Flush()
+	if len(r.StalledKeys) == 0 {
+		return
+	}
+	partial := ""
+	if r.StalledPartial {
+		partial = fmt.Sprintf(", from the oldest %d dead letters", stalledScan)
+	}
+	fmt.Fprintf(w, "\nstalled keys (%d%s; ordered relays wait on them until requeued or purged):\n", len(r.StalledKeys), partial)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tDEAD\tHEAD ID\tDIED\tLAST ERROR")
+	for _, k := range r.StalledKeys {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", k.Key, k.Dead, k.HeadID, k.DiedAt.Format(time.RFC3339), truncate(k.LastError, 60))
+	}
+	_ = tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// truncate shortens s to n runes for a table cell, on one line.
+func truncate(s string, n int) string {
+	s = oneLine(s)
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
