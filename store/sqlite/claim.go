@@ -16,27 +16,6 @@ import (
 // idChunk bounds the IDs one Ack statement lists.
 const idChunk = 500
 
-// claimQueries returns the unordered and ordered claim statements. Each is one UPDATE ...
-// RETURNING: its first step takes the database's write lock, so concurrent claimers (in any
-// process) run one after the other and never see the same due row, and a claim never starts as
-// a reader that later fails to upgrade. The subquery walks the pending index in seq order and
-// stops after LIMIT due rows: it neither scans nor sorts the backlog.
-//
-// Parameters: owner, lease end, now, limit.
-func claimQueries(t string) (unordered, ordered string) {
-	const returning = ` RETURNING seq, id, type, key, payload, result, headers, created_at, attempts`
-	update := `UPDATE ` + t + ` SET lease_owner = ?, available_at = ? WHERE seq IN (`
-	unordered = update + `SELECT seq FROM ` + t + ` WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?)` + returning
-	// A message is the head of its key when no earlier message with that key is undelivered
-	// (pending, leased or dead); only heads are claimable, so at most one per key is returned and
-	// a dead message blocks its key until it is requeued or purged.
-	ordered = update + `SELECT o.seq FROM ` + t + ` AS o WHERE o.status = 'pending' AND o.available_at <= ?
-		AND (o.key = '' OR NOT EXISTS (
-			SELECT 1 FROM ` + t + ` AS p WHERE p.key = o.key AND p.status <> 'delivered' AND p.key <> '' AND p.seq < o.seq))
-		ORDER BY o.seq LIMIT ?)` + returning
-	return unordered, ordered
-}
-
 // Claim implements core.Store. Rows that cannot be decoded (a payload, result or headers that is
 // not valid JSON, written around the store) are dead-lettered in the same transaction with the
 // reason, never returned and never retried: a poison row cannot stall the relay.
@@ -229,11 +208,4 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) 
 		return fmt.Errorf("sqlite: %s: commit: %w", op, err)
 	}
 	return nil
-}
-
-func placeholders(n int) string {
-	if n <= 0 {
-		return ""
-	}
-	return strings.Repeat("?, ", n-1) + "?"
 }

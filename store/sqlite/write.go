@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/txoutbox/outbox/core"
 )
@@ -123,31 +122,3 @@ func setResult(msgs []*core.Message, res any) error {
 	}
 	return nil
 }
-
-// queries holds the SQL of one table, built once with the quoted table name.
-type queries struct {
-	table        string   // quoted
-	inserts      []string // inserts[n] writes n rows
-	claim        string
-	claimOrdered string
-}
-
-func newQueries(table string) queries {
-	t := quote(table)
-	q := queries{table: t, inserts: make([]string, insertChunk+1)}
-	for n := 1; n <= insertChunk; n++ {
-		var b strings.Builder
-		b.WriteString("INSERT INTO " + t + " (id, type, key, payload, result, headers, created_at, available_at) VALUES ")
-		for i := range n {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-		}
-		q.inserts[n] = b.String()
-	}
-	q.claim, q.claimOrdered = claimQueries(t)
-	return q
-}
-
-func (q queries) insert(n int) string { return q.inserts[n] }
