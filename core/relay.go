@@ -278,7 +278,7 @@ func (r *Relay) cycle(rn *run) (int, error) {
 // deliver publishes msgs and records the outcome of each in the store.
 func (r *Relay) deliver(rn *run, msgs []*Message) {
 	ctx, cancel := context.WithTimeout(rn.ctx, r.cfg.PublishTimeout)
-	err := r.publish(withMaxAttempts(ctx, r.cfg.MaxAttempts), msgs)
+	err := r.publish(WithMaxAttempts(ctx, r.cfg.MaxAttempts), msgs)
 	cancel()
 
 	now := time.Now()

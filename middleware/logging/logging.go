@@ -23,16 +23,6 @@ type Config struct {
 	Logger *zap.Logger
 	// IncludePayload adds each failed message's payload to its line. Default false.
 	IncludePayload bool
-	// MaxAttempts mirrors the relay's Config.MaxAttempts, so that the last failed attempt of a
-	// message is logged as the dead letter it becomes. Default 25, the relay's default.
-	MaxAttempts int
-}
-
-func (c Config) withDefaults() Config {
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 25
-	}
-	return c
 }
 
 // Validate names the first invalid field.
@@ -43,8 +33,6 @@ func (c Config) Validate() error {
 	switch {
 	case c.Logger == nil:
 		return bad("Logger", "is nil")
-	case c.MaxAttempts < 0:
-		return bad("MaxAttempts", "is negative")
 	}
 	return nil
 }
@@ -54,19 +42,18 @@ func (c Config) Middleware() (core.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	c = c.withDefaults()
 	log := c.Logger.Named("outbox.publish")
 	return func(next core.Handler) core.Handler {
 		return func(ctx context.Context, msgs []*core.Message) error {
 			start := time.Now()
 			err := next(ctx, msgs)
-			c.log(log, msgs, err, time.Since(start))
+			c.log(ctx, log, msgs, err, time.Since(start))
 			return err
 		}
 	}, nil
 }
 
-func (c Config) log(log *zap.Logger, msgs []*core.Message, err error, took time.Duration) {
+func (c Config) log(ctx context.Context, log *zap.Logger, msgs []*core.Message, err error, took time.Duration) {
 	var be *core.BatchError
 	partial := errors.As(err, &be)
 	failed := 0
@@ -87,8 +74,8 @@ func (c Config) log(log *zap.Logger, msgs []*core.Message, err error, took time.
 		if c.IncludePayload {
 			fields = append(fields, zap.String("payload", string(m.Payload)))
 		}
-		if permanent := core.IsPermanent(cause); permanent || attempt >= c.MaxAttempts {
-			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", permanent))...)
+		if core.FailureIsFinal(ctx, m, cause) {
+			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", core.IsPermanent(cause)))...)
 		} else {
 			log.Warn("message publish failed; it will be retried", fields...)
 		}

@@ -38,12 +38,12 @@ func setup(t *testing.T, cfg logging.Config, n int) (core.Handler, *memory.Trans
 }
 
 func TestLevelsAndFields(t *testing.T) {
-	h, broker, msgs, logs := setup(t, logging.Config{MaxAttempts: 5}, 4)
+	h, broker, msgs, logs := setup(t, logging.Config{}, 4)
 	msgs[2].Attempts = 4 // its fifth and last attempt
 	broker.FailIDs(errors.New("throttled"), msgs[1].ID, msgs[2].ID)
 	broker.FailIDs(core.Permanent(errors.New("message too large")), msgs[3].ID)
 
-	if err := h(context.Background(), msgs); err == nil {
+	if err := h(core.WithMaxAttempts(context.Background(), 5), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 
@@ -130,7 +130,6 @@ func TestValidate(t *testing.T) {
 		field string
 	}{
 		{logging.Config{}, "Logger"},
-		{logging.Config{Logger: zap.NewNop(), MaxAttempts: -1}, "MaxAttempts"},
 	} {
 		_, err := tt.cfg.Middleware()
 		var ce *core.ConfigError

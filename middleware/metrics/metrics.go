@@ -28,26 +28,17 @@ var secondsBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 type Config struct {
 	// MeterProvider creates the instruments. Default otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
-	// MaxAttempts mirrors the relay's Config.MaxAttempts, so that the last failed attempt of a
-	// message counts as dead rather than failed. Default 25, the relay's default.
-	MaxAttempts int
 }
 
 func (c Config) withDefaults() Config {
 	if c.MeterProvider == nil {
 		c.MeterProvider = otel.GetMeterProvider()
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 25
-	}
 	return c
 }
 
 // Validate names the first invalid field.
 func (c Config) Validate() error {
-	if c.MaxAttempts < 0 {
-		return &core.ConfigError{Component: "metrics", Field: "MaxAttempts", Problem: "is negative"}
-	}
 	return nil
 }
 
@@ -158,7 +149,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 			if !m.CreatedAt.IsZero() {
 				ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
 			}
-		case core.IsPermanent(cause) || m.Attempts+1 >= c.MaxAttempts:
+		case core.FailureIsFinal(ctx, m, cause):
 			t.dead++
 		default:
 			t.failed++

@@ -58,7 +58,7 @@ func sumByType(t *testing.T, data metricdata.Aggregation) map[string]int64 {
 
 func TestCountersAndHistograms(t *testing.T) {
 	mp, reader := newProvider(t)
-	mw, err := metrics.Config{MeterProvider: mp, MaxAttempts: 3}.Middleware()
+	mw, err := metrics.Config{MeterProvider: mp}.Middleware()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestCountersAndHistograms(t *testing.T) {
 	refunds[1].Attempts = 2 // its third and last attempt
 	broker.FailIDs(errors.New("throttled"), refunds[1].ID)
 
-	if err := core.Chain(broker.Publish, mw)(context.Background(), msgs); err == nil {
+	if err := core.Chain(broker.Publish, mw)(core.WithMaxAttempts(context.Background(), 3), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 
@@ -172,13 +172,5 @@ func TestObserveStoreNeedsAnInspector(t *testing.T) {
 	var plain core.Store = struct{ core.Store }{outboxtest.NewMemoryStore()}
 	if _, err := (metrics.Config{MeterProvider: mp}).ObserveStore(plain); err == nil {
 		t.Fatal("want an error: the store cannot report its backlog")
-	}
-}
-
-func TestValidate(t *testing.T) {
-	_, err := metrics.Config{MaxAttempts: -1}.Middleware()
-	var ce *core.ConfigError
-	if !errors.As(err, &ce) || ce.Field != "MaxAttempts" || ce.Component != "metrics" {
-		t.Fatalf("err = %v, want a metrics ConfigError naming MaxAttempts", err)
 	}
 }

@@ -49,22 +49,10 @@ func (c Config) Validate() error {
 	bad := func(field, problem string) error {
 		return &core.ConfigError{Component: "retry", Field: field, Problem: problem}
 	}
-	b := c.Backoff
-	switch {
-	case c.MaxRetries > 100:
+	if c.MaxRetries > 100 {
 		return bad("MaxRetries", "is above 100; use the relay's MaxAttempts for long retry sequences")
-	case b.Initial < 0:
-		return bad("Backoff.Initial", "is negative")
-	case b.Max < 0:
-		return bad("Backoff.Max", "is negative")
-	case b.Max > 0 && b.Max < b.Initial:
-		return bad("Backoff.Max", "is below Initial")
-	case b.Multiplier != 0 && b.Multiplier < 1:
-		return bad("Backoff.Multiplier", "is below 1")
-	case b.Jitter >= 1:
-		return bad("Backoff.Jitter", "must be below 1")
 	}
-	return nil
+	return c.Backoff.Validate("retry", "Backoff")
 }
 
 // Middleware returns the retry middleware, or the error Validate reports.
