@@ -1,6 +1,6 @@
 module github.com/txoutbox/outbox/examples
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/txoutbox/outbox v0.0.0
