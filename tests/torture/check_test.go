@@ -1,0 +1,227 @@
+//go:build torture
+
+package torture
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/tests/torture/journal"
+)
+
+// result is one row of the summary table.
+type result struct {
+	name                   string
+	relays, kills          int
+	written, rolledBack    int // events committed (poison included) and rolled back
+	delivered              int // deliveries, duplicates included (broker redeliveries not)
+	duplicates             int // deliveries beyond the first of an event
+	inDoubt                int // events some relay held without a settlement that counted
+	lost, unexpected, dead int
+	orderViolations        int
+	ordered                bool
+	maxLag                 time.Duration
+	retried, uncertain     int // writer transactions retried; COMMITs that failed yet committed
+}
+
+// check verifies every delivery promise for one lane after it drained, reporting each broken
+// one on t, and returns the lane's summary row.
+func check(t *testing.T, ln *lane) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l := ln.ledger
+	l.mu.Lock()
+	written := append([]*core.Message(nil), l.written...)
+	poison, ghosts := l.poison, l.rolledBack
+	res := result{name: ln.name, relays: ln.spec.relays, kills: ln.fleet.killCount(), written: len(written),
+		rolledBack: len(ghosts), ordered: ln.spec.ordered, retried: l.retried, uncertain: l.uncertain}
+	l.mu.Unlock()
+
+	deliveries := ln.consumer.snapshot()
+	delivered := make([]*core.Message, len(deliveries))
+	for i, d := range deliveries {
+		delivered[i] = d.msg
+	}
+	mayMiss := make([]string, 0, len(poison))
+	for id := range poison {
+		mayMiss = append(mayMiss, id)
+	}
+	// Promises 1, 2 and 4: nothing lost, nothing rolled back delivered, per-key order kept.
+	rep := outboxtest.Compare(written, delivered, outboxtest.DeliveryCheck{Ordered: ln.spec.ordered, MayMiss: mayMiss})
+	res.delivered, res.duplicates, res.lost, res.unexpected, res.orderViolations = rep.Delivered, rep.Duplicates, rep.Lost, rep.Unexpected, rep.OrderViolations
+	if rep.Lost > 0 {
+		t.Errorf("%s: %d of %d committed events were never delivered: %s", ln.name, rep.Lost, len(written)-len(poison), ln.describeMissing(ctx, written, poison))
+	}
+	if rep.OrderViolations > 0 {
+		t.Errorf("%s: %d per-key order violations", ln.name, rep.OrderViolations)
+	}
+	if rep.Unexpected > 0 {
+		n := 0
+		for _, m := range delivered {
+			if ghosts[m.ID] {
+				n++
+			}
+		}
+		t.Errorf("%s: %d delivered events were never committed (%d of them from rolled-back transactions)", ln.name, rep.Unexpected, n)
+	}
+
+	// What arrived is what was written.
+	byID := make(map[string]*core.Message, len(written))
+	for _, m := range written {
+		byID[m.ID] = m
+	}
+	first := map[string]bool{}
+	var wrong []string
+	for _, d := range deliveries {
+		w, ok := byID[d.msg.ID]
+		if !ok {
+			continue
+		}
+		if poison[d.msg.ID] {
+			t.Errorf("%s: poison event %s was delivered", ln.name, d.msg.ID)
+		}
+		if d.msg.Type != w.Type || d.msg.Key != w.Key || !jsonEqual(d.msg.Payload, w.Payload) ||
+			!jsonEqual(d.msg.Result, w.Result) || !d.msg.CreatedAt.Equal(w.CreatedAt) ||
+			(ln.spec.ordered && d.group != w.Key) {
+			wrong = append(wrong, fmt.Sprintf("%s: got type %s key %s group %s payload %s result %s at %v; wrote %s %s %s %s at %v",
+				w.ID, d.msg.Type, d.msg.Key, d.group, d.msg.Payload, d.msg.Result, d.msg.CreatedAt, w.Type, w.Key, w.Payload, w.Result, w.CreatedAt))
+		}
+		if !first[d.msg.ID] {
+			first[d.msg.ID] = true
+			res.maxLag = max(res.maxLag, d.at.Sub(w.CreatedAt))
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%s: %d deliveries differ from what was written, e.g. %v", ln.name, len(wrong), wrong[:min(3, len(wrong))])
+	}
+	ln.consumer.mu.Lock()
+	if len(ln.consumer.bad) > 0 {
+		t.Errorf("%s: %d bodies did not decode, e.g. %s", ln.name, len(ln.consumer.bad), ln.consumer.bad[0])
+	}
+	ln.consumer.mu.Unlock()
+
+	// Promise 3: a duplicate only for an event whose lease a relay lost without a settlement
+	// that counted, as the relays' journals record.
+	doubt, err := journal.InDoubt(ln.fleet.journalPaths(), ln.spec.lease)
+	if err != nil {
+		t.Fatalf("%s: %v", ln.name, err)
+	}
+	res.inDoubt = len(doubt)
+	count := map[string]int{}
+	var unexplained []string
+	for _, m := range delivered {
+		if count[m.ID]++; count[m.ID] == 2 && !doubt[m.ID] {
+			unexplained = append(unexplained, m.ID)
+		}
+	}
+	if len(unexplained) > 0 {
+		t.Errorf("%s: %d events were delivered more than once although every relay that held them settled them within their lease, e.g. %v",
+			ln.name, len(unexplained), unexplained[:min(5, len(unexplained))])
+	}
+	if ln.scenario.noDuplicates && rep.Duplicates > 0 {
+		t.Errorf("%s: %d duplicates in a scenario without kills or outages", ln.name, rep.Duplicates)
+	}
+	// What a kill can cut: at most a full batch in each of the relay's cycles in flight.
+	if ln.scenario.killsOnly {
+		if bound := res.kills * ln.spec.batch * ln.spec.concurrency; rep.Duplicates > bound {
+			t.Errorf("%s: %d duplicates exceed what %d kills can cut (%d)", ln.name, rep.Duplicates, res.kills, bound)
+		}
+	}
+
+	// Promise 5: every poison event is dead with its reason, nothing else is dead, and nothing
+	// is left pending.
+	counts, err := ln.db.store.Counts(ctx)
+	if err != nil {
+		t.Fatalf("%s: counts: %v", ln.name, err)
+	}
+	res.dead = int(counts.Dead)
+	if counts.Pending != 0 {
+		t.Errorf("%s: %d events still pending after the drain", ln.name, counts.Pending)
+	}
+	dead, err := ln.db.store.ListDead(ctx, core.DeadFilter{Limit: len(poison) + 100})
+	if err != nil {
+		t.Fatalf("%s: list dead: %v", ln.name, err)
+	}
+	for _, d := range dead {
+		switch {
+		case !poison[d.ID]:
+			t.Errorf("%s: event %s (%s) is dead although it is not poison: %s", ln.name, d.ID, d.Type, d.LastError)
+		case !strings.Contains(d.LastError, "MaxMessageBytes") || d.DiedAt.IsZero():
+			t.Errorf("%s: poison event %s is dead without its reason: %q, died at %v", ln.name, d.ID, d.LastError, d.DiedAt)
+		}
+	}
+	if len(dead) != len(poison) {
+		t.Errorf("%s: %d events are dead, want the %d poison ones", ln.name, len(dead), len(poison))
+	}
+
+	if crashes := ln.fleet.crashList(); len(crashes) > 0 {
+		t.Errorf("%s: %d relay processes exited by themselves: %v", ln.name, len(crashes), crashes)
+	}
+	return res
+}
+
+// describeMissing says where some undelivered events are in the outbox table.
+func (ln *lane) describeMissing(ctx context.Context, written []*core.Message, poison map[string]bool) string {
+	var missing []string
+	for _, m := range written {
+		if !poison[m.ID] && ln.consumer.has([]string{m.ID}) == 0 {
+			missing = append(missing, m.ID)
+		}
+	}
+	var b strings.Builder
+	for _, id := range missing[:min(5, len(missing))] {
+		var status, owner, lastErr string
+		var attempts int
+		err := ln.db.admin.QueryRow(ctx, "SELECT status, coalesce(lease_owner, ''), attempts, coalesce(last_error, '') FROM "+ln.db.table("outbox")+" WHERE id = $1", id).
+			Scan(&status, &owner, &attempts, &lastErr)
+		if err != nil {
+			fmt.Fprintf(&b, "%s (not in the table: %v); ", id, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s (%s, lease %s, %d attempts, %q); ", id, status, owner, attempts, lastErr)
+	}
+	return b.String()
+}
+
+// jsonEqual reports whether a and b are the same JSON value (the database reformats JSON).
+func jsonEqual(a, b []byte) bool {
+	if len(bytes.TrimSpace(a)) == 0 || len(bytes.TrimSpace(b)) == 0 {
+		return len(bytes.TrimSpace(a)) == len(bytes.TrimSpace(b))
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return bytes.Equal(ja, jb)
+}
+
+// summary renders the results as a Markdown table.
+func summary(results []result) string {
+	var b strings.Builder
+	b.WriteString("| scenario | mode | relays | kills | written | rolled back | delivered | duplicates | in doubt | lost | dead | order violations | max lag |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range slices.Clone(results) {
+		mode := "unordered"
+		if r.ordered {
+			mode = "ordered, FIFO"
+		}
+		order := fmt.Sprint(r.orderViolations)
+		if !r.ordered {
+			order = "n/a"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %v |\n",
+			r.name, mode, r.relays, r.kills, r.written, r.rolledBack, r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, order, r.maxLag.Round(100*time.Millisecond))
+	}
+	return b.String()
+}

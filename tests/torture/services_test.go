@@ -1,0 +1,193 @@
+//go:build torture
+
+package torture
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+// repoRoot is the repository's root, seen from this package's directory (where go test runs).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func postgresURL() string {
+	return outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+}
+
+// adminPool connects to PostgreSQL for setup and inspection, or skips (fails in CI).
+func adminPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, postgresURL())
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		outboxtest.NeedService(t, "PostgreSQL at "+postgresURL(), err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// fauxqs is an SQS server of the torture tests' own, started with scripts/services/fauxqs on a
+// free port. It is private because the SQS outage scenario freezes it: freezing the shared
+// server would fail every other test using it at that moment. fauxqs keeps its queues in
+// memory only, so an outage is simulated by freezing the process (SIGSTOP, then SIGCONT):
+// killing it would be the broker losing its data, which no outbox can make up for.
+type fauxqs struct {
+	endpoint string
+	pid      int
+	tr       *sqs.Transport // owns the admin client's connections
+	frozen   bool
+}
+
+func startFauxqs(t *testing.T) *fauxqs {
+	t.Helper()
+	root := repoRoot(t)
+	port := freePort(t)
+	script := filepath.Join(root, "scripts", "services", "fauxqs")
+	run := func(action string) (string, error) {
+		cmd := exec.Command(script, action)
+		cmd.Env = append(os.Environ(), "FAUXQS_PORT="+strconv.Itoa(port))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("start"); err != nil {
+		outboxtest.NeedService(t, "fauxqs (scripts/services/fauxqs)", fmt.Errorf("%v: %s", err, out))
+	}
+	f := &fauxqs{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	t.Cleanup(func() {
+		f.thaw(t)
+		if out, err := run("stop"); err != nil {
+			t.Errorf("stop fauxqs: %v: %s", err, out)
+		}
+	})
+	pidText, err := os.ReadFile(filepath.Join(root, ".cache", "fauxqs", fmt.Sprintf("fauxqs-%d.pid", port)))
+	if err != nil {
+		t.Fatalf("fauxqs pidfile: %v", err)
+	}
+	if f.pid, err = strconv.Atoi(strings.TrimSpace(string(pidText))); err != nil {
+		t.Fatalf("fauxqs pidfile: %v", err)
+	}
+	f.tr, err = sqs.New(context.Background(), sqs.Config{QueueURL: "unused", Endpoint: f.endpoint, Region: "us-east-1",
+		AccessKeyID: "torture", SecretAccessKey: "torture"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.tr.Close() })
+	return f
+}
+
+// freePort returns a loopback TCP port nothing listens on at the moment.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (f *fauxqs) client() *awssqs.Client { return f.tr.Client() }
+
+// createQueue creates a queue (FIFO when fifo) and returns its URL. The server is stopped with
+// its queues when the test ends.
+func (f *fauxqs) createQueue(t *testing.T, name string, fifo bool) string {
+	t.Helper()
+	in := &awssqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
+		// A message received but not deleted (a consumer's delete lost to the outage) comes
+		// back soon, so it is not mistaken for lost at the end.
+		"VisibilityTimeout": "5",
+	}}
+	if fifo {
+		in.QueueName = aws.String(name + ".fifo")
+		in.Attributes["FifoQueue"] = "true"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := f.client().CreateQueue(ctx, in)
+	if err != nil {
+		t.Fatalf("create queue %s: %v", aws.ToString(in.QueueName), err)
+	}
+	return aws.ToString(out.QueueUrl)
+}
+
+// freeze stops the server process (SIGSTOP): connections stay open, requests hang.
+func (f *fauxqs) freeze(t *testing.T) {
+	if err := syscall.Kill(f.pid, syscall.SIGSTOP); err != nil {
+		t.Errorf("freeze fauxqs (pid %d): %v", f.pid, err)
+		return
+	}
+	f.frozen = true
+}
+
+// thaw resumes a frozen server (SIGCONT).
+func (f *fauxqs) thaw(t *testing.T) {
+	if !f.frozen {
+		return
+	}
+	if err := syscall.Kill(f.pid, syscall.SIGCONT); err != nil {
+		t.Errorf("thaw fauxqs (pid %d): %v", f.pid, err)
+		return
+	}
+	f.frozen = false
+}
+
+// pgCluster is the local PostgreSQL cluster the tests restart: OUTBOX_TORTURE_PG_CLUSTER
+// ("15 main"), or the only version under /etc/postgresql with its cluster main.
+func pgCluster(t *testing.T) []string {
+	t.Helper()
+	if c := os.Getenv("OUTBOX_TORTURE_PG_CLUSTER"); c != "" {
+		return strings.Fields(c)
+	}
+	versions, err := os.ReadDir("/etc/postgresql")
+	if err == nil && len(versions) != 1 {
+		err = fmt.Errorf("found %d versions in /etc/postgresql; set OUTBOX_TORTURE_PG_CLUSTER", len(versions))
+	}
+	if err == nil {
+		_, err = exec.LookPath("pg_ctlcluster")
+	}
+	if err != nil {
+		outboxtest.NeedService(t, "a local PostgreSQL cluster controlled by pg_ctlcluster", err)
+	}
+	return []string{versions[0].Name(), "main"}
+}
+
+// pgctl runs pg_ctlcluster on the cluster (stop, start). Debian's pg_ctlcluster stops in fast
+// mode: open transactions are rolled back and every client is disconnected.
+func pgctl(cluster []string, action string) error {
+	args := append([]string{"--skip-systemctl-redirect"}, cluster...)
+	args = append(args, action)
+	out, err := exec.Command("pg_ctlcluster", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctlcluster %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+//go:build torture
+
+package torture
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
+)
+
+// Sizes of the write load, per lane.
+const (
+	aggregates    = 200 // distinct keys, each owned by one writer so that its write order is known
+	writers       = 4
+	rollbackEvery = 25  // every 25th transaction of a writer is rolled back
+	poisonEvery   = 150 // and one in 150 commits a poison event
+	poisonBytes   = 20 << 10
+)
+
+// database is one lane's schema: the outbox table and the business tables next to it.
+type database struct {
+	schema string
+	store  *postgres.Store // the writers' store (the relays open their own, in their processes)
+	admin  *pgxpool.Pool
+}
+
+func newDatabase(t *testing.T, admin *pgxpool.Pool, schema string) *database {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: schema, MaxConns: writers + 2, ConnectTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatalf("postgres.New: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.EnsureSchema(ctx); err != nil {
+		t.Fatalf("ensure schema: %v", err)
+	}
+	for _, ddl := range []string{
+		// orders is the business change each transaction makes; its key (writer, n) is how a
+		// writer finds out whether a transaction whose COMMIT failed was committed after all.
+		`CREATE TABLE %s.orders (writer int NOT NULL, n int NOT NULL, key text NOT NULL, PRIMARY KEY (writer, n))`,
+		// probe's deferred unique constraint makes chosen transactions fail at COMMIT, after
+		// their events were added: the rollback nobody sees coming.
+		`CREATE TABLE %s.probe (token bigint NOT NULL, CONSTRAINT probe_token UNIQUE (token) DEFERRABLE INITIALLY DEFERRED)`,
+	} {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(ddl, pgx.Identifier{schema}.Sanitize())); err != nil {
+			t.Fatalf("business tables: %v", err)
+		}
+	}
+	return &database{schema: schema, store: store, admin: admin}
+}
+
+func (db *database) table(name string) string { return pgx.Identifier{db.schema, name}.Sanitize() }
+
+// ledger is what the writers of a lane did: every committed event in commit order, and the
+// events that were rolled back or are poison.
+type ledger struct {
+	mu         sync.Mutex
+	written    []*core.Message // committed, poison included, in commit order
+	poison     map[string]bool
+	rolledBack map[string]bool
+	commits    int // committed transactions
+	rollbacks  int // transactions rolled back on purpose
+	retried    int // transactions that failed (database down) and were written again
+	uncertain  int // transactions whose COMMIT failed but which had committed
+	firstWrite time.Time
+	lastWrite  time.Time
+}
+
+func newLedger() *ledger {
+	return &ledger{poison: map[string]bool{}, rolledBack: map[string]bool{}}
+}
+
+func (l *ledger) committed(msgs []*core.Message, poison, uncertain bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.written = append(l.written, msgs...)
+	for _, m := range msgs {
+		if poison {
+			l.poison[m.ID] = true
+		}
+	}
+	l.commits++
+	if uncertain {
+		l.uncertain++
+	}
+	now := time.Now()
+	if l.firstWrite.IsZero() {
+		l.firstWrite = now
+	}
+	l.lastWrite = now
+}
+
+func (l *ledger) ghosts(msgs []*core.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rollbacks++
+	for _, m := range msgs {
+		if m.ID != "" { // Add assigned it: the event reached the table inside the transaction
+			l.rolledBack[m.ID] = true
+		}
+	}
+}
+
+func (l *ledger) retry() { l.mu.Lock(); l.retried++; l.mu.Unlock() }
+
+// writer commits business transactions with their events at a steady pace, as one instance of
+// a service would: on failure (database restarting) it retries the same business operation,
+// as a real service does, and counts only what committed.
+type writer struct {
+	id       int
+	lane     string
+	db       *database
+	ledger   *ledger
+	keys     []string
+	interval time.Duration
+	rng      *rand.Rand
+}
+
+func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
+	tick := time.NewTicker(w.interval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		var err error
+		switch {
+		case n%rollbackEvery == rollbackEvery-1 && n%(2*rollbackEvery) < rollbackEvery:
+			err = w.rollBackExplicitly(ctx, n)
+		case n%rollbackEvery == rollbackEvery-1:
+			err = w.failAtCommit(ctx, n)
+		case n%poisonEvery == poisonEvery/2:
+			err = w.commit(ctx, n, true)
+		default:
+			err = w.commit(ctx, n, false)
+		}
+		if err != nil {
+			return fmt.Errorf("writer %d, transaction %d: %w", w.id, n, err)
+		}
+	}
+}
+
+// events builds the events of transaction n: one to three for one aggregate, or one poison
+// event with a key of its own (so that in ordered mode it blocks nothing but itself).
+func (w *writer) events(n int, poison bool) []*core.Message {
+	if poison {
+		pad := strings.Repeat("x", poisonBytes)
+		return []*core.Message{{Type: "POISON_OVERSIZED", Key: fmt.Sprintf("poison-%d-%d", w.id, n),
+			Payload: json.RawMessage(fmt.Sprintf(`{"w":%d,"n":%d,"pad":%q}`, w.id, n, pad))}}
+	}
+	key := w.keys[w.rng.IntN(len(w.keys))]
+	types := []string{"ORDER_PLACED", "ORDER_PAID", "ORDER_SHIPPED"}
+	msgs := make([]*core.Message, 1+w.rng.IntN(3))
+	for i := range msgs {
+		msgs[i] = &core.Message{Type: types[i], Key: key,
+			Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"w":%d,"n":%d,"i":%d,"key":%q}`, w.lane, w.id, n, i, key))}
+	}
+	return msgs
+}
+
+func (w *writer) insertOrder(ctx context.Context, tx pgx.Tx, n int, key string) (int, error) {
+	_, err := tx.Exec(ctx, "INSERT INTO "+w.db.table("orders")+" (writer, n, key) VALUES ($1, $2, $3)", w.id, n, key)
+	return n, err
+}
+
+// commit writes transaction n until it commits.
+func (w *writer) commit(ctx context.Context, n int, poison bool) error {
+	for attempt := 1; ; attempt++ {
+		msgs := w.events(n, poison)
+		_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
+			return w.insertOrder(ctx, tx, n, msgs[0].Key)
+		}, msgs...)
+		if err == nil {
+			w.ledger.committed(msgs, poison, false)
+			return nil
+		}
+		if errors.Is(err, core.ErrInvalidMessage) || ctx.Err() != nil {
+			return err
+		}
+		// The error may have come from COMMIT itself, with the transaction committed or not:
+		// the business row says which.
+		done, err := w.exists(ctx, n)
+		if err != nil {
+			return err
+		}
+		if done {
+			w.ledger.committed(msgs, poison, true)
+			return nil
+		}
+		w.ledger.retry()
+		if !sleep(ctx, time.Duration(min(attempt, 10))*100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// rollBackExplicitly adds events inside a transaction and rolls it back.
+func (w *writer) rollBackExplicitly(ctx context.Context, n int) error {
+	msgs := w.events(n, false)
+	defer w.ledger.ghosts(msgs)
+	tx, err := w.db.store.Pool().Begin(ctx)
+	if err != nil {
+		return nil // the database is down: nothing was written, nothing to roll back
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := w.insertOrder(ctx, tx, -n-1, msgs[0].Key); err != nil {
+		return nil
+	}
+	_ = w.db.store.Add(ctx, tx, msgs...)
+	return nil
+}
+
+// failAtCommit runs Execute with a business change that breaks a deferred constraint, so the
+// events are added and the COMMIT fails.
+func (w *writer) failAtCommit(ctx context.Context, n int) error {
+	msgs := w.events(n, false)
+	token := int64(w.id)<<32 | int64(n)
+	_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
+		if _, err := w.insertOrder(ctx, tx, -n-1, msgs[0].Key); err != nil {
+			return 0, err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO "+w.db.table("probe")+" (token) VALUES ($1), ($1)", token)
+		return 0, err
+	}, msgs...)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return errors.New("a transaction breaking a deferred unique constraint committed")
+	case errors.As(err, &pgErr) && pgErr.Code == "23505":
+		w.ledger.ghosts(msgs)
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	// Another failure (the database went down): whatever was added is rolled back all the same,
+	// unless the business row proves otherwise, which would be a bug of this test.
+	done, cerr := w.exists(ctx, -n-1)
+	if cerr != nil {
+		return cerr
+	}
+	if done {
+		return fmt.Errorf("transaction %d committed although its deferred constraint failed (%v)", n, err)
+	}
+	w.ledger.ghosts(msgs)
+	return nil
+}
+
+// exists reports whether transaction n committed, asking until the database answers.
+func (w *writer) exists(ctx context.Context, n int) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		var found bool
+		err := w.db.store.Pool().QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+w.db.table("orders")+" WHERE writer = $1 AND n = $2)", w.id, n).Scan(&found)
+		if err == nil {
+			return found, nil
+		}
+		if !sleep(ctx, time.Duration(min(attempt, 10))*100*time.Millisecond) {
+			return false, ctx.Err()
+		}
+	}
+}
+
+// startWriters runs the lane's writers at rate transactions per second in total until stop is
+// closed; wait returns the first error.
+func startWriters(ctx context.Context, lane string, db *database, l *ledger, rate float64, seed uint64, stop <-chan struct{}) (wait func() error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		w := &writer{id: i, lane: lane, db: db, ledger: l,
+			interval: time.Duration(float64(writers) / rate * float64(time.Second)),
+			rng:      rand.New(rand.NewPCG(seed, uint64(i)))}
+		for k := i; k < aggregates; k += writers {
+			w.keys = append(w.keys, fmt.Sprintf("agg-%03d", k))
+		}
+		wg.Go(func() {
+			if err := w.run(ctx, stop); err != nil {
+				errs <- err
+			}
+		})
+	}
+	return func() error {
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
+}
+
+// sleep waits d unless ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
