@@ -148,6 +148,12 @@ func (r rawJSON) MarshalJSON() ([]byte, error) {
 	return r, nil
 }
 
+// UnmarshalJSON keeps the JSON as it is, so scripts in Go can read the listing back.
+func (r *rawJSON) UnmarshalJSON(b []byte) error {
+	*r = append((*r)[:0], b...)
+	return nil
+}
+
 func deadJSON(dead []core.DeadLetter) []deadLetter {
 	out := make([]deadLetter, 0, len(dead))
 	for _, d := range dead {

@@ -10,6 +10,7 @@ require (
 	github.com/txoutbox/outbox/store/postgres v0.0.0
 	github.com/txoutbox/outbox/store/sqlite v0.0.0
 	github.com/txoutbox/outbox/transport/sqs v0.0.0
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 )
 

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true") // never reach for cloud credentials from tests
+	goleak.VerifyTestMain(m)
+}
+
+// runCLI runs the command line in process with the environment vars and returns the exit code,
+// stdout and stderr.
+func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr, getenv: func(k string) string { return vars[k] }}
+	code := run(context.Background(), e, args)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	const secret = "pa55word"
+	pgURL := "postgres://app:" + secret + "@127.0.0.1:1/db"
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want string // in the one stderr line
+	}{
+		{"no command", nil, nil, "no command given"},
+		{"unknown command", []string{"deploy"}, nil, `unknown command "deploy"`},
+		{"unknown flag", []string{"relay", "--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"bad int", []string{"relay", "--batch-size", "many"}, nil, `invalid value "many" for flag -batch-size`},
+		{"missing store", []string{"relay", "--transport", "memory"}, nil, "--store (OUTBOX_STORE): is empty"},
+		{"bad store scheme", []string{"status", "--store", "mysql://" + secret + "@h/db"}, nil, `unknown scheme "mysql"`},
+		{"bad store URL", []string{"migrate", "--store", "postgres://app:" + secret + "@h:port/db"}, nil, "--store (OUTBOX_STORE): is not a valid URL"},
+		{"store from env", []string{"status"}, map[string]string{"OUTBOX_STORE": "nope"}, "--store (OUTBOX_STORE): has no scheme"},
+		{"bad env int", []string{"relay"}, map[string]string{"OUTBOX_STORE": pgURL, "OUTBOX_BATCH_SIZE": "x"}, "OUTBOX_BATCH_SIZE: invalid value for --batch-size"},
+		{"table on mongo", []string{"status", "--store", "mongodb://h/app", "--table", "t"}, nil, "use --collection"},
+		{"bad table", []string{"migrate", "--store", pgURL, "--table", "a-b"}, nil, "Table"},
+		{"no queue", []string{"relay", "--store", pgURL}, nil, "sqs: invalid config: QueueURL is empty"},
+		{"bad queue", []string{"relay", "--store", pgURL, "--sqs-queue-url", "ftp://q"}, nil, "QueueURL"},
+		{"bad endpoint", []string{"relay", "--store", pgURL, "--sqs-queue-url", "q", "--sqs-endpoint", "localhost"}, nil, "Endpoint"},
+		{"half credentials", []string{"relay", "--store", pgURL, "--sqs-queue-url", "q"}, map[string]string{"OUTBOX_SQS_ACCESS_KEY_ID": "AKIA" + secret}, "SecretAccessKey is empty"},
+		{"bad transport", []string{"relay", "--store", pgURL, "--transport", "kafka"}, nil, `"kafka" is not sqs or memory`},
+		{"negative batch", []string{"relay", "--store", pgURL, "--transport", "memory", "--batch-size", "-1"}, nil, "BatchSize is negative"},
+		{"publish timeout above lease", []string{"relay", "--store", pgURL, "--transport", "memory", "--lease", "1s", "--publish-timeout", "2s"}, nil, "PublishTimeout"},
+		{"bad listen", []string{"relay", "--store", pgURL, "--transport", "memory", "--listen", "9090"}, nil, "--listen (OUTBOX_LISTEN)"},
+		{"bad log level", []string{"relay", "--store", pgURL, "--transport", "memory", "--log-level", "loud"}, nil, "--log-level"},
+		{"positional", []string{"status", "--store", pgURL, "extra"}, nil, `unexpected argument "extra"`},
+		{"dead without op", []string{"dead"}, nil, "no subcommand"},
+		{"dead bad op", []string{"dead", "revive"}, nil, `unknown subcommand "revive"`},
+		{"dead bad id", []string{"dead", "list", "--store", pgURL, "--id", "42"}, nil, `"42" is not a message ID`},
+		{"purge without filter", []string{"dead", "purge", "--store", pgURL}, nil, "no filter"},
+		{"json on requeue", []string{"dead", "requeue", "--store", pgURL, "--all", "--json"}, nil, "--json applies to list only"},
+		{"negative limit", []string{"dead", "list", "--store", pgURL, "--limit", "-5"}, nil, "--limit"},
+		{"print-sql for mongo", []string{"migrate", "--print-sql", "--store", "mongodb://h/app"}, nil, "has no SQL"},
+		{"bench unknown", []string{"bench", "--only", "kafka"}, nil, `unknown benchmark "kafka"`},
+		{"bench postgres without store", []string{"bench", "--only", "postgres-drain"}, nil, "needs --store"},
+		{"bench sqlite store", []string{"bench", "--store", "sqlite:x.db"}, nil, "need a postgres:// URL"},
+		{"bench sqs without endpoint", []string{"bench", "--only", "sqs"}, nil, "needs --sqs-endpoint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tt.vars, tt.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2 (stderr %q)", code, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout %q, want nothing", stdout)
+			}
+			if strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
+				t.Errorf("stderr %q, want exactly one line", stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q, want it to contain %q", stderr, tt.want)
+			}
+			if strings.Contains(stderr, secret) {
+				t.Errorf("stderr shows a secret: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"help"}, {"-h"},
+		{"relay", "--help"}, {"migrate", "-h"}, {"status", "--help"}, {"bench", "--help"},
+		{"dead", "--help"}, {"dead", "list", "--help"}, {"dead", "requeue", "--help"}, {"dead", "purge", "--help"},
+	} {
+		code, stdout, stderr := runCLI(t, map[string]string{"OUTBOX_STORE": "postgres://u:hidden@h/db"}, args...)
+		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage") {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want 0 and usage on stdout", args, code, stderr, stdout)
+		}
+		if strings.Contains(stdout, "hidden") {
+			t.Errorf("%v: help shows the environment's store URL", args)
+		}
+	}
+	_, stdout, _ := runCLI(t, nil, "relay", "--help")
+	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-ordered", "-listen"} {
+		if !strings.Contains(stdout, strings.TrimPrefix(want, "-")) {
+			t.Errorf("relay help lacks %q", want)
+		}
+	}
+}
+
+func TestRuntimeFailureExitsOne(t *testing.T) {
+	// Nothing listens on port 1: connecting fails at run time, not in parsing.
+	code, _, stderr := runCLI(t, nil, "status", "--store", "postgres://app:pa55word@127.0.0.1:1/db?connect_timeout=2")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (stderr %q)", code, stderr)
+	}
+	if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "outbox status: open store postgres://app:xxxxx@127.0.0.1:1/db") {
+		t.Errorf("stderr %q, want one line naming the redacted store", stderr)
+	}
+	if strings.Contains(stderr, "pa55word") {
+		t.Errorf("stderr shows the password: %q", stderr)
+	}
+}
