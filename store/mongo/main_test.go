@@ -64,7 +64,7 @@ func testDatabase(t testing.TB) string {
 
 // openStore connects a Store to uri over a fresh database, with its indexes, and drops the
 // database when the test ends. A server that cannot be reached is handled by need.
-func openStore(t *testing.T, uri string, need func(error), cfg Config) *Store {
+func openStore(t testing.TB, uri string, need func(error), cfg Config) *Store {
 	t.Helper()
 	cfg.URI = uri
 	if cfg.Database == "" {
@@ -92,11 +92,11 @@ func openStore(t *testing.T, uri string, need func(error), cfg Config) *Store {
 	return s
 }
 
-func openFerret(t *testing.T, cfg Config) *Store {
+func openFerret(t testing.TB, cfg Config) *Store {
 	return openStore(t, ferretURI(), func(err error) { outboxtest.NeedService(t, "FerretDB", err) }, cfg)
 }
 
-func openReplicaSet(t *testing.T, cfg Config) *Store {
+func openReplicaSet(t testing.TB, cfg Config) *Store {
 	uri := replicaSetURI(t)
 	return openStore(t, uri, func(err error) { t.Fatalf("%s is set but the server is unreachable: %v", mongoURIEnv, err) }, cfg)
 }

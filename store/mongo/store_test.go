@@ -241,10 +241,13 @@ func TestClose(t *testing.T) {
 		t.Fatal("the store's own client still answers after Close")
 	}
 	for name, call := range map[string]func() error{
-		"Ack":       func() error { return own.Ack(ctx, "o", []string{"x"}) },
-		"Nack":      func() error { return own.Nack(ctx, "o", nil) },
-		"Add":       func() error { return own.Add(ctx) },
-		"Execute":   func() error { _, err := Execute(ctx, own, func(context.Context) (int, error) { return 0, nil }); return err },
+		"Ack":  func() error { return own.Ack(ctx, "o", []string{"x"}) },
+		"Nack": func() error { return own.Nack(ctx, "o", nil) },
+		"Add":  func() error { return own.Add(ctx) },
+		"Execute": func() error {
+			_, err := Execute(ctx, own, func(context.Context) (int, error) { return 0, nil })
+			return err
+		},
 		"Counts":    func() error { _, err := own.Counts(ctx); return err },
 		"Listen":    func() error { _, err := own.Listen(ctx); return err },
 		"Retention": func() error { _, err := own.DeleteDelivered(ctx, time.Now(), 1); return err },

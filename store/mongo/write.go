@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -68,8 +69,12 @@ func (s *Store) add(ctx context.Context, msgs []*core.Message) error {
 
 // nextSeqs takes the next sequence numbers of each Key in msgs from its counter document, in
 // ctx's transaction; messages without a Key get 0. Two transactions writing the same Key
-// conflict on the counter, so one waits for (retries after) the other and seq follows commit
-// order.
+// conflict on the counter (a write conflict, which transactions retry), so one commits before
+// the other takes its number and seq follows commit order.
+//
+// The increment upserts: a counter created in the transaction commits with it. A counter
+// created by another transaction after this one's snapshot also surfaces as a write conflict
+// and a retry with a fresh snapshot.
 func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, error) {
 	seqs := make([]int64, len(msgs))
 	counts := map[string]int64{}
@@ -83,12 +88,6 @@ func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, er
 		}
 		counts[m.Key]++
 	}
-	if len(keys) == 0 {
-		return seqs, nil
-	}
-	if err := s.ensureCounters(ctx, keys); err != nil {
-		return nil, err
-	}
 	next := make(map[string]int64, len(keys))
 	for _, k := range keys {
 		var counter struct {
@@ -97,7 +96,7 @@ func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, er
 		err := s.seqs.FindOneAndUpdate(ctx,
 			bson.D{{Key: fID, Value: k}},
 			bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: counts[k]}}}},
-			options.FindOneAndUpdate().SetReturnDocument(options.After),
+			options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
 		).Decode(&counter)
 		if err != nil {
 			return nil, s.wrap("add: sequence of key "+k, err)
@@ -113,16 +112,16 @@ func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, er
 	return seqs, nil
 }
 
-// ensureCounters creates missing counter documents outside the transaction. Creating one inside
-// it would make two first writers of a Key fail with a duplicate key, which transactions do not
-// retry; a counter at 0 means nothing, so creating it early is harmless even if the transaction
-// aborts.
-func (s *Store) ensureCounters(ctx context.Context, keys []string) error {
+// ensureCounters creates the missing counter documents of msgs' keys outside any transaction,
+// before Execute starts one: a counter that exists before the transaction's snapshot is simply
+// incremented, where two first writers of a Key creating it inside their transactions would
+// conflict. A counter at 0 means nothing, so creating it early is harmless.
+func (s *Store) ensureCounters(ctx context.Context, msgs []*core.Message) error {
 	s.keysMu.Lock()
 	var missing []string
-	for _, k := range keys {
-		if _, ok := s.keys[k]; !ok {
-			missing = append(missing, k)
+	for _, m := range msgs {
+		if _, ok := s.keys[m.Key]; m.Key != "" && !ok && !slices.Contains(missing, m.Key) {
+			missing = append(missing, m.Key)
 		}
 	}
 	s.keysMu.Unlock()
@@ -139,7 +138,7 @@ func (s *Store) ensureCounters(ctx context.Context, keys []string) error {
 	noTx := mongo.NewSessionContext(ctx, nil)
 	if _, err := s.seqs.BulkWrite(noTx, models, options.BulkWrite().SetOrdered(false)); err != nil && !mongo.IsDuplicateKeyError(err) {
 		// A duplicate key means a concurrent writer created the counter first: it exists.
-		return s.wrap("add: create key counters", err)
+		return s.wrap("execute: create key counters", err)
 	}
 	s.keysMu.Lock()
 	if len(s.keys)+len(missing) > maxKnownKeys {
@@ -177,6 +176,9 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context) 
 		}
 	}
 	if err := s.CheckTransactions(ctx); err != nil {
+		return zero, err
+	}
+	if err := s.ensureCounters(ctx, msgs); err != nil {
 		return zero, err
 	}
 	sess, err := s.client.StartSession()
