@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
+)
+
+// TestRelayEndToEnd: migrate, relay to SQS while events are written, SIGTERM mid-stream (clean
+// exit 0), writes go on, a restarted relay delivers the rest — every event arrives — and a
+// dead letter requeued with `outbox dead requeue` is delivered too; status reports it all.
+func TestRelayEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs it against PostgreSQL and SQS")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	schema := pgSchema(t, ctx)
+	client := sqsClient(t, ctx)
+	queue := createQueue(t, ctx, client)
+	bin := buildBinary(t)
+	environ := append(os.Environ(),
+		"OUTBOX_STORE="+postgresURL(),
+		"OUTBOX_SCHEMA="+schema,
+		"OUTBOX_SQS_QUEUE_URL="+queue,
+		"OUTBOX_SQS_ENDPOINT="+sqsEndpoint(),
+		"OUTBOX_SQS_REGION=us-east-1",
+		"OUTBOX_SQS_ACCESS_KEY_ID=test",
+		"OUTBOX_SQS_SECRET_ACCESS_KEY=test",
+		"AWS_EC2_METADATA_DISABLED=true",
+	)
+
+	if code, out := outboxCmd(t, bin, environ, "migrate"); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate: exit %d: %s", code, out)
+	}
+	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	orders := pgx.Identifier{schema, "orders"}.Sanitize()
+	if _, err := store.Pool().Exec(ctx, "CREATE TABLE "+orders+" (id bigserial PRIMARY KEY, n int NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(n int, key string) (string, error) {
+		m := &core.Message{Type: "ORDER_PLACED", Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+		_, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (int64, error) {
+			var id int64
+			return id, tx.QueryRow(ctx, "INSERT INTO "+orders+" (n) VALUES ($1) RETURNING id", n).Scan(&id)
+		}, m)
+		return m.ID, err
+	}
+
+	// A dead letter from an earlier outage, on key "order-dead", before any relay runs.
+	deadID, err := write(-1, "order-dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kill(t, store, []*core.Message{{ID: deadID}}, "sqs: AWS.SimpleQueueService.NonExistentQueue")
+	status := func() statusReport {
+		t.Helper()
+		code, out := outboxCmd(t, bin, environ, "status", "--json")
+		var r statusReport
+		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
+			t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
+		}
+		return r
+	}
+	if r := status(); r.Dead != 1 || r.Pending != 0 || len(r.StalledKeys) != 1 || r.StalledKeys[0].Key != "order-dead" || r.StalledKeys[0].HeadID != deadID {
+		t.Fatalf("status before the relay: %+v", r)
+	}
+
+	in := receive(ctx, client, queue)
+	defer in.close()
+
+	// Writers run all along, across the relay's stop and restart.
+	const events = 600
+	var (
+		mu      sync.Mutex
+		written []string
+		wg      sync.WaitGroup
+	)
+	writeErr := make(chan error, 1)
+	wg.Go(func() {
+		for n := range events {
+			id, err := write(n, "")
+			if err != nil {
+				writeErr <- err
+				return
+			}
+			mu.Lock()
+			written = append(written, id)
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+
+	first := startRelay(t, bin, environ)
+	if code, body := httpGet(t, "http://"+first.addr+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("healthz: %d %q, want 200 ok", code, body)
+	}
+	if !in.waitFor(30*time.Second, func() bool { return in.count() >= 100 }) {
+		t.Fatalf("only %d events arrived while the relay ran:\n%s", in.count(), first.logs.String())
+	}
+	code, body := httpGet(t, "http://"+first.addr+"/metrics")
+	if code != http.StatusOK || !strings.Contains(body, "outbox_relay_published_total ") ||
+		!strings.Contains(body, `outbox_messages{status="dead"} 1`) || !strings.Contains(body, "outbox_store_up 1") {
+		t.Errorf("metrics (%d) lack the relay's and the store's series:\n%s", code, body)
+	}
+	if code := first.signal(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("relay exit code %d after SIGTERM, want 0:\n%s", code, first.logs.String())
+	}
+	if !strings.Contains(first.logs.String(), `"msg":"relay drained"`) {
+		t.Errorf("the relay did not log its drain:\n%s", first.logs.String())
+	}
+
+	wg.Wait()
+	select {
+	case err := <-writeErr:
+		t.Fatal(err)
+	default:
+	}
+	// The relay is down and every event is written: status counts what the table holds.
+	var pending int64
+	if err := store.Pool().QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, "outbox"}.Sanitize()+" WHERE status = 'pending'").Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if r := status(); r.Pending != pending || r.Dead != 1 || (pending > 0) != (r.OldestPending != nil) {
+		t.Errorf("status with the relay stopped: %+v, want %d pending and 1 dead", r, pending)
+	}
+	t.Logf("%d of %d events arrived before SIGTERM drained the relay; %d pending", in.count(), events, pending)
+
+	second := startRelay(t, bin, environ)
+	all := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range written {
+			if !in.has(id) {
+				return false
+			}
+		}
+		return true
+	}
+	if !in.waitFor(60*time.Second, all) {
+		t.Fatalf("%d distinct events arrived, want all %d:\n%s", in.count(), events, second.logs.String())
+	}
+	if in.has(deadID) {
+		t.Fatal("the dead letter was published before it was requeued")
+	}
+
+	code, out := outboxCmd(t, bin, environ, "dead", "list", "--json")
+	var listed []deadLetter
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 1 || listed[0].ID != deadID ||
+		listed[0].LastError != "sqs: AWS.SimpleQueueService.NonExistentQueue" {
+		t.Fatalf("dead list: exit %d, %v: %s", code, err, out)
+	}
+	if code, out := outboxCmd(t, bin, environ, "dead", "requeue", "--id", deadID); code != 0 || !strings.Contains(out, "requeued 1 ") {
+		t.Fatalf("dead requeue: exit %d: %s", code, out)
+	}
+	if !in.waitFor(30*time.Second, func() bool { return in.has(deadID) }) {
+		t.Fatalf("the requeued message never arrived:\n%s", second.logs.String())
+	}
+	// Acknowledged messages are deleted: the store ends empty. The ack follows the publish, so
+	// give it a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	r := status()
+	for (r.Pending != 0 || r.Dead != 0) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		r = status()
+	}
+	if r.Pending != 0 || r.Dead != 0 || len(r.StalledKeys) != 0 || r.OldestPending != nil {
+		t.Errorf("final status %+v, want an empty outbox", r)
+	}
+
+	if code := second.signal(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("relay exit code %d after SIGINT, want 0:\n%s", code, second.logs.String())
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, err := range in.errs {
+		t.Error(err)
+	}
+	if len(in.seen) != events+1 {
+		t.Errorf("%d distinct IDs arrived, want %d (no strangers)", len(in.seen), events+1)
+	}
+}
