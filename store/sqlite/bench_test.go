@@ -6,6 +6,8 @@ package sqlite_test
 //     design's target is an outbox overhead of at most 25%.
 //   - Drain: emptying a backlog of b.N messages, raw (DELETE ... RETURNING in batches of 100)
 //     versus Claim+Ack in batches of 100, versus the relay publishing to the memory transport.
+//   - ClaimOrdered: one ordered claim of 100 heads (then released), with and without 20000
+//     messages queued behind one busy key. The ratio shows the claim does not walk that queue.
 
 import (
 	"context"
@@ -118,6 +120,43 @@ func BenchmarkDrain(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 	})
+}
+
+func BenchmarkClaimOrdered(b *testing.B) {
+	ctx := context.Background()
+	for _, queued := range []int{0, 20000} {
+		b.Run(fmt.Sprint("queued=", queued), func(b *testing.B) {
+			s := open(b, sqlite.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
+			var msgs []*core.Message
+			for range queued {
+				msgs = append(msgs, msg("T", "busy"))
+			}
+			for i := range 100 {
+				msgs = append(msgs, msg("T", fmt.Sprint("key-", i)))
+			}
+			for start := 0; start < len(msgs); start += 1000 {
+				add(b, s, msgs[start:min(start+1000, len(msgs))]...)
+			}
+			// The busy key's head is leased: everything queued behind it is blocked.
+			if queued > 0 {
+				claim(b, s, core.ClaimRequest{Owner: "holder", Limit: 1, Lease: time.Hour, Ordered: true})
+			}
+			for b.Loop() {
+				got, err := s.Claim(ctx, core.ClaimRequest{Owner: "bench", Limit: 100, Lease: time.Minute, Ordered: true})
+				if err != nil || len(got) != 100 {
+					b.Fatalf("claimed %d: %v", len(got), err)
+				}
+				// Release them for the next round, as a relay stopping would.
+				fs := make([]core.Failure, len(got))
+				for i, m := range got {
+					fs[i] = core.Failure{ID: m.ID, Error: "released", RetryAt: time.Now().Add(-time.Second)}
+				}
+				if err := s.Nack(ctx, "bench", fs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 func benchUsersStore(b *testing.B) *sqlite.Store {

@@ -39,7 +39,11 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	}
 	defer end()
 
-	rows, err := tx.QueryContext(ctx, query, req.Owner, until, now.UnixMilli(), req.Limit)
+	args := []any{req.Owner, until, now.UnixMilli(), req.Limit}
+	if !req.Ordered {
+		args = append(args, now.UnixMilli(), req.Limit, req.Limit)
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}

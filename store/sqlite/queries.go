@@ -33,21 +33,24 @@ func (q queries) insert(n int) string { return q.inserts[n] }
 // claimQueries returns the unordered and ordered claim statements. Each is one UPDATE ...
 // RETURNING: its first step takes the database's write lock, so concurrent claimers (in any
 // process) run one after the other and never see the same due row, and a claim never starts as
-// a reader that later fails to upgrade. The subquery walks the pending index in seq order and
-// stops after LIMIT due rows: it neither scans nor sorts the backlog.
+// a reader that later fails to upgrade. Each walks the due index in seq order and stops after
+// LIMIT due rows: it neither scans nor sorts the backlog.
 //
-// Parameters: owner, lease end, now, limit.
+// Parameters: owner, lease end, then now and limit (unordered: twice, then limit again).
 func claimQueries(t string) (unordered, ordered string) {
 	const returning = ` RETURNING seq, id, type, key, payload, result, headers, created_at, attempts`
 	update := `UPDATE ` + t + ` SET lease_owner = ?, available_at = ? WHERE seq IN (`
-	unordered = update + `SELECT seq FROM ` + t + ` WHERE status = 'pending' AND available_at <= ? ORDER BY seq LIMIT ?)` + returning
-	// A message is the head of its key when no earlier message with that key is undelivered
-	// (pending, leased or dead); only heads are claimable, so at most one per key is returned and
-	// a dead message blocks its key until it is requeued or purged.
-	ordered = update + `SELECT o.seq FROM ` + t + ` AS o WHERE o.status = 'pending' AND o.available_at <= ?
-		AND (o.key = '' OR NOT EXISTS (
-			SELECT 1 FROM ` + t + ` AS p WHERE p.key = o.key AND p.status <> 'delivered' AND p.key <> '' AND p.seq < o.seq))
-		ORDER BY o.seq LIMIT ?)` + returning
+	due := func(blocked string) string {
+		return `SELECT seq FROM ` + t + ` WHERE status = 'pending' AND blocked = ` + blocked +
+			` AND available_at <= ? ORDER BY seq LIMIT ?`
+	}
+	// Unordered: the oldest due messages, heads or not. The index keeps heads and blocked
+	// messages apart, so take the oldest LIMIT of each and then the oldest LIMIT of those.
+	unordered = update + `SELECT seq FROM (` + due("0") + `) UNION ALL SELECT seq FROM (` + due("1") +
+		`) ORDER BY seq LIMIT ?)` + returning
+	// Ordered: only heads, so at most one message per key, and a leased, retrying or dead head
+	// holds back the rest of its key.
+	ordered = update + due("0") + `)` + returning
 	return unordered, ordered
 }
 

@@ -17,7 +17,7 @@ import (
 //
 // A pending message's available_at is when it may next be claimed: its retry time, or the end
 // of the lease it is under. One comparison thus covers "due" and "lease free or expired", and
-// one partial index serves the claim.
+// one partial index serves both kinds of claim.
 func Schema(table string) (string, error) {
 	if !identifierRE.MatchString(table) || strings.HasPrefix(strings.ToLower(table), "sqlite_") {
 		return "", fmt.Errorf("sqlite: schema: table %q must match %s and not start with sqlite_", table, identifierRE)
@@ -27,7 +27,18 @@ func Schema(table string) (string, error) {
 
 func schema(table string) string {
 	t := quote(table)
-	idx := func(suffix string) string { return quote(table + "_" + suffix) }
+	name := func(suffix string) string { return quote(table + "_" + suffix) }
+	// The head of a key is its oldest undelivered (pending, leased or dead) message; blocked is 1
+	// on every other undelivered message of the key, and 0 on unkeyed ones. Triggers keep it so
+	// whoever writes the table, so an ordered claim takes unblocked due messages in seq order and
+	// never walks a long queue behind a busy key.
+	undelivered := func(alias string) string {
+		return alias + `.status <> 'delivered' AND ` + alias + `.key <> ''`
+	}
+	unblockHead := func(key string) string {
+		return `UPDATE ` + t + ` SET blocked = 0 WHERE seq = (
+		SELECT min(h.seq) FROM ` + t + ` AS h WHERE h.key = ` + key + ` AND ` + undelivered("h") + `);`
+	}
 	return `CREATE TABLE IF NOT EXISTS ` + t + ` (
 	seq          INTEGER PRIMARY KEY,
 	id           TEXT    NOT NULL UNIQUE,
@@ -38,6 +49,7 @@ func schema(table string) string {
 	headers      TEXT,
 	created_at   INTEGER NOT NULL,
 	status       TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+	blocked      INTEGER NOT NULL DEFAULT 0,
 	attempts     INTEGER NOT NULL DEFAULT 0,
 	available_at INTEGER NOT NULL,
 	lease_owner  TEXT,
@@ -45,15 +57,31 @@ func schema(table string) string {
 	delivered_at INTEGER,
 	dead_at      INTEGER
 ) STRICT;
--- Claim: pending messages in seq order, filtered on available_at without touching the table.
-CREATE INDEX IF NOT EXISTS ` + idx("due") + ` ON ` + t + ` (seq, available_at) WHERE status = 'pending';
--- Ordered claim: is there an earlier undelivered message with this key? Unkeyed messages are
--- left out, so they cost no write here.
-CREATE INDEX IF NOT EXISTS ` + idx("key") + ` ON ` + t + ` (key, seq) WHERE status <> 'delivered' AND key <> '';
+-- Claims: pending messages in seq order, heads and blocked ones apart, filtered on available_at
+-- without touching the table.
+CREATE INDEX IF NOT EXISTS ` + name("due") + ` ON ` + t + ` (blocked, seq, available_at) WHERE status = 'pending';
+-- The undelivered messages of a key, oldest first: for the triggers. Unkeyed messages are left
+-- out, so they cost no write here.
+CREATE INDEX IF NOT EXISTS ` + name("key") + ` ON ` + t + ` (key, seq) WHERE status <> 'delivered' AND key <> '';
 -- Inspector: dead letters, oldest first.
-CREATE INDEX IF NOT EXISTS ` + idx("dead") + ` ON ` + t + ` (seq) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS ` + name("dead") + ` ON ` + t + ` (seq) WHERE status = 'dead';
 -- Retention: delivered messages by delivery time.
-CREATE INDEX IF NOT EXISTS ` + idx("delivered") + ` ON ` + t + ` (delivered_at) WHERE status = 'delivered';
+CREATE INDEX IF NOT EXISTS ` + name("delivered") + ` ON ` + t + ` (delivered_at) WHERE status = 'delivered';
+-- A new keyed message queues behind any undelivered one of its key.
+CREATE TRIGGER IF NOT EXISTS ` + name("queue") + ` AFTER INSERT ON ` + t + `
+	WHEN NEW.key <> '' AND NEW.status <> 'delivered' AND NEW.blocked = 0 BEGIN
+	UPDATE ` + t + ` SET blocked = 1 WHERE seq = NEW.seq AND EXISTS (
+		SELECT 1 FROM ` + t + ` AS p WHERE p.key = NEW.key AND ` + undelivered("p") + ` AND p.seq < NEW.seq);
+END;
+-- A head that is delivered or deleted (acked, purged) hands over to the next of its key.
+CREATE TRIGGER IF NOT EXISTS ` + name("deliver") + ` AFTER UPDATE OF status ON ` + t + `
+	WHEN NEW.status = 'delivered' AND OLD.status <> 'delivered' AND OLD.key <> '' AND OLD.blocked = 0 BEGIN
+	` + unblockHead("OLD.key") + `
+END;
+CREATE TRIGGER IF NOT EXISTS ` + name("remove") + ` AFTER DELETE ON ` + t + `
+	WHEN OLD.status <> 'delivered' AND OLD.key <> '' AND OLD.blocked = 0 BEGIN
+	` + unblockHead("OLD.key") + `
+END;
 `
 }
 

@@ -1,0 +1,85 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/sqlite"
+)
+
+// The table's triggers keep one head per key whoever writes: the store, an unordered relay
+// acking out of order, or rows inserted around the store.
+func TestOrderedHeadsWhoeverWrites(t *testing.T) {
+	ctx := context.Background()
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprint("KeepDelivered=", keep), func(t *testing.T) {
+			s := open(t, sqlite.Config{KeepDelivered: keep})
+			ordered := core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+			claimIDs := func(req core.ClaimRequest) []string {
+				t.Helper()
+				var ids []string
+				for _, m := range claim(t, s, req) {
+					ids = append(ids, m.ID)
+				}
+				return ids
+			}
+			ack := func(ids ...string) {
+				t.Helper()
+				if err := s.Ack(ctx, "o", ids); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expect := func(what string, got []string, want ...string) {
+				t.Helper()
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%s: claimed %v, want %v", what, got, want)
+				}
+			}
+
+			k1, k2 := msg("T", "a"), msg("T", "a")
+			add(t, s, k1, k2)
+			insertRaw(t, s, "raw-3", "a", `{}`, nil, nil) // around the store: queues behind k2
+			free := msg("T", "")
+			add(t, s, free)
+
+			expect("first ordered claim", claimIDs(ordered), k1.ID, free.ID)
+			ack(k1.ID, free.ID)
+			expect("after acking the head", claimIDs(ordered), k2.ID)
+			// An unordered claimer may take (and ack) a message behind the head; the head still
+			// holds the key, and the order of what remains is kept.
+			unordered := core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute}
+			expect("unordered claim", claimIDs(unordered), "raw-3")
+			ack("raw-3")
+			expect("ordered claim behind a leased head", claimIDs(ordered))
+			ack(k2.ID)
+
+			// A dead head blocks its key until purged; a requeued one comes back first.
+			d1, d2 := msg("T", "b"), msg("T", "b")
+			add(t, s, d1, d2)
+			expect("claim the new head", claimIDs(ordered), d1.ID)
+			if err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+				t.Fatal(err)
+			}
+			expect("behind a dead head", claimIDs(ordered))
+			if n, err := s.Requeue(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
+				t.Fatalf("requeue = %d, %v", n, err)
+			}
+			expect("requeued head", claimIDs(ordered), d1.ID)
+			if err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := s.Purge(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
+				t.Fatalf("purge = %d, %v", n, err)
+			}
+			expect("after purging the dead head", claimIDs(ordered), d2.ID)
+			ack(d2.ID)
+			expect("drained", claimIDs(ordered))
+			if c, _ := s.Counts(ctx); c.Pending != 0 || c.Dead != 0 {
+				t.Fatalf("counts = %+v", c)
+			}
+		})
+	}
+}
