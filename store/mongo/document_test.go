@@ -157,3 +157,23 @@ func TestURIDatabase(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeDocument: whatever bytes a document holds, decoding returns a message or an error,
+// never a panic that would stop the relay.
+func FuzzDecodeDocument(f *testing.F) {
+	good, _ := bson.Marshal(newDocument(sampleMessage(), 3))
+	f.Add(good)
+	f.Add([]byte{5, 0, 0, 0, 0})
+	f.Add(good[:len(good)/2])
+	noisy, _ := bson.Marshal(bson.D{{Key: fID, Value: 1}, {Key: fHeaders, Value: bson.A{1, "x", bson.D{}}}, {Key: fAttempts, Value: "x"}})
+	f.Add(noisy)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sm, err := decodeDocument(b)
+		if err == nil && sm == nil {
+			t.Fatal("no message and no error")
+		}
+		if err != nil && !errors.Is(err, errCorrupt) {
+			t.Fatalf("error %v does not wrap errCorrupt", err)
+		}
+	})
+}
