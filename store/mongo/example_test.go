@@ -73,4 +73,3 @@ func ExampleStore_Add() {
 		log.Fatal(err)
 	}
 }
-
