@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -50,8 +49,6 @@ const (
 	defaultBusyTimeout = 5 * time.Second
 )
 
-var identifierRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 func (c Config) withDefaults() Config {
 	if c.Table == "" {
 		c.Table = defaultTable
@@ -90,10 +87,6 @@ func (c Config) Validate() error {
 		return bad("Path", "is an in-memory database: each connection would see its own empty database; use a file (in a temporary directory for tests)")
 	case c.DSN != "" && isMemory(c.DSN):
 		return bad("DSN", "names an in-memory or temporary database: each connection would see its own empty database; use a file (in a temporary directory for tests)")
-	case c.Table != "" && !identifierRE.MatchString(c.Table):
-		return bad("Table", fmt.Sprintf("%q must match %s", c.Table, identifierRE))
-	case strings.HasPrefix(strings.ToLower(c.Table), "sqlite_"):
-		return bad("Table", fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", c.Table))
 	case c.MaxPayloadBytes < 0:
 		return bad("MaxPayloadBytes", "is negative")
 	case c.BusyTimeout < 0:
@@ -104,6 +97,11 @@ func (c Config) Validate() error {
 		return bad("MaxOpenConns", "is negative")
 	case c.DB != nil && c.MaxOpenConns != 0:
 		return bad("MaxOpenConns", "is set with DB: size your own pool")
+	}
+	if c.Table != "" {
+		if err := checkTable(c.Table); err != nil {
+			return err
+		}
 	}
 	for i, h := range c.WriteHooks {
 		if h == nil {
@@ -116,6 +114,17 @@ func (c Config) Validate() error {
 				return bad("DSN", "has a malformed query: "+err.Error())
 			}
 		}
+	}
+	return nil
+}
+
+// checkTable accepts the identifiers every store accepts, except SQLite's reserved prefix.
+func checkTable(table string) error {
+	if err := core.CheckIdentifier("sqlite", "Table", table); err != nil {
+		return err
+	}
+	if strings.HasPrefix(strings.ToLower(table), "sqlite_") {
+		return &core.ConfigError{Component: "sqlite", Field: "Table", Problem: fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", table)}
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func TestSchema(t *testing.T) {
 		t.Fatalf("Schema(events) = %q, %v", ddl, err)
 	}
 	for _, bad := range []string{"", "a b", `x"`, "sqlite_master"} {
-		if _, err := sqlite.Schema(bad); err == nil || !strings.HasPrefix(err.Error(), "sqlite: schema: ") {
+		if _, err := sqlite.Schema(bad); !errors.Is(err, core.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
 			t.Fatalf("Schema(%q) error = %v", bad, err)
 		}
 	}

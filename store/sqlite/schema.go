@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 )
 
 // Schema returns the DDL EnsureSchema runs for table, for users of migration tools
@@ -19,8 +18,8 @@ import (
 // of the lease it is under. One comparison thus covers "due" and "lease free or expired", and
 // one partial index serves both kinds of claim.
 func Schema(table string) (string, error) {
-	if !identifierRE.MatchString(table) || strings.HasPrefix(strings.ToLower(table), "sqlite_") {
-		return "", fmt.Errorf("sqlite: schema: table %q must match %s and not start with sqlite_", table, identifierRE)
+	if err := checkTable(table); err != nil {
+		return "", err
 	}
 	return schema(table), nil
 }
