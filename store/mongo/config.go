@@ -3,7 +3,6 @@ package mongo
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -15,10 +14,6 @@ import (
 // maxDocumentPayload bounds MaxPayloadBytes: a MongoDB document holds at most 16 MiB, and the
 // message's other fields need some of it.
 const maxDocumentPayload = 15 << 20
-
-// identifier is what database and collection names must match: safe in every MongoDB
-// namespace, log line and shell command.
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
 // Config configures a Store. Set URI or Client, not both.
 type Config struct {
@@ -83,10 +78,6 @@ func (c Config) Validate() error {
 		return bad("URI", "must start with mongodb:// or mongodb+srv://")
 	case c.Database == "":
 		return bad("Database", "is empty (and URI names no database)")
-	case !identifier.MatchString(c.Database):
-		return bad("Database", fmt.Sprintf("%q must match %s", c.Database, identifier))
-	case !identifier.MatchString(c.Collection):
-		return bad("Collection", fmt.Sprintf("%q must match %s", c.Collection, identifier))
 	case c.DeliveredTTL < 0:
 		return bad("DeliveredTTL", "is negative")
 	case c.DeliveredTTL > 0 && !c.KeepDelivered:
@@ -99,6 +90,13 @@ func (c Config) Validate() error {
 		return bad("MaxPayloadBytes", fmt.Sprintf("%d exceeds %d (a MongoDB document holds 16 MiB)", c.MaxPayloadBytes, maxDocumentPayload))
 	case c.ConnectTimeout < 0:
 		return bad("ConnectTimeout", "is negative")
+	}
+	// Names safe in every namespace, log line and shell command.
+	if err := core.CheckIdentifier("mongo", "Database", c.Database); err != nil {
+		return err
+	}
+	if err := core.CheckIdentifier("mongo", "Collection", c.Collection); err != nil {
+		return err
 	}
 	for i, h := range c.WriteHooks {
 		if h == nil {
