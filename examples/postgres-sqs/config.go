@@ -22,9 +22,9 @@ type errMissing struct{ msg string }
 
 func (e *errMissing) Error() string { return e.msg }
 
-const setup = `set OUTBOX_POSTGRES_URL (e.g. postgres://user@localhost:5432/app) and OUTBOX_SQS_QUEUE_URL
-(a queue URL or name); optionally OUTBOX_SQS_REGION, OUTBOX_SQS_ENDPOINT (http://127.0.0.1:4566 for
-an emulator), OUTBOX_SQS_ACCESS_KEY_ID and OUTBOX_SQS_SECRET_ACCESS_KEY (else the AWS default chain)`
+const setup = "set OUTBOX_POSTGRES_URL (e.g. postgres://user@localhost:5432/app) and OUTBOX_SQS_QUEUE_URL " +
+	"(a queue URL or name); optionally OUTBOX_SQS_REGION, OUTBOX_SQS_ENDPOINT (http://127.0.0.1:4566 for an emulator), " +
+	"OUTBOX_SQS_ACCESS_KEY_ID and OUTBOX_SQS_SECRET_ACCESS_KEY (else the AWS default chain)"
 
 func configFromEnv(getenv func(string) string) (config, error) {
 	c := config{

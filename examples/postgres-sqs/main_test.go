@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+)
+
+func TestMain(m *testing.M) {
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	goleak.VerifyTestMain(m)
+}
+
+func TestMissingEnvironmentSaysWhatToSet(t *testing.T) {
+	err := run(context.Background(), func(string) string { return "" }, io.Discard)
+	if !isMissing(err) || !strings.Contains(err.Error(), "OUTBOX_POSTGRES_URL and OUTBOX_SQS_QUEUE_URL not set") {
+		t.Fatalf("run without environment: %v, want a setup error naming both variables", err)
+	}
+	err = run(context.Background(), func(k string) string {
+		return map[string]string{"OUTBOX_POSTGRES_URL": "postgres://x", "OUTBOX_SQS_QUEUE_URL": "q", "OUTBOX_SQS_ACCESS_KEY_ID": "AKIA"}[k]
+	}, io.Discard)
+	if !isMissing(err) || !strings.Contains(err.Error(), "OUTBOX_SQS_SECRET_ACCESS_KEY") {
+		t.Fatalf("run with half the credentials: %v", err)
+	}
+}
+
+func randomName(prefix string) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func TestExampleAgainstPostgresAndSQS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pgURL := outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+
+	admin, err := pgxpool.New(ctx, pgURL)
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	if err != nil {
+		outboxtest.NeedService(t, "PostgreSQL at "+pgURL, err)
+	}
+	defer admin.Close()
+	schema := randomName("example_pgsqs_")
+	defer func() {
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	}()
+
+	httpTr := &http.Transport{}
+	defer httpTr.CloseIdleConnections()
+	client := awssqs.New(awssqs.Options{HTTPClient: &http.Client{Transport: httpTr}, Region: "us-east-1",
+		BaseEndpoint: aws.String(endpoint), Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	q, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(randomName("example-users-"))})
+	if err != nil {
+		outboxtest.NeedService(t, "SQS emulator at "+endpoint, err)
+	}
+	defer func() { _, _ = client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: q.QueueUrl}) }()
+
+	vars := map[string]string{
+		"OUTBOX_POSTGRES_URL": pgURL, "OUTBOX_POSTGRES_SCHEMA": schema, "OUTBOX_SQS_QUEUE_URL": aws.ToString(q.QueueUrl),
+		"OUTBOX_SQS_ENDPOINT": endpoint, "OUTBOX_SQS_REGION": "us-east-1",
+		"OUTBOX_SQS_ACCESS_KEY_ID": "test", "OUTBOX_SQS_SECRET_ACCESS_KEY": "test",
+	}
+	var out strings.Builder
+	if err := run(ctx, func(k string) string { return vars[k] }, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "relay published 3 events") {
+		t.Errorf("output:\n%s", out.String())
+	}
+
+	// The consumer's side: three envelopes in the origin package's format, with the user rows.
+	got := map[string]User{}
+	for len(got) < 3 && ctx.Err() == nil {
+		res, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range res.Messages {
+			msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			if err != nil || msg.Type != "USER_CREATED" {
+				t.Fatalf("body %q: %v", aws.ToString(m.Body), err)
+			}
+			var u User
+			if err := json.Unmarshal(msg.Result, &u); err != nil || u.ID == 0 {
+				t.Fatalf("result %s: %v", msg.Result, err)
+			}
+			got[u.Name] = u
+		}
+	}
+	for _, name := range []string{"ada", "grace", "edsger"} {
+		if got[name].Email != name+"@example.com" {
+			t.Errorf("no USER_CREATED event for %s (got %v)", name, got)
+		}
+	}
+}
