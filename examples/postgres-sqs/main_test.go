@@ -74,7 +74,9 @@ func TestExampleAgainstPostgresAndSQS(t *testing.T) {
 	if err != nil {
 		outboxtest.NeedService(t, "SQS emulator at "+endpoint, err)
 	}
-	defer func() { _, _ = client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: q.QueueUrl}) }()
+	defer func() {
+		_, _ = client.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
+	}()
 
 	vars := map[string]string{
 		"OUTBOX_POSTGRES_URL": pgURL, "OUTBOX_POSTGRES_SCHEMA": schema, "OUTBOX_SQS_QUEUE_URL": aws.ToString(q.QueueUrl),
