@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,7 +210,7 @@ func summary(results []result) string {
 	var b strings.Builder
 	b.WriteString("| scenario | mode | relays | kills | written | rolled back | delivered | duplicates | in doubt | lost | dead | order violations | max lag |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, r := range slices.Clone(results) {
+	for _, r := range results {
 		mode := "unordered"
 		if r.ordered {
 			mode = "ordered, FIFO"

@@ -84,6 +84,10 @@ func (f *fleet) start(i int) error {
 	name := fmt.Sprintf("relay%d-%03d", i, f.gen)
 	journal := filepath.Join(f.dir, name+".journal")
 	p := &relayProc{name: name, stderr: filepath.Join(f.dir, name+".log"), done: make(chan struct{})}
+	// The journal exists from the start, even for a process killed before it opened it.
+	if err := os.WriteFile(journal, nil, 0o644); err != nil {
+		return err
+	}
 	logFile, err := os.Create(p.stderr)
 	if err != nil {
 		return err
