@@ -24,7 +24,8 @@ const (
 // without a Key, and for each Key at most its head (the undelivered message with the lowest
 // seq), when that head is due. A Key whose head is leased, waiting for a retry or dead yields
 // nothing, and its other messages are skipped: the next window looks past them (key $nin), so a
-// blocked Key with a long backlog does not starve the Keys behind it.
+// blocked Key with a long backlog does not starve the Keys behind it. That look past costs the
+// server a scan of the blocked keys' due messages, at most orderedRounds windows per claim.
 func (s *Store) orderedCandidates(ctx context.Context, now time.Time, limit int) ([]candidate, error) {
 	window := min(max(2*limit, 16), maxWindow)
 	var picked []candidate
@@ -64,17 +65,25 @@ func (s *Store) orderedCandidates(ctx context.Context, now time.Time, limit int)
 		if err != nil {
 			return nil, err
 		}
+		anyBlocked := false
 		for _, k := range order {
 			decided[k] = true
-			head, blocked := heads[k]
-			if !blocked {
+			head, earlier := heads[k]
+			if !earlier {
 				head = lowest[k]
 			}
-			if head.due(now) && len(picked) < limit {
+			if !head.due(now) {
+				anyBlocked = true
+				continue
+			}
+			if len(picked) < limit {
 				picked = append(picked, head)
 			}
 		}
-		if len(cands) < window {
+		// Look past this window only when it was full and a blocked key may hide others. When
+		// every key in it flowed, the messages past it are simply younger: they wait their
+		// turn, and the claim does not scan a backlog that belongs to keys already served.
+		if len(cands) < window || !anyBlocked {
 			break
 		}
 	}
