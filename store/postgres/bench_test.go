@@ -63,7 +63,7 @@ func BenchmarkDrain(b *testing.B) {
 }
 
 func BenchmarkLatency(b *testing.B) {
-	pool := benchPool(b, 8)
+	pool := benchPool(b, 20)
 	for _, mode := range []struct {
 		name     string
 		pollOnly bool

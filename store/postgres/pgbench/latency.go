@@ -26,7 +26,7 @@ type LatencyOptions struct {
 	Rate int
 	// Duration of the steady load. Default 10s.
 	Duration time.Duration
-	// Clients write concurrently to keep up with Rate. Default 8.
+	// Clients write concurrently to keep up with Rate. Default 16.
 	Clients int
 	// PollOnly hides the store's Notifier from the relay, so only polling finds messages.
 	PollOnly bool
@@ -68,7 +68,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 		o.Duration = 10 * time.Second
 	}
 	if o.Clients <= 0 {
-		o.Clients = 8
+		o.Clients = 16
 	}
 	sb, err := newSandbox(ctx, pool, o.Schema, func(c *postgres.Config) { c.NotifyInterval = o.NotifyInterval })
 	if err != nil {
