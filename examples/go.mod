@@ -8,9 +8,11 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.53.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/txoutbox/outbox v0.0.0
-	github.com/txoutbox/outbox/store/mongo v0.0.0-00010101000000-000000000000
+	github.com/txoutbox/outbox/fxmodule v0.0.0
+	github.com/txoutbox/outbox/store/mongo v0.0.0
 	github.com/txoutbox/outbox/store/sqlite v0.0.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
+	go.uber.org/fx v1.24.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -34,6 +36,7 @@ require (
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
+	go.uber.org/dig v1.19.0 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
@@ -48,7 +51,7 @@ require (
 	github.com/txoutbox/outbox/store/postgres v0.0.0
 	github.com/txoutbox/outbox/transport/sqs v0.0.0
 	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
+	go.uber.org/zap v1.28.0
 	golang.org/x/sys v0.49.0 // indirect
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
