@@ -54,7 +54,7 @@ func (f *flags) parse(e *env, args []string, positional bool) error {
 		if v := e.getenv(p[1]); v != "" {
 			if err := f.fs.Set(p[0], v); err != nil {
 				// The flag package's parse errors never quote the value, which may be secret.
-				return usagef(f.cmd, "%s: invalid value for --%s: %v", p[1], p[0], unquoteErr(err))
+				return usagef(f.cmd, "%s: invalid value for --%s: %v", p[1], p[0], err)
 			}
 		}
 	}
@@ -64,22 +64,10 @@ func (f *flags) parse(e *env, args []string, positional bool) error {
 	return nil
 }
 
-// unquoteErr drops the "parse error"-style prefix the flag package's Set adds.
-func unquoteErr(err error) string {
-	return strings.TrimPrefix(err.Error(), "strconv.ParseInt: ")
-}
-
 func (f *flags) printHelp(w io.Writer) {
 	fmt.Fprintln(w, strings.TrimSpace(f.usage))
 	fmt.Fprintln(w, "\nFlags:")
 	f.fs.SetOutput(w)
 	f.fs.PrintDefaults()
 	f.fs.SetOutput(io.Discard)
-}
-
-// isSet reports whether flag name was given on the command line or by its variable.
-func (f *flags) isSet(name string) bool {
-	set := false
-	f.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
-	return set
 }

@@ -53,6 +53,7 @@ func TestUsageErrors(t *testing.T) {
 		{"negative batch", []string{"relay", "--store", pgURL, "--transport", "memory", "--batch-size", "-1"}, nil, "BatchSize is negative"},
 		{"publish timeout above lease", []string{"relay", "--store", pgURL, "--transport", "memory", "--lease", "1s", "--publish-timeout", "2s"}, nil, "PublishTimeout"},
 		{"bad listen", []string{"relay", "--store", pgURL, "--transport", "memory", "--listen", "9090"}, nil, "--listen (OUTBOX_LISTEN)"},
+		{"retain without keep", []string{"relay", "--store", pgURL, "--transport", "memory", "--retain-delivered", "24h"}, nil, "--retain-delivered needs --keep-delivered"},
 		{"bad log level", []string{"relay", "--store", pgURL, "--transport", "memory", "--log-level", "loud"}, nil, "--log-level"},
 		{"positional", []string{"status", "--store", pgURL, "extra"}, nil, `unexpected argument "extra"`},
 		{"dead without op", []string{"dead"}, nil, "no subcommand"},

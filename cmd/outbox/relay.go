@@ -79,6 +79,9 @@ func (r *relayFlags) check(cmd string) (zap.AtomicLevel, error) {
 		return level, usagef(cmd, "--shutdown-timeout (OUTBOX_SHUTDOWN_TIMEOUT): must be positive")
 	}
 	r.cfg.ShutdownTimeout = r.shutdownTimeout
+	if r.cfg.RetainDelivered > 0 && !r.keepDelivered {
+		return level, usagef(cmd, "--retain-delivered needs --keep-delivered (without it, published messages are deleted at once)")
+	}
 	if err := r.cfg.Validate(); err != nil {
 		return level, usagef(cmd, "%v", err)
 	}
@@ -111,10 +114,7 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(e, level)
-	if err != nil {
-		return failed(cmd, err)
-	}
+	log := newLogger(e, level)
 	defer func() { _ = log.Sync() }()
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -128,6 +128,9 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 func daemon(ctx context.Context, e *env, log *zap.Logger, open func(context.Context) (*openedStore, error), tf *transportFlags, rf *relayFlags) error {
 	store, err := open(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // signalled while connecting: nothing was claimed, nothing to drain
+		}
 		return err
 	}
 	defer func() { _ = store.Close() }()
@@ -199,11 +202,11 @@ func describe(t core.Transport) string {
 }
 
 // newLogger returns a zap JSON logger on stderr at level.
-func newLogger(e *env, level zap.AtomicLevel) (*zap.Logger, error) {
+func newLogger(e *env, level zap.AtomicLevel) *zap.Logger {
 	cfg := zap.NewProductionConfig()
 	cfg.Level = level
 	cfg.Sampling = nil // a relay's warnings are rare and each one matters
 	cfg.EncoderConfig.TimeKey = "time"
 	cfg.EncoderConfig.EncodeTime = zapISOTime
-	return zap.New(zapcoreFor(cfg, e.stderr)), nil
+	return zap.New(zapcoreFor(cfg, e.stderr))
 }
