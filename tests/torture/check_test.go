@@ -27,13 +27,15 @@ type result struct {
 	lost, unexpected, dead int
 	orderViolations        int
 	ordered                bool
+	control                bool // a lane whose relay is broken on purpose
 	maxLag                 time.Duration
 	retried, uncertain     int // writer transactions retried; COMMITs that failed yet committed
 }
 
 // check verifies every delivery promise for one lane after it drained, reporting each broken
-// one on t, and returns the lane's summary row.
-func check(t *testing.T, ln *lane) result {
+// one to broken, and returns the lane's summary row. Failures of the check itself (the
+// database not answering) fail t.
+func check(t *testing.T, ln *lane, broken func(format string, args ...any)) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -42,7 +44,7 @@ func check(t *testing.T, ln *lane) result {
 	written := append([]*core.Message(nil), l.written...)
 	poison, ghosts := l.poison, l.rolledBack
 	res := result{name: ln.name, relays: ln.spec.relays, kills: ln.fleet.killCount(), written: len(written),
-		rolledBack: len(ghosts), ordered: ln.spec.ordered, retried: l.retried, uncertain: l.uncertain}
+		rolledBack: len(ghosts), ordered: ln.spec.ordered, control: len(ln.spec.sabotage) > 0, retried: l.retried, uncertain: l.uncertain}
 	l.mu.Unlock()
 
 	deliveries := ln.consumer.snapshot()
@@ -58,10 +60,10 @@ func check(t *testing.T, ln *lane) result {
 	rep := outboxtest.Compare(written, delivered, outboxtest.DeliveryCheck{Ordered: ln.spec.ordered, MayMiss: mayMiss})
 	res.delivered, res.duplicates, res.lost, res.unexpected, res.orderViolations = rep.Delivered, rep.Duplicates, rep.Lost, rep.Unexpected, rep.OrderViolations
 	if rep.Lost > 0 {
-		t.Errorf("%s: %d of %d committed events were never delivered: %s", ln.name, rep.Lost, len(written)-len(poison), ln.describeMissing(ctx, written, poison))
+		broken("%s: %d of %d committed events were never delivered: %s", ln.name, rep.Lost, len(written)-len(poison), ln.describeMissing(ctx, written, poison))
 	}
 	if rep.OrderViolations > 0 {
-		t.Errorf("%s: %d per-key order violations", ln.name, rep.OrderViolations)
+		broken("%s: %d per-key order violations", ln.name, rep.OrderViolations)
 	}
 	if rep.Unexpected > 0 {
 		n := 0
@@ -70,7 +72,7 @@ func check(t *testing.T, ln *lane) result {
 				n++
 			}
 		}
-		t.Errorf("%s: %d delivered events were never committed (%d of them from rolled-back transactions)", ln.name, rep.Unexpected, n)
+		broken("%s: %d delivered events were never committed (%d of them from rolled-back transactions)", ln.name, rep.Unexpected, n)
 	}
 
 	// What arrived is what was written.
@@ -86,7 +88,7 @@ func check(t *testing.T, ln *lane) result {
 			continue
 		}
 		if poison[d.msg.ID] {
-			t.Errorf("%s: poison event %s was delivered", ln.name, d.msg.ID)
+			broken("%s: poison event %s was delivered", ln.name, d.msg.ID)
 		}
 		if d.msg.Type != w.Type || d.msg.Key != w.Key || !jsonEqual(d.msg.Payload, w.Payload) ||
 			!jsonEqual(d.msg.Result, w.Result) || !d.msg.CreatedAt.Equal(w.CreatedAt) ||
@@ -100,11 +102,11 @@ func check(t *testing.T, ln *lane) result {
 		}
 	}
 	if len(wrong) > 0 {
-		t.Errorf("%s: %d deliveries differ from what was written, e.g. %v", ln.name, len(wrong), wrong[:min(3, len(wrong))])
+		broken("%s: %d deliveries differ from what was written, e.g. %v", ln.name, len(wrong), wrong[:min(3, len(wrong))])
 	}
 	ln.consumer.mu.Lock()
 	if len(ln.consumer.bad) > 0 {
-		t.Errorf("%s: %d bodies did not decode, e.g. %s", ln.name, len(ln.consumer.bad), ln.consumer.bad[0])
+		broken("%s: %d bodies did not decode, e.g. %s", ln.name, len(ln.consumer.bad), ln.consumer.bad[0])
 	}
 	ln.consumer.mu.Unlock()
 
@@ -123,16 +125,16 @@ func check(t *testing.T, ln *lane) result {
 		}
 	}
 	if len(unexplained) > 0 {
-		t.Errorf("%s: %d events were delivered more than once although every relay that held them settled them within their lease, e.g. %v",
+		broken("%s: %d events were delivered more than once although every relay that held them settled them within their lease, e.g. %v",
 			ln.name, len(unexplained), unexplained[:min(5, len(unexplained))])
 	}
 	if ln.scenario.noDuplicates && rep.Duplicates > 0 {
-		t.Errorf("%s: %d duplicates in a scenario without kills or outages", ln.name, rep.Duplicates)
+		broken("%s: %d duplicates in a scenario without kills or outages", ln.name, rep.Duplicates)
 	}
 	// What a kill can cut: at most a full batch in each of the relay's cycles in flight.
 	if ln.scenario.killsOnly {
 		if bound := res.kills * ln.spec.batch * ln.spec.concurrency; rep.Duplicates > bound {
-			t.Errorf("%s: %d duplicates exceed what %d kills can cut (%d)", ln.name, rep.Duplicates, res.kills, bound)
+			broken("%s: %d duplicates exceed what %d kills can cut (%d)", ln.name, rep.Duplicates, res.kills, bound)
 		}
 	}
 
@@ -144,7 +146,7 @@ func check(t *testing.T, ln *lane) result {
 	}
 	res.dead = int(counts.Dead)
 	if counts.Pending != 0 {
-		t.Errorf("%s: %d events still pending after the drain", ln.name, counts.Pending)
+		broken("%s: %d events still pending after the drain", ln.name, counts.Pending)
 	}
 	dead, err := ln.db.store.ListDead(ctx, core.DeadFilter{Limit: len(poison) + 100})
 	if err != nil {
@@ -153,17 +155,17 @@ func check(t *testing.T, ln *lane) result {
 	for _, d := range dead {
 		switch {
 		case !poison[d.ID]:
-			t.Errorf("%s: event %s (%s) is dead although it is not poison: %s", ln.name, d.ID, d.Type, d.LastError)
+			broken("%s: event %s (%s) is dead although it is not poison: %s", ln.name, d.ID, d.Type, d.LastError)
 		case !strings.Contains(d.LastError, "MaxMessageBytes") || d.DiedAt.IsZero():
-			t.Errorf("%s: poison event %s is dead without its reason: %q, died at %v", ln.name, d.ID, d.LastError, d.DiedAt)
+			broken("%s: poison event %s is dead without its reason: %q, died at %v", ln.name, d.ID, d.LastError, d.DiedAt)
 		}
 	}
 	if len(dead) != len(poison) {
-		t.Errorf("%s: %d events are dead, want the %d poison ones", ln.name, len(dead), len(poison))
+		broken("%s: %d events are dead, want the %d poison ones", ln.name, len(dead), len(poison))
 	}
 
 	if crashes := ln.fleet.crashList(); len(crashes) > 0 {
-		t.Errorf("%s: %d relay processes exited by themselves: %v", ln.name, len(crashes), crashes)
+		broken("%s: %d relay processes exited by themselves: %v", ln.name, len(crashes), crashes)
 	}
 	return res
 }
@@ -212,7 +214,10 @@ func summary(results []result) string {
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
 		mode := "unordered"
-		if r.ordered {
+		switch {
+		case r.control:
+			mode = "relay broken on purpose"
+		case r.ordered:
 			mode = "ordered, FIFO"
 		}
 		order := fmt.Sprint(r.orderViolations)

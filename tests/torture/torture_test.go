@@ -27,6 +27,10 @@ type laneSpec struct {
 	batch       int
 	concurrency int
 	lease       time.Duration
+	// sabotage are relayproc flags that break the relay on purpose (control lanes only), and
+	// expect are the broken promises the checker must then report (parts of its reports).
+	sabotage []string
+	expect   []string
 }
 
 // scenario is one fault (or all of them) injected while the writers write.
@@ -42,6 +46,9 @@ type scenario struct {
 	partialRate, callRate    float64 // fault kit rates inside the relay processes
 	noDuplicates             bool    // no kill and no outage: any duplicate is a failure
 	killsOnly                bool    // duplicates are bounded by what the kills cut
+	// control runs deliberately broken relays (laneSpec.sabotage): the scenario passes only if
+	// the checker reports what each breaks, proving that it is not blind.
+	control bool
 }
 
 const (
@@ -68,6 +75,20 @@ var scenarios = []scenario{
 	{name: "four-relays-sigkill", lanes: []laneSpec{ordered(4)}, duration: 40 * time.Second, rate: 40, kills: 30, killsOnly: true},
 	{name: "partial-failures", lanes: []laneSpec{func() laneSpec { l := ordered(2); l.lease = 10 * time.Second; return l }()},
 		duration: 25 * time.Second, rate: 40, partialRate: 0.2, callRate: 0.05, noDuplicates: true},
+	{name: "control", lanes: []laneSpec{
+		func() laneSpec {
+			l := unordered(1)
+			l.suffix, l.sabotage = "ack-first-publish-twice", []string{"-ack-before-publish", "-publish-twice"}
+			l.expect = []string{"were never delivered", "delivered more than once although"}
+			return l
+		}(),
+		func() laneSpec {
+			l := ordered(1) // FIFO queue and order check, but the relay runs unordered
+			l.suffix, l.sabotage = "reversed-batches", []string{"-ordered=false", "-reverse-batches"}
+			l.expect = []string{"per-key order violations"}
+			return l
+		}(),
+	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
 	{name: "mixed", lanes: []laneSpec{func() laneSpec { l := ordered(2); l.suffix = "ordered"; return l }(), func() laneSpec { l := unordered(2); l.suffix = "unordered"; return l }()},
 		duration: 50 * time.Second, rate: 25, kills: 20, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
 }
@@ -153,6 +174,7 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		if spec.ordered {
 			args = append(args, "-ordered")
 		}
+		args = append(args, spec.sabotage...)
 		laneDir := filepath.Join(dir, fmt.Sprint(i))
 		if err := os.MkdirAll(laneDir, 0o755); err != nil {
 			t.Fatal(err)
@@ -205,7 +227,11 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 
 	// Drain: every committed event arrives and the outbox empties. Then wait a little more for
 	// duplicates still on their way, and stop the relays as a deployment would.
-	if err := waitDrained(ctx, lanes, 2*time.Minute); err != nil {
+	drainTimeout := 2 * time.Minute
+	if sc.control {
+		drainTimeout = 10 * time.Second // the lost events never come
+	}
+	if err := waitDrained(ctx, lanes, drainTimeout); err != nil && !sc.control {
 		t.Error(err)
 	}
 	sleep(ctx, 2*time.Second)
@@ -218,7 +244,23 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 
 	results := make([]result, len(lanes))
 	for i, ln := range lanes {
-		results[i] = check(t, ln)
+		var broken []string
+		results[i] = check(t, ln, func(format string, args ...any) {
+			broken = append(broken, fmt.Sprintf(format, args...))
+		})
+		if !sc.control {
+			for _, b := range broken {
+				t.Error(b)
+			}
+		} else {
+			all := strings.Join(broken, "\n")
+			for _, want := range ln.spec.expect {
+				if !strings.Contains(all, want) {
+					t.Errorf("%s: the checker did not report %q for a relay broken with %v; it reported: %s", ln.name, want, ln.spec.sabotage, all)
+				}
+			}
+			t.Logf("%s: the checker caught the relay broken with %v: %s", ln.name, ln.spec.sabotage, all)
+		}
 		r := results[i]
 		ln.consumer.mu.Lock()
 		redelivered, consumerErrs := ln.consumer.redelivered, ln.consumer.errors

@@ -51,6 +51,16 @@ type Config struct {
 	// Journal is a file the relay appends its claims and settlements to (package journal), so
 	// that a test can tell which messages a killed relay held. Default none.
 	Journal string
+	// AckBeforePublish breaks the relay on purpose: each batch is acknowledged when claimed,
+	// before it is published, so a failed publish loses its events. Only the torture suite's
+	// control scenario sets it, to prove its checker catches a loss. Default false.
+	AckBeforePublish bool
+	// PublishTwice breaks the relay on purpose: every batch is published twice. Control
+	// scenario only. Default false.
+	PublishTwice bool
+	// ReverseBatches breaks the relay on purpose: every batch is published in reverse order.
+	// Control scenario only. Default false.
+	ReverseBatches bool
 	// LogLevel is the zap level of the relay's logs on stderr. Default warn.
 	LogLevel string
 }
@@ -153,6 +163,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.Float64Var(&c.CallFailureRate, "call-failure-rate", 0, "fraction of publish calls the fault kit fails whole")
 	fs.Uint64Var(&c.FaultSeed, "fault-seed", 0, "fault kit seed (default: the pid)")
 	fs.StringVar(&c.Journal, "journal", "", "file to append claims and settlements to")
+	fs.BoolVar(&c.AckBeforePublish, "ack-before-publish", false, "deliberately broken relay for the control scenario: acknowledge before publishing")
+	fs.BoolVar(&c.PublishTwice, "publish-twice", false, "deliberately broken relay for the control scenario: publish every batch twice")
+	fs.BoolVar(&c.ReverseBatches, "reverse-batches", false, "deliberately broken relay for the control scenario: publish every batch in reverse order")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

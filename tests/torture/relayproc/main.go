@@ -83,9 +83,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		transport = faulty
 	}
 
+	if cfg.PublishTwice {
+		transport = twiceTransport{transport}
+	}
+	if cfg.ReverseBatches {
+		transport = reverseTransport{transport}
+	}
 	var relayStore core.Store = store
+	if cfg.AckBeforePublish {
+		relayStore = &ackFirstStore{Store: relayStore}
+	}
 	if cfg.Journal != "" {
-		j, err := journal.Wrap(store, cfg.Journal)
+		j, err := journal.Wrap(relayStore, cfg.Journal)
 		if err != nil {
 			return fmt.Errorf("relayproc: %w", err)
 		}
