@@ -62,7 +62,11 @@ func Parse(raw string, o Options) (Target, error) {
 		t.Postgres = postgres.Config{URL: raw, Schema: o.Schema, Table: o.Table, KeepDelivered: o.KeepDelivered}
 		err = t.Postgres.Validate()
 	case Mongo:
-		t.Mongo = mongo.Config{URI: raw, Database: o.Database, Collection: o.Collection, KeepDelivered: o.KeepDelivered}
+		db := o.Database
+		if db == "" {
+			db = uriDatabase(raw) // what the store would take, named here so output can show it
+		}
+		t.Mongo = mongo.Config{URI: raw, Database: db, Collection: o.Collection, KeepDelivered: o.KeepDelivered}
 		err = t.Mongo.Validate()
 	case SQLite:
 		t.SQLite = sqlite.Config{Path: sqlitePath(raw), Table: o.Table, KeepDelivered: o.KeepDelivered}
@@ -128,6 +132,19 @@ func (o Options) fits(kind Kind) error {
 	return nil
 }
 
+// uriDatabase returns the database in a MongoDB URL's path, or "".
+func uriDatabase(raw string) string {
+	p, ok := split(raw)
+	if !ok {
+		return ""
+	}
+	db, err := url.PathUnescape(p.path)
+	if err != nil {
+		return ""
+	}
+	return db
+}
+
 // urlProblem says why a URL did not parse without repeating it.
 func urlProblem(err error) error {
 	var ue *url.Error
@@ -144,7 +161,7 @@ func (t Target) Table() string {
 	case Postgres:
 		return orDefault(t.Postgres.Schema, "public") + "." + orDefault(t.Postgres.Table, "outbox")
 	case Mongo:
-		return orDefault(t.Mongo.Database, "(from URL)") + "." + orDefault(t.Mongo.Collection, "outbox")
+		return t.Mongo.Database + "." + orDefault(t.Mongo.Collection, "outbox")
 	}
 	return orDefault(t.SQLite.Table, "outbox")
 }
