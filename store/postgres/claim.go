@@ -25,11 +25,12 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	if err := s.open(); err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
-	query := s.q.claim
+	query, args := s.q.claim, []any{req.Owner, req.Lease.Seconds(), req.Limit}
 	if req.Ordered {
-		query = s.q.claimOrdered
+		// The window of due rows searched for heads before walking every key (see queries).
+		query, args = s.q.claimOrdered, append(args, orderedWindow*req.Limit)
 	}
-	rows, err := s.pool.Query(ctx, query, req.Owner, req.Lease.Seconds(), req.Limit)
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
@@ -70,6 +71,10 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	}
 	return msgs, nil
 }
+
+// orderedWindow times the claim's limit is how many due rows an ordered claim searches for key
+// heads before it walks the keys one by one.
+const orderedWindow = 4
 
 // stored is a message read back from the table, with what is wrong with it when it is corrupt.
 type stored struct {

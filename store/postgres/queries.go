@@ -64,23 +64,40 @@ WHERE o.id = picked.id
 RETURNING ` + returning
 	q.claim = fmt.Sprintf(claim, table)
 	// Ordered: only a key's head (its oldest undelivered row: pending, leased or dead) may be
-	// claimed. Scanning pending rows for heads would read the whole backlog whenever few keys
-	// hold many rows, so the heads are found by walking the undelivered (key, seq) index one key
-	// at a time (a loose index scan: one probe per key that has undelivered rows); unkeyed rows
-	// come from the same index's '' group, already in seq order (status <> 'dead' rather than
-	// = 'pending' keeps the planner on that index instead of filtering the whole pending one). The candidates are then locked
-	// and re-checked as in an unordered claim.
-	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE heads AS (
+	// claimed. Heads are looked for in two ways, so that neither many keys nor deep keys make a
+	// claim read the whole backlog:
+	//   - win: the first $4 due rows by seq, keeping those with no earlier undelivered row of
+	//     their key (the undelivered (key, seq) index answers each probe). While keys flow, this
+	//     finds a full batch at once.
+	//   - heads: only when win found fewer than $3, a walk of that index one key at a time (a
+	//     loose index scan: one probe per key with undelivered rows), which finds every head
+	//     however deep behind blocked keys it sits; unkeyed rows come from the index's '' group,
+	//     already in seq order (status <> 'dead' rather than = 'pending' keeps the planner on
+	//     that index). The gate is a one-time filter, so the walk costs nothing when not needed.
+	// The candidates are then locked and re-checked as in an unordered claim.
+	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE win AS (
+	SELECT w.id FROM (
+		SELECT c.id, c.key, c.seq FROM %[1]s AS c
+		WHERE c.status = 'pending' AND c.available_at <= now()
+		ORDER BY c.seq LIMIT $4
+	) AS w
+	WHERE w.key = '' OR NOT EXISTS (
+		SELECT 1 FROM %[1]s AS p WHERE p.key = w.key AND p.status <> 'delivered' AND p.seq < w.seq)
+	LIMIT $3
+), heads AS (
 	(SELECT h.key, h.id FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > '' ORDER BY h.key, h.seq LIMIT 1)
 	UNION ALL
 	SELECT nxt.key, nxt.id FROM heads, LATERAL (
 		SELECT h.key, h.id FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > heads.key ORDER BY h.key, h.seq LIMIT 1
 	) AS nxt
 ), candidates AS (
-	SELECT id FROM heads
+	SELECT id FROM win
+	UNION ALL
+	SELECT id FROM heads WHERE (SELECT count(*) FROM win) < $3
 	UNION ALL
 	(SELECT u.id FROM %[1]s AS u
 	WHERE u.key = '' AND u.status <> 'delivered' AND u.status <> 'dead' AND u.available_at <= now()
+		AND (SELECT count(*) FROM win) < $3
 	ORDER BY u.key, u.seq LIMIT $3)
 )
 UPDATE %[1]s AS o

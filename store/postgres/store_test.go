@@ -197,3 +197,30 @@ func TestClosedStore(t *testing.T) {
 		t.Fatalf("listen on closed store: %v", err)
 	}
 }
+
+// A key's head that sits behind more blocked rows than an ordered claim first looks at is
+// still found: the claim falls back to walking the keys.
+func TestOrderedHeadBehindBlockedKey(t *testing.T) {
+	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
+		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
+		ctx := context.Background()
+		deep := make([]*core.Message, 50)
+		for i := range deep {
+			deep[i] = msg(t, "T", "deep", i)
+		}
+		late, unkeyed := msg(t, "T", "late", 0), msg(t, "T", "", 0)
+		add(t, s, deep...)
+		add(t, s, late, unkeyed)
+		head := claim(t, s, "r", 1, true)
+		if len(head) != 1 || head[0].ID != deep[0].ID {
+			t.Fatalf("first claim = %v, want the deep key's head", ids(head))
+		}
+		if err := s.Nack(ctx, "r", []core.Failure{{ID: deep[0].ID, Error: "poison", Dead: true}}); err != nil {
+			t.Fatal(err)
+		}
+		got := claim(t, s, "r", 2, true)
+		if want := []string{late.ID, unkeyed.ID}; strings.Join(ids(got), ",") != strings.Join(want, ",") {
+			t.Fatalf("claim = %v, want %v from behind 49 blocked rows", ids(got), want)
+		}
+	})
+}
