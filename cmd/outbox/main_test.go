@@ -125,3 +125,22 @@ func TestRuntimeFailureExitsOne(t *testing.T) {
 		t.Errorf("stderr shows the password: %q", stderr)
 	}
 }
+
+func TestPrintSQLConnectsToNothing(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "--print-sql"}, `CREATE TABLE IF NOT EXISTS "public"."outbox"`},
+		{[]string{"migrate", "--print-sql", "--schema", "app", "--table", "events"}, `CREATE TABLE IF NOT EXISTS "app"."events"`},
+		// Port 1 has no server: the URL only picks the dialect.
+		{[]string{"migrate", "--print-sql", "--store", "postgres://u:p@127.0.0.1:1/db", "--table", "events"}, `"public"."events"`},
+		{[]string{"migrate", "--print-sql", "--store", "sqlite:/nonexistent/dir/x.db"}, `CREATE TABLE IF NOT EXISTS "outbox"`},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runCLI(t, nil, tt.args...)
+		if code != 0 || !strings.Contains(stdout, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q, stdout lacks %q:\n%s", tt.args, code, stderr, tt.want, stdout)
+		}
+	}
+}

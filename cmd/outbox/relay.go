@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -119,14 +120,12 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return failed(cmd, daemon(ctx, e, log, func(ctx context.Context) (*openedStore, error) {
-		return openStore(ctx, target, sf.url)
-	}, tf, rf))
+	return failed(cmd, daemon(ctx, e, log, target, sf.url, tf, rf))
 }
 
 // daemon runs the relay until ctx ends, then drains it.
-func daemon(ctx context.Context, e *env, log *zap.Logger, open func(context.Context) (*openedStore, error), tf *transportFlags, rf *relayFlags) error {
-	store, err := open(ctx)
+func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target, rawURL string, tf *transportFlags, rf *relayFlags) error {
+	store, err := openStore(ctx, target, rawURL)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // signalled while connecting: nothing was claimed, nothing to drain
