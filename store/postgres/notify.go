@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -32,10 +33,11 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 	stop := context.AfterFunc(s.done, cancel)
 
 	// The first connection is made before returning, so a caller that writes after Listen
-	// returns is sure to be heard. When it fails the listener keeps trying in the background
-	// (the database may be starting) and signals once it is connected.
+	// returns is sure to be heard. When the server refuses it (credentials, database) Listen
+	// fails and the relay polls; when the server is unreachable the listener keeps trying in the
+	// background (the database may be starting) and signals once it is connected.
 	conn, firstErr := s.listenConn(ctx, cfg)
-	if firstErr != nil && ctx.Err() != nil {
+	if firstErr != nil && (ctx.Err() != nil || refused(firstErr)) {
 		stop()
 		cancel()
 		return nil, fmt.Errorf("postgres: listen: %w", firstErr)
@@ -120,6 +122,18 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn,
 		}
 		signal()
 	}
+}
+
+// refused reports whether the server answered with an error that retrying will not fix (bad
+// credentials, a missing database, no permission), as opposed to being unreachable, starting up
+// or shutting down (SQLSTATE classes 08 and 57), which the listener waits out.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	class := pgErr.Code[:2]
+	return class != "08" && class != "57"
 }
 
 func closeConn(conn *pgx.Conn) {

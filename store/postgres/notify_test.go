@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +140,19 @@ func TestNotifyIntervalTrailingSignal(t *testing.T) {
 	expectSignal(t, signals, 2*time.Second, "trailing signal")
 	if waited := time.Since(start); waited < 250*time.Millisecond {
 		t.Fatalf("trailing signal after %v, want about the interval (300ms)", waited)
+	}
+}
+
+// A listener the server refuses (here: a database that does not exist) fails at once, so the
+// relay logs it and polls, instead of retrying a hopeless login forever.
+func TestListenRefused(t *testing.T) {
+	u, err := url.Parse(testURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/no_such_database_for_outbox"
+	s, _ := newStore(t, func(c *postgres.Config) { c.ListenURL = u.String() })
+	if _, err := s.Listen(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "postgres: listen:") {
+		t.Fatalf("Listen = %v, want the server's refusal", err)
 	}
 }
