@@ -125,7 +125,7 @@ func TestCloseStopsListeners(t *testing.T) {
 // Writes within NotifyInterval of a notifying write skip their own NOTIFY; a trailing one
 // covers them, so the relay still wakes for the last write of a burst.
 func TestNotifyIntervalTrailingSignal(t *testing.T) {
-	s, _ := newStore(t, func(c *postgres.Config) { c.NotifyInterval = 300 * time.Millisecond })
+	s, _ := newStore(t, func(c *postgres.Config) { c.NotifyInterval = time.Second })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	signals, err := s.Listen(ctx)
@@ -136,10 +136,10 @@ func TestNotifyIntervalTrailingSignal(t *testing.T) {
 	expectSignal(t, signals, 2*time.Second, "first write")
 	start := time.Now()
 	add(t, s, msg(t, "SKIPPED", "", 2)) // within the interval: no NOTIFY in its transaction
-	expectQuiet(t, signals, 100*time.Millisecond, "skipped write before the trailing signal")
-	expectSignal(t, signals, 2*time.Second, "trailing signal")
-	if waited := time.Since(start); waited < 250*time.Millisecond {
-		t.Fatalf("trailing signal after %v, want about the interval (300ms)", waited)
+	expectQuiet(t, signals, 500*time.Millisecond, "skipped write before the trailing signal")
+	expectSignal(t, signals, 3*time.Second, "trailing signal")
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Fatalf("trailing signal after %v, want about the interval (1s)", waited)
 	}
 }
 
