@@ -66,15 +66,22 @@ func ordered(relays int) laneSpec {
 	return l
 }
 
+func named(l laneSpec, suffix string) laneSpec { l.suffix = suffix; return l }
+
+func longLease(l laneSpec) laneSpec { l.lease = 10 * time.Second; return l }
+
 // scenarios are sized to run in about six minutes on a 2-core machine; scale rate and duration
 // together, never drop a fault.
 var scenarios = []scenario{
 	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
 	{name: "postgres-restart", lanes: []laneSpec{ordered(2)}, duration: 25 * time.Second, rate: 40, pgRestartAt: 8 * time.Second},
 	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 30 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second},
-	{name: "four-relays-sigkill", lanes: []laneSpec{ordered(4)}, duration: 40 * time.Second, rate: 40, kills: 30, killsOnly: true},
-	{name: "partial-failures", lanes: []laneSpec{func() laneSpec { l := ordered(2); l.lease = 10 * time.Second; return l }()},
-		duration: 25 * time.Second, rate: 40, partialRate: 0.2, callRate: 0.05, noDuplicates: true},
+	{name: "four-relays-sigkill", lanes: []laneSpec{named(ordered(4), "ordered"), named(unordered(4), "unordered")},
+		duration: 40 * time.Second, rate: 25, kills: 30, killsOnly: true},
+	// Two relays share each outbox with a lease far longer than any publish here: a duplicate
+	// would mean both published one message.
+	{name: "partial-failures", lanes: []laneSpec{named(longLease(ordered(2)), "ordered"), named(longLease(unordered(2)), "unordered")},
+		duration: 25 * time.Second, rate: 25, partialRate: 0.2, callRate: 0.05, noDuplicates: true},
 	{name: "control", lanes: []laneSpec{
 		func() laneSpec {
 			l := unordered(1)
@@ -89,7 +96,7 @@ var scenarios = []scenario{
 			return l
 		}(),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
-	{name: "mixed", lanes: []laneSpec{func() laneSpec { l := ordered(2); l.suffix = "ordered"; return l }(), func() laneSpec { l := unordered(2); l.suffix = "unordered"; return l }()},
+	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 50 * time.Second, rate: 25, kills: 20, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
 }
 
