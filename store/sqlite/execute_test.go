@@ -319,3 +319,18 @@ func TestOwnDB(t *testing.T) {
 		t.Fatalf("Close closed the caller's DB: %v", err)
 	}
 }
+
+func TestCreatedAtIsKeptButNeverDelays(t *testing.T) {
+	s := open(t, sqlite.Config{})
+	past, future := msg("T", ""), msg("T", "")
+	past.CreatedAt = time.Date(2020, 1, 2, 3, 4, 5, 6_789_000, time.UTC)
+	future.CreatedAt = time.Now().Add(time.Hour)
+	add(t, s, past, future)
+	got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
+	if len(got) != 2 {
+		t.Fatalf("claimed %d, want both: a CreatedAt in the future must not delay delivery", len(got))
+	}
+	if want := past.CreatedAt.Truncate(time.Millisecond); !got[0].CreatedAt.Equal(want) {
+		t.Fatalf("CreatedAt = %v, want %v", got[0].CreatedAt, want)
+	}
+}

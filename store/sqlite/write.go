@@ -5,17 +5,18 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/txoutbox/outbox/core"
 )
 
 // insertChunk is how many rows one INSERT statement carries: 8 parameters each stays far below
-// SQLite's 32766 bound, and the few statement shapes (1..insertChunk rows) stay cached.
+// SQLite's 32766 bound, and the SQL of each shape (1..insertChunk rows) is built once.
 const insertChunk = 64
 
 // Add stores msgs in tx, so they commit or roll back with the caller's business change. It runs
 // core.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
-// multi-row INSERT. tx may come from any *sql.DB on the same file.
+// multi-row INSERT per insertChunk messages. tx may come from any *sql.DB on the same file.
 //
 // A store opened from Path or DSN wakes its relay when tx commits. On a Config.DB, call Notify
 // after committing, or let the relay poll.
@@ -33,6 +34,8 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) erro
 	if err != nil {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
+	// Due at once, even when the caller set a CreatedAt in the future.
+	due := time.Now().UnixMilli()
 	for start := 0; start < len(msgs); start += insertChunk {
 		chunk := msgs[start:min(start+insertChunk, len(msgs))]
 		args := make([]any, 0, 8*len(chunk))
@@ -49,8 +52,7 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) erro
 			if len(m.Result) > 0 {
 				result = string(m.Result)
 			}
-			created := m.CreatedAt.UnixMilli()
-			args = append(args, m.ID, m.Type, m.Key, string(m.Payload), result, headers, created, created)
+			args = append(args, m.ID, m.Type, m.Key, string(m.Payload), result, headers, m.CreatedAt.UnixMilli(), due)
 		}
 		if _, err := tx.ExecContext(ctx, s.q.insert(len(chunk)), args...); err != nil {
 			return fmt.Errorf("sqlite: add: %w", err)
