@@ -40,7 +40,8 @@ type Config struct {
 	Endpoint string
 	// Region is the signing region. Default us-east-1.
 	Region string
-	// Events is how many events each measurement publishes. Default 10000.
+	// Events is how many events each measurement publishes. Default 5000: many short rounds
+	// resist a busy machine better than a few long ones.
 	Events int
 	// PayloadBytes is the size of each event's JSON payload. Default 200.
 	PayloadBytes int
@@ -55,7 +56,7 @@ type Config struct {
 	// flight while the others settle.
 	RelayConcurrency int
 	// Rounds is how many times each measurement runs, raw and relay alternating, so that both
-	// see the machine in the same state. Default 7.
+	// see the machine in the same state. Default 15.
 	Rounds int
 }
 
@@ -67,7 +68,7 @@ func (c Config) withDefaults() Config {
 		c.Region = "us-east-1"
 	}
 	if c.Events == 0 {
-		c.Events = 10000
+		c.Events = 5000
 	}
 	if c.PayloadBytes == 0 {
 		c.PayloadBytes = 200
@@ -82,7 +83,7 @@ func (c Config) withDefaults() Config {
 		c.RelayConcurrency = 4
 	}
 	if c.Rounds == 0 {
-		c.Rounds = 7
+		c.Rounds = 15
 	}
 	return c
 }
