@@ -42,7 +42,10 @@
 // Key are sent one after the other, and a failed message holds back the later messages with its
 // Key in the same Publish, so the order of a Key survives failures and retries (messages
 // without a Key promise no order and never wait). Keys that are not valid group IDs (spaces,
-// non-ASCII) are sent as a digest of the key.
+// non-ASCII) are sent as a digest of the key. Inside one SendMessageBatch call SQS alone decides:
+// if it refuses one entry it may still accept a later entry of the same Key. For strict per-Key
+// order run the relay in Ordered mode, which never hands the transport two messages of one Key
+// at once.
 //
 // # Batching, size and errors
 //
