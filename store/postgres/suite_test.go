@@ -13,11 +13,15 @@ import (
 
 // harness returns a suite factory; mode is the pool's query exec mode (0 for pgx's default).
 func harness(mode pgx.QueryExecMode, keepDelivered bool) outboxtest.StoreFactory {
+	return harnessWith(func(c *postgres.Config) {
+		c.QueryExecMode = mode
+		c.KeepDelivered = keepDelivered
+	})
+}
+
+func harnessWith(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 	return func(t *testing.T) outboxtest.StoreHarness {
-		s, cfg := newStore(t, func(c *postgres.Config) {
-			c.QueryExecMode = mode
-			c.KeepDelivered = keepDelivered
-		})
+		s, cfg := newStore(t, tweak)
 		write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
 			tx, err := s.Pool().Begin(ctx)
 			if err != nil {
@@ -63,4 +67,20 @@ func TestStoreSuiteDeleteOnAck(t *testing.T) {
 	f := allFeatures
 	f.Retention = false
 	outboxtest.RunStoreSuite(t, harness(0, false), f)
+}
+
+// Through a real PgBouncer in transaction pooling mode, when OUTBOX_TEST_PGBOUNCER_URL points at
+// one in front of the test server: every statement on the simple protocol, LISTEN on a direct
+// connection (ListenURL), since a transaction-pooled connection keeps no session.
+func TestStoreSuitePgBouncer(t *testing.T) {
+	url := outboxtest.Env("OUTBOX_TEST_PGBOUNCER_URL", "")
+	if url == "" {
+		t.Skip("OUTBOX_TEST_PGBOUNCER_URL is not set (a PgBouncer in transaction mode in front of OUTBOX_TEST_POSTGRES_URL)")
+	}
+	outboxtest.RunStoreSuite(t, harnessWith(func(c *postgres.Config) {
+		c.URL = url
+		c.QueryExecMode = pgx.QueryExecModeSimpleProtocol
+		c.ListenURL = testURL()
+		c.KeepDelivered = true
+	}), allFeatures)
 }
