@@ -12,56 +12,92 @@ import (
 	"testing"
 	"time"
 
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
-// TestRelayEndToEnd: migrate, relay to SQS while events are written, SIGTERM mid-stream (clean
-// exit 0), writes go on, a restarted relay delivers the rest — every event arrives — and a
-// dead letter requeued with `outbox dead requeue` is delivered too; status reports it all.
-func TestRelayEndToEnd(t *testing.T) {
+// harness is what both end-to-end tests share: a schema with an outbox and an orders table, a
+// queue, the built binary and its environment, and a store to write events with.
+type harness struct {
+	t        *testing.T
+	ctx      context.Context
+	schema   string
+	client   *awssqs.Client
+	queue    string
+	bin      string
+	environ  []string
+	store    *postgres.Store
+	ordersTb string
+}
+
+func newHarness(t *testing.T, fifo bool) *harness {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary and runs it against PostgreSQL and SQS")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	schema := pgSchema(t, ctx)
-	client := sqsClient(t, ctx)
-	queue := createQueue(t, ctx, client)
-	bin := buildBinary(t)
-	environ := append(os.Environ(),
+	t.Cleanup(cancel)
+	h := &harness{t: t, ctx: ctx, schema: pgSchema(t, ctx)}
+	h.client = sqsClient(t, ctx)
+	h.queue = createQueue(t, ctx, h.client, fifo)
+	h.bin = buildBinary(t)
+	h.environ = append(os.Environ(),
 		"OUTBOX_STORE="+postgresURL(),
-		"OUTBOX_SCHEMA="+schema,
-		"OUTBOX_SQS_QUEUE_URL="+queue,
+		"OUTBOX_SCHEMA="+h.schema,
+		"OUTBOX_SQS_QUEUE_URL="+h.queue,
 		"OUTBOX_SQS_ENDPOINT="+sqsEndpoint(),
 		"OUTBOX_SQS_REGION=us-east-1",
 		"OUTBOX_SQS_ACCESS_KEY_ID=test",
 		"OUTBOX_SQS_SECRET_ACCESS_KEY=test",
 		"AWS_EC2_METADATA_DISABLED=true",
 	)
-
-	if code, out := outboxCmd(t, bin, environ, "migrate"); code != 0 || !strings.Contains(out, "up to date") {
+	if code, out := outboxCmd(t, h.bin, h.environ, "migrate"); code != 0 || !strings.Contains(out, "up to date") {
 		t.Fatalf("migrate: exit %d: %s", code, out)
 	}
-	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: schema})
+	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: h.schema})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	orders := pgx.Identifier{schema, "orders"}.Sanitize()
-	if _, err := store.Pool().Exec(ctx, "CREATE TABLE "+orders+" (id bigserial PRIMARY KEY, n int NOT NULL)"); err != nil {
+	t.Cleanup(func() { _ = store.Close() })
+	h.store = store
+	h.ordersTb = pgx.Identifier{h.schema, "orders"}.Sanitize()
+	if _, err := store.Pool().Exec(ctx, "CREATE TABLE "+h.ordersTb+" (id bigserial PRIMARY KEY, n int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	write := func(n int, key string) (string, error) {
-		m := &core.Message{Type: "ORDER_PLACED", Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
-		_, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (int64, error) {
-			var id int64
-			return id, tx.QueryRow(ctx, "INSERT INTO "+orders+" (n) VALUES ($1) RETURNING id", n).Scan(&id)
-		}, m)
-		return m.ID, err
+	return h
+}
+
+// write commits an order and its ORDER_PLACED event with Execute and returns the event's ID.
+func (h *harness) write(n int, key string) (string, error) {
+	m := &core.Message{Type: "ORDER_PLACED", Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+	_, err := postgres.Execute(h.ctx, h.store, func(ctx context.Context, tx pgx.Tx) (int64, error) {
+		var id int64
+		return id, tx.QueryRow(ctx, "INSERT INTO "+h.ordersTb+" (n) VALUES ($1) RETURNING id", n).Scan(&id)
+	}, m)
+	return m.ID, err
+}
+
+// status runs `outbox status --json`.
+func (h *harness) status() statusReport {
+	h.t.Helper()
+	code, out := outboxCmd(h.t, h.bin, h.environ, "status", "--json")
+	var r statusReport
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
+		h.t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
 	}
+	return r
+}
+
+// TestRelayEndToEnd: migrate, relay to SQS while events are written, SIGTERM mid-stream (clean
+// exit 0), writes go on, a restarted relay delivers the rest — every event arrives — and a
+// dead letter requeued with `outbox dead requeue` is delivered too; status reports it all.
+func TestRelayEndToEnd(t *testing.T) {
+	h := newHarness(t, false)
+	ctx, bin, environ, store, schema := h.ctx, h.bin, h.environ, h.store, h.schema
+	write, status := h.write, h.status
 
 	// A dead letter from an earlier outage, on key "order-dead", before any relay runs.
 	deadID, err := write(-1, "order-dead")
@@ -69,20 +105,11 @@ func TestRelayEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	kill(t, store, []*core.Message{{ID: deadID}}, "sqs: AWS.SimpleQueueService.NonExistentQueue")
-	status := func() statusReport {
-		t.Helper()
-		code, out := outboxCmd(t, bin, environ, "status", "--json")
-		var r statusReport
-		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
-			t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
-		}
-		return r
-	}
 	if r := status(); r.Dead != 1 || r.Pending != 0 || len(r.StalledKeys) != 1 || r.StalledKeys[0].Key != "order-dead" || r.StalledKeys[0].HeadID != deadID {
 		t.Fatalf("status before the relay: %+v", r)
 	}
 
-	in := receive(ctx, client, queue)
+	in := receive(ctx, h.client, h.queue)
 	defer in.close()
 
 	// Writers run all along, across the relay's stop and restart.

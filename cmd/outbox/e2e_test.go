@@ -98,9 +98,14 @@ func sqsClient(t *testing.T, ctx context.Context) *awssqs.Client {
 	return client
 }
 
-func createQueue(t *testing.T, ctx context.Context, client *awssqs.Client) string {
+func createQueue(t *testing.T, ctx context.Context, client *awssqs.Client, fifo bool) string {
 	t.Helper()
-	out, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(randomName("outbox-cli-"))})
+	in := &awssqs.CreateQueueInput{QueueName: aws.String(randomName("outbox-cli-"))}
+	if fifo {
+		in.QueueName = aws.String(*in.QueueName + ".fifo")
+		in.Attributes = map[string]string{"FifoQueue": "true"}
+	}
+	out, err := client.CreateQueue(ctx, in)
 	if err != nil {
 		t.Fatalf("create queue: %v", err)
 	}
@@ -116,6 +121,7 @@ func createQueue(t *testing.T, ctx context.Context, client *awssqs.Client) strin
 type inbox struct {
 	mu      sync.Mutex
 	seen    map[string]int
+	order   []string // IDs in order of first arrival
 	changed chan struct{}
 	errs    []error
 	stop    context.CancelFunc
@@ -160,6 +166,9 @@ func (in *inbox) add(id string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.seen[id]++
+	if in.seen[id] == 1 {
+		in.order = append(in.order, id)
+	}
 	close(in.changed)
 	in.changed = make(chan struct{})
 }
@@ -214,9 +223,9 @@ type relayProcess struct {
 	done chan error // the exit, after stderr was read to its end
 }
 
-func startRelay(t *testing.T, bin string, environ []string) *relayProcess {
+func startRelay(t *testing.T, bin string, environ []string, extra ...string) *relayProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "relay", "--listen", "127.0.0.1:0", "--poll-interval", "100ms", "--shutdown-timeout", "20s")
+	cmd := exec.Command(bin, append([]string{"relay", "--listen", "127.0.0.1:0", "--poll-interval", "100ms", "--shutdown-timeout", "20s"}, extra...)...)
 	cmd.Env = environ
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
