@@ -24,6 +24,8 @@ type result struct {
 	delivered              int // deliveries, duplicates included (broker redeliveries not)
 	duplicates             int // deliveries beyond the first of an event
 	inDoubt                int // events some relay held without a settlement that counted
+	claims                 int // claims the relays' journals record
+	overlaps               int // claims of a message another relay held
 	lost, unexpected, dead int
 	orderViolations        int
 	ordered                bool
@@ -112,11 +114,12 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 
 	// Promise 3: a duplicate only for an event whose lease a relay lost without a settlement
 	// that counted, as the relays' journals record.
-	doubt, err := journal.InDoubt(ln.fleet.journalPaths(), ln.spec.lease)
+	journals, err := journal.Analyze(ln.fleet.journalPaths(), ln.spec.lease)
 	if err != nil {
 		t.Fatalf("%s: %v", ln.name, err)
 	}
-	res.inDoubt = len(doubt)
+	doubt := journals.InDoubt
+	res.inDoubt, res.claims = len(doubt), journals.Claims
 	count := map[string]int{}
 	var unexplained []string
 	for _, m := range delivered {
@@ -136,6 +139,13 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 		if bound := res.kills * ln.spec.batch * ln.spec.concurrency; rep.Duplicates > bound {
 			broken("%s: %d duplicates exceed what %d kills can cut (%d)", ln.name, rep.Duplicates, res.kills, bound)
 		}
+	}
+
+	// Promise 6: no relay claims (and so publishes) a message another relay holds.
+	res.overlaps = len(journals.Overlaps)
+	if len(journals.Overlaps) > 0 {
+		broken("%s: %d claims took messages another relay held under a valid lease, e.g. %v",
+			ln.name, len(journals.Overlaps), journals.Overlaps[:min(3, len(journals.Overlaps))])
 	}
 
 	// Promise 5: every poison event is dead with its reason, nothing else is dead, and nothing
@@ -210,8 +220,8 @@ func jsonEqual(a, b []byte) bool {
 // summary renders the results as a Markdown table.
 func summary(results []result) string {
 	var b strings.Builder
-	b.WriteString("| scenario | mode | relays | kills | written | rolled back | delivered | duplicates | in doubt | lost | dead | order violations | max lag |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| scenario | mode | relays | kills | written | rolled back | delivered | duplicates | in doubt | lost | dead | order violations | overlapping claims | max lag |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range results {
 		mode := "unordered"
 		switch {
@@ -224,8 +234,8 @@ func summary(results []result) string {
 		if !r.ordered {
 			order = "n/a"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %v |\n",
-			r.name, mode, r.relays, r.kills, r.written, r.rolledBack, r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, order, r.maxLag.Round(100*time.Millisecond))
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %d | %v |\n",
+			r.name, mode, r.relays, r.kills, r.written, r.rolledBack, r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, order, r.overlaps, r.maxLag.Round(100*time.Millisecond))
 	}
 	return b.String()
 }

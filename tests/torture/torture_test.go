@@ -95,6 +95,12 @@ var scenarios = []scenario{
 			l.expect = []string{"per-key order violations"}
 			return l
 		}(),
+		func() laneSpec {
+			l := unordered(2)
+			l.suffix, l.sabotage = "one-ms-leases", []string{"-short-claim-lease"}
+			l.expect = []string{"took messages another relay held"}
+			return l
+		}(),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
 	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 50 * time.Second, rate: 25, kills: 20, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
@@ -273,9 +279,9 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		redelivered, consumerErrs := ln.consumer.redelivered, ln.consumer.errors
 		ln.consumer.mu.Unlock()
 		t.Logf("%s: %d events written in %d transactions (%d rolled back, %d retried after a database error, %d committed despite a failed COMMIT); "+
-			"%d delivered, %d duplicates, %d in doubt, %d lost, %d dead, max lag %v; %d kills; consumer: %d broker redeliveries, %d errors",
+			"%d delivered, %d duplicates, %d in doubt, %d lost, %d dead, max lag %v; %d kills, %d claims; consumer: %d broker redeliveries, %d errors",
 			r.name, r.written, ln.ledger.commits, ln.ledger.rollbacks, r.retried, r.uncertain,
-			r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, r.maxLag.Round(time.Millisecond), r.kills, redelivered, consumerErrs)
+			r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, r.maxLag.Round(time.Millisecond), r.kills, r.claims, redelivered, consumerErrs)
 	}
 	return results
 }

@@ -25,7 +25,7 @@ const (
 	aggregates    = 200 // distinct keys, each owned by one writer so that its write order is known
 	writers       = 4
 	rollbackEvery = 25  // every 25th transaction of a writer is rolled back
-	poisonEvery   = 150 // and one in 150 commits a poison event
+	poisonEvery   = 100 // and one in 100 commits a poison event (the 11th, 111th, ...)
 	poisonBytes   = 20 << 10
 )
 
@@ -154,7 +154,7 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 			err = w.rollBackExplicitly(ctx, n)
 		case n%rollbackEvery == rollbackEvery-1:
 			err = w.failAtCommit(ctx, n)
-		case n%poisonEvery == poisonEvery/2:
+		case n%poisonEvery == 10:
 			err = w.commit(ctx, n, true)
 		default:
 			err = w.commit(ctx, n, false)

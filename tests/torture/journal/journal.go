@@ -2,13 +2,14 @@
 // that the torture tests can tell a legitimate duplicate (a message whose lease was cut by a
 // kill, an expired lease or a publish of unknown outcome) from a bug.
 //
-// A journal is a text file with one line per store call the relay made:
+// A journal is a text file with one line per successful store call the relay made, each with
+// the call's start and end (unix ms, one clock for every process of the machine):
 //
-//	C <unix ms before the claim> <id>,<id>,...   claimed; written before anything is published
-//	A <unix ms after the ack> <id>,...           acknowledged
-//	N <unix ms after the nack> <id>:<u|a>,...    failure recorded: u = the broker never got the
-//	                                             message (injected fault, held back, too large),
-//	                                             a = it may have (timeout, connection lost)
+//	C <start> <end> <id>,<id>,...   claimed; written before anything is published
+//	A <start> <end> <id>,...        acknowledged
+//	N <start> <end> <id>:<u|a>,...  failure recorded: u = the broker never got the message
+//	                                (injected fault, held back, too large), a = it may have
+//	                                (timeout, connection lost)
 //
 // Each line is one write(2) on an O_APPEND file, so a SIGKILL leaves every line written before
 // it intact (the kernel keeps them even though the process never flushed anything).
@@ -47,11 +48,13 @@ func Wrap(next core.Store, path string) (*Store, error) {
 // Close closes the journal file, not the wrapped store.
 func (s *Store) Close() error { return s.f.Close() }
 
-func (s *Store) write(op byte, at time.Time, items []string) error {
+func (s *Store) write(op byte, start, end time.Time, items []string) error {
 	var b strings.Builder
 	b.WriteByte(op)
 	b.WriteByte(' ')
-	b.WriteString(strconv.FormatInt(at.UnixMilli(), 10))
+	b.WriteString(strconv.FormatInt(start.UnixMilli(), 10))
+	b.WriteByte(' ')
+	b.WriteString(strconv.FormatInt(end.UnixMilli(), 10))
 	b.WriteByte(' ')
 	b.WriteString(strings.Join(items, ","))
 	b.WriteByte('\n')
@@ -65,8 +68,6 @@ func (s *Store) write(op byte, at time.Time, items []string) error {
 
 // Claim implements core.Store.
 func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
-	// The time is taken before the claim: the lease cannot have started earlier, so an ack
-	// recorded less than a lease after it was certainly made while the lease held.
 	start := time.Now()
 	msgs, err := s.next.Claim(ctx, req)
 	if err != nil || len(msgs) == 0 {
@@ -76,7 +77,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
-	if err := s.write('C', start, ids); err != nil {
+	if err := s.write('C', start, time.Now(), ids); err != nil {
 		// Not publishing what could not be journaled keeps the journal a complete record; the
 		// leases run out and another claim picks the messages up.
 		return nil, err
@@ -86,14 +87,16 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 
 // Ack implements core.Store.
 func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
+	start := time.Now()
 	if err := s.next.Ack(ctx, owner, ids); err != nil {
 		return err
 	}
-	return s.write('A', time.Now(), ids)
+	return s.write('A', start, time.Now(), ids)
 }
 
 // Nack implements core.Store.
 func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+	start := time.Now()
 	if err := s.next.Nack(ctx, owner, failures); err != nil {
 		return err
 	}
@@ -101,7 +104,7 @@ func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure)
 	for i, f := range failures {
 		items[i] = f.ID + ":" + sentMark(f.Error)
 	}
-	return s.write('N', time.Now(), items)
+	return s.write('N', start, time.Now(), items)
 }
 
 // Listen forwards to the wrapped store's Notifier.

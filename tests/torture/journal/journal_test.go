@@ -63,14 +63,18 @@ func TestInDoubt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString("A 1 " + id[4][:20]); err != nil {
+	if _, err := f.WriteString("A 1 2 " + id[4][:20]); err != nil {
 		t.Fatal(err)
 	}
 	_ = f.Close()
 
-	doubt, err := InDoubt([]string{path}, lease)
+	a, err := Analyze([]string{path}, lease)
 	if err != nil {
 		t.Fatal(err)
+	}
+	doubt := a.InDoubt
+	if a.Claims != 1 || len(a.Overlaps) != 0 {
+		t.Errorf("claims %d, overlaps %v; want 1 claim and no overlap", a.Claims, a.Overlaps)
 	}
 	want := map[string]bool{id[3]: true, id[4]: true, id[5]: true}
 	if len(doubt) != len(want) {
@@ -85,13 +89,53 @@ func TestInDoubt(t *testing.T) {
 	// An ack that comes a lease or more after its claim may have been overtaken by another
 	// relay's claim: its message is in doubt too.
 	late := filepath.Join(t.TempDir(), "late.journal")
-	if err := os.WriteFile(late, []byte("C 1000 "+id[0]+"\nA 61000 "+id[0]+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(late, []byte("C 1000 1005 "+id[0]+"\nA 60990 61000 "+id[0]+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if doubt, err := InDoubt([]string{late}, lease); err != nil || !doubt[id[0]] {
-		t.Errorf("late ack: in doubt %v, %v; want %s", doubt, err, id[0])
+	if a, err := Analyze([]string{late}, lease); err != nil || !a.InDoubt[id[0]] {
+		t.Errorf("late ack: in doubt %v, %v; want %s", a.InDoubt, err, id[0])
 	}
-	if _, err := InDoubt([]string{filepath.Join(t.TempDir(), "missing")}, lease); err == nil {
+	if _, err := Analyze([]string{filepath.Join(t.TempDir(), "missing")}, lease); err == nil {
 		t.Error("a missing journal was accepted")
+	}
+}
+
+// TestOverlaps: a claim by another process is an overlap only when it certainly ran while the
+// first process held the message: after its claim, before its lease could end and before it
+// started to let go.
+func TestOverlaps(t *testing.T) {
+	const id = "01a21d83-f4a0-79c9-8d2b-167a1f24f63d"
+	const lease = 3 * time.Second
+	tests := []struct {
+		name    string
+		p, q    string // journal lines of two processes
+		overlap bool
+	}{
+		{"claimed while held", "C 1000 1010 " + id, "C 2000 2010 " + id, true},
+		{"claimed after the ack began", "C 1000 1010 " + id + "\nA 1500 1520 " + id, "C 2000 2010 " + id, false},
+		{"claimed after a nack released it", "C 1000 1010 " + id + "\nN 1500 1520 " + id + ":u", "C 2000 2010 " + id, false},
+		{"claimed after the lease ran out", "C 1000 1010 " + id, "C 4001 4010 " + id, false},
+		{"claim that may have ended after the lease", "C 1000 1010 " + id, "C 3900 3999 " + id, false},
+		{"claims racing each other", "C 1000 1010 " + id, "C 1005 1020 " + id, false},
+		{"held by a killed process", "C 1000 1010 " + id, "C 3500 3600 " + id, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p, q := filepath.Join(dir, "p"), filepath.Join(dir, "q")
+			if err := os.WriteFile(p, []byte(tt.p+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(q, []byte(tt.q+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			a, err := Analyze([]string{p, q}, lease)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(a.Overlaps) > 0; got != tt.overlap {
+				t.Errorf("overlaps %v, want overlap=%t", a.Overlaps, tt.overlap)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/txoutbox/outbox/core"
 )
@@ -62,4 +63,23 @@ func (t reverseTransport) Publish(ctx context.Context, msgs []*core.Message) err
 		reversed[len(msgs)-1-i] = m
 	}
 	return t.Transport.Publish(ctx, reversed)
+}
+
+// shortLeaseStore is deliberately broken: its claims lease messages for a millisecond instead
+// of the configured lease, so other relays claim what this one is still publishing. The
+// control scenario expects the checker's exclusive-claim check (the journals, which assume the
+// configured lease) to catch it.
+type shortLeaseStore struct{ core.Store }
+
+func (s shortLeaseStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+	req.Lease = time.Millisecond
+	return s.Store.Claim(ctx, req)
+}
+
+// Listen keeps the wrapped store's notifications.
+func (s shortLeaseStore) Listen(ctx context.Context) (<-chan struct{}, error) {
+	if n, ok := s.Store.(core.Notifier); ok {
+		return n.Listen(ctx)
+	}
+	return nil, errors.New("relayproc: store has no notifier")
 }

@@ -61,6 +61,9 @@ type Config struct {
 	// ReverseBatches breaks the relay on purpose: every batch is published in reverse order.
 	// Control scenario only. Default false.
 	ReverseBatches bool
+	// ShortClaimLease breaks the relay on purpose: its claims lease messages for 1ms whatever
+	// Lease says. Control scenario only. Default false.
+	ShortClaimLease bool
 	// LogLevel is the zap level of the relay's logs on stderr. Default warn.
 	LogLevel string
 }
@@ -166,6 +169,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.AckBeforePublish, "ack-before-publish", false, "deliberately broken relay for the control scenario: acknowledge before publishing")
 	fs.BoolVar(&c.PublishTwice, "publish-twice", false, "deliberately broken relay for the control scenario: publish every batch twice")
 	fs.BoolVar(&c.ReverseBatches, "reverse-batches", false, "deliberately broken relay for the control scenario: publish every batch in reverse order")
+	fs.BoolVar(&c.ShortClaimLease, "short-claim-lease", false, "deliberately broken relay for the control scenario: lease claims for 1ms")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

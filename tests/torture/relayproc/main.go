@@ -93,6 +93,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.AckBeforePublish {
 		relayStore = &ackFirstStore{Store: relayStore}
 	}
+	if cfg.ShortClaimLease {
+		relayStore = shortLeaseStore{relayStore}
+	}
 	if cfg.Journal != "" {
 		j, err := journal.Wrap(relayStore, cfg.Journal)
 		if err != nil {
