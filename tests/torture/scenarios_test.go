@@ -1,0 +1,98 @@
+//go:build torture
+
+package torture
+
+import "time"
+
+// laneSpec is one outbox of a scenario: its own schema, queue, relays, writers and consumer.
+type laneSpec struct {
+	suffix      string // appended to the scenario name in the summary; "" for a single lane
+	ordered     bool   // ordered relays and a FIFO queue
+	relays      int
+	batch       int
+	concurrency int
+	lease       time.Duration
+	// sabotage are relayproc flags that break the relay on purpose (control lanes only), and
+	// expect are the broken promises the checker must then report (parts of its reports).
+	sabotage []string
+	expect   []string
+}
+
+// scenario is one fault (or all of them) injected while the writers write.
+type scenario struct {
+	name     string
+	lanes    []laneSpec
+	duration time.Duration // how long the writers write; faults happen meanwhile
+	rate     float64       // transactions per second per lane (each carries 1-3 events)
+	kills    int           // SIGKILLs of a random relay, at random moments
+	// pgRestartAt and sqsFreezeAt are when, into the run, PostgreSQL is stopped (for
+	// pgDowntime, then started) and the SQS server frozen (for sqsDowntime); 0 for never.
+	pgRestartAt, sqsFreezeAt time.Duration
+	partialRate, callRate    float64 // fault kit rates inside the relay processes
+	noDuplicates             bool    // no kill and no outage: any duplicate is a failure
+	killsOnly                bool    // duplicates are bounded by what the kills cut
+	// control runs deliberately broken relays (laneSpec.sabotage): the scenario passes only if
+	// the checker reports what each breaks, proving that it is not blind.
+	control bool
+}
+
+const (
+	pgDowntime  = 3 * time.Second
+	sqsDowntime = 10 * time.Second
+)
+
+func unordered(relays int) laneSpec {
+	return laneSpec{relays: relays, batch: 50, concurrency: 2, lease: 3 * time.Second}
+}
+
+func ordered(relays int) laneSpec {
+	l := unordered(relays)
+	l.ordered = true
+	return l
+}
+
+func named(l laneSpec, suffix string) laneSpec { l.suffix = suffix; return l }
+
+func longLease(l laneSpec) laneSpec { l.lease = 10 * time.Second; return l }
+
+func broken(l laneSpec, suffix string, sabotage []string, expect ...string) laneSpec {
+	l.suffix, l.sabotage, l.expect = suffix, sabotage, expect
+	return l
+}
+
+// scenarios are sized to run in about six minutes on a 2-core machine; scale rate and duration
+// together, never drop a fault.
+var scenarios = []scenario{
+	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
+	{name: "postgres-restart", lanes: []laneSpec{ordered(2)}, duration: 25 * time.Second, rate: 40, pgRestartAt: 8 * time.Second},
+	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 30 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second},
+	{name: "four-relays-sigkill", lanes: []laneSpec{named(ordered(4), "ordered"), named(unordered(4), "unordered")},
+		duration: 40 * time.Second, rate: 25, kills: 30, killsOnly: true},
+	// Two relays share each outbox with a lease far longer than any publish here: a duplicate
+	// would mean both published one message.
+	{name: "partial-failures", lanes: []laneSpec{named(longLease(ordered(2)), "ordered"), named(longLease(unordered(2)), "unordered")},
+		duration: 25 * time.Second, rate: 25, partialRate: 0.2, callRate: 0.05, noDuplicates: true},
+	// Relays broken on purpose, each in a way one of the checks must catch.
+	{name: "control", lanes: []laneSpec{
+		broken(unordered(1), "ack-first-publish-twice", []string{"-ack-before-publish", "-publish-twice"},
+			"were never delivered", "delivered more than once although"),
+		// A FIFO queue and the order check, but the relay runs unordered.
+		broken(ordered(1), "reversed-batches", []string{"-ordered=false", "-reverse-batches"}, "per-key order violations"),
+		broken(unordered(2), "one-ms-leases", []string{"-short-claim-lease"}, "took messages another relay held"),
+	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
+	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
+		duration: 50 * time.Second, rate: 25, kills: 20, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
+}
+
+// scaled shortens or lengthens the writing phase and the number of kills by factor (the
+// OUTBOX_TORTURE_SCALE variable, for quick runs by hand); fault moments and outage lengths stay.
+func (sc scenario) scaled(factor float64) scenario {
+	sc.duration = time.Duration(float64(sc.duration) * factor)
+	if sc.kills > 0 {
+		sc.kills = max(1, int(float64(sc.kills)*factor))
+	}
+	for _, at := range []time.Duration{sc.pgRestartAt, sc.sqsFreezeAt} {
+		sc.duration = max(sc.duration, at+5*time.Second)
+	}
+	return sc
+}
