@@ -29,6 +29,9 @@ type Store struct {
 	closed atomic.Bool
 	once   sync.Once
 
+	stmtMu sync.Mutex
+	stmts  [maxPreparedRows + 1]*sql.Stmt // Execute's INSERTs, by row count; closed on Close
+
 	mu        sync.Mutex
 	listeners map[chan struct{}]func() bool // Listen's channels, to close on Close
 }
@@ -102,6 +105,14 @@ func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
 		s.closeListeners()
+		s.stmtMu.Lock()
+		for i, st := range s.stmts {
+			if st != nil {
+				_ = st.Close()
+				s.stmts[i] = nil
+			}
+		}
+		s.stmtMu.Unlock()
 		hubs.release(hubKey(s.file, s.cfg.Table))
 		writeLocks.release(s.file)
 		if s.ownsDB {

@@ -21,6 +21,12 @@ const insertChunk = 64
 // A store opened from Path or DSN wakes its relay when tx commits. On a Config.DB, call Notify
 // after committing, or let the relay poll.
 func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
+	return s.add(ctx, tx, nil, msgs)
+}
+
+// add is Add, with the INSERT already prepared on the store's database when stmt is not nil
+// (Execute's transaction is always on that database; a caller's may not be).
+func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*core.Message) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
@@ -54,7 +60,13 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) erro
 			}
 			args = append(args, m.ID, m.Type, m.Key, string(m.Payload), result, headers, m.CreatedAt.UnixMilli(), due)
 		}
-		if _, err := tx.ExecContext(ctx, s.q.insert(len(chunk)), args...); err != nil {
+		var err error
+		if stmt != nil && len(chunk) == len(msgs) {
+			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.q.insert(len(chunk)), args...)
+		}
+		if err != nil {
 			return fmt.Errorf("sqlite: add: %w", err)
 		}
 	}
@@ -76,6 +88,9 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 	if fn == nil {
 		return zero, fmt.Errorf("sqlite: execute: %w", &core.FieldError{Field: "fn", Problem: "is nil"})
 	}
+	// Prepared before the transaction takes a connection: with one connection, preparing
+	// inside it would wait for itself.
+	stmt := s.insertStmt(ctx, len(msgs))
 	tx, end, err := s.beginWrite(ctx)
 	if err != nil {
 		return zero, fmt.Errorf("sqlite: execute: begin: %w", err)
@@ -90,7 +105,7 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 	if err := setResult(msgs, res); err != nil {
 		return zero, fmt.Errorf("sqlite: execute: %w", err)
 	}
-	if err := s.Add(ctx, tx, msgs...); err != nil {
+	if err := s.add(ctx, tx, stmt, msgs); err != nil {
 		return zero, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -123,4 +138,29 @@ func setResult(msgs []*core.Message, res any) error {
 		m.Result = raw
 	}
 	return nil
+}
+
+// maxPreparedRows bounds the INSERT shapes Execute keeps prepared: the common few events per
+// business transaction. Larger batches amortise their one-off prepare over their rows.
+const maxPreparedRows = 8
+
+// insertStmt returns the prepared INSERT of n rows, preparing it on first use. Preparing is a
+// large share of a small write: SQLite compiles the table's triggers into the statement. It
+// returns nil when it cannot prepare (the table is missing, say): Add then runs the statement
+// unprepared and reports the real error.
+func (s *Store) insertStmt(ctx context.Context, n int) *sql.Stmt {
+	if n < 1 || n > maxPreparedRows {
+		return nil
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st := s.stmts[n]; st != nil {
+		return st
+	}
+	st, err := s.db.PrepareContext(ctx, s.q.insert(n))
+	if err != nil {
+		return nil
+	}
+	s.stmts[n] = st
+	return st
 }
