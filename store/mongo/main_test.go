@@ -154,10 +154,11 @@ func addRolledBack(ctx context.Context, s *Store, msgs ...*core.Message) error {
 	return err
 }
 
-// serialStore makes every store call of the FerretDB runs wait for the previous one. FerretDB
-// applies an update by reading and then rewriting each document, so two relays racing there
+// serialStore makes the claims of the FerretDB runs wait for each other. FerretDB applies an
+// update by reading each matching document and then rewriting it, so two claims racing there
 // could both lease a message: the atomicity a real server gives is tested on a replica set, and
-// the FerretDB runs test everything else with claims one at a time, as one relay worker would.
+// the FerretDB runs test everything else with one claim at a time. Acks and nacks need no such
+// care: they only touch messages their caller holds, which no claim matches.
 type serialStore struct {
 	*Store
 	mu *sync.Mutex
@@ -167,16 +168,4 @@ func (s serialStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.Store.Claim(ctx, req)
-}
-
-func (s serialStore) Ack(ctx context.Context, owner string, ids []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.Store.Ack(ctx, owner, ids)
-}
-
-func (s serialStore) Nack(ctx context.Context, owner string, failures []core.Failure) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.Store.Nack(ctx, owner, failures)
 }

@@ -16,8 +16,13 @@ const (
 	// orderedRounds bounds how many windows of due messages one ordered claim looks through
 	// when the first ones belong to blocked keys.
 	orderedRounds = 4
-	// maxWindow bounds one window.
-	maxWindow = 1000
+	// windowPerLimit sizes a window: keys often come in runs (a burst of one customer's
+	// events), and a window only a little larger than the limit would then hold two or three
+	// keys. Candidates are projected to a few small fields, so reading more costs little.
+	windowPerLimit = 8
+	// minWindow and maxWindow bound one window.
+	minWindow = 64
+	maxWindow = 2000
 )
 
 // orderedCandidates returns up to limit claimable messages for an ordered claim: messages
@@ -27,7 +32,7 @@ const (
 // blocked Key with a long backlog does not starve the Keys behind it. That look past costs the
 // server a scan of the blocked keys' due messages, at most orderedRounds windows per claim.
 func (s *Store) orderedCandidates(ctx context.Context, now time.Time, limit int) ([]candidate, error) {
-	window := min(max(2*limit, 16), maxWindow)
+	window := min(max(windowPerLimit*limit, minWindow), maxWindow)
 	var picked []candidate
 	decided := map[string]bool{} // keys whose head this call already judged
 	for round := 0; round < orderedRounds && len(picked) < limit; round++ {
