@@ -334,3 +334,23 @@ func TestCreatedAtIsKeptButNeverDelays(t *testing.T) {
 		t.Fatalf("CreatedAt = %v, want %v", got[0].CreatedAt, want)
 	}
 }
+
+func TestExecuteBeforeSchema(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "x.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	none := func(context.Context, *sql.Tx) (any, error) { return nil, nil }
+	_, err = sqlite.Execute(ctx, s, none, msg("T", ""))
+	if err == nil || !strings.HasPrefix(err.Error(), "sqlite: add: ") || !strings.Contains(err.Error(), "no such table") {
+		t.Fatalf("Execute without the table: %v, want sqlite: add: ... no such table", err)
+	}
+	if err := s.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.Execute(ctx, s, none, msg("T", "")); err != nil {
+		t.Fatalf("Execute once the table exists: %v", err)
+	}
+}
