@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -93,21 +92,20 @@ func status(ctx context.Context, ins core.Inspector) (statusReport, error) {
 		return r, err
 	}
 	r.StalledPartial = len(dead) == stalledScan
-	byKey := map[string]*stalledKey{}
-	for _, d := range dead { // oldest first, so the first per key is the one blocking it
+	// Dead letters come oldest first, so a key's first one is the one blocking it, and the keys
+	// keep the order in which they stalled.
+	index := map[string]int{}
+	for _, d := range dead {
 		if d.Key == "" {
 			continue // unkeyed messages block nothing
 		}
-		if k := byKey[d.Key]; k != nil {
-			k.Dead++
+		if i, ok := index[d.Key]; ok {
+			r.StalledKeys[i].Dead++
 			continue
 		}
-		byKey[d.Key] = &stalledKey{Key: d.Key, Dead: 1, HeadID: d.ID, LastError: d.LastError, DiedAt: d.DiedAt}
+		index[d.Key] = len(r.StalledKeys)
+		r.StalledKeys = append(r.StalledKeys, stalledKey{Key: d.Key, Dead: 1, HeadID: d.ID, LastError: d.LastError, DiedAt: d.DiedAt})
 	}
-	for _, k := range byKey {
-		r.StalledKeys = append(r.StalledKeys, *k)
-	}
-	slices.SortFunc(r.StalledKeys, func(a, b stalledKey) int { return a.DiedAt.Compare(b.DiedAt) })
 	return r, nil
 }
 
