@@ -78,26 +78,32 @@ type ledger struct {
 	mu         sync.Mutex
 	written    []*core.Message // committed, poison included, in commit order
 	poison     map[string]bool
+	blockers   map[string]string // poison events at the head of a shared key (ordered lanes): ID -> key
+	purged     map[string]bool   // blockers purged with Inspector.Purge to release their key
 	rolledBack map[string]bool
 	commits    int // committed transactions
 	rollbacks  int // transactions rolled back on purpose
 	retried    int // transactions that failed (database down) and were written again
 	uncertain  int // transactions whose COMMIT failed but which had committed
+	heldBack   int // events held back by a blocker until it was purged
 	firstWrite time.Time
 	lastWrite  time.Time
 }
 
 func newLedger() *ledger {
-	return &ledger{poison: map[string]bool{}, rolledBack: map[string]bool{}}
+	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}}
 }
 
-func (l *ledger) committed(msgs []*core.Message, poison, uncertain bool) {
+func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.written = append(l.written, msgs...)
 	for _, m := range msgs {
-		if poison {
+		if kind != normal {
 			l.poison[m.ID] = true
+		}
+		if kind == blocker {
+			l.blockers[m.ID] = m.Key
 		}
 	}
 	l.commits++
@@ -124,6 +130,47 @@ func (l *ledger) ghosts(msgs []*core.Message) {
 
 func (l *ledger) retry() { l.mu.Lock(); l.retried++; l.mu.Unlock() }
 
+// blocked returns the blockers not purged yet and the events they hold back: those written
+// after a blocker with its key.
+func (l *ledger) blocked() (blockers, followers []string) { return l.behind(false) }
+
+// behind returns the blockers (purged ones too, with purged) and the events written after
+// them with their key.
+func (l *ledger) behind(purged bool) (blockers, followers []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	active := map[string]bool{} // keys whose blocker was written, so far in commit order
+	for _, m := range l.written {
+		switch key, isBlocker := l.blockers[m.ID]; {
+		case isBlocker && (purged || !l.purged[m.ID]):
+			blockers = append(blockers, m.ID)
+			active[key] = true
+		case active[m.Key]:
+			followers = append(followers, m.ID)
+		}
+	}
+	return blockers, followers
+}
+
+// expected returns the IDs of the events that must arrive now: every committed one except
+// poison and what a blocker still holds back.
+func (l *ledger) expected() []string {
+	_, followers := l.blocked()
+	held := make(map[string]bool, len(followers))
+	for _, id := range followers {
+		held[id] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var want []string
+	for _, m := range l.written {
+		if !l.poison[m.ID] && !held[m.ID] {
+			want = append(want, m.ID)
+		}
+	}
+	return want
+}
+
 // writer commits business transactions with their events at a steady pace, as one instance of
 // a service would: on failure (database restarting) it retries the same business operation,
 // as a real service does, and counts only what committed.
@@ -135,7 +182,23 @@ type writer struct {
 	keys     []string
 	interval time.Duration
 	rng      *rand.Rand
+	// blocker makes transaction blockerAt a poison event with the writer's first key, in an
+	// ordered lane, where the dead event must hold back that key (and only that key) until it
+	// is purged.
+	blocker bool
 }
+
+// eventKind is what a transaction writes.
+type eventKind int
+
+const (
+	normal  eventKind = iota // one to three events for one aggregate
+	poison                   // one oversized event with a key of its own
+	blocker                  // one oversized event with a key shared with normal events
+)
+
+// blockerAt is the transaction of writer 0 that writes the blocker, early in the run.
+const blockerAt = 30
 
 func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 	tick := time.NewTicker(w.interval)
@@ -154,10 +217,12 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 			err = w.rollBackExplicitly(ctx, n)
 		case n%rollbackEvery == rollbackEvery-1:
 			err = w.failAtCommit(ctx, n)
+		case w.blocker && n == blockerAt:
+			err = w.commit(ctx, n, blocker)
 		case n%poisonEvery == 10:
-			err = w.commit(ctx, n, true)
+			err = w.commit(ctx, n, poison)
 		default:
-			err = w.commit(ctx, n, false)
+			err = w.commit(ctx, n, normal)
 		}
 		if err != nil {
 			return fmt.Errorf("writer %d, transaction %d: %w", w.id, n, err)
@@ -165,15 +230,23 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
-// events builds the events of transaction n: one to three for one aggregate, or one poison
-// event with a key of its own (so that in ordered mode it blocks nothing but itself).
-func (w *writer) events(n int, poison bool) []*core.Message {
-	if poison {
+// events builds the events of transaction n: one to three for one aggregate; or one poison
+// event, too large for the transport, with a key of its own (so that in ordered mode it
+// blocks nothing but itself) or, for a blocker, the key of an aggregate.
+func (w *writer) events(n int, kind eventKind) []*core.Message {
+	if kind != normal {
+		key := fmt.Sprintf("poison-%d-%d", w.id, n)
+		if kind == blocker {
+			key = w.keys[0]
+		}
 		pad := strings.Repeat("x", poisonBytes)
-		return []*core.Message{{Type: "POISON_OVERSIZED", Key: fmt.Sprintf("poison-%d-%d", w.id, n),
+		return []*core.Message{{Type: "POISON_OVERSIZED", Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"w":%d,"n":%d,"pad":%q}`, w.id, n, pad))}}
 	}
 	key := w.keys[w.rng.IntN(len(w.keys))]
+	if w.blocker && n > blockerAt && n%5 == 0 {
+		key = w.keys[0] // enough events behind the blocker to see them held back
+	}
 	types := []string{"ORDER_PLACED", "ORDER_PAID", "ORDER_SHIPPED"}
 	msgs := make([]*core.Message, 1+w.rng.IntN(3))
 	for i := range msgs {
@@ -189,14 +262,14 @@ func (w *writer) insertOrder(ctx context.Context, tx pgx.Tx, n int, key string) 
 }
 
 // commit writes transaction n until it commits.
-func (w *writer) commit(ctx context.Context, n int, poison bool) error {
+func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 	for attempt := 1; ; attempt++ {
-		msgs := w.events(n, poison)
+		msgs := w.events(n, kind)
 		_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
 			return w.insertOrder(ctx, tx, n, msgs[0].Key)
 		}, msgs...)
 		if err == nil {
-			w.ledger.committed(msgs, poison, false)
+			w.ledger.committed(msgs, kind, false)
 			return nil
 		}
 		if errors.Is(err, core.ErrInvalidMessage) || ctx.Err() != nil {
@@ -209,7 +282,7 @@ func (w *writer) commit(ctx context.Context, n int, poison bool) error {
 			return err
 		}
 		if done {
-			w.ledger.committed(msgs, poison, true)
+			w.ledger.committed(msgs, kind, true)
 			return nil
 		}
 		w.ledger.retry()
@@ -221,7 +294,7 @@ func (w *writer) commit(ctx context.Context, n int, poison bool) error {
 
 // rollBackExplicitly adds events inside a transaction and rolls it back.
 func (w *writer) rollBackExplicitly(ctx context.Context, n int) error {
-	msgs := w.events(n, false)
+	msgs := w.events(n, normal)
 	defer w.ledger.ghosts(msgs)
 	tx, err := w.db.store.Pool().Begin(ctx)
 	if err != nil {
@@ -238,7 +311,7 @@ func (w *writer) rollBackExplicitly(ctx context.Context, n int) error {
 // failAtCommit runs Execute with a business change that breaks a deferred constraint, so the
 // events are added and the COMMIT fails.
 func (w *writer) failAtCommit(ctx context.Context, n int) error {
-	msgs := w.events(n, false)
+	msgs := w.events(n, normal)
 	token := int64(w.id)<<32 | int64(n)
 	_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
 		if _, err := w.insertOrder(ctx, tx, -n-1, msgs[0].Key); err != nil {
@@ -285,14 +358,14 @@ func (w *writer) exists(ctx context.Context, n int) (bool, error) {
 }
 
 // startWriters runs the lane's writers at rate transactions per second in total until stop is
-// closed; wait returns the first error.
-func startWriters(ctx context.Context, lane string, db *database, l *ledger, rate float64, seed uint64, stop <-chan struct{}) (wait func() error) {
+// closed; wait returns the first error. With withBlocker, writer 0 writes a blocker.
+func startWriters(ctx context.Context, lane string, db *database, l *ledger, rate float64, withBlocker bool, seed uint64, stop <-chan struct{}) (wait func() error) {
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for i := range writers {
 		w := &writer{id: i, lane: lane, db: db, ledger: l,
 			interval: time.Duration(float64(writers) / rate * float64(time.Second)),
-			rng:      rand.New(rand.NewPCG(seed, uint64(i)))}
+			rng:      rand.New(rand.NewPCG(seed, uint64(i))), blocker: withBlocker && i == 0}
 		for k := i; k < aggregates; k += writers {
 			w.keys = append(w.keys, fmt.Sprintf("agg-%03d", k))
 		}
