@@ -221,3 +221,7 @@ func jsonEqual(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
+
+func claimNow(owner string) core.ClaimRequest {
+	return core.ClaimRequest{Owner: owner, Limit: 10, Lease: time.Minute}
+}
