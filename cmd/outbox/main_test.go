@@ -144,3 +144,16 @@ func TestPrintSQLConnectsToNothing(t *testing.T) {
 		}
 	}
 }
+
+// With no region in the flags or the AWS environment, building the SQS transport fails: a
+// usage error, found before the store is opened.
+func TestMissingRegionIsAUsageError(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	code, _, stderr := runCLI(t, nil, "relay", "--store", "postgres://u:p@127.0.0.1:1/db", "--sqs-queue-url", "orders", "--listen", "off")
+	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "Region is empty") {
+		t.Fatalf("exit %d, stderr %q; want 2 and one line naming Region", code, stderr)
+	}
+}

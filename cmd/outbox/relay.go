@@ -125,6 +125,17 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 
 // daemon runs the relay until ctx ends, then drains it.
 func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target, rawURL string, tf *transportFlags, rf *relayFlags) error {
+	// The transport first: building it sends nothing, and what it finds wrong in the
+	// environment (no AWS region anywhere) is a usage error, reported before any connection.
+	transport, closeTransport, err := tf.open(ctx, "outbox relay", e)
+	if err != nil {
+		var ce *core.ConfigError
+		if errors.As(err, &ce) {
+			return usagef("outbox relay", "%v", err)
+		}
+		return err
+	}
+	defer closeTransport()
 	store, err := openStore(ctx, target, rawURL)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -133,11 +144,6 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 		return err
 	}
 	defer func() { _ = store.Close() }()
-	transport, closeTransport, err := tf.open(ctx, "outbox relay", e)
-	if err != nil {
-		return err
-	}
-	defer closeTransport()
 
 	cfg := rf.cfg
 	cfg.Logger = log
