@@ -61,9 +61,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.client, s.owned = client, true
 	}
+	// Always the primary, whatever the client's default: a claim reads back what its update
+	// just leased, which a lagging secondary might not show yet.
+	primary := options.Collection().SetReadPreference(readpref.Primary())
 	db := s.client.Database(cfg.Database)
-	s.coll = db.Collection(cfg.Collection)
-	s.seqs = db.Collection(cfg.Collection + "_seq")
+	s.coll = db.Collection(cfg.Collection, primary)
+	s.seqs = db.Collection(cfg.Collection+"_seq", primary)
 	return s, nil
 }
 
