@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,15 +33,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Getenv, os.Stdout)
-	switch {
-	case err == nil:
-	case isMissing(err):
-		fmt.Fprintln(os.Stderr, "mongo-sqs:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "mongo-sqs:", err)
-		os.Exit(1)
+	if err == nil {
+		return
 	}
+	// One line, whatever the driver's error text holds, so it reads well in any log.
+	fmt.Fprintln(os.Stderr, "mongo-sqs:", strings.Join(strings.Fields(err.Error()), " "))
+	if isMissing(err) {
+		os.Exit(2)
+	}
+	os.Exit(1)
 }
 
 // User is the business document; Execute stores it, as JSON, as its event's result.

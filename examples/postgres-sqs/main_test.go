@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +115,36 @@ func TestExampleAgainstPostgresAndSQS(t *testing.T) {
 	for _, name := range []string{"ada", "grace", "edsger"} {
 		if got[name].Email != name+"@example.com" {
 			t.Errorf("no USER_CREATED event for %s (got %v)", name, got)
+		}
+	}
+}
+
+// The built example exits 2 with one clear line when its environment is missing, and 1 when
+// its database cannot be reached.
+func TestExitCodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the example")
+	}
+	bin := filepath.Join(t.TempDir(), "postgres-sqs")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, tt := range []struct {
+		env  []string
+		code int
+		want string
+	}{
+		{[]string{"PATH=" + os.Getenv("PATH")}, 2, "postgres-sqs: OUTBOX_POSTGRES_URL and OUTBOX_SQS_QUEUE_URL not set"},
+		{[]string{"OUTBOX_POSTGRES_URL=postgres://app:pa55word@127.0.0.1:1/db?connect_timeout=2", "OUTBOX_SQS_QUEUE_URL=q"}, 1, "postgres-sqs: postgres: connect"},
+	} {
+		cmd := exec.Command(bin)
+		cmd.Env = tt.env
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		_ = cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != tt.code || !strings.HasPrefix(stderr.String(), tt.want) ||
+			strings.Count(stderr.String(), "\n") != 1 || strings.Contains(stderr.String(), "pa55word") {
+			t.Errorf("env %v: exit %d, stderr %q; want %d and one line starting %q", tt.env, code, stderr.String(), tt.code, tt.want)
 		}
 	}
 }
