@@ -3,10 +3,12 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres/pgbench"
 )
 
@@ -47,10 +49,14 @@ func BenchmarkWriteOverhead(b *testing.B) {
 	}
 }
 
+// BenchmarkDrain drains 100k events; OUTBOX_BENCH_DRAIN_EVENTS sets another backlog size (the
+// 1M run in docs/bench/postgres.md) and OUTBOX_BENCH_ROUNDS the rounds per variant.
 func BenchmarkDrain(b *testing.B) {
 	pool := benchPool(b, 8)
+	events, _ := strconv.Atoi(outboxtest.Env("OUTBOX_BENCH_DRAIN_EVENTS", "0"))
+	rounds, _ := strconv.Atoi(outboxtest.Env("OUTBOX_BENCH_ROUNDS", "0"))
 	for b.Loop() {
-		r, err := pgbench.Drain(context.Background(), pool, pgbench.DrainOptions{})
+		r, err := pgbench.Drain(context.Background(), pool, pgbench.DrainOptions{Events: events, Rounds: rounds})
 		if err != nil {
 			b.Fatal(err)
 		}
