@@ -38,12 +38,17 @@ func newHarness(t *testing.T, fifo bool) *harness {
 	if testing.Short() {
 		t.Skip("builds the binary and runs it against PostgreSQL and SQS")
 	}
+	// Services first, so that a missing one skips before the build; then the build, outside
+	// the deadline of the test's own work.
+	setup, cancelSetup := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSetup()
+	schema := pgSchema(t, setup)
+	client := sqsClient(t, setup)
+	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	h := &harness{t: t, ctx: ctx, schema: pgSchema(t, ctx)}
-	h.client = sqsClient(t, ctx)
+	h := &harness{t: t, ctx: ctx, bin: bin, schema: schema, client: client}
 	h.queue = createQueue(t, ctx, h.client, fifo)
-	h.bin = buildBinary(t)
 	h.environ = append(os.Environ(),
 		"OUTBOX_STORE="+postgresURL(),
 		"OUTBOX_SCHEMA="+h.schema,

@@ -44,15 +44,31 @@ func randomName(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-// buildBinary compiles the outbox command into a temporary directory.
+// The binary is built once per test run, outside any test's deadline: a cold build compiles
+// every driver and can take minutes on a small machine.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// buildBinary compiles the outbox command, once, into a temporary directory TestMain removes.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "outbox")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "outbox-cli-test-"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "outbox")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
 	}
-	return bin
+	return binPath
 }
 
 // pgSchema makes a schema of its own, with a business table, dropped when the test ends.
