@@ -16,17 +16,31 @@ func split(raw string) (parts, bool) {
 	var p parts
 	var rest string
 	var ok bool
-	if p.scheme, rest, ok = strings.Cut(raw, "://"); !ok {
+	if p.scheme, rest, ok = strings.Cut(raw, "://"); !ok || !validScheme(p.scheme) {
 		return p, false
+	}
+	// The user information ends at the last @ anywhere: a password with an unescaped /, ? or @
+	// in it must still be found whole. A query holding an @ then hides more than the password,
+	// which errs on the safe side.
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		p.hasUser = true
+		p.user, p.password, p.hasPassword = strings.Cut(rest[:at], ":")
+		rest = rest[at+1:]
 	}
 	rest, p.query, p.hasQuery = strings.Cut(rest, "?")
 	p.hosts, p.path, p.hasPath = strings.Cut(rest, "/")
-	if at := strings.LastIndex(p.hosts, "@"); at >= 0 {
-		p.hasUser = true
-		p.user, p.password, p.hasPassword = strings.Cut(p.hosts[:at], ":")
-		p.hosts = p.hosts[at+1:]
-	}
 	return p, true
+}
+
+// validScheme reports whether s is a URL scheme: a letter, then letters, digits, + - or .
+func validScheme(s string) bool {
+	for i, c := range s {
+		letter := ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Redact returns raw fit for logs and output: the password in the user information and the
@@ -34,7 +48,10 @@ func split(raw string) (parts, bool) {
 func Redact(raw string) string {
 	p, ok := split(raw)
 	if !ok {
-		return raw // sqlite:PATH and the like carry no credentials
+		if strings.HasPrefix(raw, "sqlite:") {
+			return raw // a path carries no credentials
+		}
+		return "(unrecognised store URL, hidden)" // it might be a DSN with a password in it
 	}
 	out := p.scheme + "://"
 	if p.hasUser {
