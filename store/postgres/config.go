@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -70,10 +69,6 @@ type Config struct {
 	// into Headers). Default none.
 	WriteHooks []core.WriteHook
 }
-
-// identifierPattern is what a schema or table name must match: a plain, unquoted-style SQL
-// identifier that fits PostgreSQL's 63-byte limit, so quoting never has to hide anything.
-var identifierPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
@@ -154,11 +149,7 @@ func (c Config) Validate() error {
 }
 
 func checkIdentifier(field, name string) error {
-	if !identifierPattern.MatchString(name) {
-		return &core.ConfigError{Component: "postgres", Field: field,
-			Problem: fmt.Sprintf("%q must match %s (letters, digits and underscores, at most 63, not starting with a digit)", name, identifierPattern)}
-	}
-	return nil
+	return core.CheckIdentifier("postgres", field, name)
 }
 
 func contains(list []string, s string) bool {
