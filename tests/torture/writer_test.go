@@ -26,6 +26,8 @@ const (
 	writers       = 4
 	rollbackEvery = 25  // every 25th transaction of a writer is rolled back
 	poisonEvery   = 100 // and one in 100 commits a poison event (the 11th, 111th, ...)
+	burstEvery    = 50  // and one in 50 commits a burst of burstEvents events (the 21st, 71st, ...),
+	burstEvents   = 60  // so that relays are often busy with full batches when they are killed
 	poisonBytes   = 20 << 10
 )
 
@@ -99,7 +101,7 @@ func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool)
 	defer l.mu.Unlock()
 	l.written = append(l.written, msgs...)
 	for _, m := range msgs {
-		if kind != normal {
+		if kind == poison || kind == blocker {
 			l.poison[m.ID] = true
 		}
 		if kind == blocker {
@@ -193,6 +195,7 @@ type eventKind int
 
 const (
 	normal  eventKind = iota // one to three events for one aggregate
+	burst                    // burstEvents events for aggregates of the writer (an import)
 	poison                   // one oversized event with a key of its own
 	blocker                  // one oversized event with a key shared with normal events
 )
@@ -221,6 +224,8 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 			err = w.commit(ctx, n, blocker)
 		case n%poisonEvery == 10:
 			err = w.commit(ctx, n, poison)
+		case n%burstEvery == 20:
+			err = w.commit(ctx, n, burst)
 		default:
 			err = w.commit(ctx, n, normal)
 		}
@@ -234,7 +239,8 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 // event, too large for the transport, with a key of its own (so that in ordered mode it
 // blocks nothing but itself) or, for a blocker, the key of an aggregate.
 func (w *writer) events(n int, kind eventKind) []*core.Message {
-	if kind != normal {
+	switch kind {
+	case poison, blocker:
 		key := fmt.Sprintf("poison-%d-%d", w.id, n)
 		if kind == blocker {
 			key = w.keys[0]
@@ -242,6 +248,14 @@ func (w *writer) events(n int, kind eventKind) []*core.Message {
 		pad := strings.Repeat("x", poisonBytes)
 		return []*core.Message{{Type: "POISON_OVERSIZED", Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"w":%d,"n":%d,"pad":%q}`, w.id, n, pad))}}
+	case burst:
+		msgs := make([]*core.Message, burstEvents)
+		for i := range msgs {
+			key := w.keys[w.rng.IntN(len(w.keys))]
+			msgs[i] = &core.Message{Type: "ORDER_IMPORTED", Key: key,
+				Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"w":%d,"n":%d,"i":%d,"key":%q}`, w.lane, w.id, n, i, key))}
+		}
+		return msgs
 	}
 	key := w.keys[w.rng.IntN(len(w.keys))]
 	if w.blocker && n > blockerAt && n%5 == 0 {
