@@ -73,6 +73,10 @@ func DecodeEnvelope(body []byte) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envelope: timestamp: %w", err)
 	}
+	if y := ts.UTC().Year(); y < 1 || y > 9999 {
+		// Only four-digit years in UTC can be written back in the same format.
+		return nil, fmt.Errorf("envelope: timestamp %q is outside years 0001-9999 in UTC", env.Timestamp)
+	}
 	m := &Message{ID: env.ID, Type: env.EventType, Payload: env.Payload, CreatedAt: ts.UTC()}
 	if !bytes.Equal(env.Result, []byte("null")) {
 		m.Result = env.Result

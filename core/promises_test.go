@@ -252,11 +252,17 @@ func TestPromisePoisonGoesDead(t *testing.T) {
 func TestPromiseRelaysShareWork(t *testing.T) {
 	st := outboxtest.NewMemoryStore()
 	tr := memory.New()
-	written := write(t, st, 10_000, func(i int) string { return fmt.Sprint("k", i%50) })
+	// A publish takes a moment, as a broker's does, so no single relay can drain everything
+	// before the others wake.
+	slow := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {
+		time.Sleep(time.Millisecond)
+		return tr.Publish(ctx, msgs)
+	})
 	var relays []*core.Relay
 	for range 4 {
-		relays = append(relays, startRelay(t, st, tr, core.Config{BatchSize: 50, Concurrency: 2}))
+		relays = append(relays, startRelay(t, st, slow, core.Config{BatchSize: 50, Concurrency: 2}))
 	}
+	written := write(t, st, 10_000, func(i int) string { return fmt.Sprint("k", i%50) })
 	waitDelivered(t, tr, len(written), 30*time.Second)
 	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{})
 	busy := 0
