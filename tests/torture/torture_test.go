@@ -57,6 +57,38 @@ type lane struct {
 	consumer *consumer
 }
 
+// startLane creates a lane's schema and queue and starts its consumer and relays.
+func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sqsServer *fauxqs, bin, dir, suffix string) *lane {
+	t.Helper()
+	name := sc.name
+	if spec.suffix != "" {
+		name += "/" + spec.suffix
+	}
+	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
+	ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
+	ln.db = newDatabase(t, admin, "torture_"+ident+"_"+suffix)
+	queue := sqsServer.createQueue(t, strings.ReplaceAll(ident, "_", "-")+"-"+suffix, spec.ordered)
+	args := []string{
+		"-postgres-url", postgresURL(), "-schema", ln.db.schema,
+		"-queue-url", queue, "-endpoint", sqsServer.endpoint,
+		"-lease", spec.lease.String(), "-batch-size", fmt.Sprint(spec.batch), "-concurrency", fmt.Sprint(spec.concurrency),
+		"-partial-failure-rate", fmt.Sprint(sc.partialRate), "-call-failure-rate", fmt.Sprint(sc.callRate),
+	}
+	if spec.ordered {
+		args = append(args, "-ordered")
+	}
+	args = append(args, spec.sabotage...)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln.consumer = startConsumer(sqsServer.client(), queue, 2)
+	t.Cleanup(ln.consumer.stop)
+	ln.fleet = newFleet(t, bin, dir, spec.relays, args)
+	return ln
+}
+
+// runScenario runs one scenario: it starts its lanes, writes while injecting its faults, waits
+// for every lane to drain, stops the relays and checks every lane.
 func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *fauxqs, bin string) []result {
 	ctx, cancel := context.WithTimeout(context.Background(), sc.duration+5*time.Minute)
 	defer cancel()
@@ -69,32 +101,7 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 
 	lanes := make([]*lane, len(sc.lanes))
 	for i, spec := range sc.lanes {
-		name := sc.name
-		if spec.suffix != "" {
-			name += "/" + spec.suffix
-		}
-		ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
-		ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
-		ln.db = newDatabase(t, admin, "torture_"+ident+"_"+suffix)
-		queue := sqsServer.createQueue(t, strings.ReplaceAll(ident, "_", "-")+"-"+suffix, spec.ordered)
-		args := []string{
-			"-postgres-url", postgresURL(), "-schema", ln.db.schema,
-			"-queue-url", queue, "-endpoint", sqsServer.endpoint,
-			"-lease", spec.lease.String(), "-batch-size", fmt.Sprint(spec.batch), "-concurrency", fmt.Sprint(spec.concurrency),
-			"-partial-failure-rate", fmt.Sprint(sc.partialRate), "-call-failure-rate", fmt.Sprint(sc.callRate),
-		}
-		if spec.ordered {
-			args = append(args, "-ordered")
-		}
-		args = append(args, spec.sabotage...)
-		laneDir := filepath.Join(dir, fmt.Sprint(i))
-		if err := os.MkdirAll(laneDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		ln.consumer = startConsumer(sqsServer.client(), queue, 2)
-		t.Cleanup(ln.consumer.stop)
-		ln.fleet = newFleet(t, bin, laneDir, spec.relays, args)
-		lanes[i] = ln
+		lanes[i] = startLane(t, sc, spec, admin, sqsServer, bin, filepath.Join(dir, fmt.Sprint(i)), suffix)
 	}
 
 	// Write, and meanwhile inject the faults.
@@ -164,6 +171,12 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		ln.consumer.stop()
 	}
 
+	return checkLanes(t, sc, lanes)
+}
+
+// checkLanes checks every lane of a scenario and logs what happened in it. A control lane
+// passes when the checker reports the breakage its relay was given.
+func checkLanes(t *testing.T, sc scenario, lanes []*lane) []result {
 	results := make([]result, len(lanes))
 	for i, ln := range lanes {
 		var broken []string
