@@ -205,6 +205,22 @@ func (f *fleet) killAll() {
 	}
 }
 
+// finalStats sums the counters the relays printed when they stopped: those of the last
+// process of each slot (a killed process prints nothing).
+func (f *fleet) finalStats() core.Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var sum core.Stats
+	for _, st := range f.stats {
+		sum.Claimed += st.Claimed
+		sum.Published += st.Published
+		sum.Failed += st.Failed
+		sum.Dead += st.Dead
+		sum.Batches += st.Batches
+	}
+	return sum
+}
+
 func (f *fleet) journalPaths() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -200,6 +200,9 @@ func checkLanes(t *testing.T, sc scenario, lanes []*lane) []result {
 		ln.consumer.mu.Lock()
 		redelivered, consumerErrs := ln.consumer.redelivered, ln.consumer.errors
 		ln.consumer.mu.Unlock()
+		st := ln.fleet.finalStats()
+		t.Logf("%s: the relays running at the end published %d events in %d batches, retried %d failed publishes and dead-lettered %d",
+			ln.name, st.Published, st.Batches, st.Failed, st.Dead)
 		t.Logf("%s: %d events written in %d transactions (%d rolled back, %d retried after a database error, %d committed despite a failed COMMIT); "+
 			"%d delivered, %d duplicates, %d in doubt, %d lost, %d dead, %d held back by a dead head of their key until it was purged, max lag %v; %d kills, %d claims; consumer: %d broker redeliveries, %d errors",
 			r.name, r.written, ln.ledger.commits, ln.ledger.rollbacks, r.retried, r.uncertain,
