@@ -86,6 +86,9 @@ func startFauxqs(t *testing.T) *fauxqs {
 		f.thaw(t)
 		if out, err := run("stop"); err != nil {
 			t.Errorf("stop fauxqs: %v: %s", err, out)
+		} else if !t.Failed() {
+			// Each run has a port of its own: keep the cache free of their logs.
+			_ = os.Remove(filepath.Join(root, ".cache", "fauxqs", fmt.Sprintf("fauxqs-%d.log", port)))
 		}
 	})
 	pidText, err := os.ReadFile(filepath.Join(root, ".cache", "fauxqs", fmt.Sprintf("fauxqs-%d.pid", port)))
