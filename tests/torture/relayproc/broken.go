@@ -17,7 +17,7 @@ type ackFirstStore struct {
 	core.Store
 }
 
-func (s *ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
 	msgs, err := s.Store.Claim(ctx, req)
 	if err != nil || len(msgs) == 0 {
 		return msgs, err
@@ -33,7 +33,7 @@ func (s *ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*co
 }
 
 // Listen keeps the wrapped store's notifications.
-func (s *ackFirstStore) Listen(ctx context.Context) (<-chan struct{}, error) {
+func (s ackFirstStore) Listen(ctx context.Context) (<-chan struct{}, error) {
 	if n, ok := s.Store.(core.Notifier); ok {
 		return n.Listen(ctx)
 	}

@@ -66,44 +66,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = store.Close() }()
 
-	sqsTransport, err := sqs.New(ctx, sqs.Config{
-		QueueURL: cfg.QueueURL, Endpoint: cfg.Endpoint, Region: "us-east-1",
-		AccessKeyID: "torture", SecretAccessKey: "torture",
-		MaxMessageBytes: cfg.MaxMessageBytes,
-	})
+	transport, closeTransport, err := newTransport(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("relayproc: %w", err)
+		return err
 	}
-	defer func() { _ = sqsTransport.Close() }()
-	var transport core.Transport = sqsTransport
-	if cfg.PartialFailureRate > 0 || cfg.CallFailureRate > 0 {
-		faulty := outboxtest.NewFaultyTransport(sqsTransport, cfg.FaultSeed)
-		faulty.SetPartialRate(cfg.PartialFailureRate)
-		faulty.SetFailRate(cfg.CallFailureRate)
-		transport = faulty
+	defer closeTransport()
+	relayStore, closeJournal, err := wrapStore(store, cfg)
+	if err != nil {
+		return err
 	}
-
-	if cfg.PublishTwice {
-		transport = twiceTransport{transport}
-	}
-	if cfg.ReverseBatches {
-		transport = reverseTransport{transport}
-	}
-	var relayStore core.Store = store
-	if cfg.AckBeforePublish {
-		relayStore = &ackFirstStore{Store: relayStore}
-	}
-	if cfg.ShortClaimLease {
-		relayStore = shortLeaseStore{relayStore}
-	}
-	if cfg.Journal != "" {
-		j, err := journal.Wrap(relayStore, cfg.Journal)
-		if err != nil {
-			return fmt.Errorf("relayproc: %w", err)
-		}
-		defer func() { _ = j.Close() }()
-		relayStore = j
-	}
+	defer closeJournal()
 
 	relay, err := core.NewRelay(relayStore, transport, core.Config{
 		BatchSize:    cfg.BatchSize,
@@ -129,6 +101,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", stats)
 	return err
+}
+
+// newTransport builds the SQS transport, wrapped with the fault kit when failure rates are set
+// and with the control scenario's breakage when asked for. release closes its connections.
+func newTransport(ctx context.Context, cfg Config) (t core.Transport, release func(), err error) {
+	sqsTransport, err := sqs.New(ctx, sqs.Config{
+		QueueURL: cfg.QueueURL, Endpoint: cfg.Endpoint, Region: "us-east-1",
+		AccessKeyID: "torture", SecretAccessKey: "torture",
+		MaxMessageBytes: cfg.MaxMessageBytes,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("relayproc: %w", err)
+	}
+	t = sqsTransport
+	if cfg.PartialFailureRate > 0 || cfg.CallFailureRate > 0 {
+		faulty := outboxtest.NewFaultyTransport(sqsTransport, cfg.FaultSeed)
+		faulty.SetPartialRate(cfg.PartialFailureRate)
+		faulty.SetFailRate(cfg.CallFailureRate)
+		t = faulty
+	}
+	if cfg.PublishTwice {
+		t = twiceTransport{t}
+	}
+	if cfg.ReverseBatches {
+		t = reverseTransport{t}
+	}
+	return t, func() { _ = sqsTransport.Close() }, nil
+}
+
+// wrapStore returns the store as the relay sees it: with the control scenario's breakage when
+// asked for, and journaled when a journal is set. release closes the journal.
+func wrapStore(store *postgres.Store, cfg Config) (s core.Store, release func(), err error) {
+	s = store
+	if cfg.AckBeforePublish {
+		s = ackFirstStore{s}
+	}
+	if cfg.ShortClaimLease {
+		s = shortLeaseStore{s}
+	}
+	if cfg.Journal == "" {
+		return s, func() {}, nil
+	}
+	j, err := journal.Wrap(s, cfg.Journal)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relayproc: %w", err)
+	}
+	return j, func() { _ = j.Close() }, nil
 }
 
 // connect opens the store, retrying while PostgreSQL does not answer (a relay restarted during
