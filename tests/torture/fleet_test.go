@@ -48,6 +48,7 @@ type fleet struct {
 	gen      int      // processes started so far
 	journals []string // one per process ever started
 	kills    int
+	pauses   int
 	crashes  []string // processes that exited without being told to
 	stats    []core.Stats
 }
@@ -146,6 +147,28 @@ func (f *fleet) kill(i int) error {
 	return f.start(i)
 }
 
+// pause freezes the process in slot i (SIGSTOP) for d, then resumes it (SIGCONT).
+func (f *fleet) pause(i int, d time.Duration) error {
+	f.mu.Lock()
+	p := f.slots[i]
+	select {
+	case <-p.done:
+		f.mu.Unlock()
+		return nil
+	default:
+	}
+	f.pauses++
+	f.mu.Unlock()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("pause %s: %w", p.name, err)
+	}
+	time.Sleep(d)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("resume %s: %w", p.name, err)
+	}
+	return nil
+}
+
 // stop sends SIGTERM to every process and waits for each to exit; a relay must stop cleanly
 // (exit 0, its counters printed) within its shutdown timeout.
 func (f *fleet) stop(timeout time.Duration) []error {
@@ -237,6 +260,12 @@ func (f *fleet) killCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.kills
+}
+
+func (f *fleet) pauseCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pauses
 }
 
 // tail returns the end of a log file, for error messages.

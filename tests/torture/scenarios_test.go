@@ -25,6 +25,7 @@ type scenario struct {
 	duration time.Duration // how long the writers write; faults happen meanwhile
 	rate     float64       // transactions per second per lane (each carries 1-3 events)
 	kills    int           // SIGKILLs of a random relay, at random moments
+	pauses   int           // SIGSTOPs of a random relay for relayPause, at random moments
 	// pgRestartAt and sqsFreezeAt are when, into the run, PostgreSQL is stopped (for
 	// pgDowntime, then started) and the SQS server frozen (for sqsDowntime); 0 for never.
 	pgRestartAt, sqsFreezeAt time.Duration
@@ -39,6 +40,7 @@ type scenario struct {
 const (
 	pgDowntime  = 3 * time.Second
 	sqsDowntime = 10 * time.Second
+	relayPause  = 5 * time.Second // longer than the 3s lease
 )
 
 func unordered(relays int) laneSpec {
@@ -66,6 +68,10 @@ var scenarios = []scenario{
 	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
 	{name: "postgres-restart", lanes: []laneSpec{ordered(2)}, duration: 25 * time.Second, rate: 40, pgRestartAt: 8 * time.Second},
 	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 30 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second},
+	// A relay frozen past its lease wakes up to finish publishing and acknowledging messages
+	// other relays took over: the lease expiry of promise 3.
+	{name: "relay-pause", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
+		duration: 35 * time.Second, rate: 25, pauses: 6},
 	{name: "four-relays-sigkill", lanes: []laneSpec{named(ordered(4), "ordered"), named(unordered(4), "unordered")},
 		duration: 40 * time.Second, rate: 25, kills: 30, killsOnly: true},
 	// Two relays share each outbox with a lease far longer than any publish here: a duplicate
@@ -81,7 +87,7 @@ var scenarios = []scenario{
 		broken(unordered(2), "one-ms-leases", []string{"-short-claim-lease"}, "took messages another relay held"),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
 	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
-		duration: 50 * time.Second, rate: 25, kills: 20, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
+		duration: 50 * time.Second, rate: 25, kills: 20, pauses: 4, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
 }
 
 // scaled shortens or lengthens the writing phase and the number of kills by factor (the
@@ -90,6 +96,9 @@ func (sc scenario) scaled(factor float64) scenario {
 	sc.duration = time.Duration(float64(sc.duration) * factor)
 	if sc.kills > 0 {
 		sc.kills = max(1, int(float64(sc.kills)*factor))
+	}
+	if sc.pauses > 0 {
+		sc.pauses = max(1, int(float64(sc.pauses)*factor))
 	}
 	for _, at := range []time.Duration{sc.pgRestartAt, sc.sqsFreezeAt} {
 		sc.duration = max(sc.duration, at+5*time.Second)

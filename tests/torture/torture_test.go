@@ -116,6 +116,9 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 	if sc.kills > 0 {
 		faults.Go(func() { killRandomly(t, ctx, lanes, sc.kills, sc.duration) })
 	}
+	if sc.pauses > 0 {
+		faults.Go(func() { pauseRandomly(t, ctx, lanes, sc.pauses, sc.duration) })
+	}
 	if sc.pgRestartAt > 0 {
 		faults.Go(func() {
 			if !sleep(ctx, sc.pgRestartAt) {
@@ -204,9 +207,9 @@ func checkLanes(t *testing.T, sc scenario, lanes []*lane) []result {
 		t.Logf("%s: the relays running at the end published %d events in %d batches, retried %d failed publishes and dead-lettered %d",
 			ln.name, st.Published, st.Batches, st.Failed, st.Dead)
 		t.Logf("%s: %d events written in %d transactions (%d rolled back, %d retried after a database error, %d committed despite a failed COMMIT); "+
-			"%d delivered, %d duplicates, %d in doubt, %d lost, %d dead, %d held back by a dead head of their key until it was purged, max lag %v; %d kills, %d claims; consumer: %d broker redeliveries, %d errors",
+			"%d delivered, %d duplicates, %d in doubt, %d lost, %d dead, %d held back by a dead head of their key until it was purged, max lag %v; %d kills, %d pauses, %d claims; consumer: %d broker redeliveries, %d errors",
 			r.name, r.written, ln.ledger.commits, ln.ledger.rollbacks, r.retried, r.uncertain,
-			r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, ln.ledger.heldBack, r.maxLag.Round(time.Millisecond), r.kills, r.claims, redelivered, consumerErrs)
+			r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, ln.ledger.heldBack, r.maxLag.Round(time.Millisecond), r.kills, ln.fleet.pauseCount(), r.claims, redelivered, consumerErrs)
 	}
 	return results
 }

@@ -28,6 +28,7 @@ const (
 	poisonEvery   = 100 // and one in 100 commits a poison event (the 11th, 111th, ...)
 	burstEvery    = 50  // and one in 50 commits a burst of burstEvents events (the 21st, 71st, ...),
 	burstEvents   = 60  // so that relays are often busy with full batches when they are killed
+	surgeEvents   = 150 // events of a surge, written just before a relay is frozen
 	poisonBytes   = 20 << 10
 )
 
@@ -184,6 +185,8 @@ type writer struct {
 	keys     []string
 	interval time.Duration
 	rng      *rand.Rand
+	// burstSize is how many events a burst transaction writes.
+	burstSize int
 	// blocker makes transaction blockerAt a poison event with the writer's first key, in an
 	// ordered lane, where the dead event must hold back that key (and only that key) until it
 	// is purged.
@@ -195,7 +198,7 @@ type eventKind int
 
 const (
 	normal  eventKind = iota // one to three events for one aggregate
-	burst                    // burstEvents events for aggregates of the writer (an import)
+	burst                    // burstSize events for aggregates of the writer (an import)
 	poison                   // one oversized event with a key of its own
 	blocker                  // one oversized event with a key shared with normal events
 )
@@ -249,7 +252,7 @@ func (w *writer) events(n int, kind eventKind) []*core.Message {
 		return []*core.Message{{Type: "POISON_OVERSIZED", Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"w":%d,"n":%d,"pad":%q}`, w.id, n, pad))}}
 	case burst:
-		msgs := make([]*core.Message, burstEvents)
+		msgs := make([]*core.Message, w.burstSize)
 		for i := range msgs {
 			key := w.keys[w.rng.IntN(len(w.keys))]
 			msgs[i] = &core.Message{Type: "ORDER_IMPORTED", Key: key,
@@ -379,7 +382,7 @@ func startWriters(ctx context.Context, lane string, db *database, l *ledger, rat
 	for i := range writers {
 		w := &writer{id: i, lane: lane, db: db, ledger: l,
 			interval: time.Duration(float64(writers) / rate * float64(time.Second)),
-			rng:      rand.New(rand.NewPCG(seed, uint64(i))), blocker: withBlocker && i == 0}
+			rng:      rand.New(rand.NewPCG(seed, uint64(i))), burstSize: burstEvents, blocker: withBlocker && i == 0}
 		for k := i; k < aggregates; k += writers {
 			w.keys = append(w.keys, fmt.Sprintf("agg-%03d", k))
 		}
@@ -394,6 +397,17 @@ func startWriters(ctx context.Context, lane string, db *database, l *ledger, rat
 		close(errs)
 		return <-errs
 	}
+}
+
+// surger writes surges into a lane: bursts of surgeEvents events for 20 aggregates of their own
+// (so every key still has one writer), to load the relays just before a fault.
+func surger(ln *lane) *writer {
+	w := &writer{id: writers, lane: ln.name, db: ln.db, ledger: ln.ledger, burstSize: surgeEvents,
+		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
+	for k := range 20 {
+		w.keys = append(w.keys, fmt.Sprintf("surge-%02d", k))
+	}
+	return w
 }
 
 // sleep waits d unless ctx ends first.
