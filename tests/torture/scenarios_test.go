@@ -62,7 +62,7 @@ func broken(l laneSpec, suffix string, sabotage []string, expect ...string) lane
 	return l
 }
 
-// scenarios are sized to run in about six minutes on a 2-core machine; scale rate and duration
+// scenarios are sized to run in about seven minutes on a 2-core machine; scale rate and duration
 // together, never drop a fault.
 var scenarios = []scenario{
 	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
