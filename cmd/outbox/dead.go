@@ -82,17 +82,11 @@ func deadCommand(ctx context.Context, e *env, op string, args []string) error {
 	case op != "list" && !*all && len(filter.IDs) == 0 && filter.Type == "" && filter.Key == "":
 		return usagef(cmd, "no filter: give --id, --type or --key, or --all for every dead letter")
 	}
-	target, err := sf.target(cmd)
+	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	store, err := openStore(ctx, target, sf.url)
-	if err != nil {
-		return failed(cmd, err)
-	}
-	defer func() { _ = store.Close() }()
+	defer done()
 
 	switch op {
 	case "list":

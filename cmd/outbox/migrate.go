@@ -30,17 +30,11 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if *printSQL {
 		return printDDL(e, cmd, sf)
 	}
-	target, err := sf.target(cmd)
+	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	store, err := openStore(ctx, target, sf.url)
-	if err != nil {
-		return failed(cmd, err)
-	}
-	defer func() { _ = store.Close() }()
+	defer done()
 	if err := store.EnsureSchema(ctx); err != nil {
 		return failed(cmd, fmt.Errorf("%s: %w", store.name, err))
 	}

@@ -50,17 +50,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
-	target, err := sf.target(cmd)
+	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	store, err := openStore(ctx, target, sf.url)
-	if err != nil {
-		return failed(cmd, err)
-	}
-	defer func() { _ = store.Close() }()
+	defer done()
 	report, err := status(ctx, store)
 	if err != nil {
 		return failed(cmd, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/core"
@@ -40,6 +41,22 @@ func (s *storeFlags) target(cmd string) (storeurl.Target, error) {
 		return t, usagef(cmd, "--store (OUTBOX_STORE): %s", storeurl.Scrub(err.Error(), s.url))
 	}
 	return t, nil
+}
+
+// open parses the store flags and connects, within timeout: how every short-lived command
+// (migrate, status, dead) begins. done closes the store and releases the timeout.
+func (s *storeFlags) open(ctx context.Context, cmd string, timeout time.Duration) (_ context.Context, _ *openedStore, done func(), _ error) {
+	target, err := s.target(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	store, err := openStore(ctx, target, s.url)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, failed(cmd, err)
+	}
+	return ctx, store, func() { _ = store.Close(); cancel() }, nil
 }
 
 // backend is what the commands need of a store: every backend of this repository has it all.
