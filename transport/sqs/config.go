@@ -229,22 +229,17 @@ func checkQueue(q string) error {
 		}
 		return nil
 	}
-	u, err := url.Parse(q)
-	switch {
-	case err != nil:
-		return urlProblem(err)
-	case u.User != nil:
-		return errors.New("must not carry user information")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q: scheme must be http or https", q)
-	case u.Host == "":
-		return fmt.Errorf("%q has no host", q)
-	case strings.Trim(u.Path, "/") == "":
+	if err := checkEndpoint(q); err != nil {
+		return err
+	}
+	if u, _ := url.Parse(q); strings.Trim(u.Path, "/") == "" {
 		return fmt.Errorf("%q has no queue path (want https://host/account/queue)", q)
 	}
 	return nil
 }
 
+// checkEndpoint checks an http(s) URL with a host and no user information: an endpoint, or the
+// base of a queue URL.
 func checkEndpoint(e string) error {
 	u, err := url.Parse(e)
 	switch {
