@@ -66,6 +66,13 @@ func (s *Store) write(op byte, start, end time.Time, items []string) error {
 	return nil
 }
 
+// releasing journals that an ack or nack of ids is about to run. A process killed after the
+// store committed it but before its own 'A' or 'N' line was written leaves only this line: the
+// leases may have ended from here on, so no later claim by another relay counts as an overlap.
+func (s *Store) releasing(start time.Time, ids []string) error {
+	return s.write('R', start, start, ids)
+}
+
 // Claim implements core.Store.
 func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
 	start := time.Now()
@@ -88,6 +95,9 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 // Ack implements core.Store.
 func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
 	start := time.Now()
+	if err := s.releasing(start, ids); err != nil {
+		return err
+	}
 	if err := s.next.Ack(ctx, owner, ids); err != nil {
 		return err
 	}
@@ -97,6 +107,13 @@ func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
 // Nack implements core.Store.
 func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
 	start := time.Now()
+	ids := make([]string, len(failures))
+	for i, f := range failures {
+		ids[i] = f.ID
+	}
+	if err := s.releasing(start, ids); err != nil {
+		return err
+	}
 	if err := s.next.Nack(ctx, owner, failures); err != nil {
 		return err
 	}

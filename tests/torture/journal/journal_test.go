@@ -118,6 +118,10 @@ func TestOverlaps(t *testing.T) {
 		{"claim that may have ended after the lease", "C 1000 1010 " + id, "C 3900 3999 " + id, false},
 		{"claims racing each other", "C 1000 1010 " + id, "C 1005 1020 " + id, false},
 		{"held by a killed process", "C 1000 1010 " + id, "C 3500 3600 " + id, true},
+		// Killed after the store committed its nack but before journaling it: only the line
+		// written before the call remains, and from then on the lease may be gone.
+		{"killed while letting go", "C 1000 1010 " + id + "\nR 1500 1500 " + id, "C 2000 2010 " + id, false},
+		{"claimed before letting go began", "C 1000 1010 " + id + "\nR 2500 2500 " + id, "C 2000 2010 " + id, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ type hold struct {
 	proc                 string
 	claimStart, claimEnd int64 // unix ms around the claim call
 	releaseStart         int64 // start of the ack or nack that ended it; MaxInt64 if none
+	releaseBegun         int64 // first 'R' line: an ack or nack that may have ended it; MaxInt64 if none
 }
 
 // Analyze reads the journals and returns what they prove for a lease of lease.
@@ -73,7 +74,14 @@ func (a *Analysis) readOne(path string, lease int64, holds map[string][]hold) er
 					a.InDoubt[id] = true
 				}
 				open[id] = len(holds[id])
-				holds[id] = append(holds[id], hold{proc: proc, claimStart: start, claimEnd: end, releaseStart: math.MaxInt64})
+				holds[id] = append(holds[id], hold{proc: proc, claimStart: start, claimEnd: end, releaseStart: math.MaxInt64, releaseBegun: math.MaxInt64})
+			}
+		case 'R':
+			for _, id := range items {
+				if i, held := open[id]; held {
+					h := &holds[id][i]
+					h.releaseBegun = min(h.releaseBegun, start)
+				}
 			}
 		case 'A', 'N':
 			for _, item := range items {
@@ -114,7 +122,7 @@ func (a *Analysis) readOne(path string, lease int64, holds map[string][]hold) er
 func (a *Analysis) findOverlaps(holds map[string][]hold, lease int64) {
 	for id, hs := range holds {
 		for _, p := range hs {
-			closes := min(p.releaseStart, p.claimStart+lease)
+			closes := min(p.releaseStart, p.releaseBegun, p.claimStart+lease)
 			for _, q := range hs {
 				if q.proc == p.proc {
 					continue
@@ -131,7 +139,7 @@ func (a *Analysis) findOverlaps(holds map[string][]hold, lease int64) {
 // parse splits one journal line; ok is false for a malformed (cut) line.
 func parse(s string) (op byte, start, end int64, items []string, ok bool) {
 	fields := strings.SplitN(s, " ", 4)
-	if len(fields) != 4 || len(fields[0]) != 1 || !strings.Contains("CAN", fields[0]) || fields[3] == "" {
+	if len(fields) != 4 || len(fields[0]) != 1 || !strings.Contains("CANR", fields[0]) || fields[3] == "" {
 		return 0, 0, 0, nil, false
 	}
 	start, err1 := strconv.ParseInt(fields[1], 10, 64)
