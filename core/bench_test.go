@@ -19,12 +19,9 @@ import (
 
 func preload(b *testing.B, n int) *outboxtest.MemoryStore {
 	b.Helper()
-	st := outboxtest.NewMemoryStore()
-	msgs := outboxtest.NewMessages(n, "EVENT", "")
-	for i := 0; i < n; i += 1000 {
-		if err := st.Add(context.Background(), msgs[i:min(i+1000, n)]...); err != nil {
-			b.Fatal(err)
-		}
+	st, err := outboxtest.Backlog(context.Background(), n, "EVENT")
+	if err != nil {
+		b.Fatal(err)
 	}
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -157,7 +158,7 @@ func (s *MemoryStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core
 		e.leaseOwner, e.leaseUntil = req.Owner, now.Add(req.Lease)
 		m := e.msg
 		if m.Headers != nil {
-			m.Headers = cloneHeaders(m.Headers)
+			m.Headers = maps.Clone(m.Headers)
 		}
 		out = append(out, &m)
 	}
@@ -174,12 +175,8 @@ func (s *MemoryStore) Ack(ctx context.Context, owner string, ids []string) error
 	s.init()
 	now := time.Now()
 	for _, id := range ids {
-		el, ok := s.byID[id]
-		if !ok {
-			continue
-		}
-		e := el.Value.(*memEntry)
-		if e.status != core.StatusPending || e.leaseOwner != owner {
+		el, e := s.heldBy(id, owner)
+		if e == nil {
 			continue
 		}
 		s.queue.Remove(el)
@@ -202,12 +199,8 @@ func (s *MemoryStore) Nack(ctx context.Context, owner string, failures []core.Fa
 	s.init()
 	now := time.Now()
 	for _, f := range failures {
-		el, ok := s.byID[f.ID]
-		if !ok {
-			continue
-		}
-		e := el.Value.(*memEntry)
-		if e.status != core.StatusPending || e.leaseOwner != owner {
+		_, e := s.heldBy(f.ID, owner)
+		if e == nil {
 			continue
 		}
 		e.msg.Attempts++
@@ -219,6 +212,20 @@ func (s *MemoryStore) Nack(ctx context.Context, owner string, failures []core.Fa
 		}
 	}
 	return nil
+}
+
+// heldBy returns the pending message id when owner holds its lease (the only case in which an
+// ack or nack counts), or a nil entry. The caller holds s.mu.
+func (s *MemoryStore) heldBy(id, owner string) (*list.Element, *memEntry) {
+	el, ok := s.byID[id]
+	if !ok {
+		return nil, nil
+	}
+	e := el.Value.(*memEntry)
+	if e.status != core.StatusPending || e.leaseOwner != owner {
+		return nil, nil
+	}
+	return el, e
 }
 
 // Listen implements core.Notifier: it signals after every commit.
@@ -276,7 +283,7 @@ func (s *MemoryStore) ListDead(ctx context.Context, f core.DeadFilter) ([]core.D
 	var out []core.DeadLetter
 	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
 		m := e.msg
-		m.Headers = cloneHeaders(m.Headers)
+		m.Headers = maps.Clone(m.Headers)
 		out = append(out, core.DeadLetter{Message: m, LastError: e.lastError, DiedAt: e.diedAt})
 		return len(out) < limit
 	})
@@ -352,15 +359,4 @@ func (s *MemoryStore) DeleteDelivered(ctx context.Context, cutoff time.Time, lim
 		}
 	}
 	return n, ctx.Err()
-}
-
-func cloneHeaders(h map[string]string) map[string]string {
-	if h == nil {
-		return nil
-	}
-	c := make(map[string]string, len(h))
-	for k, v := range h {
-		c[k] = v
-	}
-	return c
 }

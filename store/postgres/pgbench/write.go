@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -106,7 +107,7 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 		}
 		r.OutboxRuns = append(r.OutboxRuns, float64(n)/o.Duration.Seconds())
 	}
-	r.BaselineTPS, r.OutboxTPS = median(r.BaselineRuns), median(r.OutboxRuns)
+	r.BaselineTPS, r.OutboxTPS = outboxtest.Median(r.BaselineRuns), outboxtest.Median(r.OutboxRuns)
 	r.Ratio = ratio(r.BaselineTPS, r.OutboxTPS)
 	return r, nil
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,8 +148,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.RelayRounds = append(res.RelayRounds, relayed)
 		res.RoundRatios = append(res.RoundRatios, relayed/raw)
 	}
-	res.RawPerSec, res.RelayPerSec = median(res.RawRounds), median(res.RelayRounds)
-	res.Ratio = median(res.RoundRatios)
+	res.RawPerSec, res.RelayPerSec = outboxtest.Median(res.RawRounds), outboxtest.Median(res.RelayRounds)
+	res.Ratio = outboxtest.Median(res.RoundRatios)
 	return res, nil
 }
 
@@ -331,16 +330,4 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 		case <-tick.C:
 		}
 	}
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -7,7 +7,6 @@ package corebench
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
@@ -59,7 +58,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		r.RawRuns, r.RelayRuns = append(r.RawRuns, raw), append(r.RelayRuns, relayed)
 	}
-	r.RawPerSec, r.RelayPerSec = median(r.RawRuns), median(r.RelayRuns)
+	r.RawPerSec, r.RelayPerSec = outboxtest.Median(r.RawRuns), outboxtest.Median(r.RelayRuns)
 	if r.RawPerSec > 0 {
 		r.Ratio = r.RelayPerSec / r.RawPerSec
 	}
@@ -82,20 +81,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// backlog returns a store holding n messages.
-func backlog(ctx context.Context, n int) (*outboxtest.MemoryStore, error) {
-	st := outboxtest.NewMemoryStore()
-	msgs := outboxtest.NewMessages(n, "BENCH_EVENT", "")
-	for i := 0; i < n; i += 1000 {
-		if err := st.Add(ctx, msgs[i:min(i+1000, n)]...); err != nil {
-			return nil, err
-		}
-	}
-	return st, nil
-}
-
 func relay(ctx context.Context, o Options) (float64, error) {
-	st, err := backlog(ctx, o.Events)
+	st, err := outboxtest.Backlog(ctx, o.Events, "BENCH_EVENT")
 	if err != nil {
 		return 0, err
 	}
@@ -119,7 +106,7 @@ func relay(ctx context.Context, o Options) (float64, error) {
 }
 
 func rawLoop(ctx context.Context, o Options) (float64, error) {
-	st, err := backlog(ctx, o.Events)
+	st, err := outboxtest.Backlog(ctx, o.Events, "BENCH_EVENT")
 	if err != nil {
 		return 0, err
 	}
@@ -143,15 +130,4 @@ func rawLoop(ctx context.Context, o Options) (float64, error) {
 		done += len(msgs)
 	}
 	return float64(o.Events) / time.Since(began).Seconds(), nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
