@@ -16,16 +16,7 @@ import (
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written.
 func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error {
-	if err := s.open(); err != nil {
-		return fmt.Errorf("postgres: add: %w", err)
-	}
-	if tx == nil {
-		return fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := s.prepare(ctx, msgs); err != nil {
+	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
 	}
 	cols := columnsOf(msgs)
@@ -45,16 +36,7 @@ func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error
 // AddSQL is Add for database/sql users: it stores msgs inside tx, which may come from any
 // PostgreSQL driver (pgx's stdlib, lib/pq), since the batch travels as one JSON parameter.
 func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
-	if err := s.open(); err != nil {
-		return fmt.Errorf("postgres: add: %w", err)
-	}
-	if tx == nil {
-		return fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	if err := s.prepare(ctx, msgs); err != nil {
+	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
 	}
 	// Payload, result and headers travel as JSON strings holding the JSON text, so the stored
@@ -83,12 +65,23 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 	return nil
 }
 
-func (s *Store) prepare(ctx context.Context, msgs []*core.Message) error {
-	err := core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
-	if err != nil {
-		return fmt.Errorf("postgres: add: %w", err)
+// prepare runs what Add and AddSQL check before writing: an open store, a transaction, and
+// core.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
+func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (write bool, err error) {
+	if err := s.open(); err != nil {
+		return false, fmt.Errorf("postgres: add: %w", err)
 	}
-	return nil
+	if noTx {
+		return false, fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
+	}
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	err = core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	if err != nil {
+		return false, fmt.Errorf("postgres: add: %w", err)
+	}
+	return true, nil
 }
 
 // columns is a batch of messages as one array per column, for unnest.
