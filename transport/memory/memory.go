@@ -6,6 +6,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/txoutbox/outbox/core"
@@ -41,6 +42,11 @@ func New() *Transport {
 func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	for i, m := range msgs {
+		if m == nil {
+			return core.Permanent(fmt.Errorf("memory: publish: message %d is nil", i))
+		}
 	}
 	t.mu.Lock()
 	if t.failAll != nil {

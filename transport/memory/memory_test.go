@@ -87,3 +87,11 @@ func TestSubscribers(t *testing.T) {
 		t.Fatalf("after unsubscribe: %v, subscriber got %d", err, len(got))
 	}
 }
+
+func TestNilMessageRefused(t *testing.T) {
+	tr := memory.New()
+	err := tr.Publish(context.Background(), []*core.Message{nil})
+	if err == nil || !core.IsPermanent(err) || tr.Len() != 0 {
+		t.Fatalf("publish of a nil message = %v (%d received), want a permanent error", err, tr.Len())
+	}
+}
