@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 //
 //	go test -run '^$' -bench 'Relay|RawLoop' -benchmem ./core
 
-func preload(b *testing.B, n int) *outboxtest.MemoryStore {
+func preload(b *testing.B, n int) *memstore.Store {
 	b.Helper()
 	st, err := outboxtest.Backlog(context.Background(), n, "EVENT")
 	if err != nil {

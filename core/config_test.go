@@ -2,12 +2,12 @@ package core_test
 
 import (
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -43,7 +43,7 @@ func TestConfigValidate(t *testing.T) {
 			if !errors.As(err, &ce) || ce.Field != c.field || !errors.Is(err, core.ErrInvalidConfig) {
 				t.Fatalf("error = %v, want one naming %s", err, c.field)
 			}
-			if _, err := core.NewRelay(outboxtest.NewMemoryStore(), memory.New(), c.cfg); err == nil {
+			if _, err := core.NewRelay(memstore.New(), memory.New(), c.cfg); err == nil {
 				t.Fatal("NewRelay accepted the invalid config")
 			}
 		})
@@ -51,13 +51,13 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := core.NewRelay(nil, memory.New(), core.Config{}); err == nil {
 		t.Fatal("NewRelay accepted a nil store")
 	}
-	if _, err := core.NewRelay(outboxtest.NewMemoryStore(), nil, core.Config{}); err == nil {
+	if _, err := core.NewRelay(memstore.New(), nil, core.Config{}); err == nil {
 		t.Fatal("NewRelay accepted a nil transport")
 	}
 }
 
 func TestConfigDefaults(t *testing.T) {
-	r, err := core.NewRelay(outboxtest.NewMemoryStore(), memory.New(), core.Config{})
+	r, err := core.NewRelay(memstore.New(), memory.New(), core.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

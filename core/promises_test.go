@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func stopRelay(t *testing.T, r *core.Relay) {
 	}
 }
 
-func write(t *testing.T, st *outboxtest.MemoryStore, n int, key func(i int) string) []*core.Message {
+func write(t *testing.T, st *memstore.Store, n int, key func(i int) string) []*core.Message {
 	t.Helper()
 	msgs := make([]*core.Message, 0, n)
 	for i := range n {
@@ -81,7 +82,7 @@ func waitDelivered(t *testing.T, tr *memory.Transport, n int, within time.Durati
 	}
 }
 
-func waitPendingZero(t *testing.T, st *outboxtest.MemoryStore) core.Counts {
+func waitPendingZero(t *testing.T, st *memstore.Store) core.Counts {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -101,7 +102,7 @@ func waitPendingZero(t *testing.T, st *outboxtest.MemoryStore) core.Counts {
 
 // Promise 1: a committed message is eventually published, whatever the transport does.
 func TestPromiseAtLeastOnceUnderTransportFailures(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	faulty := outboxtest.NewFaultyTransport(tr, 1)
 	faulty.SetFailRate(0.3)
@@ -121,7 +122,7 @@ func TestPromiseAtLeastOnceUnderTransportFailures(t *testing.T) {
 
 // Promise 1, store side: claim, ack and nack failures are retried and never lose a message.
 func TestPromiseAtLeastOnceUnderStoreFailures(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	faultyStore := outboxtest.NewFaultyStore(st, 2)
 	faultyStore.SetFailRates(0.3, 0.3, 0.3)
 	tr := memory.New()
@@ -140,7 +141,7 @@ func TestPromiseAtLeastOnceUnderStoreFailures(t *testing.T) {
 
 // Promise 2: nothing from a rolled-back transaction is published.
 func TestPromiseRolledBackNeverPublished(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	startRelay(t, st, tr, core.Config{})
 	tx := st.Begin()
@@ -158,7 +159,7 @@ func TestPromiseRolledBackNeverPublished(t *testing.T) {
 // Promise 3: duplicates only when a relay dies between publish and ack, and only for the
 // messages whose ack was lost.
 func TestPromiseDuplicatesOnlyAfterCrash(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	written := write(t, st, 3_000, noKey)
 
@@ -182,7 +183,7 @@ func TestPromiseDuplicatesOnlyAfterCrash(t *testing.T) {
 
 // Promise 4: in ordered mode a key's messages go out in order; a failing key blocks only itself.
 func TestPromiseOrderedPerKey(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	faulty := outboxtest.NewFaultyTransport(tr, 5)
 	faulty.SetFailRate(0.1)
@@ -197,7 +198,7 @@ func TestPromiseOrderedPerKey(t *testing.T) {
 }
 
 func TestPromiseOrderedStuckKeyBlocksOnlyItself(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	faulty := outboxtest.NewFaultyTransport(tr, 6)
 	stuck := write(t, st, 3, func(int) string { return "stuck" })
@@ -215,7 +216,7 @@ func TestPromiseOrderedStuckKeyBlocksOnlyItself(t *testing.T) {
 
 // Promise 5: a poison message goes dead with its error and never stalls the relay.
 func TestPromisePoisonGoesDead(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	faulty := outboxtest.NewFaultyTransport(tr, 7)
 	poison := write(t, st, 2, noKey)
@@ -250,7 +251,7 @@ func TestPromisePoisonGoesDead(t *testing.T) {
 
 // Promise 6: several relays on one store share the work; none publishes what another holds.
 func TestPromiseRelaysShareWork(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	// A publish takes a moment, as a broker's does, so no single relay can drain everything
 	// before the others wake.
@@ -278,7 +279,7 @@ func TestPromiseRelaysShareWork(t *testing.T) {
 
 // Stop under load: no new claims, in-flight batches settle, nothing is lost across a restart.
 func TestStopUnderLoadLosesNothing(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	slow := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {
 		time.Sleep(2 * time.Millisecond)

@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func TestRelayStartTwice(t *testing.T) {
-	r := startRelay(t, outboxtest.NewMemoryStore(), memory.New(), core.Config{})
+	r := startRelay(t, memstore.New(), memory.New(), core.Config{})
 	if err := r.Start(context.Background()); !errors.Is(err, core.ErrRunning) {
 		t.Fatalf("second start = %v, want ErrRunning", err)
 	}
@@ -24,7 +25,7 @@ func TestRelayStartTwice(t *testing.T) {
 
 // With polling far away, only the store's notification can explain a quick delivery.
 func TestRelayWakesOnNotification(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	startRelay(t, st, tr, core.Config{PollInterval: time.Hour})
 	time.Sleep(50 * time.Millisecond) // the first claim found nothing; now the relay waits
@@ -34,7 +35,7 @@ func TestRelayWakesOnNotification(t *testing.T) {
 
 // An idle relay claims once per poll interval, not once per worker.
 func TestRelayIdleLoad(t *testing.T) {
-	st := &countingStore{Store: outboxtest.NewMemoryStore()}
+	st := &countingStore{Store: memstore.New()}
 	startRelay(t, st, memory.New(), core.Config{PollInterval: 50 * time.Millisecond, Concurrency: 8})
 	time.Sleep(520 * time.Millisecond)
 	if n := st.claims.Load(); n > 13 {
@@ -44,7 +45,7 @@ func TestRelayIdleLoad(t *testing.T) {
 
 // A full batch makes the relay claim again at once rather than wait for the next poll.
 func TestRelayDrainsWithoutWaitingForPoll(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	write(t, st, 5_000, noKey)
 	startRelay(t, st, tr, core.Config{PollInterval: time.Hour, BatchSize: 100})
@@ -54,7 +55,7 @@ func TestRelayDrainsWithoutWaitingForPoll(t *testing.T) {
 // Stop's deadline cancels a hung publish, and the messages are released for another relay at
 // once instead of waiting for their lease to expire.
 func TestStopReleasesHungPublish(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	hung := outboxtest.NewFaultyTransport(memory.New(), 8)
 	hung.SetHang(true)
 	write(t, st, 10, noKey)
@@ -88,7 +89,7 @@ func TestStopReleasesHungPublish(t *testing.T) {
 
 // Run stops gracefully when its context ends.
 func TestRunReturnsAfterContextEnds(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	write(t, st, 100, noKey)
 	r, err := core.NewRelay(st, tr, fast(core.Config{}))
@@ -113,7 +114,7 @@ func TestRunReturnsAfterContextEnds(t *testing.T) {
 // Failures are logged with the fields operators need; dead letters at error level.
 func TestRelayLogs(t *testing.T) {
 	observed, logs := observer.New(zap.DebugLevel)
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	faulty := outboxtest.NewFaultyTransport(memory.New(), 9)
 	poison := write(t, st, 1, func(int) string { return "order-1" })
 	faulty.FailIDs(errPermanent, poison[0].ID)
@@ -128,7 +129,7 @@ func TestRelayLogs(t *testing.T) {
 
 // Middleware can tell a message's last attempt from the publish context.
 func TestRelayPassesMaxAttemptsToMiddleware(t *testing.T) {
-	st := outboxtest.NewMemoryStore()
+	st := memstore.New()
 	tr := memory.New()
 	seen := make(chan int, 1)
 	spy := func(next core.Handler) core.Handler {

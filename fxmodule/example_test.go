@@ -3,11 +3,11 @@ package fxmodule_test
 import (
 	"context"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/fxmodule"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -19,7 +19,7 @@ import (
 func Example() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	broker := memory.New()
 
 	app := fx.New(

@@ -3,6 +3,7 @@ package fxmodule_test
 import (
 	"context"
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,7 @@ func testCtx(t *testing.T) context.Context {
 var fast = fxmodule.Config{Relay: core.Config{PollInterval: 20 * time.Millisecond}}
 
 // backends supplies what a service provides itself: its store, logger and config.
-func backends(store *outboxtest.MemoryStore, cfg fxmodule.Config) fx.Option {
+func backends(store *memstore.Store, cfg fxmodule.Config) fx.Option {
 	return fx.Options(
 		fx.Supply(fx.Annotate(store, fx.As(new(core.Store)))),
 		fx.Supply(zap.NewNop(), cfg),
@@ -41,7 +42,7 @@ func backends(store *outboxtest.MemoryStore, cfg fxmodule.Config) fx.Option {
 
 func TestAppPublishesWhatTheStoreHolds(t *testing.T) {
 	ctx := testCtx(t)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	broker := memory.New()
 	var relay *core.Relay
 	app := fxtest.New(t,
@@ -78,7 +79,7 @@ func TestAppPublishesWhatTheStoreHolds(t *testing.T) {
 }
 
 func TestValidateApp(t *testing.T) {
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	err := fx.ValidateApp(
 		backends(store, fxmodule.Config{}),
 		fx.Supply(fx.Annotate(memory.New(), fx.As(new(core.Transport)))),
@@ -114,7 +115,7 @@ func ordersModule(prod *productionTransport) fx.Option {
 
 func TestSwapTransportWithDecorate(t *testing.T) {
 	ctx := testCtx(t)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	prod := &productionTransport{}
 	broker := memory.New()
 	app := fxtest.New(t,
@@ -144,7 +145,7 @@ func TestSwapTransportWithDecorate(t *testing.T) {
 func TestBadConfigFailsStart(t *testing.T) {
 	bad := fxmodule.Config{Relay: core.Config{BatchSize: -1}}
 	app := fx.New(
-		backends(outboxtest.NewMemoryStore(), bad),
+		backends(memstore.New(), bad),
 		fx.Supply(fx.Annotate(memory.New(), fx.As(new(core.Transport)))),
 		fxmodule.Module,
 	)
@@ -177,7 +178,7 @@ func (o *order) middleware(name string) core.Middleware {
 
 func TestMiddlewareIsOneOrderedValue(t *testing.T) {
 	ctx := testCtx(t)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	broker := memory.New()
 	o := &order{}
 	app := fxtest.New(t,
@@ -205,7 +206,7 @@ func TestMiddlewareIsOneOrderedValue(t *testing.T) {
 func TestMiddlewareSetTwiceIsRejected(t *testing.T) {
 	o := &order{}
 	cfg := fxmodule.Config{Relay: core.Config{Middleware: []core.Middleware{o.middleware("a")}}}
-	_, err := fxmodule.NewRelay(outboxtest.NewMemoryStore(), memory.New(), []core.Middleware{o.middleware("b")}, zap.NewNop(), cfg)
+	_, err := fxmodule.NewRelay(memstore.New(), memory.New(), []core.Middleware{o.middleware("b")}, zap.NewNop(), cfg)
 	var ce *core.ConfigError
 	if !errors.As(err, &ce) || ce.Field != "Middleware" {
 		t.Fatalf("err = %v, want a ConfigError naming Middleware", err)
@@ -216,7 +217,7 @@ func TestDisabledRelayIsNotStarted(t *testing.T) {
 	ctx := testCtx(t)
 	var relay *core.Relay
 	app := fxtest.New(t,
-		backends(outboxtest.NewMemoryStore(), fxmodule.Config{Disabled: true}),
+		backends(memstore.New(), fxmodule.Config{Disabled: true}),
 		fx.Supply(fx.Annotate(memory.New(), fx.As(new(core.Transport)))),
 		fxmodule.Module,
 		fx.Populate(&relay),
@@ -236,7 +237,7 @@ func TestDisabledRelayIsNotStarted(t *testing.T) {
 // it and acknowledges the message, so nothing is left for another relay to publish again.
 func TestStopFinishesInFlightPublish(t *testing.T) {
 	ctx := testCtx(t)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	slow := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {

@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"context"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/txoutbox/outbox/middleware/metrics"
 	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/middleware/tracing"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -28,7 +28,7 @@ func Example() {
 	logger := zap.NewNop()
 
 	trace := tracing.Config{} // global TracerProvider, W3C trace context
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	store.WriteHooks = []core.WriteHook{trace.WriteHook()}
 
 	seen, err := dedup.NewMemoryStore(dedup.MemoryConfig{})

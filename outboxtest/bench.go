@@ -3,12 +3,14 @@ package outboxtest
 import (
 	"context"
 	"slices"
+
+	memstore "github.com/txoutbox/outbox/store/memory"
 )
 
-// Backlog returns a MemoryStore already holding n messages of type typ: the source of the
+// Backlog returns a memory store already holding n messages of type typ: the source of the
 // benchmarks that measure what a relay adds over a raw loop.
-func Backlog(ctx context.Context, n int, typ string) (*MemoryStore, error) {
-	st := NewMemoryStore()
+func Backlog(ctx context.Context, n int, typ string) (*memstore.Store, error) {
+	st := memstore.New()
 	msgs := NewMessages(n, typ, "")
 	for i := 0; i < n; i += 1000 {
 		if err := st.Add(ctx, msgs[i:min(i+1000, n)]...); err != nil {

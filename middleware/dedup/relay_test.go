@@ -3,6 +3,7 @@ package dedup_test
 import (
 	"context"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -52,7 +53,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 				return []core.Middleware{mw}
 			}
 
-			store := outboxtest.NewMemoryStore()
+			store := memstore.New()
 			broker := memory.New()
 			if err := store.Add(ctx, outboxtest.NewMessages(1, "ORDER_PLACED", "order-1")...); err != nil {
 				t.Fatal(err)
@@ -178,7 +179,7 @@ func testUnderFaults(t *testing.T, withDedup bool) {
 		_, prefix = redisStore(t, redisClient(t))
 	}
 
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	lossy := &lossyAcks{Store: store, rate: 0.2, rng: rand.New(rand.NewPCG(1, 2)), lost: map[string]bool{}}
 	broker := memory.New()
 	faulty := outboxtest.NewFaultyTransport(broker, 3)

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
@@ -122,7 +123,7 @@ func TestCountersAndHistograms(t *testing.T) {
 func TestObserveStore(t *testing.T) {
 	ctx := context.Background()
 	mp, reader := newProvider(t)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	msgs := outboxtest.NewMessages(3, "ORDER_PLACED", "")
 	msgs[0].CreatedAt = time.Now().Add(-time.Minute)
 	if err := store.Add(ctx, msgs...); err != nil {
@@ -169,7 +170,7 @@ func TestObserveStore(t *testing.T) {
 
 func TestObserveStoreNeedsAnInspector(t *testing.T) {
 	mp, _ := newProvider(t)
-	var plain core.Store = struct{ core.Store }{outboxtest.NewMemoryStore()}
+	var plain core.Store = struct{ core.Store }{memstore.New()}
 	if _, err := (metrics.Config{MeterProvider: mp}).ObserveStore(plain); err == nil {
 		t.Fatal("want an error: the store cannot report its backlog")
 	}

@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"slices"
 	"strings"
 	"sync"
@@ -283,7 +284,7 @@ func TestValidate(t *testing.T) {
 func TestRelayNeverSeesABlip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	broker := memory.New()
 	broker.FailNext(2, errors.New("connection reset"))
 	mw, err := retry.Config{Backoff: fast}.Middleware()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestTraceFlowsFromWriterToBroker(t *testing.T) {
 	tp, exp := newProvider(t)
 	cfg := tracing.Config{TracerProvider: tp, System: "memory"}
 
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	store.WriteHooks = []core.WriteHook{cfg.WriteHook()}
 	reqCtx, request := tp.Tracer("service").Start(ctx, "POST /orders")
 	msg := outboxtest.NewMessages(1, "ORDER_PLACED", "order-7")[0]

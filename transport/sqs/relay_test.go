@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -61,7 +61,7 @@ func waitCounts(t *testing.T, store core.Inspector, cond func(core.Counts) bool)
 func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
 	s := needServer(t)
 	url := s.createQueue(t, false)
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	store.MaxPayloadBytes = 1 << 20 // the store takes what the queue will not
 	good := messages(50, "T", "")
 	big := &core.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}
@@ -108,7 +108,7 @@ func TestRelayRetriesThrottling(t *testing.T) {
 		}
 		succeed(w, ids)
 	}
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	if err := store.Add(testCtx(t), messages(30, "T", "")...); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,7 +30,7 @@ func TestSentMark(t *testing.T) {
 // messages InDoubt lets repeat: only those whose settlement the journal cannot vouch for.
 func TestInDoubt(t *testing.T) {
 	ctx := context.Background()
-	mem := outboxtest.NewMemoryStore()
+	mem := memstore.New()
 	msgs := outboxtest.NewMessages(6, "T", "")
 	if err := mem.Add(ctx, msgs...); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"runtime"
 	"strconv"
 	"strings"
@@ -290,7 +291,7 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	if err := store.Add(ctx, msgs...); err != nil {
 		return 0, err
 	}

@@ -1,5 +1,5 @@
 // Package corebench measures the relay engine itself, with no database or broker in the way:
-// core.Relay draining an in-memory store (outboxtest.MemoryStore) to the memory transport,
+// core.Relay draining an in-memory store (memstore.Store) to the memory transport,
 // against a raw claim-publish-ack loop over the same store and transport in the same run. The
 // ratio says how much the relay's scheduling costs; the engine must never be the bottleneck.
 package corebench

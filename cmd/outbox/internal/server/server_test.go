@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"io"
 	"net/http"
 	"strings"
@@ -34,7 +35,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestHealthAndMetrics(t *testing.T) {
 	var running atomic.Bool
 	var pingErr atomic.Pointer[error]
-	store := outboxtest.NewMemoryStore()
+	store := memstore.New()
 	if err := store.Add(context.Background(), outboxtest.NewMessages(3, "ORDER_PLACED", "")...); err != nil {
 		t.Fatal(err)
 	}

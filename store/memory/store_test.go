@@ -1,4 +1,4 @@
-package outboxtest_test
+package memory_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/memory"
 	"go.uber.org/goleak"
 )
 
@@ -13,7 +14,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func memoryHarness(keep bool) outboxtest.StoreFactory {
 	return func(t *testing.T) outboxtest.StoreHarness {
-		s := outboxtest.NewMemoryStore()
+		s := memory.New()
 		s.KeepDelivered = keep
 		return outboxtest.StoreHarness{
 			Store: s,

@@ -1,4 +1,7 @@
-package outboxtest
+// Package memory is an in-process core.Store with a transactional write side: the reference
+// store, and a test double for relay and middleware tests that need no database. It passes the
+// full store suite (outboxtest.RunStoreSuite).
+package memory
 
 import (
 	"container/list"
@@ -12,10 +15,10 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-// MemoryStore is an in-memory core.Store with a transactional write side. It passes the full
+// Store is an in-memory core.Store with a transactional write side. It passes the full
 // store suite, so relay tests can run against it without a database. Set the exported fields
 // before first use.
-type MemoryStore struct {
+type Store struct {
 	// KeepDelivered keeps acknowledged messages as delivered (for Retention and Counts) instead
 	// of deleting them. Default false.
 	KeepDelivered bool
@@ -25,13 +28,13 @@ type MemoryStore struct {
 	WriteHooks []core.WriteHook
 
 	mu        sync.Mutex
-	queue     *list.List // of *memEntry: every undelivered message (pending or dead), in write order
+	queue     *list.List // of *entry: every undelivered message (pending or dead), in write order
 	byID      map[string]*list.Element
-	delivered map[string]*memEntry
+	delivered map[string]*entry
 	listeners map[chan struct{}]struct{}
 }
 
-type memEntry struct {
+type entry struct {
 	msg         core.Message
 	status      core.Status
 	availableAt time.Time
@@ -43,42 +46,42 @@ type memEntry struct {
 }
 
 var (
-	_ core.Store     = (*MemoryStore)(nil)
-	_ core.Notifier  = (*MemoryStore)(nil)
-	_ core.Inspector = (*MemoryStore)(nil)
-	_ core.Retention = (*MemoryStore)(nil)
+	_ core.Store     = (*Store)(nil)
+	_ core.Notifier  = (*Store)(nil)
+	_ core.Inspector = (*Store)(nil)
+	_ core.Retention = (*Store)(nil)
 )
 
-// NewMemoryStore returns an empty store that deletes messages on ack.
-func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
+// New returns an empty store that deletes messages on ack.
+func New() *Store { return &Store{} }
 
-func (s *MemoryStore) init() {
+func (s *Store) init() {
 	if s.queue == nil {
 		s.queue = list.New()
 		s.byID = map[string]*list.Element{}
-		s.delivered = map[string]*memEntry{}
+		s.delivered = map[string]*entry{}
 		s.listeners = map[chan struct{}]struct{}{}
 	}
 }
 
-// MemoryTx is a write transaction on a MemoryStore: nothing it adds is visible before Commit.
-type MemoryTx struct {
-	store *MemoryStore
+// Tx is a write transaction on a Store: nothing it adds is visible before Commit.
+type Tx struct {
+	store *Store
 	msgs  []*core.Message
 	done  bool
 }
 
 // Begin starts a write transaction.
-func (s *MemoryStore) Begin() *MemoryTx { return &MemoryTx{store: s} }
+func (s *Store) Begin() *Tx { return &Tx{store: s} }
 
 // Add validates msgs (core.Prepare) and stages them.
-func (tx *MemoryTx) Add(ctx context.Context, msgs ...*core.Message) error {
+func (tx *Tx) Add(ctx context.Context, msgs ...*core.Message) error {
 	if tx.done {
-		return fmt.Errorf("memory store: add: transaction already ended")
+		return fmt.Errorf("memory: add: transaction already ended")
 	}
 	opts := core.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
 	if err := core.Prepare(ctx, msgs, opts); err != nil {
-		return fmt.Errorf("memory store: add: %w", err)
+		return fmt.Errorf("memory: add: %w", err)
 	}
 	for _, m := range msgs {
 		tx.msgs = append(tx.msgs, m.Clone())
@@ -87,9 +90,9 @@ func (tx *MemoryTx) Add(ctx context.Context, msgs ...*core.Message) error {
 }
 
 // Commit stores every staged message at once, or none when an ID already exists.
-func (tx *MemoryTx) Commit() error {
+func (tx *Tx) Commit() error {
 	if tx.done {
-		return fmt.Errorf("memory store: commit: transaction already ended")
+		return fmt.Errorf("memory: commit: transaction already ended")
 	}
 	tx.done = true
 	s := tx.store
@@ -99,12 +102,12 @@ func (tx *MemoryTx) Commit() error {
 	seen := map[string]bool{}
 	for _, m := range tx.msgs {
 		if _, dup := s.byID[m.ID]; dup || seen[m.ID] || s.delivered[m.ID] != nil {
-			return fmt.Errorf("memory store: commit: duplicate message id %s", m.ID)
+			return fmt.Errorf("memory: commit: duplicate message id %s", m.ID)
 		}
 		seen[m.ID] = true
 	}
 	for _, m := range tx.msgs {
-		e := &memEntry{msg: *m, status: core.StatusPending, availableAt: m.CreatedAt}
+		e := &entry{msg: *m, status: core.StatusPending, availableAt: m.CreatedAt}
 		s.byID[m.ID] = s.queue.PushBack(e)
 	}
 	if len(tx.msgs) > 0 {
@@ -114,10 +117,10 @@ func (tx *MemoryTx) Commit() error {
 }
 
 // Rollback discards the staged messages.
-func (tx *MemoryTx) Rollback() { tx.done, tx.msgs = true, nil }
+func (tx *Tx) Rollback() { tx.done, tx.msgs = true, nil }
 
 // Add writes msgs in a transaction of their own.
-func (s *MemoryStore) Add(ctx context.Context, msgs ...*core.Message) error {
+func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
 	tx := s.Begin()
 	if err := tx.Add(ctx, msgs...); err != nil {
 		return err
@@ -126,9 +129,9 @@ func (s *MemoryStore) Add(ctx context.Context, msgs ...*core.Message) error {
 }
 
 // Claim implements core.Store.
-func (s *MemoryStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
 	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("memory store: claim: %w", err)
+		return nil, fmt.Errorf("memory: claim: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -143,7 +146,7 @@ func (s *MemoryStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core
 	}
 	var out []*core.Message
 	for el := s.queue.Front(); el != nil && len(out) < req.Limit; el = el.Next() {
-		e := el.Value.(*memEntry)
+		e := el.Value.(*entry)
 		if req.Ordered && e.msg.Key != "" {
 			// The first undelivered message of a key (pending, leased or dead) is its head;
 			// every later one waits for it.
@@ -166,7 +169,7 @@ func (s *MemoryStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core
 }
 
 // Ack implements core.Store.
-func (s *MemoryStore) Ack(ctx context.Context, owner string, ids []string) error {
+func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -190,7 +193,7 @@ func (s *MemoryStore) Ack(ctx context.Context, owner string, ids []string) error
 }
 
 // Nack implements core.Store.
-func (s *MemoryStore) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -216,12 +219,12 @@ func (s *MemoryStore) Nack(ctx context.Context, owner string, failures []core.Fa
 
 // heldBy returns the pending message id when owner holds its lease (the only case in which an
 // ack or nack counts), or a nil entry. The caller holds s.mu.
-func (s *MemoryStore) heldBy(id, owner string) (*list.Element, *memEntry) {
+func (s *Store) heldBy(id, owner string) (*list.Element, *entry) {
 	el, ok := s.byID[id]
 	if !ok {
 		return nil, nil
 	}
-	e := el.Value.(*memEntry)
+	e := el.Value.(*entry)
 	if e.status != core.StatusPending || e.leaseOwner != owner {
 		return nil, nil
 	}
@@ -229,7 +232,7 @@ func (s *MemoryStore) heldBy(id, owner string) (*list.Element, *memEntry) {
 }
 
 // Listen implements core.Notifier: it signals after every commit.
-func (s *MemoryStore) Listen(ctx context.Context) (<-chan struct{}, error) {
+func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
 	s.init()
@@ -245,7 +248,7 @@ func (s *MemoryStore) Listen(ctx context.Context) (<-chan struct{}, error) {
 	return ch, nil
 }
 
-func (s *MemoryStore) signal() {
+func (s *Store) signal() {
 	for ch := range s.listeners {
 		select {
 		case ch <- struct{}{}:
@@ -255,13 +258,13 @@ func (s *MemoryStore) signal() {
 }
 
 // Counts implements core.Inspector.
-func (s *MemoryStore) Counts(ctx context.Context) (core.Counts, error) {
+func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	c := core.Counts{Delivered: int64(len(s.delivered))}
 	for el := s.queue.Front(); el != nil; el = el.Next() {
-		e := el.Value.(*memEntry)
+		e := el.Value.(*entry)
 		if e.status == core.StatusDead {
 			c.Dead++
 			continue
@@ -275,13 +278,13 @@ func (s *MemoryStore) Counts(ctx context.Context) (core.Counts, error) {
 }
 
 // ListDead implements core.Inspector.
-func (s *MemoryStore) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	var out []core.DeadLetter
-	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+	s.eachDead(f, func(el *list.Element, e *entry) bool {
 		m := e.msg
 		m.Headers = maps.Clone(m.Headers)
 		out = append(out, core.DeadLetter{Message: m, LastError: e.lastError, DiedAt: e.diedAt})
@@ -291,10 +294,10 @@ func (s *MemoryStore) ListDead(ctx context.Context, f core.DeadFilter) ([]core.D
 }
 
 // Requeue implements core.Inspector.
-func (s *MemoryStore) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 	n := 0
 	now := time.Now()
-	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+	s.eachDead(f, func(el *list.Element, e *entry) bool {
 		e.status, e.availableAt, e.msg.Attempts, e.diedAt = core.StatusPending, now, 0, time.Time{}
 		n++
 		return f.Limit <= 0 || n < f.Limit
@@ -308,9 +311,9 @@ func (s *MemoryStore) Requeue(ctx context.Context, f core.DeadFilter) (int, erro
 }
 
 // Purge implements core.Inspector.
-func (s *MemoryStore) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
 	n := 0
-	s.eachDead(f, func(el *list.Element, e *memEntry) bool {
+	s.eachDead(f, func(el *list.Element, e *entry) bool {
 		s.queue.Remove(el)
 		delete(s.byID, e.msg.ID)
 		n++
@@ -320,13 +323,13 @@ func (s *MemoryStore) Purge(ctx context.Context, f core.DeadFilter) (int, error)
 }
 
 // eachDead calls fn, under the lock, on each dead message matching f until fn returns false.
-func (s *MemoryStore) eachDead(f core.DeadFilter, fn func(*list.Element, *memEntry) bool) {
+func (s *Store) eachDead(f core.DeadFilter, fn func(*list.Element, *entry) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	for el := s.queue.Front(); el != nil; {
 		next := el.Next() // fn may remove el
-		e := el.Value.(*memEntry)
+		e := el.Value.(*entry)
 		if e.status == core.StatusDead && matchDead(f, &e.msg) && !fn(el, e) {
 			return
 		}
@@ -341,9 +344,9 @@ func matchDead(f core.DeadFilter, m *core.Message) bool {
 }
 
 // DeleteDelivered implements core.Retention.
-func (s *MemoryStore) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 {
-		return 0, fmt.Errorf("memory store: delete delivered: limit must be positive")
+		return 0, fmt.Errorf("memory: delete delivered: limit must be positive")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
