@@ -130,3 +130,43 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// Unavailable marks err as an outage of the destination rather than a fault of any message: the
+// broker is unreachable, throttling, failing with server errors, refusing the credentials, or
+// the queue or topic is briefly missing. A Publish that fails as a whole (or for every message)
+// with such an error pauses the relay: it charges no attempt, releases the messages, and probes
+// the transport with a small batch until it publishes again. Unavailable(nil) is nil.
+//
+// Mark only what concerns the destination. An error that concerns one message belongs in a
+// *BatchError entry (wrapped with Permanent when no retry can fix it); an unmarked error of a
+// whole call is charged to every message of the batch as an ordinary failed attempt.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &unavailableError{err: err}
+}
+
+// IsUnavailable reports whether err, or an error it wraps, was marked with Unavailable. For a
+// BatchError it is true only when every failure is. Permanent wins over Unavailable.
+func IsUnavailable(err error) bool {
+	if err == nil || IsPermanent(err) {
+		return false
+	}
+	var be *BatchError
+	if errors.As(err, &be) && len(be.Failed) > 0 {
+		for _, e := range be.Failed {
+			if !IsUnavailable(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var u *unavailableError
+	return errors.As(err, &u)
+}

@@ -37,3 +37,17 @@ func Chain(h Handler, mws ...Middleware) Handler {
 	}
 	return h
 }
+
+// KeyOrderer is implemented by transports that keep per-key order within one Publish call: the
+// messages of one Key reach consumers in the order of the slice, and after the first failed
+// message of a Key no later message of that Key in the same call is published (each is reported
+// failed in the *BatchError). In ordered mode the relay then sends a key's consecutive messages
+// in one call; for any other transport it sends them in successive calls, one message per key
+// per call, which keeps order at the cost of round trips.
+//
+// KeepsKeyOrder may depend on configuration (an SQS FIFO queue keeps order, a standard queue
+// does not); it is asked once, when the relay is made. Middleware must pass a batch on in
+// order, or a subset of it in order (as middleware/retry does).
+type KeyOrderer interface {
+	KeepsKeyOrder() bool
+}
