@@ -157,7 +157,9 @@ func TestEnsureSchemaConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema + "_new"}.Sanitize()+" CASCADE") })
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema + "_new"}.Sanitize()+" CASCADE")
+	})
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() { errs <- in.EnsureSchema(context.Background()) }()
