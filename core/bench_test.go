@@ -2,12 +2,12 @@ package core_test
 
 import (
 	"context"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -20,9 +20,11 @@ import (
 
 func preload(b *testing.B, n int) *memstore.Store {
 	b.Helper()
-	st, err := outboxtest.Backlog(context.Background(), n, "EVENT")
-	if err != nil {
-		b.Fatal(err)
+	st, msgs := memstore.New(), outboxtest.NewMessages(n, "EVENT", "")
+	for i := 0; i < n; i += 1000 {
+		if err := st.Add(context.Background(), msgs[i:min(i+1000, n)]...); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return st
 }
@@ -57,7 +59,7 @@ func BenchmarkRawLoop(b *testing.B) {
 	st := preload(b, b.N)
 	tr := memory.New()
 	ctx := context.Background()
-	req := core.ClaimRequest{Owner: "raw", Limit: 100, Lease: time.Minute}
+	req := core.ClaimRequest{Token: "raw", Limit: 100, Lease: time.Minute}
 	b.ReportAllocs()
 	b.ResetTimer()
 	began := time.Now()
@@ -69,7 +71,7 @@ func BenchmarkRawLoop(b *testing.B) {
 		if err := tr.Publish(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
-		if err := st.Ack(ctx, req.Owner, outboxtest.IDs(msgs)); err != nil {
+		if _, err := st.Ack(ctx, req.Token, outboxtest.IDs(msgs)); err != nil {
 			b.Fatal(err)
 		}
 		done += len(msgs)

@@ -129,7 +129,7 @@ func BenchmarkMiddleware(b *testing.B) {
 }
 
 func redisDedup(b *testing.B) core.Middleware {
-	addr := outboxtest.Env("OUTBOX_TEST_REDIS_ADDR", "127.0.0.1:6379")
+	addr := outboxtest.ServiceAddr("OUTBOX_TEST_REDIS_ADDR", "127.0.0.1:6379")
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

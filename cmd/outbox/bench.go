@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/pgbench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/sqsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
-	"github.com/txoutbox/outbox/store/postgres/pgbench"
-	"github.com/txoutbox/outbox/transport/sqs/sqsbench"
 )
 
 const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…] [--sqs-endpoint URL] [flags]

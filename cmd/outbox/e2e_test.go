@@ -31,11 +31,11 @@ import (
 // (scripts/services/fauxqs), the way an operator would.
 
 func postgresURL() string {
-	return outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 }
 
 func sqsEndpoint() string {
-	return outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 }
 
 func randomName(prefix string) string {

@@ -16,7 +16,7 @@ import (
 // The MongoDB commands run against FerretDB (scripts/services/ferretdb), which answers what
 // migrate, status and dead need; the relay itself needs a replica set (see store/mongo).
 func TestMongoCommandsOnFerretDB(t *testing.T) {
-	base := strings.TrimSuffix(outboxtest.Env("OUTBOX_TEST_FERRETDB_URI", "mongodb://127.0.0.1:27017/"), "/")
+	base := strings.TrimSuffix(outboxtest.ServiceAddr("OUTBOX_TEST_FERRETDB_URI", "mongodb://127.0.0.1:27017/"), "/")
 	db := randomName("outbox_cli_")
 	url := base + "/" + db
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

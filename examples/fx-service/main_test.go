@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // testConfig returns the service's config over a schema of its own, dropped when the test ends.
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	url := outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	url := outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := pgxpool.New(ctx, url)

@@ -60,7 +60,7 @@ func dropAfter(t *testing.T, uri, db string) {
 // A server without transactions (FerretDB, like a standalone mongod) must make the example fail
 // clearly, having written nothing, rather than store events outside the business transaction.
 func TestRefusesAServerWithoutTransactions(t *testing.T) {
-	uri := outboxtest.Env("OUTBOX_TEST_FERRETDB_URI", "mongodb://127.0.0.1:27017/")
+	uri := outboxtest.ServiceAddr("OUTBOX_TEST_FERRETDB_URI", "mongodb://127.0.0.1:27017/")
 	db := randomName("example_mongosqs_")
 	vars := map[string]string{"OUTBOX_MONGO_URI": uri, "OUTBOX_MONGO_DATABASE": db, "OUTBOX_SQS_QUEUE_URL": "unused", "OUTBOX_SQS_REGION": "us-east-1"}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -82,7 +82,7 @@ func TestExampleAgainstReplicaSetAndSQS(t *testing.T) {
 	if uri == "" {
 		t.Skip("OUTBOX_TEST_MONGO_URI is unset: no MongoDB replica set to run the example against")
 	}
-	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	endpoint := outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

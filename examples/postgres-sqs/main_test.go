@@ -52,8 +52,8 @@ func randomName(prefix string) string {
 func TestExampleAgainstPostgresAndSQS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pgURL := outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
-	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	pgURL := outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	endpoint := outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 
 	admin, err := pgxpool.New(ctx, pgURL)
 	if err == nil {

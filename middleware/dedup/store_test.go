@@ -69,7 +69,7 @@ func TestMemoryStoreIsBounded(t *testing.T) {
 // redisClient connects to the test Redis or skips (fails in CI) when it is not there.
 func redisClient(t *testing.T) redis.UniversalClient {
 	t.Helper()
-	addr := outboxtest.Env("OUTBOX_TEST_REDIS_ADDR", "127.0.0.1:6379")
+	addr := outboxtest.ServiceAddr("OUTBOX_TEST_REDIS_ADDR", "127.0.0.1:6379")
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -22,7 +22,7 @@ import (
 const benchBatch = 100
 
 func benchStore(b *testing.B) *Store {
-	if outboxtest.Env(mongoURIEnv, "") != "" {
+	if outboxtest.ServiceAddr(mongoURIEnv, "") != "" {
 		return openReplicaSet(b, Config{})
 	}
 	return openFerret(b, Config{})
@@ -117,7 +117,7 @@ func BenchmarkDrainRaw(b *testing.B) {
 func BenchmarkWrite(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
-	transactional := outboxtest.Env(mongoURIEnv, "") != ""
+	transactional := outboxtest.ServiceAddr(mongoURIEnv, "") != ""
 	write := func(fn func(ctx context.Context) error) {
 		if !transactional {
 			if err := fn(ctx); err != nil {

@@ -39,14 +39,14 @@ func testCtx(t testing.TB) context.Context {
 // machines, so its absence is never a failure.
 func replicaSetURI(t testing.TB) string {
 	t.Helper()
-	uri := outboxtest.Env(mongoURIEnv, "")
+	uri := outboxtest.ServiceAddr(mongoURIEnv, "")
 	if uri == "" {
 		t.Skipf("%s is unset: the tests that need a MongoDB replica set (transactions, concurrent claims, change streams) do not run; see store/mongo/README.md to start one", mongoURIEnv)
 	}
 	return uri
 }
 
-func ferretURI() string { return outboxtest.Env(ferretURIEnv, ferretDefault) }
+func ferretURI() string { return outboxtest.ServiceAddr(ferretURIEnv, ferretDefault) }
 
 // testDatabase returns a database name unique to this test.
 func testDatabase(t testing.TB) string {

@@ -18,7 +18,7 @@ import (
 // once and only fails at commitTransaction. Writing there "in a transaction" would be writing
 // without one.
 func ferretRSURI() string {
-	return outboxtest.Env("OUTBOX_TEST_FERRETDB_RS_URI", "mongodb://127.0.0.1:27018/?replicaSet=rs0")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_FERRETDB_RS_URI", "mongodb://127.0.0.1:27018/?replicaSet=rs0")
 }
 
 // TestTransactionsUnsupported checks that on servers without transactions Execute and Add

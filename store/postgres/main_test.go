@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 func testURL() string {
-	return outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 }
 
 // adminPool connects to the test server or skips (fails in CI) when it is unreachable.

@@ -73,7 +73,7 @@ func TestStoreSuiteDeleteOnAck(t *testing.T) {
 // one in front of the test server: every statement on the simple protocol, LISTEN on a direct
 // connection (ListenURL), since a transaction-pooled connection keeps no session.
 func TestStoreSuitePgBouncer(t *testing.T) {
-	url := outboxtest.Env("OUTBOX_TEST_PGBOUNCER_URL", "")
+	url := outboxtest.ServiceAddr("OUTBOX_TEST_PGBOUNCER_URL", "")
 	if url == "" {
 		t.Skip("OUTBOX_TEST_PGBOUNCER_URL is not set (a PgBouncer in transaction mode in front of OUTBOX_TEST_POSTGRES_URL)")
 	}

@@ -29,11 +29,11 @@ func TestMain(m *testing.M) {
 }
 
 func postgresURL() string {
-	return outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 }
 
 func sqsEndpoint() string {
-	return outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 }
 
 func randomSuffix() string {

@@ -33,7 +33,7 @@ func repoRoot(t *testing.T) string {
 }
 
 func postgresURL() string {
-	return outboxtest.Env("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 }
 
 // adminPool connects to PostgreSQL for setup and inspection, or skips (fails in CI).

@@ -36,7 +36,7 @@ const (
 )
 
 func endpoint() string {
-	return outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	return outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 }
 
 // server is the SQS test server with an admin client for creating, reading and deleting queues.

@@ -9,8 +9,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -58,7 +58,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		r.RawRuns, r.RelayRuns = append(r.RawRuns, raw), append(r.RelayRuns, relayed)
 	}
-	r.RawPerSec, r.RelayPerSec = outboxtest.Median(r.RawRuns), outboxtest.Median(r.RelayRuns)
+	r.RawPerSec, r.RelayPerSec = benchutil.Median(r.RawRuns), benchutil.Median(r.RelayRuns)
 	if r.RawPerSec > 0 {
 		r.Ratio = r.RelayPerSec / r.RawPerSec
 	}
@@ -82,7 +82,7 @@ func (o Options) withDefaults() Options {
 }
 
 func relay(ctx context.Context, o Options) (float64, error) {
-	st, err := outboxtest.Backlog(ctx, o.Events, "BENCH_EVENT")
+	st, err := benchutil.Backlog(ctx, o.Events, "BENCH_EVENT")
 	if err != nil {
 		return 0, err
 	}
@@ -106,7 +106,7 @@ func relay(ctx context.Context, o Options) (float64, error) {
 }
 
 func rawLoop(ctx context.Context, o Options) (float64, error) {
-	st, err := outboxtest.Backlog(ctx, o.Events, "BENCH_EVENT")
+	st, err := benchutil.Backlog(ctx, o.Events, "BENCH_EVENT")
 	if err != nil {
 		return 0, err
 	}
@@ -124,7 +124,11 @@ func rawLoop(ctx context.Context, o Options) (float64, error) {
 		if err := tr.Publish(ctx, msgs); err != nil {
 			return 0, err
 		}
-		if err := st.Ack(ctx, req.Owner, outboxtest.IDs(msgs)); err != nil {
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		if err := st.Ack(ctx, req.Owner, ids); err != nil {
 			return 0, err
 		}
 		done += len(msgs)

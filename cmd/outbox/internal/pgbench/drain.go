@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -116,7 +116,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 			*v.rates = append(*v.rates, rate)
 		}
 	}
-	r.RawPerSec, r.RelayPerSec, r.HeldTxPerSec = outboxtest.Median(r.RawRuns), outboxtest.Median(r.RelayRuns), outboxtest.Median(r.HeldTxRuns)
+	r.RawPerSec, r.RelayPerSec, r.HeldTxPerSec = benchutil.Median(r.RawRuns), benchutil.Median(r.RelayRuns), benchutil.Median(r.HeldTxRuns)
 	r.Ratio = ratio(r.RelayPerSec, r.RawPerSec)
 	r.HeldTxRatio = ratio(r.HeldTxPerSec, r.RawPerSec)
 	return r, nil

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -107,7 +107,7 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 		}
 		r.OutboxRuns = append(r.OutboxRuns, float64(n)/o.Duration.Seconds())
 	}
-	r.BaselineTPS, r.OutboxTPS = outboxtest.Median(r.BaselineRuns), outboxtest.Median(r.OutboxRuns)
+	r.BaselineTPS, r.OutboxTPS = benchutil.Median(r.BaselineRuns), benchutil.Median(r.OutboxRuns)
 	r.Ratio = ratio(r.BaselineTPS, r.OutboxTPS)
 	return r, nil
 }

@@ -1,21 +1,48 @@
-package postgres_test
+package pgbench_test
 
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/pgbench"
 	"github.com/txoutbox/outbox/outboxtest"
-	"github.com/txoutbox/outbox/store/postgres/pgbench"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testURL() string {
+	return outboxtest.ServiceAddr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+}
+
+// adminPool connects to the test server or skips (fails in CI) when it is unreachable.
+func adminPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, testURL())
+	if err == nil {
+		if err = pool.Ping(ctx); err != nil {
+			pool.Close()
+		}
+	}
+	if err != nil {
+		outboxtest.NeedService(t, "PostgreSQL at "+testURL(), err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
 
 // The benchmarks run whole scenarios (seconds each) from package pgbench and report their
 // results as metrics, ratios to a raw baseline included, and as JSON in the log:
 //
-//	go test -run '^$' -bench . -benchtime 1x ./store/postgres
+//	go test -run '^$' -bench . -benchtime 1x ./internal/pgbench    (in cmd/outbox)
 //
 // Each iteration is a full scenario, so -benchtime 1x is the meaningful setting.
 
@@ -53,8 +80,8 @@ func BenchmarkWriteOverhead(b *testing.B) {
 // 1M run in docs/bench/postgres.md) and OUTBOX_BENCH_ROUNDS the rounds per variant.
 func BenchmarkDrain(b *testing.B) {
 	pool := benchPool(b, 8)
-	events, _ := strconv.Atoi(outboxtest.Env("OUTBOX_BENCH_DRAIN_EVENTS", "0"))
-	rounds, _ := strconv.Atoi(outboxtest.Env("OUTBOX_BENCH_ROUNDS", "0"))
+	events, _ := strconv.Atoi(os.Getenv("OUTBOX_BENCH_DRAIN_EVENTS"))
+	rounds, _ := strconv.Atoi(os.Getenv("OUTBOX_BENCH_ROUNDS"))
 	for b.Loop() {
 		r, err := pgbench.Drain(context.Background(), pool, pgbench.DrainOptions{Events: events, Rounds: rounds})
 		if err != nil {

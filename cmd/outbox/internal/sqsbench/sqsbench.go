@@ -8,7 +8,7 @@
 // the same run, interleaved, so the machine's state affects both alike. The design target is a
 // ratio of at least 0.7.
 //
-//	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./sqsbench
+//	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./internal/sqsbench   (in cmd/outbox)
 package sqsbench
 
 import (
@@ -29,8 +29,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
-	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -149,8 +149,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.RelayRounds = append(res.RelayRounds, relayed)
 		res.RoundRatios = append(res.RoundRatios, relayed/raw)
 	}
-	res.RawPerSec, res.RelayPerSec = outboxtest.Median(res.RawRounds), outboxtest.Median(res.RelayRounds)
-	res.Ratio = outboxtest.Median(res.RoundRatios)
+	res.RawPerSec, res.RelayPerSec = benchutil.Median(res.RawRounds), benchutil.Median(res.RelayRounds)
+	res.Ratio = benchutil.Median(res.RoundRatios)
 	return res, nil
 }
 

@@ -1,4 +1,4 @@
-package postgres_test
+package pgbench_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/store/postgres/pgbench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/pgbench"
 )
 
 // The benchmark scenarios at toy sizes: they run end to end, clean up their schema and report

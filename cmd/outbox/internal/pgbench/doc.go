@@ -1,7 +1,7 @@
 // Package pgbench measures the PostgreSQL outbox against raw SQL doing the same work on the same
 // server in the same run, so results read as ratios that hold across machines. Each scenario
-// takes a pool and options and returns a result with JSON tags; `go test -bench` in
-// store/postgres and the outbox CLI's bench command both call them.
+// takes a pool and options and returns a result with JSON tags; `go test -bench` here (in
+// cmd/outbox/internal/pgbench) and the outbox CLI's bench command both call them.
 //
 // Scenarios:
 //   - WriteOverhead: a one-row business transaction with and without Add of one event.

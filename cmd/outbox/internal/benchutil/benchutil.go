@@ -1,9 +1,15 @@
-package outboxtest
+// Package benchutil holds what the benchmark harnesses of the outbox command share: a backlog to
+// drain and the median that every result reports. It lives beside them, under the command, so
+// neither the daemon's libraries nor the test kit (outboxtest) carry benchmark code.
+package benchutil
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 
+	"github.com/txoutbox/outbox/core"
 	memstore "github.com/txoutbox/outbox/store/memory"
 )
 
@@ -11,9 +17,12 @@ import (
 // benchmarks that measure what a relay adds over a raw loop.
 func Backlog(ctx context.Context, n int, typ string) (*memstore.Store, error) {
 	st := memstore.New()
-	msgs := NewMessages(n, typ, "")
 	for i := 0; i < n; i += 1000 {
-		if err := st.Add(ctx, msgs[i:min(i+1000, n)]...); err != nil {
+		batch := make([]*core.Message, min(1000, n-i))
+		for j := range batch {
+			batch[j] = &core.Message{Type: typ, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i+j))}
+		}
+		if err := st.Add(ctx, batch...); err != nil {
 			return nil, err
 		}
 	}

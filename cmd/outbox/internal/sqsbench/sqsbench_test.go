@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/sqsbench"
 	"github.com/txoutbox/outbox/outboxtest"
-	"github.com/txoutbox/outbox/transport/sqs/sqsbench"
 	"go.uber.org/goleak"
 )
 
@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // needEndpoint returns the SQS test endpoint, or skips (fails in CI) when nothing listens.
 func needEndpoint(t *testing.T) string {
 	t.Helper()
-	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	endpoint := outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 	u, err := url.Parse(endpoint)
 	if err == nil {
 		var c net.Conn
@@ -50,7 +50,7 @@ func TestRunSmall(t *testing.T) {
 //
 //	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./sqsbench
 func BenchmarkRelayVsRaw(b *testing.B) {
-	endpoint := outboxtest.Env("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	endpoint := outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 	for range b.N {
 		res, err := sqsbench.Run(context.Background(), sqsbench.Config{Endpoint: endpoint})
 		if err != nil {
