@@ -1,0 +1,224 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/txoutbox/outbox/core"
+)
+
+// Publish sends msgs to JetStream with Nats-Msg-Id = ID and returns once every message's
+// PubAck came, failed or timed out (AckTimeout), or ctx ended. It returns nil when the stream
+// stored every message (a PubAck reporting a duplicate counts as stored: see Stats); a
+// *core.BatchError naming the messages that failed when some did; or, when every message
+// failed the same way, that error. Failures are marked as the package documentation
+// describes: core.Permanent for what no retry fixes, core.Unavailable for outages.
+//
+// Messages are pipelined on the one connection: up to MaxPending PubAcks are awaited at
+// once across all calls. With KeepKeyOrder, a Key's messages instead go one at a time, each
+// after the previous one's PubAck, and stop at the Key's first failure.
+func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed() {
+		return fmt.Errorf("nats: publish: %w", core.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: publish: %w", err)
+	}
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("nats: publish: message %d is nil", i)
+		}
+	}
+	if !t.nc.IsConnected() {
+		// Fail fast: a publish now would wait for nothing, or fill a reconnect buffer.
+		return core.Unavailable(fmt.Errorf("nats: publish: not connected to a server (connection %s)", t.nc.Status()))
+	}
+	maxBytes := int(t.nc.MaxPayload())
+	if t.cfg.MaxMessageBytes > 0 && t.cfg.MaxMessageBytes < maxBytes {
+		maxBytes = t.cfg.MaxMessageBytes
+	}
+
+	out := newOutcome(msgs)
+	ready := make([]*natsgo.Msg, len(msgs))
+	var all []int
+	for i, m := range msgs {
+		subject, err := t.router.subject(m)
+		if err == nil {
+			ready[i], err = t.encode(m, subject, maxBytes)
+		}
+		if err != nil {
+			out.fail(i, err)
+			continue
+		}
+		all = append(all, i)
+	}
+	p := &publishing{t: t, msgs: msgs, ready: ready, out: out}
+
+	if !t.cfg.KeepKeyOrder {
+		p.pipelined(ctx, all)
+		return out.err()
+	}
+	// One run per Key, in the order of the slice; messages without a Key promise no order and
+	// are pipelined together.
+	var unkeyed []int
+	runs := map[string][]int{}
+	var keys []string
+	for _, i := range all {
+		k := msgs[i].Key
+		if k == "" {
+			unkeyed = append(unkeyed, i)
+			continue
+		}
+		if _, seen := runs[k]; !seen {
+			keys = append(keys, k)
+		}
+		runs[k] = append(runs[k], i)
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() { p.inOrder(ctx, runs[k]) })
+	}
+	p.pipelined(ctx, unkeyed)
+	wg.Wait()
+	return out.err()
+}
+
+// publishing is one Publish call's state.
+type publishing struct {
+	t     *Transport
+	msgs  []*core.Message
+	ready []*natsgo.Msg
+	out   *outcome
+}
+
+// send publishes message i without waiting for its PubAck. A nil future means it failed
+// (recorded) or was never sent because ctx ended or the transport closed (err says so).
+func (p *publishing) send(ctx context.Context, i int) (jetstream.PubAckFuture, error) {
+	if err := p.t.acquire(ctx); err != nil {
+		return nil, err
+	}
+	f, err := p.t.js.PublishMsgAsync(p.ready[i], jetstream.WithRetryAttempts(0))
+	if err != nil {
+		p.t.release() // nats.go calls no handler for a publish it refused
+		p.out.fail(i, classify(p.ready[i].Subject, err))
+		return nil, nil
+	}
+	return f, nil
+}
+
+// wait records the outcome of message i's future, waiting until it resolves or ctx ends.
+// It reports whether the message was stored.
+func (p *publishing) wait(ctx context.Context, i int, f jetstream.PubAckFuture) bool {
+	select {
+	case ack := <-f.Ok():
+		p.t.acked(p.msgs[i], ack)
+		return true
+	case err := <-f.Err():
+		p.out.fail(i, classify(p.ready[i].Subject, err))
+	case <-ctx.Done():
+		p.out.fail(i, fmt.Errorf("nats: publish to %s: no PubAck yet (the stream may have stored it): %w", p.ready[i].Subject, ctx.Err()))
+	case <-p.t.done:
+		p.out.fail(i, fmt.Errorf("nats: publish to %s: no PubAck yet (the stream may have stored it): %w", p.ready[i].Subject, core.ErrClosed))
+	}
+	return false
+}
+
+// pipelined publishes idxs back to back and then collects their PubAcks.
+func (p *publishing) pipelined(ctx context.Context, idxs []int) {
+	futures := make([]jetstream.PubAckFuture, len(idxs))
+	for j, i := range idxs {
+		f, err := p.send(ctx, i)
+		if err != nil {
+			for _, k := range idxs[j:] {
+				p.out.fail(k, err)
+			}
+			break
+		}
+		futures[j] = f
+	}
+	for j, i := range idxs {
+		if futures[j] != nil {
+			p.wait(ctx, i, futures[j])
+		}
+	}
+}
+
+// inOrder publishes the run of one Key one message at a time, each once the previous one
+// was stored, and stops at the first failure: the later messages are not sent, so none of
+// them can be stored ahead of the one that failed.
+func (p *publishing) inOrder(ctx context.Context, idxs []int) {
+	for j, i := range idxs {
+		f, err := p.send(ctx, i)
+		if err != nil { // never sent, nor the rest: ctx ended or the transport closed
+			for _, k := range idxs[j:] {
+				p.out.fail(k, err)
+			}
+			return
+		}
+		if f != nil && p.wait(ctx, i, f) {
+			continue
+		}
+		cause := p.out.errs[i]
+		held := fmt.Errorf("nats: message not sent: message %s of key %q before it failed: %v", p.msgs[i].ID, p.msgs[i].Key, cause)
+		if core.IsUnavailable(cause) {
+			held = core.Unavailable(held) // an outage holds them back: no attempt charged
+		}
+		for _, k := range idxs[j+1:] {
+			p.out.fail(k, held)
+		}
+		return
+	}
+}
+
+// outcome collects what happened to each message of one Publish call. Each index is written
+// by one goroutine only.
+type outcome struct {
+	msgs []*core.Message
+	errs []error
+}
+
+func newOutcome(msgs []*core.Message) *outcome {
+	return &outcome{msgs: msgs, errs: make([]error, len(msgs))}
+}
+
+func (o *outcome) fail(i int, err error) { o.errs[i] = err }
+
+// err returns nil, the error every message failed with, or a BatchError.
+func (o *outcome) err() error {
+	var first error
+	failed, alike := 0, true
+	for _, err := range o.errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		} else if alike && err.Error() != first.Error() {
+			alike = false
+		}
+		failed++
+	}
+	switch {
+	case failed == 0:
+		return nil
+	case failed == len(o.errs) && alike:
+		// Every message failed the same way (a cancelled context, a closed transport, no
+		// stream): one error says it best, and keeps its marks.
+		return first
+	}
+	be := core.NewBatchError()
+	for i, err := range o.errs {
+		if err != nil {
+			be.Add(o.msgs[i].ID, err)
+		}
+	}
+	return be
+}
