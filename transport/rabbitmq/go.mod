@@ -2,6 +2,16 @@ module github.com/txoutbox/outbox/transport/rabbitmq
 
 go 1.26
 
-require github.com/txoutbox/outbox v0.0.0
+require (
+	github.com/rabbitmq/amqp091-go v1.16.0
+	github.com/txoutbox/outbox v0.0.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	go.uber.org/multierr v1.10.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
+)
 
 replace github.com/txoutbox/outbox => ../../
