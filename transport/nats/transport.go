@@ -105,13 +105,16 @@ func (t *Transport) String() string { return "nats.Transport(" + t.cfg.String() 
 // Close makes further publishes fail with core.ErrClosed, ends the waits of publishes in
 // flight (their unacknowledged messages fail: the stream may still store them, and their
 // duplicate window drops the republish), and closes the connection New made. A Conn you
-// passed stays open.
+// passed stays open, and keeps the PubAck subscription until you close it.
+//
+// Close does not call JetStream's CleanupPublisher: in nats.go v1.55 it can race with the
+// start of the publisher's reconnect watcher and leave that goroutine blocked forever.
+// Closing the connection ends the watcher instead.
 func (t *Transport) Close() error {
 	t.once.Do(func() {
 		close(t.done)
 		t.mu.Lock() // every Publish has returned
 		defer t.mu.Unlock()
-		t.js.CleanupPublisher()
 		t.closeConn()
 	})
 	return nil
