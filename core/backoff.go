@@ -55,21 +55,23 @@ func (b Backoff) Validate(component, field string) error {
 }
 
 // Delay returns the wait after the n-th consecutive failure (n >= 1). Unset fields take their
-// defaults.
+// defaults. The arithmetic saturates at Max, whatever Max and n are.
 func (b Backoff) Delay(n int) time.Duration {
 	b = b.withDefaults()
 	if n < 1 {
 		n = 1
 	}
 	d := float64(b.Initial) * math.Pow(b.Multiplier, float64(n-1))
-	if d > float64(b.Max) || math.IsInf(d, 0) || math.IsNaN(d) {
-		d = float64(b.Max)
-	}
 	if b.Jitter > 0 {
 		d *= 1 + b.Jitter*(2*rand.Float64()-1)
 	}
-	if d > float64(b.Max) {
-		d = float64(b.Max)
+	// Compare in float64 before converting: a float64 at or above 2^63 does not convert to an
+	// int64 (it wraps negative), and Max itself may be close to that.
+	if math.IsNaN(d) || d >= float64(b.Max) {
+		return b.Max
+	}
+	if d < 0 {
+		return 0
 	}
 	return time.Duration(d)
 }

@@ -18,13 +18,15 @@ type Config struct {
 	Concurrency int
 	// PollInterval is how often an idle relay looks for work when no notification woke it. It
 	// bounds the delay of a message whose notification was lost, and the relay's idle load: one
-	// claim per interval. Default 1s.
+	// claim per interval. Default 1s; at least MinPollInterval.
 	PollInterval time.Duration
 	// Lease is how long a claimed message stays reserved for this relay. A relay that dies loses
-	// its leases after this long and another relay publishes the messages again. Default 30s.
+	// its leases after this long and another relay publishes the messages again. Default 30s;
+	// at least MinLease.
 	Lease time.Duration
 	// PublishTimeout bounds one Publish call, so that a hung broker never outlives the lease and
-	// causes duplicates. Default Lease/2; it must be below Lease.
+	// causes duplicates. Default Lease/2; it must be below Lease and at least MinPublishTimeout.
+	// A publish that runs out of time counts as a broker outage (no attempt is charged).
 	PublishTimeout time.Duration
 	// MaxAttempts is how many failed publishes move a message to dead. Default 25.
 	MaxAttempts int
@@ -48,7 +50,21 @@ type Config struct {
 	RetainDelivered time.Duration
 	// CleanupInterval is how often retention runs. Default 1m.
 	CleanupInterval time.Duration
+	// Clock is the relay's clock. It is used only for what concerns the relay itself (the lag in
+	// Stats, outage timestamps); every time stored with a message (leases, retry times, retention
+	// cutoffs) is computed by the store with its own clock, so a skewed relay neither kills
+	// messages early nor delays them. Tests inject a skewed clock here. Default time.Now.
+	Clock func() time.Time
 }
+
+// The smallest values Validate accepts: below them a relay cannot work (a lease that expires
+// before a claim, a publish and an ack can run; a publish timeout no broker can meet; a poll
+// loop that spins).
+const (
+	MinLease          = 100 * time.Millisecond
+	MinPublishTimeout = 10 * time.Millisecond
+	MinPollInterval   = 10 * time.Millisecond
+)
 
 func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
@@ -82,6 +98,9 @@ func (c Config) withDefaults() Config {
 	if c.CleanupInterval == 0 {
 		c.CleanupInterval = time.Minute
 	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	return c
 }
 
@@ -101,10 +120,16 @@ func (c Config) Validate() error {
 		return bad("Concurrency", fmt.Sprintf("%d is above 1024", c.Concurrency))
 	case c.PollInterval < 0:
 		return bad("PollInterval", "is negative")
+	case c.PollInterval > 0 && c.PollInterval < MinPollInterval:
+		return bad("PollInterval", fmt.Sprintf("%v is below the minimum of %v", c.PollInterval, MinPollInterval))
 	case c.Lease < 0:
 		return bad("Lease", "is negative")
+	case c.Lease > 0 && c.Lease < MinLease:
+		return bad("Lease", fmt.Sprintf("%v is below the minimum of %v", c.Lease, MinLease))
 	case c.PublishTimeout < 0:
 		return bad("PublishTimeout", "is negative")
+	case c.PublishTimeout > 0 && c.PublishTimeout < MinPublishTimeout:
+		return bad("PublishTimeout", fmt.Sprintf("%v is below the minimum of %v", c.PublishTimeout, MinPublishTimeout))
 	case c.MaxAttempts < 0:
 		return bad("MaxAttempts", "is negative")
 	case c.ShutdownTimeout < 0:

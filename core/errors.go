@@ -15,6 +15,9 @@ var (
 	ErrInvalidMessage = errors.New("outbox: invalid message")
 	// ErrInvalidConfig matches (with errors.Is) every *ConfigError.
 	ErrInvalidConfig = errors.New("outbox: invalid config")
+	// ErrInvalidArgument matches (with errors.Is) every error made by InvalidArgument: a bad
+	// argument to a call (a nil transaction, an empty token), as opposed to a bad Config field.
+	ErrInvalidArgument = errors.New("outbox: invalid argument")
 	// ErrRunning is returned by Start on a relay that is already running.
 	ErrRunning = errors.New("outbox: relay already running")
 )
@@ -39,6 +42,19 @@ func (e *ConfigError) Error() string {
 	return e.Component + ": invalid config: " + e.Field + " " + e.Problem
 }
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// ArgumentError names the argument of a call that is wrong and why.
+type ArgumentError struct {
+	Arg     string
+	Problem string
+}
+
+// InvalidArgument returns an *ArgumentError, which matches ErrInvalidArgument. Stores wrap it
+// with their prefix: "postgres: add: invalid argument: tx is nil".
+func InvalidArgument(arg, problem string) error { return &ArgumentError{Arg: arg, Problem: problem} }
+
+func (e *ArgumentError) Error() string        { return "invalid argument: " + e.Arg + " " + e.Problem }
+func (e *ArgumentError) Is(target error) bool { return target == ErrInvalidArgument }
 
 // BatchError reports a partial failure of Transport.Publish: the messages it names failed, every
 // other message of the batch was published. The relay acknowledges the others and records a

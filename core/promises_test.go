@@ -320,11 +320,11 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 	publishedAtStop := tr.Len()
 	if c, _ := st.Counts(context.Background()); c.Pending > 0 {
 		// Whatever is pending after Stop must be claimable at once: Stop left no lease behind.
-		msgs, err := st.Claim(context.Background(), core.ClaimRequest{Owner: "probe", Limit: 1_000_000, Lease: time.Second})
+		msgs, err := st.Claim(context.Background(), core.ClaimRequest{Token: "probe", Limit: 1_000_000, Lease: time.Second})
 		if err != nil || int64(len(msgs)) != c.Pending {
 			t.Fatalf("after stop %d pending but %d claimable (%v)", c.Pending, len(msgs), err)
 		}
-		if err := st.Nack(context.Background(), "probe", releaseAll(msgs)); err != nil {
+		if _, err := st.Nack(context.Background(), "probe", releaseAll(msgs)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -345,7 +345,7 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 func releaseAll(msgs []*core.Message) []core.Failure {
 	f := make([]core.Failure, len(msgs))
 	for i, m := range msgs {
-		f[i] = core.Failure{ID: m.ID, Error: "probe", RetryAt: time.Now()}
+		f[i] = core.Failure{ID: m.ID, Release: true}
 	}
 	return f
 }

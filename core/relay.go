@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +13,13 @@ import (
 // low on purpose: a relay must resume within seconds of its database coming back.
 var storeBackoff = Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
-// maxErrorText bounds the error text a failure stores.
-const maxErrorText = 2048
+// listenBackoff spaces attempts to start listening for store notifications; polling covers the
+// gap meanwhile.
+var listenBackoff = Backoff{Initial: 500 * time.Millisecond, Max: time.Minute, Multiplier: 2, Jitter: 0.2}
+
+// stopGrace is how long Stop waits, past its deadline, for the acks and nacks that release
+// what the relay holds. What is not released by then comes back when its lease expires.
+const stopGrace = time.Second
 
 // Relay moves messages from a Store to a Transport: it claims due messages in batches, publishes
 // them through the middleware chain, acknowledges what was published and records what failed.
@@ -23,11 +27,16 @@ const maxErrorText = 2048
 type Relay struct {
 	store   Store
 	publish Handler
-	cfg     Config
-	log     *zap.Logger
+	// keyOrder: the transport keeps per-key order within one Publish (KeyOrderer), so an
+	// ordered batch goes out in one call instead of one message per key per call.
+	keyOrder bool
+	cfg      Config
+	log      *zap.Logger
+	tokens   tokens
+	outage   outage
 
-	claimed, published, failed, dead, batches atomic.Int64
-	lastLag                                   atomic.Int64
+	claimed, published, failed, dead, released, stale, batches atomic.Int64
+	lastLag                                                    atomic.Int64
 
 	mu  sync.Mutex
 	run *run // nil while stopped
@@ -83,11 +92,14 @@ func NewRelay(store Store, transport Transport, cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	ko, ok := transport.(KeyOrderer)
 	return &Relay{
-		store:   store,
-		publish: Chain(transport.Publish, cfg.Middleware...),
-		cfg:     cfg,
-		log:     cfg.Logger.Named("outbox.relay").With(zap.String("owner", cfg.Owner)),
+		store:    store,
+		publish:  Chain(transport.Publish, cfg.Middleware...),
+		keyOrder: ok && ko.KeepsKeyOrder(),
+		cfg:      cfg,
+		log:      cfg.Logger.Named("outbox.relay").With(zap.String("owner", cfg.Owner)),
+		tokens:   tokens{prefix: tokenPrefix(cfg.Owner)},
 	}, nil
 }
 
@@ -106,8 +118,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	return r.Stop(stopCtx)
 }
 
-// Start launches the relay's goroutines and returns at once. ctx only bounds starting; the
-// relay runs until Stop.
+// Start launches the relay's goroutines and returns at once: it never waits for the store or
+// the transport (notifications are set up in the background; the relay polls until they work).
+// ctx only bounds starting; the relay runs until Stop.
 func (r *Relay) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -122,13 +135,8 @@ func (r *Relay) Start(ctx context.Context) error {
 	r.run = rn
 
 	if n, ok := r.store.(Notifier); ok {
-		signals, err := n.Listen(runCtx)
-		if err != nil {
-			r.log.Warn("store notifications unavailable; polling only", zap.Error(err), zap.Duration("poll_interval", r.cfg.PollInterval))
-		} else {
-			rn.aux.Add(1)
-			go r.forward(rn, signals)
-		}
+		rn.aux.Add(1)
+		go r.listen(rn, n)
 	}
 	rn.aux.Add(1)
 	go r.poll(rn)
@@ -146,9 +154,10 @@ func (r *Relay) Start(ctx context.Context) error {
 }
 
 // Stop stops claiming, lets in-flight batches finish publishing and be acknowledged or
-// recorded as failed, and returns. When ctx ends first, in-flight publishes are cancelled, their
-// messages are released for another attempt, and Stop returns ctx's error. Stop on a stopped
-// relay returns nil.
+// recorded as failed, and returns. When ctx ends first, in-flight publishes are cancelled and
+// their messages released without an attempt being charged; Stop waits at most one more second
+// for those releases (what is not released by then comes back when its lease expires) and
+// returns ctx's error. Stop on a stopped relay returns nil.
 func (r *Relay) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -178,30 +187,70 @@ func (r *Relay) Stop(ctx context.Context) error {
 type Stats struct {
 	Claimed   int64 // messages claimed
 	Published int64 // messages published and acknowledged
-	Failed    int64 // failed publishes that will be retried
+	Failed    int64 // failed publishes that will be retried (an attempt was charged)
 	Dead      int64 // messages moved to dead
-	Batches   int64 // non-empty claims
+	// Released counts messages handed back without an attempt charged: the transport was
+	// unavailable, the relay was stopping, or an earlier message of their key failed first.
+	Released int64
+	// Stale counts acks and nacks the store ignored because the claim had lost its lease (it
+	// expired and the message was claimed again): a sign that Lease is too short.
+	Stale   int64
+	Batches int64 // non-empty claims
 	// LastLag is the age (now - CreatedAt) of the oldest message of the last published batch.
 	LastLag time.Duration
+	// TransportDownSince is when the transport became unavailable (the relay is paused and
+	// probing it); zero while it is available.
+	TransportDownSince time.Time
+	// TransportError is the error that paused the relay, while TransportDownSince is set.
+	TransportError string
 }
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
+	since, cause := r.outage.state()
 	return Stats{
-		Claimed:   r.claimed.Load(),
-		Published: r.published.Load(),
-		Failed:    r.failed.Load(),
-		Dead:      r.dead.Load(),
-		Batches:   r.batches.Load(),
-		LastLag:   time.Duration(r.lastLag.Load()),
+		Claimed:            r.claimed.Load(),
+		Published:          r.published.Load(),
+		Failed:             r.failed.Load(),
+		Dead:               r.dead.Load(),
+		Released:           r.released.Load(),
+		Stale:              r.stale.Load(),
+		Batches:            r.batches.Load(),
+		LastLag:            time.Duration(r.lastLag.Load()),
+		TransportDownSince: since,
+		TransportError:     cause,
 	}
 }
 
-// forward turns store notifications into wake-ups until the notifier closes its channel.
-func (r *Relay) forward(rn *run, signals <-chan struct{}) {
+// listen turns store notifications into wake-ups. It starts listening in the background, so a
+// database that is slow or unreachable never holds up Start, and listens again with backoff
+// whenever it fails or the notifier gives up; polling covers the gaps.
+func (r *Relay) listen(rn *run, n Notifier) {
 	defer rn.aux.Done()
-	for range signals {
-		rn.kick()
+	for failures := 0; ; {
+		signals, err := n.Listen(rn.ctx)
+		if err == nil {
+			failures = 0
+			rn.kick() // anything committed while not listening
+			for range signals {
+				rn.kick()
+			}
+		}
+		if rn.ctx.Err() != nil {
+			return
+		}
+		failures++
+		delay := listenBackoff.Delay(failures)
+		if failures == 1 {
+			r.log.Warn("store notifications unavailable; polling until they work", zap.Error(err), zap.Duration("poll_interval", r.cfg.PollInterval))
+		} else {
+			r.log.Debug("store notifications still unavailable", zap.Error(err), zap.Duration("retry_in", delay))
+		}
+		select {
+		case <-rn.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
 	}
 }
 
@@ -221,8 +270,10 @@ func (r *Relay) poll(rn *run) {
 	}
 }
 
-// work is one claim-publish-ack loop. It claims when woken and keeps claiming while batches
-// come back full, waking another worker to help.
+// work is one claim-publish-ack loop. It claims when woken and keeps claiming while there is
+// work: after a full batch (waking another worker to help) and, in ordered mode, after any
+// batch at all, since acking a run may have made the next messages of its keys due. While the
+// transport is unavailable one worker probes it with small batches and the others wait.
 func (r *Relay) work(rn *run) {
 	defer rn.workers.Done()
 	storeFailures := 0
@@ -233,30 +284,73 @@ func (r *Relay) work(rn *run) {
 		case <-rn.wake:
 		}
 		for !rn.stopping() {
-			n, err := r.cycle(rn)
+			if delay, probing, down := r.outage.probe(); down {
+				if !probing {
+					break // another worker probes; a kick wakes this one when it is over
+				}
+				if !r.probeOnce(rn, delay, &storeFailures) {
+					return
+				}
+				continue
+			}
+			limit := r.cfg.BatchSize
+			n, err := r.cycle(rn, limit)
 			if err != nil {
-				storeFailures++
-				delay := storeBackoff.Delay(storeFailures)
-				r.log.Warn("claim failed; retrying", zap.Error(err), zap.Int("failures", storeFailures), zap.Duration("retry_in", delay))
-				if !rn.sleep(delay) {
+				if !r.storeFailed(rn, err, &storeFailures) {
 					return
 				}
 				continue
 			}
 			storeFailures = 0
-			if n < r.cfg.BatchSize {
+			if !r.outage.over() {
+				continue // the transport just became unavailable: probe it, or leave that to another
+			}
+			if n == 0 || (n < limit && !r.cfg.Ordered) {
 				break
 			}
-			rn.kick()
+			if n == limit {
+				rn.kick()
+			}
 		}
 	}
 }
 
-// cycle claims one batch, publishes it and settles it. It returns how many messages it claimed.
-func (r *Relay) cycle(rn *run) (int, error) {
+// probeOnce waits delay, then publishes one small batch to find out whether the transport is
+// back. It reports false when the relay was told to stop.
+func (r *Relay) probeOnce(rn *run, delay time.Duration, storeFailures *int) bool {
+	defer r.outage.probeDone()
+	if !rn.sleep(delay) {
+		return false
+	}
+	n, err := r.cycle(rn, min(r.cfg.BatchSize, probeBatch))
+	if err != nil {
+		return r.storeFailed(rn, err, storeFailures)
+	}
+	*storeFailures = 0
+	if n == 0 {
+		r.outage.end(r.log, r.cfg.Clock(), "nothing left to probe with")
+	}
+	if r.outage.over() {
+		rn.kick() // wake the other workers
+	}
+	return true
+}
+
+// storeFailed logs a failed claim and sleeps a backoff; false means the relay was told to stop.
+func (r *Relay) storeFailed(rn *run, err error, failures *int) bool {
+	*failures++
+	delay := storeBackoff.Delay(*failures)
+	r.log.Warn("claim failed; retrying", zap.Error(err), zap.Int("failures", *failures), zap.Duration("retry_in", delay))
+	return rn.sleep(delay)
+}
+
+// cycle claims one batch under a new token, publishes it and settles it. It returns how many
+// messages it claimed.
+func (r *Relay) cycle(rn *run, limit int) (int, error) {
+	token := r.tokens.next()
 	msgs, err := r.store.Claim(rn.ctx, ClaimRequest{
-		Owner:   r.cfg.Owner,
-		Limit:   r.cfg.BatchSize,
+		Token:   token,
+		Limit:   limit,
 		Lease:   r.cfg.Lease,
 		Ordered: r.cfg.Ordered,
 	})
@@ -271,94 +365,8 @@ func (r *Relay) cycle(rn *run) (int, error) {
 	}
 	r.claimed.Add(int64(len(msgs)))
 	r.batches.Add(1)
-	r.deliver(rn, msgs)
+	r.deliver(rn, token, msgs)
 	return len(msgs), nil
-}
-
-// deliver publishes msgs and records the outcome of each in the store.
-func (r *Relay) deliver(rn *run, msgs []*Message) {
-	ctx, cancel := context.WithTimeout(rn.ctx, r.cfg.PublishTimeout)
-	err := r.publish(WithMaxAttempts(ctx, r.cfg.MaxAttempts), msgs)
-	cancel()
-
-	now := time.Now()
-	aborted := rn.ctx.Err() != nil // Stop's deadline passed: not the messages' fault
-	var batchErr *BatchError
-	partial := err != nil && errors.As(err, &batchErr)
-	acks := make([]string, 0, len(msgs))
-	var failures []Failure
-	var oldest time.Time
-	for _, m := range msgs {
-		cause := err
-		if partial {
-			cause = batchErr.Failed[m.ID]
-		}
-		if cause == nil {
-			acks = append(acks, m.ID)
-			if oldest.IsZero() || m.CreatedAt.Before(oldest) {
-				oldest = m.CreatedAt
-			}
-			continue
-		}
-		failures = append(failures, r.failure(m, cause, now, aborted))
-	}
-
-	if len(acks) > 0 {
-		r.settle(rn, "ack", func(ctx context.Context) error { return r.store.Ack(ctx, r.cfg.Owner, acks) })
-		r.published.Add(int64(len(acks)))
-		r.lastLag.Store(int64(now.Sub(oldest)))
-	}
-	if len(failures) > 0 {
-		r.settle(rn, "nack", func(ctx context.Context) error { return r.store.Nack(ctx, r.cfg.Owner, failures) })
-		r.log.Warn("publish failed", zap.Int("failed", len(failures)), zap.Int("batch", len(msgs)), zap.Error(err))
-	}
-}
-
-// failure decides what becomes of a message whose publish failed.
-func (r *Relay) failure(m *Message, cause error, now time.Time, aborted bool) Failure {
-	attempt := m.Attempts + 1
-	text := cause.Error()
-	if len(text) > maxErrorText {
-		text = text[:maxErrorText]
-	}
-	f := Failure{ID: m.ID, Error: text, RetryAt: now.Add(r.cfg.Backoff.Delay(attempt))}
-	switch {
-	case aborted:
-		f.RetryAt = now
-	case IsPermanent(cause) || attempt >= r.cfg.MaxAttempts:
-		f.Dead = true
-		r.dead.Add(1)
-		r.log.Error("message dead-lettered",
-			zap.String("id", m.ID), zap.String("type", m.Type), zap.String("key", m.Key),
-			zap.Int("attempts", attempt), zap.Bool("permanent", IsPermanent(cause)), zap.String("error", text))
-		return f
-	}
-	r.failed.Add(1)
-	return f
-}
-
-// settle runs an ack or nack, retrying store errors until it succeeds or the lease it protects
-// has run out (then another relay publishes the messages again: a duplicate, never a loss).
-func (r *Relay) settle(rn *run, op string, call func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rn.ctx), r.cfg.Lease)
-	defer cancel()
-	for attempt := 1; ; attempt++ {
-		err := call(ctx)
-		if err == nil {
-			return
-		}
-		delay := storeBackoff.Delay(attempt)
-		r.log.Warn(op+" failed; retrying", zap.Error(err), zap.Int("attempt", attempt))
-		select {
-		case <-rn.ctx.Done(): // Stop's deadline passed: give up now rather than hold Stop
-			r.log.Error(op+" abandoned at stop: the messages will be published again when their lease expires", zap.Error(err))
-			return
-		case <-ctx.Done():
-			r.log.Error(op+" abandoned: the messages will be published again when their lease expires", zap.Error(err))
-			return
-		case <-time.After(delay):
-		}
-	}
 }
 
 // retain deletes delivered messages older than RetainDelivered, in bounded batches.
@@ -373,9 +381,8 @@ func (r *Relay) retain(rn *run, ret Retention) {
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-r.cfg.RetainDelivered)
 		for !rn.stopping() {
-			n, err := ret.DeleteDelivered(rn.ctx, cutoff, batch)
+			n, err := ret.DeleteDelivered(rn.ctx, r.cfg.RetainDelivered, batch)
 			if err != nil {
 				r.log.Warn("retention failed", zap.Error(err))
 				break

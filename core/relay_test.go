@@ -76,7 +76,7 @@ func TestStopReleasesHungPublish(t *testing.T) {
 	if took := time.Since(began); took > 2*time.Second {
 		t.Fatalf("stop took %v past its 100ms deadline", took)
 	}
-	msgs, err := st.Claim(context.Background(), core.ClaimRequest{Owner: "next", Limit: 100, Lease: time.Second})
+	msgs, err := st.Claim(context.Background(), core.ClaimRequest{Token: "next", Limit: 100, Lease: time.Second})
 	if err != nil || len(msgs) != 10 {
 		t.Fatalf("after stop, %d of 10 messages claimable (%v)", len(msgs), err)
 	}

@@ -11,53 +11,75 @@ import (
 // Implementations are safe for concurrent use, and so are several stores (in several processes)
 // over the same table or collection: that is how relays share work.
 type Store interface {
-	// Claim leases up to req.Limit due messages to req.Owner until now+req.Lease, oldest first.
-	// A message is due when it is pending, its retry time has come and no valid lease holds it.
-	// While a lease is valid no other claimer receives the message. Claims never use an offset
-	// cursor: a message that commits late is still found. With req.Ordered, a message is only
-	// returned when no earlier message with the same non-empty Key is still undelivered
-	// (pending, leased or dead), and at most one message per Key is returned.
+	// Claim leases up to req.Limit due messages until now+req.Lease, oldest first, and records
+	// req.Token on each. A message is due when it is pending, its retry time has come and no
+	// valid lease holds it. While a lease is valid no other claimer receives the message. Claims
+	// never use an offset cursor: a message that commits late is still found. "Now" is the
+	// store's clock.
+	//
+	// With req.Ordered, messages with a non-empty Key come out in runs: a key's run starts at its
+	// head (its oldest undelivered message: pending, leased or dead), which must be due, and goes
+	// on through the key's next messages in order while they are due, so a claim never returns a
+	// message whose predecessor of the same Key is undelivered and not in the same claim. The
+	// messages of a run are returned in order. Unkeyed messages are not ordered.
+	//
+	// A stored message that cannot be turned back into a valid Message (see
+	// Message.ValidateStored) is moved to dead with the reason instead of being returned.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Message, error)
-	// Ack marks messages delivered (or deletes them, per the store's retention mode). Only the
-	// current lease holder's ack counts: an ID whose lease owner is not owner is left alone.
-	// Unknown IDs are ignored.
-	Ack(ctx context.Context, owner string, ids []string) error
-	// Nack records failed publishes: attempts+1, the error text, and either the time the message
-	// is due again or, with Dead, the dead-letter state. The lease is released. Like Ack, it only
-	// applies to messages whose lease owner is owner.
-	Nack(ctx context.Context, owner string, failures []Failure) error
+	// Ack marks messages delivered (or deletes them, per the store's retention mode) and returns
+	// how many it settled. Only the claim that leased a message can ack it: an ID whose lease
+	// does not carry token (an earlier claim whose lease expired, even by the same relay) is left
+	// alone and not counted, and so is an unknown ID.
+	Ack(ctx context.Context, token string, ids []string) (int, error)
+	// Nack records failed publishes, releases their leases and returns how many it settled;
+	// like Ack it only applies to messages whose lease carries token. For each Failure: with
+	// Dead, the message moves to the dead-letter state; with Release, it is due again after Delay
+	// with its attempts and last error unchanged; otherwise attempts+1, the error text is kept
+	// as its last error, and it is due again after Delay. Delay is measured on the store's clock.
+	Nack(ctx context.Context, token string, failures []Failure) (int, error)
 }
 
 // ClaimRequest asks a Store for messages.
 type ClaimRequest struct {
-	Owner   string
-	Limit   int
-	Lease   time.Duration
+	// Token identifies this one claim. The store records it as the lease holder of every
+	// message it returns, and Ack and Nack count only with it. The relay makes a new token for
+	// every claim, beginning with its Owner so that people reading the store see who holds what.
+	Token string
+	// Limit bounds how many messages the claim returns.
+	Limit int
+	// Lease is how long the messages stay reserved to this claim.
+	Lease time.Duration
+	// Ordered asks for per-key runs (see Store.Claim).
 	Ordered bool
 }
 
 // Validate names the first invalid field; stores call it at the top of Claim.
 func (r ClaimRequest) Validate() error {
 	switch {
-	case r.Owner == "":
-		return &ConfigError{Component: "claim", Field: "Owner", Problem: "is empty"}
+	case r.Token == "":
+		return InvalidArgument("claim request Token", "is empty")
 	case r.Limit <= 0:
-		return &ConfigError{Component: "claim", Field: "Limit", Problem: "must be positive"}
+		return InvalidArgument("claim request Limit", "must be positive")
 	case r.Lease <= 0:
-		return &ConfigError{Component: "claim", Field: "Lease", Problem: "must be positive"}
+		return InvalidArgument("claim request Lease", "must be positive")
 	}
 	return nil
 }
 
-// Failure is one failed publish, as the relay reports it to Store.Nack.
+// Failure is one message that was not published, as the relay reports it to Store.Nack.
 type Failure struct {
 	ID string
-	// Error is the reason, kept as the message's last error.
+	// Error is the reason, kept as the message's last error (already StorableText).
 	Error string
-	// RetryAt is when the message is due again; ignored when Dead.
-	RetryAt time.Time
+	// Delay is how long from now, on the store's clock, until the message is due again.
+	// Ignored when Dead.
+	Delay time.Duration
 	// Dead moves the message to the dead-letter state: it is never claimed again unless requeued.
 	Dead bool
+	// Release returns the message without counting an attempt or changing its last error: the
+	// failure was not the message's own (the broker was unavailable, the relay was stopping, or
+	// an earlier message of its key failed first).
+	Release bool
 }
 
 // Notifier is implemented by stores that can wake the relay when messages are committed
@@ -116,9 +138,9 @@ type Inspector interface {
 }
 
 // Retention is implemented by stores that keep delivered messages (the origin package's status
-// tracking). DeleteDelivered removes at most limit delivered messages delivered before cutoff
-// and returns how many; callers loop until it returns fewer than limit, so no single statement
-// deletes millions of rows.
+// tracking). DeleteDelivered removes at most limit messages delivered more than olderThan ago,
+// by the store's clock, and returns how many; callers loop until it returns fewer than limit,
+// so no single statement deletes millions of rows.
 type Retention interface {
-	DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error)
 }

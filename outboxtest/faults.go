@@ -173,29 +173,29 @@ func (f *FaultyStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core
 }
 
 // Ack implements core.Store.
-func (f *FaultyStore) Ack(ctx context.Context, owner string, ids []string) error {
+func (f *FaultyStore) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	if f.crashed(true, ids) {
-		return nil
+		return len(ids), nil // the relay believes it acked: as if it died right after
 	}
 	if f.fail(f.ackRate) {
-		return ErrInjected
+		return 0, ErrInjected
 	}
-	return f.next.Ack(ctx, owner, ids)
+	return f.next.Ack(ctx, token, ids)
 }
 
 // Nack implements core.Store.
-func (f *FaultyStore) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+func (f *FaultyStore) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
 	ids := make([]string, len(failures))
 	for i, fl := range failures {
 		ids[i] = fl.ID
 	}
 	if f.crashed(false, ids) {
-		return nil
+		return len(ids), nil
 	}
 	if f.fail(f.nackRate) {
-		return ErrInjected
+		return 0, ErrInjected
 	}
-	return f.next.Nack(ctx, owner, failures)
+	return f.next.Nack(ctx, token, failures)
 }
 
 // Listen forwards to the wrapped store's Notifier, if any.

@@ -14,7 +14,7 @@ import (
 
 var ownerSeq atomic.Int64
 
-// owner returns a lease owner name unique within the test binary.
+// owner returns a claim token unique within the test binary.
 func owner(name string) string { return fmt.Sprintf("%s-%d", name, ownerSeq.Add(1)) }
 
 // NewMessages returns n valid messages of type typ with payloads {"n":i}, all with key (which
@@ -65,18 +65,24 @@ func mustClaim(t *testing.T, st core.Store, req core.ClaimRequest) []*core.Messa
 	return msgs
 }
 
-func mustAck(t *testing.T, st core.Store, owner string, ids ...string) {
+// mustAck acks ids under token and returns how many the store settled.
+func mustAck(t *testing.T, st core.Store, token string, ids ...string) int {
 	t.Helper()
-	if err := st.Ack(testCtx(t), owner, ids); err != nil {
+	n, err := st.Ack(testCtx(t), token, ids)
+	if err != nil {
 		t.Fatalf("ack: %v", err)
 	}
+	return n
 }
 
-func mustNack(t *testing.T, st core.Store, owner string, failures ...core.Failure) {
+// mustNack nacks failures under token and returns how many the store settled.
+func mustNack(t *testing.T, st core.Store, token string, failures ...core.Failure) int {
 	t.Helper()
-	if err := st.Nack(testCtx(t), owner, failures); err != nil {
+	n, err := st.Nack(testCtx(t), token, failures)
+	if err != nil {
 		t.Fatalf("nack: %v", err)
 	}
+	return n
 }
 
 // sameIDs fails unless got has exactly the IDs want, in the same order.

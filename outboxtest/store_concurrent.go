@@ -41,7 +41,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 				defer wg.Done()
 				o := owner(fmt.Sprint("claimer", i))
 				for {
-					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Owner: o, Limit: 37, Lease: time.Minute})
+					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Token: o, Limit: 37, Lease: time.Minute})
 					if err != nil {
 						failures.add(err)
 						return
@@ -59,7 +59,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 						seen[m.ID] = o
 					}
 					mu.Unlock()
-					if err := st.Ack(testCtx(t), o, IDs(msgs)); err != nil {
+					if _, err := st.Ack(testCtx(t), o, IDs(msgs)); err != nil {
 						failures.add(err)
 						return
 					}
@@ -97,7 +97,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 				defer wg.Done()
 				o := owner(fmt.Sprint("ordered", i))
 				for empty := 0; empty < 20; {
-					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Owner: o, Limit: 7, Lease: time.Minute, Ordered: true})
+					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Token: o, Limit: 7, Lease: time.Minute, Ordered: true})
 					if err != nil {
 						failures.add(err)
 						return
@@ -109,24 +109,28 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 					}
 					empty = 0
 					mu.Lock()
+					run := map[string]int{} // key -> messages of it in this claim
 					for _, m := range msgs {
 						if inFlight[m.Key] {
-							failures.add(fmt.Errorf("two messages of key %s held at once", m.Key))
+							failures.add(fmt.Errorf("key %s held by two claims at once", m.Key))
 						}
-						if index[m.ID] != next[m.Key] {
-							failures.add(fmt.Errorf("key %s: claimed position %d, want %d", m.Key, index[m.ID], next[m.Key]))
+						if want := next[m.Key] + run[m.Key]; index[m.ID] != want {
+							failures.add(fmt.Errorf("key %s: claimed position %d, want %d", m.Key, index[m.ID], want))
 						}
-						inFlight[m.Key] = true
+						run[m.Key]++
+					}
+					for k := range run {
+						inFlight[k] = true
 					}
 					mu.Unlock()
 					time.Sleep(time.Millisecond) // hold the lease a little, as a publish would
 					mu.Lock()
-					for _, m := range msgs {
-						inFlight[m.Key] = false
-						next[m.Key]++
+					for k, n := range run {
+						inFlight[k] = false
+						next[k] += n
 					}
 					mu.Unlock()
-					if err := st.Ack(testCtx(t), o, IDs(msgs)); err != nil {
+					if _, err := st.Ack(testCtx(t), o, IDs(msgs)); err != nil {
 						failures.add(err)
 						return
 					}

@@ -41,7 +41,7 @@ func (s *storeSuite) testBadInput(t *testing.T) {
 		})
 	}
 	// Nothing of a refused batch was stored, not even its valid messages.
-	if got := mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("a")}); len(got) != 0 {
+	if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")}); len(got) != 0 {
 		t.Fatalf("refused writes stored %d messages", len(got))
 	}
 
@@ -54,17 +54,18 @@ func (s *storeSuite) testBadInput(t *testing.T) {
 			t.Fatal("Add accepted a second message with the same ID")
 		}
 		a := owner("a")
-		sameIDs(t, "claim after a duplicate write", mustClaim(t, h.Store, core.ClaimRequest{Owner: a}), first.ID)
+		sameIDs(t, "claim after a duplicate write", mustClaim(t, h.Store, core.ClaimRequest{Token: a}), first.ID)
 		mustAck(t, h.Store, a, first.ID)
 	})
 	t.Run("InvalidClaim", func(t *testing.T) {
 		for _, req := range []core.ClaimRequest{
-			{Owner: "", Limit: 1, Lease: time.Second},
-			{Owner: "a", Limit: 0, Lease: time.Second},
-			{Owner: "a", Limit: 1, Lease: 0},
+			{Token: "", Limit: 1, Lease: time.Second},
+			{Token: "a", Limit: 0, Lease: time.Second},
+			{Token: "a", Limit: 1, Lease: 0},
 		} {
-			if _, err := h.Store.Claim(testCtx(t), req); err == nil {
-				t.Fatalf("claim %+v succeeded", req)
+			_, err := h.Store.Claim(testCtx(t), req)
+			if !errors.Is(err, core.ErrInvalidArgument) {
+				t.Fatalf("claim %+v = %v, want an error matching core.ErrInvalidArgument", req, err)
 			}
 		}
 	})

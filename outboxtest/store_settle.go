@@ -13,25 +13,25 @@ func (s *storeSuite) testAck(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(3, "T", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a, Lease: 200 * time.Millisecond})
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a, Lease: 200 * time.Millisecond})
 		mustAck(t, h.Store, a, msgs[0].ID, msgs[2].ID)
 		time.Sleep(300 * time.Millisecond) // let the lease lapse: only the unacked one comes back
-		sameIDs(t, "claim after ack", mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("b")}), msgs[1].ID)
+		sameIDs(t, "claim after ack", mustClaim(t, h.Store, core.ClaimRequest{Token: owner("b")}), msgs[1].ID)
 	})
 	t.Run("OtherOwnersAckIgnored", func(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(1, "T", "")...)
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("a"), Lease: 200 * time.Millisecond})
+		mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a"), Lease: 200 * time.Millisecond})
 		mustAck(t, h.Store, owner("b"), msgs[0].ID)
 		time.Sleep(300 * time.Millisecond)
-		sameIDs(t, "claim after a foreign ack", mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("c")}), msgs[0].ID)
+		sameIDs(t, "claim after a foreign ack", mustClaim(t, h.Store, core.ClaimRequest{Token: owner("c")}), msgs[0].ID)
 	})
 	t.Run("UnknownAndEmpty", func(t *testing.T) {
 		h := s.newStore(t)
 		mustAck(t, h.Store, owner("a"))
 		mustAck(t, h.Store, owner("a"), uuid.NewString())
 		mustNack(t, h.Store, owner("a"))
-		mustNack(t, h.Store, owner("a"), core.Failure{ID: uuid.NewString(), Error: "x", RetryAt: time.Now()})
+		mustNack(t, h.Store, owner("a"), core.Failure{ID: uuid.NewString(), Error: "x", Delay: 0})
 	})
 }
 
@@ -40,22 +40,22 @@ func (s *storeSuite) testNack(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(1, "T", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
-		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "broker down", RetryAt: time.Now().Add(700 * time.Millisecond)})
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Owner: a}); len(got) != 0 {
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a})
+		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "broker down", Delay: 700 * time.Millisecond})
+		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: a}); len(got) != 0 {
 			t.Fatalf("claimed %d messages before their retry time", len(got))
 		}
 		var got []*core.Message
 		eventually(t, 5*time.Second, "the message to be due again", func() bool {
-			got = mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
+			got = mustClaim(t, h.Store, core.ClaimRequest{Token: a})
 			return len(got) > 0
 		})
 		sameIDs(t, "claim after retry time", got, msgs[0].ID)
 		if got[0].Attempts != 1 {
 			t.Fatalf("attempts = %d after one nack, want 1", got[0].Attempts)
 		}
-		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "again", RetryAt: time.Now()})
-		got = mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
+		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "again", Delay: 0})
+		got = mustClaim(t, h.Store, core.ClaimRequest{Token: a})
 		if len(got) != 1 || got[0].Attempts != 2 {
 			t.Fatalf("after a second nack got %d messages with attempts %v, want 1 with 2", len(got), got)
 		}
@@ -64,13 +64,13 @@ func (s *storeSuite) testNack(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(1, "T", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a, Lease: time.Minute})
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a, Lease: time.Minute})
 		mustNack(t, h.Store, owner("b"), core.Failure{ID: msgs[0].ID, Error: "x", Dead: true})
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("c")}); len(got) != 0 {
+		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("c")}); len(got) != 0 {
 			t.Fatal("a foreign nack released the lease")
 		}
-		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "x", RetryAt: time.Now()})
-		got := mustClaim(t, h.Store, core.ClaimRequest{Owner: owner("c")})
+		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "x", Delay: 0})
+		got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("c")})
 		if len(got) != 1 || got[0].Attempts != 1 {
 			t.Fatalf("after the holder's nack got %v, want the message with attempts 1", got)
 		}
@@ -79,14 +79,14 @@ func (s *storeSuite) testNack(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(50, "T", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a})
 		var fails []core.Failure
 		for _, m := range msgs[:25] {
-			fails = append(fails, core.Failure{ID: m.ID, Error: "x", RetryAt: time.Now()})
+			fails = append(fails, core.Failure{ID: m.ID, Error: "x", Delay: 0})
 		}
 		mustNack(t, h.Store, a, fails...)
 		mustAck(t, h.Store, a, IDs(msgs[25:])...)
-		sameIDs(t, "claim after nacking half", mustClaim(t, h.Store, core.ClaimRequest{Owner: a}), IDs(msgs[:25])...)
+		sameIDs(t, "claim after nacking half", mustClaim(t, h.Store, core.ClaimRequest{Token: a}), IDs(msgs[:25])...)
 	})
 }
 
@@ -95,9 +95,9 @@ func (s *storeSuite) testDead(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(2, "T", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
-		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "poison", Dead: true}, core.Failure{ID: msgs[1].ID, Error: "x", RetryAt: time.Now()})
-		sameIDs(t, "claim after one went dead", mustClaim(t, h.Store, core.ClaimRequest{Owner: a}), msgs[1].ID)
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a})
+		mustNack(t, h.Store, a, core.Failure{ID: msgs[0].ID, Error: "poison", Dead: true}, core.Failure{ID: msgs[1].ID, Error: "x", Delay: 0})
+		sameIDs(t, "claim after one went dead", mustClaim(t, h.Store, core.ClaimRequest{Token: a}), msgs[1].ID)
 	})
 	t.Run("ListRequeuePurge", func(t *testing.T) {
 		if !s.f.Inspector {
@@ -107,7 +107,7 @@ func (s *storeSuite) testDead(t *testing.T) {
 		poison := mustAdd(t, h, NewMessages(3, "POISON", "")...)
 		other := mustAdd(t, h, NewMessages(1, "OTHER", "")...)
 		a := owner("a")
-		mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
+		mustClaim(t, h.Store, core.ClaimRequest{Token: a})
 		var fails []core.Failure
 		for _, m := range append(poison, other...) {
 			fails = append(fails, core.Failure{ID: m.ID, Error: "schema mismatch: " + m.Type, Dead: true})
@@ -136,7 +136,7 @@ func (s *storeSuite) testDead(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("requeue = %d, %v; want 1", n, err)
 		}
-		got := mustClaim(t, h.Store, core.ClaimRequest{Owner: a})
+		got := mustClaim(t, h.Store, core.ClaimRequest{Token: a})
 		sameIDs(t, "claim after requeue", got, poison[0].ID)
 		if got[0].Attempts != 0 {
 			t.Fatalf("requeued message has attempts %d, want 0", got[0].Attempts)

@@ -20,6 +20,9 @@ type StoreHarness struct {
 	// Reopen returns another Store over the same data, as a second relay process would open it.
 	// Optional: the concurrent-claim tests use Store itself when nil.
 	Reopen func(t *testing.T) core.Store
+	// AddOpen writes msgs in a transaction it leaves open; commit ends it. The harness rolls an
+	// uncommitted one back at cleanup. Optional: the commit-order case needs it.
+	AddOpen func(ctx context.Context, msgs ...*core.Message) (commit func() error, err error)
 }
 
 // StoreFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.
@@ -53,6 +56,7 @@ func RunStoreSuite(t *testing.T, newStore StoreFactory, f StoreFeatures) {
 	t.Run("Ack", s.testAck)
 	t.Run("Nack", s.testNack)
 	t.Run("Dead", s.testDead)
+	t.Run("Fencing", s.testFencing)
 	t.Run("Ordered", s.testOrdered)
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("Notifier", s.testNotifier)

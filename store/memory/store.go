@@ -38,7 +38,7 @@ type entry struct {
 	msg         core.Message
 	status      core.Status
 	availableAt time.Time
-	leaseOwner  string
+	leaseToken  string
 	leaseUntil  time.Time
 	lastError   string
 	diedAt      time.Time
@@ -140,25 +140,26 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	defer s.mu.Unlock()
 	s.init()
 	now := time.Now()
-	var seenKeys map[string]struct{}
+	// In ordered mode a key is open while every earlier undelivered message of it (pending,
+	// leased or dead) is in this claim: the key's run goes on while its messages are due.
+	var closed map[string]bool
 	if req.Ordered {
-		seenKeys = map[string]struct{}{}
+		closed = map[string]bool{}
 	}
 	var out []*core.Message
 	for el := s.queue.Front(); el != nil && len(out) < req.Limit; el = el.Next() {
 		e := el.Value.(*entry)
-		if req.Ordered && e.msg.Key != "" {
-			// The first undelivered message of a key (pending, leased or dead) is its head;
-			// every later one waits for it.
-			if _, seen := seenKeys[e.msg.Key]; seen {
-				continue
-			}
-			seenKeys[e.msg.Key] = struct{}{}
-		}
-		if e.status != core.StatusPending || e.availableAt.After(now) || (e.leaseOwner != "" && e.leaseUntil.After(now)) {
+		keyed := req.Ordered && e.msg.Key != ""
+		if keyed && closed[e.msg.Key] {
 			continue
 		}
-		e.leaseOwner, e.leaseUntil = req.Owner, now.Add(req.Lease)
+		if e.status != core.StatusPending || e.availableAt.After(now) || (e.leaseToken != "" && e.leaseUntil.After(now)) {
+			if keyed {
+				closed[e.msg.Key] = true
+			}
+			continue
+		}
+		e.leaseToken, e.leaseUntil = req.Token, now.Add(req.Lease)
 		m := e.msg
 		if m.Headers != nil {
 			m.Headers = maps.Clone(m.Headers)
@@ -169,63 +170,76 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 }
 
 // Ack implements core.Store.
-func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
+func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	now := time.Now()
+	n := 0
 	for _, id := range ids {
-		el, e := s.heldBy(id, owner)
+		el, e := s.heldBy(id, token)
 		if e == nil {
 			continue
 		}
+		n++
 		s.queue.Remove(el)
 		delete(s.byID, id)
 		if s.KeepDelivered {
-			e.status, e.deliveredAt, e.leaseOwner = core.StatusDelivered, now, ""
+			e.status, e.deliveredAt, e.leaseToken = core.StatusDelivered, now, ""
 			s.delivered[id] = e
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // Nack implements core.Store.
-func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	now := time.Now()
+	n := 0
 	for _, f := range failures {
-		_, e := s.heldBy(f.ID, owner)
+		_, e := s.heldBy(f.ID, token)
 		if e == nil {
 			continue
 		}
-		e.msg.Attempts++
-		e.lastError, e.leaseOwner, e.leaseUntil = f.Error, "", time.Time{}
-		if f.Dead {
+		n++
+		e.leaseToken, e.leaseUntil = "", time.Time{}
+		switch {
+		case f.Dead:
+			e.msg.Attempts++
+			e.lastError = core.StorableText(f.Error)
 			e.status, e.diedAt = core.StatusDead, now
-		} else {
-			e.availableAt = f.RetryAt
+		case f.Release:
+			e.availableAt = now.Add(f.Delay)
+		default:
+			e.msg.Attempts++
+			e.lastError = core.StorableText(f.Error)
+			e.availableAt = now.Add(f.Delay)
 		}
 	}
-	return nil
+	if n > 0 {
+		s.signal() // released messages may be due now
+	}
+	return n, nil
 }
 
-// heldBy returns the pending message id when owner holds its lease (the only case in which an
-// ack or nack counts), or a nil entry. The caller holds s.mu.
-func (s *Store) heldBy(id, owner string) (*list.Element, *entry) {
+// heldBy returns the pending message id when the claim with this token holds its lease (the
+// only case in which an ack or nack counts), or a nil entry. The caller holds s.mu.
+func (s *Store) heldBy(id, token string) (*list.Element, *entry) {
 	el, ok := s.byID[id]
 	if !ok {
 		return nil, nil
 	}
 	e := el.Value.(*entry)
-	if e.status != core.StatusPending || e.leaseOwner != owner {
+	if e.status != core.StatusPending || e.leaseToken != token || token == "" {
 		return nil, nil
 	}
 	return el, e
@@ -298,7 +312,7 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 	n := 0
 	now := time.Now()
 	s.eachDead(f, func(el *list.Element, e *entry) bool {
-		e.status, e.availableAt, e.msg.Attempts, e.diedAt = core.StatusPending, now, 0, time.Time{}
+		e.status, e.availableAt, e.msg.Attempts, e.diedAt, e.leaseToken = core.StatusPending, now, 0, time.Time{}, ""
 		n++
 		return f.Limit <= 0 || n < f.Limit
 	})
@@ -344,10 +358,11 @@ func matchDead(f core.DeadFilter, m *core.Message) bool {
 }
 
 // DeleteDelivered implements core.Retention.
-func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if limit <= 0 {
-		return 0, fmt.Errorf("memory: delete delivered: limit must be positive")
+		return 0, fmt.Errorf("memory: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
 	}
+	cutoff := time.Now().Add(-olderThan)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()

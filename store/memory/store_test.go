@@ -27,6 +27,11 @@ func memoryHarness(keep bool) outboxtest.StoreFactory {
 				tx.Rollback()
 				return nil
 			},
+			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+				tx := s.Begin()
+				t.Cleanup(tx.Rollback)
+				return tx.Commit, tx.Add(ctx, msgs...)
+			},
 		}
 	}
 }

@@ -38,7 +38,13 @@ func New() *Transport {
 	return &Transport{subs: map[int]Subscriber{}, changed: make(chan struct{}), failIDs: map[string]error{}}
 }
 
-// Publish delivers msgs to every subscriber in order and records those that succeeded.
+// KeepsKeyOrder implements core.KeyOrderer: Publish delivers in slice order and stops a key at
+// its first failed message.
+func (t *Transport) KeepsKeyOrder() bool { return true }
+
+// Publish delivers msgs to every subscriber in order and records those that succeeded. After a
+// message of a key fails, the key's later messages in the same call are not delivered (they are
+// reported failed too), so per-key order holds within a call.
 func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -69,13 +75,24 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 
 	batchErr := core.NewBatchError()
 	delivered := make([]*core.Message, 0, len(msgs))
+	var stopped map[string]string // key -> ID of its first failed message in this call
 	for _, m := range msgs {
-		if err, ok := failIDs[m.ID]; ok {
-			batchErr.Add(m.ID, err)
+		if first, ok := stopped[m.Key]; ok && m.Key != "" {
+			batchErr.Add(m.ID, fmt.Errorf("memory: not published: message %s of key %q failed first", first, m.Key))
 			continue
 		}
-		if err := deliver(ctx, subs, m); err != nil {
+		err, failed := failIDs[m.ID]
+		if !failed {
+			err = deliver(ctx, subs, m)
+		}
+		if err != nil {
 			batchErr.Add(m.ID, err)
+			if m.Key != "" {
+				if stopped == nil {
+					stopped = map[string]string{}
+				}
+				stopped[m.Key] = m.ID
+			}
 			continue
 		}
 		delivered = append(delivered, m)
