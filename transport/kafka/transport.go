@@ -1,0 +1,103 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// Transport publishes outbox messages to Kafka. It is safe for concurrent use.
+//
+// It never retries a failed message: retrying is the relay's backoff and middleware/retry's
+// job. Within DeliveryTimeout the producer does resend a batch whose answer was lost or that
+// a broker refused for a passing reason (a leader moving); that resend carries the batch's
+// original producer ID and sequence numbers, so the broker writes it at most once and in its
+// place. It is part of the idempotent protocol, not a second attempt of a message.
+type Transport struct {
+	cfg    Config
+	router router
+	pool   *pool
+	closed atomic.Bool
+}
+
+var _ core.KeyOrderer = (*Transport)(nil)
+
+// New validates cfg and returns a Transport. It does not connect: producer clients are made on
+// the first publishes, and connect then.
+func New(cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Transport{
+		cfg:    cfg,
+		router: newRouter(cfg),
+		pool:   newPool(clientOptions(cfg), cfg.Concurrency),
+	}, nil
+}
+
+// String describes the transport without secrets.
+func (t *Transport) String() string { return "kafka.Transport(" + t.cfg.String() + ")" }
+
+// KeepsKeyOrder reports true: within one Publish the records of a Key reach their partition in
+// the order given, and once one of them fails none after it is published (see Publish).
+func (t *Transport) KeepsKeyOrder() bool { return true }
+
+// Close makes further publishes fail with core.ErrClosed and closes the producer clients.
+// Records of publishes still in flight fail (they are reported failed, and so are retried
+// later: a record the broker took just before may then be published twice).
+func (t *Transport) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	t.pool.close()
+	return nil
+}
+
+// Publish produces msgs and returns when the broker has answered for every record, or when
+// ctx ends. It returns nil when every record was written with acks from all in-sync replicas;
+// a *core.BatchError naming the messages that failed when some did; or, when nothing could be
+// attempted (the transport is closed, ctx ended while waiting for a producer client), that
+// error. Errors no retry can fix are marked with core.Permanent (a record above
+// MaxMessageBytes, a topic name Kafka refuses, a message the broker refuses on its own);
+// outages are marked with core.Unavailable (broker unreachable, no leader, not enough
+// in-sync replicas, a missing topic, refused credentials or permissions).
+//
+// Messages with the same Key go to the same partition (the record key is the Key) in the
+// order given. When one of them fails, every later one with that Key in this call fails too,
+// and none of them is published: they are reported as held back, retryably. Messages without
+// a Key promise no order. When ctx ends first, the records whose outcome is not known yet are
+// reported failed; the broker may still write them, so a retry may publish them twice (in
+// their order).
+func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if t.closed.Load() {
+		return fmt.Errorf("kafka: publish: %w", core.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kafka: publish: %w", err)
+	}
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("kafka: publish: message %d is nil", i)
+		}
+	}
+	p := newPublication(t, msgs)
+	if !p.prepare() {
+		return p.err()
+	}
+	cl, err := t.pool.get(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka: publish: %w", err)
+	}
+	if p.produce(ctx, cl) {
+		t.pool.put(cl)
+	} else {
+		t.pool.settle(cl)
+	}
+	return p.err()
+}
