@@ -21,7 +21,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func serverURL() string { return outboxtest.ServiceAddr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222") }
+func serverURL() string {
+	return outboxtest.ServiceAddr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222")
+}
 
 // server is a JetStream server with an admin connection for creating, reading and deleting
 // streams.
@@ -160,27 +162,19 @@ func (r *reader) next(ctx context.Context, n int) ([]received, error) {
 	return got, nil
 }
 
-// all reads until nothing more arrives within a second.
-func (r *reader) all(t testing.TB) []received {
+// readAll reads the whole stream from its start: as many messages as it holds, once every
+// publish was acknowledged.
+func (st *stream) readAll(t testing.TB, raw bool) []received {
 	t.Helper()
-	var got []received
-	for {
-		batch, err := r.cons.Fetch(500, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := len(got)
-		for m := range batch.Messages() {
-			msg, err := decode(m.Data(), m.Headers(), r.raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, received{Msg: msg, Subject: m.Subject(), Header: m.Headers()})
-		}
-		if len(got) == before {
-			return got
-		}
+	n := int(st.count(t))
+	if n == 0 {
+		return nil
 	}
+	got, err := st.reader(t, raw).next(testCtx(t), n)
+	if err != nil {
+		t.Fatalf("read %d of %d messages back: %v", len(got), n, err)
+	}
+	return got
 }
 
 // decode reads a message the way a Go consumer would: the envelope (or the raw payload with the
