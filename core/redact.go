@@ -93,6 +93,7 @@ func (r URLRedactor) Secrets(raw string) []string {
 			case r.harmless(key):
 			case hasValue:
 				out = withUnescaped(out, value)
+				out = withListItems(out, value)
 			default:
 				out = withUnescaped(out, part)
 			}
@@ -136,6 +137,25 @@ func ScrubSecrets(text string, secrets []string) string {
 		text = strings.ReplaceAll(text, s, Redacted)
 	}
 	return text
+}
+
+// withListItems appends the items of a value holding a list such as
+// AWS_SESSION_TOKEN:tok,SERVICE_NAME:x (MongoDB's authMechanismProperties): a driver may quote
+// one item, or the token alone.
+func withListItems(out []string, value string) []string {
+	if v, err := url.QueryUnescape(value); err == nil {
+		value = v
+	}
+	if !strings.ContainsAny(value, ",:") {
+		return out
+	}
+	for _, item := range strings.Split(value, ",") {
+		out = append(out, item)
+		if _, v, ok := strings.Cut(item, ":"); ok && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // withUnescaped appends s and, when it differs, its URL-unescaped form.

@@ -106,19 +106,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// String describes the config with the URI's password redacted.
-func (c Config) String() string {
-	client := "nil"
-	if c.Client != nil {
-		client = "set"
-	}
-	return fmt.Sprintf("mongo.Config{URI: %q, Client: %s, Database: %q, Collection: %q, KeepDelivered: %t, DeliveredTTL: %s, MaxPayloadBytes: %d, WriteHooks: %d, ConnectTimeout: %s}",
-		redactURI(c.URI), client, c.Database, c.Collection, c.KeepDelivered, c.DeliveredTTL, c.MaxPayloadBytes, len(c.WriteHooks), c.ConnectTimeout)
-}
-
-// GoString keeps %#v from printing the URI's password.
-func (c Config) GoString() string { return c.String() }
-
 // uriDatabase returns the database named in a connection string's path, or "".
 func uriDatabase(uri string) string {
 	rest, ok := strings.CutPrefix(uri, "mongodb://")
@@ -139,77 +126,4 @@ func uriDatabase(uri string) string {
 		return ""
 	}
 	return db
-}
-
-// uriPassword returns the password in a connection string's userinfo, or "".
-func uriPassword(uri string) string {
-	_, rest, ok := strings.Cut(uri, "://")
-	if !ok {
-		return ""
-	}
-	hosts, _, _ := strings.Cut(rest, "/")
-	userinfo, _, ok := cutLast(hosts, "@")
-	if !ok {
-		return ""
-	}
-	_, pass, ok := strings.Cut(userinfo, ":")
-	if !ok {
-		return ""
-	}
-	return pass
-}
-
-// redactURI replaces the password of a connection string with xxxxx.
-func redactURI(uri string) string {
-	pass := uriPassword(uri)
-	if pass == "" {
-		return uri
-	}
-	scheme, rest, _ := strings.Cut(uri, "://")
-	hosts, tail, hasTail := strings.Cut(rest, "/")
-	userinfo, hostlist, _ := cutLast(hosts, "@")
-	user, _, _ := strings.Cut(userinfo, ":")
-	out := scheme + "://" + user + ":xxxxx@" + hostlist
-	if hasTail {
-		out += "/" + tail
-	}
-	return out
-}
-
-// redactError returns err with every occurrence of the URI's password (raw or unescaped)
-// replaced, for errors from the driver that may quote the connection string.
-func redactError(err error, uri string) error {
-	pass := uriPassword(uri)
-	if err == nil || pass == "" {
-		return err
-	}
-	text := err.Error()
-	secrets := []string{pass}
-	if unescaped, uerr := url.QueryUnescape(pass); uerr == nil && unescaped != pass {
-		secrets = append(secrets, unescaped)
-	}
-	redacted := text
-	for _, s := range secrets {
-		redacted = strings.ReplaceAll(redacted, s, "xxxxx")
-	}
-	if redacted == text {
-		return err
-	}
-	return &redactedError{text: redacted, err: err}
-}
-
-// redactedError keeps errors.Is/As working on an error whose text had a secret removed.
-type redactedError struct {
-	text string
-	err  error
-}
-
-func (e *redactedError) Error() string { return e.text }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func cutLast(s, sep string) (before, after string, found bool) {
-	if i := strings.LastIndex(s, sep); i >= 0 {
-		return s[:i], s[i+len(sep):], true
-	}
-	return s, "", false
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -159,45 +158,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// String describes the config for logs. It never shows a password, not even one inside URL.
-func (c Config) String() string {
-	d := c.withDefaults()
-	var where string
-	switch {
-	case c.Pool != nil:
-		where = "pool=(caller's)"
-	case c.URL != "":
-		where = "url=" + redactURL(c.URL)
-	default:
-		where = fmt.Sprintf("host=%s port=%d database=%s user=%s sslmode=%s", d.Host, d.Port, d.Database, d.User, d.SSLMode)
-		if c.Password != "" {
-			where += " password=REDACTED"
-		}
-	}
-	return fmt.Sprintf("postgres.Config{%s schema=%s table=%s keep_delivered=%t}", where, d.Schema, d.Table, d.KeepDelivered)
-}
-
-// redactURL returns a connection string fit for logs: the password of a URL is replaced, and a
-// key=value string is reduced to its host, port, dbname and user.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "REDACTED")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
-	}
-	cfg, err := pgx.ParseConfig(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s", cfg.Host, cfg.Port, cfg.Database, cfg.User)
 }
 
 // poolConfig builds the config of the pool the store opens.

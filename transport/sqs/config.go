@@ -187,37 +187,6 @@ func (c Config) ownName() string {
 	return "AWSConfig"
 }
 
-// String describes the config without its secrets, so it can be logged.
-func (c Config) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "sqs.Config{QueueURL:%q", c.QueueURL)
-	if len(c.Routes) > 0 {
-		fmt.Fprintf(&b, " Routes:%d", len(c.Routes))
-	}
-	if c.Route != nil {
-		b.WriteString(" Route:func")
-	}
-	switch {
-	case c.Client != nil:
-		b.WriteString(" Client:own")
-	case c.AWSConfig != nil:
-		b.WriteString(" AWSConfig:own")
-	default:
-		fmt.Fprintf(&b, " Region:%q Endpoint:%q", c.Region, c.Endpoint)
-		if c.AccessKeyID != "" {
-			b.WriteString(" Credentials:static(redacted)")
-		} else {
-			b.WriteString(" Credentials:default-chain")
-		}
-	}
-	fmt.Fprintf(&b, " RawPayload:%t MaxMessageBytes:%d MaxBatchBytes:%d Concurrency:%d}",
-		c.RawPayload, c.MaxMessageBytes, c.MaxBatchBytes, c.Concurrency)
-	return b.String()
-}
-
-// GoString keeps %#v from printing the secrets too.
-func (c Config) GoString() string { return c.String() }
-
 // regionName is loose on purpose: emulators accept made-up regions such as "local".
 var regionName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
@@ -225,7 +194,7 @@ var regionName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 func checkQueue(q string) error {
 	if !strings.Contains(q, "://") {
 		if !queueName.MatchString(q) {
-			return fmt.Errorf("%q is neither a queue URL nor a queue name (1-80 of A-Z a-z 0-9 _ -, optionally ending in .fifo)", q)
+			return fmt.Errorf("%s is neither a queue URL nor a queue name (1-80 of A-Z a-z 0-9 _ -, optionally ending in .fifo)", quoteName(q))
 		}
 		return nil
 	}
@@ -233,7 +202,7 @@ func checkQueue(q string) error {
 		return err
 	}
 	if u, _ := url.Parse(q); strings.Trim(u.Path, "/") == "" {
-		return fmt.Errorf("%q has no queue path (want https://host/account/queue)", q)
+		return fmt.Errorf("%q has no queue path (want https://host/account/queue)", redactURL(q))
 	}
 	return nil
 }
@@ -248,9 +217,9 @@ func checkEndpoint(e string) error {
 	case u.User != nil:
 		return errors.New("must not carry user information")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%q: scheme must be http or https", e)
+		return fmt.Errorf("%q: scheme must be http or https", redactURL(e))
 	case u.Host == "":
-		return fmt.Errorf("%q has no host", e)
+		return fmt.Errorf("%q has no host", redactURL(e))
 	}
 	return nil
 }
