@@ -82,7 +82,7 @@ func TestConsumerFailureRedeliveredByRelay(t *testing.T) {
 	if err := st.Add(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	relay, err := core.NewRelay(st, tr, core.Config{PollInterval: 5 * time.Millisecond, Backoff: core.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+	relay, err := core.NewRelay(st, tr, core.Config{PollInterval: 10 * time.Millisecond, Backoff: core.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

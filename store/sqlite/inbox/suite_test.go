@@ -10,16 +10,19 @@ import (
 	"testing"
 	"time"
 
+	_ "modernc.org/sqlite" // the "sqlite" driver
+
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
-	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 )
 
-// openDB opens a fresh database file with the store's settings and conns connections.
+// openDB opens a fresh database file with conns connections and the settings sqlite.DSN gives
+// (a busy timeout, WAL, BEGIN IMMEDIATE).
 func openDB(t *testing.T, conns int) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", sqlite.DSN(filepath.Join(t.TempDir(), "inbox.db"), 10*time.Second))
+	dsn := "file:" + filepath.Join(t.TempDir(), "inbox.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
