@@ -396,7 +396,7 @@ func checkURLs(s string) (hasAuth bool, err error) {
 		default:
 			return false, fmt.Errorf("server %d: scheme %q is not nats, tls, ws or wss", i+1, u.Scheme)
 		}
-		if u.Host == "" {
+		if u.Hostname() == "" {
 			return false, fmt.Errorf("server %d has no host", i+1)
 		}
 		if u.User != nil {

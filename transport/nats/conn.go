@@ -99,7 +99,8 @@ func connectError(c Config, err error) error {
 	switch {
 	case errors.Is(err, natsgo.ErrNoServers), errors.Is(err, natsgo.ErrTimeout),
 		errors.Is(err, natsgo.ErrAuthorization), errors.Is(err, natsgo.ErrAuthExpired),
-		errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired):
+		errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired),
+		errors.Is(err, natsgo.ErrNkeysNotSupported):
 		return core.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
 	}
 	var ne interface{ Timeout() bool } // dial errors
