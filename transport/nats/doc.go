@@ -75,8 +75,8 @@
 //
 // With KeepKeyOrder the transport keeps the order itself: a Key's messages are sent one after
 // the other, each once the previous one's PubAck came, and after a Key's first failure its
-// later messages in the call are not sent (each reported failed, marked Unavailable when the
-// cause was an outage). Keys proceed concurrently and messages without a Key stay pipelined.
+// later messages in the call are not sent (each reported failed, marked Unavailable: a
+// message that was never sent is not charged an attempt). Keys proceed concurrently and messages without a Key stay pipelined.
 // It then implements core.KeyOrderer, so a relay in Ordered mode sends a Key's consecutive
 // messages in one call: one round trip per message of a Key instead of one claim, publish and
 // ack cycle per message.

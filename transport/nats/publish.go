@@ -167,10 +167,9 @@ func (p *publishing) inOrder(ctx context.Context, idxs []int) {
 			continue
 		}
 		cause := p.out.errs[i]
-		held := fmt.Errorf("nats: message not sent: message %s of key %q before it failed: %v", p.msgs[i].ID, p.msgs[i].Key, cause)
-		if core.IsUnavailable(cause) {
-			held = core.Unavailable(held) // an outage holds them back: no attempt charged
-		}
+		// Marked Unavailable whatever the cause: a message that was never sent did nothing
+		// wrong, and must not be charged an attempt (nor die with a poison message ahead).
+		held := core.Unavailable(fmt.Errorf("nats: message not sent: message %s of key %q before it failed: %v", p.msgs[i].ID, p.msgs[i].Key, cause))
 		for _, k := range idxs[j+1:] {
 			p.out.fail(k, held)
 		}

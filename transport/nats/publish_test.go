@@ -237,8 +237,8 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 		t.Fatalf("failures %v, want a[2] permanent and a[3], a[4] held back", be)
 	}
 	for _, m := range a[3:] {
-		if e := be.Failed[m.ID]; e == nil || core.IsPermanent(e) || !strings.Contains(e.Error(), "not sent") {
-			t.Errorf("a later message of key a: error %v, want a retryable 'not sent'", e)
+		if e := be.Failed[m.ID]; e == nil || core.IsPermanent(e) || !core.IsUnavailable(e) || !strings.Contains(e.Error(), "not sent") {
+			t.Errorf("a later message of key a: error %v, want 'not sent', marked Unavailable (no attempt charged)", e)
 		}
 	}
 	got := st.readAll(t, false)

@@ -1,0 +1,136 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+	memstore "github.com/txoutbox/outbox/store/memory"
+	outboxnats "github.com/txoutbox/outbox/transport/nats"
+)
+
+// runRelay starts a relay from store to tr, stopped when the test ends.
+func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config) *core.Relay {
+	t.Helper()
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 20 * time.Millisecond
+	}
+	if cfg.Backoff == (core.Backoff{}) {
+		cfg.Backoff = core.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	}
+	relay, err := core.NewRelay(store, tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := relay.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return relay
+}
+
+// waitCounts polls the store's counts until cond holds, for at most timeout.
+func waitCounts(t *testing.T, store core.Inspector, timeout time.Duration, cond func(core.Counts) bool) core.Counts {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := store.Counts(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v; counts %+v", timeout, c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkStream reads the stream back and checks that it holds each of want exactly once
+// (duplicates counted, allowed up to maxDup), and, when ordered, every key's messages in the
+// order of want. It returns the number of duplicates.
+func checkStream(t *testing.T, st *stream, want []*core.Message, ordered bool, maxDup int) int {
+	t.Helper()
+	got := st.readAll(t, false)
+	index := make(map[string]int, len(want))
+	for i, m := range want {
+		index[m.ID] = i
+	}
+	seen := map[string]bool{}
+	last := map[string]int{} // key -> index in want of its last message read
+	dups := 0
+	for _, r := range got {
+		i, ok := index[r.Msg.ID]
+		switch {
+		case !ok:
+			t.Fatalf("the stream holds %s, which was never written", r.Msg.ID)
+		case seen[r.Msg.ID]:
+			dups++
+			continue
+		}
+		seen[r.Msg.ID] = true
+		if k := want[i].Key; ordered && k != "" {
+			if prev, ok := last[k]; ok && prev > i {
+				t.Fatalf("key %s: message %d read after message %d", k, i, prev)
+			}
+			last[k] = i
+		}
+	}
+	if lost := len(want) - len(seen); lost != 0 {
+		t.Fatalf("%d of %d messages are not in the stream", lost, len(want))
+	}
+	if dups > maxDup {
+		t.Fatalf("%d duplicates in the stream, want at most %d", dups, maxDup)
+	}
+	return dups
+}
+
+// The relay drains a backlog through the transport; a consumer reads every message back once.
+func TestRelayDrains(t *testing.T) {
+	s := needServer(t)
+	cases := []struct {
+		name    string
+		ordered bool
+		keys    int
+	}{
+		{"unordered", false, 0},
+		{"ordered, 20 keys", true, 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := s.createStream(t, nil)
+			tr := newTransport(t, outboxnats.Config{Subject: st.subject(), KeepKeyOrder: c.ordered})
+			store := memstore.New()
+			var msgs []*core.Message
+			for i := range 2000 {
+				key := ""
+				if c.keys > 0 {
+					key = fmt.Sprintf("k%d", i%c.keys)
+				}
+				msgs = append(msgs, messages(1, "T", key)...)
+			}
+			if err := store.Add(testCtx(t), msgs...); err != nil {
+				t.Fatal(err)
+			}
+			relay := runRelay(t, store, tr, core.Config{Ordered: c.ordered})
+			waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Pending == 0 })
+			if st := relay.Stats(); st.Published != int64(len(msgs)) || st.Dead != 0 || st.Failed != 0 {
+				t.Fatalf("relay stats %+v, want %d published and nothing failed", st, len(msgs))
+			}
+			checkStream(t, st, msgs, c.ordered, 0)
+			if got := tr.Stats(); got.Published != int64(len(msgs)) || got.Duplicates != 0 {
+				t.Errorf("transport stats %+v, want %d published, no duplicate", got, len(msgs))
+			}
+		})
+	}
+}
