@@ -58,17 +58,17 @@ func RelaySettings() []Setting[Config] {
 			func(c *Config) *int { return &c.BatchSize }),
 		IntSetting("OUTBOX_CONCURRENCY", "Concurrency", strconv.Itoa(DefaultConcurrency), "claim-publish-ack cycles in flight",
 			func(c *Config) *int { return &c.Concurrency }),
-		DurationSetting("OUTBOX_POLL_INTERVAL", "PollInterval", DefaultPollInterval.String(), "how often an idle relay looks for work without a notification",
+		DurationSetting("OUTBOX_POLL_INTERVAL", "PollInterval", docDuration(DefaultPollInterval), "how often an idle relay looks for work without a notification",
 			func(c *Config) *time.Duration { return &c.PollInterval }),
-		DurationSetting("OUTBOX_LEASE", "Lease", DefaultLease.String(), "how long a claimed message stays reserved for this relay",
+		DurationSetting("OUTBOX_LEASE", "Lease", docDuration(DefaultLease), "how long a claimed message stays reserved for this relay",
 			func(c *Config) *time.Duration { return &c.Lease }),
 		DurationSetting("OUTBOX_PUBLISH_TIMEOUT", "PublishTimeout", "Lease/2", "bound on one publish; below the lease",
 			func(c *Config) *time.Duration { return &c.PublishTimeout }),
 		IntSetting("OUTBOX_MAX_ATTEMPTS", "MaxAttempts", strconv.Itoa(DefaultMaxAttempts), "failed publishes that make a message dead",
 			func(c *Config) *int { return &c.MaxAttempts }),
-		DurationSetting("OUTBOX_BACKOFF_INITIAL", "Backoff.Initial", DefaultBackoffInitial.String(), "delay before the first retry of a failed message",
+		DurationSetting("OUTBOX_BACKOFF_INITIAL", "Backoff.Initial", docDuration(DefaultBackoffInitial), "delay before the first retry of a failed message",
 			func(c *Config) *time.Duration { return &c.Backoff.Initial }),
-		DurationSetting("OUTBOX_BACKOFF_MAX", "Backoff.Max", DefaultBackoffMax.String(), "longest delay between retries",
+		DurationSetting("OUTBOX_BACKOFF_MAX", "Backoff.Max", docDuration(DefaultBackoffMax), "longest delay between retries",
 			func(c *Config) *time.Duration { return &c.Backoff.Max }),
 		NumberSetting("OUTBOX_BACKOFF_MULTIPLIER", "Backoff.Multiplier", strconv.FormatFloat(DefaultBackoffMultiplier, 'g', -1, 64), "growth of the delay after each failure",
 			func(c *Config) *float64 { return &c.Backoff.Multiplier }),
@@ -78,13 +78,25 @@ func RelaySettings() []Setting[Config] {
 			func(c *Config) *bool { return &c.Ordered }),
 		StringSetting("OUTBOX_OWNER", "Owner", "host-pid-random", "lease owner name of this relay",
 			func(c *Config) *string { return &c.Owner }),
-		DurationSetting("OUTBOX_SHUTDOWN_TIMEOUT", "ShutdownTimeout", DefaultShutdownTimeout.String(), "how long a stop waits for the batches in flight",
+		DurationSetting("OUTBOX_SHUTDOWN_TIMEOUT", "ShutdownTimeout", docDuration(DefaultShutdownTimeout), "how long a stop waits for the batches in flight",
 			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 		DurationSetting("OUTBOX_RETAIN_DELIVERED", "RetainDelivered", "0", "with a store keeping delivered messages, delete those delivered longer ago than this (0: keep them)",
 			func(c *Config) *time.Duration { return &c.RetainDelivered }),
-		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", DefaultCleanupInterval.String(), "how often that deletion runs",
+		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", docDuration(DefaultCleanupInterval), "how often that deletion runs",
 			func(c *Config) *time.Duration { return &c.CleanupInterval }),
 	}
+}
+
+// docDuration writes d as the docs do: 5m rather than 5m0s.
+func docDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // LoadSettings sets the fields of c from the variables lookup (os.LookupEnv) finds; a variable

@@ -2,6 +2,9 @@ package fxmodule_test
 
 import (
 	"errors"
+	"flag"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,8 @@ import (
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/fxmodule"
 )
+
+var update = flag.Bool("update", false, "rewrite the generated documentation")
 
 func lookup(env map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -121,4 +126,43 @@ func TestConfigFromEnv(t *testing.T) {
 	if cfg.Relay.BatchSize != 42 || cfg.Relay.Owner != "env-owner" {
 		t.Errorf("got %+v", cfg.Relay)
 	}
+}
+
+// The variable list in ConfigFromEnv's documentation is the one Settings returns, defaults and
+// meaning included: the docs cannot drift from what is read. go test -run TestEnvDocs -update
+// rewrites it.
+func TestEnvDocs(t *testing.T) {
+	src, err := os.ReadFile("env.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for _, s := range fxmodule.Settings() {
+		fmt.Fprintf(&want, "//\t%-26s %-18s %s\n", s.Env, "["+s.Default+"]", s.Doc)
+	}
+	lines := strings.SplitAfter(string(src), "\n")
+	first, last := -1, -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "//\tOUTBOX_") {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		t.Fatal("env.go documents no OUTBOX_ variable")
+	}
+	got := strings.Join(lines[first:last+1], "")
+	if got == want.String() {
+		return
+	}
+	if *update {
+		out := strings.Join(lines[:first], "") + want.String() + strings.Join(lines[last+1:], "")
+		if err := os.WriteFile("env.go", []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("ConfigFromEnv's documentation lists\n%s\nbut Settings says\n%s\n(go test -run TestEnvDocs -update rewrites it)", got, want.String())
 }
