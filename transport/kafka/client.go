@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -23,7 +24,8 @@ import (
 //   - One produce request in flight per broker: a later batch of a partition is never on the
 //     wire while an earlier one can still fail, whatever state the broker keeps for the
 //     producer.
-//   - A delivery timeout, so that an unreachable broker fails a Publish instead of hanging it.
+//   - A delivery timeout, so that an unreachable broker fails a Publish instead of hanging it,
+//     and metadata refreshed often enough for a failed batch to be resent or given up in time.
 func clientOptions(c Config) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
@@ -36,6 +38,9 @@ func clientOptions(c Config) []kgo.Opt {
 		kgo.ProducerBatchCompression(compressionCodec(c.Compression)...),
 		kgo.RecordDeliveryTimeout(c.DeliveryTimeout),
 		kgo.RetryTimeout(c.DeliveryTimeout),
+		// A failed batch waits for fresh metadata before it is resent or given up; the
+		// default minimum age (5s) would hold it past a short DeliveryTimeout.
+		kgo.MetadataMinAge(min(5*time.Second, c.DeliveryTimeout/2)),
 		kgo.DialTimeout(c.DialTimeout),
 	}
 	if c.TLS != nil {

@@ -243,8 +243,8 @@ func (c Config) Validate() error {
 		return bad("Concurrency", fmt.Sprintf("%d is above %d", c.Concurrency, MaxConcurrency))
 	case c.DeliveryTimeout < 0:
 		return bad("DeliveryTimeout", "is negative")
-	case c.DeliveryTimeout > 0 && c.DeliveryTimeout < 100*time.Millisecond:
-		return bad("DeliveryTimeout", fmt.Sprintf("%v is below 100ms", c.DeliveryTimeout))
+	case c.DeliveryTimeout > 0 && c.DeliveryTimeout < time.Second:
+		return bad("DeliveryTimeout", fmt.Sprintf("%v is below 1s, the least the producer accepts", c.DeliveryTimeout))
 	case c.DialTimeout < 0:
 		return bad("DialTimeout", "is negative")
 	}

@@ -32,8 +32,8 @@ type publication struct {
 	answered []bool  // the producer's promise for the record has run
 	raw      []error // what the promise said
 	errs     []error
-	settled  []bool // the message's outcome is known (errs[i] == nil: published)
-	sealed   bool   // Publish returned: later promises change nothing
+	settled  []bool         // the message's outcome is known (errs[i] == nil: published)
+	sealed   bool           // Publish returned: later promises change nothing
 	stopped  map[string]int // key -> index of its first failed message
 }
 
