@@ -112,7 +112,7 @@ func TestNewErrors(t *testing.T) {
 		}
 		defer s.Close()
 		p.Close()
-		_, err = s.Claim(ctx, core.ClaimRequest{Owner: "r", Limit: 1, Lease: time.Second})
+		_, err = s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 1, Lease: time.Second})
 		if err == nil || !strings.HasPrefix(err.Error(), "postgres: claim:") || !strings.Contains(err.Error(), "closed pool") {
 			t.Fatalf("claim on a closed pool = %v", err)
 		}

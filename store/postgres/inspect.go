@@ -34,7 +34,7 @@ func deadWhere(f core.DeadFilter) (string, []any) {
 	conds := []string{"status = 'dead'"}
 	var args []any
 	if len(f.IDs) > 0 {
-		args = append(args, validIDs(f.IDs))
+		args = append(args, core.SettleableIDs(f.IDs))
 		conds = append(conds, fmt.Sprintf("id = ANY($%d::uuid[])", len(args)))
 	}
 	if f.Type != "" {
@@ -124,22 +124,6 @@ func (s *Store) editDead(ctx context.Context, op, stmt string, f core.DeadFilter
 	tag, err := s.pool.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
-	}
-	return int(tag.RowsAffected()), nil
-}
-
-// DeleteDelivered deletes at most limit messages delivered before cutoff, oldest first, and
-// returns how many (core.Retention). It only finds rows when KeepDelivered is set.
-func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	if err := s.open(); err != nil {
-		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
-	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("postgres: delete delivered: %w", &core.ConfigError{Component: "postgres", Field: "limit", Problem: "must be positive"})
-	}
-	tag, err := s.pool.Exec(ctx, s.q.deleteDelivered, cutoff, limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
 }

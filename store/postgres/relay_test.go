@@ -129,7 +129,7 @@ func TestFourRelays(t *testing.T) {
 // noAck is a relay's store that publishes but never acknowledges: a relay stuck after publish.
 type noAck struct{ core.Store }
 
-func (noAck) Ack(context.Context, string, []string) error { return nil }
+func (noAck) Ack(_ context.Context, _ string, ids []string) (int, error) { return len(ids), nil }
 
 // A relay that stops acknowledging loses its leases when they expire, and another relay
 // publishes the messages (a duplicate, never a loss).

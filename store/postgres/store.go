@@ -22,8 +22,11 @@ type Store struct {
 	ownPool bool
 	table   string // quoted schema.table, safe to paste into SQL
 	channel string // NOTIFY channel
-	q       queries
-	gate    *notifyGate
+	// lockSpace prefixes the key locks' hash, so stores over different tables never make each
+	// other's writers wait.
+	lockSpace string
+	q         queries
+	gate      *notifyGate
 
 	closed    atomic.Bool
 	done      context.Context // ends at Close: stops listeners
@@ -52,6 +55,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		pool:    cfg.Pool,
 		table:   pgx.Identifier{cfg.Schema, cfg.Table}.Sanitize(),
 		channel: channelName(cfg.Schema, cfg.Table),
+		// NUL cannot appear in an identifier, so schema and table cannot run into the key.
+		lockSpace: "outbox key\x00" + cfg.Schema + "\x00" + cfg.Table + "\x00",
 	}
 	s.done, s.close = context.WithCancel(context.Background())
 	s.q = buildQueries(s.table, cfg.KeepDelivered)

@@ -41,6 +41,14 @@ func harnessWith(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
 			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
 			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
+			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+				tx, err := s.Pool().Begin(ctx)
+				if err != nil {
+					return nil, err
+				}
+				t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+				return func() error { return tx.Commit(ctx) }, s.Add(ctx, tx, msgs...)
+			},
 		}
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,11 +24,15 @@ func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error
 	}
 	cols := columnsOf(msgs)
 	notify := s.gate.inTx()
+	locks := s.lockIDs(msgs)
 	var err error
-	if len(msgs) == 1 {
+	switch {
+	case len(msgs) == 1 && len(locks) == 0:
 		_, err = tx.Exec(ctx, s.q.addOne, cols.ids[0], cols.types[0], cols.keys[0], cols.payloads[0], cols.results[0], cols.headers[0], cols.created[0], s.channel, notify)
-	} else {
-		_, err = tx.Exec(ctx, s.q.add, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, s.channel, notify)
+	case len(msgs) == 1:
+		_, err = tx.Exec(ctx, s.q.addOneKeyed, cols.ids[0], cols.types[0], cols.keys[0], cols.payloads[0], cols.results[0], cols.headers[0], cols.created[0], s.channel, notify, locks[0])
+	default:
+		_, err = tx.Exec(ctx, s.q.add, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, s.channel, notify, locks)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
@@ -59,7 +66,7 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 	if err != nil {
 		return fmt.Errorf("postgres: add: encode batch: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q.addJSON, string(doc), s.channel, s.gate.inTx()); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q.addJSON, string(doc), s.channel, s.gate.inTx(), int8Array(s.lockIDs(msgs))); err != nil {
 		return fmt.Errorf("postgres: add %d message(s) to %s: %w", len(msgs), s.table, err)
 	}
 	return nil
@@ -72,7 +79,7 @@ func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (w
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
 	if noTx {
-		return false, fmt.Errorf("postgres: add: %w", &core.ConfigError{Component: "postgres", Field: "tx", Problem: "is nil"})
+		return false, fmt.Errorf("postgres: add: %w", core.InvalidArgument("tx", "is nil"))
 	}
 	if len(msgs) == 0 {
 		return false, nil
@@ -82,6 +89,38 @@ func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (w
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
 	return true, nil
+}
+
+// lockIDs returns the advisory locks Add takes for the keys of msgs, one per keyed message (the
+// query takes each distinct one once, in sorted order), each held until the writing transaction
+// ends. Writers of one key therefore take turns: the second waits for the first to commit or
+// roll back before its rows get their seq, so for one key seq order is commit order, and an
+// ordered relay can never publish a later-committing writer's message first. Writers of
+// different keys do not wait for each other (except on a 64-bit hash collision, which only costs
+// a wait). Sorting means one Add never deadlocks with itself; two transactions that each add two
+// keys in opposite orders can deadlock, which PostgreSQL detects and resolves by aborting one,
+// as with row locks.
+func (s *Store) lockIDs(msgs []*core.Message) []int64 {
+	var ids []int64
+	for _, m := range msgs {
+		if m.Key == "" {
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(s.lockSpace))
+		h.Write([]byte(m.Key))
+		ids = append(ids, int64(h.Sum64()))
+	}
+	return ids
+}
+
+// int8Array is ids as PostgreSQL array text, the form every database/sql driver passes.
+func int8Array(ids []int64) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.FormatInt(id, 10)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
 }
 
 // columns is a batch of messages as one array per column, for unnest.
@@ -121,10 +160,10 @@ func columnsOf(msgs []*core.Message) columns {
 func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*core.Message) (result T, err error) {
 	var zero T
 	if s == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", &core.ConfigError{Component: "postgres", Field: "store", Problem: "is nil"})
+		return zero, fmt.Errorf("postgres: execute: %w", core.InvalidArgument("store", "is nil"))
 	}
 	if fn == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", &core.ConfigError{Component: "postgres", Field: "fn", Problem: "is nil"})
+		return zero, fmt.Errorf("postgres: execute: %w", core.InvalidArgument("fn", "is nil"))
 	}
 	if err := s.open(); err != nil {
 		return zero, fmt.Errorf("postgres: execute: %w", err)

@@ -65,7 +65,7 @@ func TestExecute(t *testing.T) {
 		if err := json.Unmarshal(claimed[0].Result, &res); err != nil || res != got {
 			t.Fatalf("stored Result %s (%v), want fn's result %+v", claimed[0].Result, err, got)
 		}
-		if err := s.Ack(ctx, "r", ids(claimed)); err != nil {
+		if _, err := s.Ack(ctx, "r", ids(claimed)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -236,7 +236,7 @@ func TestLateCommitIsClaimed(t *testing.T) {
 		if got := claim(t, s, "r", 10, false); len(got) != 1 || got[0].ID != b.ID {
 			t.Fatalf("first claim = %v, want only B", ids(got))
 		}
-		if err := s.Ack(ctx, "r", []string{b.ID}); err != nil {
+		if _, err := s.Ack(ctx, "r", []string{b.ID}); err != nil {
 			t.Fatal(err)
 		}
 		if err := txA.Commit(ctx); err != nil {

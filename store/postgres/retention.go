@@ -1,0 +1,26 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
+)
+
+// DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
+// database's clock, oldest first, and returns how many (core.Retention). It only finds rows when
+// KeepDelivered is set.
+func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	if err := s.open(); err != nil {
+		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
+	}
+	if limit <= 0 {
+		return 0, fmt.Errorf("postgres: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
+	}
+	tag, err := s.pool.Exec(ctx, s.q.deleteDelivered, olderThan.Microseconds(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
