@@ -103,7 +103,12 @@ func TestRedact(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"postgres://user:pw@host:5432/db", "postgres://user:xxxxx@host:5432/db"},
 		{"postgres://user@host/db", "postgres://user@host/db"},
-		{"postgres://host/db?sslmode=require&password=pw", "postgres://host/db?password=xxxxx&sslmode=require"},
+		{"postgres://host/db?sslmode=require&password=pw", "postgres://host/db?sslmode=require&password=xxxxx"},
+		{"postgres://host/db?sslpassword=pw&application_name=relay&new_option=x", "postgres://host/db?sslpassword=xxxxx&application_name=relay&new_option=xxxxx"},
+		{"mongodb://AKID:pw@h/app?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok", "mongodb://AKID:xxxxx@h/app?authMechanism=MONGODB-AWS&authMechanismProperties=xxxxx"},
+		{"mongodb://h/app?tlsCertificateKeyFilePassword=pw&tls=true", "mongodb://h/app?tlsCertificateKeyFilePassword=xxxxx&tls=true"},
+		{"sqlite:/tmp/x.db?_pragma=key(pw)&mode=ro", "sqlite:/tmp/x.db?_pragma=xxxxx&mode=ro"},
+		{"host=h password=pw", "(unrecognised store URL, hidden)"},
 		{"mongodb://user:p%40ss@h1:27017,h2:27017/app?replicaSet=rs0", "mongodb://user:xxxxx@h1:27017,h2:27017/app?replicaSet=rs0"},
 		{"mongodb://u:pw@host", "mongodb://u:xxxxx@host"},
 		{"sqlite:/tmp/x.db", "sqlite:/tmp/x.db"},
