@@ -37,13 +37,13 @@ var configErrors = []error{
 // it happened and marking what no retry can fix (core.Permanent) and what is an outage of the
 // brokers (core.Unavailable). alone says whether the record was the only one of its partition
 // in its wave, and so alone in its batch: a refusal of the whole batch then concerns it alone.
-func classify(c Config, id, topic string, partition int32, alone bool, err error) error {
-	where := fmt.Sprintf("kafka: publish to %s", topic)
-	if partition >= 0 {
-		where = fmt.Sprintf("kafka: publish to %s[%d]", topic, partition)
+func classify(c Config, topic string, partition int32, alone bool, err error) error {
+	where := fmt.Sprintf("kafka: publish to %s[%d]", topic, partition)
+	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+		where = "kafka: publish to " + topic // no partition was chosen
 	}
 	wrap := func(format string, args ...any) error {
-		return fmt.Errorf("%s: message %s: "+format, append([]any{where, id}, args...)...)
+		return fmt.Errorf("%s: "+format, append([]any{where}, args...)...)
 	}
 	switch {
 	case errors.Is(err, kgo.ErrClientClosed):

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	if shared, err = startCluster(); err != nil {
+	if shared, err = startCluster(nil); err != nil {
 		fmt.Fprintln(os.Stderr, "kafka tests:", err)
 		return 1
 	}
@@ -56,9 +56,10 @@ type cluster struct {
 	reach   error // why the real cluster did not answer, if it did not
 }
 
-// startCluster starts a three-broker kfake cluster, or connects to the real one named by
-// OUTBOX_TEST_KAFKA_BROKERS.
-func startCluster(opts ...kfake.Opt) (*cluster, error) {
+// startCluster starts a three-broker kfake cluster with opts, or, without opts, connects to
+// the real one named by OUTBOX_TEST_KAFKA_BROKERS when it is set. The admin client
+// authenticates with auth when it is not nil.
+func startCluster(auth *kafka.SASL, opts ...kfake.Opt) (*cluster, error) {
 	c := &cluster{}
 	if v := os.Getenv(brokersVar); v != "" && len(opts) == 0 {
 		c.brokers = strings.Split(v, ",")
@@ -69,7 +70,13 @@ func startCluster(opts ...kfake.Opt) (*cluster, error) {
 		}
 		c.fake, c.brokers = fake, fake.ListenAddrs()
 	}
-	adminCl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...))
+	// The transport's own client settings, so the admin client connects the same way.
+	adminOpts, err := kafka.ClientOptions(kafka.Config{Brokers: c.brokers, Topic: "unused", SASL: auth})
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	adminCl, err := kgo.NewClient(adminOpts...)
 	if err != nil {
 		c.close()
 		return nil, err

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -199,7 +200,7 @@ func (p *publication) settleWave(wave []int) {
 	}
 	for _, i := range wave {
 		if !p.answered[i] {
-			p.settleLocked(i, fmt.Errorf("kafka: publish to %s: message %s: the producer reported no outcome", p.topics[i], p.msgs[i].ID))
+			p.settleLocked(i, fmt.Errorf("kafka: publish to %s: the producer reported no outcome", p.topics[i]))
 			continue
 		}
 		p.settleLocked(i, p.classified(i, perPartition[topicPartition{p.recs[i].Topic, p.recs[i].Partition}] == 1))
@@ -212,7 +213,7 @@ func (p *publication) classified(i int, alone bool) error {
 		return nil
 	}
 	r := p.recs[i]
-	return classify(p.t.cfg, p.msgs[i].ID, r.Topic, r.Partition, alone, p.raw[i])
+	return classify(p.t.cfg, r.Topic, r.Partition, alone, p.raw[i])
 }
 
 type topicPartition struct {
@@ -231,10 +232,10 @@ func (p *publication) cutShort(wave, pending []int, cause error) {
 			p.settleLocked(i, p.classified(i, false))
 			continue
 		}
-		p.settleLocked(i, fmt.Errorf("kafka: publish to %s: message %s: gave up waiting for the broker's answer, so it may still be written: %w", p.topics[i], p.msgs[i].ID, cause))
+		p.settleLocked(i, fmt.Errorf("kafka: publish to %s: gave up waiting for the broker's answer, so the record may still be written: %w", p.topics[i], cause))
 	}
 	for _, i := range pending {
-		p.settleLocked(i, fmt.Errorf("kafka: publish to %s: message %s not sent: %w", p.topics[i], p.msgs[i].ID, cause))
+		p.settleLocked(i, fmt.Errorf("kafka: publish to %s: not sent: %w", p.topics[i], cause))
 	}
 	p.sealed = true
 }
@@ -248,7 +249,7 @@ func (p *publication) err() error {
 	be := core.NewBatchError()
 	for i, m := range p.msgs {
 		if !p.settled[i] {
-			be.Add(m.ID, fmt.Errorf("kafka: message %s: no outcome recorded", m.ID))
+			be.Add(m.ID, errors.New("kafka: publish: no outcome recorded"))
 			continue
 		}
 		if p.errs[i] != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
@@ -123,8 +122,8 @@ func TestFailuresBeforeProducingStopTheirKey(t *testing.T) {
 	tr := c.newTransport(t, kafka.Config{Topic: topic, MaxMessageBytes: 4096})
 	in := prepared(t, append(append(messages(5, "T", "a"), messages(5, "T", "b")...), messages(3, "T", "")...)...)
 	in[1].Payload = json.RawMessage(`"` + strings.Repeat("x", 5000) + `"`) // a's second: too large
-	in[7].Headers = map[string]string{kafka.HeaderType: "forged"}           // b's third: reserved header
-	in[11].Payload = json.RawMessage(`{"broken"`)                           // unkeyed: corrupt payload
+	in[7].Headers = map[string]string{kafka.HeaderType: "forged"}          // b's third: reserved header
+	in[11].Payload = json.RawMessage(`{"broken"`)                          // unkeyed: corrupt payload
 
 	be := batchErr(t, tr.Publish(testCtx(t), in))
 	for _, i := range []int{1, 7, 11} {
@@ -228,7 +227,6 @@ func TestMissingTopic(t *testing.T) {
 	c := needCluster(t)
 	tr := c.newTransport(t, kafka.Config{Topic: topicName(t), DeliveryTimeout: 2 * time.Second})
 	err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...))
-	t.Log(err)
 	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("publish to a missing topic = %v, want an outage naming the problem", err)
 	}
@@ -267,5 +265,3 @@ func TestLongPublish(t *testing.T) {
 	}
 	checkKeyOrder(t, in, c.consumeExactly(t, len(in), false, topic))
 }
-
-var _ = kgo.Record{}
