@@ -8,11 +8,13 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.53.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
+	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/txoutbox/outbox v0.0.0
 	github.com/txoutbox/outbox/store/mongo v0.0.0
 	github.com/txoutbox/outbox/store/postgres v0.0.0
 	github.com/txoutbox/outbox/store/sqlite v0.0.0
+	github.com/txoutbox/outbox/transport/nats v0.0.0
 	github.com/txoutbox/outbox/transport/sqs v0.0.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
@@ -41,6 +43,8 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
@@ -50,7 +54,7 @@ require (
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	golang.org/x/crypto v0.54.0 // indirect
+	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -70,3 +74,5 @@ replace github.com/txoutbox/outbox/store/postgres => ../../store/postgres
 replace github.com/txoutbox/outbox/store/sqlite => ../../store/sqlite
 
 replace github.com/txoutbox/outbox/transport/sqs => ../../transport/sqs
+
+replace github.com/txoutbox/outbox/transport/nats => ../../transport/nats
