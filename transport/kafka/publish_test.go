@@ -179,8 +179,9 @@ func TestKeyOrderAcrossBatch(t *testing.T) {
 	checkKeyOrder(t, in, got)
 }
 
-// checkKeyOrder fails unless got holds, for each key, the messages of in with that key in
-// their order, all on one partition.
+// checkKeyOrder fails unless got holds exactly the messages of in, each once: for each key the
+// messages with that key in their order, all on one partition, and the unkeyed ones in any
+// order.
 func checkKeyOrder(t *testing.T, in []*core.Message, got []received) {
 	t.Helper()
 	want := map[string][]string{}
@@ -191,16 +192,39 @@ func checkKeyOrder(t *testing.T, in []*core.Message, got []received) {
 	partition := map[string]int32{}
 	for _, r := range got {
 		k := r.Msg.Key
-		if p, ok := partition[k]; ok && p != r.Rec.Partition {
+		if p, ok := partition[k]; ok && p != r.Rec.Partition && k != "" {
 			t.Fatalf("key %s on partitions %d and %d", k, p, r.Rec.Partition)
 		}
 		partition[k] = r.Rec.Partition
 		have[k] = append(have[k], r.Msg.ID)
 	}
+	slices.Sort(want[""])
+	slices.Sort(have[""])
 	for k, ids := range want {
 		if !slices.Equal(have[k], ids) {
-			t.Fatalf("key %s received %d messages out of order or missing (want %d)", k, len(have[k]), len(ids))
+			t.Fatalf("key %q: received %d messages out of order, missing or repeated (want %d)", k, len(have[k]), len(ids))
 		}
+	}
+	if len(got) != len(in) {
+		t.Fatalf("received %d messages, want %d", len(got), len(in))
+	}
+}
+
+// checkOnce fails unless got holds exactly the messages of in, each once, in any order.
+func checkOnce(t *testing.T, in []*core.Message, got []received) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, m := range in {
+		want[m.ID] = true
+	}
+	for _, r := range got {
+		if !want[r.Msg.ID] {
+			t.Fatalf("received %s, which is not one of the published messages, or twice", r.Msg.ID)
+		}
+		delete(want, r.Msg.ID)
+	}
+	if len(want) > 0 {
+		t.Fatalf("%d messages missing", len(want))
 	}
 }
 

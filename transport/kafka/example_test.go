@@ -1,0 +1,44 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/tls"
+	"log"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/kafka"
+)
+
+// A relay publishing to Kafka in ordered mode, ORDER_* events to a topic of their own.
+func Example() {
+	t, err := kafka.New(kafka.Config{
+		Brokers: []string{"127.0.0.1:9092"},
+		Topic:   "events",
+		Routes:  map[string]string{"ORDER_PLACED": "orders"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer t.Close()
+
+	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = relay.Run(context.Background())
+}
+
+// SASL/SCRAM over TLS, as managed clusters expect.
+func Example_saslOverTLS() {
+	t, err := kafka.New(kafka.Config{
+		Brokers: []string{"broker-1.example.com:9096", "broker-2.example.com:9096"},
+		Topic:   "events",
+		SASL:    &kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: "relay", Password: "from-your-secret-store"},
+		TLS:     &tls.Config{MinVersion: tls.VersionTLS12},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer t.Close()
+}
