@@ -10,10 +10,14 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/twmb/franz-go v1.22.3
+	github.com/twmb/franz-go/pkg/kadm v1.20.0
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/txoutbox/outbox v0.0.0
 	github.com/txoutbox/outbox/store/mongo v0.0.0
 	github.com/txoutbox/outbox/store/postgres v0.0.0
 	github.com/txoutbox/outbox/store/sqlite v0.0.0
+	github.com/txoutbox/outbox/transport/kafka v0.0.0
 	github.com/txoutbox/outbox/transport/nats v0.0.0
 	github.com/txoutbox/outbox/transport/sqs v0.0.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
@@ -46,10 +50,12 @@ require (
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	github.com/xdg-go/scram v1.4.0 // indirect
 	github.com/xdg-go/stringprep v1.0.4 // indirect
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
@@ -76,3 +82,5 @@ replace github.com/txoutbox/outbox/store/sqlite => ../../store/sqlite
 replace github.com/txoutbox/outbox/transport/sqs => ../../transport/sqs
 
 replace github.com/txoutbox/outbox/transport/nats => ../../transport/nats
+
+replace github.com/txoutbox/outbox/transport/kafka => ../../transport/kafka

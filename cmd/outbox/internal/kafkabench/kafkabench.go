@@ -1,0 +1,374 @@
+// Package kafkabench measures how close the relay comes to the raw publishing speed of Kafka.
+//
+// Run publishes the same events twice per round, each time into a fresh topic: once straight
+// through franz-go — one client, idempotent, acks from all in-sync replicas, the transport's
+// batch size limit and compression, records built beforehand with the key, envelope and
+// outbox.type header the transport sends, Concurrency goroutines each producing BatchSize
+// records with ProduceSync, which is the ceiling of the client and the brokers — and once
+// through the outbox: an in-memory store, core.Relay and the Kafka transport, with the same
+// Concurrency producer clients and the same BatchSize. Rounds alternate raw and relay so that
+// the machine's state affects both alike. The result is the relay's rate as a ratio to the raw
+// rate; the design target is at least 0.8.
+//
+// With no Brokers it starts an in-process kfake cluster (three brokers), so it runs anywhere;
+// kfake keeps records in memory and does not replicate, so the numbers are those of the client
+// path, not of a broker's disk and network.
+//
+//	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./internal/kafkabench   (in cmd/outbox)
+package kafkabench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
+	"github.com/txoutbox/outbox/core"
+	memstore "github.com/txoutbox/outbox/store/memory"
+	"github.com/txoutbox/outbox/transport/kafka"
+)
+
+// Config sets up a benchmark run. The zero value of every field means its documented default.
+type Config struct {
+	// Brokers are the seed brokers of the cluster to measure. Default: an in-process kfake
+	// cluster of three brokers, started and stopped by Run.
+	Brokers []string
+	// Events is how many events each measurement publishes. Default 20000.
+	Events int
+	// PayloadBytes is the size of each event's JSON payload. Default 200.
+	PayloadBytes int
+	// Keys is how many distinct message keys the events cycle through; 0 means the default,
+	// -1 means no keys. Default 100.
+	Keys int
+	// Partitions of each topic Run creates. Default 6.
+	Partitions int
+	// Ordered runs the relay in ordered mode. Default false.
+	Ordered bool
+	// BatchSize is how many events the relay claims and publishes at once, and how many the
+	// raw loop produces per ProduceSync call. Default 250.
+	BatchSize int
+	// Concurrency is how many batches are in flight: the relay's Concurrency and the
+	// transport's producer clients, and the raw loop's goroutines. Default 4.
+	Concurrency int
+	// Rounds is how many times each measurement runs, raw and relay alternating. Default 9.
+	Rounds int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Events == 0 {
+		c.Events = 20000
+	}
+	if c.PayloadBytes == 0 {
+		c.PayloadBytes = 200
+	}
+	if c.Keys == 0 {
+		c.Keys = 100
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 6
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 250
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 4
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 9
+	}
+	return c
+}
+
+// Result is what Run measured.
+type Result struct {
+	Events       int    `json:"events"`
+	PayloadBytes int    `json:"payload_bytes"`
+	Keys         int    `json:"keys"`
+	Partitions   int    `json:"partitions"`
+	Ordered      bool   `json:"ordered"`
+	BatchSize    int    `json:"batch_size"`
+	Concurrency  int    `json:"concurrency"`
+	Rounds       int    `json:"rounds"`
+	Cluster      string `json:"cluster"` // "kfake" or "brokers"
+	GoVersion    string `json:"go_version"`
+	CPUs         int    `json:"cpus"`
+	// RawPerSec and RelayPerSec are the median events/s of each measurement.
+	RawPerSec   float64 `json:"raw_events_per_sec"`
+	RelayPerSec float64 `json:"relay_events_per_sec"`
+	// Ratio is the median over rounds of relay/raw events/s, each round's pair measured back
+	// to back; on a shared machine it is steadier than a ratio of medians. Target is the design
+	// goal for it.
+	Ratio  float64 `json:"ratio"`
+	Target float64 `json:"target"`
+	// RawRounds, RelayRounds and RoundRatios are every round's numbers, in order.
+	RawRounds   []float64 `json:"raw_rounds"`
+	RelayRounds []float64 `json:"relay_rounds"`
+	RoundRatios []float64 `json:"round_ratios"`
+}
+
+// Target is the design goal for Result.Ratio.
+const Target = 0.8
+
+// JSON returns r as indented JSON.
+func (r Result) JSON() string {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return string(b)
+}
+
+// Run measures the raw and the relay publishing rates. It creates a topic per measurement and
+// deletes them afterwards.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Events < 0 || cfg.PayloadBytes < 0 || cfg.Keys < -1 || cfg.Partitions < 0 || cfg.BatchSize < 0 || cfg.Concurrency < 0 || cfg.Rounds < 0 {
+		return Result{}, errors.New("kafkabench: config fields must not be negative (Keys may be -1)")
+	}
+	cfg = cfg.withDefaults()
+	res := Result{
+		Events: cfg.Events, PayloadBytes: cfg.PayloadBytes, Keys: max(cfg.Keys, 0), Partitions: cfg.Partitions,
+		Ordered: cfg.Ordered, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, Rounds: cfg.Rounds,
+		Cluster: "brokers", GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Target: Target,
+	}
+	b := &bench{cfg: cfg}
+	if err := b.setup(ctx); err != nil {
+		b.teardown()
+		return res, err
+	}
+	defer b.teardown()
+	if b.fake != nil {
+		res.Cluster = "kfake"
+	}
+
+	for range cfg.Rounds {
+		raw, err := b.raw(ctx)
+		if err != nil {
+			return res, err
+		}
+		relayed, err := b.relay(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.RawRounds = append(res.RawRounds, raw)
+		res.RelayRounds = append(res.RelayRounds, relayed)
+		res.RoundRatios = append(res.RoundRatios, relayed/raw)
+	}
+	res.RawPerSec, res.RelayPerSec = benchutil.Median(res.RawRounds), benchutil.Median(res.RelayRounds)
+	res.Ratio = benchutil.Median(res.RoundRatios)
+	return res, nil
+}
+
+type bench struct {
+	cfg     Config
+	fake    *kfake.Cluster
+	brokers []string
+	adminCl *kgo.Client
+	admin   *kadm.Client
+	topics  []string
+}
+
+func (b *bench) setup(ctx context.Context) error {
+	b.brokers = b.cfg.Brokers
+	if len(b.brokers) == 0 {
+		fake, err := kfake.NewCluster(kfake.NumBrokers(3))
+		if err != nil {
+			return fmt.Errorf("kafkabench: start kfake: %w", err)
+		}
+		b.fake, b.brokers = fake, fake.ListenAddrs()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		return fmt.Errorf("kafkabench: admin client: %w", err)
+	}
+	b.adminCl, b.admin = cl, kadm.NewClient(cl)
+	return nil
+}
+
+func (b *bench) teardown() {
+	if b.admin != nil && len(b.topics) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = b.admin.DeleteTopics(ctx, b.topics...)
+		cancel()
+	}
+	if b.adminCl != nil {
+		b.adminCl.Close()
+	}
+	if b.fake != nil {
+		b.fake.Close()
+	}
+}
+
+func (b *bench) newTopic(ctx context.Context, what string) (string, error) {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	name := "outbox-bench-" + what + "-" + hex.EncodeToString(r[:])
+	res, err := b.admin.CreateTopic(ctx, int32(b.cfg.Partitions), -1, nil, name)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return "", fmt.Errorf("kafkabench: create topic: %w", err)
+	}
+	b.topics = append(b.topics, name)
+	return name, nil
+}
+
+// transportConfig is the transport's configuration in both measurements; the raw client takes
+// its producer settings from it.
+func (b *bench) transportConfig(topic string) kafka.Config {
+	return kafka.Config{Brokers: b.brokers, Topic: topic, Concurrency: b.cfg.Concurrency}
+}
+
+// events returns cfg.Events prepared messages.
+func (b *bench) events() ([]*core.Message, error) {
+	pad := strings.Repeat("x", max(0, b.cfg.PayloadBytes-30))
+	msgs := make([]*core.Message, b.cfg.Events)
+	for i := range msgs {
+		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		if b.cfg.Keys > 0 {
+			msgs[i].Key = "key-" + strconv.Itoa(i%b.cfg.Keys)
+		}
+	}
+	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+}
+
+// raw produces the events with one franz-go client: records built beforehand as the transport
+// builds them, Concurrency goroutines each producing BatchSize records with ProduceSync. It
+// returns events/s.
+func (b *bench) raw(ctx context.Context) (float64, error) {
+	topic, err := b.newTopic(ctx, "raw")
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := b.events()
+	if err != nil {
+		return 0, err
+	}
+	tc := b.transportConfig(topic)
+	tc.MaxMessageBytes = kafka.DefaultMaxMessageBytes
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(tc.Brokers...),
+		kgo.ClientID(kafka.DefaultClientID),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are franz-go's default
+		kgo.ProducerBatchMaxBytes(int32(tc.MaxMessageBytes)),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordDeliveryTimeout(kafka.DefaultDeliveryTimeout),
+	)
+	if err != nil {
+		return 0, fmt.Errorf("kafkabench: raw client: %w", err)
+	}
+	defer cl.Close()
+
+	var batches [][]*kgo.Record
+	for i := 0; i < len(msgs); i += b.cfg.BatchSize {
+		var recs []*kgo.Record
+		for _, m := range msgs[i:min(i+b.cfg.BatchSize, len(msgs))] {
+			value, err := core.EncodeEnvelope(nil, m)
+			if err != nil {
+				return 0, err
+			}
+			r := &kgo.Record{Topic: topic, Value: value, Headers: []kgo.RecordHeader{{Key: kafka.HeaderType, Value: []byte(m.Type)}}}
+			if m.Key != "" {
+				r.Key = []byte(m.Key)
+				r.Headers = append(r.Headers, kgo.RecordHeader{Key: kafka.HeaderKey, Value: []byte(m.Key)})
+			}
+			recs = append(recs, r)
+		}
+		batches = append(batches, recs)
+	}
+	// Neither measurement warms up: the raw client connects, learns the topic and gets its
+	// producer ID inside the timing, as the transport's clients do.
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range b.cfg.Concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(batches) {
+					return
+				}
+				if err := cl.ProduceSync(ctx, batches[i]...).FirstErr(); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("kafkabench: raw produce: %w", err) })
+					next.Store(int64(len(batches)))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(len(msgs)) / elapsed.Seconds(), nil
+}
+
+// relay publishes the events through an in-memory store, core.Relay and the Kafka transport,
+// from a full backlog until the store is drained. It returns events/s.
+func (b *bench) relay(ctx context.Context) (float64, error) {
+	topic, err := b.newTopic(ctx, "relay")
+	if err != nil {
+		return 0, err
+	}
+	tr, err := kafka.New(b.transportConfig(topic))
+	if err != nil {
+		return 0, err
+	}
+	defer tr.Close()
+	msgs, err := b.events()
+	if err != nil {
+		return 0, err
+	}
+	store := memstore.New()
+	if err := store.Add(ctx, msgs...); err != nil {
+		return 0, err
+	}
+	relay, err := core.NewRelay(store, tr, core.Config{
+		BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.Concurrency, Ordered: b.cfg.Ordered, MaxAttempts: 1,
+	})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := relay.Start(ctx); err != nil {
+		return 0, err
+	}
+	stop := func() error {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return relay.Stop(stopCtx)
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := relay.Stats()
+		if st.Published+st.Dead+st.Failed >= int64(len(msgs)) {
+			elapsed := time.Since(start)
+			if err := stop(); err != nil {
+				return 0, err
+			}
+			if st.Dead > 0 || st.Failed > 0 {
+				return 0, fmt.Errorf("kafkabench: relay: %d events failed and %d died; the transport or cluster misbehaved", st.Failed, st.Dead)
+			}
+			return float64(len(msgs)) / elapsed.Seconds(), nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = stop()
+			return 0, fmt.Errorf("kafkabench: relay: %d of %d published: %w", st.Published, len(msgs), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
