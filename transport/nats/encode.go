@@ -25,10 +25,10 @@ const (
 // blank line that ends them.
 const hdrOverhead = len("NATS/1.0\r\n") + len("\r\n")
 
-// encode turns m into the message to publish on subject. Its errors are permanent: they
-// concern the message itself, and sending it again would fail the same way. maxBytes bounds
-// headers plus body.
-func (t *Transport) encode(m *core.Message, subject string, maxBytes int) (*natsgo.Msg, error) {
+// encode turns m into the message to publish on subject, its body cut from slab. Its errors
+// are permanent: they concern the message itself, and sending it again would fail the same
+// way. maxBytes bounds headers plus body.
+func (t *Transport) encode(m *core.Message, subject string, maxBytes int, slab *[]byte) (*natsgo.Msg, error) {
 	fail := func(format string, args ...any) (*natsgo.Msg, error) {
 		return nil, core.Permanent(fmt.Errorf("nats: message %s: "+format, append([]any{m.ID}, args...)...))
 	}
@@ -37,16 +37,22 @@ func (t *Transport) encode(m *core.Message, subject string, maxBytes int) (*nats
 	if t.cfg.RawPayload {
 		body = m.Payload
 	} else {
-		var err error
-		if body, err = core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+128), m); err != nil {
+		start := len(*slab)
+		b, err := core.EncodeEnvelope(*slab, m)
+		if err != nil {
 			return nil, err // already permanent, and names the message
 		}
+		*slab = b
+		body = b[start:len(b):len(b)]
 	}
 
-	h := make(natsgo.Header, len(m.Headers)+5)
+	n := len(m.Headers) + 5
+	h := make(natsgo.Header, n)
+	values := make([]string, 0, n) // one backing array for every header's value
 	size := hdrOverhead
 	set := func(name, value string) {
-		h[name] = []string{value}
+		values = append(values, value)
+		h[name] = values[len(values)-1 : len(values) : len(values)]
 		size += len(name) + len(value) + 4 // ": " and "\r\n"
 	}
 	for name, value := range m.Headers {

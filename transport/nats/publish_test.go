@@ -218,11 +218,15 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	if !tr.KeepsKeyOrder() {
 		t.Fatal("KeepsKeyOrder is false with KeepKeyOrder set")
 	}
-	a, b := messages(5, "T", "a"), messages(5, "T", "b")
+	a, b, c := messages(5, "T", "a"), messages(5, "T", "b"), messages(3, "T", "c")
 	a[2].Payload = json.RawMessage(`"` + strings.Repeat("x", 2048) + `"`) // the stream refuses it
+	c[1].Headers = map[string]string{"bad header": "v"}                   // never sent at all
 	var in []*core.Message
 	for i := range a {
 		in = append(in, a[i], b[i])
+		if i < len(c) {
+			in = append(in, c[i])
+		}
 	}
 	unkeyed := messages(3, "T", "")
 	in = append(in, unkeyed...)
@@ -233,23 +237,28 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	if !errors.As(err, &be) {
 		t.Fatalf("publish = %v, want a *core.BatchError", err)
 	}
-	if len(be.Failed) != 3 || !core.IsPermanent(be.Failed[a[2].ID]) {
-		t.Fatalf("failures %v, want a[2] permanent and a[3], a[4] held back", be)
+	if len(be.Failed) != 5 || !core.IsPermanent(be.Failed[a[2].ID]) || !core.IsPermanent(be.Failed[c[1].ID]) {
+		t.Fatalf("failures %v, want a[2] and c[1] permanent, a[3], a[4] and c[2] held back", be)
 	}
-	for _, m := range a[3:] {
+	for _, m := range append(a[3:], c[2]) {
 		if e := be.Failed[m.ID]; e == nil || core.IsPermanent(e) || !core.IsUnavailable(e) || !strings.Contains(e.Error(), "not sent") {
 			t.Errorf("a later message of key a: error %v, want 'not sent', marked Unavailable (no attempt charged)", e)
 		}
 	}
 	got := st.readAll(t, false)
-	var gotA, gotB []string
+	var gotA, gotB, gotC []string
 	for _, r := range got {
 		switch r.Msg.Key {
 		case "a":
 			gotA = append(gotA, r.Msg.ID)
 		case "b":
 			gotB = append(gotB, r.Msg.ID)
+		case "c":
+			gotC = append(gotC, r.Msg.ID)
 		}
+	}
+	if want := []string{c[0].ID}; !slices.Equal(gotC, want) {
+		t.Errorf("key c stored %v, want only the one before the unsendable message %v", gotC, want)
 	}
 	if want := []string{a[0].ID, a[1].ID}; !slices.Equal(gotA, want) {
 		t.Errorf("key a stored %v, want only the two before the failure %v", gotA, want)
@@ -261,8 +270,8 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	if !slices.Equal(gotB, wantB) {
 		t.Errorf("key b stored %v, want all in order %v", gotB, wantB)
 	}
-	if len(got) != 2+5+3 {
-		t.Errorf("stored %d messages, want 10", len(got))
+	if len(got) != 2+5+1+3 {
+		t.Errorf("stored %d messages, want 11", len(got))
 	}
 }
 

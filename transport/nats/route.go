@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/txoutbox/outbox/core"
@@ -16,7 +18,14 @@ type router struct {
 	route  func(*core.Message) string
 	// The template split at its placeholders: subject = parts[0] + Type + parts[1] + Type ...
 	parts []string
+	// byType caches the template's valid subject of each Type, so the common case costs a
+	// lookup rather than a join and a check. Bounded: past maxCached types it stops growing.
+	byType sync.Map // Type -> subject
+	cached atomic.Int32
 }
+
+// maxCached bounds the template cache: far more Types than a service has.
+const maxCached = 4096
 
 func newRouter(c Config) *router {
 	return &router{routes: c.Routes, route: c.Route, parts: strings.Split(c.Subject, TypePlaceholder)}
@@ -36,11 +45,19 @@ func (r *router) subject(m *core.Message) (string, error) {
 			return s, nil
 		}
 	}
-	s := r.parts[0]
-	if len(r.parts) > 1 {
-		s = strings.Join(r.parts, m.Type)
-		if err := checkSubject(s); err != nil {
-			return "", core.Permanent(fmt.Errorf("nats: message %s: type %q makes a bad subject from the Subject template: %v", m.ID, m.Type, err))
+	if len(r.parts) == 1 {
+		return r.parts[0], nil // a template without {type}, checked by Validate
+	}
+	if s, ok := r.byType.Load(m.Type); ok {
+		return s.(string), nil
+	}
+	s := strings.Join(r.parts, m.Type)
+	if err := checkSubject(s); err != nil {
+		return "", core.Permanent(fmt.Errorf("nats: message %s: type %q makes a bad subject from the Subject template: %v", m.ID, m.Type, err))
+	}
+	if r.cached.Load() < maxCached {
+		if _, loaded := r.byType.LoadOrStore(m.Type, s); !loaded {
+			r.cached.Add(1)
 		}
 	}
 	return s, nil
