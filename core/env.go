@@ -80,9 +80,9 @@ func RelaySettings() []Setting[Config] {
 			func(c *Config) *string { return &c.Owner }),
 		DurationSetting("OUTBOX_SHUTDOWN_TIMEOUT", "ShutdownTimeout", docDuration(DefaultShutdownTimeout), "how long a stop waits for the batches in flight",
 			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-		DurationSetting("OUTBOX_RETAIN_DELIVERED", "RetainDelivered", "0", "with a store keeping delivered messages, delete those delivered longer ago than this (0: keep them)",
+		DurationSetting("OUTBOX_RETAIN_DELIVERED", "RetainDelivered", "0: keep them", "with a store keeping delivered messages, delete those delivered longer ago than this",
 			func(c *Config) *time.Duration { return &c.RetainDelivered }),
-		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", docDuration(DefaultCleanupInterval), "how often that deletion runs",
+		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", docDuration(DefaultCleanupInterval), "how often the deletion of delivered messages runs",
 			func(c *Config) *time.Duration { return &c.CleanupInterval }),
 	}
 }

@@ -36,8 +36,8 @@ func Settings() []core.Setting[Config] {
 //	OUTBOX_ORDERED             [false]            publish messages with the same key strictly one after another
 //	OUTBOX_OWNER               [host-pid-random]  lease owner name of this relay
 //	OUTBOX_SHUTDOWN_TIMEOUT    [10s]              how long a stop waits for the batches in flight
-//	OUTBOX_RETAIN_DELIVERED    [0]                with a store keeping delivered messages, delete those delivered longer ago than this (0: keep them)
-//	OUTBOX_CLEANUP_INTERVAL    [1m]               how often that deletion runs
+//	OUTBOX_RETAIN_DELIVERED    [0: keep them]     with a store keeping delivered messages, delete those delivered longer ago than this
+//	OUTBOX_CLEANUP_INTERVAL    [1m]               how often the deletion of delivered messages runs
 //	OUTBOX_DISABLED            [false]            build the relay but never start it (processes that only write events)
 func ConfigFromEnv() (Config, error) { return ConfigFromLookup(os.LookupEnv) }
 

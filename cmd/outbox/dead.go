@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -32,7 +33,7 @@ func (l *idList) String() string { return strings.Join(*l, ",") }
 func (l *idList) Set(v string) error {
 	for _, id := range strings.Split(v, ",") {
 		if _, err := uuid.Parse(strings.TrimSpace(id)); err != nil {
-			return fmt.Errorf("%q is not a message ID (a UUID)", id)
+			return errors.New("not a message ID (a UUID)")
 		}
 		*l = append(*l, strings.TrimSpace(id))
 	}
@@ -52,7 +53,7 @@ func runDead(ctx context.Context, e *env, args []string) error {
 	case "list", "requeue", "purge":
 		return deadCommand(ctx, e, args[0], args[1:])
 	}
-	return usagef(cmd, "unknown subcommand %q: want list, requeue or purge", args[0])
+	return usagef(cmd, "unknown subcommand (not repeated: it may hold a secret); want list, requeue or purge")
 }
 
 func deadCommand(ctx context.Context, e *env, op string, args []string) error {
@@ -62,6 +63,7 @@ func deadCommand(ctx context.Context, e *env, op string, args []string) error {
 	var ids idList
 	var filter core.DeadFilter
 	f.fs.Var(&ids, "id", "only the message with this ID (repeatable, or comma-separated)")
+	f.kinds["id"] = "a message ID (a UUID)"
 	f.fs.StringVar(&filter.Type, "type", "", "only messages of this type")
 	f.fs.StringVar(&filter.Key, "key", "", "only messages with this key")
 	f.fs.IntVar(&filter.Limit, "limit", 0, "at most this many, oldest first (list: default 100; requeue, purge: no limit)")

@@ -5,7 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
+	"time"
+
+	"github.com/txoutbox/outbox/core"
 )
 
 // flags is a command's flag set plus the environment variable behind each flag. Defaults from
@@ -16,13 +20,27 @@ type flags struct {
 	cmd     string // "outbox relay"
 	usage   string // synopsis and description, printed by --help above the flags
 	envVars [][2]string
+	// secrets are variables read from the environment only: credentials, never flags.
+	secrets []secretVar
+	// kinds says what each flag's value is, for errors that must not repeat the value.
+	kinds map[string]core.SettingKind
+	// fields names the flag of each config field, by component ("relay", "sqs"), so a
+	// validation error is reported under the flag the user wrote.
+	fields map[[2]string]string
+	// given holds the flags set on the command line or from their variable.
+	given map[string]bool
+}
+
+type secretVar struct {
+	env string
+	set func(string) error
 }
 
 func newFlags(cmd, usage string) *flags {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by exitCode; help by parse
 	fs.Usage = func() {}
-	return &flags{fs: fs, cmd: cmd, usage: usage}
+	return &flags{fs: fs, cmd: cmd, usage: usage, kinds: map[string]core.SettingKind{}, fields: map[[2]string]string{}, given: map[string]bool{}}
 }
 
 // env makes the environment variable v the default of flag name, and says so in --help.
@@ -35,39 +53,209 @@ func (f *flags) env(name, v string) {
 	f.envVars = append(f.envVars, [2]string{name, v})
 }
 
+// addSettings offers each setting as a flag of its name, filled from its variable when the
+// command line does not set it; a secret setting is read from its variable only.
+func addSettings[C any](f *flags, component string, c *C, settings []core.Setting[C]) {
+	for _, s := range settings {
+		set := func(v string) error { return s.Set(c, strings.TrimSpace(v)) }
+		if s.Kind == core.KindSecret {
+			f.secrets = append(f.secrets, secretVar{env: s.Env, set: set})
+			f.fields[[2]string{component, s.Field}] = s.Env
+			continue
+		}
+		usage := s.Doc
+		if s.Default != "" && s.Default != "false" {
+			usage += " (default " + s.Default + ")"
+		}
+		f.fs.Var(&settingValue{set: set, isBool: s.Kind == core.KindBool}, s.Flag(), usage)
+		f.env(s.Flag(), s.Env)
+		f.kinds[s.Flag()] = s.Kind
+		if s.Field != "" {
+			f.fields[[2]string{component, s.Field}] = "--" + s.Flag() + " (" + s.Env + ")"
+		}
+	}
+}
+
+// settingValue is a flag backed by a Setting's parser.
+type settingValue struct {
+	set    func(string) error
+	isBool bool
+	text   string
+}
+
+func (v *settingValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.text
+}
+
+func (v *settingValue) Set(s string) error {
+	if err := v.set(s); err != nil {
+		return err
+	}
+	v.text = s
+	return nil
+}
+
+func (v *settingValue) IsBoolFlag() bool { return v.isBool }
+
 // parse parses args, prints help for --help (returning flag.ErrHelp), fills unset flags from
-// the environment and rejects positional arguments unless positional is true.
+// the environment and rejects positional arguments unless positional is true. No error repeats
+// an argument or a value: what was not understood may be a password typed in the wrong place.
 func (f *flags) parse(e *env, args []string, positional bool) error {
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.printHelp(e.stdout)
 			return err
 		}
-		return usagef(f.cmd, "%v", err)
+		return f.parseError(err)
 	}
-	set := map[string]bool{}
-	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	f.fs.Visit(func(fl *flag.Flag) { f.given[fl.Name] = true })
 	for _, p := range f.envVars {
-		if set[p[0]] {
+		if f.given[p[0]] {
 			continue
 		}
-		if v := e.getenv(p[1]); v != "" {
+		if v := e.getenv(p[1]); strings.TrimSpace(v) != "" {
 			if err := f.fs.Set(p[0], v); err != nil {
-				// The flag package's parse errors never quote the value, which may be secret.
-				return usagef(f.cmd, "%s: invalid value for --%s: %v", p[1], p[0], err)
+				return usagef(f.cmd, "%s: invalid value for --%s: %s", p[1], p[0], f.want(p[0]))
+			}
+			f.given[p[0]] = true
+		}
+	}
+	for _, s := range f.secrets {
+		if v := e.getenv(s.env); v != "" {
+			if err := s.set(v); err != nil {
+				return usagef(f.cmd, "%s: invalid value", s.env)
 			}
 		}
 	}
 	if !positional && f.fs.NArg() > 0 {
-		return usagef(f.cmd, "unexpected argument %q", f.fs.Arg(0))
+		return usagef(f.cmd, "unexpected argument (not repeated: it may hold a secret); every value goes in a flag, such as --store URL")
 	}
 	return nil
+}
+
+// parseError rewrites an error of the flag package, which quotes what it did not understand,
+// into one that names the flag at most.
+func (f *flags) parseError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: "):
+		return usagef(f.cmd, "unknown flag (not repeated: it may hold a secret)")
+	case strings.HasPrefix(msg, "flag needs an argument: -"):
+		if name := strings.TrimPrefix(msg, "flag needs an argument: -"); f.fs.Lookup(name) != nil {
+			return usagef(f.cmd, "%s needs a value", f.describe(name))
+		}
+	case strings.HasPrefix(msg, "invalid value ") || strings.HasPrefix(msg, "invalid boolean value "):
+		// "invalid value %q for flag -%s: %v": find the flag by its name, never cut the value out.
+		var name string
+		f.fs.VisitAll(func(fl *flag.Flag) {
+			if (strings.Contains(msg, " for flag -"+fl.Name+": ") || strings.Contains(msg, " for -"+fl.Name+": ")) && len(fl.Name) > len(name) {
+				name = fl.Name
+			}
+		})
+		if name != "" {
+			return usagef(f.cmd, "%s: %s", f.describe(name), f.want(name))
+		}
+	}
+	return usagef(f.cmd, "bad command line (not repeated: it may hold a secret)")
+}
+
+// describe names a flag and its variable: --batch-size (OUTBOX_BATCH_SIZE).
+func (f *flags) describe(name string) string {
+	for _, p := range f.envVars {
+		if p[0] == name {
+			return "--" + name + " (" + p[1] + ")"
+		}
+	}
+	return "--" + name
+}
+
+// want says what a flag's value must be, for errors that cannot show the value given.
+func (f *flags) want(name string) string {
+	kind, ok := f.kinds[name]
+	if !ok {
+		if fl := f.fs.Lookup(name); fl != nil {
+			if g, isGetter := fl.Value.(flag.Getter); isGetter {
+				switch g.Get().(type) {
+				case int, int64, uint, uint64:
+					kind = core.KindInt
+				case time.Duration:
+					kind = core.KindDuration
+				case float64:
+					kind = core.KindNumber
+				case bool:
+					kind = core.KindBool
+				}
+			}
+		}
+	}
+	switch kind {
+	case core.KindInt:
+		return "not an integer"
+	case core.KindDuration:
+		return "not a duration (examples: 500ms, 30s, 1m)"
+	case core.KindNumber:
+		return "not a number"
+	case core.KindBool:
+		return "not true or false"
+	case "":
+		return "invalid value"
+	}
+	return "not " + string(kind)
+}
+
+// configError reports a validation error under the flag (or variable) of the field it names,
+// when one of this command's flags sets that field.
+func (f *flags) configError(err error) error {
+	var ce *core.ConfigError
+	if errors.As(err, &ce) {
+		if name, ok := f.fields[[2]string{ce.Component, ce.Field}]; ok {
+			return usagef(f.cmd, "%s: %s", name, ce.Problem)
+		}
+	}
+	return usagef(f.cmd, "%v", err)
 }
 
 func (f *flags) printHelp(w io.Writer) {
 	fmt.Fprintln(w, strings.TrimSpace(f.usage))
 	fmt.Fprintln(w, "\nFlags:")
-	f.fs.SetOutput(w)
-	f.fs.PrintDefaults()
-	f.fs.SetOutput(io.Discard)
+	var lines []string
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		kind := ""
+		switch k := f.kinds[fl.Name]; {
+		case k == core.KindBool:
+		case k != "":
+			kind = " " + string(k)
+		default:
+			if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				kind = " value"
+				if g, ok := fl.Value.(flag.Getter); ok {
+					switch g.Get().(type) {
+					case int:
+						kind = " " + string(core.KindInt)
+					case time.Duration:
+						kind = " " + string(core.KindDuration)
+					case string:
+						kind = " " + string(core.KindString)
+					}
+				}
+			}
+		}
+		usage := fl.Usage
+		if _, isSetting := f.kinds[fl.Name]; !isSetting && fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "[]" {
+			usage += " (default " + fl.DefValue + ")"
+		}
+		lines = append(lines, fmt.Sprintf("  --%s%s\n    \t%s", fl.Name, kind, usage))
+	})
+	sort.Strings(lines)
+	fmt.Fprintln(w, strings.Join(lines, "\n"))
+	if len(f.secrets) > 0 {
+		names := make([]string, len(f.secrets))
+		for i, s := range f.secrets {
+			names[i] = s.env
+		}
+		fmt.Fprintf(w, "\nFrom the environment only (credentials are never flags): %s.\n", strings.Join(names, ", "))
+	}
 }

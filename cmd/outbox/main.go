@@ -83,6 +83,7 @@ func run(ctx context.Context, e *env, args []string) int {
 			return exitCode(e.stderr, c.run(ctx, e, args[1:]))
 		}
 	}
-	fmt.Fprintf(e.stderr, "outbox: unknown command %q (see \"outbox --help\")\n", oneLine(args[0]))
+	// Never repeat what was not understood: it may be a connection string typed first.
+	fmt.Fprintln(e.stderr, `outbox: unknown command (not repeated: it may hold a secret); want relay, migrate, status, dead or bench (see "outbox --help")`)
 	return 2
 }

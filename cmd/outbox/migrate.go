@@ -44,6 +44,9 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 
 // printDDL prints the SQL EnsureSchema would run, connecting to nothing.
 func printDDL(e *env, cmd string, sf *storeFlags) error {
+	if err := sf.checkGiven(cmd); err != nil {
+		return err
+	}
 	kind := storeurl.Postgres
 	if sf.url != "" {
 		t, err := sf.target(cmd)
@@ -65,7 +68,7 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 		return usagef(cmd, "--print-sql: %s has no SQL; run outbox migrate against it to create its indexes", kind)
 	}
 	if err != nil {
-		return usagef(cmd, "%v", err)
+		return sf.optionError(cmd, err)
 	}
 	fmt.Fprintln(e.stdout, ddl)
 	return nil

@@ -29,66 +29,46 @@ relay, and exits 0. Several relays may run against one store; they share the wor
 While it runs, --listen serves /healthz (200 while the relay runs and the store answers, else
 503) and Prometheus /metrics. Logs are JSON lines on stderr.`
 
-// relayFlags are the relay's tuning flags; zero means core.Config's default.
+// relayFlags are the relay's settings: core's (zero means core.Config's default) and the
+// command's own.
 type relayFlags struct {
-	cfg             core.Config
-	keepDelivered   bool
-	listen          string
-	logLevel        string
-	shutdownTimeout time.Duration
+	cfg           core.Config
+	keepDelivered bool
+	listen        string
+	logLevel      string
+	f             *flags
 }
 
 func addRelayFlags(f *flags) *relayFlags {
-	r := &relayFlags{}
-	fs := f.fs
-	fs.IntVar(&r.cfg.BatchSize, "batch-size", 0, "messages per claim and publish (default 100)")
-	f.env("batch-size", "OUTBOX_BATCH_SIZE")
-	fs.IntVar(&r.cfg.Concurrency, "concurrency", 0, "claim-publish-ack cycles in flight (default 2)")
-	f.env("concurrency", "OUTBOX_CONCURRENCY")
-	fs.DurationVar(&r.cfg.PollInterval, "poll-interval", 0, "how often an idle relay looks for work without a notification (default 1s)")
-	f.env("poll-interval", "OUTBOX_POLL_INTERVAL")
-	fs.DurationVar(&r.cfg.Lease, "lease", 0, "how long a claimed message stays reserved for this relay (default 30s)")
-	f.env("lease", "OUTBOX_LEASE")
-	fs.DurationVar(&r.cfg.PublishTimeout, "publish-timeout", 0, "bound on one publish; below --lease (default lease/2)")
-	f.env("publish-timeout", "OUTBOX_PUBLISH_TIMEOUT")
-	fs.IntVar(&r.cfg.MaxAttempts, "max-attempts", 0, "failed publishes that make a message dead (default 25)")
-	f.env("max-attempts", "OUTBOX_MAX_ATTEMPTS")
-	fs.BoolVar(&r.cfg.Ordered, "ordered", false, "publish messages with the same key strictly one after another")
-	f.env("ordered", "OUTBOX_ORDERED")
-	fs.StringVar(&r.cfg.Owner, "owner", "", "lease owner name of this relay (default host-pid-random)")
-	f.env("owner", "OUTBOX_OWNER")
-	fs.BoolVar(&r.keepDelivered, "keep-delivered", false, "mark published messages delivered instead of deleting them")
-	f.env("keep-delivered", "OUTBOX_KEEP_DELIVERED")
-	fs.DurationVar(&r.cfg.RetainDelivered, "retain-delivered", 0, "with --keep-delivered, delete delivered messages older than this (default 0: keep)")
-	f.env("retain-delivered", "OUTBOX_RETAIN_DELIVERED")
-	fs.DurationVar(&r.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a stop waits for in-flight batches")
-	f.env("shutdown-timeout", "OUTBOX_SHUTDOWN_TIMEOUT")
-	fs.StringVar(&r.listen, "listen", "127.0.0.1:9090", `address of /healthz and /metrics; "off" disables them`)
-	f.env("listen", "OUTBOX_LISTEN")
-	fs.StringVar(&r.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.env("log-level", "OUTBOX_LOG_LEVEL")
+	r := &relayFlags{listen: defaultListen, logLevel: "info", f: f}
+	addSettings(f, "relay", &r.cfg, core.RelaySettings())
+	addSettings(f, "", r, relayCommandSettings())
 	return r
 }
 
-// check validates the tuning flags; problems are usage errors.
+// shutdownTimeout is how long a stop waits for the batches in flight.
+func (r *relayFlags) shutdownTimeout() time.Duration {
+	if r.cfg.ShutdownTimeout > 0 {
+		return r.cfg.ShutdownTimeout
+	}
+	return core.DefaultShutdownTimeout
+}
+
+// check validates the tuning flags; problems are usage errors naming the flag.
 func (r *relayFlags) check(cmd string) (zap.AtomicLevel, error) {
 	level, err := zap.ParseAtomicLevel(r.logLevel)
 	if err != nil {
-		return level, usagef(cmd, "--log-level (OUTBOX_LOG_LEVEL): %q is not debug, info, warn or error", r.logLevel)
+		return level, usagef(cmd, "--log-level (OUTBOX_LOG_LEVEL): not debug, info, warn or error")
 	}
-	if r.shutdownTimeout <= 0 {
-		return level, usagef(cmd, "--shutdown-timeout (OUTBOX_SHUTDOWN_TIMEOUT): must be positive")
-	}
-	r.cfg.ShutdownTimeout = r.shutdownTimeout
 	if r.cfg.RetainDelivered > 0 && !r.keepDelivered {
 		return level, usagef(cmd, "--retain-delivered needs --keep-delivered (without it, published messages are deleted at once)")
 	}
 	if err := r.cfg.Validate(); err != nil {
-		return level, usagef(cmd, "%v", err)
+		return level, r.f.configError(err)
 	}
 	if r.listen != "off" {
 		if _, _, err := net.SplitHostPort(r.listen); err != nil {
-			return level, usagef(cmd, "--listen (OUTBOX_LISTEN): %q is not host:port or off", r.listen)
+			return level, usagef(cmd, "--listen (OUTBOX_LISTEN): not host:port or off")
 		}
 	}
 	return level, nil
@@ -131,7 +111,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	if err != nil {
 		var ce *core.ConfigError
 		if errors.As(err, &ce) {
-			return usagef("outbox relay", "%v", err)
+			return tf.f.configError(err)
 		}
 		return err
 	}
@@ -184,12 +164,12 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 
 	<-ctx.Done()
 	running.Store(false)
-	log.Info("signal received; draining", zap.Duration("shutdown_timeout", rf.shutdownTimeout))
-	stopCtx, cancel := context.WithTimeout(context.Background(), rf.shutdownTimeout)
+	log.Info("signal received; draining", zap.Duration("shutdown_timeout", rf.shutdownTimeout()))
+	stopCtx, cancel := context.WithTimeout(context.Background(), rf.shutdownTimeout())
 	defer cancel()
 	if err := relay.Stop(stopCtx); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("in-flight batches outlasted --shutdown-timeout %v; their messages were released and will be published again", rf.shutdownTimeout)
+			return fmt.Errorf("in-flight batches outlasted --shutdown-timeout %v; their messages were released and will be published again", rf.shutdownTimeout())
 		}
 		return err
 	}

@@ -26,7 +26,7 @@ type statusReport struct {
 	Pending       int64        `json:"pending"`
 	Delivered     int64        `json:"delivered"`
 	Dead          int64        `json:"dead"`
-	OldestPending *time.Time   `json:"oldest_pending,omitempty"`
+	OldestPending *time.Time   `json:"oldest_pending"` // null when nothing is pending
 	OldestAgeSec  float64      `json:"oldest_pending_age_seconds"`
 	StalledKeys   []stalledKey `json:"stalled_keys"`
 	// StalledPartial is true when there were more dead letters than status reads.

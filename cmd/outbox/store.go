@@ -17,30 +17,52 @@ import (
 type storeFlags struct {
 	url  string
 	opts storeurl.Options
+	f    *flags
 }
 
 func addStoreFlags(f *flags) *storeFlags {
-	s := &storeFlags{}
-	f.fs.StringVar(&s.url, "store", "", "store URL: postgres://USER[:PASS]@HOST/DB, mongodb://HOST/DB?replicaSet=RS or sqlite:PATH")
-	f.env("store", "OUTBOX_STORE")
-	f.fs.StringVar(&s.opts.Schema, "schema", "", `postgres schema of the outbox table (default "public")`)
-	f.env("schema", "OUTBOX_SCHEMA")
-	f.fs.StringVar(&s.opts.Table, "table", "", `outbox table, postgres and sqlite (default "outbox")`)
-	f.env("table", "OUTBOX_TABLE")
-	f.fs.StringVar(&s.opts.Collection, "collection", "", `outbox collection, mongodb (default "outbox")`)
-	f.env("collection", "OUTBOX_COLLECTION")
-	f.fs.StringVar(&s.opts.Database, "database", "", "mongodb database (default: the one in the URL's path)")
-	f.env("database", "OUTBOX_DATABASE")
+	s := &storeFlags{f: f}
+	addSettings(f, "", s, storeSettings())
 	return s
 }
 
-// target parses the store URL and options; a problem is a usage error.
+// optionFlags names the store option flags by the config field a backend's validation error
+// names, so that a bad --table is reported as --table, not as the URL.
+var optionFlags = map[string]string{"Schema": "schema", "Table": "table", "Collection": "collection", "Database": "database"}
+
+// checkGiven refuses a store option given explicitly empty (--table ”): a value was meant,
+// and the default would silently take its place.
+func (s *storeFlags) checkGiven(cmd string) error {
+	for _, name := range []string{"store", "schema", "table", "collection", "database"} {
+		if s.f.given[name] && s.f.fs.Lookup(name).Value.String() == "" {
+			return usagef(cmd, "%s: is empty; leave it out for the default", s.f.describe(name))
+		}
+	}
+	return nil
+}
+
+// target parses the store URL and options; a problem is a usage error naming the flag at fault.
 func (s *storeFlags) target(cmd string) (storeurl.Target, error) {
+	if err := s.checkGiven(cmd); err != nil {
+		return storeurl.Target{}, err
+	}
 	t, err := storeurl.Parse(s.url, s.opts)
 	if err != nil {
-		return t, usagef(cmd, "--store (OUTBOX_STORE): %s", storeurl.Scrub(err.Error(), s.url))
+		return t, s.optionError(cmd, err)
 	}
 	return t, nil
+}
+
+// optionError reports a store error as a usage error of the option flag whose field it names,
+// or else of --store.
+func (s *storeFlags) optionError(cmd string, err error) error {
+	var ce *core.ConfigError
+	if errors.As(err, &ce) {
+		if name, ok := optionFlags[ce.Field]; ok {
+			return usagef(cmd, "%s: %s", s.f.describe(name), ce.Problem)
+		}
+	}
+	return usagef(cmd, "%s: %s", s.f.describe("store"), storeurl.Scrub(err.Error(), s.url))
 }
 
 // open parses the store flags and connects, within timeout: how every short-lived command

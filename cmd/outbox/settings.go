@@ -1,0 +1,71 @@
+package main
+
+import (
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+// The command's OUTBOX_* variables, each also a flag of the same name. The relay's tuning is
+// core's list (core.RelaySettings), the one fxmodule reads too, and the SQS transport's is its
+// package's (sqs.Settings); only what belongs to this command is listed here. docs/cli.md's
+// table of variables is generated from these lists (TestDocsListEverySetting).
+
+// defaultListen is where /healthz and /metrics are served unless --listen says otherwise.
+const defaultListen = "127.0.0.1:9090"
+
+func storeSettings() []core.Setting[storeFlags] {
+	return []core.Setting[storeFlags]{
+		core.StringSetting("OUTBOX_STORE", "", "none", "store URL: postgres://USER[:PASS]@HOST/DB, mongodb://HOST/DB?replicaSet=RS or sqlite:PATH",
+			func(s *storeFlags) *string { return &s.url }),
+		core.StringSetting("OUTBOX_SCHEMA", "", "public", "postgres schema of the outbox table",
+			func(s *storeFlags) *string { return &s.opts.Schema }),
+		core.StringSetting("OUTBOX_TABLE", "", "outbox", "outbox table, postgres and sqlite",
+			func(s *storeFlags) *string { return &s.opts.Table }),
+		core.StringSetting("OUTBOX_COLLECTION", "", "outbox", "outbox collection, mongodb",
+			func(s *storeFlags) *string { return &s.opts.Collection }),
+		core.StringSetting("OUTBOX_DATABASE", "", "the URL's path", "mongodb database",
+			func(s *storeFlags) *string { return &s.opts.Database }),
+	}
+}
+
+// relayCommandSettings are the relay command's own settings, beside core's.
+func relayCommandSettings() []core.Setting[relayFlags] {
+	return []core.Setting[relayFlags]{
+		core.BoolSetting("OUTBOX_KEEP_DELIVERED", "", "false", "mark published messages delivered instead of deleting them",
+			func(r *relayFlags) *bool { return &r.keepDelivered }),
+		core.StringSetting("OUTBOX_LISTEN", "", defaultListen, `address of /healthz and /metrics; "off" disables them`,
+			func(r *relayFlags) *string { return &r.listen }),
+		core.StringSetting("OUTBOX_LOG_LEVEL", "", "info", "debug, info, warn or error",
+			func(r *relayFlags) *string { return &r.logLevel }),
+	}
+}
+
+func transportSettings() []core.Setting[transportFlags] {
+	return append([]core.Setting[transportFlags]{
+		core.StringSetting("OUTBOX_TRANSPORT", "", "sqs", `"sqs", or "memory" to print each message's JSON envelope on stdout instead (for trying things out)`,
+			func(t *transportFlags) *string { return &t.kind }),
+	}, core.Nest(sqs.Settings(), func(t *transportFlags) *sqs.Config { return &t.sqs })...)
+}
+
+// settingDoc is one row of the documentation's table of variables.
+type settingDoc struct {
+	env, flag, def, doc string
+	kind                core.SettingKind
+}
+
+func docsOf[C any](settings []core.Setting[C]) []settingDoc {
+	out := make([]settingDoc, len(settings))
+	for i, s := range settings {
+		out[i] = settingDoc{env: s.Env, flag: s.Flag(), def: s.Default, doc: s.Doc, kind: s.Kind}
+	}
+	return out
+}
+
+// allSettings lists every variable of the command, in the order docs/cli.md shows them.
+func allSettings() []settingDoc {
+	var out []settingDoc
+	out = append(out, docsOf(storeSettings())...)
+	out = append(out, docsOf(core.RelaySettings())...)
+	out = append(out, docsOf(relayCommandSettings())...)
+	return append(out, docsOf(transportSettings())...)
+}
