@@ -135,13 +135,13 @@ func (c Config) withDefaults() Config {
 	if c.URL == "" && c.Conn == nil {
 		c.URL = DefaultURL
 	}
-	if c.Name == "" {
+	if c.Name == "" && c.Conn == nil {
 		c.Name = DefaultName
 	}
-	if c.ConnectTimeout == 0 {
+	if c.ConnectTimeout == 0 && c.Conn == nil {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
-	if c.ReconnectWait == 0 {
+	if c.ReconnectWait == 0 && c.Conn == nil {
 		c.ReconnectWait = DefaultReconnectWait
 	}
 	if c.Subject == "" {
@@ -173,6 +173,12 @@ func (c Config) Validate() error {
 			return bad("TLS", "is set together with Conn (configure TLS on the connection)")
 		case c.authCount() > 0:
 			return bad(c.authFields()[0], "is set together with Conn (configure credentials on the connection)")
+		case c.Name != "":
+			return bad("Name", "is set together with Conn (name the connection when you connect it)")
+		case c.ConnectTimeout != 0:
+			return bad("ConnectTimeout", "is set together with Conn (it applies to the connection New makes)")
+		case c.ReconnectWait != 0:
+			return bad("ReconnectWait", "is set together with Conn (it applies to the connection New makes)")
 		}
 	}
 	urlAuth := false
