@@ -134,7 +134,7 @@ func (b *broker) receive(ctx context.Context, queue string, n int, raw bool) ([]
 	if err := ch.Qos(500, 0, false); err != nil {
 		return nil, err
 	}
-	deliveries, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
+	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		return nil, err
 	}

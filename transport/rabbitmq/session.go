@@ -314,9 +314,13 @@ func (s *session) isLost() bool {
 	}
 }
 
+// closeTimeout bounds the wait for the broker's close-ok, so closing a connection whose broker
+// stopped answering does not hang until the heartbeat gives up.
+const closeTimeout = 2 * time.Second
+
 // close closes the connection and waits for listen to finish.
 func (s *session) close() {
-	_ = s.conn.Close()
+	_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
 	<-s.done
 }
 
