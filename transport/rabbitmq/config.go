@@ -298,14 +298,10 @@ func RedactURL(raw string) string {
 	return u.String()
 }
 
-// urlProblem reports why a URL did not parse without repeating the URL, which might hold a
-// password.
-func urlProblem(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return fmt.Errorf("is not a valid URL: %v (percent-encode reserved characters in the user and password)", err)
+// urlProblem reports that a URL did not parse without a word of the parser's message, which
+// quotes parts of the URL and so, when the password holds a reserved character, the password.
+func urlProblem(error) error {
+	return errors.New("does not parse as a URL (percent-encode reserved characters such as # ? / @ : in the user and password)")
 }
 
 func parsePort(p string) (int, error) {
