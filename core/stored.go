@@ -62,3 +62,41 @@ func SettleableIDs(ids []string) []string {
 	}
 	return out
 }
+
+// CheckToken is what Ack and Nack check first: a claim always has a token, so an empty one is a
+// caller's mistake, reported as ErrInvalidArgument rather than silently settling nothing.
+func CheckToken(token string) error {
+	if token == "" {
+		return InvalidArgument("token", "is empty")
+	}
+	return nil
+}
+
+// ClaimSieve decides, for a store's Claim, what becomes of each claimed message read back, in
+// seq order: return it, dead-letter it (ValidateStored rejected it), or, in an ordered claim,
+// hand it back because a message of its key before it in the same claim was corrupt (that
+// message is now dead and blocks its key).
+type ClaimSieve struct {
+	Backend string // names the store in the reasons, e.g. "postgres"
+	Ordered bool
+	stopped map[string]bool
+}
+
+// Sort reports ok when m is returned; otherwise the Failure to settle it with under the claim's
+// token. corrupt is what ValidateStored (or the store's decoding) found wrong, or nil.
+func (s *ClaimSieve) Sort(m *Message, corrupt error) (f Failure, ok bool) {
+	keyed := s.Ordered && m.Key != ""
+	switch {
+	case corrupt != nil:
+		if keyed {
+			if s.stopped == nil {
+				s.stopped = map[string]bool{}
+			}
+			s.stopped[m.Key] = true
+		}
+		return CorruptFailure(s.Backend, m.ID, corrupt), false
+	case keyed && s.stopped[m.Key]:
+		return Failure{ID: m.ID, Release: true}, false
+	}
+	return Failure{}, true
+}

@@ -57,7 +57,7 @@ func BenchmarkDrain(b *testing.B) {
 			s := benchStore(b)
 			fill(b, s, b.N)
 			ctx := context.Background()
-			req := core.ClaimRequest{Owner: "bench", Limit: benchBatch, Lease: time.Minute, Ordered: ordered}
+			req := core.ClaimRequest{Token: "bench", Limit: benchBatch, Lease: time.Minute, Ordered: ordered}
 			b.ResetTimer()
 			drained := 0
 			for drained < b.N {
@@ -68,7 +68,7 @@ func BenchmarkDrain(b *testing.B) {
 				if len(msgs) == 0 {
 					b.Fatalf("drained %d of %d", drained, b.N)
 				}
-				if err := s.Ack(ctx, req.Owner, outboxtest.IDs(msgs)); err != nil {
+				if _, err := s.Ack(ctx, req.Token, outboxtest.IDs(msgs)); err != nil {
 					b.Fatal(err)
 				}
 				drained += len(msgs)
@@ -145,7 +145,7 @@ func BenchmarkWrite(b *testing.B) {
 				if err := core.Prepare(ctx, []*core.Message{m}, core.WriteOptions{}); err != nil {
 					return err
 				}
-				_, err := s.coll.InsertOne(ctx, newDocument(m, 0))
+				_, err := s.coll.InsertOne(ctx, newDocument(m, 0, time.Now()))
 				return err
 			})
 		}

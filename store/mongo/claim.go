@@ -1,9 +1,10 @@
 package mongo
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -57,9 +58,9 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		return nil, err
 	}
 	if err := req.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mongo: claim: %w", err)
 	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	now := s.now(ctx)
 	var cands []candidate
 	var err error
 	if req.Ordered {
@@ -75,11 +76,11 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	for i, c := range cands {
 		ids[i] = c.id
 	}
-	token := rand.Text()
+	token := req.Token
 	until := now.Add(req.Lease)
 	filter := append(dueFilter(now), bson.E{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}})
 	res, err := s.coll.UpdateMany(ctx, filter, bson.D{{Key: "$set", Value: bson.D{
-		{Key: fLeaseOwner, Value: req.Owner},
+		{Key: fLeaseOwner, Value: token},
 		{Key: fLeaseUntil, Value: until},
 		{Key: fAvailableAt, Value: until},
 		{Key: fClaim, Value: token},
@@ -99,40 +100,102 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	if err := cur.All(ctx, &raws); err != nil {
 		return nil, s.wrap("claim: read claimed", err)
 	}
-	byID := make(map[string]*core.Message, len(raws))
+	type claimed struct {
+		raw bson.Raw
+		seq int64
+		msg *storedMessage
+		err error
+	}
+	got := make([]claimed, 0, len(raws))
 	for _, raw := range raws {
-		sm, err := decodeDocument(raw)
-		if err != nil {
-			// Never returned, so never published: a consumer would choke on it.
-			if derr := s.deadLetterCorrupt(ctx, raw.Lookup(fID), token, err); derr != nil {
-				return nil, derr
+		c := claimed{raw: raw}
+		c.seq, _ = raw.Lookup(fSeq).AsInt64OK()
+		c.msg, c.err = decodeDocument(raw)
+		if c.err != nil {
+			c.msg = &storedMessage{}
+			c.msg.ID, _ = raw.Lookup(fID).StringValueOK()
+			c.msg.Key, _ = raw.Lookup(fKey).StringValueOK()
+		}
+		got = append(got, c)
+	}
+	// Oldest due first, as the candidates were; in an ordered claim each key's messages then in
+	// seq order among the places they hold (seq counts per key), as the sieve and the fence
+	// need them.
+	rank := make(map[string]int, len(cands))
+	for i, c := range cands {
+		id, _ := c.id.StringValueOK()
+		rank[id] = i
+	}
+	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(rank[a.msg.ID], rank[b.msg.ID]) })
+	if req.Ordered {
+		places := map[string][]int{}
+		for i, c := range got {
+			places[c.msg.Key] = append(places[c.msg.Key], i)
+		}
+		for key, at := range places {
+			if key == "" {
+				continue
 			}
+			run := make([]claimed, len(at))
+			for j, i := range at {
+				run[j] = got[i]
+			}
+			slices.SortFunc(run, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
+			for j, i := range at {
+				got[i] = run[j]
+			}
+		}
+	}
+	var fenced map[string]bool
+	if req.Ordered {
+		keys := map[string]int64{} // key -> highest seq claimed
+		for _, c := range got {
+			if c.msg.Key != "" {
+				keys[c.msg.Key] = max(keys[c.msg.Key], c.seq)
+			}
+		}
+		if fenced, err = s.fence(ctx, token, keys); err != nil {
+			return nil, err
+		}
+	}
+	sieve := core.ClaimSieve{Backend: "mongo", Ordered: req.Ordered}
+	msgs := make([]*core.Message, 0, len(got))
+	var release []core.Failure
+	for _, c := range got {
+		if fenced[c.msg.ID] {
+			release = append(release, core.Failure{ID: c.msg.ID, Release: true})
 			continue
 		}
-		byID[sm.ID] = &sm.Message
-	}
-	// Candidates are oldest first; the claimed documents come back in any order.
-	msgs := make([]*core.Message, 0, len(byID))
-	for _, c := range cands {
-		if id, ok := c.id.StringValueOK(); ok {
-			if m := byID[id]; m != nil {
-				msgs = append(msgs, m)
-				delete(byID, id)
+		f, ok := sieve.Sort(&c.msg.Message, c.err)
+		switch {
+		case ok:
+			msgs = append(msgs, &c.msg.Message)
+		case f.Dead:
+			// Never returned, so never published: a consumer would choke on it.
+			if derr := s.deadLetterCorrupt(ctx, c.raw.Lookup(fID), token, c.err, now); derr != nil {
+				return nil, derr
 			}
+		default:
+			release = append(release, f)
+		}
+	}
+	if len(release) > 0 {
+		if _, err := s.Nack(ctx, token, release); err != nil {
+			return nil, fmt.Errorf("mongo: claim: hand back messages behind a held or corrupt one: %w", err)
 		}
 	}
 	return msgs, nil
 }
 
 // deadLetterCorrupt moves a claimed document that cannot be decoded to dead, with the reason.
-func (s *Store) deadLetterCorrupt(ctx context.Context, id bson.RawValue, token string, reason error) error {
+func (s *Store) deadLetterCorrupt(ctx context.Context, id bson.RawValue, token string, reason error, now time.Time) error {
 	_, err := s.coll.UpdateOne(ctx,
 		bson.D{{Key: fID, Value: id}, {Key: fClaim, Value: token}},
 		bson.D{
 			{Key: "$set", Value: bson.D{
 				{Key: fStatus, Value: string(core.StatusDead)},
-				{Key: fDeadAt, Value: time.Now().UTC()},
-				{Key: fLastError, Value: "mongo: " + reason.Error()},
+				{Key: fDeadAt, Value: now},
+				{Key: fLastError, Value: core.StorableText("mongo: corrupt message: " + reason.Error())},
 			}},
 			{Key: "$unset", Value: leaseFields},
 		})

@@ -54,8 +54,9 @@ type document struct {
 	AvailableAt time.Time `bson:"available_at"`
 }
 
-// newDocument maps a prepared message (ID and CreatedAt set) to a new pending document.
-func newDocument(m *core.Message, seq int64) document {
+// newDocument maps a prepared message (ID and CreatedAt set) to a new pending document, due at
+// due (the server's time when it was written).
+func newDocument(m *core.Message, seq int64, due time.Time) document {
 	d := document{
 		ID:          m.ID,
 		Type:        m.Type,
@@ -66,7 +67,7 @@ func newDocument(m *core.Message, seq int64) document {
 		Seq:         seq,
 		Status:      string(core.StatusPending),
 		Attempts:    m.Attempts,
-		AvailableAt: m.CreatedAt,
+		AvailableAt: due,
 	}
 	if len(m.Headers) > 0 {
 		// Sorted, so equal messages give equal documents.
@@ -206,9 +207,8 @@ func decodeDocument(raw bson.Raw) (*storedMessage, error) {
 			sm.Headers[k] = v
 		}
 	}
-	// The same checks as at write time, so a stored message the relay publishes is one Add
-	// would have accepted; the size limit is not rechecked (it may have changed since).
-	if err := sm.Message.Validate(maxDocumentPayload); err != nil {
+	// core's rule for stored messages: what Add would have accepted, bar the size limit.
+	if err := sm.Message.ValidateStored(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	return &sm, nil

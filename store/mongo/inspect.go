@@ -131,7 +131,7 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 		{Key: "$set", Value: bson.D{
 			{Key: fStatus, Value: string(core.StatusPending)},
 			{Key: fAttempts, Value: 0},
-			{Key: fAvailableAt, Value: time.Now().UTC()},
+			{Key: fAvailableAt, Value: s.now(ctx)},
 		}},
 		{Key: "$unset", Value: append(bson.D{{Key: fDeadAt, Value: ""}}, leaseFields...)},
 	})

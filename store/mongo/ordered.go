@@ -26,8 +26,8 @@ const (
 )
 
 // orderedCandidates returns up to limit claimable messages for an ordered claim: messages
-// without a Key, and for each Key at most its head (the undelivered message with the lowest
-// seq), when that head is due. A Key whose head is leased, waiting for a retry or dead yields
+// without a Key, and for each Key its run: its head (the undelivered message with the lowest
+// seq), when that head is due, and the messages after it while they are due (runs). A Key whose head is leased, waiting for a retry or dead yields
 // nothing, and its other messages are skipped: the next window looks past them (key $nin), so a
 // blocked Key with a long backlog does not starve the Keys behind it. That look past costs the
 // server a scan of the blocked keys' due messages, at most orderedRounds windows per claim.
@@ -92,6 +92,10 @@ func (s *Store) orderedCandidates(ctx context.Context, now time.Time, limit int)
 			break
 		}
 	}
+	picked, err := s.runs(ctx, now, picked, limit)
+	if err != nil {
+		return nil, err
+	}
 	// Oldest due first, as unordered claims return them.
 	slices.SortStableFunc(picked, func(a, b candidate) int {
 		if c := cmp.Compare(a.availableAt, b.availableAt); c != 0 {
@@ -133,4 +137,91 @@ func (s *Store) earlierUndelivered(ctx context.Context, lowest map[string]candid
 		}
 	}
 	return heads, nil
+}
+
+// runs extends each keyed head in picked with the messages of its key after it, in seq order,
+// while they are due, within limit messages in all (one query for every key).
+func (s *Store) runs(ctx context.Context, now time.Time, picked []candidate, limit int) ([]candidate, error) {
+	heads := map[string]candidate{}
+	var branches bson.A
+	for _, c := range picked {
+		if c.key != "" {
+			heads[c.key] = c
+			branches = append(branches, bson.D{{Key: fKey, Value: c.key}, {Key: fSeq, Value: bson.D{{Key: "$gt", Value: c.seq}}}})
+		}
+	}
+	if len(branches) == 0 || len(picked) >= limit {
+		return picked, nil
+	}
+	filter := bson.D{
+		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(core.StatusPending), string(core.StatusDead)}}}},
+		{Key: "$or", Value: branches},
+	}
+	cur, err := s.coll.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: fSeq, Value: 1}}).
+		SetLimit(int64(limit)).
+		SetProjection(candidateProjection))
+	if err != nil {
+		return nil, s.wrap("claim: find runs", err)
+	}
+	rest, err := s.readCandidates(ctx, cur)
+	if err != nil {
+		return nil, err
+	}
+	ended := map[string]bool{} // a key whose run met a message that is not due
+	for _, c := range rest {
+		if len(picked) >= limit {
+			break
+		}
+		if ended[c.key] || !c.due(now) {
+			ended[c.key] = true
+			continue
+		}
+		picked = append(picked, c)
+	}
+	return picked, nil
+}
+
+// fence guards an ordered claim against a racing one: for each key it leased (with the highest
+// seq it leased), it reads the key's undelivered messages up to that seq in order, and returns
+// the IDs it leased that come after a message it did not lease. Another claim holds that
+// message, or it is not due: the IDs after it must be handed back, or the key's order breaks.
+// The check reads undelivered state, not leases, so it holds whichever claim's update the
+// server applied first.
+func (s *Store) fence(ctx context.Context, token string, keys map[string]int64) (map[string]bool, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	branches := make(bson.A, 0, len(keys))
+	for k, seq := range keys {
+		branches = append(branches, bson.D{{Key: fKey, Value: k}, {Key: fSeq, Value: bson.D{{Key: "$lte", Value: seq}}}})
+	}
+	filter := bson.D{
+		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(core.StatusPending), string(core.StatusDead)}}}},
+		{Key: "$or", Value: branches},
+	}
+	cur, err := s.coll.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: fSeq, Value: 1}}).
+		SetProjection(bson.D{{Key: fID, Value: 1}, {Key: fKey, Value: 1}, {Key: fSeq, Value: 1}, {Key: fClaim, Value: 1}}))
+	if err != nil {
+		return nil, s.wrap("claim: fence", err)
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	broken := map[string]bool{} // keys with a message this claim does not hold
+	out := map[string]bool{}
+	for cur.Next(ctx) {
+		key, _ := cur.Current.Lookup(fKey).StringValueOK()
+		id, _ := cur.Current.Lookup(fID).StringValueOK()
+		claim, _ := cur.Current.Lookup(fClaim).StringValueOK()
+		switch {
+		case claim != token:
+			broken[key] = true
+		case broken[key]:
+			out[id] = true
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, s.wrap("claim: fence", err)
+	}
+	return out, nil
 }

@@ -74,12 +74,12 @@ func TestSeqFollowsCommitOrder(t *testing.T) {
 		}
 	}
 	t.Logf("b's transaction ran %d time(s)", bAttempts.Load())
-	req := core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+	req := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
 	got, err := s.Claim(ctx, req)
 	if err != nil || len(got) != 1 || got[0].ID != a.ID {
 		t.Fatalf("first ordered claim = %v, %v; want a (%s), committed first", outboxtest.IDs(got), err, a.ID)
 	}
-	if err := s.Ack(ctx, "o", []string{a.ID}); err != nil {
+	if _, err := s.Ack(ctx, "o", []string{a.ID}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = s.Claim(ctx, req)

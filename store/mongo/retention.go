@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -10,16 +11,18 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-// DeleteDelivered deletes at most limit messages delivered before cutoff and returns how many.
+// DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
+// server's clock and returns how many.
 // It reads their IDs first and deletes by ID, so one call never deletes more than limit
 // documents however many are old. Without KeepDelivered there is nothing to delete.
-func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if err := s.check("delete delivered"); err != nil {
 		return 0, err
 	}
 	if limit <= 0 {
-		return 0, &core.ConfigError{Component: "mongo", Field: "limit", Problem: "must be positive"}
+		return 0, fmt.Errorf("mongo: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
 	}
+	cutoff := s.now(ctx).Add(-olderThan)
 	old := bson.D{
 		{Key: fStatus, Value: string(core.StatusDelivered)},
 		{Key: fDeliveredAt, Value: bson.D{{Key: "$lt", Value: cutoff.UTC()}}},

@@ -2,7 +2,7 @@ package mongo
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -12,95 +12,113 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-const (
-	// settleChunk bounds the IDs of one statement.
-	settleChunk = 1000
-	// maxLastError bounds the stored error text.
-	maxLastError = 4096
-)
+// settleChunk bounds the IDs of one statement.
+const settleChunk = 1000
 
-// leasedBy matches the given pending messages still leased to owner: an ack or nack from a
-// relay whose lease was taken over by another is ignored.
-func leasedBy(owner string, ids bson.A) bson.D {
+// leasedBy matches the given pending messages still leased by the claim with token: an ack or
+// nack from a claim whose lease expired and was taken over is ignored.
+func leasedBy(token string, ids bson.A) bson.D {
 	return bson.D{
 		{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}},
 		{Key: fStatus, Value: string(core.StatusPending)},
-		{Key: fLeaseOwner, Value: owner},
+		{Key: fClaim, Value: token},
 	}
 }
 
-// Ack deletes the messages leased to owner, or with KeepDelivered marks them delivered.
-func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
+// Ack deletes the messages leased by the claim with token, or with KeepDelivered marks them
+// delivered, and returns how many it settled.
+func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	if err := s.check("ack"); err != nil {
-		return err
+		return 0, err
 	}
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("mongo: ack: %w", err)
+	}
+	ids = core.SettleableIDs(ids)
+	var now time.Time
+	if s.cfg.KeepDelivered && len(ids) > 0 {
+		now = s.now(ctx)
+	}
+	settled := 0
 	for start := 0; start < len(ids); start += settleChunk {
 		chunk := ids[start:min(start+settleChunk, len(ids))]
 		in := make(bson.A, len(chunk))
 		for i, id := range chunk {
 			in[i] = id
 		}
-		var err error
 		if s.cfg.KeepDelivered {
-			_, err = s.coll.UpdateMany(ctx, leasedBy(owner, in), bson.D{
+			res, err := s.coll.UpdateMany(ctx, leasedBy(token, in), bson.D{
 				{Key: "$set", Value: bson.D{
 					{Key: fStatus, Value: string(core.StatusDelivered)},
-					{Key: fDeliveredAt, Value: time.Now().UTC()},
+					{Key: fDeliveredAt, Value: now},
 				}},
 				{Key: "$unset", Value: leaseFields},
 			})
-		} else {
-			_, err = s.coll.DeleteMany(ctx, leasedBy(owner, in))
+			if err != nil {
+				return settled, s.wrap("ack", err)
+			}
+			settled += int(res.ModifiedCount)
+			continue
 		}
+		res, err := s.coll.DeleteMany(ctx, leasedBy(token, in))
 		if err != nil {
-			return s.wrap("ack", err)
+			return settled, s.wrap("ack", err)
 		}
+		settled += int(res.DeletedCount)
 	}
-	return nil
+	return settled, nil
 }
 
-// Nack records failed publishes of messages leased to owner: attempts+1, the error, and the
-// retry time or the dead state; the lease is released.
-func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+// Nack records failed publishes and releases of messages leased by the claim with token and
+// returns how many it settled. Retry times are the server's clock plus the delay.
+func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
 	if err := s.check("nack"); err != nil {
-		return err
+		return 0, err
 	}
-	now := time.Now().UTC()
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("mongo: nack: %w", err)
+	}
+	if len(failures) == 0 {
+		return 0, nil
+	}
+	now := s.now(ctx)
+	settled := 0
 	for start := 0; start < len(failures); start += settleChunk {
 		chunk := failures[start:min(start+settleChunk, len(failures))]
 		models := make([]mongo.WriteModel, len(chunk))
 		for i, f := range chunk {
-			set := bson.D{{Key: fLastError, Value: errorText(f.Error)}}
-			if f.Dead {
-				set = append(set, bson.E{Key: fStatus, Value: string(core.StatusDead)}, bson.E{Key: fDeadAt, Value: now})
-			} else {
-				retry := f.RetryAt
-				if retry.IsZero() {
-					retry = now
-				}
-				set = append(set, bson.E{Key: fAvailableAt, Value: retry.UTC()})
-			}
-			models[i] = mongo.NewUpdateOneModel().
-				SetFilter(leasedBy(owner, bson.A{f.ID})).
-				SetUpdate(bson.D{
+			var update bson.D
+			switch {
+			case f.Dead:
+				update = bson.D{
 					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
-					{Key: "$set", Value: set},
-					{Key: "$unset", Value: leaseFields},
-				})
+					{Key: "$set", Value: bson.D{
+						{Key: fLastError, Value: core.StorableText(f.Error)},
+						{Key: fStatus, Value: string(core.StatusDead)},
+						{Key: fDeadAt, Value: now},
+					}},
+				}
+			case f.Release:
+				update = bson.D{{Key: "$set", Value: bson.D{{Key: fAvailableAt, Value: now.Add(max(f.Delay, 0))}}}}
+			default:
+				update = bson.D{
+					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
+					{Key: "$set", Value: bson.D{
+						{Key: fLastError, Value: core.StorableText(f.Error)},
+						{Key: fAvailableAt, Value: now.Add(max(f.Delay, 0))},
+					}},
+				}
+			}
+			update = append(update, bson.E{Key: "$unset", Value: leaseFields})
+			models[i] = mongo.NewUpdateOneModel().SetFilter(leasedBy(token, bson.A{f.ID})).SetUpdate(update)
 		}
-		if _, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-			return s.wrap("nack", err)
+		res, err := s.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if res != nil {
+			settled += int(res.ModifiedCount)
+		}
+		if err != nil {
+			return settled, s.wrap("nack", err)
 		}
 	}
-	return nil
-}
-
-// errorText makes an error text storable: valid UTF-8 (BSON strings must be) and bounded.
-func errorText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxLastError {
-		return s
-	}
-	// Cutting inside a rune leaves a broken tail, which ToValidUTF8 drops.
-	return strings.ToValidUTF8(s[:maxLastError], "")
+	return settled, nil
 }

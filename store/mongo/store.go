@@ -29,6 +29,8 @@ type Store struct {
 
 	keysMu sync.Mutex
 	keys   map[string]struct{} // keys whose counter document exists
+
+	clock serverClock
 }
 
 // Interfaces the Store implements.

@@ -43,7 +43,7 @@ func TestCorruptDocumentDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := s.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
+	got, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if err != nil {
 		t.Fatalf("claim with corrupt documents: %v", err)
 	}
@@ -61,7 +61,7 @@ func TestCorruptDocumentDeadLettered(t *testing.T) {
 	for _, d := range dead {
 		reasons[d.ID] = d.LastError
 	}
-	if r := reasons["01931a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b"]; !strings.Contains(r, "payload") || !strings.HasPrefix(r, "mongo: corrupt document") {
+	if r := reasons["01931a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b"]; !strings.Contains(r, "payload") || !strings.HasPrefix(r, "mongo: corrupt message: corrupt document") {
 		t.Fatalf("reason for the bad payload = %q", r)
 	}
 	found := false
@@ -166,14 +166,14 @@ func TestOrderedBlockedKeyDoesNotStarve(t *testing.T) {
 	if err := s.add(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 1, Lease: time.Minute, Ordered: true})
+	got, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 1 || got[0].ID != blocked[0].ID {
 		t.Fatalf("first claim = %v, %v; want the blocked key's head", outboxtest.IDs(got), err)
 	}
-	if err := s.Nack(ctx, "o", []core.Failure{{ID: blocked[0].ID, Error: "poison", Dead: true}}); err != nil {
+	if _, err := s.Nack(ctx, "o", []core.Failure{{ID: blocked[0].ID, Error: "poison", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 5, Lease: time.Minute, Ordered: true})
+	got, err = s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 5, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 1 || got[0].ID != other[0].ID {
 		t.Fatalf("claim behind a blocked key = %v, %v; want %s", outboxtest.IDs(got), err, other[0].ID)
 	}
@@ -225,7 +225,7 @@ func TestClose(t *testing.T) {
 	if err := s.Client().Ping(ctx, nil); err != nil {
 		t.Fatalf("closing a store disconnected the caller's client: %v", err)
 	}
-	if _, err := borrowed.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 1, Lease: time.Second}); !errors.Is(err, core.ErrClosed) {
+	if _, err := borrowed.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second}); !errors.Is(err, core.ErrClosed) {
 		t.Fatalf("claim after close = %v, want core.ErrClosed", err)
 	}
 	if err := borrowed.Close(); err != nil {
@@ -241,8 +241,8 @@ func TestClose(t *testing.T) {
 		t.Fatal("the store's own client still answers after Close")
 	}
 	for name, call := range map[string]func() error{
-		"Ack":  func() error { return own.Ack(ctx, "o", []string{"x"}) },
-		"Nack": func() error { return own.Nack(ctx, "o", nil) },
+		"Ack":  func() error { _, err := own.Ack(ctx, "o", []string{"x"}); return err },
+		"Nack": func() error { _, err := own.Nack(ctx, "o", nil); return err },
 		"Add":  func() error { return own.Add(ctx) },
 		"Execute": func() error {
 			_, err := Execute(ctx, own, func(context.Context) (int, error) { return 0, nil })
@@ -250,7 +250,7 @@ func TestClose(t *testing.T) {
 		},
 		"Counts":    func() error { _, err := own.Counts(ctx); return err },
 		"Listen":    func() error { _, err := own.Listen(ctx); return err },
-		"Retention": func() error { _, err := own.DeleteDelivered(ctx, time.Now(), 1); return err },
+		"Retention": func() error { _, err := own.DeleteDelivered(ctx, time.Hour, 1); return err },
 		"Indexes":   func() error { return own.EnsureIndexes(ctx) },
 	} {
 		if err := call(); !errors.Is(err, core.ErrClosed) {
@@ -264,8 +264,7 @@ func TestClose(t *testing.T) {
 
 func TestRetentionLimit(t *testing.T) {
 	s := openFerret(t, Config{KeepDelivered: true})
-	var ce *core.ConfigError
-	if _, err := s.DeleteDelivered(testCtx(t), time.Now(), 0); !errors.As(err, &ce) || ce.Field != "limit" {
-		t.Fatalf("DeleteDelivered with limit 0 = %v, want a ConfigError naming limit", err)
+	if _, err := s.DeleteDelivered(testCtx(t), time.Hour, 0); !errors.Is(err, core.ErrInvalidArgument) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("DeleteDelivered with limit 0 = %v, want an invalid argument naming limit", err)
 	}
 }

@@ -132,14 +132,14 @@ func TestExecuteReplicaSet(t *testing.T) {
 		if err != nil || got["id"] != "order-1" {
 			t.Fatalf("Execute = %v, %v", got, err)
 		}
-		claimed, err := s.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 10, Lease: 60e9})
+		claimed, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 10, Lease: 60e9})
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("claim = %d messages, %v; want 2", len(claimed), err)
 		}
 		if string(claimed[0].Result) != `{"id":"order-1"}` || string(claimed[1].Result) != `{"own":true}` {
 			t.Fatalf("results %s, %s: want fn's result, and the message's own", claimed[0].Result, claimed[1].Result)
 		}
-		if err := s.Ack(ctx, "o", []string{claimed[0].ID, claimed[1].ID}); err != nil {
+		if _, err := s.Ack(ctx, "o", []string{claimed[0].ID, claimed[1].ID}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -195,7 +195,7 @@ func assertNoOrder(t *testing.T, orders *mongo.Collection, id string) {
 
 func assertNothingClaimable(t *testing.T, s *Store) {
 	t.Helper()
-	got, err := s.Claim(testCtx(t), core.ClaimRequest{Owner: "check", Limit: 10, Lease: 60e9})
+	got, err := s.Claim(testCtx(t), core.ClaimRequest{Token: "check", Limit: 10, Lease: 60e9})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("claim after a rollback = %d messages, %v; want none", len(got), err)
 	}

@@ -57,9 +57,10 @@ func (s *Store) add(ctx context.Context, msgs []*core.Message) error {
 	if err != nil {
 		return err
 	}
+	due := s.now(ctx)
 	docs := make([]any, len(msgs))
 	for i, m := range msgs {
-		docs[i] = newDocument(m, seqs[i])
+		docs[i] = newDocument(m, seqs[i], due)
 	}
 	if _, err := s.coll.InsertMany(ctx, docs); err != nil {
 		return s.wrap("add", err)

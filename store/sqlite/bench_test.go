@@ -93,7 +93,7 @@ func BenchmarkDrain(b *testing.B) {
 		drained := 0
 		start := time.Now()
 		for drained < b.N {
-			msgs, err := s.Claim(ctx, core.ClaimRequest{Owner: "bench", Limit: batch, Lease: time.Minute})
+			msgs, err := s.Claim(ctx, core.ClaimRequest{Token: "bench", Limit: batch, Lease: time.Minute})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -101,7 +101,7 @@ func BenchmarkDrain(b *testing.B) {
 			for i, m := range msgs {
 				ids[i] = m.ID
 			}
-			if err := s.Ack(ctx, "bench", ids); err != nil {
+			if _, err := s.Ack(ctx, "bench", ids); err != nil {
 				b.Fatal(err)
 			}
 			drained += len(msgs)
@@ -148,19 +148,19 @@ func BenchmarkClaimOrdered(b *testing.B) {
 			}
 			// The busy key's head is leased: everything queued behind it is blocked.
 			if queued > 0 {
-				claim(b, s, core.ClaimRequest{Owner: "holder", Limit: 1, Lease: time.Hour, Ordered: true})
+				claim(b, s, core.ClaimRequest{Token: "holder", Limit: 1, Lease: time.Hour, Ordered: true})
 			}
 			for b.Loop() {
-				got, err := s.Claim(ctx, core.ClaimRequest{Owner: "bench", Limit: 100, Lease: time.Minute, Ordered: true})
+				got, err := s.Claim(ctx, core.ClaimRequest{Token: "bench", Limit: 100, Lease: time.Minute, Ordered: true})
 				if err != nil || len(got) != 100 {
 					b.Fatalf("claimed %d: %v", len(got), err)
 				}
 				// Release them for the next round, as a relay stopping would.
 				fs := make([]core.Failure, len(got))
 				for i, m := range got {
-					fs[i] = core.Failure{ID: m.ID, Error: "released", RetryAt: time.Now().Add(-time.Second)}
+					fs[i] = core.Failure{ID: m.ID, Error: "released", Delay: -time.Second}
 				}
-				if err := s.Nack(ctx, "bench", fs); err != nil {
+				if _, err := s.Nack(ctx, "bench", fs); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
@@ -15,6 +14,10 @@ import (
 
 // idChunk bounds the IDs one Ack statement lists.
 const idChunk = 500
+
+// orderedWindow times the claim's limit is how many due messages behind key heads an ordered
+// claim looks at for the rest of their runs.
+const orderedWindow = 4
 
 // Claim implements core.Store. Rows that cannot be decoded (a payload, result or headers that is
 // not valid JSON, written around the store) are dead-lettered in the same transaction with the
@@ -24,7 +27,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
 	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
 	now := time.Now()
 	until := now.Add(max(req.Lease, time.Millisecond)).UnixMilli()
@@ -39,9 +42,9 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	}
 	defer end()
 
-	args := []any{req.Owner, until, now.UnixMilli(), req.Limit}
-	if !req.Ordered {
-		args = append(args, now.UnixMilli(), req.Limit, req.Limit)
+	args := []any{req.Token, until, now.UnixMilli(), req.Limit, now.UnixMilli(), req.Limit, req.Limit}
+	if req.Ordered {
+		args[5] = orderedWindow * req.Limit
 	}
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -50,7 +53,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	type claimed struct {
 		seq     int64
 		msg     *core.Message
-		corrupt string
+		corrupt error
 	}
 	var got []claimed
 	for rows.Next() {
@@ -81,18 +84,26 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
 
-	// RETURNING reports rows in no particular order.
+	// RETURNING reports rows in no particular order; the sieve needs seq order.
 	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
+	sieve := core.ClaimSieve{Backend: "sqlite", Ordered: req.Ordered}
 	msgs := make([]*core.Message, 0, len(got))
 	for _, c := range got {
-		if c.corrupt == "" {
+		f, ok := sieve.Sort(c.msg, c.corrupt)
+		if ok {
 			msgs = append(msgs, c.msg)
 			continue
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE `+s.q.table+` SET status = 'dead', lease_owner = NULL, last_error = ?, dead_at = ?
-			WHERE seq = ?`, "sqlite: corrupt row: "+c.corrupt, now.UnixMilli(), c.seq)
+		// By seq, not ID: a corrupt row's ID may be what is wrong with it.
+		var err error
+		if f.Dead {
+			_, err = tx.ExecContext(ctx, `UPDATE `+s.q.table+` SET status = 'dead', lease_owner = NULL, last_error = ?, dead_at = ?
+			WHERE seq = ?`, f.Error, now.UnixMilli(), c.seq)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE `+s.q.table+` SET lease_owner = NULL, available_at = ? WHERE seq = ?`, now.UnixMilli(), c.seq)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: claim: dead-letter corrupt row %d: %w", c.seq, err)
+			return nil, fmt.Errorf("sqlite: claim: set aside corrupt row %d: %w", c.seq, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -101,101 +112,16 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	return msgs, nil
 }
 
-// decodeRow finishes decoding a stored message and reports why it is corrupt, or "".
-func decodeRow(m *core.Message, headers sql.NullString) string {
-	var problems []string
-	if m.ID == "" {
-		problems = append(problems, "id is empty")
-	}
-	if m.Type == "" {
-		problems = append(problems, "type is empty")
-	}
-	if !json.Valid(m.Payload) {
-		problems = append(problems, "payload is not valid JSON")
-	}
-	if len(m.Result) > 0 && !json.Valid(m.Result) {
-		problems = append(problems, "result is not valid JSON")
-	}
+// decodeRow finishes decoding a stored message and reports why it is corrupt (core's rule,
+// Message.ValidateStored), or nil.
+func decodeRow(m *core.Message, headers sql.NullString) error {
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {
 			m.Headers = nil
-			problems = append(problems, "headers are not a JSON object of strings")
+			return &core.FieldError{Field: "headers", Problem: "are not a JSON object of strings"}
 		}
 	}
-	return strings.Join(problems, "; ")
-}
-
-// Ack implements core.Store: it deletes the messages, or marks them delivered with
-// KeepDelivered, when owner still holds their lease.
-func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
-	if err := s.checkOpen(); err != nil {
-		return fmt.Errorf("sqlite: ack: %w", err)
-	}
-	if owner == "" {
-		return fmt.Errorf("sqlite: ack: %w", &core.FieldError{Field: "owner", Problem: "is empty"})
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	now := time.Now().UnixMilli()
-	return s.inTx(ctx, "ack", func(tx *sql.Tx) error {
-		for start := 0; start < len(ids); start += idChunk {
-			chunk := ids[start:min(start+idChunk, len(ids))]
-			var query string
-			args := make([]any, 0, len(chunk)+2)
-			if s.cfg.KeepDelivered {
-				query = `UPDATE ` + s.q.table + ` SET status = 'delivered', delivered_at = ?, lease_owner = NULL WHERE `
-				args = append(args, now)
-			} else {
-				query = `DELETE FROM ` + s.q.table + ` WHERE `
-			}
-			query += `status = 'pending' AND lease_owner = ? AND id IN (` + placeholders(len(chunk)) + `)`
-			args = append(args, owner)
-			for _, id := range chunk {
-				args = append(args, id)
-			}
-			if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Nack implements core.Store: attempts+1, the error text, and the retry time or the dead state,
-// for the messages whose lease owner still holds. The lease is released.
-func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
-	if err := s.checkOpen(); err != nil {
-		return fmt.Errorf("sqlite: nack: %w", err)
-	}
-	if owner == "" {
-		return fmt.Errorf("sqlite: nack: %w", &core.FieldError{Field: "owner", Problem: "is empty"})
-	}
-	if len(failures) == 0 {
-		return nil
-	}
-	now := time.Now().UnixMilli()
-	return s.inTx(ctx, "nack", func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE `+s.q.table+` SET attempts = attempts + 1, last_error = ?,
-			lease_owner = NULL, available_at = ?,
-			status = CASE WHEN ? THEN 'dead' ELSE 'pending' END,
-			dead_at = CASE WHEN ? THEN ? END
-			WHERE id = ? AND status = 'pending' AND lease_owner = ?`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, f := range failures {
-			retry := now
-			if !f.Dead && !f.RetryAt.IsZero() {
-				retry = f.RetryAt.UnixMilli()
-			}
-			if _, err := stmt.ExecContext(ctx, f.Error, retry, f.Dead, f.Dead, now, f.ID, owner); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return m.ValidateStored()
 }
 
 // inTx runs fn in one write transaction: a batch of statements costs one commit.

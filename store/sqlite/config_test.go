@@ -126,7 +126,7 @@ func TestTableNames(t *testing.T) {
 	for _, table := range []string{"select", "Outbox_Mixed", "_t"} {
 		s := open(t, sqlite.Config{Path: path, Table: table})
 		add(t, s, msg("T", ""))
-		got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
+		got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 		if len(got) != 1 {
 			t.Fatalf("table %q: claimed %d messages, want its own 1", table, len(got))
 		}

@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+
+	"github.com/google/uuid"
 	"strings"
 	"testing"
 	"time"
@@ -32,14 +34,15 @@ func TestCorruptRowsAreDeadLettered(t *testing.T) {
 			s := open(t, sqlite.Config{})
 			good := msg("T", "")
 			add(t, s, good)
-			insertRaw(t, s, "bad-payload", "", `{"broken":`, nil, nil)
-			insertRaw(t, s, "bad-result", "", `{}`, "nope", nil)
-			insertRaw(t, s, "bad-headers", "", `{}`, nil, `{"n":1}`)
-			insertRaw(t, s, "blocked-key-head", "k", `not json`, nil, nil)
+			badPayload, badResult, badHeaders, badHead := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+			insertRaw(t, s, badPayload, "", `{"broken":`, nil, nil)
+			insertRaw(t, s, badResult, "", `{}`, "nope", nil)
+			insertRaw(t, s, badHeaders, "", `{}`, nil, `{"n":1}`)
+			insertRaw(t, s, badHead, "k", `not json`, nil, nil)
 			after := msg("T", "k") // same key, after a corrupt head
 			add(t, s, after)
 
-			got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: ordered})
+			got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: ordered})
 			ids := []string{}
 			for _, m := range got {
 				ids = append(ids, m.ID)
@@ -64,24 +67,24 @@ func TestCorruptRowsAreDeadLettered(t *testing.T) {
 				}
 			}
 			for id, want := range map[string]string{
-				"bad-payload":      "payload is not valid JSON",
-				"bad-result":       "result is not valid JSON",
-				"bad-headers":      "headers are not a JSON object of strings",
-				"blocked-key-head": "payload is not valid JSON",
+				badPayload: "payload not valid JSON",
+				badResult:  "result not valid JSON",
+				badHeaders: "headers are not a JSON object of strings",
+				badHead:    "payload not valid JSON",
 			} {
-				if !strings.Contains(reasons[id], "corrupt row: "+want) {
+				if !strings.Contains(reasons[id], "sqlite: corrupt message: invalid message: "+want) {
 					t.Errorf("%s: last error %q, want %q", id, reasons[id], want)
 				}
 			}
 			// In ordered mode the corrupt head blocks its key until it is purged.
 			if ordered {
-				if again := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true}); len(again) != 0 {
+				if again := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}); len(again) != 0 {
 					t.Fatalf("claimed %d behind a dead head", len(again))
 				}
 				if n, err := s.Purge(ctx, core.DeadFilter{Key: "k"}); err != nil || n != 1 {
 					t.Fatalf("purge = %d, %v", n, err)
 				}
-				again := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true})
+				again := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
 				if len(again) != 1 || again[0].ID != after.ID {
 					t.Fatalf("after purging the head, claimed %v, want %s", again, after.ID)
 				}

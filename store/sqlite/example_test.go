@@ -48,7 +48,7 @@ func ExampleExecute() {
 	fmt.Println("created user", user.ID)
 
 	// What a relay would claim and publish.
-	msgs, err := store.Claim(ctx, core.ClaimRequest{Owner: "example", Limit: 10, Lease: time.Minute})
+	msgs, err := store.Claim(ctx, core.ClaimRequest{Token: "example", Limit: 10, Lease: time.Minute})
 	if err != nil {
 		panic(err)
 	}

@@ -51,7 +51,7 @@ func TestExecuteCommits(t *testing.T) {
 	if event.ID == "" || event.CreatedAt.IsZero() {
 		t.Fatalf("execute did not assign ID and CreatedAt: %+v", event)
 	}
-	got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
+	got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if len(got) != 2 || got[0].ID != event.ID || got[1].ID != own.ID {
 		t.Fatalf("claimed %v, want the two events in write order", got)
 	}
@@ -91,7 +91,7 @@ func TestExecuteRollsBack(t *testing.T) {
 		if n := count(t, s.DB(), `SELECT count(*) FROM users`); n != 0 {
 			t.Fatalf("%s: %d users stored, want none", what, n)
 		}
-		if got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute}); len(got) != 0 {
+		if got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}); len(got) != 0 {
 			t.Fatalf("%s: %d events claimable, want none", what, len(got))
 		}
 		noSignal(what)
@@ -132,8 +132,8 @@ func TestExecuteRollsBack(t *testing.T) {
 		if _, err := s.DB().Exec(`DELETE FROM users`); err != nil {
 			t.Fatal(err)
 		}
-		got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
-		if err := s.Ack(ctx, "o", []string{got[0].ID}); err != nil {
+		got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+		if _, err := s.Ack(ctx, "o", []string{got[0].ID}); err != nil {
 			t.Fatal(err)
 		}
 		<-signals
@@ -211,7 +211,7 @@ func TestWriteBadInput(t *testing.T) {
 			m.Headers = map[string]string{"traceparent": "00-abc-def-01"}
 		}}})
 		add(t, hooked, msg("T", ""))
-		got := claim(t, hooked, core.ClaimRequest{Owner: "o", Limit: 1, Lease: time.Minute})
+		got := claim(t, hooked, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
 		if len(got) != 1 || got[0].Headers["traceparent"] != "00-abc-def-01" {
 			t.Fatalf("claimed %+v, want the hook's header", got)
 		}
@@ -223,7 +223,7 @@ func TestWriteBadInput(t *testing.T) {
 			msgs = append(msgs, msg("T", ""))
 		}
 		add(t, many, msgs...)
-		got := claim(t, many, core.ClaimRequest{Owner: "o", Limit: 500, Lease: time.Minute})
+		got := claim(t, many, core.ClaimRequest{Token: "o", Limit: 500, Lease: time.Minute})
 		if len(got) != 150 {
 			t.Fatalf("claimed %d, want 150", len(got))
 		}
@@ -263,17 +263,17 @@ func TestClosed(t *testing.T) {
 		"add":           func() error { return s.Add(ctx, &sql.Tx{}, msg("T", "")) },
 		"ensure schema": func() error { return s.EnsureSchema(ctx) },
 		"claim": func() error {
-			_, err := s.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 1, Lease: time.Second})
+			_, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second})
 			return err
 		},
-		"ack":              func() error { return s.Ack(ctx, "o", []string{"x"}) },
-		"nack":             func() error { return s.Nack(ctx, "o", []core.Failure{{ID: "x"}}) },
+		"ack":              func() error { _, err := s.Ack(ctx, "o", []string{"x"}); return err },
+		"nack":             func() error { _, err := s.Nack(ctx, "o", []core.Failure{{ID: "x"}}); return err },
 		"listen":           func() error { _, err := s.Listen(ctx); return err },
 		"counts":           func() error { _, err := s.Counts(ctx); return err },
 		"list dead":        func() error { _, err := s.ListDead(ctx, core.DeadFilter{}); return err },
 		"requeue":          func() error { _, err := s.Requeue(ctx, core.DeadFilter{}); return err },
 		"purge":            func() error { _, err := s.Purge(ctx, core.DeadFilter{}); return err },
-		"delete delivered": func() error { _, err := s.DeleteDelivered(ctx, time.Now(), 1); return err },
+		"delete delivered": func() error { _, err := s.DeleteDelivered(ctx, time.Hour, 1); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, core.ErrClosed) || !strings.HasPrefix(err.Error(), "sqlite: "+name+": ") {
@@ -326,7 +326,7 @@ func TestCreatedAtIsKeptButNeverDelays(t *testing.T) {
 	past.CreatedAt = time.Date(2020, 1, 2, 3, 4, 5, 6_789_000, time.UTC)
 	future.CreatedAt = time.Now().Add(time.Hour)
 	add(t, s, past, future)
-	got := claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
+	got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if len(got) != 2 {
 		t.Fatalf("claimed %d, want both: a CreatedAt in the future must not delay delivery", len(got))
 	}

@@ -160,25 +160,3 @@ func (s *Store) changeDead(ctx context.Context, op string, f core.DeadFilter, st
 	}
 	return int(n), nil
 }
-
-// DeleteDelivered implements core.Retention: it deletes at most limit messages delivered before
-// cutoff, oldest first. Without KeepDelivered there are none.
-func (s *Store) DeleteDelivered(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	if err := s.checkOpen(); err != nil {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", err)
-	}
-	if limit <= 0 {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", &core.ConfigError{Component: "sqlite", Field: "limit", Problem: "must be positive"})
-	}
-	res, err := s.execWrite(ctx, `DELETE FROM `+s.q.table+` WHERE seq IN (
-		SELECT seq FROM `+s.q.table+` WHERE status = 'delivered' AND delivered_at < ? ORDER BY delivered_at LIMIT ?)`,
-		cutoff.UnixMilli(), limit)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", err)
-	}
-	return int(n), nil
-}

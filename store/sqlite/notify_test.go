@@ -61,12 +61,12 @@ func TestNotifyOnCommitOfBareAdd(t *testing.T) {
 
 	// The relay's own writes (claim, ack, nack) and business writes without events stay quiet,
 	// or an idle relay would wake itself forever.
-	got := claim(t, other, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
-	if err := other.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", RetryAt: time.Now()}}); err != nil {
+	got := claim(t, other, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	if _, err := other.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", Delay: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	got = claim(t, other, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
-	if err := other.Ack(ctx, "o", []string{got[0].ID}); err != nil {
+	got = claim(t, other, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	if _, err := other.Ack(ctx, "o", []string{got[0].ID}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DB().Exec(`CREATE TABLE business (x); INSERT INTO business VALUES (1)`); err != nil {
@@ -93,8 +93,8 @@ func TestNotifyOnCommitOfBareAdd(t *testing.T) {
 	// Requeue makes messages due now, so it wakes the relay too.
 	add(t, s, msg("T", ""))
 	expectSignal(t, signals, "a second Add")
-	got = claim(t, s, core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute})
-	if err := s.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", Dead: true}}); err != nil {
+	got = claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	if _, err := s.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Requeue(ctx, core.DeadFilter{}); err != nil || n != 1 {
@@ -118,7 +118,7 @@ func TestSignalledCommitIsVisible(t *testing.T) {
 			done := make(chan []*core.Message)
 			go func() {
 				<-signals
-				got, err := relay.Claim(context.Background(), core.ClaimRequest{Owner: "r", Limit: 10, Lease: time.Minute})
+				got, err := relay.Claim(context.Background(), core.ClaimRequest{Token: "r", Limit: 10, Lease: time.Minute})
 				if err != nil {
 					t.Error(err)
 				}

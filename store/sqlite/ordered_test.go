@@ -2,7 +2,9 @@ package sqlite_test
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/google/uuid"
 	"testing"
 	"time"
 
@@ -17,7 +19,9 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		t.Run(fmt.Sprint("KeepDelivered=", keep), func(t *testing.T) {
 			s := open(t, sqlite.Config{KeepDelivered: keep})
-			ordered := core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+			ordered := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+			head := ordered
+			head.Limit = 1
 			claimIDs := func(req core.ClaimRequest) []string {
 				t.Helper()
 				var ids []string
@@ -28,7 +32,7 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 			}
 			ack := func(ids ...string) {
 				t.Helper()
-				if err := s.Ack(ctx, "o", ids); err != nil {
+				if _, err := s.Ack(ctx, "o", ids); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -41,34 +45,36 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 
 			k1, k2 := msg("T", "a"), msg("T", "a")
 			add(t, s, k1, k2)
-			insertRaw(t, s, "raw-3", "a", `{}`, nil, nil) // around the store: queues behind k2
+			raw := uuid.NewString()
+			insertRaw(t, s, raw, "a", `{}`, nil, nil) // around the store: queues behind k2
 			free := msg("T", "")
 			add(t, s, free)
 
-			expect("first ordered claim", claimIDs(ordered), k1.ID, free.ID)
+			expect("first ordered claim", claimIDs(head), k1.ID)
+			expect("claim behind a leased head", claimIDs(ordered), free.ID)
 			ack(k1.ID, free.ID)
-			expect("after acking the head", claimIDs(ordered), k2.ID)
+			expect("after acking the head", claimIDs(head), k2.ID)
 			// An unordered claimer may take (and ack) a message behind the head; the head still
 			// holds the key, and the order of what remains is kept.
-			unordered := core.ClaimRequest{Owner: "o", Limit: 10, Lease: time.Minute}
-			expect("unordered claim", claimIDs(unordered), "raw-3")
-			ack("raw-3")
+			unordered := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}
+			expect("unordered claim", claimIDs(unordered), raw)
+			ack(raw)
 			expect("ordered claim behind a leased head", claimIDs(ordered))
 			ack(k2.ID)
 
 			// A dead head blocks its key until purged; a requeued one comes back first.
 			d1, d2 := msg("T", "b"), msg("T", "b")
 			add(t, s, d1, d2)
-			expect("claim the new head", claimIDs(ordered), d1.ID)
-			if err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+			expect("claim the new head", claimIDs(head), d1.ID)
+			if _, err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
 				t.Fatal(err)
 			}
 			expect("behind a dead head", claimIDs(ordered))
 			if n, err := s.Requeue(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
 				t.Fatalf("requeue = %d, %v", n, err)
 			}
-			expect("requeued head", claimIDs(ordered), d1.ID)
-			if err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+			expect("requeued head", claimIDs(head), d1.ID)
+			if _, err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
 				t.Fatal(err)
 			}
 			if n, err := s.Purge(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {

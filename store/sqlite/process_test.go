@@ -119,7 +119,7 @@ func TestClaimerProcess(t *testing.T) {
 // claimAll claims and acks in small batches until the outbox stays empty for a while.
 func claimAll(ctx context.Context, s *sqlite.Store, owner string, claimed func(id string)) error {
 	for empty := 0; empty < 20; {
-		msgs, err := s.Claim(ctx, core.ClaimRequest{Owner: owner, Limit: 25, Lease: time.Minute})
+		msgs, err := s.Claim(ctx, core.ClaimRequest{Token: owner, Limit: 25, Lease: time.Minute})
 		if err != nil {
 			return fmt.Errorf("%s: %w", owner, err)
 		}
@@ -134,7 +134,7 @@ func claimAll(ctx context.Context, s *sqlite.Store, owner string, claimed func(i
 			ids[i] = m.ID
 			claimed(m.ID)
 		}
-		if err := s.Ack(ctx, owner, ids); err != nil {
+		if _, err := s.Ack(ctx, owner, ids); err != nil {
 			return fmt.Errorf("%s: %w", owner, err)
 		}
 	}

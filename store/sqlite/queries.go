@@ -36,21 +36,37 @@ func (q queries) insert(n int) string { return q.inserts[n] }
 // a reader that later fails to upgrade. Each walks the due index in seq order and stops after
 // LIMIT due rows: it neither scans nor sorts the backlog.
 //
-// Parameters: owner, lease end, then now and limit (unordered: twice, then limit again).
+// Parameters, unordered: token, lease end, now, limit, now, limit, limit. Ordered: token, lease
+// end, now, limit, now, window, limit.
 func claimQueries(t string) (unordered, ordered string) {
 	const returning = ` RETURNING seq, id, type, key, payload, result, headers, created_at, attempts`
 	update := `UPDATE ` + t + ` SET lease_owner = ?, available_at = ? WHERE seq IN (`
 	due := func(blocked string) string {
-		return `SELECT seq FROM ` + t + ` WHERE status = 'pending' AND blocked = ` + blocked +
+		return `SELECT seq, key, blocked FROM ` + t + ` WHERE status = 'pending' AND blocked = ` + blocked +
 			` AND available_at <= ? ORDER BY seq LIMIT ?`
 	}
 	// Unordered: the oldest due messages, heads or not. The index keeps heads and blocked
 	// messages apart, so take the oldest LIMIT of each and then the oldest LIMIT of those.
 	unordered = update + `SELECT seq FROM (` + due("0") + `) UNION ALL SELECT seq FROM (` + due("1") +
 		`) ORDER BY seq LIMIT ?)` + returning
-	// Ordered: only heads, so at most one message per key, and a leased, retrying or dead head
-	// holds back the rest of its key.
-	ordered = update + due("0") + `)` + returning
+	// Ordered: per-key runs. Candidates are the due heads (blocked = 0, which includes unkeyed
+	// messages) and a window of the oldest due blocked messages. A key's run starts at its head
+	// and goes on through candidates of its key with no undelivered message between one and the
+	// next (one probe of the key index each); a leased, retrying or dead message ends it.
+	ordered = update + `SELECT seq FROM (
+		SELECT seq, min(ok) OVER (PARTITION BY key ORDER BY seq) AS run FROM (
+			SELECT c.seq, c.key, CASE
+				WHEN c.key = '' THEN 1
+				WHEN c.prev IS NULL THEN c.blocked = 0
+				ELSE NOT EXISTS (SELECT 1 FROM ` + t + ` AS p WHERE p.key = c.key AND p.status <> 'delivered'
+					AND p.seq > c.prev AND p.seq < c.seq)
+			END AS ok
+			FROM (
+				SELECT seq, key, blocked, lag(seq) OVER (PARTITION BY key ORDER BY seq) AS prev FROM (
+					SELECT * FROM (` + due("0") + `) UNION ALL SELECT * FROM (` + due("1") + `))
+			) AS c
+		)
+	) WHERE run = 1 ORDER BY seq LIMIT ?)` + returning
 	return unordered, ordered
 }
 

@@ -58,6 +58,14 @@ func harness(cfg sqlite.Config) outboxtest.StoreFactory {
 				return tx.Rollback()
 			},
 			Reopen: func(t *testing.T) core.Store { return open(t, cfg) },
+			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+				tx, err := s.DB().BeginTx(ctx, nil)
+				if err != nil {
+					return nil, err
+				}
+				t.Cleanup(func() { _ = tx.Rollback() })
+				return tx.Commit, s.Add(ctx, tx, msgs...)
+			},
 		}
 	}
 }
