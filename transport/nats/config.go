@@ -126,8 +126,9 @@ type Config struct {
 	// messages in one call. Default false: every message is pipelined (see the package
 	// documentation for what that keeps of the order).
 	KeepKeyOrder bool
-	// Logger receives the transport's logs: duplicates the stream dropped, at debug level.
-	// Default zap.NewNop().
+	// Logger receives the transport's logs: duplicates the stream dropped (debug), the
+	// connection's disconnects and reconnects and the server's asynchronous errors (New's
+	// connection only). Default zap.NewNop().
 	Logger *zap.Logger
 }
 

@@ -8,6 +8,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/txoutbox/outbox/core"
+	"go.uber.org/zap"
 )
 
 // connect makes the connection New uses when Config has none. It reconnects forever, and
@@ -21,9 +22,18 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectBufSize(-1),
 		natsgo.NoCallbacksAfterClientClose(),
-		// A server's errors (a permissions violation, a slow consumer) reach each publish as
-		// its own failure; without a handler nats.go would print them to stderr.
-		natsgo.ErrorHandler(func(*natsgo.Conn, *natsgo.Subscription, error) {}),
+		// Without handlers nats.go prints a server's asynchronous errors (a permissions
+		// violation, which leaves the publish without a PubAck) to stderr; they go to the
+		// logger, with the connection's ups and downs.
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+			c.Logger.Warn("nats: asynchronous error from the server", zap.Error(redactErr(err, c.secrets())))
+		}),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			c.Logger.Warn("nats: disconnected; publishes fail until the connection is back", zap.Error(redactErr(err, c.secrets())))
+		}),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+			c.Logger.Info("nats: reconnected", zap.String("server", redactURLs(nc.ConnectedUrlRedacted())))
+		}),
 	}
 	if c.TLS != nil {
 		opts = append(opts, natsgo.Secure(c.TLS))
