@@ -16,9 +16,9 @@ import (
 
 // The server is killed and restarted twice while a relay publishes and a writer keeps adding
 // messages. Afterwards a consumer reads the stream back: every message is there (0 lost),
-// none was dead-lettered, each key kept its order in ordered mode, and duplicates stay within
-// what promise 3 allows (publishes in flight at a crash; JetStream's duplicate window, kept
-// across the restart, drops most).
+// none was dead-lettered nor charged an attempt for the outage, each key kept its order in
+// ordered mode, and duplicates stay within what promise 3 allows (publishes in flight at a
+// crash; JetStream's duplicate window, kept across the restart, drops them).
 func TestServerRestartMidStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test: restarts a private nats-server (skipped with -short)")
@@ -113,6 +113,10 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 	counts := waitCounts(t, store, 45*time.Second, func(c core.Counts) bool { return c.Pending == 0 })
 	if rs := relay.Stats(); rs.Dead != 0 || counts.Dead != 0 {
 		t.Fatalf("dead-lettered: relay stats %+v, store counts %+v", rs, counts)
+	}
+	// Every failure the restarts caused is an outage (promise 7): released, never an attempt.
+	if rs := relay.Stats(); rs.Failed != 0 {
+		t.Errorf("%d failed attempts were charged for the outage; relay stats %+v", rs.Failed, rs)
 	}
 	// The admin connection reconnects by itself; wait until the stream answers again.
 	deadline := time.Now().Add(15 * time.Second)
