@@ -44,6 +44,8 @@ type backend struct {
 	consumer consumerSide
 	// child is the environment of a consumer process over the same consumer database.
 	child []string
+	// schema holds the PostgreSQL outbox table; empty for SQLite.
+	schema string
 }
 
 var errRollback = errors.New("the writer rolls back")
@@ -92,7 +94,7 @@ func postgresBackend(t *testing.T) *backend {
 	}
 	t.Cleanup(cs.close)
 	return &backend{
-		name: "postgres", store: store, inspect: store, consumer: cs,
+		name: "postgres", store: store, inspect: store, consumer: cs, schema: schema,
 		write: func(ctx context.Context, m *core.Message, commit bool) error {
 			_, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (struct{}, error) {
 				if commit {
