@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,8 @@ type Consumer struct {
 	handle func(ctx context.Context, m *core.Message) error
 	log    *zap.Logger
 	slots  chan struct{} // one per handler running or reserved by a poller
+	// deletes carries the receipts of handled messages to the deleter, which batches them.
+	deletes chan deletion
 
 	mu        sync.Mutex
 	started   bool
@@ -103,9 +106,10 @@ func NewConsumer(ctx context.Context, cfg ConsumerConfig, handle func(ctx contex
 	}
 	return &Consumer{
 		cfg: cfg, client: client, httpTr: httpTr, router: newRouter(client, tc), handle: handle,
-		log:   cfg.Logger.With(zap.String("component", "sqs consumer")),
-		slots: make(chan struct{}, cfg.Concurrency),
-		done:  make(chan struct{}),
+		log:     cfg.Logger.With(zap.String("component", "sqs consumer")),
+		slots:   make(chan struct{}, cfg.Concurrency),
+		deletes: make(chan deletion),
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -132,8 +136,12 @@ func (c *Consumer) Start(ctx context.Context) error {
 		c.wg.Add(1)
 		go c.poll(pollCtx, workCtx)
 	}
+	deleterDone := make(chan struct{})
+	go c.deleter(deleterDone)
 	go func() {
 		c.wg.Wait()
+		close(c.deletes) // every handler has returned: no delete comes any more
+		<-deleterDone
 		c.release()
 		close(c.done)
 	}()
@@ -326,12 +334,9 @@ func (c *Consumer) process(ctx context.Context, m types.Message) bool {
 	}
 	c.stats.handled.Add(1)
 
-	// The delete must happen even while the consumer stops: the work is done.
-	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer dcancel()
-	if _, err := c.client.DeleteMessage(dctx, &awssqs.DeleteMessageInput{QueueUrl: aws.String(c.queue.url), ReceiptHandle: aws.String(receipt)}, noRetry); err != nil {
+	if err := c.delete(receipt); err != nil {
 		c.stats.deleteErrors.Add(1)
-		log.Warn("delete failed; the message will be delivered again", zap.Error(classify("delete", err)))
+		log.Warn("delete failed; the message will be delivered again", zap.Error(err))
 		return true
 	}
 	c.stats.deleted.Add(1)
@@ -383,5 +388,67 @@ func (c *Consumer) extend(receipt string, log *zap.Logger) (stop func()) {
 	return func() {
 		close(quit)
 		<-exited
+	}
+}
+
+// deletion is one handled message's receipt, and where its delete's outcome goes.
+type deletion struct {
+	receipt string
+	result  chan error
+}
+
+// delete deletes a handled message through the deleter and returns the outcome.
+func (c *Consumer) delete(receipt string) error {
+	d := deletion{receipt: receipt, result: make(chan error, 1)}
+	c.deletes <- d
+	return <-d.result
+}
+
+// deleter deletes handled messages with DeleteMessageBatch: it takes one receipt, adds those
+// already waiting (up to 10) without waiting for more, and sends them in one call. Under load
+// deletes are batched; when idle a delete goes out at once. It runs until deletes is closed,
+// and its calls are not cancelled by Stop: the work of those messages is done.
+func (c *Consumer) deleter(done chan<- struct{}) {
+	defer close(done)
+	batch := make([]deletion, 0, MaxBatchEntries)
+	for d := range c.deletes {
+		batch = append(batch[:0], d)
+	more:
+		for len(batch) < MaxBatchEntries {
+			select {
+			case d, ok := <-c.deletes:
+				if !ok {
+					break more
+				}
+				batch = append(batch, d)
+			default:
+				break more
+			}
+		}
+		c.deleteBatch(batch)
+	}
+}
+
+func (c *Consumer) deleteBatch(batch []deletion) {
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
+	for i, d := range batch {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(d.receipt)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := c.client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.queue.url), Entries: entries}, noRetry)
+	if err != nil {
+		err = classify("delete", err)
+		for _, d := range batch {
+			d.result <- err
+		}
+		return
+	}
+	failed := make(map[string]error, len(out.Failed))
+	for _, f := range out.Failed {
+		failed[aws.ToString(f.Id)] = fmt.Errorf("sqs consumer: delete: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+	}
+	for i, d := range batch {
+		d.result <- failed[strconv.Itoa(i)]
 	}
 }
