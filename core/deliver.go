@@ -8,9 +8,16 @@ import (
 	"go.uber.org/zap"
 )
 
-// errNotSent is the outcome of a message the relay did not get to publish: an earlier message
-// of its key failed in an earlier call, or the batch ran out of time first.
-var errNotSent = errors.New("not published: held back")
+var (
+	// errNotSent is the outcome of a message the relay did not get to publish: an earlier
+	// message of its key failed in an earlier call, or the batch ran out of time first.
+	errNotSent = errors.New("not published: held back")
+	// errHeldBack is the reason given for a message released because an earlier message of its
+	// key in the same batch was not published.
+	errHeldBack = errors.New("not published: held back behind an earlier message of its key")
+	// errStopping is the reason given for a message released because the relay was stopping.
+	errStopping = errors.New("not published: the relay was stopping")
+)
 
 // deliver publishes msgs, claimed under token, and settles each: acked when published,
 // otherwise recorded as a failure, dead-lettered, or released without an attempt.
@@ -37,7 +44,7 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 	for _, m := range msgs {
 		cause := outcome[m.ID]
 		if delay, held := blocked[m.Key]; held && m.Key != "" {
-			failures = append(failures, Failure{ID: m.ID, Delay: delay, Release: true})
+			failures = append(failures, Failure{ID: m.ID, Error: errHeldBack.Error(), Delay: delay, Release: true})
 			continue
 		}
 		if cause == nil {
@@ -191,12 +198,14 @@ func outcomes(msgs []*Message, err error) map[string]error {
 // attempts are spent, otherwise failed with an attempt and a backoff.
 func (r *Relay) failure(m *Message, cause error, aborted, timedOut bool) Failure {
 	switch {
-	case aborted || cause == errNotSent:
-		return Failure{ID: m.ID, Release: true}
+	case aborted:
+		return Failure{ID: m.ID, Error: errStopping.Error(), Release: true}
+	case cause == errNotSent:
+		return Failure{ID: m.ID, Error: errNotSent.Error(), Release: true}
 	case IsUnavailable(cause) || (timedOut && errors.Is(cause, context.DeadlineExceeded)):
 		// A lone unavailable message (others went through) waits a backoff step; when the whole
 		// batch failed this way the relay pauses instead (see deliver).
-		return Failure{ID: m.ID, Release: true, Delay: r.cfg.Backoff.Delay(1)}
+		return Failure{ID: m.ID, Error: StorableText(cause.Error()), Release: true, Delay: r.cfg.Backoff.Delay(1)}
 	}
 	attempt := m.Attempts + 1
 	text := StorableText(cause.Error())

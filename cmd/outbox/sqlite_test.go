@@ -54,7 +54,7 @@ func add(t *testing.T, store *sqlite.Store, msgs ...*core.Message) {
 func kill(t *testing.T, store core.Store, msgs []*core.Message, reason string) {
 	t.Helper()
 	ctx := context.Background()
-	claimed, err := store.Claim(ctx, core.ClaimRequest{Owner: "test", Limit: 1000, Lease: time.Minute})
+	claimed, err := store.Claim(ctx, core.ClaimRequest{Token: "test", Limit: 1000, Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,15 +74,15 @@ func kill(t *testing.T, store core.Store, msgs []*core.Message, reason string) {
 	if len(failures) != len(msgs) {
 		t.Fatalf("claimed %d of the %d messages to kill", len(failures), len(msgs))
 	}
-	if err := store.Nack(ctx, "test", failures); err != nil {
+	if _, err := store.Nack(ctx, "test", failures); err != nil {
 		t.Fatal(err)
 	}
 	if len(others) > 0 { // release the rest at once
 		var release []core.Failure
 		for _, id := range others {
-			release = append(release, core.Failure{ID: id, Error: "released", RetryAt: time.Now()})
+			release = append(release, core.Failure{ID: id, Release: true})
 		}
-		if err := store.Nack(ctx, "test", release); err != nil {
+		if _, err := store.Nack(ctx, "test", release); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,5 +223,5 @@ func jsonEqual(a, b []byte) bool {
 }
 
 func claimNow(owner string) core.ClaimRequest {
-	return core.ClaimRequest{Owner: owner, Limit: 10, Lease: time.Minute}
+	return core.ClaimRequest{Token: owner, Limit: 10, Lease: time.Minute}
 }

@@ -138,7 +138,7 @@ type lossyAcks struct {
 	lost map[string]bool
 }
 
-func (s *lossyAcks) Ack(ctx context.Context, owner string, ids []string) error {
+func (s *lossyAcks) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	s.mu.Lock()
 	keep := ids[:0:0]
 	for _, id := range ids {
@@ -150,9 +150,10 @@ func (s *lossyAcks) Ack(ctx context.Context, owner string, ids []string) error {
 	}
 	s.mu.Unlock()
 	if len(keep) == 0 {
-		return nil
+		return len(ids), nil // as a relay that died after publishing sees it
 	}
-	return s.Store.Ack(ctx, owner, keep)
+	n, err := s.Store.Ack(ctx, token, keep)
+	return n + len(ids) - len(keep), err
 }
 
 func (s *lossyAcks) lostCount() int {

@@ -129,11 +129,11 @@ func TestObserveStore(t *testing.T) {
 	if err := store.Add(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := store.Claim(ctx, core.ClaimRequest{Owner: "o", Limit: 1, Lease: time.Minute})
+	claimed, err := store.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v, %v", claimed, err)
 	}
-	if err := store.Nack(ctx, "o", []core.Failure{{ID: claimed[0].ID, Error: "poison", Dead: true}}); err != nil {
+	if _, err := store.Nack(ctx, "o", []core.Failure{{ID: claimed[0].ID, Error: "poison", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -93,35 +93,37 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 }
 
 // Ack implements core.Store.
-func (s *Store) Ack(ctx context.Context, owner string, ids []string) error {
+func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	start := time.Now()
 	if err := s.releasing(start, ids); err != nil {
-		return err
+		return 0, err
 	}
-	if err := s.next.Ack(ctx, owner, ids); err != nil {
-		return err
+	n, err := s.next.Ack(ctx, token, ids)
+	if err != nil {
+		return n, err
 	}
-	return s.write('A', start, time.Now(), ids)
+	return n, s.write('A', start, time.Now(), ids)
 }
 
 // Nack implements core.Store.
-func (s *Store) Nack(ctx context.Context, owner string, failures []core.Failure) error {
+func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
 	start := time.Now()
 	ids := make([]string, len(failures))
 	for i, f := range failures {
 		ids[i] = f.ID
 	}
 	if err := s.releasing(start, ids); err != nil {
-		return err
+		return 0, err
 	}
-	if err := s.next.Nack(ctx, owner, failures); err != nil {
-		return err
+	n, err := s.next.Nack(ctx, token, failures)
+	if err != nil {
+		return n, err
 	}
 	items := make([]string, len(failures))
 	for i, f := range failures {
 		items[i] = f.ID + ":" + sentMark(f.Error)
 	}
-	return s.write('N', start, time.Now(), items)
+	return n, s.write('N', start, time.Now(), items)
 }
 
 // Listen forwards to the wrapped store's Notifier.

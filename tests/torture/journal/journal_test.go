@@ -41,17 +41,17 @@ func TestInDoubt(t *testing.T) {
 		t.Fatal(err)
 	}
 	const lease = time.Minute
-	claimed, err := s.Claim(ctx, core.ClaimRequest{Owner: "r", Limit: 10, Lease: lease})
+	claimed, err := s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 10, Lease: lease})
 	if err != nil || len(claimed) != 6 {
 		t.Fatalf("claim: %d messages, %v", len(claimed), err)
 	}
 	id := outboxtest.IDs(claimed)
-	if err := s.Ack(ctx, "r", id[:2]); err != nil { // 0, 1: acked in time
+	if _, err := s.Ack(ctx, "r", id[:2]); err != nil { // 0, 1: acked in time
 		t.Fatal(err)
 	}
-	if err := s.Nack(ctx, "r", []core.Failure{
-		{ID: id[2], Error: outboxtest.ErrInjected.Error(), RetryAt: time.Now()}, // 2: never sent
-		{ID: id[3], Error: "context deadline exceeded", RetryAt: time.Now()},    // 3: may have been sent
+	if _, err := s.Nack(ctx, "r", []core.Failure{
+		{ID: id[2], Error: outboxtest.ErrInjected.Error(), Release: true}, // 2: never sent
+		{ID: id[3], Error: "context deadline exceeded", Release: true},    // 3: may have been sent
 	}); err != nil {
 		t.Fatal(err)
 	}

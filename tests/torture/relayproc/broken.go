@@ -26,7 +26,7 @@ func (s ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*cor
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
-	if err := s.Store.Ack(ctx, req.Owner, ids); err != nil {
+	if _, err := s.Store.Ack(ctx, req.Token, ids); err != nil {
 		return nil, err
 	}
 	return msgs, nil
