@@ -55,14 +55,13 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 		p.pipelined(ctx, all)
 		return p.out.err()
 	}
-	// One run per Key, in the order of the slice; messages without a Key promise no order and
-	// are pipelined together.
-	var unkeyed []int
+	// One run per Key of several messages, in the order of the slice. Messages without a Key
+	// promise no order, and a Key with one message in the call has no order to keep within
+	// it: those are pipelined together.
 	runs := map[string][]int{}
 	var keys []string
 	for i, m := range msgs {
 		if m.Key == "" {
-			unkeyed = append(unkeyed, i)
 			continue
 		}
 		if _, seen := runs[m.Key]; !seen {
@@ -70,11 +69,19 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 		}
 		runs[m.Key] = append(runs[m.Key], i)
 	}
+	var flat []int
+	for i, m := range msgs {
+		if m.Key == "" || len(runs[m.Key]) == 1 {
+			flat = append(flat, i)
+		}
+	}
 	var wg sync.WaitGroup
 	for _, k := range keys {
-		wg.Go(func() { p.inOrder(ctx, runs[k]) })
+		if len(runs[k]) > 1 {
+			wg.Go(func() { p.inOrder(ctx, runs[k]) })
+		}
 	}
-	p.pipelined(ctx, unkeyed)
+	p.pipelined(ctx, flat)
 	wg.Wait()
 	return p.out.err()
 }
@@ -127,17 +134,28 @@ func (p *publishing) send(ctx context.Context, i int, slab *[]byte) (jetstream.P
 // wait records the outcome of message i's future, waiting until it resolves or ctx ends.
 // It reports whether the message was stored.
 func (p *publishing) wait(ctx context.Context, i int, f jetstream.PubAckFuture) bool {
+	var gaveUp error
 	select {
 	case ack := <-f.Ok():
 		p.t.acked(p.msgs[i], ack)
 		return true
 	case err := <-f.Err():
 		p.out.fail(i, classify(p.ready[i].Subject, err))
+		return false
 	case <-ctx.Done():
-		p.out.fail(i, fmt.Errorf("nats: publish to %s: no PubAck yet (the stream may have stored it): %w", p.ready[i].Subject, ctx.Err()))
+		gaveUp = ctx.Err()
 	case <-p.t.done:
-		p.out.fail(i, fmt.Errorf("nats: publish to %s: no PubAck yet (the stream may have stored it): %w", p.ready[i].Subject, core.ErrClosed))
+		gaveUp = core.ErrClosed
 	}
+	// A PubAck that came as the wait ended still counts: reporting a stored message failed
+	// would only cause a republish.
+	select {
+	case ack := <-f.Ok():
+		p.t.acked(p.msgs[i], ack)
+		return true
+	default:
+	}
+	p.out.fail(i, fmt.Errorf("nats: publish to %s: no PubAck yet (the stream may have stored it): %w", p.ready[i].Subject, gaveUp))
 	return false
 }
 
