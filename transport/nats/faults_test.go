@@ -187,3 +187,59 @@ func TestPublishWhileDisconnected(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A server that stops answering (frozen) fails each message after AckTimeout, as an outage,
+// and a context that ends first ends the Publish at once; the stream may still store those
+// messages, and its duplicate window drops their republish once the server answers again.
+func TestUnansweredPubAcks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: freezes a private nats-server (skipped with -short)")
+	}
+	p := startPrivate(t)
+	admin := dialServer(t, p.url, "private nats-server at "+p.url)
+	st := admin.createStream(t, nil)
+	tr := newTransport(t, outboxnats.Config{URL: p.url, Subject: st.subject(), AckTimeout: 300 * time.Millisecond})
+	in := prepared(t, messages(5, "T", "")...)
+	if err := tr.Publish(testCtx(t), in[:1]); err != nil {
+		t.Fatal(err)
+	}
+
+	p.freeze()
+	thawed := false
+	defer func() {
+		if !thawed {
+			p.thaw()
+		}
+	}()
+	start := time.Now()
+	err := tr.Publish(testCtx(t), in[1:3])
+	if d := time.Since(start); err == nil || !core.IsUnavailable(err) || d > 5*time.Second {
+		t.Fatalf("publish to a frozen server = %v after %v, want an Unavailable error after about AckTimeout", err, d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	err = tr.Publish(ctx, in[3:])
+	if d := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || d > 250*time.Millisecond {
+		t.Fatalf("publish with a 50ms context = %v after %v, want the context's error at once", err, d)
+	}
+	p.thaw()
+	thawed = true
+
+	// Once it answers again, everything goes through; republishes of what it had stored are
+	// dropped as duplicates.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := tr.Publish(testCtx(t), in)
+		if err == nil {
+			break
+		}
+		if !core.IsUnavailable(err) || time.Now().After(deadline) {
+			t.Fatalf("publish after the thaw: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := st.count(t); n != uint64(len(in)) {
+		t.Fatalf("the stream holds %d messages, want %d once each", n, len(in))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,3 +137,42 @@ func (p *private) restart() {
 func (p *private) stop() { p.kill() }
 
 func (p *private) output() string { return fmt.Sprintf("%.2000s", p.log.String()) }
+
+// freeze stops the server process (SIGSTOP): connections stay open but nothing is answered,
+// as with a hung broker. thaw resumes it.
+func (p *private) freeze() {
+	p.t.Helper()
+	p.signal(syscall.SIGSTOP)
+	// The signal takes effect asynchronously: wait until the process is stopped (state T).
+	p.mu.Lock()
+	stat := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	p.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			p.t.Fatalf("read %s: %v", stat, err)
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the server did not stop: %s", b)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+func (p *private) thaw() { p.signal(syscall.SIGCONT) }
+
+func (p *private) signal(sig os.Signal) {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		p.t.Fatal("the private server is not running")
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
