@@ -10,6 +10,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
@@ -19,6 +20,7 @@ require (
 	github.com/txoutbox/outbox/store/sqlite v0.0.0
 	github.com/txoutbox/outbox/transport/kafka v0.0.0
 	github.com/txoutbox/outbox/transport/nats v0.0.0
+	github.com/txoutbox/outbox/transport/rabbitmq v0.0.0
 	github.com/txoutbox/outbox/transport/sqs v0.0.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
@@ -84,3 +86,5 @@ replace github.com/txoutbox/outbox/transport/sqs => ../../transport/sqs
 replace github.com/txoutbox/outbox/transport/nats => ../../transport/nats
 
 replace github.com/txoutbox/outbox/transport/kafka => ../../transport/kafka
+
+replace github.com/txoutbox/outbox/transport/rabbitmq => ../../transport/rabbitmq
