@@ -221,6 +221,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	t.Logf("the consumer survived %d failed receives", in.receiveErrors)
 	for _, err := range in.errs {
 		t.Error(err)
 	}

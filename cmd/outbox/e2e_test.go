@@ -140,8 +140,10 @@ type inbox struct {
 	order   []string // IDs in order of first arrival
 	changed chan struct{}
 	errs    []error
-	stop    context.CancelFunc
-	done    chan struct{}
+	// receiveErrors counts the failed receives the consumer survived.
+	receiveErrors int
+	stop          context.CancelFunc
+	done          chan struct{}
 }
 
 func receive(ctx context.Context, client *awssqs.Client, url string) *inbox {
@@ -149,17 +151,31 @@ func receive(ctx context.Context, client *awssqs.Client, url string) *inbox {
 	in := &inbox{seen: map[string]int{}, changed: make(chan struct{}), stop: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(in.done)
+		failures := 0
 		for ctx.Err() == nil {
+			// A short visibility timeout: the messages of a reply lost on the way (the emulator
+			// sometimes drops the connection of a ReceiveMessage) come back within seconds.
 			out, err := client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-				QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+				QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 10,
 			})
 			if err != nil {
-				if ctx.Err() == nil {
-					in.fail(fmt.Errorf("receive: %w", err))
-					time.Sleep(100 * time.Millisecond)
+				if ctx.Err() != nil {
+					return // stopping: what fails now is no error
+				}
+				// A failed receive is retried, not reported, unless failures persist.
+				in.mu.Lock()
+				in.receiveErrors++
+				in.mu.Unlock()
+				if failures++; failures == 20 {
+					in.fail(fmt.Errorf("receive failed %d times in a row: %w", failures, err))
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
 				}
 				continue
 			}
+			failures = 0
 			var del []types.DeleteMessageBatchRequestEntry
 			for i, m := range out.Messages {
 				msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))

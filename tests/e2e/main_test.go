@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,53 +130,135 @@ func (b *broker) createQueue(t *testing.T, fifo bool) string {
 	return url
 }
 
+// Consumers survive what a real SQS, and the emulator, do now and then: a ReceiveMessage call
+// fails (fauxqs sometimes answers "use of closed network connection"), and the messages of a
+// reply that never arrived stay invisible for the visibility timeout, then come back. So a
+// failed call is counted and retried, not reported, unless the failures persist; the visibility
+// timeout is short, so such messages return within seconds; and deletes are retried until each
+// message is gone, since a message not deleted comes back and would read as a duplicate.
+const (
+	consumerVisibility      = 10 // seconds
+	consumerMaxFailures     = 20 // consecutive failed calls before a consumer gives up
+	consumerRetryBackoff    = 100 * time.Millisecond
+	consumerDeleteAttempts  = 10
+	consumerReceiveWaitTime = 1 // seconds of long polling
+)
+
+// consumeStats counts what the consumers of one consume call survived.
+type consumeStats struct {
+	receiveErrors, deleteRetries atomic.Int64
+}
+
 // consume receives, decodes and deletes messages from url with several consumers until stop
-// returns true or ctx ends, calling got for each message in the order a consumer saw it.
-func (b *broker) consume(ctx context.Context, url string, consumers int, got func(*core.Message, types.Message), stop func() bool) error {
+// returns true or ctx ends, calling got for each message in the order a consumer saw it. It
+// returns an error only for a persistent failure or an undecodable message; once stop holds,
+// whatever fails while the consumers wind down is no error.
+func (b *broker) consume(ctx context.Context, url string, consumers int, got func(*core.Message, types.Message), stop func() bool) (*consumeStats, error) {
+	stats := &consumeStats{}
 	var wg sync.WaitGroup
 	errs := make(chan error, consumers)
 	for range consumers {
 		wg.Go(func() {
-			for !stop() {
-				out, err := b.client().ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-					QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
-					MessageAttributeNames:       []string{"All"},
-					MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId},
-				})
-				if err != nil {
-					errs <- fmt.Errorf("receive: %w", err)
-					return
-				}
-				var del []types.DeleteMessageBatchRequestEntry
-				for i, m := range out.Messages {
-					msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))
-					if err != nil {
-						errs <- fmt.Errorf("decode %q: %w", aws.ToString(m.Body), err)
-						return
-					}
-					if k, ok := m.MessageAttributes[sqs.AttributeKey]; ok {
-						msg.Key = aws.ToString(k.StringValue)
-					}
-					got(msg, m)
-					del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
-				}
-				if len(del) > 0 {
-					if _, err := b.client().DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: del}); err != nil {
-						errs <- fmt.Errorf("delete: %w", err)
-						return
-					}
-				}
+			if err := b.consumeOne(ctx, url, stats, got, stop); err != nil && !stop() {
+				errs <- err
 			}
 		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if ctx.Err() == nil || !strings.Contains(err.Error(), "context") {
+		return stats, err
+	}
+	return stats, ctx.Err()
+}
+
+func (b *broker) consumeOne(ctx context.Context, url string, stats *consumeStats, got func(*core.Message, types.Message), stop func() bool) error {
+	failures := 0
+	for !stop() {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		out, err := b.client().ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: consumerReceiveWaitTime,
+			VisibilityTimeout:           consumerVisibility,
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId},
+		})
+		if err != nil {
+			stats.receiveErrors.Add(1)
+			if failures++; failures >= consumerMaxFailures {
+				return fmt.Errorf("receive failed %d times in a row: %w", failures, err)
+			}
+			if err := pause(ctx, consumerRetryBackoff); err != nil {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		var del []types.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			if err != nil {
+				return fmt.Errorf("decode %q: %w", aws.ToString(m.Body), err)
+			}
+			if k, ok := m.MessageAttributes[sqs.AttributeKey]; ok {
+				msg.Key = aws.ToString(k.StringValue)
+			}
+			got(msg, m)
+			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		if err := b.deleteAll(ctx, url, del, stats); err != nil {
 			return err
 		}
 	}
-	return ctx.Err()
+	return nil
+}
+
+// deleteAll deletes the entries, retrying the calls and the entries that fail: deleting with a
+// receipt handle twice is harmless, a message left behind is redelivered.
+func (b *broker) deleteAll(ctx context.Context, url string, entries []types.DeleteMessageBatchRequestEntry, stats *consumeStats) error {
+	var lastErr error
+	for attempt := 0; len(entries) > 0; attempt++ {
+		if attempt == consumerDeleteAttempts {
+			return fmt.Errorf("delete: %d messages still not deleted after %d attempts: %v", len(entries), attempt, lastErr)
+		}
+		if attempt > 0 {
+			stats.deleteRetries.Add(1)
+			if err := pause(ctx, consumerRetryBackoff); err != nil {
+				return err
+			}
+		}
+		out, err := b.client().DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		failed := map[string]bool{}
+		for _, f := range out.Failed {
+			failed[aws.ToString(f.Id)] = true
+			lastErr = fmt.Errorf("%s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+		}
+		var again []types.DeleteMessageBatchRequestEntry
+		for _, e := range entries {
+			if failed[aws.ToString(e.Id)] {
+				again = append(again, e)
+			}
+		}
+		entries = again
+	}
+	return nil
+}
+
+// pause waits d, or less when ctx ends: the backoff between retries of a failed call.
+func pause(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func testCtx(t *testing.T) context.Context {

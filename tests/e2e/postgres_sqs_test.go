@@ -165,8 +165,10 @@ func TestPostgresRelaySQS(t *testing.T) {
 	var unique atomic.Int64
 	var doneAt atomic.Int64 // unix nanos when every committed event had arrived
 	consumed := make(chan error, 1)
+	var stats *consumeStats
 	go func() {
-		consumed <- b.consume(ctx, queue, 4, func(m *core.Message, _ types.Message) {
+		var err error
+		stats, err = b.consume(ctx, queue, 4, func(m *core.Message, _ types.Message) {
 			unique.Store(int64(l.receive(m)))
 		}, func() bool {
 			if unique.Load() < total {
@@ -175,6 +177,7 @@ func TestPostgresRelaySQS(t *testing.T) {
 			doneAt.CompareAndSwap(0, time.Now().UnixNano())
 			return time.Since(time.Unix(0, doneAt.Load())) > settle
 		})
+		consumed <- err
 	}()
 
 	start := time.Now()
@@ -184,6 +187,7 @@ func TestPostgresRelaySQS(t *testing.T) {
 		t.Fatalf("consumer: %v (%d of %d distinct events arrived)", err, unique.Load(), total)
 	}
 	took := time.Since(start) - settle
+	t.Logf("consumers survived %d failed receives and retried %d deletes", stats.receiveErrors.Load(), stats.deleteRetries.Load())
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -239,9 +243,11 @@ func TestPostgresRelaySQSFIFOOrdered(t *testing.T) {
 	var unique atomic.Int64
 	var doneAt atomic.Int64
 	consumed := make(chan error, 1)
+	var stats *consumeStats
 	go func() {
 		// One consumer, so arrival order is the queue's order.
-		consumed <- b.consume(ctx, queue, 1, func(m *core.Message, raw types.Message) {
+		var err error
+		stats, err = b.consume(ctx, queue, 1, func(m *core.Message, raw types.Message) {
 			var p struct{ N int }
 			_ = json.Unmarshal(m.Payload, &p)
 			mu.Lock()
@@ -258,12 +264,14 @@ func TestPostgresRelaySQSFIFOOrdered(t *testing.T) {
 			doneAt.CompareAndSwap(0, time.Now().UnixNano())
 			return time.Since(time.Unix(0, doneAt.Load())) > settle
 		})
+		consumed <- err
 	}()
 
 	writeEvents(t, ctx, db, l, writers, perWriter, key)
 	if err := <-consumed; err != nil {
 		t.Fatalf("consumer: %v (%d of %d arrived)", err, unique.Load(), writers*perWriter)
 	}
+	t.Logf("consumer survived %d failed receives and retried %d deletes", stats.receiveErrors.Load(), stats.deleteRetries.Load())
 	mu.Lock()
 	defer mu.Unlock()
 	for w := range writers {

@@ -133,8 +133,12 @@ type received struct {
 // receive reads and deletes messages from queueURL until it has n or ctx ends.
 func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) ([]received, error) {
 	var got []received
+	failures := 0
 	for len(got) < n {
+		// A short visibility timeout, and a failed receive retried: the emulator sometimes drops
+		// the connection of a ReceiveMessage, whose messages then come back after the timeout.
 		out, err := s.admin.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			VisibilityTimeout:     5,
 			QueueUrl:              aws.String(queueURL),
 			MaxNumberOfMessages:   int32(min(10, n-len(got))),
 			MessageAttributeNames: []string{"All"},
@@ -147,8 +151,12 @@ func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) 
 			if ctx.Err() != nil {
 				return got, fmt.Errorf("received %d of %d: %w", len(got), n, ctx.Err())
 			}
-			return got, err
+			if failures++; failures < 20 {
+				continue
+			}
+			return got, fmt.Errorf("receive failed %d times in a row: %w", failures, err)
 		}
+		failures = 0
 		var del []types.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
 			r := received{Body: aws.ToString(m.Body), Attrs: m.MessageAttributes,
@@ -159,8 +167,13 @@ func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) 
 			got = append(got, r)
 			del = append(del, types.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
 		}
-		if len(del) > 0 {
-			if _, err := s.admin.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: del}); err != nil {
+		// Deleting twice with a receipt handle is harmless; a message left behind comes back.
+		for attempt := 1; len(del) > 0; attempt++ {
+			_, err := s.admin.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: del})
+			if err == nil {
+				break
+			}
+			if attempt == 10 || ctx.Err() != nil {
 				return got, err
 			}
 		}
