@@ -111,7 +111,7 @@ func rawLoop(ctx context.Context, o Options) (float64, error) {
 		return 0, err
 	}
 	tr := memory.New()
-	req := core.ClaimRequest{Owner: "raw", Limit: o.BatchSize, Lease: time.Minute}
+	req := core.ClaimRequest{Token: "raw", Limit: o.BatchSize, Lease: time.Minute}
 	began := time.Now()
 	for done := 0; done < o.Events; {
 		msgs, err := st.Claim(ctx, req)
@@ -128,7 +128,7 @@ func rawLoop(ctx context.Context, o Options) (float64, error) {
 		for i, m := range msgs {
 			ids[i] = m.ID
 		}
-		if err := st.Ack(ctx, req.Owner, ids); err != nil {
+		if _, err := st.Ack(ctx, req.Token, ids); err != nil {
 			return 0, err
 		}
 		done += len(msgs)
