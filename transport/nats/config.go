@@ -281,7 +281,11 @@ func (c Config) secrets() []string {
 		}
 	}
 	for _, u := range strings.Split(c.URL, ",") {
-		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.User != nil {
+		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
+			u = "nats://" + u // nats.go accepts host:port
+		}
+		s = append(s, secretsOf(u)...) // whatever precedes the @, even if the URL is malformed
+		if pu, err := url.Parse(u); err == nil && pu.User != nil {
 			if p, ok := pu.User.Password(); ok && p != "" {
 				s = append(s, p)
 			}
@@ -433,7 +437,7 @@ func redactURLs(s string) string {
 	parts := strings.Split(s, ",")
 	for i, raw := range parts {
 		raw = strings.TrimSpace(raw)
-		if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
+		if u, err := url.Parse(raw); err == nil && strings.Contains(raw, "://") {
 			if u.User != nil {
 				u.User = url.User("redacted")
 			}

@@ -107,6 +107,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"creds contents", outboxnats.Config{Credentials: creds}, []string{seed, jwt}},
 		{"creds file", outboxnats.Config{CredsFile: credsPath}, []string{seed, jwt}},
 		{"password in URL", outboxnats.Config{URL: "nats://outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlPass}},
+		{"password in a URL without scheme", outboxnats.Config{URL: "outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlPass}},
 		{"token in URL", outboxnats.Config{URL: "nats://" + urlToken + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlToken}},
 	}
 	for _, c := range cases {
