@@ -20,16 +20,16 @@ func (s *inboxSuite) testInboxBadInput(t *testing.T) {
 		want     string // what the error must name
 		category error
 	}{
-		{"EmptyConsumer", "", valid, false, "consumer", core.ErrInvalidConfig},
-		{"LongConsumer", strings.Repeat("c", 256), valid, false, "consumer", core.ErrInvalidConfig},
-		{"ControlInConsumer", "bill\ning", valid, false, "consumer", core.ErrInvalidConfig},
-		{"BadUTF8Consumer", "bill\xffing", valid, false, "consumer", core.ErrInvalidConfig},
+		{"EmptyConsumer", "", valid, false, "consumer", core.ErrInvalidArgument},
+		{"LongConsumer", strings.Repeat("c", 256), valid, false, "consumer", core.ErrInvalidArgument},
+		{"ControlInConsumer", "bill\ning", valid, false, "consumer", core.ErrInvalidArgument},
+		{"BadUTF8Consumer", "bill\xffing", valid, false, "consumer", core.ErrInvalidArgument},
 		{"NilMessage", "billing", nil, false, "message", core.ErrInvalidMessage},
 		{"EmptyID", "billing", withID(""), false, "id", core.ErrInvalidMessage},
 		{"LongID", "billing", withID(strings.Repeat("1", 256)), false, "id", core.ErrInvalidMessage},
 		{"NULInID", "billing", withID("abc\x00def"), false, "id", core.ErrInvalidMessage},
 		{"BadUTF8ID", "billing", withID("abc\xfe"), false, "id", core.ErrInvalidMessage},
-		{"NilHandler", "billing", valid, true, "fn", core.ErrInvalidConfig},
+		{"NilHandler", "billing", valid, true, "fn", core.ErrInvalidArgument},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -41,8 +41,8 @@ func (s *inboxSuite) testInboxBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Handle accepted bad input (duplicate=%t)", dup)
 			}
-			if !strings.Contains(err.Error(), c.want) || !errors.Is(err, c.category) {
-				t.Fatalf("error %q does not name %q or match %v", err, c.want, c.category)
+			if !strings.Contains(err.Error(), c.want) || !errors.Is(err, c.category) || !errors.Is(err, core.ErrInvalidArgument) {
+				t.Fatalf("error %q does not name %q or match %v and core.ErrInvalidArgument", err, c.want, c.category)
 			}
 			if strings.Count(err.Error(), "inbox:") != 1 {
 				t.Fatalf("error %q does not start with its backend once (\"<backend> inbox: handle: ...\")", err)

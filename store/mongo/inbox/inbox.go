@@ -45,7 +45,7 @@ type Inbox struct {
 // sends nothing; call EnsureIndexes once.
 func New(client *mongo.Client, cfg Config) (*Inbox, error) {
 	if client == nil {
-		return nil, fmt.Errorf("%s: new: %w", component, &argError{"client", "is nil", core.ErrInvalidConfig})
+		return nil, invalid("new", core.InvalidArgument("client", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ type queries struct {
 // EnsureSchema and retention. It does not create the table: call EnsureSchema or run SchemaSQL.
 func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	if pool == nil {
-		return nil, fmt.Errorf("%s: new: %w", component, &argError{"pool", "is nil", core.ErrInvalidConfig})
+		return nil, invalid("new", core.InvalidArgument("pool", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (in *Inbox) Handle(ctx context.Context, consumer string, msg *core.Message,
 // from any PostgreSQL driver (pgx's stdlib, lib/pq). The inbox table is the same.
 func (in *Inbox) HandleSQL(ctx context.Context, db *sql.DB, consumer string, msg *core.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if db == nil {
-		return false, fmt.Errorf("%s: handle: %w", component, &argError{"db", "is nil", core.ErrInvalidConfig})
+		return false, invalid("handle", core.InvalidArgument("db", "is nil"))
 	}
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err

@@ -181,7 +181,7 @@ func TestEnsureSchemaConcurrent(t *testing.T) {
 func TestHandleSQLNilDB(t *testing.T) {
 	h := newHarness(t)
 	_, err := h.in.HandleSQL(context.Background(), nil, "billing", &core.Message{ID: "x"}, func(context.Context, *sql.Tx) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "postgres inbox: handle: db is nil") {
+	if err == nil || !strings.Contains(err.Error(), "postgres inbox: handle: invalid argument: db is nil") {
 		t.Fatalf("HandleSQL(nil db) = %v", err)
 	}
 }

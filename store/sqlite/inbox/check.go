@@ -18,32 +18,31 @@ const (
 	MaxIDLength = 255
 )
 
-// argError is a bad argument: its text names it, and errors.Is matches its category
-// (core.ErrInvalidMessage for the message, core.ErrInvalidConfig for the caller's own setup).
-type argError struct {
-	what, problem string
-	category      error
+// messageError is a bad message given to Handle: a bad argument (core.ErrInvalidArgument)
+// that is also an invalid message (core.ErrInvalidMessage).
+type messageError struct{ what, problem string }
+
+func (e *messageError) Error() string { return "invalid argument: " + e.what + " " + e.problem }
+func (e *messageError) Is(target error) bool {
+	return target == core.ErrInvalidArgument || target == core.ErrInvalidMessage
 }
 
-func (e *argError) Error() string        { return e.what + " " + e.problem }
-func (e *argError) Is(target error) bool { return target == e.category }
+// invalid wraps a bad argument of op with the package's prefix.
+func invalid(op string, err error) error { return fmt.Errorf("%s: %s: %w", component, op, err) }
 
 // checkArgs validates what Handle is given, naming the first problem.
 func checkArgs(op, consumer string, msg *core.Message, noFn bool) error {
-	bad := func(what, problem string, category error) error {
-		return fmt.Errorf("%s: %s: %w", component, op, &argError{what, problem, category})
-	}
 	if p := textProblem(consumer, MaxConsumerLength); p != "" {
-		return bad("consumer", p, core.ErrInvalidConfig)
+		return invalid(op, core.InvalidArgument("consumer", p))
 	}
 	if msg == nil {
-		return bad("message", "is nil", core.ErrInvalidMessage)
+		return invalid(op, &messageError{"message", "is nil"})
 	}
 	if p := textProblem(msg.ID, MaxIDLength); p != "" {
-		return bad("message id", p, core.ErrInvalidMessage)
+		return invalid(op, &messageError{"message id", p})
 	}
 	if noFn {
-		return bad("fn", "is nil", core.ErrInvalidConfig)
+		return invalid(op, core.InvalidArgument("fn", "is nil"))
 	}
 	return nil
 }

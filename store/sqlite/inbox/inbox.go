@@ -30,7 +30,7 @@ type queries struct {
 // New does not create the table: call EnsureSchema or run SchemaSQL.
 func New(db *sql.DB, cfg Config) (*Inbox, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%s: new: %w", component, &argError{"db", "is nil", core.ErrInvalidConfig})
+		return nil, invalid("new", core.InvalidArgument("db", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

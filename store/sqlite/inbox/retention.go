@@ -43,7 +43,7 @@ func (in *Inbox) Prune(ctx context.Context, olderThan time.Duration) (int, error
 
 func checkRetention(olderThan time.Duration, limit int) error {
 	bad := func(field, problem string) error {
-		return fmt.Errorf("%s: delete older than: %w", component, &argError{field, problem, core.ErrInvalidConfig})
+		return invalid("delete older than", core.InvalidArgument(field, problem))
 	}
 	switch {
 	case olderThan <= 0:

@@ -101,7 +101,7 @@ func TestConfig(t *testing.T) {
 			t.Errorf("New(Table %q) = %v, want a config error naming Table", table, err)
 		}
 	}
-	if _, err := inbox.New(nil, inbox.Config{}); err == nil || !strings.Contains(err.Error(), "sqlite inbox: new: db is nil") {
+	if _, err := inbox.New(nil, inbox.Config{}); err == nil || !strings.Contains(err.Error(), "sqlite inbox: new: invalid argument: db is nil") {
 		t.Errorf("New(nil) = %v", err)
 	}
 	ddl, err := inbox.SchemaSQL("processed")
