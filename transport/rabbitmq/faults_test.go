@@ -1,8 +1,6 @@
 package rabbitmq_test
 
 import (
-	"errors"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -83,10 +81,7 @@ func (p *proxy) pipe(dst, src net.Conn, fromBroker bool) {
 			}
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				return
-			}
-			return
+			return // EOF, or the proxy cut the connection
 		}
 	}
 }

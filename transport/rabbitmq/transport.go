@@ -26,8 +26,9 @@ type Transport struct {
 	addr     string       // host:port, for errors (never the URL, which holds the password)
 	maxBytes atomic.Int64 // MaxMessageBytes, lowered to the broker's limit when it reports one
 
-	mu       sync.Mutex // guards the fields below; held while dialing
+	mu       sync.Mutex // guards the fields below
 	sess     *session
+	dialing  *dialing  // the dial in progress, if any
 	dialErr  error     // the last failed dial
 	nextDial time.Time // no dial before this after a failure
 	backoff  time.Duration
@@ -82,35 +83,66 @@ func (t *Transport) Close() error {
 }
 
 // session returns the live session, dialing a new one when there is none or it was lost, but
-// not within the reconnect backoff of a failed dial.
+// not within the reconnect backoff of a failed dial. Concurrent callers share one dial, each
+// waiting no longer than its own ctx.
 func (t *Transport) session(ctx context.Context) (*session, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed.Load() {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("rabbitmq: publish: %w", core.ErrClosed)
 	}
-	if s := t.sess; s != nil {
-		if !s.isLost() {
-			return s, nil
+	if s := t.sess; s != nil && !s.isLost() {
+		t.mu.Unlock()
+		return s, nil
+	}
+	if d := t.dialing; d != nil {
+		t.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.s, d.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rabbitmq: publish: waiting for the connection: %w", ctx.Err())
 		}
-		t.sess = nil
-		s.close()
 	}
 	if wait := time.Until(t.nextDial); wait > 0 {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("%w (reconnecting in %s)", t.dialErr, wait.Round(time.Millisecond))
 	}
-	s, err := t.dial(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err // cancelled: not the broker's failure, no backoff
-		}
-		t.backoff = min(max(t.backoff*2, t.cfg.ReconnectMin), t.cfg.ReconnectMax)
-		t.dialErr, t.nextDial = err, time.Now().Add(t.backoff)
-		return nil, err
+	old := t.sess
+	t.sess = nil
+	d := &dialing{done: make(chan struct{})}
+	t.dialing = d
+	t.mu.Unlock()
+
+	if old != nil {
+		old.close()
 	}
-	t.backoff, t.dialErr, t.nextDial = 0, nil, time.Time{}
-	t.sess = s
-	return s, nil
+	d.s, d.err = t.dial(ctx)
+
+	t.mu.Lock()
+	t.dialing = nil
+	switch {
+	case d.err == nil && t.closed.Load():
+		// Closed while dialing: nobody will close this session but us.
+		defer d.s.close()
+		d.s, d.err = nil, fmt.Errorf("rabbitmq: publish: %w", core.ErrClosed)
+	case d.err == nil:
+		t.sess = d.s
+		t.backoff, t.dialErr, t.nextDial = 0, nil, time.Time{}
+	case ctx.Err() == nil: // a cancelled dial is not the broker's failure: no backoff
+		t.backoff = min(max(t.backoff*2, t.cfg.ReconnectMin), t.cfg.ReconnectMax)
+		t.dialErr, t.nextDial = d.err, time.Now().Add(t.backoff)
+	}
+	t.mu.Unlock()
+	close(d.done)
+	return d.s, d.err
+}
+
+// dialing is a dial in progress that concurrent publishes wait for.
+type dialing struct {
+	done chan struct{}
+	s    *session
+	err  error
 }
 
 // Publish sends msgs on the confirm channel, all of them before waiting, and returns once the
