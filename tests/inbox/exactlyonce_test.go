@@ -50,7 +50,7 @@ func TestExactlyOnce(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		open func(*testing.T) *backend
-	}{{"PostgreSQL", postgresBackend}, {"SQLite", sqliteBackend}} {
+	}{{"PostgreSQL", postgresBackend}, {"SQLite", sqliteBackend}, {"MongoDB", mongoBackend}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			b := c.open(t)
@@ -67,7 +67,10 @@ func exactlyOnce(t *testing.T, b *backend) {
 		Backoff: core.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}}
 
 	// A consumer process, killed with SIGKILL while its transaction is open.
-	proc := startChild(t, b, url)
+	var proc *child
+	if b.child != nil {
+		proc = startChild(t, b, url)
+	}
 
 	// Relay A loses every ack after its third: what a relay that dies after publishing leaves
 	// behind. Its leases run out and the messages are published again.
@@ -116,7 +119,10 @@ func exactlyOnce(t *testing.T, b *backend) {
 		}()
 	}
 
-	killed := proc.killMidHandler(t, 30*time.Second)
+	killed := ""
+	if proc != nil {
+		killed = proc.killMidHandler(t, 30*time.Second)
+	}
 
 	// The consumers that stay: SQS redelivers after a 1s visibility timeout, never extended,
 	// so a slow handler's message is delivered again while its transaction is open; some
@@ -268,14 +274,14 @@ func exactlyOnce(t *testing.T, b *backend) {
 		t.Errorf("handler faults: %d failures, %d slow handlers", failed.Load(), slowed.Load())
 	case dups.Load() == 0:
 		t.Error("no duplicate reached the inbox: the test injected nothing")
-	case effects[killed] != 1:
+	case proc != nil && effects[killed] != 1:
 		t.Errorf("the event whose consumer was killed mid-transaction took effect %d times", effects[killed])
 	}
-	t.Logf("%s: %d events committed, %d rolled back; %d deliveries to the surviving consumers (+1 to the killed process); "+
+	t.Logf("%s: %d events committed, %d rolled back; %d deliveries to the surviving consumers (+%d to the killed process); "+
 		"%d processed, %d duplicates absorbed by the inbox, %d handler failures rolled back; faults: %d acks lost, %d late publish timeouts, "+
-		"%d slow handlers outliving the visibility timeout, 1 consumer process killed mid-transaction; effects applied: %d distinct, each once",
-		b.name, len(committed), len(rolledBack), calls.Load(), processed.Load(), dups.Load(), failed.Load(),
-		lost, late.count(), slowed.Load(), len(effects))
+		"%d slow handlers outliving the visibility timeout, %d consumer process killed mid-transaction; effects applied: %d distinct, each once",
+		b.name, len(committed), len(rolledBack), calls.Load(), killedProcesses(proc), processed.Load(), dups.Load(), failed.Load(),
+		lost, late.count(), slowed.Load(), killedProcesses(proc), len(effects))
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
@@ -288,4 +294,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func killedProcesses(c *child) int {
+	if c == nil {
+		return 0
+	}
+	return 1
 }
