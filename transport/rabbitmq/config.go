@@ -206,7 +206,7 @@ func (c Config) String() string {
 		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
 	}
 	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:(redacted)")
+		b.WriteString(" KeyPassword:" + core.Redacted)
 	}
 	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s}",
 		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax)
@@ -246,56 +246,11 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	})
 }
 
-func redacted(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "redacted"
-}
-
 func duration(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
 	return d.String()
-}
-
-// safeQuery lists the URL query parameters shown as they are; every other value is redacted,
-// since a parameter added later might carry a secret.
-var safeQuery = map[string]bool{
-	"heartbeat": true, "connection_timeout": true, "channel_max": true, "auth_mechanism": true,
-	"server_name_indication": true, "certfile": true, "keyfile": true, "cacertfile": true,
-}
-
-// RedactURL returns an AMQP URL fit for logs: the password replaced by "redacted", query values
-// other than well-known harmless ones redacted too. A URL that does not parse is replaced as a
-// whole, since the parse failure may be in the password.
-func RedactURL(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL redacted)"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "redacted")
-		}
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k, vs := range q {
-			if !safeQuery[k] {
-				for i := range vs {
-					vs[i] = "redacted"
-				}
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	u.Fragment, u.RawFragment = "", ""
-	return u.String()
 }
 
 // urlProblem reports that a URL did not parse without a word of the parser's message, which

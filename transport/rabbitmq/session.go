@@ -122,7 +122,7 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 		},
 	})
 	if err != nil {
-		return nil, classify("connect to "+t.addr, err)
+		return nil, classify("connect to "+t.addr, scrub(t.cfg, err))
 	}
 	ch, err := conn.Channel()
 	if err == nil {
@@ -130,7 +130,7 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, classify("open confirm channel", err)
+		return nil, classify("open confirm channel", scrub(t.cfg, err))
 	}
 	s := &session{
 		conn: conn, ch: ch,
