@@ -25,7 +25,7 @@ const (
 	DefaultMaxMessageBytes = 1 << 20
 	// MaxMessageBytesLimit is the largest MaxMessageBytes accepted (64 MiB).
 	MaxMessageBytesLimit = 64 << 20
-	// DefaultConcurrency is how many Publish calls are in flight at once by default, each on a
+	// DefaultConcurrency is how many flushes are in flight at once by default, each on a
 	// producer client of its own.
 	DefaultConcurrency = 4
 	// MaxConcurrency bounds Concurrency: each unit is a producer client with its own
@@ -37,8 +37,8 @@ const (
 	DefaultDeliveryTimeout = 10 * time.Second
 	// DefaultDialTimeout bounds connecting to one broker.
 	DefaultDialTimeout = 5 * time.Second
-	// maxWaveRecords is how many records one producer client buffers at once; a longer Publish
-	// is produced in several flushes.
+	// maxWaveRecords is how many records one flush sends at most; a longer Publish is produced
+	// in several flushes.
 	maxWaveRecords = 10000
 )
 
@@ -96,10 +96,9 @@ type Config struct {
 	MaxMessageBytes int
 	// Compression compresses record batches: none, gzip, snappy, lz4 or zstd. Default none.
 	Compression string
-	// Concurrency is how many Publish calls the transport runs at once, each on a producer
-	// client of its own (so that one call's records never share a batch with another call's,
-	// which is what lets a failure stop a key; see the package documentation). Further calls
-	// wait. Default 4 (DefaultConcurrency); at most 64.
+	// Concurrency is how many flushes are in flight at once, each on a producer client of its
+	// own. Concurrent Publish calls share a flush (and its batches); while one flush waits for
+	// the brokers, the next fills. Default 4 (DefaultConcurrency); at most 64.
 	Concurrency int
 	// DeliveryTimeout bounds how long the producer tries to deliver a record, its own resends
 	// of a batch included, before reporting it failed. Default 10s (DefaultDeliveryTimeout).

@@ -60,7 +60,8 @@ func (t *Transport) encode(m *core.Message, topic string) (*kgo.Record, error) {
 		}
 		r.Value = []byte(m.Payload)
 	} else {
-		v, err := core.EncodeEnvelope(nil, m)
+		// Sized for the envelope's fields around payload and result, so it is allocated once.
+		v, err := core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+len(m.ID)+len(m.Type)+96), m)
 		if err != nil {
 			return nil, err // already permanent, and names the message
 		}
@@ -69,7 +70,11 @@ func (t *Transport) encode(m *core.Message, topic string) (*kgo.Record, error) {
 
 	r.Headers = make([]kgo.RecordHeader, 0, len(m.Headers)+reservedHeadersN)
 	// Sorted, so that a message always becomes the same bytes.
-	for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
+	var names []string
+	if len(m.Headers) > 0 {
+		names = slices.Sorted(maps.Keys(m.Headers))
+	}
+	for _, name := range names {
 		if name == "" {
 			return fail("a header has an empty name")
 		}

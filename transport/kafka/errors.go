@@ -76,10 +76,12 @@ func classify(c Config, topic string, partition int32, alone bool, err error) er
 		}
 	}
 	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+		// Also when the producer gave up waiting for the topic (a record timeout whose last
+		// error was this).
+		return core.Unavailable(wrap("the topic does not exist (create it, or enable auto-creation on the brokers): %w", err))
 	case errors.Is(err, kgo.ErrRecordTimeout), errors.Is(err, kgo.ErrRecordRetries):
 		return core.Unavailable(wrap("not delivered within DeliveryTimeout (%v): the brokers are unreachable or cannot take writes: %w", c.DeliveryTimeout, err))
-	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
-		return core.Unavailable(wrap("the topic does not exist (create it, or enable auto-creation on the brokers): %w", err))
 	case kerr.IsRetriable(err), isNetworkError(err):
 		// Leader elections, too few in-sync replicas, timeouts, throttling, connections lost.
 		return core.Unavailable(wrap("%w", err))

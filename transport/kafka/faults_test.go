@@ -260,12 +260,12 @@ func TestBrokerRefusals(t *testing.T) {
 }
 
 // A publish whose context ends while the broker sits on the produce request returns at once,
-// reporting the records as failed with an unknown outcome (retryable, not an outage). The
-// client rejoins the pool once the broker answers, and publishing goes on.
+// reporting the records as failed with an unknown outcome (retryable, not an outage). Once the
+// broker answers, publishing goes on.
 func TestContextEndsWhileBrokerSitsOnRequest(t *testing.T) {
 	c := needFake(t)
 	topic := c.createTopic(t, 1, nil)
-	tr := c.newTransport(t, kafka.Config{Topic: topic, Concurrency: 1})
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	release := make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }

@@ -17,10 +17,10 @@ import (
 // producer gives up on one, franz-go fails every record it holds for that partition, not just
 // that batch, since a gap in the sequence numbers would make the broker refuse the rest. That
 // covers a key's later records only if they were already buffered when the failure happened,
-// so the transport buffers all records of a wave before sending any (manual flushing, one
-// Publish per producer client), and starts a new wave, on knowing every result of the last,
-// for the records it must not buffer together: a key's records bound for a second topic, and
-// records beyond what one client buffers. Failures the transport finds before producing (a
+// so the transport buffers all records of a wave before the flush that sends them (see
+// flusher), and starts a new wave, on knowing every result of the last, for the records it must
+// not buffer together: a key's records bound for a second topic, and records beyond what one
+// generation of the flusher holds. Failures the transport finds before producing (a
 // record too large, a bad route) and failures of a key's earlier wave hold back the key's
 // later records without sending them.
 type publication struct {
@@ -110,9 +110,9 @@ func (p *publication) settleLocked(i int, err error) {
 	}
 }
 
-// produce sends the prepared records on cl, wave by wave, and records every outcome. It
-// reports whether cl holds no record of this call any more (false when ctx ended first).
-func (p *publication) produce(ctx context.Context, cl *kgo.Client) bool {
+// produce sends the prepared records through f, wave by wave, and records every outcome. It
+// returns when every record's outcome is known, or when ctx ends.
+func (p *publication) produce(ctx context.Context, f *flusher) {
 	pending := make([]int, 0, len(p.msgs))
 	for i, r := range p.recs {
 		if r != nil && !p.isSettled(i) {
@@ -120,28 +120,34 @@ func (p *publication) produce(ctx context.Context, cl *kgo.Client) bool {
 		}
 	}
 	for len(pending) > 0 {
-		var wave []int
-		wave, pending = p.nextWave(pending)
+		wave, rest, bytes := p.nextWave(pending)
+		l, g, err := f.join(ctx, bytes, len(wave))
+		if err != nil {
+			p.cutShort(nil, pending, err)
+			return
+		}
 		for _, i := range wave {
-			cl.Produce(ctx, p.recs[i], func(_ *kgo.Record, err error) { p.answer(i, err) })
+			l.cl.Produce(ctx, p.recs[i], func(r *kgo.Record, err error) {
+				g.count(r)
+				p.answer(i, err)
+			})
 		}
-		// Flush returns once every buffered record's promise has run, and the client buffers
-		// only this call's records.
-		if err := cl.Flush(ctx); err != nil {
-			p.cutShort(wave, pending, err)
-			return false
+		f.buffered(l, g)
+		select {
+		case <-g.flushed: // every promise of the generation has run
+		case <-ctx.Done():
+			p.cutShort(wave, rest, ctx.Err())
+			return
 		}
-		p.settleWave(wave)
+		p.settleWave(wave, g)
 		// Records of a key that failed in this wave must not go out in the next.
-		var rest []int
-		for _, i := range pending {
+		pending = pending[:0]
+		for _, i := range rest {
 			if !p.heldBack(i) {
-				rest = append(rest, i)
+				pending = append(pending, i)
 			}
 		}
-		pending = rest
 	}
-	return true
 }
 
 func (p *publication) isSettled(i int) bool {
@@ -150,15 +156,21 @@ func (p *publication) isSettled(i int) bool {
 	return p.settled[i]
 }
 
-// nextWave splits off the records that may be buffered together: at most maxWaveRecords, and
-// for each key only records bound for one topic, in order. Once a key's record is left for a
-// later wave, so are all its later records. The first pending record always makes the wave.
-func (p *publication) nextWave(pending []int) (wave, rest []int) {
+// nextWave splits off the records that may be buffered together: at most maxWaveRecords of
+// at most MaxMessageBytes together (what one generation of the flusher takes), and for each
+// key only records bound for one topic, in order. Once a key's record is left for a later wave, so
+// are all its later records. The first pending record always makes the wave.
+func (p *publication) nextWave(pending []int) (wave, rest []int, bytes int) {
 	keyTopic := map[string]string{}
 	deferred := map[string]bool{}
+	full := false
 	for _, i := range pending {
 		key := p.msgs[i].Key
-		later := len(wave) == maxWaveRecords
+		size := recordBound(p.recs[i])
+		if len(wave) > 0 && (len(wave) == maxWaveRecords || bytes+size > p.t.cfg.MaxMessageBytes) {
+			full = true
+		}
+		later := full
 		if key != "" && !later {
 			if deferred[key] {
 				later = true
@@ -177,8 +189,9 @@ func (p *publication) nextWave(pending []int) (wave, rest []int) {
 			keyTopic[key] = p.topics[i]
 		}
 		wave = append(wave, i)
+		bytes += size
 	}
-	return wave, rest
+	return wave, rest, bytes
 }
 
 // answer records what the producer's promise said about record i.
@@ -188,22 +201,18 @@ func (p *publication) answer(i int, err error) {
 	p.answered[i], p.raw[i] = true, err
 }
 
-// settleWave classifies the results of a wave whose every promise has run. A broker's refusal
+// settleWave classifies the results of a wave whose generation is flushed. A broker's refusal
 // of a whole batch for its size or content is the record's own fault only when the record was
-// alone in its partition's share of the wave, and so in its batch.
-func (p *publication) settleWave(wave []int) {
+// the only one of its partition in the generation, and so alone in its batch.
+func (p *publication) settleWave(wave []int, g *generation) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	perPartition := map[topicPartition]int{}
-	for _, i := range wave {
-		perPartition[topicPartition{p.recs[i].Topic, p.recs[i].Partition}]++
-	}
 	for _, i := range wave {
 		if !p.answered[i] {
 			p.settleLocked(i, fmt.Errorf("kafka: publish to %s: the producer reported no outcome", p.topics[i]))
 			continue
 		}
-		p.settleLocked(i, p.classified(i, perPartition[topicPartition{p.recs[i].Topic, p.recs[i].Partition}] == 1))
+		p.settleLocked(i, p.classified(i, g.alone(p.recs[i])))
 	}
 }
 
@@ -214,11 +223,6 @@ func (p *publication) classified(i int, alone bool) error {
 	}
 	r := p.recs[i]
 	return classify(p.t.cfg, r.Topic, r.Partition, alone, p.raw[i])
-}
-
-type topicPartition struct {
-	topic     string
-	partition int32
 }
 
 // cutShort ends a wave that ctx interrupted: the records already answered keep their result,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -16,25 +17,36 @@ import (
 // original producer ID and sequence numbers, so the broker writes it at most once and in its
 // place. It is part of the idempotent protocol, not a second attempt of a message.
 type Transport struct {
-	cfg    Config
-	router router
-	pool   *pool
-	closed atomic.Bool
+	cfg     Config
+	router  router
+	flusher *flusher
+	closed  atomic.Bool
 }
 
 var _ core.KeyOrderer = (*Transport)(nil)
 
-// New validates cfg and returns a Transport. It does not connect: producer clients are made on
-// the first publishes, and connect then.
+// New validates cfg and returns a Transport with its producer clients. It does not wait for
+// the brokers: the clients connect in the background and on the first publish.
 func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	clients := make([]*kgo.Client, cfg.Concurrency)
+	for i := range clients {
+		cl, err := kgo.NewClient(clientOptions(cfg)...)
+		if err != nil {
+			for _, c := range clients[:i] {
+				c.Close()
+			}
+			return nil, fmt.Errorf("kafka: new client: %w", err)
+		}
+		clients[i] = cl
+	}
 	return &Transport{
-		cfg:    cfg,
-		router: newRouter(cfg),
-		pool:   newPool(clientOptions(cfg), cfg.Concurrency),
+		cfg:     cfg,
+		router:  newRouter(cfg),
+		flusher: newFlusher(clients, cfg.MaxMessageBytes, maxWaveRecords),
 	}, nil
 }
 
@@ -52,15 +64,14 @@ func (t *Transport) Close() error {
 	if t.closed.Swap(true) {
 		return nil
 	}
-	t.pool.close()
+	t.flusher.close()
 	return nil
 }
 
 // Publish produces msgs and returns when the broker has answered for every record, or when
 // ctx ends. It returns nil when every record was written with acks from all in-sync replicas;
-// a *core.BatchError naming the messages that failed when some did; or, when nothing could be
-// attempted (the transport is closed, ctx ended while waiting for a producer client), that
-// error. Errors no retry can fix are marked with core.Permanent (a record above
+// a *core.BatchError naming the messages that failed when some did (ctx ending first, or the
+// transport closing, included); or, for a call that is wrong as a whole, an error. Errors no retry can fix are marked with core.Permanent (a record above
 // MaxMessageBytes, a topic name Kafka refuses, a message the broker refuses on its own);
 // outages are marked with core.Unavailable (broker unreachable, no leader, not enough
 // in-sync replicas, a missing topic, refused credentials or permissions).
@@ -87,17 +98,8 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 		}
 	}
 	p := newPublication(t, msgs)
-	if !p.prepare() {
-		return p.err()
-	}
-	cl, err := t.pool.get(ctx)
-	if err != nil {
-		return fmt.Errorf("kafka: publish: %w", err)
-	}
-	if p.produce(ctx, cl) {
-		t.pool.put(cl)
-	} else {
-		t.pool.settle(cl)
+	if p.prepare() {
+		p.produce(ctx, t.flusher)
 	}
 	return p.err()
 }

@@ -1,14 +1,17 @@
 // Package kafkabench measures how close the relay comes to the raw publishing speed of Kafka.
 //
-// Run publishes the same events twice per round, each time into a fresh topic: once straight
-// through franz-go — one client, idempotent, acks from all in-sync replicas, the transport's
-// batch size limit and compression, records built beforehand with the key, envelope and
-// outbox.type header the transport sends, Concurrency goroutines each producing BatchSize
-// records with ProduceSync, which is the ceiling of the client and the brokers — and once
-// through the outbox: an in-memory store, core.Relay and the Kafka transport, with the same
-// Concurrency producer clients and the same BatchSize. Rounds alternate raw and relay so that
-// the machine's state affects both alike. The result is the relay's rate as a ratio to the raw
-// rate; the design target is at least 0.8.
+// Run publishes the same events three times per round, each time into a fresh topic. Twice
+// straight through franz-go — one client, idempotent, acks from all in-sync replicas, the
+// transport's batch size limit and compression, Concurrency goroutines each producing BatchSize
+// records with ProduceSync, the records carrying the key, envelope and outbox.* headers the
+// transport sends: once building each record from its message in the loop (core's envelope
+// encoder, as any program publishing outbox messages must), which is the raw baseline, and once
+// with the records built beforehand, the ceiling of the client and the brokers alone. And once
+// through the outbox: an in-memory store, core.Relay with the same Concurrency and BatchSize,
+// and the Kafka transport with that Concurrency of flushes in flight. All three warm up (connect, learn the topic, get a producer ID)
+// before their clock starts. Rounds alternate the three so that the machine's state affects
+// them alike. The result is the relay's rate as a ratio to the raw rate; the design target is
+// at least 0.8.
 //
 // With no Brokers it starts an in-process kfake cluster (three brokers), so it runs anywhere;
 // kfake keeps records in memory and does not replicate, so the numbers are those of the client
@@ -60,7 +63,7 @@ type Config struct {
 	// raw loop produces per ProduceSync call. Default 250.
 	BatchSize int
 	// Concurrency is how many batches are in flight: the relay's Concurrency and the
-	// transport's producer clients, and the raw loop's goroutines. Default 4.
+	// transport's (its flushes in flight), and the raw loop's goroutines. Default 4.
 	Concurrency int
 	// Rounds is how many times each measurement runs, raw and relay alternating. Default 9.
 	Rounds int
@@ -104,18 +107,25 @@ type Result struct {
 	Cluster      string `json:"cluster"` // "kfake" or "brokers"
 	GoVersion    string `json:"go_version"`
 	CPUs         int    `json:"cpus"`
-	// RawPerSec and RelayPerSec are the median events/s of each measurement.
-	RawPerSec   float64 `json:"raw_events_per_sec"`
-	RelayPerSec float64 `json:"relay_events_per_sec"`
+	// RawPerSec, PreEncodedPerSec and RelayPerSec are the median events/s of each
+	// measurement: the raw loop building its records, the raw loop with records built
+	// beforehand, and the relay.
+	RawPerSec        float64 `json:"raw_events_per_sec"`
+	PreEncodedPerSec float64 `json:"raw_preencoded_events_per_sec"`
+	RelayPerSec      float64 `json:"relay_events_per_sec"`
 	// Ratio is the median over rounds of relay/raw events/s, each round's pair measured back
 	// to back; on a shared machine it is steadier than a ratio of medians. Target is the design
 	// goal for it.
 	Ratio  float64 `json:"ratio"`
 	Target float64 `json:"target"`
-	// RawRounds, RelayRounds and RoundRatios are every round's numbers, in order.
-	RawRounds   []float64 `json:"raw_rounds"`
-	RelayRounds []float64 `json:"relay_rounds"`
-	RoundRatios []float64 `json:"round_ratios"`
+	// PreEncodedRatio is the same median of relay / pre-encoded raw: what building records
+	// from messages costs on top of the client's own ceiling.
+	PreEncodedRatio float64 `json:"preencoded_ratio"`
+	// RawRounds, PreEncodedRounds, RelayRounds and RoundRatios are every round's numbers.
+	RawRounds        []float64 `json:"raw_rounds"`
+	PreEncodedRounds []float64 `json:"raw_preencoded_rounds"`
+	RelayRounds      []float64 `json:"relay_rounds"`
+	RoundRatios      []float64 `json:"round_ratios"`
 }
 
 // Target is the design goal for Result.Ratio.
@@ -149,8 +159,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.Cluster = "kfake"
 	}
 
+	var preRatios []float64
 	for range cfg.Rounds {
-		raw, err := b.raw(ctx)
+		raw, err := b.raw(ctx, false)
 		if err != nil {
 			return res, err
 		}
@@ -158,12 +169,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if err != nil {
 			return res, err
 		}
+		pre, err := b.raw(ctx, true)
+		if err != nil {
+			return res, err
+		}
 		res.RawRounds = append(res.RawRounds, raw)
+		res.PreEncodedRounds = append(res.PreEncodedRounds, pre)
 		res.RelayRounds = append(res.RelayRounds, relayed)
 		res.RoundRatios = append(res.RoundRatios, relayed/raw)
+		preRatios = append(preRatios, relayed/pre)
 	}
 	res.RawPerSec, res.RelayPerSec = benchutil.Median(res.RawRounds), benchutil.Median(res.RelayRounds)
-	res.Ratio = benchutil.Median(res.RoundRatios)
+	res.PreEncodedPerSec = benchutil.Median(res.PreEncodedRounds)
+	res.Ratio, res.PreEncodedRatio = benchutil.Median(res.RoundRatios), benchutil.Median(preRatios)
 	return res, nil
 }
 
@@ -241,10 +259,10 @@ func (b *bench) events() ([]*core.Message, error) {
 	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
 }
 
-// raw produces the events with one franz-go client: records built beforehand as the transport
-// builds them, Concurrency goroutines each producing BatchSize records with ProduceSync. It
-// returns events/s.
-func (b *bench) raw(ctx context.Context) (float64, error) {
+// raw produces the events with one franz-go client, Concurrency goroutines each producing
+// BatchSize records with ProduceSync: records built as the transport builds them, in the loop
+// or, with preEncoded, beforehand. It returns events/s.
+func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	topic, err := b.newTopic(ctx, "raw")
 	if err != nil {
 		return 0, err
@@ -268,25 +286,39 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	}
 	defer cl.Close()
 
-	var batches [][]*kgo.Record
-	for i := 0; i < len(msgs); i += b.cfg.BatchSize {
-		var recs []*kgo.Record
-		for _, m := range msgs[i:min(i+b.cfg.BatchSize, len(msgs))] {
-			value, err := core.EncodeEnvelope(nil, m)
+	build := func(msgs []*core.Message) ([]*kgo.Record, error) {
+		recs := make([]*kgo.Record, len(msgs))
+		for i, m := range msgs {
+			value, err := core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
 			if err != nil {
-				return 0, err
+				return nil, err
 			}
 			r := &kgo.Record{Topic: topic, Value: value, Headers: []kgo.RecordHeader{{Key: kafka.HeaderType, Value: []byte(m.Type)}}}
 			if m.Key != "" {
 				r.Key = []byte(m.Key)
 				r.Headers = append(r.Headers, kgo.RecordHeader{Key: kafka.HeaderKey, Value: []byte(m.Key)})
 			}
-			recs = append(recs, r)
+			recs[i] = r
 		}
-		batches = append(batches, recs)
+		return recs, nil
 	}
-	// Neither measurement warms up: the raw client connects, learns the topic and gets its
-	// producer ID inside the timing, as the transport's clients do.
+	var batches [][]*core.Message
+	var built [][]*kgo.Record
+	for i := 0; i < len(msgs); i += b.cfg.BatchSize {
+		batch := msgs[i:min(i+b.cfg.BatchSize, len(msgs))]
+		batches = append(batches, batch)
+		if preEncoded {
+			recs, err := build(batch)
+			if err != nil {
+				return 0, err
+			}
+			built = append(built, recs)
+		}
+	}
+	// Warm up before the clock starts: connect, learn the topic, get a producer ID.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(`{}`)}).FirstErr(); err != nil {
+		return 0, fmt.Errorf("kafkabench: raw warm-up: %w", err)
+	}
 	var next atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -294,12 +326,21 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	start := time.Now()
 	for range b.cfg.Concurrency {
 		wg.Go(func() {
+			var err error
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(batches) {
 					return
 				}
-				if err := cl.ProduceSync(ctx, batches[i]...).FirstErr(); err != nil {
+				var recs []*kgo.Record
+				if preEncoded {
+					recs = built[i]
+				} else if recs, err = build(batches[i]); err != nil {
+					once.Do(func() { firstErr = err })
+					next.Store(int64(len(batches)))
+					return
+				}
+				if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 					once.Do(func() { firstErr = fmt.Errorf("kafkabench: raw produce: %w", err) })
 					next.Store(int64(len(batches)))
 					return
@@ -313,6 +354,27 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 		return 0, firstErr
 	}
 	return float64(len(msgs)) / elapsed.Seconds(), nil
+}
+
+// warmUp publishes Concurrency messages at once through tr before the clock starts, so that
+// each of its producer clients has connected, learned the topic and got a producer ID, as the
+// raw client has.
+func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
+	errs := make([]error, b.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range b.cfg.Concurrency {
+		wg.Go(func() {
+			m := []*core.Message{{Type: "BENCH_WARM_UP", Payload: json.RawMessage(`{}`)}}
+			if errs[i] = core.Prepare(ctx, m, core.WriteOptions{}); errs[i] == nil {
+				errs[i] = tr.Publish(ctx, m)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("kafkabench: relay warm-up: %w", err)
+	}
+	return nil
 }
 
 // relay publishes the events through an in-memory store, core.Relay and the Kafka transport,
@@ -329,6 +391,9 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	defer tr.Close()
 	msgs, err := b.events()
 	if err != nil {
+		return 0, err
+	}
+	if err := b.warmUp(ctx, tr); err != nil {
 		return 0, err
 	}
 	store := memstore.New()

@@ -33,7 +33,7 @@ func TestRunSmall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.RawPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 || res.Ordered != ordered {
+			if res.RawPerSec <= 0 || res.PreEncodedPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 || res.Ordered != ordered {
 				t.Fatalf("implausible result %s", res.JSON())
 			}
 		})

@@ -1,0 +1,224 @@
+package kafka
+
+import (
+	"context"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/txoutbox/outbox/core"
+)
+
+// flusher shares a few producer clients (lanes) among concurrent Publish calls, group-commit
+// style: calls buffer their records into a lane's generation, then one flush sends the
+// generation and waits for every answer while nobody buffers into that lane; meanwhile the
+// other lanes fill and flush. This keeps two promises at once:
+//
+//   - every record of a generation is buffered before any of it is sent, so a failing batch
+//     takes a key's later records in the same generation down with it (see publication);
+//   - a generation holds at most MaxMessageBytes, so each partition gets one batch per flush
+//     and a partition's later batch is never on the wire while an earlier one can still fail.
+//
+// Concurrent calls share batches and requests, as they would on a plain franz-go client, and
+// with several lanes one flush's round trip overlaps the next one's filling. Two calls with the
+// same key may go through different lanes (producer IDs) only when they overlap, which the
+// relay's ordered mode never lets them do.
+type flusher struct {
+	lanes      []*lane
+	maxBytes   int
+	maxRecords int
+	stop       context.Context
+	cancel     context.CancelFunc
+
+	mu      sync.Mutex
+	changed chan struct{} // closed, and replaced, whenever a lane's state changes
+	closed  bool
+}
+
+// lane is one producer client with its generations.
+type lane struct {
+	cl     *kgo.Client
+	wake   chan struct{} // its generation may be ready to flush
+	exited chan struct{}
+
+	// Guarded by the flusher's mu.
+	gen      *generation // the generation filling up
+	inflight *generation // the generation being flushed
+}
+
+// generation is the records of one flush.
+type generation struct {
+	bytes, records int
+	producing      int  // calls still buffering into it; guarded by the flusher's mu
+	sealed         bool // no call may join any more; guarded by the flusher's mu
+	flushed        chan struct{}
+	finish         sync.Once
+
+	mu     sync.Mutex
+	counts map[topicPartition]int // answered records per partition
+}
+
+func newGeneration() *generation {
+	return &generation{flushed: make(chan struct{}), counts: map[topicPartition]int{}}
+}
+
+// done marks g flushed: every promise of its records has run, or the client is closed.
+func (g *generation) done() { g.finish.Do(func() { close(g.flushed) }) }
+
+// count records that r's promise ran; its partition is known by then.
+func (g *generation) count(r *kgo.Record) {
+	g.mu.Lock()
+	g.counts[topicPartition{r.Topic, r.Partition}]++
+	g.mu.Unlock()
+}
+
+// alone reports whether r was the only record of its partition in g, once g is flushed.
+func (g *generation) alone(r *kgo.Record) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.counts[topicPartition{r.Topic, r.Partition}] == 1
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+func newFlusher(clients []*kgo.Client, maxBytes, maxRecords int) *flusher {
+	stop, cancel := context.WithCancel(context.Background())
+	f := &flusher{maxBytes: maxBytes, maxRecords: maxRecords, stop: stop, cancel: cancel, changed: make(chan struct{})}
+	for _, cl := range clients {
+		l := &lane{cl: cl, wake: make(chan struct{}, 1), exited: make(chan struct{}), gen: newGeneration()}
+		f.lanes = append(f.lanes, l)
+		go f.run(l)
+	}
+	return f
+}
+
+// join reserves room for bytes and n records in a lane's generation that is filling up and
+// returns them; the caller buffers its records on the lane's client, then calls buffered. A
+// wave that fits no generation waits for one (an empty generation takes any wave).
+func (f *flusher) join(ctx context.Context, bytes, n int) (*lane, *generation, error) {
+	for {
+		f.mu.Lock()
+		if f.closed {
+			f.mu.Unlock()
+			return nil, nil, core.ErrClosed
+		}
+		for _, l := range f.lanes {
+			g := l.gen
+			if l.inflight != nil || g.sealed {
+				continue
+			}
+			if g.records == 0 || (g.bytes+bytes <= f.maxBytes && g.records+n <= f.maxRecords) {
+				g.bytes += bytes
+				g.records += n
+				g.producing++
+				f.mu.Unlock()
+				return l, g, nil
+			}
+		}
+		// Every open generation is too full for this wave: flush them, so that new ones open.
+		for _, l := range f.lanes {
+			if l.inflight == nil && !l.gen.sealed && l.gen.records > 0 {
+				l.gen.sealed = true
+				l.kick()
+			}
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+}
+
+// buffered says that a caller has buffered all its records of g on l.
+func (f *flusher) buffered(l *lane, g *generation) {
+	f.mu.Lock()
+	g.producing--
+	f.changedLocked()
+	f.mu.Unlock()
+	l.kick()
+}
+
+func (l *lane) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *flusher) changedLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// run flushes l's generations, one at a time, until the flusher closes.
+func (f *flusher) run(l *lane) {
+	defer close(l.exited)
+	for {
+		select {
+		case <-l.wake:
+		case <-f.stop.Done():
+			return
+		}
+		f.mu.Lock()
+		g := l.gen
+		if g.records == 0 {
+			f.mu.Unlock()
+			continue
+		}
+		g.sealed = true
+		for g.producing > 0 {
+			ch := f.changed
+			f.mu.Unlock()
+			select {
+			case <-ch:
+			case <-f.stop.Done():
+				return
+			}
+			f.mu.Lock()
+		}
+		l.inflight = g
+		l.gen = newGeneration()
+		f.changedLocked()
+		f.mu.Unlock()
+
+		// Flush returns once every buffered record's promise has run; it is cut short only by
+		// Close, which then fails what is left by closing the client.
+		if l.cl.Flush(f.stop) != nil {
+			return
+		}
+		g.done()
+
+		f.mu.Lock()
+		l.inflight = nil
+		f.changedLocked()
+		f.mu.Unlock()
+	}
+}
+
+// close stops flushing and closes the clients: records still buffered fail with
+// kgo.ErrClientClosed, and every generation counts as flushed.
+func (f *flusher) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.changedLocked()
+	f.mu.Unlock()
+	f.cancel()
+	for _, l := range f.lanes {
+		<-l.exited
+		l.cl.Close()
+	}
+	// The clients' promises have all run now; wake whoever still waits.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, l := range f.lanes {
+		l.gen.done()
+		if l.inflight != nil {
+			l.inflight.done()
+		}
+	}
+}
