@@ -187,11 +187,13 @@ func TestConsumerExtendsVisibility(t *testing.T) {
 	}
 	var calls atomic.Int64
 	var c *sqs.Consumer
-	c = newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 2, VisibilityTimeout: time.Second, ExtendInterval: 300 * time.Millisecond},
+	// Extensions every 500ms of a 2s visibility timeout: one may be 1.5s late before SQS would
+	// redeliver, a margin a loaded machine keeps.
+	c = newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 2, VisibilityTimeout: 2 * time.Second, ExtendInterval: 500 * time.Millisecond},
 		func(ctx context.Context, m *core.Message) error {
 			calls.Add(1)
 			// Outlive the visibility timeout twice over, by the extensions counted.
-			for c.Stats().Extended < 7 {
+			for c.Stats().Extended < 9 {
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
