@@ -43,7 +43,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-
 func TestMaxSizeOf(t *testing.T) {
 	cases := []struct {
 		err  *amqp.Error
