@@ -22,8 +22,9 @@ import (
 // back with basic.return before acknowledging it. One goroutine (listen) reads both, in that
 // order, and resolves the waiting Publish calls.
 type session struct {
-	conn *amqp.Connection
-	ch   *amqp.Channel
+	conn     *amqp.Connection
+	ch       *amqp.Channel
+	maxBytes *atomic.Int64 // the transport's size bound, lowered to the broker's when it reports one
 
 	// writeMu serialises basic.publish on ch, so the delivery tag a message gets is known, and
 	// registered in pending, before its confirm can arrive.
@@ -133,7 +134,7 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 		return nil, classify("open confirm channel", scrub(t.cfg, err))
 	}
 	s := &session{
-		conn: conn, ch: ch,
+		conn: conn, ch: ch, maxBytes: &t.maxBytes,
 		pending:   map[uint64]*waiter{},
 		exchanges: map[string]bool{"": true}, // the default exchange always exists
 		blockedCh: make(chan struct{}),
@@ -263,6 +264,9 @@ func (s *session) abandon(cause *amqp.Error) {
 		err = cause
 	}
 	limit, tooBig := maxSizeOf(cause)
+	if tooBig && int64(limit) < s.maxBytes.Load() {
+		s.maxBytes.Store(int64(limit)) // later messages above it fail before they are sent
+	}
 	s.mu.Lock()
 	pending := s.pending
 	s.pending = map[uint64]*waiter{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,20 +233,7 @@ func (t *Transport) sendRound(ctx context.Context, s *session, batch []outgoing,
 	}
 	for j, err := range s.send(ctx, batch) {
 		if err != nil {
-			t.noteLimit(err)
 			out.fail(batch[j].index, err, true)
-		}
-	}
-}
-
-// noteLimit lowers the size bound to the broker's when a message failed for exceeding it.
-func (t *Transport) noteLimit(err error) {
-	if !core.IsPermanent(err) {
-		return
-	}
-	if m := maxSizeText.FindStringSubmatch(err.Error()); m != nil {
-		if n, convErr := strconv.Atoi(m[1]); convErr == nil && int64(n) < t.maxBytes.Load() {
-			t.maxBytes.Store(int64(n))
 		}
 	}
 }
