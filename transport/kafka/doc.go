@@ -46,20 +46,28 @@
 //   - franz-go fails every record it holds for a partition when one batch of that partition
 //     fails, never only the batch: the sequence numbers of the idempotent producer could not
 //     skip it;
-//   - each Publish has a producer client of its own and buffers all its records (manual
-//     flushing) before any is sent, so a key's later records are held when an earlier one
-//     fails; records that cannot be buffered together (a key's records bound for a second
-//     topic, or more than 10000 records) go in a later flush, only after every result of the
-//     earlier one is known;
-//   - one produce request per broker is in flight, so no later batch of a partition is on the
-//     wire while an earlier one can still fail, whatever producer state the broker keeps.
+//   - records are sent only by the transport's flushes (manual flushing), and a flush starts
+//     only once every record of the calls in it is buffered, with nobody buffering on that
+//     client while it runs; so a key's later records are held when an earlier one fails.
+//     Records that cannot be buffered together (a key's records bound for a second topic,
+//     more than MaxMessageBytes or 10000 records) go in a later flush, only after every result
+//     of the earlier one is known;
+//   - a flush holds at most MaxMessageBytes, so each partition gets one batch per flush and no
+//     later batch of a partition is on the wire while an earlier one can still fail, whatever
+//     producer state the broker keeps.
+//
+// Concurrent Publish calls share a flush, and its batches and requests, as they would share a
+// plain franz-go client; Concurrency flushes, each on a producer client of its own, are in
+// flight at once. A failure of a shared batch fails the records of every call in it.
 //
 // A failure the transport finds before producing (a record above MaxMessageBytes, a bad route,
 // a corrupt payload) holds back the key's later records without sending them. Two limits: a
 // record reported failed because its outcome was unknown (ctx ended, or the producer gave up
-// on an unanswered batch) may have been written, ahead of the records after it, never behind
-// them; and partitions added to a topic while a key's records are produced move the key to
-// another partition, which breaks its order for consumers whatever the producer does.
+// on an unanswered batch) may still be written: within its call never behind the call's later
+// records, but possibly after a retry of it and what followed the retry, as a late duplicate
+// that consumers drop by ID; and partitions added to a topic while a key's records are
+// produced move the key to another partition, which breaks its order for consumers whatever
+// the producer does.
 //
 // # Errors
 //
