@@ -122,7 +122,7 @@ func (p *publishing) send(ctx context.Context, i int, slab *[]byte) (jetstream.P
 	if err := p.t.acquire(ctx); err != nil {
 		return nil, err
 	}
-	f, err := p.t.js.PublishMsgAsync(p.ready[i], jetstream.WithRetryAttempts(0))
+	f, err := p.t.js.PublishMsgAsync(p.ready[i], publishOpts...)
 	if err != nil {
 		p.t.release() // nats.go calls no handler for a publish it refused
 		p.out.fail(i, classify(subject, err))

@@ -38,6 +38,10 @@ type Transport struct {
 	duplicates atomic.Int64
 }
 
+// publishOpts switches off nats.go's own retry of a publish that found no responders: retrying
+// is the relay's. Built once: an option is a closure, allocated at every call otherwise.
+var publishOpts = []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)}
+
 // Stats counts what a Transport published since New.
 type Stats struct {
 	// Published counts messages whose PubAck came, duplicates included.

@@ -259,9 +259,10 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 		}}
 	}
 	futures := make([]jetstream.PubAckFuture, len(out))
+	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(0), jetstream.WithStallWait(outboxnats.DefaultAckTimeout)}
 	start := time.Now()
 	for i, m := range out {
-		if futures[i], err = b.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0), jetstream.WithStallWait(outboxnats.DefaultAckTimeout)); err != nil {
+		if futures[i], err = b.js.PublishMsgAsync(m, opts...); err != nil {
 			return 0, fmt.Errorf("natsbench: raw publish: %w", err)
 		}
 	}

@@ -14,7 +14,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func serverURL() string { return outboxtest.ServiceAddr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222") }
+func serverURL() string {
+	return outboxtest.ServiceAddr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222")
+}
 
 // needServer returns the NATS test server's URL, or skips (fails in CI) when it does not answer.
 func needServer(t *testing.T) string {
