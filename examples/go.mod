@@ -7,10 +7,10 @@ require (
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.53.0
 	github.com/jackc/pgx/v5 v5.12.0
-	github.com/txoutbox/outbox v0.0.0
-	github.com/txoutbox/outbox/fxmodule v0.0.0
-	github.com/txoutbox/outbox/store/mongo v0.0.0
-	github.com/txoutbox/outbox/store/sqlite v0.0.0
+	github.com/txoutbox/outbox v0.1.0
+	github.com/txoutbox/outbox/fxmodule v0.1.0
+	github.com/txoutbox/outbox/store/mongo v0.1.0
+	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/fx v1.24.0
 	go.uber.org/goleak v1.3.0
@@ -48,8 +48,8 @@ require (
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
-	github.com/txoutbox/outbox/store/postgres v0.0.0
-	github.com/txoutbox/outbox/transport/sqs v0.0.0
+	github.com/txoutbox/outbox/store/postgres v0.1.0
+	github.com/txoutbox/outbox/transport/sqs v0.1.0
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0
 	golang.org/x/sys v0.49.0 // indirect
@@ -58,15 +58,3 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
 )
-
-replace github.com/txoutbox/outbox => ../
-
-replace github.com/txoutbox/outbox/store/sqlite => ../store/sqlite
-
-replace github.com/txoutbox/outbox/store/postgres => ../store/postgres
-
-replace github.com/txoutbox/outbox/transport/sqs => ../transport/sqs
-
-replace github.com/txoutbox/outbox/store/mongo => ../store/mongo
-
-replace github.com/txoutbox/outbox/fxmodule => ../fxmodule

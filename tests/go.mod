@@ -1,17 +1,15 @@
 module github.com/txoutbox/outbox/tests
 
-go 1.26
+go 1.26.0
 
-require github.com/txoutbox/outbox v0.0.0
-
-replace github.com/txoutbox/outbox => ../
+require github.com/txoutbox/outbox v0.1.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.53.0
 	github.com/jackc/pgx/v5 v5.12.0
-	github.com/txoutbox/outbox/store/postgres v0.0.0
-	github.com/txoutbox/outbox/transport/sqs v0.0.0
+	github.com/txoutbox/outbox/store/postgres v0.1.0
+	github.com/txoutbox/outbox/transport/sqs v0.1.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 )
@@ -37,9 +35,4 @@ require (
 	go.uber.org/multierr v1.10.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
-)
-
-replace (
-	github.com/txoutbox/outbox/store/postgres => ../store/postgres
-	github.com/txoutbox/outbox/transport/sqs => ../transport/sqs
 )

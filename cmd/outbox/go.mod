@@ -14,14 +14,14 @@ require (
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
-	github.com/txoutbox/outbox v0.0.0
-	github.com/txoutbox/outbox/store/mongo v0.0.0
-	github.com/txoutbox/outbox/store/postgres v0.0.0
-	github.com/txoutbox/outbox/store/sqlite v0.0.0
-	github.com/txoutbox/outbox/transport/kafka v0.0.0
-	github.com/txoutbox/outbox/transport/nats v0.0.0
-	github.com/txoutbox/outbox/transport/rabbitmq v0.0.0
-	github.com/txoutbox/outbox/transport/sqs v0.0.0
+	github.com/txoutbox/outbox v0.1.0
+	github.com/txoutbox/outbox/store/mongo v0.1.0
+	github.com/txoutbox/outbox/store/postgres v0.1.0
+	github.com/txoutbox/outbox/store/sqlite v0.1.0
+	github.com/txoutbox/outbox/transport/kafka v0.1.0
+	github.com/txoutbox/outbox/transport/nats v0.1.0
+	github.com/txoutbox/outbox/transport/rabbitmq v0.1.0
+	github.com/txoutbox/outbox/transport/sqs v0.1.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
@@ -72,19 +72,3 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
 )
-
-replace github.com/txoutbox/outbox => ../../
-
-replace github.com/txoutbox/outbox/store/mongo => ../../store/mongo
-
-replace github.com/txoutbox/outbox/store/postgres => ../../store/postgres
-
-replace github.com/txoutbox/outbox/store/sqlite => ../../store/sqlite
-
-replace github.com/txoutbox/outbox/transport/sqs => ../../transport/sqs
-
-replace github.com/txoutbox/outbox/transport/nats => ../../transport/nats
-
-replace github.com/txoutbox/outbox/transport/kafka => ../../transport/kafka
-
-replace github.com/txoutbox/outbox/transport/rabbitmq => ../../transport/rabbitmq

@@ -1,9 +1,9 @@
 module github.com/txoutbox/outbox/store/mongo
 
-go 1.26
+go 1.26.0
 
 require (
-	github.com/txoutbox/outbox v0.0.0
+	github.com/txoutbox/outbox v0.1.0
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
 )
@@ -20,5 +20,3 @@ require (
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
-
-replace github.com/txoutbox/outbox => ../../

@@ -1,6 +1,6 @@
 module github.com/txoutbox/outbox/transport/sqs
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
@@ -8,7 +8,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
 	github.com/aws/aws-sdk-go-v2/service/sqs v1.53.0
 	github.com/aws/smithy-go v1.28.9
-	github.com/txoutbox/outbox v0.0.0
+	github.com/txoutbox/outbox v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -27,5 +27,3 @@ require (
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 )
-
-replace github.com/txoutbox/outbox => ../../
