@@ -25,7 +25,8 @@ func TestPrivateNode(t *testing.T) {
 		t.Skip("starts a private RabbitMQ node")
 	}
 	n := startNode(t, "max_message_size = 1048576")
-	t.Run("RestartMidStream", func(t *testing.T) { testRestartMidStream(t, n) })
+	t.Run("RestartMidStream", func(t *testing.T) { testRestartMidStream(t, n, false) })
+	t.Run("RestartMidStreamOrdered", func(t *testing.T) { testRestartMidStream(t, n, true) })
 	t.Run("Blocked", func(t *testing.T) { testBlocked(t, n) })
 	t.Run("BrokerMaxMessageSize", func(t *testing.T) { testBrokerMaxMessageSize(t, n) })
 }
@@ -66,15 +67,16 @@ func (r *recorder) failed() []string {
 
 // The broker restarts while a relay publishes a steady stream: once it is back, every message
 // is in the queue — 0 lost, 0 dead — and only messages whose publish was reported failed
-// appear twice.
-func testRestartMidStream(t *testing.T, n *node) {
+// appear twice. Ordered (relay Ordered mode, transport KeyOrder), each key's messages also
+// first arrive in write order.
+func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	b := n.broker(t)
 	q := b.queue(t, nil) // durable, and the messages are persistent: they survive the restart
 	store := memstore.New()
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
 	rec := &recorder{next: tr, ids: map[string]bool{}}
 	relay := runRelay(t, store, rec, core.Config{
-		Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
+		Ordered: ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
 		// Generous, so that the outage cannot exhaust attempts whether or not the relay pauses
 		// on core.Unavailable instead of charging them.
 		MaxAttempts: 100000,
@@ -90,7 +92,7 @@ func testRestartMidStream(t *testing.T, n *node) {
 		defer tick.Stop()
 		for range 150 {
 			<-tick.C
-			msgs := keyed(100, 10)
+			msgs := keyed(100, 50)
 			if err := store.Add(context.Background(), msgs...); err != nil {
 				writerDone <- err
 				return
@@ -114,7 +116,7 @@ func testRestartMidStream(t *testing.T, n *node) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, err := store.Counts(testCtx(t))
 		if err != nil {
@@ -127,7 +129,7 @@ func testRestartMidStream(t *testing.T, n *node) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still %d pending 40s after the restart (stats %+v)", c.Pending, relay.Stats())
+			t.Fatalf("still %d pending 60s after the restart (stats %+v)", c.Pending, relay.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -142,7 +144,7 @@ func testRestartMidStream(t *testing.T, n *node) {
 	for i, r := range got {
 		delivered[i] = r.Msg
 	}
-	report := outboxtest.CheckDelivery(t, written, delivered, outboxtest.DeliveryCheck{MayRepeat: rec.failed()})
+	report := outboxtest.CheckDelivery(t, written, delivered, outboxtest.DeliveryCheck{MayRepeat: rec.failed(), Ordered: ordered})
 	st := relay.Stats()
 	t.Logf("written %d, in the queue %d (%d duplicates of messages reported failed), %d published before the outage; relay stats %+v",
 		report.Written, report.Delivered, report.Duplicates, published, st)
