@@ -47,10 +47,11 @@ type Config struct {
 	// FileStorage makes the stream store on disk. Default false: a memory stream, so that the
 	// measurement is of the publishing path, not of the disk.
 	FileStorage bool
-	// BatchSize is how many events the relay claims and publishes at once. Default 250.
+	// BatchSize is how many events the relay claims and publishes at once. Default 500.
 	BatchSize int
 	// RelayConcurrency is how many claim-publish-ack cycles the relay runs at once. Default 4:
-	// with BatchSize 250 that keeps about MaxPending PubAcks outstanding while cycles settle.
+	// with BatchSize 500, two cycles fill MaxPending while the others settle and claim, so the
+	// pipeline never drains between batches.
 	RelayConcurrency int
 	// Rounds is how many times each measurement runs, raw and relay alternating. Default 11.
 	Rounds int
@@ -70,7 +71,7 @@ func (c Config) withDefaults() Config {
 		c.MaxPending = outboxnats.DefaultMaxPending
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 250
+		c.BatchSize = 500
 	}
 	if c.RelayConcurrency == 0 {
 		c.RelayConcurrency = 4
