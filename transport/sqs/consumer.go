@@ -164,6 +164,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	c.stopPoll()
 	select {
 	case <-c.done:
+		c.stopWork() // nothing runs under it any more; release the context
 		return nil
 	case <-ctx.Done():
 		c.stopWork()
