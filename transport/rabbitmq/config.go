@@ -28,6 +28,8 @@ const (
 	// DefaultHeartbeat is the AMQP heartbeat interval asked of the broker; a dead peer is noticed
 	// after about twice this.
 	DefaultHeartbeat = 10 * time.Second
+	// DefaultWriteTimeout bounds one write to the socket.
+	DefaultWriteTimeout = 10 * time.Second
 	// DefaultReconnectMin and DefaultReconnectMax bound the wait between failed connection
 	// attempts: it starts at the minimum and doubles up to the maximum.
 	DefaultReconnectMin = 100 * time.Millisecond
@@ -88,6 +90,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// Heartbeat is the AMQP heartbeat interval. Default 10s (DefaultHeartbeat).
 	Heartbeat time.Duration
+	// WriteTimeout bounds one write to the broker's socket. A broker that stops reading for
+	// longer has the connection closed: what waits for its confirm fails, as an outage, and the
+	// next Publish dials again. Default 10s (DefaultWriteTimeout).
+	WriteTimeout time.Duration
 	// ReconnectMin and ReconnectMax bound the wait after a failed connection attempt before
 	// the next Publish tries again; a Publish inside the wait fails at once, as an outage.
 	// Default 100ms and 5s (DefaultReconnectMin, DefaultReconnectMax).
@@ -109,6 +115,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.ReconnectMin == 0 {
 		c.ReconnectMin = DefaultReconnectMin
@@ -176,6 +185,8 @@ func (c Config) Validate() error {
 		return bad("Heartbeat", "is negative")
 	case c.Heartbeat > 0 && c.Heartbeat < time.Second:
 		return bad("Heartbeat", "is below 1s, the AMQP resolution")
+	case c.WriteTimeout < 0:
+		return bad("WriteTimeout", "is negative")
 	case c.ReconnectMin < 0:
 		return bad("ReconnectMin", "is negative")
 	case c.ReconnectMax < 0:
@@ -208,8 +219,8 @@ func (c Config) String() string {
 	if c.KeyPassword != "" {
 		b.WriteString(" KeyPassword:" + core.Redacted)
 	}
-	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s}",
-		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax)
+	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s WriteTimeout:%s ReconnectMin:%s ReconnectMax:%s}",
+		c.DialTimeout, c.Heartbeat, c.WriteTimeout, c.ReconnectMin, c.ReconnectMax)
 	return b.String()
 }
 
@@ -234,6 +245,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		KeyPassword     string `json:"key_password,omitempty"`
 		DialTimeout     string `json:"dial_timeout,omitempty"`
 		Heartbeat       string `json:"heartbeat,omitempty"`
+		WriteTimeout    string `json:"write_timeout,omitempty"`
 		ReconnectMin    string `json:"reconnect_min,omitempty"`
 		ReconnectMax    string `json:"reconnect_max,omitempty"`
 		ConnectionName  string `json:"connection_name,omitempty"`
@@ -241,7 +253,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		URL: RedactURL(c.URL), Exchange: c.Exchange, RoutingKey: c.RoutingKey, Route: c.Route != nil,
 		RawPayload: c.RawPayload, MaxMessageBytes: c.MaxMessageBytes, KeyOrder: c.KeyOrder, TLS: c.TLS != nil,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, KeyPassword: redacted(c.KeyPassword),
-		DialTimeout: duration(c.DialTimeout), Heartbeat: duration(c.Heartbeat),
+		DialTimeout: duration(c.DialTimeout), Heartbeat: duration(c.Heartbeat), WriteTimeout: duration(c.WriteTimeout),
 		ReconnectMin: duration(c.ReconnectMin), ReconnectMax: duration(c.ReconnectMax), ConnectionName: c.ConnectionName,
 	})
 }

@@ -59,7 +59,10 @@
 //
 // New does not connect. The first Publish dials, and a Publish after the connection or channel
 // was lost dials again; after a failed dial the next attempt waits ReconnectMin, doubling up to
-// ReconnectMax, and a Publish inside that wait fails at once as an outage. The transport never
+// ReconnectMax, and a Publish inside that wait fails at once as an outage. Every socket write is
+// bounded by WriteTimeout: a broker that stops reading (it does while it blocks publishers, or
+// when it hangs) would otherwise hold a Publish in a write no context can interrupt; the
+// connection is closed instead, and what waited for a confirm fails. The transport never
 // retries a message itself: that is the relay's and middleware/retry's job. The URL's password
 // and KeyPassword never appear in String, GoString, JSON or errors.
 //

@@ -16,6 +16,9 @@ type proxy struct {
 	target string
 	muted  atomic.Bool
 	wg     sync.WaitGroup
+	// stall, while held, stops the proxy reading what the client sends, as a broker does while
+	// it blocks publishers: the client's writes fill the socket buffers and then block.
+	stall sync.RWMutex
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -74,6 +77,10 @@ func (p *proxy) pipe(dst, src net.Conn, fromBroker bool) {
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
+		if !fromBroker {
+			p.stall.RLock()
+			p.stall.RUnlock()
+		}
 		n, err := src.Read(buf)
 		if n > 0 && !(fromBroker && p.muted.Load()) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {

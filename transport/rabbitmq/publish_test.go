@@ -393,3 +393,43 @@ func TestCancelledWhileWaiting(t *testing.T) {
 		t.Fatalf("publish without confirms until the deadline = %v, want the deadline's error", err)
 	}
 }
+
+// A broker that stops reading holds a Publish's socket writes; WriteTimeout closes the
+// connection so that the Publish fails, as an outage, instead of hanging past its deadline.
+func TestStalledWritesFail(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	u, _ := url.Parse(b.url)
+	p := newProxy(t, u.Host)
+	tr := newTransport(t, rabbitmq.Config{URL: p.url(t, b.url), RoutingKey: q, WriteTimeout: 300 * time.Millisecond})
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "warm-up", "")...)); err != nil {
+		t.Fatal(err)
+	}
+	p.stall.Lock()
+	stalled := true
+	t.Cleanup(func() {
+		if stalled {
+			p.stall.Unlock()
+		}
+	})
+	msgs := prepared(t, messages(64, "T", "")...)
+	for _, m := range msgs {
+		m.Payload = []byte(`"` + strings.Repeat("x", 256<<10) + `"`) // 16 MiB in all: more than the socket buffers hold
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := tr.Publish(ctx, msgs)
+	if !core.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
+		t.Fatalf("publish into a stalled socket = %v after %s, want an outage well before the deadline", err, time.Since(start))
+	}
+	var be *core.BatchError
+	if errors.As(err, &be) && len(be.Failed) == len(msgs) {
+		t.Logf("every message failed on its own: %v", be)
+	} else if be != nil {
+		t.Fatalf("%d of %d messages reported published through a stalled socket", len(msgs)-len(be.Failed), len(msgs))
+	}
+	stalled = false
+	p.stall.Unlock()
+	waitPublished(t, tr, prepared(t, messages(2, "after", "")...))
+}

@@ -26,9 +26,10 @@ type session struct {
 	ch       *amqp.Channel
 	maxBytes *atomic.Int64 // the transport's size bound, lowered to the broker's when it reports one
 
-	// writeMu serialises basic.publish on ch, so the delivery tag a message gets is known, and
-	// registered in pending, before its confirm can arrive.
-	writeMu sync.Mutex
+	// writing is held (a one-slot semaphore, so a waiter can give up with its ctx) while one
+	// Publish writes basic.publish frames on ch: the delivery tag a message gets is then known,
+	// and registered in pending, before its confirm can arrive.
+	writing chan struct{}
 
 	mu        sync.Mutex
 	pending   map[uint64]*waiter // delivery tag -> the message waiting for its confirm
@@ -119,7 +120,7 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 				c.Close()
 				return nil, err
 			}
-			return c, nil
+			return &boundedConn{Conn: c, timeout: t.cfg.WriteTimeout}, nil
 		},
 	})
 	if err != nil {
@@ -137,6 +138,7 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 		conn: conn, ch: ch, maxBytes: &t.maxBytes,
 		pending:   map[uint64]*waiter{},
 		exchanges: map[string]bool{"": true}, // the default exchange always exists
+		writing:   make(chan struct{}, 1),
 		blockedCh: make(chan struct{}),
 		lost:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -150,6 +152,22 @@ func (t *Transport) dial(ctx context.Context) (*session, error) {
 	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	go s.listen(confirms, returns, blocks, chClosed, connClosed)
 	return s, nil
+}
+
+// boundedConn bounds every write: a broker that stops reading (it does while it blocks
+// publishers, or when it hangs) would otherwise hold a Publish in a socket write that no
+// context can interrupt. A write that times out closes the connection, failing whatever waits
+// for a confirm, and the next Publish dials again.
+type boundedConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *boundedConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // listen resolves waiting messages from the broker's confirms and returns until the channel
@@ -362,7 +380,11 @@ func (s *session) checkExchange(exchange string) error {
 // outcome: nil only for a message the broker acknowledged and did not return.
 func (s *session) send(ctx context.Context, outs []outgoing) []error {
 	r := newRound(len(outs))
-	s.writeMu.Lock()
+	select {
+	case s.writing <- struct{}{}:
+	case <-ctx.Done():
+		return r.settle(fmt.Errorf("rabbitmq: publish: waiting for the channel: %w", ctx.Err()))
+	}
 	for j, o := range outs {
 		var err error
 		switch {
@@ -390,7 +412,7 @@ func (s *session) send(ctx context.Context, outs []outgoing) []error {
 			break
 		}
 	}
-	s.writeMu.Unlock()
+	<-s.writing
 
 	s.mu.Lock()
 	blockedCh := s.blockedCh

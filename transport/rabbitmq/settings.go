@@ -38,6 +38,8 @@ func Settings() []core.Setting[Config] {
 			func(c *Config) *time.Duration { return &c.DialTimeout }),
 		core.DurationSetting("OUTBOX_RABBITMQ_HEARTBEAT", "Heartbeat", DefaultHeartbeat.String(), "AMQP heartbeat interval",
 			func(c *Config) *time.Duration { return &c.Heartbeat }),
+		core.DurationSetting("OUTBOX_RABBITMQ_WRITE_TIMEOUT", "WriteTimeout", DefaultWriteTimeout.String(), "bound on one socket write; a broker that stops reading longer has the connection closed",
+			func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		core.DurationSetting("OUTBOX_RABBITMQ_RECONNECT_MIN", "ReconnectMin", DefaultReconnectMin.String(), "wait after a failed connection attempt, doubling",
 			func(c *Config) *time.Duration { return &c.ReconnectMin }),
 		core.DurationSetting("OUTBOX_RABBITMQ_RECONNECT_MAX", "ReconnectMax", DefaultReconnectMax.String(), "longest wait between connection attempts",
