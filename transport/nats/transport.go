@@ -27,7 +27,7 @@ type Transport struct {
 	router *router
 	// slots bounds the PubAcks awaited: taken before each publish, given back by the JetStream
 	// ack and error handlers, which nats.go calls exactly once for every publish it accepted
-	// (acked, failed, timed out, reset by a reconnect or by Close).
+	// (acked, failed, timed out, or reset by a reconnect).
 	slots chan struct{}
 
 	mu   sync.RWMutex  // Publish holds it shared; Close exclusively, once publishes returned
