@@ -16,11 +16,27 @@ import (
 //     batch the producer resends after a lost answer is not written twice, and a partition
 //     never receives a batch before the one ahead of it.
 //   - Manual flushing: records are sent only when the transport flushes, which it does only
-//     once every record of the calls being flushed is buffered; see publication for why that
-//     matters.
+//     once every record of the calls being flushed is buffered (and the lane's gate holds any
+//     write until then); see publication for why that matters.
 //   - A delivery timeout, so that an unreachable broker fails a Publish instead of hanging it,
 //     and metadata refreshed often enough for a failed batch to be resent or given up in time.
 func clientOptions(c Config) []kgo.Opt {
+	opts := producerOptions(c)
+	opts = append(opts, kgo.DialTimeout(c.DialTimeout))
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
+	}
+	return opts
+}
+
+// laneOptions are clientOptions for one of the transport's lanes: its connections are dialed
+// behind the lane's gate.
+func laneOptions(c Config, g *gate) []kgo.Opt {
+	return append(producerOptions(c), kgo.Dialer(dialer(c, g)))
+}
+
+// producerOptions are clientOptions without the dialing settings.
+func producerOptions(c Config) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
@@ -34,10 +50,6 @@ func clientOptions(c Config) []kgo.Opt {
 		// A failed batch waits for fresh metadata before it is resent or given up; the
 		// default minimum age (5s) would hold it past a short DeliveryTimeout.
 		kgo.MetadataMinAge(min(5*time.Second, c.DeliveryTimeout/2)),
-		kgo.DialTimeout(c.DialTimeout),
-	}
-	if c.TLS != nil {
-		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
 	}
 	if c.SASL != nil {
 		opts = append(opts, kgo.SASL(saslMechanism(*c.SASL)))

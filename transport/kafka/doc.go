@@ -48,7 +48,9 @@
 //     skip it;
 //   - records are sent only by the transport's flushes (manual flushing), and a flush starts
 //     only once every record of the calls in it is buffered, with nobody buffering on that
-//     client while it runs; so a key's later records are held when an earlier one fails.
+//     client while it runs; the client's connections hold every write while records are being
+//     buffered, so not even a send that franz-go started during the previous flush lets part
+//     of them out early. A key's later records are therefore held when an earlier one fails.
 //     Records that cannot be buffered together (a key's records bound for a second topic,
 //     more than MaxMessageBytes or 10000 records) go in a later flush, only after every result
 //     of the earlier one is known;

@@ -13,8 +13,9 @@ import (
 // generation and waits for every answer while nobody buffers into that lane; meanwhile the
 // other lanes fill and flush. This keeps two promises at once:
 //
-//   - every record of a generation is buffered before any of it is sent, so a failing batch
-//     takes a key's later records in the same generation down with it (see publication);
+//   - every record of a generation is buffered before any of it is sent (the lane's gate holds
+//     the client's writes meanwhile), so a failing batch takes a key's later records in the
+//     same generation down with it (see publication);
 //   - a generation holds at most MaxMessageBytes, so each partition gets one batch per flush
 //     and a partition's later batch is never on the wire while an earlier one can still fail.
 //
@@ -37,6 +38,7 @@ type flusher struct {
 // lane is one producer client with its generations.
 type lane struct {
 	cl     *kgo.Client
+	gate   *gate         // holds the client's writes while a generation is being buffered
 	wake   chan struct{} // its generation may be ready to flush
 	exited chan struct{}
 
@@ -83,15 +85,26 @@ type topicPartition struct {
 	partition int32
 }
 
-func newFlusher(clients []*kgo.Client, maxBytes, maxRecords int) *flusher {
+// newFlusher makes cfg.Concurrency lanes, each a producer client dialing through its gate.
+func newFlusher(cfg Config) (*flusher, error) {
 	stop, cancel := context.WithCancel(context.Background())
-	f := &flusher{maxBytes: maxBytes, maxRecords: maxRecords, stop: stop, cancel: cancel, changed: make(chan struct{})}
-	for _, cl := range clients {
-		l := &lane{cl: cl, wake: make(chan struct{}, 1), exited: make(chan struct{}), gen: newGeneration()}
-		f.lanes = append(f.lanes, l)
+	f := &flusher{maxBytes: cfg.MaxMessageBytes, maxRecords: maxWaveRecords, stop: stop, cancel: cancel, changed: make(chan struct{})}
+	for range cfg.Concurrency {
+		g := newGate(stop.Done())
+		cl, err := kgo.NewClient(laneOptions(cfg, g)...)
+		if err != nil {
+			cancel()
+			for _, l := range f.lanes {
+				l.cl.Close()
+			}
+			return nil, err
+		}
+		f.lanes = append(f.lanes, &lane{cl: cl, gate: g, wake: make(chan struct{}, 1), exited: make(chan struct{}), gen: newGeneration()})
+	}
+	for _, l := range f.lanes {
 		go f.run(l)
 	}
-	return f
+	return f, nil
 }
 
 // join reserves room for bytes and n records in a lane's generation that is filling up and
@@ -110,6 +123,9 @@ func (f *flusher) join(ctx context.Context, bytes, n int) (*lane, *generation, e
 				continue
 			}
 			if g.records == 0 || (g.bytes+bytes <= f.maxBytes && g.records+n <= f.maxRecords) {
+				if g.records == 0 {
+					l.gate.hold() // before anything of the generation is buffered
+				}
 				g.bytes += bytes
 				g.records += n
 				g.producing++
@@ -183,6 +199,7 @@ func (f *flusher) run(l *lane) {
 		}
 		l.inflight = g
 		l.gen = newGeneration()
+		l.gate.release() // all of g is buffered: it may go
 		f.changedLocked()
 		f.mu.Unlock()
 
@@ -201,7 +218,8 @@ func (f *flusher) run(l *lane) {
 }
 
 // close stops flushing and closes the clients: records still buffered fail with
-// kgo.ErrClientClosed, and every generation counts as flushed.
+// kgo.ErrClientClosed, and every generation counts as flushed. Ending stop also lets every
+// held write go, so that the clients can close.
 func (f *flusher) close() {
 	f.mu.Lock()
 	f.closed = true

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -32,22 +31,11 @@ func New(cfg Config) (*Transport, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	clients := make([]*kgo.Client, cfg.Concurrency)
-	for i := range clients {
-		cl, err := kgo.NewClient(clientOptions(cfg)...)
-		if err != nil {
-			for _, c := range clients[:i] {
-				c.Close()
-			}
-			return nil, fmt.Errorf("kafka: new client: %w", err)
-		}
-		clients[i] = cl
+	f, err := newFlusher(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: new client: %w", err)
 	}
-	return &Transport{
-		cfg:     cfg,
-		router:  newRouter(cfg),
-		flusher: newFlusher(clients, cfg.MaxMessageBytes, maxWaveRecords),
-	}, nil
+	return &Transport{cfg: cfg, router: newRouter(cfg), flusher: f}, nil
 }
 
 // String describes the transport without secrets.
