@@ -2,12 +2,12 @@ package core_test
 
 import (
 	"errors"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -29,6 +29,10 @@ func TestConfigValidate(t *testing.T) {
 		{"BackoffMaxBelowInitial", core.Config{Backoff: core.Backoff{Initial: time.Minute, Max: time.Second}}, "Backoff.Max"},
 		{"BackoffShrinks", core.Config{Backoff: core.Backoff{Multiplier: 0.5}}, "Backoff.Multiplier"},
 		{"LongOwner", core.Config{Owner: strings.Repeat("o", 201)}, "Owner"},
+		{"LeaseTooShort", core.Config{Lease: time.Nanosecond}, "Lease"},
+		{"PublishTimeoutTooShort", core.Config{PublishTimeout: time.Millisecond}, "PublishTimeout"},
+		{"PollTooFast", core.Config{PollInterval: time.Nanosecond}, "PollInterval"},
+		{"SmallestLease", core.Config{Lease: core.MinLease}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

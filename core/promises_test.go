@@ -7,13 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 

@@ -3,12 +3,12 @@ package core_test
 import (
 	"context"
 	"errors"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -73,7 +73,8 @@ func TestStopReleasesHungPublish(t *testing.T) {
 	if err := r.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stop = %v, want the deadline error", err)
 	}
-	if took := time.Since(began); took > 2*time.Second {
+	// The deadline plus at most the one-second grace for releasing what the relay held.
+	if took := time.Since(began); took > 1500*time.Millisecond {
 		t.Fatalf("stop took %v past its 100ms deadline", took)
 	}
 	msgs, err := st.Claim(context.Background(), core.ClaimRequest{Token: "next", Limit: 100, Lease: time.Second})
@@ -81,8 +82,8 @@ func TestStopReleasesHungPublish(t *testing.T) {
 		t.Fatalf("after stop, %d of 10 messages claimable (%v)", len(msgs), err)
 	}
 	for _, m := range msgs {
-		if m.Attempts > 1 {
-			t.Fatalf("a release at stop counted as %d failures", m.Attempts)
+		if m.Attempts != 0 {
+			t.Fatalf("a publish aborted by Stop charged %d attempt(s)", m.Attempts)
 		}
 	}
 }
