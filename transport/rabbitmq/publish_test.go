@@ -233,8 +233,8 @@ func TestUnconfirmedNeverReportedPublished(t *testing.T) {
 	p.muted.Store(false)
 	next := prepared(t, messages(3, "T", "")...)
 	waitPublished(t, tr, next)
-	if p.connections() != 2 {
-		t.Fatalf("%d connections, want 2 (one redial)", p.connections())
+	if p.connections() < 2 {
+		t.Fatalf("%d connection(s): the transport did not dial again", p.connections())
 	}
 }
 
@@ -412,9 +412,10 @@ func TestStalledWritesFail(t *testing.T) {
 			p.stall.Unlock()
 		}
 	})
-	msgs := prepared(t, messages(64, "T", "")...)
+	msgs := prepared(t, messages(48, "T", "")...)
+	big := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
 	for _, m := range msgs {
-		m.Payload = []byte(`"` + strings.Repeat("x", 256<<10) + `"`) // 16 MiB in all: more than the socket buffers hold
+		m.Payload = big // 48 MiB in all: far more than the socket buffers hold
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
