@@ -59,7 +59,8 @@ func producerOptions(c Config) []kgo.Opt {
 
 // ClientOptions returns the franz-go options the transport's producer clients are built with
 // for cfg (after defaults), for a consumer, a tool or a benchmark that must talk to the brokers
-// the same way. It validates cfg first.
+// the same way. They include manual flushing: a client that produces with them sends nothing
+// until it calls Flush. It validates cfg first.
 func ClientOptions(cfg Config) ([]kgo.Opt, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -20,9 +20,9 @@ import (
 // so the transport buffers all records of a wave before the flush that sends them (see
 // flusher), and starts a new wave, on knowing every result of the last, for the records it must
 // not buffer together: a key's records bound for a second topic, and records beyond what one
-// generation of the flusher holds. Failures the transport finds before producing (a
-// record too large, a bad route) and failures of a key's earlier wave hold back the key's
-// later records without sending them.
+// generation of the flusher holds. Failures the transport finds before producing (a record
+// too large, a bad route) and failures of a key's earlier wave hold back the key's later
+// records without sending them.
 type publication struct {
 	t      *Transport
 	msgs   []*core.Message
@@ -158,8 +158,8 @@ func (p *publication) isSettled(i int) bool {
 
 // nextWave splits off the records that may be buffered together: at most maxWaveRecords of
 // at most MaxMessageBytes together (what one generation of the flusher takes), and for each
-// key only records bound for one topic, in order. Once a key's record is left for a later wave, so
-// are all its later records. The first pending record always makes the wave.
+// key only records bound for one topic, in order. Once a key's record is left for a later
+// wave, so are all its later records. The first pending record always makes the wave.
 func (p *publication) nextWave(pending []int) (wave, rest []int, bytes int) {
 	keyTopic := map[string]string{}
 	deferred := map[string]bool{}

@@ -59,10 +59,11 @@ func (t *Transport) Close() error {
 // Publish produces msgs and returns when the broker has answered for every record, or when
 // ctx ends. It returns nil when every record was written with acks from all in-sync replicas;
 // a *core.BatchError naming the messages that failed when some did (ctx ending first, or the
-// transport closing, included); or, for a call that is wrong as a whole, an error. Errors no retry can fix are marked with core.Permanent (a record above
-// MaxMessageBytes, a topic name Kafka refuses, a message the broker refuses on its own);
-// outages are marked with core.Unavailable (broker unreachable, no leader, not enough
-// in-sync replicas, a missing topic, refused credentials or permissions).
+// transport closing, included); or, for a call that is wrong as a whole, an error. Errors no
+// retry can fix are marked with core.Permanent (a record above MaxMessageBytes, a topic name
+// Kafka refuses, a message the broker refuses on its own); outages are marked with
+// core.Unavailable (broker unreachable, no leader, not enough in-sync replicas, a missing
+// topic, refused credentials or permissions).
 //
 // Messages with the same Key go to the same partition (the record key is the Key) in the
 // order given. When one of them fails, every later one with that Key in this call fails too,
