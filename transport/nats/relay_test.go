@@ -2,10 +2,13 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox/core"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
@@ -132,5 +135,63 @@ func TestRelayDrains(t *testing.T) {
 				t.Errorf("transport stats %+v, want %d published, no duplicate", got, len(msgs))
 			}
 		})
+	}
+}
+
+// Ordered mode with KeepKeyOrder and a message the stream refuses: it is dead-lettered at once
+// with the reason and blocks only its own key, whose later messages wait (promise 4) while the
+// other keys flow; once the dead letter is purged, the key goes on, in order.
+func TestRelayOrderedPoisonMessage(t *testing.T) {
+	s := needServer(t)
+	st := s.createStream(t, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 1024 })
+	tr := newTransport(t, outboxnats.Config{Subject: st.subject(), KeepKeyOrder: true})
+	var msgs []*core.Message
+	for i := range 300 {
+		msgs = append(msgs, messages(1, "T", fmt.Sprintf("k%d", i%3))...)
+	}
+	poison := msgs[30] // the 11th message of key k0
+	poison.Payload = json.RawMessage(`"` + strings.Repeat("x", 2048) + `"`)
+	store := memstore.New()
+	if err := store.Add(testCtx(t), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	relay := runRelay(t, store, tr, core.Config{Ordered: true, BatchSize: 50})
+
+	// k1 and k2 drain; k0 stops behind its dead message: 89 wait.
+	waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Dead == 1 && c.Pending == 89 })
+	waitFor(t, 30*time.Second, "the other keys to be published", func() bool { return relay.Stats().Published == 210 })
+	dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].ID != poison.ID || dead[0].Attempts != 1 || !strings.Contains(dead[0].LastError, "max_msg_size") {
+		t.Fatalf("dead letters %+v, want the poison message after one attempt, with the reason", dead)
+	}
+	if n := st.count(t); n != 210 {
+		t.Fatalf("the stream holds %d messages, want 210: k0's 10 before the poison, all of k1 and k2", n)
+	}
+
+	if _, err := store.Purge(testCtx(t), core.DeadFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 0 })
+	var rest []*core.Message
+	for _, m := range msgs {
+		if m != poison {
+			rest = append(rest, m)
+		}
+	}
+	checkStream(t, st, rest, true, 0)
+}
+
+// waitFor polls cond until it holds, for at most timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
