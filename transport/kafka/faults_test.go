@@ -22,6 +22,9 @@ import (
 // topic or partition, in place of the write (or, for NOT_ENOUGH_REPLICAS_AFTER_APPEND, after
 // it, as a real broker does).
 
+// faults is why the tests below skip on a real cluster.
+const faults = "injects broker faults"
+
 // producesTo matches produce requests that carry topic, by name or, from produce v13 on, by
 // topic ID. It is called on the cluster's goroutine, so it looks the ID up beforehand.
 func (c *cluster) producesTo(topic string) func(kmsg.Request) bool {
@@ -80,7 +83,7 @@ func keysOn(n int) []string {
 // not say which record of the batch is at fault), the other partitions' are published. A
 // refused batch of one record is that record's fault: permanent.
 func TestPartialProduceFailures(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	topic := c.createTopic(t, 3, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	keys := keysOn(3)
@@ -127,7 +130,7 @@ func TestPartialProduceFailures(t *testing.T) {
 // is, although later batches would have been accepted. The published ones are a prefix of the
 // key's messages, and every other one is reported failed.
 func TestKeyStopsAtFirstFailure(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	for _, fault := range []struct {
 		name        string
 		err         *kerr.Error
@@ -175,7 +178,7 @@ func TestKeyStopsAtFirstFailure(t *testing.T) {
 // A key's records bound for two topics (routed by Type): once one fails on the first topic,
 // none after it is published on either.
 func TestKeyStopsAcrossTopics(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	a, b := c.createTopic(t, 1, nil), c.createTopic(t, 1, nil)
 	tr := c.newTransport(t, kafka.Config{Routes: map[string]string{"A": a, "B": b}})
 	var in []*core.Message
@@ -215,7 +218,7 @@ func TestKeyStopsAcrossTopics(t *testing.T) {
 // it with the same sequence numbers, the broker recognises it, and the topic holds each record
 // once.
 func TestIdempotentResend(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	topic := c.createTopic(t, 1, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	in := prepared(t, messages(10, "T", "k")...)
@@ -232,7 +235,7 @@ func TestIdempotentResend(t *testing.T) {
 
 // Refused permissions and an invalid topic answered by the broker.
 func TestBrokerRefusals(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	for _, tc := range []struct {
 		err         *kerr.Error
 		permanent   bool
@@ -263,7 +266,7 @@ func TestBrokerRefusals(t *testing.T) {
 // reporting the records as failed with an unknown outcome (retryable, not an outage). Once the
 // broker answers, publishing goes on.
 func TestContextEndsWhileBrokerSitsOnRequest(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	topic := c.createTopic(t, 1, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	release := make(chan struct{})

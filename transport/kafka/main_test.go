@@ -110,12 +110,12 @@ func needCluster(t *testing.T) *cluster {
 }
 
 // needFake returns the shared kfake cluster, or skips when the tests run on a real cluster:
-// the test injects faults, which only the fake cluster can.
-func needFake(t *testing.T) *cluster {
+// the test needs what only the fake cluster offers (why), usually injected faults.
+func needFake(t *testing.T, why string) *cluster {
 	t.Helper()
 	c := needCluster(t)
 	if c.fake == nil {
-		t.Skip("injects broker faults, which needs the in-process kfake cluster (" + brokersVar + " is set)")
+		t.Skip(why + ", which needs the in-process kfake cluster (" + brokersVar + " is set)")
 	}
 	return c
 }

@@ -248,7 +248,7 @@ func TestUnreachableBroker(t *testing.T) {
 // A topic that does not exist (and the brokers do not create) is an outage, not a fault of
 // the messages: the relay pauses until someone creates it.
 func TestMissingTopic(t *testing.T) {
-	c := needCluster(t)
+	c := needFake(t, "needs brokers that do not create a topic on first use (auto.create.topics.enable)")
 	tr := c.newTransport(t, kafka.Config{Topic: topicName(t), DeliveryTimeout: 2 * time.Second})
 	err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...))
 	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {

@@ -92,7 +92,7 @@ func TestRelayDrains(t *testing.T) {
 // message is delivered exactly once (a refused batch is not written), in its key's order, and
 // none dies.
 func TestRelayThroughFaults(t *testing.T) {
-	c := needFake(t)
+	c := needFake(t, faults)
 	topic := c.createTopic(t, 3, nil)
 	store := memstore.New()
 	var in []*core.Message
