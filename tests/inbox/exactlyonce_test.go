@@ -161,9 +161,16 @@ func exactlyOnce(t *testing.T, b *backend) {
 		}
 		return err
 	}
+	// The second consumer's first deletes are lost before they reach SQS: handled, committed,
+	// and delivered again.
+	lostDeletesClient, lostDeletes := dropDeletesClient(3)
+	defer lostDeletes.CloseIdleConnections()
 	var consumers []*sqs.Consumer
-	for range 2 {
+	for i := range 2 {
 		cfg := consumerConfig(url)
+		if i == 1 {
+			cfg = sqs.ConsumerConfig{QueueURL: url, Client: lostDeletesClient}
+		}
 		cfg.Concurrency, cfg.VisibilityTimeout, cfg.ExtendInterval, cfg.WaitTime = 4, time.Second, -1, time.Second
 		c, err := sqs.NewConsumer(ctx, cfg, handler)
 		if err != nil {
@@ -272,16 +279,18 @@ func exactlyOnce(t *testing.T, b *backend) {
 		t.Error("no publish timed out after the broker took it")
 	case failed.Load() == 0 || slowed.Load() == 0:
 		t.Errorf("handler faults: %d failures, %d slow handlers", failed.Load(), slowed.Load())
+	case lostDeletes.count() == 0:
+		t.Error("no delete was lost")
 	case dups.Load() == 0:
 		t.Error("no duplicate reached the inbox: the test injected nothing")
 	case proc != nil && effects[killed] != 1:
 		t.Errorf("the event whose consumer was killed mid-transaction took effect %d times", effects[killed])
 	}
 	t.Logf("%s: %d events committed, %d rolled back; %d deliveries to the surviving consumers (+%d to the killed process); "+
-		"%d processed, %d duplicates absorbed by the inbox, %d handler failures rolled back; faults: %d acks lost, %d late publish timeouts, "+
+		"%d processed, %d duplicates absorbed by the inbox, %d handler failures rolled back; faults: %d acks lost, %d late publish timeouts, %d delete calls lost, "+
 		"%d slow handlers outliving the visibility timeout, %d consumer process killed mid-transaction; effects applied: %d distinct, each once",
 		b.name, len(committed), len(rolledBack), calls.Load(), killedProcesses(proc), processed.Load(), dups.Load(), failed.Load(),
-		lost, late.count(), slowed.Load(), killedProcesses(proc), len(effects))
+		lost, late.count(), lostDeletes.count(), slowed.Load(), killedProcesses(proc), len(effects))
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
