@@ -304,3 +304,91 @@ func TestContextEndsWhileBrokerSitsOnRequest(t *testing.T) {
 	// The first call's records were written when the broker answered, ahead of the next call's.
 	checkKeyOrder(t, append(in, next...), c.consumeExactly(t, len(in)+len(next), false, topic))
 }
+
+// Concurrent publishes share flushes and batches while the broker refuses every third produce
+// request to the topic. For every call and key, the messages reported published are a prefix
+// of the key's messages in the call, and the topic holds exactly the messages reported
+// published, once each, each key in order.
+func TestConcurrentPublishesUnderFaults(t *testing.T) {
+	c := needFake(t, faults)
+	topic := c.createTopic(t, 3, nil)
+	// Small flushes, so that calls span several of them and share them.
+	tr := c.newTransport(t, kafka.Config{Topic: topic, MaxMessageBytes: 8 << 10, Concurrency: 3})
+	match := c.producesTo(topic)
+	var mu sync.Mutex
+	var seen int
+	var last kmsg.Request
+	h := c.fake.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.UnknownServerError, Count: -1, When: func(r kmsg.Request) bool {
+		if !match(r) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if r != last {
+			last = r
+			seen++
+		}
+		return seen%3 == 0
+	}})
+	defer h.Remove()
+
+	const callers, calls, keys, perKey = 6, 6, 3, 8
+	var (
+		wg        sync.WaitGroup
+		resMu     sync.Mutex
+		published []*core.Message
+		failed    int
+		partial   int // keys of a call with both published and failed messages
+	)
+	for g := range callers {
+		wg.Go(func() {
+			for n := range calls {
+				var in []*core.Message
+				for i := range perKey {
+					for k := range keys {
+						m := messages(1, "T", fmt.Sprintf("caller-%d-key-%d", g, k))[0]
+						m.Payload = json.RawMessage(fmt.Sprintf(`{"call":%d,"i":%d,"pad":"%s"}`, n, i, strings.Repeat("x", 400)))
+						in = append(in, m)
+					}
+				}
+				prepared(t, in...)
+				err := tr.Publish(testCtx(t), in)
+				var be *core.BatchError
+				if err != nil && !errors.As(err, &be) {
+					t.Errorf("publish = %v, want nil or a *core.BatchError", err)
+					return
+				}
+				ok := map[string][]bool{}
+				resMu.Lock()
+				for _, m := range in {
+					good := be == nil || be.Failed[m.ID] == nil
+					ok[m.Key] = append(ok[m.Key], good)
+					if good {
+						published = append(published, m)
+					} else {
+						failed++
+					}
+				}
+				resMu.Unlock()
+				for key, results := range ok {
+					if i := slices.Index(results, false); i >= 0 && slices.Contains(results[i:], true) {
+						t.Errorf("key %s: published %v, not a prefix", key, results)
+					}
+					if slices.Contains(results, true) && slices.Contains(results, false) {
+						resMu.Lock()
+						partial++
+						resMu.Unlock()
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d published, %d failed, %d keys of a call cut after a prefix", len(published), failed, partial)
+	if failed == 0 || len(published) == 0 || partial == 0 {
+		t.Fatalf("%d published, %d failed, %d keys cut: the faults should have failed some, spared some and cut keys", len(published), failed, partial)
+	}
+	// Across calls a key's published messages are in call order (each caller publishes its
+	// calls one after the other), so the topic must hold them in exactly that order.
+	checkKeyOrder(t, published, c.consumeExactly(t, len(published), false, topic))
+}
