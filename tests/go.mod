@@ -32,6 +32,9 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	github.com/txoutbox/outbox/middleware v0.1.0
+	github.com/txoutbox/outbox/store/mongo v0.1.0
+	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	go.uber.org/multierr v1.10.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
