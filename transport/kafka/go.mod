@@ -7,7 +7,7 @@ require (
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
-	github.com/txoutbox/outbox v0.0.0
+	github.com/txoutbox/outbox v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -18,5 +18,3 @@ require (
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 )
-
-replace github.com/txoutbox/outbox => ../../
