@@ -68,6 +68,12 @@ type Config struct {
 	// TLS configures TLS to the servers (client certificates, roots). Default: TLS only when
 	// the URL scheme is tls://. Not allowed with Conn.
 	TLS *tls.Config
+	// CAFile is a PEM file of the CAs that verify the servers, and CertFile and KeyFile a PEM
+	// client certificate and its key (given both or neither): TLS from files, for deployments
+	// configured by environment. They turn TLS on. Default none. Not allowed with TLS or Conn.
+	CAFile   string
+	CertFile string
+	KeyFile  string
 	// Name is the connection name shown by the server's monitoring. Default "outbox".
 	Name string
 	// ConnectTimeout bounds the first connection attempt, which New makes, and each reconnect.
@@ -172,6 +178,8 @@ func (c Config) Validate() error {
 			return bad("URL", "is set together with Conn (give one)")
 		case c.TLS != nil:
 			return bad("TLS", "is set together with Conn (configure TLS on the connection)")
+		case c.CAFile != "" || c.CertFile != "" || c.KeyFile != "":
+			return bad("CAFile", "TLS files are set together with Conn (configure TLS on the connection)")
 		case c.authCount() > 0:
 			return bad(c.authFields()[0], "is set together with Conn (configure credentials on the connection)")
 		case c.Name != "":
@@ -211,6 +219,12 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
+	case c.TLS != nil && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != ""):
+		return bad("CAFile", "TLS files are set together with TLS (put them in the tls.Config)")
+	case c.CertFile != "" && c.KeyFile == "":
+		return bad("KeyFile", "is empty while CertFile is set")
+	case c.KeyFile != "" && c.CertFile == "":
+		return bad("CertFile", "is empty while KeyFile is set")
 	case c.ConnectTimeout < 0:
 		return bad("ConnectTimeout", "is negative")
 	case c.ReconnectWait < 0:
@@ -311,6 +325,9 @@ func (c Config) String() string {
 	if c.TLS != nil {
 		b.WriteString(" TLS:own")
 	}
+	if c.CAFile != "" || c.CertFile != "" {
+		fmt.Fprintf(&b, " CAFile:%q CertFile:%q KeyFile:%q", c.CAFile, c.CertFile, c.KeyFile)
+	}
 	fmt.Fprintf(&b, " Subject:%q", c.Subject)
 	if len(c.Routes) > 0 {
 		fmt.Fprintf(&b, " Routes:%d", len(c.Routes))
@@ -336,6 +353,9 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Conn            bool   `json:"own_conn,omitempty"`
 		Auth            string `json:"auth"`
 		TLS             bool   `json:"tls,omitempty"`
+		CAFile          string `json:"ca_file,omitempty"`
+		CertFile        string `json:"cert_file,omitempty"`
+		KeyFile         string `json:"key_file,omitempty"`
 		Name            string `json:"name,omitempty"`
 		Subject         string `json:"subject,omitempty"`
 		Routes          int    `json:"routes,omitempty"`
@@ -348,6 +368,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		KeepKeyOrder    bool   `json:"keep_key_order"`
 	}{
 		URL: redactURLs(c.URL), Conn: c.Conn != nil, Auth: c.auth(), TLS: c.TLS != nil, Name: c.Name,
+		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
 		Subject: c.Subject, Routes: len(c.Routes), Route: c.Route != nil, Stream: c.Stream,
 		RawPayload: c.RawPayload, MaxMessageBytes: c.MaxMessageBytes, MaxPending: c.MaxPending,
 		KeepKeyOrder: c.KeepKeyOrder,

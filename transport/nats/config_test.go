@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,11 @@ func TestValidate(t *testing.T) {
 		{"conn and name", outboxnats.Config{Conn: dummyConn(), Name: "n"}, "Name"},
 		{"conn and reconnect wait", outboxnats.Config{Conn: dummyConn(), ReconnectWait: time.Second}, "ReconnectWait"},
 		{"conn alone", outboxnats.Config{Conn: dummyConn(), Subject: "a.{type}"}, ""},
+		{"tls files", outboxnats.Config{URL: "tls://h:4222", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}, ""},
+		{"cert without key", outboxnats.Config{CertFile: "c.pem"}, "KeyFile"},
+		{"key without cert", outboxnats.Config{KeyFile: "k.pem"}, "CertFile"},
+		{"tls and files", outboxnats.Config{TLS: &tls.Config{}, CAFile: "ca.pem"}, "CAFile"},
+		{"conn and tls files", outboxnats.Config{Conn: dummyConn(), CAFile: "ca.pem"}, "CAFile"},
 		{"negative timeout", outboxnats.Config{ConnectTimeout: -1}, "ConnectTimeout"},
 		{"negative wait", outboxnats.Config{ReconnectWait: -1}, "ReconnectWait"},
 		{"name line break", outboxnats.Config{Name: "a\nb"}, "Name"},

@@ -38,6 +38,12 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 	if c.TLS != nil {
 		opts = append(opts, natsgo.Secure(c.TLS))
 	}
+	if c.CAFile != "" {
+		opts = append(opts, natsgo.RootCAs(c.CAFile))
+	}
+	if c.CertFile != "" {
+		opts = append(opts, natsgo.ClientCert(c.CertFile, c.KeyFile))
+	}
 	switch {
 	case c.User != "":
 		opts = append(opts, natsgo.UserInfo(c.User, c.Password))
