@@ -225,3 +225,24 @@ func jsonEqual(a, b []byte) bool {
 func claimNow(owner string) core.ClaimRequest {
 	return core.ClaimRequest{Token: owner, Limit: 10, Lease: time.Minute}
 }
+
+// status --json has every field the docs list, oldest_pending too: null when nothing is pending.
+func TestStatusJSONHasEveryField(t *testing.T) {
+	url, _ := sqliteStore(t)
+	code, stdout, stderr := runCLI(t, nil, "status", "--store", url, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"store", "pending", "delivered", "dead", "oldest_pending", "oldest_pending_age_seconds", "stalled_keys"} {
+		if _, ok := fields[name]; !ok {
+			t.Errorf("status --json lacks %q: %s", name, stdout)
+		}
+	}
+	if string(fields["oldest_pending"]) != "null" {
+		t.Errorf("oldest_pending = %s with nothing pending, want null", fields["oldest_pending"])
+	}
+}
