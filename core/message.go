@@ -14,9 +14,14 @@ import (
 
 // Limits checked when a message is written.
 const (
-	// DefaultMaxPayloadBytes bounds Payload plus Result when a store's config sets no limit. It is
-	// the common SQS message size limit, so a message that was accepted can be published.
-	DefaultMaxPayloadBytes = 256 << 10
+	// DefaultMaxPayloadBytes bounds Payload plus Result when a store's config sets no limit:
+	// 248 KiB, which leaves 8 KiB of the common 256 KiB broker limit (SQS) for the envelope, the
+	// type, the key and the headers (MaxHeaderBytes), so that with default settings every message
+	// a store accepts can be published. A store configured for more must be paired with a
+	// transport that takes more.
+	DefaultMaxPayloadBytes = 248 << 10
+	// MaxHeaderBytes bounds the header names and values of one message together.
+	MaxHeaderBytes = 4 << 10
 	// MaxTypeLength bounds Type.
 	MaxTypeLength = 255
 	// MaxKeyLength bounds Key; it is the SQS limit for a FIFO MessageGroupId.
@@ -123,9 +128,13 @@ func (m *Message) Validate(maxPayloadBytes int) error {
 	if len(m.Headers) > MaxHeaders {
 		return &FieldError{Field: "headers", Problem: fmt.Sprintf("%d headers exceed the limit of %d", len(m.Headers), MaxHeaders)}
 	}
+	headerBytes := 0
 	for k, v := range m.Headers {
 		if err := checkText("header name", k, 256, true); err != nil {
 			return err
+		}
+		if headerBytes += len(k) + len(v); headerBytes > MaxHeaderBytes {
+			return &FieldError{Field: "headers", Problem: fmt.Sprintf("names and values exceed the limit of %d bytes", MaxHeaderBytes)}
 		}
 		if !utf8.ValidString(v) {
 			return &FieldError{Field: "header " + k, Problem: "value is not valid UTF-8"}

@@ -156,6 +156,12 @@ func (t *Transport) send(ctx context.Context, b *batch, out *outcome, slot bool)
 	res, err := t.client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(b.q.url), Entries: entries}, noRetry)
 	<-t.sem
 	slot = false
+	if err != nil && blamesMessages(err) && len(entries) > 1 {
+		// One bad entry refused the whole call: find it by sending each alone, so the others
+		// are not taken down with it.
+		t.sendEach(ctx, b, entries, sent, out)
+		return
+	}
 	if err != nil {
 		b.failAll(out, sent, classify("publish to "+b.q.url, err))
 		return
@@ -177,6 +183,32 @@ func (t *Transport) send(ctx context.Context, b *batch, out *outcome, slot bool)
 	}
 	for _, e := range sent {
 		if !answered[e.index] {
+			b.fail(out, e.index, fmt.Errorf("sqs: queue %s: SendMessageBatch answered nothing for message %s", b.q.url, out.msgs[e.index].ID), false)
+		}
+	}
+}
+
+// sendEach sends the entries of a refused call one per call, in order; on a FIFO queue a group
+// stops at its first failure.
+func (t *Transport) sendEach(ctx context.Context, b *batch, entries []types.SendMessageBatchRequestEntry, sent []entry, out *outcome) {
+	for i, re := range entries {
+		e := sent[i]
+		if id := b.failed[e.ordered]; e.ordered != "" && id != "" {
+			out.fail(e.index, heldBack(out.msgs[e.index].ID, id, e.ordered), false)
+			continue
+		}
+		if !t.acquire(ctx) {
+			b.fail(out, e.index, classify("publish to "+b.q.url, ctx.Err()), false)
+			continue
+		}
+		res, err := t.client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(b.q.url), Entries: []types.SendMessageBatchRequestEntry{re}}, noRetry)
+		<-t.sem
+		switch {
+		case err != nil:
+			b.fail(out, e.index, classify("publish to "+b.q.url, err), false)
+		case len(res.Failed) > 0:
+			b.fail(out, e.index, entryError(b.q.url, res.Failed[0]), false)
+		case len(res.Successful) == 0:
 			b.fail(out, e.index, fmt.Errorf("sqs: queue %s: SendMessageBatch answered nothing for message %s", b.q.url, out.msgs[e.index].ID), false)
 		}
 	}

@@ -3,6 +3,7 @@ package sqs
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -22,6 +23,11 @@ const (
 	// AttributeID carries the message ID. Sent only with RawPayload, whose body has no ID, so
 	// consumers can still deduplicate.
 	AttributeID = "outbox.id"
+	// AttributeHeaders carries all of a message's headers as one JSON object, instead of one
+	// attribute each, when they cannot travel one to one: more than SQS's ten attributes, a name
+	// SQS does not accept as an attribute name, a reserved name, or a value with a character
+	// SQS refuses. So every message a store accepts can be published.
+	AttributeHeaders = "outbox.headers"
 )
 
 // attributeType is the SQS data type of every attribute this transport sends.
@@ -64,33 +70,31 @@ func (t *Transport) encode(index int, m *core.Message, q queue, buf []byte) (ent
 		return fail("body has a character SQS does not accept at byte %d", i)
 	}
 
-	n := len(m.Headers) + 1
+	n := 1 // the attributes the transport adds: type, key, ID
 	if m.Key != "" {
 		n++
 	}
 	if t.cfg.RawPayload {
 		n++
 	}
-	e.attrs = make(map[string]types.MessageAttributeValue, n)
+	e.attrs = make(map[string]types.MessageAttributeValue, n+len(m.Headers))
 	add := func(name, value string) {
 		v := value
 		e.attrs[name] = types.MessageAttributeValue{DataType: &attributeTypeValue, StringValue: &v}
 		e.size += len(name) + len(attributeType) + len(value)
 	}
-	for name, value := range m.Headers {
-		if value == "" {
-			continue // SQS rejects empty attribute values; an empty header carries nothing anyway
+	if packHeaders(m, n) {
+		packed, err := json.Marshal(m.Headers)
+		if err != nil {
+			return fail("headers cannot be encoded: %v", err)
 		}
-		if err := checkAttributeName(name); err != nil {
-			return fail("header %q cannot be an SQS message attribute: %v", name, err)
+		add(AttributeHeaders, string(packed))
+	} else {
+		for name, value := range m.Headers {
+			if value != "" { // SQS rejects empty attribute values; an empty header carries nothing
+				add(name, value)
+			}
 		}
-		if name == AttributeType || name == AttributeKey || name == AttributeID {
-			return fail("header %q is reserved for the attribute the transport sends", name)
-		}
-		if i := invalidText(value); i >= 0 {
-			return fail("header %q has a character SQS does not accept at byte %d", name, i)
-		}
-		add(name, value)
 	}
 	add(AttributeType, m.Type)
 	if m.Key != "" {
@@ -98,11 +102,6 @@ func (t *Transport) encode(index int, m *core.Message, q queue, buf []byte) (ent
 	}
 	if t.cfg.RawPayload {
 		add(AttributeID, m.ID)
-	}
-	if len(e.attrs) > MaxAttributes {
-		own := t.ownAttributeNames(m)
-		return fail("%d message attributes exceed the SQS limit of %d: %d non-empty headers plus %s, which the transport adds",
-			len(e.attrs), MaxAttributes, len(e.attrs)-len(own), strings.Join(own, ", "))
 	}
 
 	e.size += len(e.body)
@@ -120,15 +119,22 @@ func (t *Transport) encode(index int, m *core.Message, q queue, buf []byte) (ent
 
 var attributeTypeValue = attributeType
 
-func (t *Transport) ownAttributeNames(m *core.Message) []string {
-	names := []string{AttributeType}
-	if m.Key != "" {
-		names = append(names, AttributeKey)
+// packHeaders reports whether m's headers must travel as one AttributeHeaders attribute: they
+// would not fit in SQS's attribute limit beside the own attributes the transport adds, or one of
+// them cannot be an attribute of its own.
+func packHeaders(m *core.Message, own int) bool {
+	n := 0
+	for name, value := range m.Headers {
+		if value == "" {
+			continue
+		}
+		n++
+		if checkAttributeName(name) != nil || invalidText(value) >= 0 ||
+			name == AttributeType || name == AttributeKey || name == AttributeID || name == AttributeHeaders {
+			return true
+		}
 	}
-	if t.cfg.RawPayload {
-		names = append(names, AttributeID)
-	}
-	return names
+	return n+own > MaxAttributes
 }
 
 // fifoGroup maps a Key to a MessageGroupId. A key SQS would refuse as a group ID (one with

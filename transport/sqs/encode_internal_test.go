@@ -1,8 +1,13 @@
 package sqs
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/txoutbox/outbox/core"
 )
 
 func TestInvalidText(t *testing.T) {
@@ -71,6 +76,54 @@ func TestIsFIFO(t *testing.T) {
 	} {
 		if got := isFIFO(q); got != want {
 			t.Errorf("isFIFO(%q) = %t, want %t", q, got, want)
+		}
+	}
+}
+
+// With default settings, the largest message a store accepts (core's limits on payload, type,
+// key and headers) fits SQS's 256 KiB once wrapped in the envelope with its attributes.
+func TestLargestAcceptedMessageFits(t *testing.T) {
+	headers := map[string]string{}
+	for i := 0; len(headers) < core.MaxHeaders; i++ {
+		headers[fmt.Sprintf("h%02d", i)] = strings.Repeat("v", core.MaxHeaderBytes/core.MaxHeaders-3)
+	}
+	m := &core.Message{
+		Type:    strings.Repeat(`"`, core.MaxTypeLength), // every byte escaped in the envelope
+		Key:     strings.Repeat("k", core.MaxKeyLength),
+		Headers: headers,
+		Result:  json.RawMessage(`1`),
+	}
+	m.Payload = json.RawMessage(`"` + strings.Repeat("x", core.DefaultMaxPayloadBytes-len(m.Result)-2) + `"`)
+	if err := core.Prepare(context.Background(), []*core.Message{m}, core.WriteOptions{}); err != nil {
+		t.Fatalf("the store would refuse the test message: %v", err)
+	}
+	cfg := Config{QueueURL: "https://sqs.us-east-1.amazonaws.com/1/q.fifo"}.withDefaults()
+	for _, raw := range []bool{false, true} {
+		cfg.RawPayload = raw
+		tr := &Transport{cfg: cfg}
+		e, _, err := tr.encode(0, m, queue{url: cfg.QueueURL, fifo: true}, nil)
+		if err != nil {
+			t.Fatalf("RawPayload=%v: encode the largest accepted message: %v", raw, err)
+		}
+		if e.size > DefaultMaxMessageBytes {
+			t.Fatalf("RawPayload=%v: %d bytes exceed the %d SQS accepts", raw, e.size, DefaultMaxMessageBytes)
+		}
+	}
+}
+
+func TestKeepsKeyOrderOnlyOnFIFOQueues(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want bool
+	}{
+		{Config{QueueURL: "https://sqs.eu-west-1.amazonaws.com/1/orders.fifo"}, true},
+		{Config{QueueURL: "orders.fifo", Routes: map[string]string{"A": "a.fifo"}}, true},
+		{Config{QueueURL: "orders"}, false},
+		{Config{QueueURL: "orders.fifo", Routes: map[string]string{"A": "a"}}, false},
+		{Config{QueueURL: "orders.fifo", Route: func(*core.Message) string { return "" }}, false},
+	} {
+		if got := (&Transport{cfg: c.cfg}).KeepsKeyOrder(); got != c.want {
+			t.Errorf("%+v: KeepsKeyOrder = %v, want %v", c.cfg.String(), got, c.want)
 		}
 	}
 }

@@ -40,8 +40,8 @@ func TestMissingQueue(t *testing.T) {
 				t.Fatal("publishing to a missing queue succeeded")
 			case errors.As(err, &be):
 				t.Fatalf("publish = %v, want one error for the whole call", err)
-			case !core.IsPermanent(err):
-				t.Errorf("error %v is not permanent", err)
+			case core.IsPermanent(err) || !core.IsUnavailable(err):
+				t.Errorf("error %v is not an outage: a missing queue blames the destination, not the messages", err)
 			case !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "outbox-no-such-queue"):
 				t.Errorf("error %q does not name the queue and the problem", err)
 			}
@@ -226,7 +226,7 @@ func TestMissingQueuesKeepTheirOwnErrors(t *testing.T) {
 	if !strings.Contains(be.Failed[a.ID].Error(), "outbox-missing-a") || !strings.Contains(be.Failed[b.ID].Error(), "outbox-missing-b") {
 		t.Errorf("errors %v do not name each message's own queue", be)
 	}
-	if !core.IsPermanent(err) {
-		t.Errorf("%v is not permanent", err)
+	if !core.IsUnavailable(err) {
+		t.Errorf("%v is not an outage", err)
 	}
 }

@@ -142,22 +142,22 @@ func TestCallErrorsAreClassifiedAndNotRetried(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		answer    func(http.ResponseWriter, []string)
-		permanent bool
-		want      string
+		unavailable bool // the destination is blamed: the relay pauses
+		want        string
 	}{
 		{"InvalidClientTokenId", awsError(403, "com.amazon.coral.service#UnrecognizedClientException", "InvalidClientTokenId;Sender",
-			"The security token included in the request is invalid."), false, "rejected the credentials"},
+			"The security token included in the request is invalid."), true, "rejected the credentials"},
 		{"SignatureDoesNotMatch", awsError(403, "com.amazon.coral.service#SignatureDoesNotMatch", "",
-			"The request signature we calculated does not match the signature you provided."), false, "rejected the credentials"},
+			"The request signature we calculated does not match the signature you provided."), true, "rejected the credentials"},
 		{"AccessDenied", awsError(403, "com.amazon.coral.service#AccessDeniedException", "AccessDenied;Sender",
-			"User is not authorized to perform: sqs:sendmessage"), false, "permissions"},
-		{"Throttled", awsError(400, "com.amazonaws.sqs#RequestThrottled", "RequestThrottled;Sender", "Rate exceeded"), false, "RequestThrottled"},
-		{"ServerError", awsError(500, "com.amazonaws.sqs#InternalError", "", "We encountered an internal error."), false, "500"},
-		{"Unavailable", func(w http.ResponseWriter, _ []string) { http.Error(w, "unavailable", 503) }, false, "503"},
+			"User is not authorized to perform: sqs:sendmessage"), true, "permissions"},
+		{"Throttled", awsError(400, "com.amazonaws.sqs#RequestThrottled", "RequestThrottled;Sender", "Rate exceeded"), true, "RequestThrottled"},
+		{"ServerError", awsError(500, "com.amazonaws.sqs#InternalError", "", "We encountered an internal error."), true, "500"},
+		{"Unavailable", func(w http.ResponseWriter, _ []string) { http.Error(w, "unavailable", 503) }, true, "503"},
 		{"QueueDoesNotExist", awsError(400, "com.amazonaws.sqs#QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue;Sender",
 			"The specified queue does not exist."), true, "does not exist"},
-		{"BatchRequestTooLong", awsError(400, "com.amazonaws.sqs#BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong;Sender",
-			"Batch requests cannot be longer than 262144 bytes."), true, "BatchRequestTooLong"},
+		{"MalformedBatch", awsError(400, "com.amazonaws.sqs#BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct;Sender",
+			"Two or more batch entries in the request have the same Id."), false, "BatchEntryIdsNotDistinct"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFaultServer(t)
@@ -170,8 +170,10 @@ func TestCallErrorsAreClassifiedAndNotRetried(t *testing.T) {
 				t.Fatal("publish succeeded")
 			case errors.As(err, &be):
 				t.Fatalf("publish = %v, want one error for the whole call", err)
-			case core.IsPermanent(err) != c.permanent:
-				t.Errorf("permanent = %t, want %t: %v", core.IsPermanent(err), c.permanent, err)
+			case core.IsPermanent(err):
+				t.Errorf("a whole-call error blaming no message is permanent: %v", err)
+			case core.IsUnavailable(err) != c.unavailable:
+				t.Errorf("unavailable = %t, want %t: %v", core.IsUnavailable(err), c.unavailable, err)
 			case !strings.Contains(err.Error(), c.want):
 				t.Errorf("error %q does not contain %q", err, c.want)
 			}
@@ -284,5 +286,35 @@ func TestBatchesCutAtMaxBatchBytes(t *testing.T) {
 	}
 	if fmt.Sprint(sizes) != "[3 3 3 1]" {
 		t.Errorf("batches of %v entries, want [3 3 3 1]", sizes)
+	}
+}
+
+// A whole call refused because of one bad entry (the request SQS calls too long, an invalid
+// parameter) is sent again one entry per call: the bad message fails permanently, the others
+// are published.
+func TestOneBadEntryDoesNotTakeTheBatchDown(t *testing.T) {
+	f := newFaultServer(t)
+	tooLong := awsError(400, "com.amazonaws.sqs#InvalidParameterValue", "InvalidParameterValue;Sender", "Invalid characters in the message body.")
+	var calls atomic.Int64
+	f.answer = func(w http.ResponseWriter, ids []string) {
+		calls.Add(1)
+		if len(ids) > 1 || ids[0] == "1" { // the batch, and the bad entry (index 1) alone
+			tooLong(w, ids)
+			return
+		}
+		succeed(w, ids)
+	}
+	tr := f.transport(t, sqs.Config{})
+	msgs := prepared(t, messages(3, "T", "")...)
+	err := publishWithin(t, tr, 5*time.Second, msgs)
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[msgs[1].ID] == nil {
+		t.Fatalf("publish = %v, want a *core.BatchError naming only the bad message", err)
+	}
+	if !core.IsPermanent(be.Failed[msgs[1].ID]) {
+		t.Errorf("the bad message's error is not permanent: %v", be.Failed[msgs[1].ID])
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("%d calls, want 4 (the batch, then each entry alone)", n)
 	}
 }

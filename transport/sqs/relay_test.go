@@ -3,7 +3,6 @@ package sqs_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"net/http"
 	"strings"
@@ -65,16 +64,12 @@ func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
 	store.MaxPayloadBytes = 1 << 20 // the store takes what the queue will not
 	good := messages(50, "T", "")
 	big := &core.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}
-	crowded := &core.Message{Type: "T", Payload: json.RawMessage(`{}`), Headers: map[string]string{}}
-	for i := range 12 {
-		crowded.Headers[fmt.Sprintf("h%d", i)] = "v"
-	}
-	if err := store.Add(testCtx(t), append(good, big, crowded)...); err != nil {
+	if err := store.Add(testCtx(t), append(good, big)...); err != nil {
 		t.Fatal(err)
 	}
 	runRelay(t, store, newTransport(t, sqs.Config{QueueURL: url}))
 
-	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 2 })
+	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 1 })
 	dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +81,7 @@ func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
 			t.Errorf("%s died after %d attempts, want 1: the error is permanent", d.ID, d.Attempts)
 		}
 	}
-	if !strings.Contains(reasons[big.ID], "MaxMessageBytes") || !strings.Contains(reasons[crowded.ID], "message attributes exceed") {
+	if !strings.Contains(reasons[big.ID], "MaxMessageBytes") {
 		t.Errorf("dead-letter reasons %v", reasons)
 	}
 	if _, err := s.receive(testCtx(t), url, len(good), false); err != nil {
@@ -94,8 +89,8 @@ func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
 	}
 }
 
-// With the relay: throttling is retried with the relay's backoff until SQS takes the messages;
-// nothing is dead-lettered.
+// With the relay: throttling is an outage of the destination: the relay pauses and probes until
+// SQS takes the messages, charges no attempt, and dead-letters nothing.
 func TestRelayRetriesThrottling(t *testing.T) {
 	f := newFaultServer(t)
 	var throttles atomic.Int64
@@ -114,7 +109,50 @@ func TestRelayRetriesThrottling(t *testing.T) {
 	}
 	relay := runRelay(t, store, f.transport(t, sqs.Config{}))
 	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 })
-	if st := relay.Stats(); st.Dead != 0 || st.Published != 30 || st.Failed == 0 {
-		t.Errorf("stats %+v: want 30 published after some retried failures, none dead", st)
+	if st := relay.Stats(); st.Dead != 0 || st.Published != 30 || st.Failed != 0 || st.Released == 0 {
+		t.Errorf("stats %+v: want 30 published after some released batches, nothing failed or dead", st)
+	}
+}
+
+// Ordered mode on a FIFO queue: the transport keeps key order within a Publish, so the relay
+// sends a key's run in one call (up to ten messages per SendMessageBatch), and one hot key
+// arrives in order.
+func TestOrderedRelayOnFIFOQueue(t *testing.T) {
+	s := needServer(t)
+	url := s.createQueue(t, true)
+	store := memstore.New()
+	written := messages(120, "T", "hot-key")
+	if err := store.Add(testCtx(t), written...); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransport(t, sqs.Config{QueueURL: url})
+	if !tr.KeepsKeyOrder() {
+		t.Fatal("a FIFO queue transport does not keep key order")
+	}
+	relay, err := core.NewRelay(store, tr, core.Config{Ordered: true, BatchSize: 50, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := relay.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	}()
+	got, err := s.receive(testCtx(t), url, len(written), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range got {
+		if r.Msg.ID != written[i].ID {
+			t.Fatalf("message %d arrived as %s, want %s: the key's order broke", i, r.Msg.ID, written[i].ID)
+		}
+	}
+	if st := relay.Stats(); st.Batches > 6 {
+		t.Errorf("%d batches for 120 messages of one key with BatchSize 50: runs were not claimed", st.Batches)
 	}
 }

@@ -67,9 +67,12 @@ func (t *Transport) Close() error {
 // Publish sends msgs with SendMessageBatch: up to 10 messages and MaxBatchBytes per call, up to
 // Concurrency calls in flight. It returns nil when SQS accepted every message; a
 // *core.BatchError naming the messages that failed when some did; or, when every message failed
-// for one reason (a missing queue, an unreachable endpoint), that error. Errors no retry can fix
-// are marked with core.Permanent: a message too large or with more than 10 attributes, a
-// message SQS rejects as its sender's fault, a queue that does not exist.
+// for one reason (a missing queue, an unreachable endpoint), that error. Errors that blame the
+// destination (a missing queue, refused credentials, throttling, server errors, no answer) are
+// marked core.Unavailable, so the relay pauses instead of charging attempts; errors that blame a
+// message and that no retry can fix are marked core.Permanent: a message too large, or one SQS
+// rejects as its sender's fault. A call refused because of one bad entry is sent again one entry
+// per call, so only that message fails. See errors.go for the codes.
 //
 // On a FIFO queue, messages with the same Key are sent in the order given, and once one of them
 // fails the later ones with that Key are held back (retryable failures), so a retry never
@@ -168,4 +171,29 @@ func (o *outcome) err() error {
 		}
 	}
 	return be
+}
+
+// KeepsKeyOrder implements core.KeyOrderer. It is true when every queue the transport can send
+// to is a FIFO queue (a name or URL ending in .fifo) and no Route function can pick another:
+// then Publish sends each Key's messages in the order given (one SendMessageBatch after another
+// for a Key spread over several calls) and, once one fails, holds back the later ones of that Key
+// in the same Publish. On such queues a relay in ordered mode sends a key's run in one Publish,
+// up to ten messages per call. Standard queues keep no order, so this is false for them.
+//
+// What SQS documents for FIFO queues is the order of messages as they are accepted. Within one
+// SendMessageBatch call it does not say whether an entry can fail while a later entry of the same
+// group succeeds; the entries that fail per entry are refused before they are queued (sizes and
+// attributes are checked here first), which leaves throttling and internal errors. Should that
+// happen, the later message is already queued: the relay publishes the failed one again after it,
+// and its deduplication ID (the message ID) drops the later copy within five minutes.
+func (t *Transport) KeepsKeyOrder() bool {
+	if t.cfg.Route != nil || (t.cfg.QueueURL != "" && !isFIFO(t.cfg.QueueURL)) {
+		return false
+	}
+	for _, q := range t.cfg.Routes {
+		if !isFIFO(q) {
+			return false
+		}
+	}
+	return true
 }
