@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,6 +46,15 @@ func decodeReceived(m types.Message, raw bool) (*core.Message, error) {
 		case AttributeKey:
 			msg.Key = *v.StringValue
 		case AttributeType, AttributeID:
+		case AttributeHeaders:
+			var packed map[string]string
+			if err := json.Unmarshal([]byte(*v.StringValue), &packed); err != nil {
+				return nil, fmt.Errorf("sqs consumer: attribute %s is not a JSON object of strings: %w", AttributeHeaders, err)
+			}
+			if msg.Headers == nil {
+				msg.Headers = make(map[string]string, len(packed))
+			}
+			maps.Copy(msg.Headers, packed)
 		default:
 			if msg.Headers == nil {
 				msg.Headers = make(map[string]string, len(m.MessageAttributes))
