@@ -74,12 +74,18 @@
 // one message per Key per call, which keeps the order.
 //
 // With KeepKeyOrder the transport keeps the order itself: a Key's messages are sent one after
-// the other, each once the previous one's PubAck came, and after a Key's first failure its
-// later messages in the call are not sent (each reported failed, marked Unavailable: a
-// message that was never sent is not charged an attempt). Keys proceed concurrently and messages without a Key stay pipelined.
-// It then implements core.KeyOrderer, so a relay in Ordered mode sends a Key's consecutive
-// messages in one call: one round trip per message of a Key instead of one claim, publish and
-// ack cycle per message.
+// the other, each once the previous one's PubAck came, and after a Key's first failure (refused
+// by the stream, or not even sendable) its later messages in the call are not sent, each
+// reported failed and marked Unavailable: a message that was never sent is not charged an
+// attempt. Keys proceed concurrently; messages without a Key, and a Key's only message in the
+// call, stay pipelined. KeepsKeyOrder then reports true (core.KeyOrderer), so a relay in Ordered
+// mode sends a Key's consecutive messages in one call: one round trip per message of a Key
+// instead of one claim, publish and ack cycle per message.
+//
+// # Closing
+//
+// Close ends the waits of publishes in flight (their messages fail: the stream may still store
+// them) and closes the connection New made; a Conn of yours stays open.
 //
 // # Connection
 //
