@@ -64,7 +64,7 @@ func addSettings[C any](f *flags, component string, c *C, settings []core.Settin
 			continue
 		}
 		usage := s.Doc
-		if s.Default != "" && s.Default != "false" {
+		if s.Default != "" && s.Default != "false" && s.Default != "none" {
 			usage += " (default " + s.Default + ")"
 		}
 		f.fs.Var(&settingValue{set: set, isBool: s.Kind == core.KindBool}, s.Flag(), usage)
@@ -244,7 +244,7 @@ func (f *flags) printHelp(w io.Writer) {
 			}
 		}
 		usage := fl.Usage
-		if _, isSetting := f.kinds[fl.Name]; !isSetting && fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "[]" {
+		if _, isSetting := f.kinds[fl.Name]; !isSetting && fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "0s" && fl.DefValue != "[]" {
 			usage += " (default " + fl.DefValue + ")"
 		}
 		lines = append(lines, fmt.Sprintf("  --%s%s\n    \t%s", fl.Name, kind, usage))
