@@ -4,7 +4,9 @@
 //
 // Only what failed is retried: when the transport reports a *core.BatchError, the next attempt
 // publishes just the messages it names, and the error returned at the end names only those that
-// still failed. Errors marked with core.Permanent are never retried.
+// still failed. Errors marked with core.Permanent are never retried, and neither are those marked
+// core.Unavailable: an outage of the broker is the relay's to handle (it pauses and probes,
+// charging no attempt), and retrying into it only holds the batch.
 package retry
 
 import (
@@ -137,11 +139,12 @@ func (s *state) record(sent []*core.Message, err error) {
 	}
 }
 
-// retryable returns the messages whose last failure was not permanent, in batch order.
+// retryable returns the messages whose last failure was neither permanent nor an outage, in
+// batch order.
 func (s *state) retryable(msgs []*core.Message) []*core.Message {
 	var out []*core.Message
 	for _, m := range msgs {
-		if err, ok := s.failed[m.ID]; ok && !core.IsPermanent(err) {
+		if err, ok := s.failed[m.ID]; ok && !core.IsPermanent(err) && !core.IsUnavailable(err) {
 			out = append(out, m)
 		}
 	}

@@ -3,7 +3,6 @@ package retry_test
 import (
 	"context"
 	"errors"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/outboxtest"
+	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 	"go.uber.org/goleak"
 )
@@ -112,6 +112,28 @@ func TestPermanentIsNotRetried(t *testing.T) {
 	// An hour-long backoff would have been waited had the middleware meant to retry.
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("returned after %v, want at once", d)
+	}
+}
+
+// An outage goes straight back to the relay, which pauses without charging attempts; retrying
+// into it would only hold the batch. A message that alone is unavailable is not retried either.
+func TestUnavailableIsNotRetried(t *testing.T) {
+	tr := memory.New()
+	tr.FailNext(1, core.Unavailable(errors.New("broker unreachable")))
+	c := &counting{next: tr.Publish}
+	h := build(t, retry.Config{MaxRetries: 5, Backoff: core.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
+	if err := h(context.Background(), messages(t, 2)); !core.IsUnavailable(err) {
+		t.Fatalf("err = %v, want the outage itself", err)
+	}
+	msgs := messages(t, 2)
+	tr.FailIDs(core.Unavailable(errors.New("queue briefly missing")), msgs[0].ID)
+	err := h(context.Background(), msgs)
+	var be *core.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsUnavailable(be.Failed[msgs[0].ID]) {
+		t.Fatalf("err = %v, want the one unavailable message", err)
+	}
+	if got := len(c.calls()); got != 2 {
+		t.Errorf("transport calls = %d, want 2: nothing retried", got)
 	}
 }
 
