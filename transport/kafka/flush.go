@@ -56,28 +56,30 @@ type generation struct {
 	finish         sync.Once
 
 	mu     sync.Mutex
-	counts map[topicPartition]int // answered records per partition
+	failed map[topicPartition]int // failed records per partition
 }
 
 func newGeneration() *generation {
-	return &generation{flushed: make(chan struct{}), counts: map[topicPartition]int{}}
+	return &generation{flushed: make(chan struct{}), failed: map[topicPartition]int{}}
 }
 
 // done marks g flushed: every promise of its records has run, or the client is closed.
 func (g *generation) done() { g.finish.Do(func() { close(g.flushed) }) }
 
-// count records that r's promise ran; its partition is known by then.
-func (g *generation) count(r *kgo.Record) {
+// fail records that r's promise reported a failure; its partition is known by then.
+func (g *generation) fail(r *kgo.Record) {
 	g.mu.Lock()
-	g.counts[topicPartition{r.Topic, r.Partition}]++
+	g.failed[topicPartition{r.Topic, r.Partition}]++
 	g.mu.Unlock()
 }
 
-// alone reports whether r was the only record of its partition in g, once g is flushed.
+// alone reports, once g is flushed, whether the failed record r was the only record of its
+// partition in g. A partition has one batch per generation, and a failing batch fails every
+// record of its partition, so the partition's failed records are all its records.
 func (g *generation) alone(r *kgo.Record) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.counts[topicPartition{r.Topic, r.Partition}] == 1
+	return g.failed[topicPartition{r.Topic, r.Partition}] == 1
 }
 
 type topicPartition struct {

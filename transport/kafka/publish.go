@@ -128,7 +128,9 @@ func (p *publication) produce(ctx context.Context, f *flusher) {
 		}
 		for _, i := range wave {
 			l.cl.Produce(ctx, p.recs[i], func(r *kgo.Record, err error) {
-				g.count(r)
+				if err != nil {
+					g.fail(r)
+				}
 				p.answer(i, err)
 			})
 		}
