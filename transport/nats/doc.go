@@ -28,7 +28,8 @@
 // default). The 2-minute default window covers retries of the first attempts and a lost relay
 // with the default 30-second lease; for every duplicate to be dropped, set Duplicates above
 // Backoff.Max + Lease (10 minutes with the relay's defaults) or cap Backoff.Max below the
-// window. Beyond the window, consumers still deduplicate by ID (or use the inbox).
+// window. Beyond the window, consumers still deduplicate by ID (or use the inbox). With Stream
+// set, CheckStream verifies at start that the stream's window covers a given horizon.
 //
 // # What a consumer receives
 //

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox/core"
@@ -349,5 +350,27 @@ func TestOwnConn(t *testing.T) {
 	}
 	if n := st.count(t); n != 2 {
 		t.Fatalf("the stream holds %d messages, want 2", n)
+	}
+}
+
+// CheckStream finds a duplicate window shorter than the relay's retry horizon, and a missing
+// stream.
+func TestCheckStream(t *testing.T) {
+	t.Parallel()
+	s := needServer(t)
+	st := s.createStream(t, func(c *jetstream.StreamConfig) { c.Duplicates = 2 * time.Minute })
+	tr := newTransport(t, outboxnats.Config{Subject: st.subject(), Stream: st.name})
+	if err := tr.CheckStream(testCtx(t), time.Minute); err != nil {
+		t.Errorf("a 2m window against a 1m horizon: %v", err)
+	}
+	if err := tr.CheckStream(testCtx(t), 5*time.Minute+30*time.Second); err == nil || !strings.Contains(err.Error(), "duplicate window (2m0s)") {
+		t.Errorf("a 2m window against a 5m30s horizon = %v, want an error naming the window", err)
+	}
+	missing := newTransport(t, outboxnats.Config{Subject: st.subject(), Stream: st.name + "_MISSING"})
+	if err := missing.CheckStream(testCtx(t), time.Minute); !core.IsUnavailable(err) {
+		t.Errorf("a missing stream = %v, want an Unavailable error", err)
+	}
+	if err := newTransport(t, outboxnats.Config{Subject: st.subject()}).CheckStream(testCtx(t), time.Minute); err == nil {
+		t.Error("CheckStream without Stream succeeded")
 	}
 }
