@@ -23,13 +23,16 @@
 // PubAck timed out or the connection dropped before it came, the relay died, or a lease
 // expired. The copy is dropped only if it arrives within the window, so the window must
 // exceed the relay's retry horizon: the longest time from a publish whose PubAck was lost to
-// its republish. That is the relay's Lease (a relay that dies), or PublishTimeout plus the
-// backoff delay before the next attempt (the Backoff delay grows to Backoff.Max, 5 minutes by
-// default). The 2-minute default window covers retries of the first attempts and a lost relay
-// with the default 30-second lease; for every duplicate to be dropped, set Duplicates above
-// Backoff.Max + Lease (10 minutes with the relay's defaults) or cap Backoff.Max below the
-// window. Beyond the window, consumers still deduplicate by ID (or use the inbox). With Stream
-// set, CheckStream verifies at start that the stream's window covers a given horizon.
+// its republish. A lost PubAck is an outage (Unavailable), which charges no attempt: the relay
+// republishes after its first backoff step, or, when the whole server was gone, once it
+// answers again, so an outage longer than the window can end in copies. A relay that dies is
+// replaced after its Lease (30s by default). A message that failed for an ordinary reason and
+// was stored anyway waits PublishTimeout plus its backoff delay, which grows to Backoff.Max
+// (5 minutes by default). The 2-minute default window covers short outages and a lost relay;
+// for every duplicate to be dropped, set Duplicates above the longest outage you plan for and
+// above Backoff.Max + Lease (10 minutes with the relay's defaults). Beyond the window,
+// consumers still deduplicate by ID (or use the inbox). With Stream set, CheckStream verifies
+// at start that the stream's window covers a given horizon.
 //
 // # What a consumer receives
 //
