@@ -38,6 +38,13 @@ type Relay struct {
 	claimed, published, failed, dead, released, stale, batches atomic.Int64
 	lastLag                                                    atomic.Int64
 
+	// busy counts the workers inside a cycle. starved is set when, in ordered mode, a worker
+	// found nothing while others were busy: every claimable key is held, and waking more workers
+	// after a full batch would only spend the database on claims that find nothing. The poll
+	// tick clears it, so a relay whose backlog spreads over more keys scales out again.
+	busy    atomic.Int64
+	starved atomic.Bool
+
 	mu  sync.Mutex
 	run *run // nil while stopped
 }
@@ -265,6 +272,7 @@ func (r *Relay) poll(rn *run) {
 		case <-rn.stop:
 			return
 		case <-t.C:
+			r.starved.Store(false)
 			rn.kick()
 		}
 	}
@@ -294,7 +302,12 @@ func (r *Relay) work(rn *run) {
 				continue
 			}
 			limit := r.cfg.BatchSize
+			others := r.busy.Add(1) - 1
 			n, err := r.cycle(rn, limit)
+			r.busy.Add(-1)
+			if r.cfg.Ordered && err == nil && n == 0 && others > 0 {
+				r.starved.Store(true)
+			}
 			if err != nil {
 				if !r.storeFailed(rn, err, &storeFailures) {
 					return
@@ -308,7 +321,7 @@ func (r *Relay) work(rn *run) {
 			if n == 0 || (n < limit && !r.cfg.Ordered) {
 				break
 			}
-			if n == limit {
+			if n == limit && !(r.cfg.Ordered && r.starved.Load()) {
 				rn.kick()
 			}
 		}

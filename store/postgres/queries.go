@@ -83,7 +83,8 @@ RETURNING ` + returning
 	// backlog:
 	//   - win: the first $4 due rows by seq. A row belongs to a run when no undelivered row of its
 	//     key lies before it outside the window: one probe of the undelivered (key, seq) index
-	//     between it and the previous window row of its key. While keys flow, this finds a full
+	//     between it and the previous window row of its key (a range with both bounds, so the
+	//     probe reads at most one entry however deep the key; seq starts at 1). While keys flow, this finds a full
 	//     batch at once, however few keys there are.
 	//   - deep: only when win found fewer than $3, a walk of that index one key at a time (a loose
 	//     index scan: one probe per key with undelivered rows) for heads that are due, each
@@ -105,7 +106,7 @@ RETURNING ` + returning
 		SELECT g.id, g.seq, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
 			SELECT w.id, w.key, w.seq, w.key = '' OR NOT EXISTS (
 				SELECT 1 FROM %[1]s AS p WHERE p.key = w.key AND p.status <> 'delivered'
-					AND p.seq < w.seq AND (w.prev IS NULL OR p.seq > w.prev)) AS ok
+					AND p.seq < w.seq AND p.seq > coalesce(w.prev, 0)) AS ok
 			FROM win AS w
 		) AS g
 	) AS r
@@ -146,7 +147,7 @@ RETURNING ` + returning
 		SELECT g.id, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
 			SELECT p.id, p.key, p.seq, p.key = '' OR NOT EXISTS (
 				SELECT 1 FROM %[1]s AS q WHERE q.key = p.key AND q.status <> 'delivered'
-					AND q.seq < p.seq AND (p.prev IS NULL OR q.seq > p.prev)) AS ok
+					AND q.seq < p.seq AND q.seq > coalesce(p.prev, 0)) AS ok
 			FROM (SELECT id, key, seq, lag(seq) OVER (PARTITION BY key ORDER BY seq) AS prev FROM picked) AS p
 		) AS g
 	) AS f

@@ -14,8 +14,11 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.open(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("postgres: ack: %w", err)
+	}
 	ids = core.SettleableIDs(ids)
-	if len(ids) == 0 || token == "" {
+	if len(ids) == 0 {
 		return 0, nil
 	}
 	tag, err := s.pool.Exec(ctx, s.q.ack, ids, token)
@@ -32,6 +35,9 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 	if err := s.open(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("postgres: nack: %w", err)
+	}
 	n := len(failures)
 	ids, texts, delays := make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n)
 	dead, release := make([]bool, 0, n), make([]bool, 0, n)
@@ -43,7 +49,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 		delays = append(delays, max(f.Delay, 0).Microseconds())
 		dead, release = append(dead, f.Dead), append(release, f.Release && !f.Dead)
 	}
-	if len(ids) == 0 || token == "" {
+	if len(ids) == 0 {
 		return 0, nil
 	}
 	tag, err := s.pool.Exec(ctx, s.q.nack, ids, texts, delays, dead, release, token)

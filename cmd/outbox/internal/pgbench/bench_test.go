@@ -116,3 +116,14 @@ func BenchmarkLatency(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkOrdered(b *testing.B) {
+	pool := benchPool(b, 8)
+	for b.Loop() {
+		r, err := pgbench.Ordered(context.Background(), pool, pgbench.OrderedOptions{Rounds: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		logJSON(b, r)
+	}
+}

@@ -96,7 +96,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 		run   func() (float64, error)
 	}{
 		{&r.RawRuns, func() (float64, error) { return sb.rawDrain(ctx, o.Concurrency, o.RawLimit, o.Events) }},
-		{&r.RelayRuns, func() (float64, error) { return sb.relayDrain(ctx, o.BatchSize, o.Concurrency, o.Events) }},
+		{&r.RelayRuns, func() (float64, error) { return sb.relayDrain(ctx, o.BatchSize, o.Concurrency, o.Events, false) }},
 	}
 	if !o.SkipHeldTx {
 		variants = append(variants, struct {
@@ -122,9 +122,9 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 	return r, nil
 }
 
-func (sb *sandbox) relayDrain(ctx context.Context, batch, concurrency, events int) (float64, error) {
+func (sb *sandbox) relayDrain(ctx context.Context, batch, concurrency, events int, ordered bool) (float64, error) {
 	transport := memory.New()
-	relay, err := core.NewRelay(sb.store, transport, core.Config{BatchSize: batch, Concurrency: concurrency})
+	relay, err := core.NewRelay(sb.store, transport, core.Config{BatchSize: batch, Concurrency: concurrency, Ordered: ordered})
 	if err != nil {
 		return 0, err
 	}

@@ -82,13 +82,17 @@ func (sb *sandbox) drop() {
 }
 
 // fill writes n events through Add, in transactions of 1000, then vacuums and analyzes the
-// table so every run starts from the same physical state.
-func (sb *sandbox) fill(ctx context.Context, n int) error {
+// table so every run starts from the same physical state. Events take turns over 1000 keys.
+func (sb *sandbox) fill(ctx context.Context, n int) error { return sb.fillKeys(ctx, n, 1000) }
+
+// fillKeys is fill with events taking turns over keys keys, as writes from many aggregates
+// interleave.
+func (sb *sandbox) fillKeys(ctx context.Context, n, keys int) error {
 	const per = 1000
 	for done := 0; done < n; done += per {
 		batch := make([]*core.Message, 0, per)
 		for i := done; i < n && i < done+per; i++ {
-			batch = append(batch, &core.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%1000), Payload: samplePayload})
+			batch = append(batch, &core.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%keys), Payload: samplePayload})
 		}
 		if err := pgx.BeginFunc(ctx, sb.pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, batch...) }); err != nil {
 			return fmt.Errorf("pgbench: fill: %w", err)
