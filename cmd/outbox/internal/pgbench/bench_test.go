@@ -127,3 +127,14 @@ func BenchmarkOrdered(b *testing.B) {
 		logJSON(b, r)
 	}
 }
+
+func BenchmarkLatencyOrdered(b *testing.B) {
+	pool := benchPool(b, 20)
+	for b.Loop() {
+		r, err := pgbench.Latency(context.Background(), pool, pgbench.LatencyOptions{Ordered: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		logJSON(b, r)
+	}
+}

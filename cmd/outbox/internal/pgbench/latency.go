@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,10 @@ type LatencyOptions struct {
 	Clients int
 	// PollOnly hides the store's Notifier from the relay, so only polling finds messages.
 	PollOnly bool
+	// Ordered runs the relay in ordered mode; events then take turns over Keys keys.
+	Ordered bool
+	// Keys of the events when Ordered. Default 100.
+	Keys int
 	// PollInterval of the relay. Default the relay's default (1s).
 	PollInterval time.Duration
 	// NotifyInterval of the store (see postgres.Config). Default the store's default.
@@ -47,6 +52,8 @@ type LatencyResult struct {
 	Events      int     `json:"events"`
 	AchievedPS  float64 `json:"achieved_events_per_sec"`
 	PollOnly    bool    `json:"poll_only"`
+	Ordered     bool    `json:"ordered"`
+	Keys        int     `json:"keys,omitempty"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
@@ -95,7 +102,10 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	if o.PollOnly {
 		store = storeOnly{sb.store}
 	}
-	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: o.PollInterval})
+	if o.Ordered && o.Keys <= 0 {
+		o.Keys = 100
+	}
+	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: o.PollInterval, Ordered: o.Ordered})
 	if err != nil {
 		return LatencyResult{}, err
 	}
@@ -107,6 +117,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
 	// steady and a slow write delays only its own event.
 	due := make(chan time.Time, o.Clients)
+	var written atomic.Int64
 	commits := make([][]time.Duration, o.Clients)
 	errs := make(chan error, o.Clients)
 	var wg sync.WaitGroup
@@ -119,6 +130,9 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 				sent := time.Now()
 				m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
 					Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+				if o.Ordered {
+					m.Key = "order-" + strconv.FormatInt(written.Add(1)%int64(o.Keys), 10)
+				}
 				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) }); err != nil {
 					errs <- err
 					return
@@ -160,6 +174,7 @@ feed:
 	}
 	r := LatencyResult{
 		Rate: o.Rate, Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(), PollOnly: o.PollOnly,
+		Ordered: o.Ordered, Keys: o.Keys,
 		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
 		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
 	}

@@ -3,6 +3,7 @@ package pgbench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,16 +33,27 @@ type WriteOptions struct {
 
 // WriteResult compares a one-row business transaction with the same transaction plus Add of one
 // event. Ratio is the outbox transaction's mean duration over the baseline's (1.25 = 25% slower).
+//
+// The event is written three ways: with a Key of its own per transaction (OutboxTPS, the common
+// case: each aggregate its key), without a Key (Unkeyed), and with the same Key in every
+// transaction (HotKey): writers of one key take turns until commit, so that one measures what
+// ordering by commit costs when every client writes the same key.
 type WriteResult struct {
-	Clients     int     `json:"clients"`
-	Rounds      int     `json:"rounds"`
-	Seconds     float64 `json:"seconds_per_slice"`
-	BaselineTPS float64 `json:"baseline_tx_per_sec"`
-	OutboxTPS   float64 `json:"outbox_tx_per_sec"`
-	Ratio       float64 `json:"ratio"`
+	Clients      int     `json:"clients"`
+	Rounds       int     `json:"rounds"`
+	Seconds      float64 `json:"seconds_per_slice"`
+	BaselineTPS  float64 `json:"baseline_tx_per_sec"`
+	OutboxTPS    float64 `json:"outbox_tx_per_sec"`
+	Ratio        float64 `json:"ratio"`
+	UnkeyedTPS   float64 `json:"unkeyed_tx_per_sec"`
+	UnkeyedRatio float64 `json:"unkeyed_ratio"`
+	HotKeyTPS    float64 `json:"hot_key_tx_per_sec"`
+	HotKeyRatio  float64 `json:"hot_key_ratio"`
 	// The rate of every slice, in run order.
 	BaselineRuns []float64 `json:"baseline_runs"`
 	OutboxRuns   []float64 `json:"outbox_runs"`
+	UnkeyedRuns  []float64 `json:"unkeyed_runs"`
+	HotKeyRuns   []float64 `json:"hot_key_runs"`
 }
 
 // WriteOverhead measures what the outbox write adds to a business transaction.
@@ -82,12 +94,18 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 		_, err := tx.Exec(ctx, insert, "c-42", "129.90")
 		return err
 	}
-	outbox := func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, insert, "c-42", "129.90"); err != nil {
-			return err
+	var nextKey atomic.Int64
+	withKey := func(key func() string) func(context.Context, pgx.Tx) error {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, insert, "c-42", "129.90"); err != nil {
+				return err
+			}
+			return sb.store.Add(ctx, tx, &core.Message{Type: "ORDER_CREATED", Key: key(), Payload: samplePayload})
 		}
-		return sb.store.Add(ctx, tx, &core.Message{Type: "ORDER_CREATED", Key: "c-42", Payload: samplePayload})
 	}
+	outbox := withKey(func() string { return "order-" + strconv.FormatInt(nextKey.Add(1), 10) })
+	unkeyed := withKey(func() string { return "" })
+	hotKey := withKey(func() string { return "c-42" })
 	// Warm up both paths (connections, prepared statements).
 	if _, err := runTx(ctx, pool, o.Clients, 300*time.Millisecond, baseline); err != nil {
 		return WriteResult{}, err
@@ -102,13 +120,20 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 			return WriteResult{}, err
 		}
 		r.BaselineRuns = append(r.BaselineRuns, float64(n)/o.Duration.Seconds())
-		if n, err = runTx(ctx, pool, o.Clients, o.Duration, outbox); err != nil {
-			return WriteResult{}, err
+		for _, v := range []struct {
+			fn   func(context.Context, pgx.Tx) error
+			runs *[]float64
+		}{{outbox, &r.OutboxRuns}, {unkeyed, &r.UnkeyedRuns}, {hotKey, &r.HotKeyRuns}} {
+			if n, err = runTx(ctx, pool, o.Clients, o.Duration, v.fn); err != nil {
+				return WriteResult{}, err
+			}
+			*v.runs = append(*v.runs, float64(n)/o.Duration.Seconds())
 		}
-		r.OutboxRuns = append(r.OutboxRuns, float64(n)/o.Duration.Seconds())
 	}
 	r.BaselineTPS, r.OutboxTPS = benchutil.Median(r.BaselineRuns), benchutil.Median(r.OutboxRuns)
+	r.UnkeyedTPS, r.HotKeyTPS = benchutil.Median(r.UnkeyedRuns), benchutil.Median(r.HotKeyRuns)
 	r.Ratio = ratio(r.BaselineTPS, r.OutboxTPS)
+	r.UnkeyedRatio, r.HotKeyRatio = ratio(r.BaselineTPS, r.UnkeyedTPS), ratio(r.BaselineTPS, r.HotKeyTPS)
 	return r, nil
 }
 
