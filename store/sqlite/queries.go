@@ -52,13 +52,15 @@ func claimQueries(t string) (unordered, ordered string) {
 	// Ordered: per-key runs. Candidates are the due heads (blocked = 0, which includes unkeyed
 	// messages) and a window of the oldest due blocked messages. A key's run starts at its head
 	// and goes on through candidates of its key with no undelivered message between one and the
-	// next (one probe of the key index each); a leased, retrying or dead message ends it.
+	// next (one probe of the key index each: the probe repeats the index's condition, key <> '',
+	// or SQLite cannot use the partial index and scans the table); a leased, retrying or dead
+	// message ends it.
 	ordered = update + `SELECT seq FROM (
 		SELECT seq, min(ok) OVER (PARTITION BY key ORDER BY seq) AS run FROM (
 			SELECT c.seq, c.key, CASE
 				WHEN c.key = '' THEN 1
 				WHEN c.prev IS NULL THEN c.blocked = 0
-				ELSE NOT EXISTS (SELECT 1 FROM ` + t + ` AS p WHERE p.key = c.key AND p.status <> 'delivered'
+				ELSE NOT EXISTS (SELECT 1 FROM ` + t + ` AS p WHERE p.key = c.key AND p.status <> 'delivered' AND p.key <> ''
 					AND p.seq > c.prev AND p.seq < c.seq)
 			END AS ok
 			FROM (
