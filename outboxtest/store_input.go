@@ -57,6 +57,15 @@ func (s *storeSuite) testBadInput(t *testing.T) {
 		sameIDs(t, "claim after a duplicate write", mustClaim(t, h.Store, core.ClaimRequest{Token: a}), first.ID)
 		mustAck(t, h.Store, a, first.ID)
 	})
+	t.Run("EmptyToken", func(t *testing.T) {
+		_, ackErr := h.Store.Ack(testCtx(t), "", []string{valid().ID})
+		_, nackErr := h.Store.Nack(testCtx(t), "", []core.Failure{{ID: valid().ID, Error: "x"}})
+		for op, err := range map[string]error{"ack": ackErr, "nack": nackErr} {
+			if !errors.Is(err, core.ErrInvalidArgument) {
+				t.Errorf("%s with an empty token = %v, want an error matching core.ErrInvalidArgument", op, err)
+			}
+		}
+	})
 	t.Run("InvalidClaim", func(t *testing.T) {
 		for _, req := range []core.ClaimRequest{
 			{Token: "", Limit: 1, Lease: time.Second},

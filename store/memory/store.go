@@ -171,6 +171,9 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 
 // Ack implements core.Store.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("memory: ack: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -197,6 +200,9 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 
 // Nack implements core.Store.
 func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+	if err := core.CheckToken(token); err != nil {
+		return 0, fmt.Errorf("memory: nack: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -225,9 +231,6 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 			e.availableAt = now.Add(f.Delay)
 		}
 	}
-	if n > 0 {
-		s.signal() // released messages may be due now
-	}
 	return n, nil
 }
 
@@ -239,7 +242,7 @@ func (s *Store) heldBy(id, token string) (*list.Element, *entry) {
 		return nil, nil
 	}
 	e := el.Value.(*entry)
-	if e.status != core.StatusPending || e.leaseToken != token || token == "" {
+	if e.status != core.StatusPending || e.leaseToken != token {
 		return nil, nil
 	}
 	return el, e

@@ -140,8 +140,8 @@ func TestQueueNameResolvedOnce(t *testing.T) {
 // Whole-call errors: classified, clear, and never retried by the SDK (one request each).
 func TestCallErrorsAreClassifiedAndNotRetried(t *testing.T) {
 	for _, c := range []struct {
-		name      string
-		answer    func(http.ResponseWriter, []string)
+		name        string
+		answer      func(http.ResponseWriter, []string)
 		unavailable bool // the destination is blamed: the relay pauses
 		want        string
 	}{

@@ -76,10 +76,10 @@ func (c Config) withDefaults() Config {
 
 // Result is what Run measured.
 type Result struct {
-	Events           int    `json:"events"`
-	PayloadBytes     int    `json:"payload_bytes"`
-	BatchSize        int    `json:"relay_batch_size"`
-	RelayConcurrency int    `json:"relay_concurrency"`
+	Events           int `json:"events"`
+	PayloadBytes     int `json:"payload_bytes"`
+	BatchSize        int `json:"relay_batch_size"`
+	RelayConcurrency int `json:"relay_concurrency"`
 	// Window is how many confirms the raw publisher keeps outstanding: BatchSize ×
 	// RelayConcurrency, what the relay has in flight at most.
 	Window    int    `json:"raw_window"`
