@@ -21,16 +21,16 @@ type Backoff struct {
 
 func (b Backoff) withDefaults() Backoff {
 	if b.Initial == 0 {
-		b.Initial = time.Second
+		b.Initial = DefaultBackoffInitial
 	}
 	if b.Max == 0 {
-		b.Max = 5 * time.Minute
+		b.Max = DefaultBackoffMax
 	}
 	if b.Multiplier == 0 {
-		b.Multiplier = 2
+		b.Multiplier = DefaultBackoffMultiplier
 	}
 	if b.Jitter == 0 {
-		b.Jitter = 0.2
+		b.Jitter = DefaultBackoffJitter
 	}
 	return b
 }

@@ -68,22 +68,22 @@ const (
 
 func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
-		c.BatchSize = 100
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 2
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = time.Second
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.Lease == 0 {
-		c.Lease = 30 * time.Second
+		c.Lease = DefaultLease
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = c.Lease / 2
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 25
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	c.Backoff = c.Backoff.withDefaults()
 	if c.Logger == nil {
@@ -93,10 +93,10 @@ func (c Config) withDefaults() Config {
 		c.Owner = DefaultOwner()
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.CleanupInterval == 0 {
-		c.CleanupInterval = time.Minute
+		c.CleanupInterval = DefaultCleanupInterval
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
