@@ -45,7 +45,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 	l := ln.ledger
 	_, heldBack := l.behind(true)
 	l.mu.Lock()
-	written := append([]*core.Message(nil), l.written...)
+	written := l.inCommitOrder() // per key, in commit order: what promise 4 compares against
 	poison, ghosts, purged := l.poison, l.rolledBack, l.purged
 	res := result{name: ln.name, relays: ln.spec.relays, kills: ln.fleet.killCount(), written: len(written),
 		rolledBack: len(ghosts), ordered: ln.spec.ordered, control: len(ln.spec.sabotage) > 0, retried: l.retried, uncertain: l.uncertain}

@@ -169,6 +169,21 @@ func (f *fleet) pause(i int, d time.Duration) error {
 	return nil
 }
 
+// freezeAll stops every process (SIGSTOP) until thawAll; the kills and pauses of these
+// scenarios never overlap with it.
+func (f *fleet) freezeAll() { f.signalAll(syscall.SIGSTOP) }
+
+// thawAll resumes what freezeAll stopped (SIGCONT).
+func (f *fleet) thawAll() { f.signalAll(syscall.SIGCONT) }
+
+func (f *fleet) signalAll(sig syscall.Signal) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.slots {
+		_ = p.cmd.Process.Signal(sig) // a process that just exited is restarted running
+	}
+}
+
 // stop sends SIGTERM to every process and waits for each to exit; a relay must stop cleanly
 // (exit 0, its counters printed) within its shutdown timeout.
 func (f *fleet) stop(timeout time.Duration) []error {
@@ -240,6 +255,8 @@ func (f *fleet) finalStats() core.Stats {
 		sum.Failed += st.Failed
 		sum.Dead += st.Dead
 		sum.Batches += st.Batches
+		sum.Released += st.Released
+		sum.Stale += st.Stale
 	}
 	return sum
 }

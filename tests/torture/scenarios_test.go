@@ -12,6 +12,11 @@ type laneSpec struct {
 	batch       int
 	concurrency int
 	lease       time.Duration
+	// contention, when set, replaces the usual writers with writers sharing keys (see
+	// contention): the lane then checks per-key commit order under concurrent writers.
+	contention *contention
+	// flags are extra relayproc flags (retry settings).
+	flags []string
 	// sabotage are relayproc flags that break the relay on purpose (control lanes only), and
 	// expect are the broken promises the checker must then report (parts of its reports).
 	sabotage []string
@@ -29,9 +34,17 @@ type scenario struct {
 	// pgRestartAt and sqsFreezeAt are when, into the run, PostgreSQL is stopped (for
 	// pgDowntime, then started) and the SQS server frozen (for sqsDowntime); 0 for never.
 	pgRestartAt, sqsFreezeAt time.Duration
-	partialRate, callRate    float64 // fault kit rates inside the relay processes
-	noDuplicates             bool    // no kill and no outage: any duplicate is a failure
-	killsOnly                bool    // duplicates are bounded by what the kills cut
+	// sqsDown is how long the SQS server stays frozen (default sqsDowntime).
+	sqsDown time.Duration
+	// queueMissingAt is when every lane's queue is deleted, to be created again queueMissing
+	// later; 0 for never.
+	queueMissingAt time.Duration
+	// recovery measures, per lane, how soon delivery is back to full rate after the outage
+	// (the thaw, or the queue's return), and requires it within recoveryBound.
+	recovery              bool
+	partialRate, callRate float64 // fault kit rates inside the relay processes
+	noDuplicates          bool    // no kill and no outage: any duplicate is a failure
+	killsOnly             bool    // duplicates are bounded by what the kills cut
 	// control runs deliberately broken relays (laneSpec.sabotage): the scenario passes only if
 	// the checker reports what each breaks, proving that it is not blind.
 	control bool
@@ -41,7 +54,29 @@ const (
 	pgDowntime  = 3 * time.Second
 	sqsDowntime = 10 * time.Second
 	relayPause  = 5 * time.Second // longer than the 3s lease
+	// queueMissing is how long a deleted queue stays missing before it is created again.
+	queueMissing = 5 * time.Second
+	// recoveryBound is how soon after an outage delivery must be back to full rate. The target
+	// is 2 s (the relay probes at least every second); the bound leaves room for a loaded
+	// 2-core machine and the race detector, and the measured value is reported.
+	recoveryBound = 5 * time.Second
 )
+
+// outageFlags give the relays few attempts and short retries, so that an outage that charged
+// attempts would dead-letter events within seconds, and a short publish timeout, so that a
+// hung broker is detected, and probed, often.
+var outageFlags = []string{"-max-attempts", "3", "-backoff-initial", "100ms", "-backoff-max", "500ms", "-publish-timeout", "2s"}
+
+func withFlags(l laneSpec, flags ...string) laneSpec {
+	l.flags = append(append([]string(nil), l.flags...), flags...)
+	return l
+}
+
+// contended makes a lane's writers share keys: writers writers, perKey of them on each of keys keys.
+func contended(l laneSpec, keys, writers, perKey int) laneSpec {
+	l.contention = &contention{keys: keys, writers: writers, perKey: perKey}
+	return l
+}
 
 func unordered(relays int) laneSpec {
 	return laneSpec{relays: relays, batch: 50, concurrency: 2, lease: 3 * time.Second}
@@ -62,12 +97,26 @@ func broken(l laneSpec, suffix string, sabotage []string, expect ...string) lane
 	return l
 }
 
-// scenarios are sized to run in about seven minutes on a 2-core machine; scale rate and duration
+// scenarios are sized to run in about ten minutes on a 2-core machine; scale rate and duration
 // together, never drop a fault.
 var scenarios = []scenario{
 	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
 	{name: "postgres-restart", lanes: []laneSpec{ordered(2)}, duration: 25 * time.Second, rate: 40, pgRestartAt: 8 * time.Second},
-	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 30 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second},
+	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 22 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second, recovery: true},
+	// A broker hung for a minute, with relays that dead-letter a message after 3 failed
+	// publishes: the outage must charge no attempt (nothing dead but poison) and delivery must
+	// be back to full rate within seconds of the thaw.
+	{name: "long-sqs-outage", lanes: []laneSpec{named(withFlags(ordered(2), outageFlags...), "ordered"), named(withFlags(unordered(2), outageFlags...), "unordered")},
+		duration: 76 * time.Second, rate: 20, sqsFreezeAt: 8 * time.Second, sqsDown: 60 * time.Second, recovery: true},
+	// Every queue deleted while the relays publish, and created again 5 s later: a missing
+	// queue is an outage of the destination, not a fault of the events.
+	{name: "queue-missing", lanes: []laneSpec{named(withFlags(ordered(2), outageFlags...), "ordered"), named(withFlags(unordered(2), outageFlags...), "unordered")},
+		duration: 20 * time.Second, rate: 25, queueMissingAt: 8 * time.Second, recovery: true},
+	// Writers sharing keys, each holding its transaction open for a random moment after Add:
+	// per-key order must follow commit order. Two writers per key over 20 keys, and four over
+	// only 5 hot keys, while relays are killed.
+	{name: "ordered-contention", lanes: []laneSpec{named(contended(ordered(2), 20, 4, 2), "two-writers"), named(contended(ordered(2), 5, 4, 4), "hot-keys")},
+		duration: 30 * time.Second, rate: 30, kills: 12, killsOnly: true},
 	// A relay frozen past its lease wakes up to finish publishing and acknowledging messages
 	// other relays took over: the lease expiry of promise 3.
 	{name: "relay-pause", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
@@ -85,6 +134,8 @@ var scenarios = []scenario{
 		// A FIFO queue and the order check, but the relay runs unordered.
 		broken(ordered(1), "reversed-batches", []string{"-ordered=false", "-reverse-batches"}, "per-key order violations"),
 		broken(unordered(2), "one-ms-leases", []string{"-short-claim-lease"}, "took messages another relay held"),
+		// The commit-order check on contended hot keys, with a relay that ignores order.
+		broken(contended(ordered(1), 5, 4, 4), "contended-reversed", []string{"-ordered=false", "-reverse-batches"}, "per-key order violations"),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
 	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 50 * time.Second, rate: 25, kills: 20, pauses: 4, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
@@ -100,8 +151,22 @@ func (sc scenario) scaled(factor float64) scenario {
 	if sc.pauses > 0 {
 		sc.pauses = max(1, int(float64(sc.pauses)*factor))
 	}
-	for _, at := range []time.Duration{sc.pgRestartAt, sc.sqsFreezeAt} {
-		sc.duration = max(sc.duration, at+5*time.Second)
+	// Writing goes on for 5 s after each fault has ended.
+	for _, f := range []struct{ at, lasts time.Duration }{{sc.pgRestartAt, 0}, {sc.sqsFreezeAt, sc.downtime()}, {sc.queueMissingAt, queueMissing}} {
+		if f.at > 0 {
+			sc.duration = max(sc.duration, f.at+f.lasts+5*time.Second)
+		}
 	}
 	return sc
+}
+
+// downtime is how long the scenario's SQS freeze lasts.
+func (sc scenario) downtime() time.Duration {
+	if sc.sqsFreezeAt == 0 {
+		return 0
+	}
+	if sc.sqsDown > 0 {
+		return sc.sqsDown
+	}
+	return sqsDowntime
 }

@@ -31,13 +31,19 @@ func TestTorture(t *testing.T) {
 		}
 	}
 	var results []result
+	var recoveries []recovery
 	for _, sc := range scenarios {
 		sc = sc.scaled(scale)
 		t.Run(sc.name, func(t *testing.T) {
-			results = append(results, runScenario(t, sc, admin, sqsServer, bin)...)
+			res, recs := runScenario(t, sc, admin, sqsServer, bin)
+			results = append(results, res...)
+			recoveries = append(recoveries, recs...)
 		})
 	}
 	table := summary(results)
+	if recs := recoverySummary(recoveries); recs != "" {
+		table += "\n" + recs
+	}
 	t.Logf("delivery summary:\n%s", table)
 	if path := os.Getenv("OUTBOX_TORTURE_SUMMARY"); path != "" {
 		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
@@ -48,13 +54,15 @@ func TestTorture(t *testing.T) {
 
 // lane is a running laneSpec.
 type lane struct {
-	name     string
-	spec     laneSpec
-	scenario scenario
-	db       *database
-	ledger   *ledger
-	fleet    *fleet
-	consumer *consumer
+	name      string
+	spec      laneSpec
+	queueName string // as created, without .fifo
+	queueURL  string
+	scenario  scenario
+	db        *database
+	ledger    *ledger
+	fleet     *fleet
+	consumer  *consumer
 }
 
 // startLane creates a lane's schema and queue and starts its consumer and relays.
@@ -67,7 +75,9 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sq
 	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
 	ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
 	ln.db = newDatabase(t, admin, "torture_"+ident+"_"+suffix)
-	queue := sqsServer.createQueue(t, strings.ReplaceAll(ident, "_", "-")+"-"+suffix, spec.ordered)
+	ln.queueName = strings.ReplaceAll(ident, "_", "-") + "-" + suffix
+	queue := sqsServer.createQueue(t, ln.queueName, spec.ordered)
+	ln.queueURL = queue
 	args := []string{
 		"-postgres-url", postgresURL(), "-schema", ln.db.schema,
 		"-queue-url", queue, "-endpoint", sqsServer.endpoint,
@@ -77,6 +87,7 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sq
 	if spec.ordered {
 		args = append(args, "-ordered")
 	}
+	args = append(args, spec.flags...)
 	args = append(args, spec.sabotage...)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -89,7 +100,7 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sq
 
 // runScenario runs one scenario: it starts its lanes, writes while injecting its faults, waits
 // for every lane to drain, stops the relays and checks every lane.
-func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *fauxqs, bin string) []result {
+func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *fauxqs, bin string) ([]result, []recovery) {
 	ctx, cancel := context.WithTimeout(context.Background(), sc.duration+5*time.Minute)
 	defer cancel()
 	var cluster []string
@@ -108,9 +119,20 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 	stopWriting := make(chan struct{})
 	waits := make([]func() error, len(lanes))
 	for i, ln := range lanes {
+		seed := uint64(i+1) * uint64(time.Now().UnixNano())
+		if c := ln.spec.contention; c != nil {
+			wait, err := startContenders(ctx, ln.name, ln.db, ln.ledger, *c, sc.rate, seed, stopWriting)
+			if err != nil {
+				close(stopWriting)
+				t.Fatalf("%s: %v", ln.name, err)
+			}
+			waits[i] = wait
+			continue
+		}
 		withBlocker := ln.spec.ordered && len(ln.spec.sabotage) == 0
-		waits[i] = startWriters(ctx, ln.name, ln.db, ln.ledger, sc.rate, withBlocker, uint64(i+1)*uint64(time.Now().UnixNano()), stopWriting)
+		waits[i] = startWriters(ctx, ln.name, ln.db, ln.ledger, sc.rate, withBlocker, seed, stopWriting)
 	}
+	var outage window // of the SQS freeze or the missing queues; set before faults.Wait returns
 	start := time.Now()
 	var faults sync.WaitGroup
 	if sc.kills > 0 {
@@ -132,10 +154,15 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 			if !sleep(ctx, sc.sqsFreezeAt) {
 				return
 			}
-			t.Logf("freezing the SQS server (SIGSTOP) for %v", sqsDowntime)
-			sqsServer.freeze(t)
-			sleep(ctx, sqsDowntime)
-			sqsServer.thaw(t)
+			outage = freezeSQS(t, ctx, sqsServer, sc.downtime())
+		})
+	}
+	if sc.queueMissingAt > 0 {
+		faults.Go(func() {
+			if !sleep(ctx, sc.queueMissingAt) {
+				return
+			}
+			outage = removeQueues(t, ctx, lanes, sqsServer)
 		})
 	}
 	sleep(ctx, sc.duration)
@@ -174,7 +201,12 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		ln.consumer.stop()
 	}
 
-	return checkLanes(t, sc, lanes)
+	results := checkLanes(t, sc, lanes)
+	var recs []recovery
+	if sc.recovery && !outage.ended.IsZero() {
+		recs = checkRecovery(t, lanes, outage)
+	}
+	return results, recs
 }
 
 // checkLanes checks every lane of a scenario and logs what happened in it. A control lane

@@ -65,6 +65,7 @@ func newDatabase(t *testing.T, admin *pgxpool.Pool, schema string) *database {
 		// probe's deferred unique constraint makes chosen transactions fail at COMMIT, after
 		// their events were added: the rollback nobody sees coming.
 		`CREATE TABLE %s.probe (token bigint NOT NULL, CONSTRAINT probe_token UNIQUE (token) DEFERRABLE INITIALLY DEFERRED)`,
+		commitOrderDDL,
 	} {
 		if _, err := admin.Exec(ctx, fmt.Sprintf(ddl, pgx.Identifier{schema}.Sanitize())); err != nil {
 			t.Fatalf("business tables: %v", err)
@@ -78,23 +79,26 @@ func (db *database) table(name string) string { return pgx.Identifier{db.schema,
 // ledger is what the writers of a lane did: every committed event in commit order, and the
 // events that were rolled back or are poison.
 type ledger struct {
-	mu         sync.Mutex
-	written    []*core.Message // committed, poison included, in commit order
+	mu sync.Mutex
+	// written holds the committed events, poison included, in the order their COMMIT returned:
+	// commit order for a key with one writer; inCommitOrder also orders contended keys.
+	written    []*core.Message
 	poison     map[string]bool
 	blockers   map[string]string // poison events at the head of a shared key (ordered lanes): ID -> key
 	purged     map[string]bool   // blockers purged with Inspector.Purge to release their key
 	rolledBack map[string]bool
-	commits    int // committed transactions
-	rollbacks  int // transactions rolled back on purpose
-	retried    int // transactions that failed (database down) and were written again
-	uncertain  int // transactions whose COMMIT failed but which had committed
-	heldBack   int // events held back by a blocker until it was purged
+	commitPos  map[string]int64 // events of contended keys: their transaction's place in the key's commit order
+	commits    int              // committed transactions
+	rollbacks  int              // transactions rolled back on purpose
+	retried    int              // transactions that failed (database down) and were written again
+	uncertain  int              // transactions whose COMMIT failed but which had committed
+	heldBack   int              // events held back by a blocker until it was purged
 	firstWrite time.Time
 	lastWrite  time.Time
 }
 
 func newLedger() *ledger {
-	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}}
+	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}, commitPos: map[string]int64{}}
 }
 
 func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool) {

@@ -37,6 +37,15 @@ type Config struct {
 	Concurrency int
 	// PollInterval is the relay's fallback poll. Default 250ms.
 	PollInterval time.Duration
+	// PublishTimeout bounds one publish; a publish that runs out of it counts as an outage.
+	// Default 0: the relay's default (Lease/2).
+	PublishTimeout time.Duration
+	// MaxAttempts is how many failed publishes make a message dead. Default 0: the relay's
+	// default (25).
+	MaxAttempts int
+	// BackoffInitial and BackoffMax space the retries of a failed message. Default 250ms and
+	// 4s: a message failed by the fault kit is published again within seconds.
+	BackoffInitial, BackoffMax time.Duration
 	// MaxMessageBytes is the SQS transport's size limit; a larger message fails permanently and
 	// is dead-lettered. Default 16 KiB, well below the store's 256 KiB, so oversized (poison)
 	// events are accepted by the store and refused by the transport.
@@ -90,6 +99,12 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = 250 * time.Millisecond
 	}
+	if c.BackoffInitial == 0 {
+		c.BackoffInitial = 250 * time.Millisecond
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 4 * time.Second
+	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = 16 << 10
 	}
@@ -121,6 +136,14 @@ func (c Config) Validate() error {
 		return bad("concurrency", "is negative")
 	case c.PollInterval < 0:
 		return bad("poll-interval", "is negative")
+	case c.PublishTimeout < 0:
+		return bad("publish-timeout", "is negative")
+	case c.MaxAttempts < 0:
+		return bad("max-attempts", "is negative")
+	case c.BackoffInitial < 0:
+		return bad("backoff-initial", "is negative")
+	case c.BackoffMax < 0:
+		return bad("backoff-max", "is negative")
 	case c.MaxMessageBytes < 0:
 		return bad("max-message-bytes", "is negative")
 	case c.PartialFailureRate < 0 || c.PartialFailureRate >= 1:
@@ -161,6 +184,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.BatchSize, "batch-size", 0, "claim size (default 50)")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, "cycles in flight (default 2)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 0, "fallback poll (default 250ms)")
+	fs.DurationVar(&c.PublishTimeout, "publish-timeout", 0, "bound on one publish (default: the relay's, Lease/2)")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", 0, "failed publishes that make a message dead (default: the relay's, 25)")
+	fs.DurationVar(&c.BackoffInitial, "backoff-initial", 0, "first retry delay of a failed message (default 250ms)")
+	fs.DurationVar(&c.BackoffMax, "backoff-max", 0, "longest retry delay of a failed message (default 4s)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 0, "SQS transport message size limit (default 16384)")
 	fs.Float64Var(&c.PartialFailureRate, "partial-failure-rate", 0, "fraction of messages the fault kit fails in each publish")
 	fs.Float64Var(&c.CallFailureRate, "call-failure-rate", 0, "fraction of publish calls the fault kit fails whole")

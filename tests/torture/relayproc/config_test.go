@@ -18,7 +18,12 @@ func TestParseFlags(t *testing.T) {
 		field string // the ConfigError field expected; "" for success
 	}{
 		{"minimal", nil, ""},
-		{"every knob", []string{"-ordered", "-lease", "2s", "-batch-size", "10", "-concurrency", "3", "-partial-failure-rate", "0.2", "-call-failure-rate", "0.05", "-log-level", "error"}, ""},
+		{"every knob", []string{"-ordered", "-lease", "2s", "-batch-size", "10", "-concurrency", "3", "-partial-failure-rate", "0.2", "-call-failure-rate", "0.05", "-log-level", "error",
+			"-publish-timeout", "2s", "-max-attempts", "3", "-backoff-initial", "100ms", "-backoff-max", "500ms"}, ""},
+		{"negative publish timeout", []string{"-publish-timeout", "-1s"}, "publish-timeout"},
+		{"negative attempts", []string{"-max-attempts", "-1"}, "max-attempts"},
+		{"negative backoff", []string{"-backoff-initial", "-1ms"}, "backoff-initial"},
+		{"negative backoff cap", []string{"-backoff-max", "-1ms"}, "backoff-max"},
 		{"negative lease", []string{"-lease", "-1s"}, "lease"},
 		{"negative batch", []string{"-batch-size", "-1"}, "batch-size"},
 		{"negative concurrency", []string{"-concurrency", "-2"}, "concurrency"},
@@ -72,7 +77,8 @@ func TestDefaults(t *testing.T) {
 	c := Config{Schema: "s", QueueURL: "http://h/q"}.withDefaults()
 	if c.PostgresURL != "postgres://root@127.0.0.1:5432/test" || c.Endpoint != "http://127.0.0.1:4566" ||
 		c.Lease != 3*time.Second || c.BatchSize != 50 || c.Concurrency != 2 || c.PollInterval != 250*time.Millisecond ||
-		c.MaxMessageBytes != 16<<10 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" {
+		c.MaxMessageBytes != 16<<10 || c.BackoffInitial != 250*time.Millisecond || c.BackoffMax != 4*time.Second ||
+		c.PublishTimeout != 0 || c.MaxAttempts != 0 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" {
 		t.Errorf("defaults: %+v", c)
 	}
 }

@@ -78,15 +78,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer closeJournal()
 
 	relay, err := core.NewRelay(relayStore, transport, core.Config{
-		BatchSize:    cfg.BatchSize,
-		Concurrency:  cfg.Concurrency,
-		PollInterval: cfg.PollInterval,
-		Lease:        cfg.Lease,
-		Ordered:      cfg.Ordered,
-		Owner:        cfg.Owner,
-		// Short retries, so that a message failed by an outage or the fault kit is published
-		// again within seconds; 25 attempts still span far longer than any outage here.
-		Backoff: core.Backoff{Initial: 250 * time.Millisecond, Max: 4 * time.Second},
+		BatchSize:      cfg.BatchSize,
+		Concurrency:    cfg.Concurrency,
+		PollInterval:   cfg.PollInterval,
+		Lease:          cfg.Lease,
+		Ordered:        cfg.Ordered,
+		Owner:          cfg.Owner,
+		PublishTimeout: cfg.PublishTimeout,
+		MaxAttempts:    cfg.MaxAttempts,
+		// Short retries, so that a message failed by the fault kit is published again within
+		// seconds (an outage charges no attempt and waits for the relay's own probes).
+		Backoff: core.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax},
 		Logger:  log,
 	})
 	if err != nil {
