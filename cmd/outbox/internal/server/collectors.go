@@ -13,7 +13,8 @@ import (
 type RelayCollector struct {
 	Stats func() core.Stats
 
-	claimed, published, failed, dead, batches, lag *prometheus.Desc
+	claimed, published, failed, dead, released, stale, batches, lag *prometheus.Desc
+	transportUp, transportDown                                      *prometheus.Desc
 }
 
 // NewRelayCollector returns a collector of stats.
@@ -25,14 +26,20 @@ func NewRelayCollector(stats func() core.Stats) *RelayCollector {
 		published: d("outbox_relay_published_total", "Messages published and acknowledged."),
 		failed:    d("outbox_relay_failed_total", "Failed publishes that will be retried."),
 		dead:      d("outbox_relay_dead_total", "Messages the relay moved to dead."),
+		released:  d("outbox_relay_released_total", "Messages handed back without an attempt charged (transport unavailable, stopping, or an earlier message of their key failed)."),
+		stale:     d("outbox_relay_stale_total", "Acks and nacks the store ignored because the claim had lost its lease (a sign that the lease is too short)."),
 		batches:   d("outbox_relay_batches_total", "Non-empty claims."),
 		lag:       d("outbox_relay_lag_seconds", "Age of the oldest message of the last published batch."),
+		transportUp: d("outbox_relay_transport_up",
+			"1 while the transport is available, 0 while the relay is paused because it is not."),
+		transportDown: d("outbox_relay_transport_down_seconds",
+			"How long the transport has been unavailable; 0 while it is available."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *RelayCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.claimed, c.published, c.failed, c.dead, c.batches, c.lag} {
+	for _, d := range []*prometheus.Desc{c.claimed, c.published, c.failed, c.dead, c.released, c.stale, c.batches, c.lag, c.transportUp, c.transportDown} {
 		ch <- d
 	}
 }
@@ -47,8 +54,19 @@ func (c *RelayCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.published, s.Published)
 	counter(c.failed, s.Failed)
 	counter(c.dead, s.Dead)
+	counter(c.released, s.Released)
+	counter(c.stale, s.Stale)
 	counter(c.batches, s.Batches)
-	ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, s.LastLag.Seconds())
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	gauge(c.lag, s.LastLag.Seconds())
+	up, down := 1.0, 0.0
+	if !s.TransportDownSince.IsZero() {
+		up, down = 0, max(0, time.Since(s.TransportDownSince).Seconds())
+	}
+	gauge(c.transportUp, up)
+	gauge(c.transportDown, down)
 }
 
 // StoreCollector exposes the store's own view (core.Inspector.Counts) at each scrape: the

@@ -3,22 +3,30 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/txoutbox/outbox/core"
 )
 
-// Config says what the endpoints report. Every field is required.
+// Config says what the endpoints report. Every field but Stats and CheckTimeout is required.
 type Config struct {
 	// Running reports whether the relay runs: /healthz fails while it starts and once it stops.
 	Running func() bool
 	// Ping checks that the store answers; /healthz calls it with a timeout of CheckTimeout.
 	Ping func(ctx context.Context) error
+	// Stats returns the relay's counters (core.Relay.Stats): /healthz fails while they say the
+	// transport is unavailable. Default: the transport is not checked.
+	Stats func() core.Stats
 	// Registry holds the collectors /metrics exposes.
 	Registry *prometheus.Registry
 	// CheckTimeout bounds one /healthz store check. Default 2s.
@@ -71,23 +79,77 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// health answers 200 "ok" while the relay runs and the store answers, and 503 with the reason
-// otherwise, so an orchestrator restarts a relay that lost its database for good.
+// Health is what /healthz reports, as JSON when the request accepts application/json (outbox
+// status --relay reads it so) and as one line of text otherwise.
+type Health struct {
+	// OK is true when the relay runs, its transport is available and the store answers.
+	OK bool `json:"ok"`
+	// Running is false while the relay starts and once it stops.
+	Running bool `json:"running"`
+	// StoreOK is true when the store answered the ping in time; it is checked only while the
+	// relay runs.
+	StoreOK bool `json:"store_ok"`
+	// TransportDownSince is when the transport became unavailable; null while it is available.
+	TransportDownSince *time.Time `json:"transport_down_since"`
+	// TransportError is the error that paused the relay, while the transport is unavailable.
+	TransportError string `json:"transport_error,omitempty"`
+}
+
+// Text is the one line /healthz answers in text: "ok", or why the relay is unhealthy.
+func (h Health) Text(now time.Time) string {
+	if h.OK {
+		return "ok"
+	}
+	var why []string
+	if !h.Running {
+		why = append(why, "relay not running")
+	}
+	if h.TransportDownSince != nil {
+		why = append(why, fmt.Sprintf("transport unavailable since %s (%s ago): %s",
+			h.TransportDownSince.UTC().Format(time.RFC3339), now.Sub(*h.TransportDownSince).Round(time.Second), oneLine(h.TransportError)))
+	}
+	if h.Running && !h.StoreOK {
+		why = append(why, "store not answering")
+	}
+	return strings.Join(why, "; ")
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// health answers 200 "ok" while the relay runs, its transport is available and the store
+// answers, and 503 with the reasons otherwise. A relay that lost its database for good is
+// restarted by an orchestrator watching it; one whose broker is down says since when and why,
+// and resumes by itself once the broker is back (nothing it holds is lost or charged meanwhile).
 func health(cfg Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		h := Health{Running: cfg.Running()}
+		if h.Running {
+			ctx, cancel := context.WithTimeout(r.Context(), cfg.CheckTimeout)
+			// The driver's error is not shown: it may name hosts and users.
+			h.StoreOK = cfg.Ping(ctx) == nil
+			cancel()
+		}
+		if cfg.Stats != nil {
+			if s := cfg.Stats(); !s.TransportDownSince.IsZero() {
+				since := s.TransportDownSince
+				h.TransportDownSince, h.TransportError = &since, s.TransportError
+			}
+		}
+		h.OK = h.Running && h.StoreOK && h.TransportDownSince == nil
+		code := http.StatusOK
+		if !h.OK {
+			code = http.StatusServiceUnavailable
+		}
 		w.Header().Set("Cache-Control", "no-store")
-		if !cfg.Running() {
-			http.Error(w, "relay not running", http.StatusServiceUnavailable)
+		if strings.Contains(r.Header.Get("Accept"), "application/json") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(h)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), cfg.CheckTimeout)
-		defer cancel()
-		if err := cfg.Ping(ctx); err != nil {
-			// The reason stays generic: driver errors may name hosts and users.
-			http.Error(w, "store not answering", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(h.Text(time.Now()) + "\n"))
 	})
 }
