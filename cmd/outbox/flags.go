@@ -211,7 +211,10 @@ func (f *flags) want(name string) string {
 func (f *flags) configError(err error) error {
 	var ce *core.ConfigError
 	if errors.As(err, &ce) {
-		if name, ok := f.fields[[2]string{ce.Component, ce.Field}]; ok {
+		// An element of a list or map (Brokers[1], Routes["x"]) is reported under the flag
+		// of the whole; the problem quotes the element.
+		field, _, _ := strings.Cut(ce.Field, "[")
+		if name, ok := f.fields[[2]string{ce.Component, field}]; ok {
 			return usagef(f.cmd, "%s: %s", name, ce.Problem)
 		}
 	}

@@ -19,15 +19,16 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-const relayUsage = `Usage: outbox relay --store URL [--sqs-queue-url URL | --transport memory] [flags]
+const relayUsage = `Usage: outbox relay --store URL [--transport sqs|kafka|nats|rabbitmq|memory] [transport flags] [flags]
 
 Runs the relay as a daemon: claims due messages from the store, publishes them to the broker and
 acknowledges them, until SIGTERM or SIGINT. Then it stops claiming, lets the batches in flight
 finish and be acknowledged within --shutdown-timeout, releases anything unpublished for the next
 relay, and exits 0. Several relays may run against one store; they share the work.
 
-While it runs, --listen serves /healthz (200 while the relay runs and the store answers, else
-503) and Prometheus /metrics. Logs are JSON lines on stderr.`
+While it runs, --listen serves /healthz (200 while the relay runs, the store answers and the
+transport is available, else 503 with the reason: "transport unavailable since …") and
+Prometheus /metrics. Logs are JSON lines on stderr.`
 
 // relayFlags are the relay's settings: core's (zero means core.Config's default) and the
 // command's own.
@@ -88,7 +89,7 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := tf.check(cmd, e); err != nil {
+	if err := tf.check(cmd); err != nil {
 		return err
 	}
 	level, err := rf.check(cmd)
@@ -107,11 +108,14 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target, rawURL string, tf *transportFlags, rf *relayFlags) error {
 	// The transport first: building it sends nothing, and what it finds wrong in the
 	// environment (no AWS region anywhere) is a usage error, reported before any connection.
-	transport, closeTransport, err := tf.open(ctx, "outbox relay", e)
+	transport, closeTransport, err := tf.open(ctx, "outbox relay", e, log, rf.cfg)
 	if err != nil {
 		var ce *core.ConfigError
 		if errors.As(err, &ce) {
 			return tf.f.configError(err)
+		}
+		if ctx.Err() != nil {
+			return nil // signalled while waiting for the broker: nothing was claimed
 		}
 		return err
 	}
@@ -141,7 +145,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 			server.NewRelayCollector(relay.Stats),
 			server.NewStoreCollector(store, 5*time.Second),
 		)
-		srv, err := server.Start(rf.listen, server.Config{Running: running.Load, Ping: store.ping, Registry: reg})
+		srv, err := server.Start(rf.listen, server.Config{Running: running.Load, Ping: store.ping, Stats: relay.Stats, Registry: reg})
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", rf.listen, err)
 		}

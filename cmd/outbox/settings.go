@@ -2,13 +2,16 @@ package main
 
 import (
 	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/nats"
+	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 // The command's OUTBOX_* variables, each also a flag of the same name. The relay's tuning is
-// core's list (core.RelaySettings), the one fxmodule reads too, and the SQS transport's is its
-// package's (sqs.Settings); only what belongs to this command is listed here. docs/cli.md's
-// table of variables is generated from these lists (TestDocsListEverySetting).
+// core's list (core.RelaySettings), the one fxmodule reads too, and each transport's is its
+// package's (sqs.Settings, nats.Settings, rabbitmq.Settings), except Kafka's, which the
+// command lists (kafkaSettings); only what belongs to this command is listed here.
+// docs/cli.md's table of variables is generated from these lists (TestDocsListEverySetting).
 
 // defaultListen is where /healthz and /metrics are served unless --listen says otherwise.
 const defaultListen = "127.0.0.1:9090"
@@ -40,11 +43,12 @@ func relayCommandSettings() []core.Setting[relayFlags] {
 	}
 }
 
+// transportSettings choose the transport; each transport's own follow in allSettings.
 func transportSettings() []core.Setting[transportFlags] {
-	return append([]core.Setting[transportFlags]{
-		core.StringSetting("OUTBOX_TRANSPORT", "", "sqs", `"sqs", or "memory" to print each message's JSON envelope on stdout instead (for trying things out)`,
+	return []core.Setting[transportFlags]{
+		core.StringSetting("OUTBOX_TRANSPORT", "", "sqs", `sqs, kafka, nats, rabbitmq, or memory to print each message's JSON envelope on stdout instead (for trying things out)`,
 			func(t *transportFlags) *string { return &t.kind }),
-	}, core.Nest(sqs.Settings(), func(t *transportFlags) *sqs.Config { return &t.sqs })...)
+	}
 }
 
 // settingDoc is one row of the documentation's table of variables.
@@ -67,5 +71,9 @@ func allSettings() []settingDoc {
 	out = append(out, docsOf(storeSettings())...)
 	out = append(out, docsOf(core.RelaySettings())...)
 	out = append(out, docsOf(relayCommandSettings())...)
-	return append(out, docsOf(transportSettings())...)
+	out = append(out, docsOf(transportSettings())...)
+	out = append(out, docsOf(sqs.Settings())...)
+	out = append(out, docsOf(kafkaSettings())...)
+	out = append(out, docsOf(nats.Settings())...)
+	return append(out, docsOf(rabbitmq.Settings())...)
 }
