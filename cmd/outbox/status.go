@@ -3,19 +3,28 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
 	"github.com/txoutbox/outbox/core"
 )
 
-const statusUsage = `Usage: outbox status --store URL [--json]
+const statusUsage = `Usage: outbox status --store URL [--relay http://HOST:PORT] [--json]
 
 Reports how many messages are pending, delivered (when the relay keeps them) and dead, the age of
 the oldest pending message, and the stalled keys: keys with a dead message, which an ordered
-relay holds back until the message is requeued or purged (outbox dead).`
+relay holds back until the message is requeued or purged (outbox dead).
+
+The store cannot know whether a relay's broker is reachable: --relay asks a running relay (the
+address of its --listen) for its /healthz, and shows whether it runs, whether its store answers
+and since when its transport is unavailable, if it is.`
 
 // stalledScan bounds how many dead letters status reads to find stalled keys.
 const stalledScan = 10000
@@ -31,6 +40,17 @@ type statusReport struct {
 	StalledKeys   []stalledKey `json:"stalled_keys"`
 	// StalledPartial is true when there were more dead letters than status reads.
 	StalledPartial bool `json:"stalled_keys_partial,omitempty"`
+	// Relay is the health of the relay --relay names; absent without --relay.
+	Relay *relayHealth `json:"relay,omitempty"`
+}
+
+// relayHealth is what a relay's /healthz answered, or why it did not.
+type relayHealth struct {
+	URL string `json:"url"`
+	// Reachable is false when the relay did not answer; Error says why.
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+	server.Health
 }
 
 type stalledKey struct {
@@ -47,7 +67,12 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	sf := addStoreFlags(f)
 	asJSON := f.fs.Bool("json", false, "print JSON instead of a table")
 	timeout := f.fs.Duration("timeout", 30*time.Second, "bound on the whole command")
+	relayURL := f.fs.String("relay", "", "also ask the relay serving /healthz at this address (http://HOST:PORT, its --listen) for its health")
 	if err := f.parse(e, args, false); err != nil {
+		return err
+	}
+	healthURL, err := relayHealthURL(cmd, *relayURL)
+	if err != nil {
 		return err
 	}
 	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
@@ -60,6 +85,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return failed(cmd, err)
 	}
 	report.Store = store.name
+	if healthURL != "" {
+		report.Relay = askRelay(ctx, *relayURL, healthURL)
+	}
 	if *asJSON {
 		return writeJSON(e.stdout, report)
 	}
@@ -114,6 +142,9 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	} else {
 		fmt.Fprintf(tw, "oldest pending\t-\n")
 	}
+	if r.Relay != nil {
+		fmt.Fprintf(tw, "relay\t%s: %s\n", r.Relay.URL, r.Relay.text(now))
+	}
 	if len(r.StalledKeys) == 0 {
 		fmt.Fprintf(tw, "stalled keys\tnone\n")
 	}
@@ -132,6 +163,66 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", k.Key, k.Dead, k.HeadID, k.DiedAt.Format(time.RFC3339), truncate(k.LastError, 60))
 	}
 	_ = tw.Flush()
+}
+
+// relayHealthURL checks --relay and returns the URL of its /healthz ("" without --relay).
+func relayHealthURL(cmd, raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "", usagef(cmd, "--relay: not http://HOST:PORT (the relay's --listen address)")
+	case u.User != nil:
+		return "", usagef(cmd, "--relay: must not carry user information")
+	}
+	if !strings.HasSuffix(u.Path, "/healthz") {
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/healthz"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
+}
+
+// askRelay reads the relay's /healthz as JSON, bounded by ctx and 5 seconds.
+func askRelay(ctx context.Context, shown, healthURL string) *relayHealth {
+	h := &relayHealth{URL: shown}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
+	if err != nil {
+		h.Error = err.Error()
+		return h
+	}
+	req.Header.Set("Accept", "application/json")
+	// No keep-alive: the command asks once and exits.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is shown beside it already
+		}
+		h.Error = err.Error()
+		return h
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h.Health); err != nil ||
+		(resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) {
+		h.Health = server.Health{}
+		h.Error = fmt.Sprintf("answered %s, not an outbox relay's health", resp.Status)
+		return h
+	}
+	h.Reachable = true
+	return h
+}
+
+// text is the relay's health in one line.
+func (h *relayHealth) text(now time.Time) string {
+	if !h.Reachable {
+		return "unreachable: " + oneLine(h.Error)
+	}
+	return h.Health.Text(now)
 }
 
 func writeJSON(w io.Writer, v any) error {
