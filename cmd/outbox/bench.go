@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"os/signal"
 	"runtime"
 	"slices"
@@ -14,12 +16,19 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/inboxbench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/kafkabench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/natsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/pgbench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/rabbitmqbench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/sqlitebench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/sqsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/core"
 )
 
-const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…] [--sqs-endpoint URL] [flags]
+const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…] [--sqs-endpoint URL]
+                    [--kafka-brokers HOST:PORT,…] [--nats-url URL] [--rabbitmq-url URL] [flags]
 
 Runs the benchmarks and prints one JSON document on stdout; each result carries the raw baseline
 it was measured against, in the same run, and the ratio to it. Progress goes to stderr.
@@ -29,20 +38,33 @@ Benchmarks (--only picks some, comma-separated):
   postgres-write    a one-row business transaction with and without the outbox write
   postgres-drain    a backlog drained by the relay vs a raw DELETE … SKIP LOCKED loop
   postgres-latency  end-to-end latency at a steady rate, vs the write transaction's own
+  postgres-ordered  ordered drain of 1000, 10 and 1 keys vs the unordered drain of the same backlog
+  sqlite-ordered    the same on SQLite, in a temporary file (no server)
+  inbox             a consumer's handler with the inbox vs without it: SQLite (no server), and
+                    PostgreSQL with --store, SQS with --sqs-endpoint
   sqs               relay -> SQS vs raw SendMessageBatch with the same client and concurrency
-By default: core, the postgres ones when --store is a postgres URL, and sqs when --sqs-endpoint
-is set. Each postgres benchmark works in a schema of its own and drops it; sqs makes its own
-queues and deletes them.`
+  kafka             relay -> Kafka vs raw franz-go producing the same records; without
+                    --kafka-brokers on an in-process fake cluster (kfake)
+  nats              relay -> NATS JetStream vs raw async publishes awaiting every PubAck
+  rabbitmq          relay -> RabbitMQ vs raw publishes with confirms
+By default: core and kafka (on kfake unless --kafka-brokers is set: a few seconds), the postgres
+ones and inbox when --store is a postgres URL, sqs with --sqs-endpoint, nats with --nats-url and
+rabbitmq with --rabbitmq-url. sqlite-ordered needs no server but takes a minute or more: it runs
+only when --only names it. Each benchmark works in a schema, file, queue, stream or topic of its
+own and removes it.`
 
-var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "sqs"}
+var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "inbox", "sqs", "kafka", "nats", "rabbitmq"}
 
 type benchFlags struct {
-	only        string
-	store       string
-	sqsEndpoint string
-	events      int
-	rounds      int
-	duration    time.Duration
+	only         string
+	store        string
+	sqsEndpoint  string
+	kafkaBrokers string
+	natsURL      string
+	rabbitmqURL  string
+	events       int
+	rounds       int
+	duration     time.Duration
 }
 
 // benchReport is the JSON bench prints.
@@ -59,11 +81,17 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	f := newFlags(cmd, benchUsage)
 	var b benchFlags
 	f.fs.StringVar(&b.only, "only", "", "comma-separated benchmarks to run (default: every one whose server is given)")
-	f.fs.StringVar(&b.store, "store", "", "PostgreSQL URL for the postgres benchmarks")
+	f.fs.StringVar(&b.store, "store", "", "PostgreSQL URL for the postgres benchmarks and inbox")
 	f.env("store", "OUTBOX_STORE")
-	f.fs.StringVar(&b.sqsEndpoint, "sqs-endpoint", "", "SQS endpoint for the sqs benchmark, e.g. http://127.0.0.1:4566")
+	f.fs.StringVar(&b.sqsEndpoint, "sqs-endpoint", "", "SQS endpoint for the sqs benchmark and inbox, e.g. http://127.0.0.1:4566")
 	f.env("sqs-endpoint", "OUTBOX_SQS_ENDPOINT")
-	f.fs.IntVar(&b.events, "events", 0, "events per drain measurement (default: each benchmark's own, 10000 to 100000)")
+	f.fs.StringVar(&b.kafkaBrokers, "kafka-brokers", "", "seed brokers of the Kafka cluster for the kafka benchmark, host:port[,host:port…]")
+	f.env("kafka-brokers", "OUTBOX_KAFKA_BROKERS")
+	f.fs.StringVar(&b.natsURL, "nats-url", "", "NATS server with JetStream for the nats benchmark, e.g. nats://127.0.0.1:4222")
+	f.env("nats-url", "OUTBOX_NATS_URL")
+	f.fs.StringVar(&b.rabbitmqURL, "rabbitmq-url", "", "RabbitMQ broker for the rabbitmq benchmark, amqp://USER:PASS@HOST:5672/VHOST")
+	f.env("rabbitmq-url", "OUTBOX_RABBITMQ_URL")
+	f.fs.IntVar(&b.events, "events", 0, "events per measurement: drains, broker runs, inbox (default: each benchmark's own, 3000 to 100000)")
 	f.fs.IntVar(&b.rounds, "rounds", 0, "rounds of each measurement (default: each benchmark's own)")
 	f.fs.DurationVar(&b.duration, "duration", 0, "postgres-latency: length of the steady load (default 10s)")
 	if err := f.parse(e, args, false); err != nil {
@@ -80,7 +108,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	for _, name := range run {
 		res, err := withProgress(e.stderr, name, func() (any, error) { return b.run(ctx, name) })
 		if err != nil {
-			return failed(cmd, fmt.Errorf("%s: %s", name, storeurl.Scrub(err.Error(), b.store)))
+			return failed(cmd, fmt.Errorf("%s: %s", name, b.scrub(err.Error())))
 		}
 		raw, err := json.Marshal(res)
 		if err != nil {
@@ -90,6 +118,32 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	report.Seconds = time.Since(report.Started).Seconds()
 	return writeJSON(e.stdout, report)
+}
+
+// scrub removes the secrets of every URL given from text.
+func (b *benchFlags) scrub(text string) string {
+	text = storeurl.Scrub(text, b.store)
+	for _, u := range []string{b.natsURL, b.rabbitmqURL} {
+		if u != "" {
+			text = core.ScrubSecrets(text, core.URLRedactor{}.Secrets(u))
+		}
+	}
+	return text
+}
+
+// needs says what a benchmark needs that is not given, or "" when it can run.
+func (b *benchFlags) needs(name string) string {
+	switch {
+	case strings.HasPrefix(name, "postgres") && b.store == "":
+		return "--store postgres://…"
+	case name == "sqs" && b.sqsEndpoint == "":
+		return "--sqs-endpoint"
+	case name == "nats" && b.natsURL == "":
+		return "--nats-url"
+	case name == "rabbitmq" && b.rabbitmqURL == "":
+		return "--rabbitmq-url"
+	}
+	return ""
 }
 
 // selection returns the benchmarks to run, checking each has what it needs.
@@ -114,26 +168,35 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 	if b.sqsEndpoint != "" && !strings.HasPrefix(b.sqsEndpoint, "http://") && !strings.HasPrefix(b.sqsEndpoint, "https://") {
 		return nil, usagef(cmd, "--sqs-endpoint (OUTBOX_SQS_ENDPOINT): must start with http:// or https://")
 	}
+	if _, err := b.brokers(); err != nil {
+		return nil, usagef(cmd, "--kafka-brokers (OUTBOX_KAFKA_BROKERS): %v", err)
+	}
+	if b.natsURL != "" && !strings.HasPrefix(b.natsURL, "nats://") && !strings.HasPrefix(b.natsURL, "tls://") {
+		return nil, usagef(cmd, "--nats-url (OUTBOX_NATS_URL): must start with nats:// or tls://")
+	}
+	if b.rabbitmqURL != "" && !strings.HasPrefix(b.rabbitmqURL, "amqp://") && !strings.HasPrefix(b.rabbitmqURL, "amqps://") {
+		return nil, usagef(cmd, "--rabbitmq-url (OUTBOX_RABBITMQ_URL): must start with amqp:// or amqps://")
+	}
 	var run []string
 	if b.only == "" {
 		run = []string{"core"}
 		if b.store != "" {
-			run = append(run, "postgres-write", "postgres-drain", "postgres-latency")
+			run = append(run, "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "inbox")
 		}
-		if b.sqsEndpoint != "" {
-			run = append(run, "sqs")
+		for _, name := range []string{"sqs", "kafka", "nats", "rabbitmq"} {
+			if b.needs(name) == "" {
+				run = append(run, name)
+			}
 		}
 		return run, nil
 	}
 	for _, name := range strings.Split(b.only, ",") {
 		name = strings.TrimSpace(name)
-		switch {
-		case !slices.Contains(benchNames, name):
+		if !slices.Contains(benchNames, name) {
 			return nil, usagef(cmd, "--only: unknown benchmark %q (want %s)", name, strings.Join(benchNames, ", "))
-		case strings.HasPrefix(name, "postgres") && b.store == "":
-			return nil, usagef(cmd, "--only %s: needs --store postgres://…", name)
-		case name == "sqs" && b.sqsEndpoint == "":
-			return nil, usagef(cmd, "--only sqs: needs --sqs-endpoint")
+		}
+		if need := b.needs(name); need != "" {
+			return nil, usagef(cmd, "--only %s: needs %s", name, need)
 		}
 		if !slices.Contains(run, name) {
 			run = append(run, name)
@@ -142,12 +205,44 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 	return run, nil
 }
 
+// brokers splits --kafka-brokers; none means the in-process fake cluster.
+func (b *benchFlags) brokers() ([]string, error) {
+	if strings.TrimSpace(b.kafkaBrokers) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, s := range strings.Split(b.kafkaBrokers, ",") {
+		s = strings.TrimSpace(s)
+		if _, _, err := net.SplitHostPort(s); err != nil || s == "" {
+			return nil, fmt.Errorf("want host:port[,host:port…]")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 	switch name {
 	case "core":
 		return corebench.Run(ctx, corebench.Options{Events: b.events, Rounds: b.rounds})
 	case "sqs":
 		return sqsbench.Run(ctx, sqsbench.Config{Endpoint: b.sqsEndpoint, Events: b.events, Rounds: b.rounds})
+	case "sqlite-ordered":
+		return sqlitebench.Ordered(ctx, sqlitebench.Options{Rounds: b.rounds})
+	case "kafka":
+		brokers, _ := b.brokers() // selection checked them
+		return kafkabench.Run(ctx, kafkabench.Config{Brokers: brokers, Events: b.events, Rounds: b.rounds})
+	case "nats":
+		return natsbench.Run(ctx, natsbench.Config{URL: b.natsURL, Events: b.events, Rounds: b.rounds})
+	case "rabbitmq":
+		return rabbitmqbench.Run(ctx, rabbitmqbench.Config{URL: b.rabbitmqURL, Events: b.events, Rounds: b.rounds})
+	case "inbox":
+		dir, err := os.MkdirTemp("", "outbox-bench-inbox-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		return inboxbench.Run(ctx, inboxbench.Options{PostgresURL: b.store, SQLiteDir: dir, SQSEndpoint: b.sqsEndpoint, Messages: b.events, Rounds: b.rounds})
 	}
 	pool, err := pgbench.Connect(ctx, b.store, 16)
 	if err != nil {
@@ -159,6 +254,8 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 		return pgbench.WriteOverhead(ctx, pool, pgbench.WriteOptions{Rounds: b.rounds})
 	case "postgres-drain":
 		return pgbench.Drain(ctx, pool, pgbench.DrainOptions{Events: b.events, Rounds: b.rounds})
+	case "postgres-ordered":
+		return pgbench.Ordered(ctx, pool, pgbench.OrderedOptions{Rounds: b.rounds})
 	default:
 		return pgbench.Latency(ctx, pool, pgbench.LatencyOptions{Duration: b.duration})
 	}

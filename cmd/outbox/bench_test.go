@@ -2,11 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
+	"github.com/txoutbox/outbox/outboxtest"
 )
 
 func TestBenchCorePrintsJSONWithBaselineAndProgress(t *testing.T) {
@@ -38,4 +43,118 @@ func TestBenchCorePrintsJSONWithBaselineAndProgress(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
+}
+
+func TestBenchSelection(t *testing.T) {
+	const pg = "postgres://u@127.0.0.1:5432/db"
+	for _, tt := range []struct {
+		b    benchFlags
+		want []string
+	}{
+		{benchFlags{}, []string{"core", "kafka"}},
+		{benchFlags{store: pg}, []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "inbox", "kafka"}},
+		{benchFlags{sqsEndpoint: "http://127.0.0.1:4566", natsURL: "nats://127.0.0.1:4222", rabbitmqURL: "amqp://g:g@127.0.0.1:5672/", kafkaBrokers: "127.0.0.1:9092"},
+			[]string{"core", "sqs", "kafka", "nats", "rabbitmq"}},
+		{benchFlags{only: "sqlite-ordered, inbox,sqlite-ordered"}, []string{"sqlite-ordered", "inbox"}},
+		{benchFlags{only: "postgres-ordered", store: pg}, []string{"postgres-ordered"}},
+		{benchFlags{only: "kafka"}, []string{"kafka"}},
+	} {
+		got, err := tt.b.selection("outbox bench")
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%+v: %v, %v; want %v", tt.b, got, err, tt.want)
+		}
+	}
+}
+
+func TestBenchUsageErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--only", "nats"}, "--only nats: needs --nats-url"},
+		{[]string{"--only", "rabbitmq"}, "--only rabbitmq: needs --rabbitmq-url"},
+		{[]string{"--only", "postgres-ordered"}, "--only postgres-ordered: needs --store"},
+		{[]string{"--kafka-brokers", "h:1,broker"}, "--kafka-brokers (OUTBOX_KAFKA_BROKERS): want host:port"},
+		{[]string{"--nats-url", "http://h:4222"}, "--nats-url (OUTBOX_NATS_URL): must start with nats:// or tls://"},
+		{[]string{"--rabbitmq-url", "http://guest:typed-secret@h:5672/"}, "--rabbitmq-url (OUTBOX_RABBITMQ_URL): must start with amqp://"},
+	} {
+		code, stdout, stderr := runCLI(t, nil, append([]string{"bench"}, tt.args...)...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tt.want) || strings.Contains(stderr, "typed-secret") {
+			t.Errorf("bench %v: exit %d, stdout %q, stderr %q; want 2 and %q", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+}
+
+// benchResult runs bench with args and returns the named result.
+func benchResult(t *testing.T, vars map[string]string, name string, args ...string) map[string]any {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, vars, append([]string{"bench", "--only", name}, args...)...)
+	if code != 0 {
+		t.Fatalf("bench %s: exit %d: %s", name, code, stderr)
+	}
+	var report struct {
+		Results map[string]map[string]any `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatalf("bench output is not the JSON report: %v\n%s", err, stdout)
+	}
+	r, ok := report.Results[name]
+	if !ok || len(report.Results) != 1 {
+		t.Fatalf("bench --only %s reported %v", name, report.Results)
+	}
+	return r
+}
+
+// Each broker's benchmark runs from the command at a small size and reports a ratio to its raw
+// baseline: Kafka on the in-process fake cluster, NATS and RabbitMQ on the machine's servers.
+func TestBenchBrokers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures against the brokers")
+	}
+	ratio := func(t *testing.T, r map[string]any) {
+		t.Helper()
+		if v, ok := r["ratio"].(float64); !ok || v <= 0 || r["rounds"] != float64(1) || r["events"] != float64(2000) {
+			t.Errorf("result %v, want 2000 events, 1 round and a positive ratio", r)
+		}
+	}
+	t.Run("kafka", func(t *testing.T) {
+		r := benchResult(t, nil, "kafka", "--events", "2000", "--rounds", "1")
+		ratio(t, r)
+		if r["cluster"] != "kfake" {
+			t.Errorf("cluster %v without --kafka-brokers, want kfake", r["cluster"])
+		}
+	})
+	t.Run("nats", func(t *testing.T) {
+		nc, err := natsgo.Connect(natsURL(), natsgo.Timeout(3*time.Second))
+		if err != nil {
+			outboxtest.NeedService(t, "NATS with JetStream at "+natsURL(), err)
+		}
+		nc.Close()
+		ratio(t, benchResult(t, map[string]string{"OUTBOX_NATS_URL": natsURL()}, "nats", "--events", "2000", "--rounds", "1"))
+	})
+	t.Run("rabbitmq", func(t *testing.T) {
+		conn, err := amqp.Dial(rabbitmqURL())
+		if err != nil {
+			outboxtest.NeedService(t, "RabbitMQ at 127.0.0.1:5672", err)
+		}
+		_ = conn.Close()
+		r := benchResult(t, map[string]string{"OUTBOX_RABBITMQ_URL": rabbitmqURL()}, "rabbitmq", "--events", "2000", "--rounds", "1")
+		ratio(t, r)
+		if b, _ := r["broker"].(string); strings.Contains(b, "guest:guest") {
+			t.Errorf("the result shows the broker's password: %q", b)
+		}
+	})
+	t.Run("inbox", func(t *testing.T) {
+		r := benchResult(t, nil, "inbox", "--events", "200", "--rounds", "1")
+		rows, _ := r["rows"].([]any)
+		if len(rows) == 0 {
+			t.Fatalf("inbox reported no rows: %v", r)
+		}
+		for _, row := range rows {
+			row := row.(map[string]any)
+			if row["database"] != "sqlite" || row["ratio"].(float64) <= 0 {
+				t.Errorf("row %v, want sqlite rows with a positive ratio (no --store, no --sqs-endpoint)", row)
+			}
+		}
+	})
 }
