@@ -58,6 +58,10 @@ type Config struct {
 	// Rounds is how many times each measurement runs, raw and relay alternating, so that both
 	// see the machine in the same state. Default 15.
 	Rounds int
+	// FIFOGroup measures ordered mode on a FIFO queue with every event in one message group (one
+	// hot key): the relay runs Ordered, and the raw loop keeps the group's order the only way a
+	// client can, one SendMessageBatch in flight at a time.
+	FIFOGroup bool
 }
 
 func (c Config) withDefaults() Config {
@@ -97,6 +101,7 @@ type Result struct {
 	RelayConcurrency int    `json:"relay_concurrency"`
 	Rounds           int    `json:"rounds"`
 	Endpoint         string `json:"endpoint"`
+	FIFOGroup        bool   `json:"fifo_one_group"`
 	GoVersion        string `json:"go_version"`
 	CPUs             int    `json:"cpus"`
 	// RawPerSec and RelayPerSec are the median events/s of each measurement.
@@ -116,6 +121,9 @@ type Result struct {
 // Target is the design goal for Result.Ratio.
 const Target = 0.7
 
+// fifoGroup is the one message group (Key) of a FIFOGroup run.
+const fifoGroup = "hot-group"
+
 // Run measures the raw and the relay publishing rates against cfg.Endpoint. It creates its own
 // queues and deletes them afterwards.
 func Run(ctx context.Context, cfg Config) (Result, error) {
@@ -126,7 +134,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{
 		Events: cfg.Events, PayloadBytes: cfg.PayloadBytes, Concurrency: cfg.Concurrency,
 		BatchSize: cfg.BatchSize, RelayConcurrency: cfg.RelayConcurrency, Rounds: cfg.Rounds,
-		Endpoint: cfg.Endpoint, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Target: Target,
+		Endpoint: cfg.Endpoint, GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Target: Target, FIFOGroup: cfg.FIFOGroup,
 	}
 
 	// One transport, and so one SDK client, for both measurements.
@@ -193,7 +201,12 @@ func (b *bench) teardown() {
 func (b *bench) newQueue(ctx context.Context, what string) (string, error) {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
-	out, err := b.client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String("outbox-bench-" + what + "-" + hex.EncodeToString(r[:]))})
+	in := &awssqs.CreateQueueInput{QueueName: aws.String("outbox-bench-" + what + "-" + hex.EncodeToString(r[:]))}
+	if b.cfg.FIFOGroup {
+		in.QueueName = aws.String(*in.QueueName + ".fifo")
+		in.Attributes = map[string]string{"FifoQueue": "true"}
+	}
+	out, err := b.client.CreateQueue(ctx, in)
 	if err != nil {
 		return "", fmt.Errorf("sqsbench: create queue at %s: %w", b.cfg.Endpoint, err)
 	}
@@ -208,6 +221,9 @@ func (b *bench) events() ([]*core.Message, error) {
 	msgs := make([]*core.Message, b.cfg.Events)
 	for i := range msgs {
 		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		if b.cfg.FIFOGroup {
+			msgs[i].Key = fifoGroup
+		}
 	}
 	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
 }
@@ -231,13 +247,18 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 			if err != nil {
 				return 0, err
 			}
-			entries = append(entries, types.SendMessageBatchRequestEntry{
+			e := types.SendMessageBatchRequestEntry{
 				Id:          aws.String(strconv.Itoa(j)),
 				MessageBody: aws.String(string(body)),
 				MessageAttributes: map[string]types.MessageAttributeValue{
 					sqs.AttributeType: {DataType: aws.String("String"), StringValue: aws.String(m.Type)},
 				},
-			})
+			}
+			if b.cfg.FIFOGroup {
+				e.MessageGroupId, e.MessageDeduplicationId = aws.String(fifoGroup), aws.String(m.ID)
+				e.MessageAttributes[sqs.AttributeKey] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(fifoGroup)}
+			}
+			entries = append(entries, e)
 		}
 		batches = append(batches, entries)
 	}
@@ -246,8 +267,12 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	workers := b.cfg.Concurrency
+	if b.cfg.FIFOGroup {
+		workers = 1 // one group: a second call in flight could overtake the first
+	}
 	start := time.Now()
-	for range b.cfg.Concurrency {
+	for range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -296,7 +321,7 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	relay, err := core.NewRelay(store, tr, core.Config{
-		BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, MaxAttempts: 1,
+		BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, MaxAttempts: 1, Ordered: b.cfg.FIFOGroup,
 	})
 	if err != nil {
 		return 0, err

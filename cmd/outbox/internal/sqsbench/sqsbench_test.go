@@ -36,12 +36,14 @@ func TestRunSmall(t *testing.T) {
 	endpoint := needEndpoint(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := sqsbench.Run(ctx, sqsbench.Config{Endpoint: endpoint, Events: 500, Rounds: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.RawPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 {
-		t.Fatalf("implausible result %s", res.JSON())
+	for _, fifo := range []bool{false, true} {
+		res, err := sqsbench.Run(ctx, sqsbench.Config{Endpoint: endpoint, Events: 500, Rounds: 1, FIFOGroup: fifo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.RawPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 || res.FIFOGroup != fifo {
+			t.Fatalf("implausible result %s", res.JSON())
+		}
 	}
 }
 
@@ -60,5 +62,21 @@ func BenchmarkRelayVsRaw(b *testing.B) {
 		b.ReportMetric(res.RelayPerSec, "relay_events/s")
 		b.ReportMetric(res.Ratio, "ratio")
 		fmt.Println(res.JSON()) // the whole record; b.Log would truncate it
+	}
+}
+
+// BenchmarkFIFOGroup is BenchmarkRelayVsRaw in ordered mode on a FIFO queue, every event in one
+// message group:
+//
+//	go test -run '^$' -bench FIFOGroup -benchtime 1x ./sqsbench
+func BenchmarkFIFOGroup(b *testing.B) {
+	endpoint := outboxtest.ServiceAddr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
+	for range b.N {
+		res, err := sqsbench.Run(context.Background(), sqsbench.Config{Endpoint: endpoint, FIFOGroup: true, Rounds: 7})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.Ratio, "ratio")
+		fmt.Println(res.JSON())
 	}
 }
