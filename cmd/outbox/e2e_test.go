@@ -268,6 +268,7 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
+	running := make(chan struct{})
 	go func() {
 		dec := json.NewDecoder(io.TeeReader(stderr, p.logs))
 		for {
@@ -275,8 +276,11 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 			if err := dec.Decode(&line); err != nil {
 				break
 			}
-			if line.Msg == "serving /healthz and /metrics" {
+			switch line.Msg {
+			case "serving /healthz and /metrics":
 				addr <- line.Addr
+			case "relay running":
+				close(running)
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -294,6 +298,14 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 		t.Fatalf("relay exited at start: %v\n%s", err, p.logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("relay did not start listening:\n%s", p.logs.String())
+	}
+	// The endpoints are served before the relay starts: /healthz says "not running" until then.
+	select {
+	case <-running:
+	case err := <-p.done:
+		t.Fatalf("relay exited at start: %v\n%s", err, p.logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("relay did not start:\n%s", p.logs.String())
 	}
 	return p
 }
