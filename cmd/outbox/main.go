@@ -3,10 +3,11 @@
 // replays dead letters, and runs the benchmarks.
 //
 //	outbox relay   --store postgres://… --sqs-queue-url https://…
+//	outbox relay   --store postgres://… --transport kafka|nats|rabbitmq [--kafka-… | --nats-… | --rabbitmq-…]
 //	outbox migrate --store postgres://…
-//	outbox status  --store postgres://… [--json]
+//	outbox status  --store postgres://… [--relay http://HOST:PORT] [--json]
 //	outbox dead list|requeue|purge --store … [--id ID]… [--type T] [--key K]
-//	outbox bench   [--store postgres://…] [--sqs-endpoint http://…]
+//	outbox bench   [--only LIST] [--store postgres://…] [--sqs-endpoint …] [--nats-url …] [--rabbitmq-url …]
 //
 // Every flag can also come from an OUTBOX_* environment variable (named in --help), so that
 // connection strings with passwords need not appear in the process list. A bad flag, URL or

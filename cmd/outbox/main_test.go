@@ -126,7 +126,8 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	_, stdout, _ := runCLI(t, nil, "relay", "--help")
-	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-ordered", "-listen"} {
+	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-ordered", "-listen",
+		"-kafka-brokers", "OUTBOX_KAFKA_SASL_PASSWORD", "-nats-url", "OUTBOX_NATS_NKEY_SEED", "-rabbitmq-url", "OUTBOX_RABBITMQ_KEY_PASSWORD"} {
 		if !strings.Contains(stdout, strings.TrimPrefix(want, "-")) {
 			t.Errorf("relay help lacks %q", want)
 		}
