@@ -5,6 +5,7 @@ package torture
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 type delivery struct {
 	msg   *core.Message // decoded envelope, Key from the outbox.key attribute
 	group string        // MessageGroupId (FIFO queues)
-	at    time.Time
+	at    time.Time     // when the consumer received it
+	sent  time.Time     // when the broker accepted it (SentTimestamp)
 }
 
 // consumer drains one queue continuously and records every delivery. A message the broker
@@ -61,7 +63,7 @@ func (c *consumer) receive(ctx context.Context) {
 		out, err := c.client.ReceiveMessage(callCtx, &awssqs.ReceiveMessageInput{
 			QueueUrl: aws.String(c.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 2,
 			MessageAttributeNames:       []string{"All"},
-			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId, types.MessageSystemAttributeNameSentTimestamp},
 		})
 		cancel()
 		if err != nil {
@@ -90,7 +92,11 @@ func (c *consumer) receive(ctx context.Context) {
 			if k, ok := m.MessageAttributes[sqs.AttributeKey]; ok {
 				msg.Key = aws.ToString(k.StringValue)
 			}
-			c.deliveries = append(c.deliveries, delivery{msg: msg, group: m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)], at: now})
+			var sent time.Time
+			if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+				sent = time.UnixMilli(ms)
+			}
+			c.deliveries = append(c.deliveries, delivery{msg: msg, group: m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)], at: now, sent: sent})
 			c.distinct[msg.ID] = true
 		}
 		c.mu.Unlock()

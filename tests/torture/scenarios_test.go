@@ -39,8 +39,9 @@ type scenario struct {
 	// queueMissingAt is when every lane's queue is deleted, to be created again queueMissing
 	// later; 0 for never.
 	queueMissingAt time.Duration
-	// recovery measures, per lane, how soon delivery is back to full rate after the outage
-	// (the thaw, or the queue's return), and requires it within recoveryBound.
+	// recovery measures, per lane, how soon the relays publish again after the outage (the
+	// thaw, or the queues' return) and how soon delivery is back to full rate (see
+	// checkRecovery), and requires both within recoveryBound.
 	recovery              bool
 	partialRate, callRate float64 // fault kit rates inside the relay processes
 	noDuplicates          bool    // no kill and no outage: any duplicate is a failure
@@ -56,7 +57,8 @@ const (
 	relayPause  = 5 * time.Second // longer than the 3s lease
 	// queueMissing is how long a deleted queue stays missing before it is created again.
 	queueMissing = 5 * time.Second
-	// recoveryBound is how soon after an outage delivery must be back to full rate. The target
+	// recoveryBound is how soon after an outage publishing must succeed again and delivery be
+	// back to full rate (unordered outboxes; ordered ones report it). The target
 	// is 2 s (the relay probes at least every second); the bound leaves room for a loaded
 	// 2-core machine and the race detector, and the measured value is reported.
 	recoveryBound = 5 * time.Second
@@ -100,13 +102,14 @@ func broken(l laneSpec, suffix string, sabotage []string, expect ...string) lane
 // scenarios are sized to run in about ten minutes on a 2-core machine; scale rate and duration
 // together, never drop a fault.
 var scenarios = []scenario{
-	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 45 * time.Second, rate: 40, kills: 50, killsOnly: true},
+	{name: "relay-sigkill", lanes: []laneSpec{unordered(1)}, duration: 35 * time.Second, rate: 40, kills: 50, killsOnly: true},
 	{name: "postgres-restart", lanes: []laneSpec{ordered(2)}, duration: 25 * time.Second, rate: 40, pgRestartAt: 8 * time.Second},
 	{name: "sqs-outage", lanes: []laneSpec{unordered(2)}, duration: 22 * time.Second, rate: 40, sqsFreezeAt: 8 * time.Second, recovery: true},
 	// A broker hung for a minute, with relays that dead-letter a message after 3 failed
 	// publishes: the outage must charge no attempt (nothing dead but poison) and delivery must
 	// be back to full rate within seconds of the thaw.
 	{name: "long-sqs-outage", lanes: []laneSpec{named(withFlags(ordered(2), outageFlags...), "ordered"), named(withFlags(unordered(2), outageFlags...), "unordered")},
+
 		duration: 76 * time.Second, rate: 20, sqsFreezeAt: 8 * time.Second, sqsDown: 60 * time.Second, recovery: true},
 	// Every queue deleted while the relays publish, and created again 5 s later: a missing
 	// queue is an outage of the destination, not a fault of the events.
@@ -122,7 +125,7 @@ var scenarios = []scenario{
 	{name: "relay-pause", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 35 * time.Second, rate: 25, pauses: 6},
 	{name: "four-relays-sigkill", lanes: []laneSpec{named(ordered(4), "ordered"), named(unordered(4), "unordered")},
-		duration: 40 * time.Second, rate: 25, kills: 30, killsOnly: true},
+		duration: 32 * time.Second, rate: 25, kills: 30, killsOnly: true},
 	// Two relays share each outbox with a lease far longer than any publish here: a duplicate
 	// would mean both published one message.
 	{name: "partial-failures", lanes: []laneSpec{named(longLease(ordered(2)), "ordered"), named(longLease(unordered(2)), "unordered")},

@@ -144,3 +144,25 @@ func TestOverlaps(t *testing.T) {
 		})
 	}
 }
+
+func TestFirstAckAfter(t *testing.T) {
+	dir := t.TempDir()
+	id := "01a23124-63a0-7b91-ab18-c33df9cca47c"
+	a := filepath.Join(dir, "a.journal")
+	b := filepath.Join(dir, "b.journal")
+	for path, text := range map[string]string{
+		a: "C 1000 1001 " + id + "\nA 1500 1502 " + id + "\nA 3000 3001 " + id + "\nA 2600 260",
+		b: "C 2000 2001 " + id + "\nN 2100 2101 " + id + ":a\nA 2500 2503 " + id + "\n",
+	} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok, err := FirstAckAfter([]string{a, b}, time.UnixMilli(2000))
+	if err != nil || !ok || got.UnixMilli() != 2500 {
+		t.Errorf("FirstAckAfter(2000) = %v, %v, %v; want 2500 (the cut line skipped)", got.UnixMilli(), ok, err)
+	}
+	if _, ok, err := FirstAckAfter([]string{a, b}, time.UnixMilli(3001)); ok || err != nil {
+		t.Errorf("FirstAckAfter(3001) = %v, %v; want none", ok, err)
+	}
+}

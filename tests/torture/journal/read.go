@@ -156,3 +156,33 @@ func parse(s string) (op byte, start, end int64, items []string, ok bool) {
 	}
 	return fields[0][0], start, end, items, true
 }
+
+// FirstAckAfter returns the start of the first acknowledgement, in any of the journals, that
+// began at or after t: the first publish a relay saw succeed from then on. ok is false when
+// there is none.
+func FirstAckAfter(paths []string, t time.Time) (first time.Time, ok bool, err error) {
+	from := t.UnixMilli()
+	best := int64(math.MaxInt64)
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("journal: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 1<<16), 1<<24)
+		for sc.Scan() {
+			if op, start, _, _, valid := parse(sc.Text()); valid && op == 'A' && start >= from && start < best {
+				best = start
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return time.Time{}, false, fmt.Errorf("journal: %s: %w", path, err)
+		}
+	}
+	if best == math.MaxInt64 {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(best), true, nil
+}
