@@ -135,6 +135,12 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	if err != nil {
 		return err
 	}
+	if cfg.Ordered {
+		if ko, ok := transport.(core.KeyOrderer); !ok || !ko.KeepsKeyOrder() {
+			log.Info("ordered mode with a transport that does not keep key order within a batch: each publish carries at most one message per key"+keyOrderHint[tf.kind],
+				zap.String("transport", tf.kind))
+		}
+	}
 
 	var running atomic.Bool
 	if rf.listen != "off" {
@@ -180,6 +186,13 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	s := relay.Stats()
 	log.Info("relay drained", zap.Int64("published", s.Published), zap.Int64("failed", s.Failed), zap.Int64("dead", s.Dead))
 	return nil
+}
+
+// keyOrderHint says how to let an ordered relay send a key's consecutive messages in one batch.
+var keyOrderHint = map[string]string{
+	"nats":     "; --nats-keep-key-order lets it carry a key's consecutive messages",
+	"rabbitmq": "; --rabbitmq-key-order lets it carry a key's consecutive messages",
+	"sqs":      "; a FIFO queue (.fifo) keeps key order by itself",
 }
 
 // describe names a transport for logs; the SQS transport's String redacts its credentials.
