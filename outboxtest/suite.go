@@ -23,6 +23,11 @@ type StoreHarness struct {
 	// AddOpen writes msgs in a transaction it leaves open; commit ends it. The harness rolls an
 	// uncommitted one back at cleanup. Optional: the commit-order case needs it.
 	AddOpen func(ctx context.Context, msgs ...*core.Message) (commit func() error, err error)
+	// Corrupt damages the stored message id behind the store's back, as a hand-made fix or a
+	// buggy script would (for example a Type with a control character, or headers that are not
+	// strings), so that it no longer passes core's Message.ValidateStored. Optional: the
+	// corrupt-message cases need it.
+	Corrupt func(ctx context.Context, id string) error
 }
 
 // StoreFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.
@@ -64,6 +69,7 @@ func RunStoreSuite(t *testing.T, newStore StoreFactory, f StoreFeatures) {
 	t.Run("Retention", s.testRetention)
 	t.Run("Transactions", s.testTransactions)
 	t.Run("BadInput", s.testBadInput)
+	t.Run("Corrupt", s.testCorrupt)
 	t.Run("Relay", s.testRelay)
 }
 

@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"sync"
 	"testing"
 
@@ -26,6 +27,10 @@ func TestStoreReplicaSet(t *testing.T) {
 					Add:           func(ctx context.Context, msgs ...*core.Message) error { return addCommitted(ctx, s, msgs...) },
 					AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return addRolledBack(ctx, s, msgs...) },
 					Reopen:        func(t *testing.T) core.Store { return reopen(t, s) },
+					Corrupt: func(ctx context.Context, id string) error {
+						_, err := s.coll.UpdateOne(ctx, bson.D{{Key: fID, Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: fType, Value: "BAD\x07"}}}})
+						return err
+					},
 				}
 			}, outboxtest.StoreFeatures{
 				Transactions:     true,
@@ -59,6 +64,10 @@ func TestStoreFerretDB(t *testing.T) {
 						return s.add(ctx, msgs)
 					},
 					Reopen: func(t *testing.T) core.Store { return serialStore{Store: reopen(t, s), mu: mu} },
+					Corrupt: func(ctx context.Context, id string) error {
+						_, err := s.coll.UpdateOne(ctx, bson.D{{Key: fID, Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: fType, Value: "BAD\x07"}}}})
+						return err
+					},
 				}
 			}, outboxtest.StoreFeatures{
 				Inspector: true,

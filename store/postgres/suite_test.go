@@ -41,6 +41,11 @@ func harnessWith(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
 			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
 			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
+			Corrupt: func(ctx context.Context, id string) error {
+				// Headers that are not a JSON object of strings: what a hand-made fix may write.
+				_, err := s.Pool().Exec(ctx, "UPDATE "+s.Table()+` SET headers = '{"n": 1}' WHERE id = $1`, id)
+				return err
+			},
 			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
 				tx, err := s.Pool().Begin(ctx)
 				if err != nil {

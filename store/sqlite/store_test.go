@@ -58,6 +58,11 @@ func harness(cfg sqlite.Config) outboxtest.StoreFactory {
 				return tx.Rollback()
 			},
 			Reopen: func(t *testing.T) core.Store { return open(t, cfg) },
+			Corrupt: func(ctx context.Context, id string) error {
+				// A control character in the type: SQLite's text column takes it, core does not.
+				_, err := s.DB().ExecContext(ctx, `UPDATE outbox SET type = 'BAD' || char(7) WHERE id = ?`, id)
+				return err
+			},
 			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
 				tx, err := s.DB().BeginTx(ctx, nil)
 				if err != nil {
