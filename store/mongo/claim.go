@@ -54,7 +54,7 @@ func dueFilter(now time.Time) bson.D {
 // matches, and each Claim call marks what it won with its own token. A claimed document that
 // cannot be decoded is dead-lettered with the reason and not returned.
 func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
-	if err := s.check("claim"); err != nil {
+	if err := s.checkOpen("claim"); err != nil {
 		return nil, err
 	}
 	if err := req.Validate(); err != nil {

@@ -57,7 +57,7 @@ func (s *Store) indexes() []index {
 // when an index of the same name exists with other keys or options, naming it; drop that index
 // to let EnsureIndexes create the current form.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	if err := s.check("ensure indexes"); err != nil {
+	if err := s.checkOpen("ensure indexes"); err != nil {
 		return err
 	}
 	for _, ix := range s.indexes() {

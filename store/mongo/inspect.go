@@ -18,7 +18,7 @@ const defaultListLimit = 100
 // Counts reports how many messages are pending (leased ones included), delivered (kept with
 // KeepDelivered) and dead, and when the oldest pending one was created.
 func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
-	if err := s.check("counts"); err != nil {
+	if err := s.checkOpen("counts"); err != nil {
 		return core.Counts{}, err
 	}
 	var c core.Counts
@@ -69,7 +69,7 @@ func deadFilter(f core.DeadFilter) bson.D {
 // ListDead returns dead messages, oldest first, at most f.Limit (default 100). A dead document
 // too damaged to decode is listed with what can be read of it and the reason it died.
 func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
-	if err := s.check("list dead"); err != nil {
+	if err := s.checkOpen("list dead"); err != nil {
 		return nil, err
 	}
 	limit := f.Limit
@@ -124,7 +124,7 @@ func damagedDeadLetter(raw bson.Raw, cause error) core.DeadLetter {
 // Requeue makes the dead messages f names pending again, due now with attempts reset, and
 // returns how many. Their last error is kept for reference until they next fail or succeed.
 func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
-	if err := s.check("requeue"); err != nil {
+	if err := s.checkOpen("requeue"); err != nil {
 		return 0, err
 	}
 	res, err := s.coll.UpdateMany(ctx, deadFilter(f), bson.D{
@@ -143,7 +143,7 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 
 // Purge deletes the dead messages f names and returns how many.
 func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
-	if err := s.check("purge"); err != nil {
+	if err := s.checkOpen("purge"); err != nil {
 		return 0, err
 	}
 	res, err := s.coll.DeleteMany(ctx, deadFilter(f))

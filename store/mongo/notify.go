@@ -23,7 +23,7 @@ var insertsOnly = mongo.Pipeline{
 // the relay polls. A stream that fails later is reopened after its resume token, every second
 // until it works again, while polling covers the gap. The channel closes when ctx ends.
 func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
-	if err := s.check("listen"); err != nil {
+	if err := s.checkOpen("listen"); err != nil {
 		return nil, err
 	}
 	stream, err := s.coll.Watch(ctx, insertsOnly)

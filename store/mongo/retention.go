@@ -16,7 +16,7 @@ import (
 // It reads their IDs first and deletes by ID, so one call never deletes more than limit
 // documents however many are old. Without KeepDelivered there is nothing to delete.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
-	if err := s.check("delete delivered"); err != nil {
+	if err := s.checkOpen("delete delivered"); err != nil {
 		return 0, err
 	}
 	if limit <= 0 {

@@ -28,7 +28,7 @@ func leasedBy(token string, ids bson.A) bson.D {
 // Ack deletes the messages leased by the claim with token, or with KeepDelivered marks them
 // delivered, and returns how many it settled.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
-	if err := s.check("ack"); err != nil {
+	if err := s.checkOpen("ack"); err != nil {
 		return 0, err
 	}
 	if err := core.CheckToken(token); err != nil {
@@ -72,7 +72,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 // Nack records failed publishes and releases of messages leased by the claim with token and
 // returns how many it settled. Retry times are the server's clock plus the delay.
 func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
-	if err := s.check("nack"); err != nil {
+	if err := s.checkOpen("nack"); err != nil {
 		return 0, err
 	}
 	if err := core.CheckToken(token); err != nil {

@@ -98,7 +98,7 @@ func (s *Store) String() string {
 	return fmt.Sprintf("mongo.Store{%s.%s}", s.cfg.Database, s.cfg.Collection)
 }
 
-func (s *Store) check(op string) error {
+func (s *Store) checkOpen(op string) error {
 	if s.closed.Load() {
 		return fmt.Errorf("mongo: %s: %w", op, core.ErrClosed)
 	}

@@ -39,7 +39,7 @@ func (e *unsupportedError) Is(target error) bool { return target == ErrTransacti
 // replica set but ignore transactions (FerretDB started with --repl-set-name): writes in them
 // would be applied at once, and only the commit would fail.
 func (s *Store) CheckTransactions(ctx context.Context) error {
-	if err := s.check("check transactions"); err != nil {
+	if err := s.checkOpen("check transactions"); err != nil {
 		return err
 	}
 	s.txMu.Lock()

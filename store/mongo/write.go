@@ -29,7 +29,7 @@ const maxKnownKeys = 100_000
 // driver retries transient errors); Add keeps the IDs Prepare assigned on the first run, so
 // build messages inside the callback if each attempt should get fresh ones.
 func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
-	if err := s.check("add"); err != nil {
+	if err := s.checkOpen("add"); err != nil {
 		return err
 	}
 	sess := mongo.SessionFromContext(ctx)
@@ -165,7 +165,7 @@ func (s *Store) ensureCounters(ctx context.Context, msgs []*core.Message) error 
 // ErrTransactionsUnsupported before fn runs.
 func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context) (T, error), msgs ...*core.Message) (T, error) {
 	var zero T
-	if err := s.check("execute"); err != nil {
+	if err := s.checkOpen("execute"); err != nil {
 		return zero, err
 	}
 	if fn == nil {

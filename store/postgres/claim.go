@@ -19,7 +19,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	if err := req.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
 	query, args := s.q.claim, []any{req.Token, req.Lease.Seconds(), req.Limit}

@@ -14,7 +14,7 @@ import (
 // KeepDelivered) and dead, and when the oldest pending one was created. It counts the whole
 // table: meant for dashboards and the CLI, not for a hot loop.
 func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return core.Counts{}, fmt.Errorf("postgres: counts: %w", err)
 	}
 	var c core.Counts
@@ -51,7 +51,7 @@ func deadWhere(f core.DeadFilter) (string, []any) {
 // ListDead returns dead messages with their last error and time of death, oldest first; at most
 // f.Limit (default 100). A dead row whose headers are corrupt is listed without them.
 func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("postgres: list dead: %w", err)
 	}
 	if f.Limit < 0 {
@@ -108,7 +108,7 @@ func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
 }
 
 func (s *Store) editDead(ctx context.Context, op, stmt string, f core.DeadFilter) (int, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	if f.Limit < 0 {

@@ -22,7 +22,7 @@ var listenBackoff = core.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.
 // once the listening goroutine has exited, when ctx ends or the store is closed. The listener
 // never queries the table: polling stays the relay's job.
 func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("postgres: listen: %w", err)
 	}
 	cfg, err := s.listenConfig()

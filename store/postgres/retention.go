@@ -12,7 +12,7 @@ import (
 // database's clock, oldest first, and returns how many (core.Retention). It only finds rows when
 // KeepDelivered is set.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
 	}
 	if limit <= 0 {

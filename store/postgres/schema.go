@@ -94,7 +94,7 @@ func lockKey(schema, table string) int64 {
 // ensureOutboxTable). It is idempotent and safe to run from many processes at once: a
 // transaction-scoped advisory lock serialises them.
 func (s *Store) EnsureSchema(ctx context.Context) error {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("postgres: ensure schema: %w", err)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

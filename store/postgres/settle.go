@@ -11,7 +11,7 @@ import (
 // many it settled. Only rows still leased under token are touched, so a claim whose lease
 // expired and was taken over cannot acknowledge on the new holder's behalf.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
 	if err := core.CheckToken(token); err != nil {
@@ -32,7 +32,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 // statement, and returns how many it settled. Retry times are computed with the database's
 // clock.
 func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
 	if err := core.CheckToken(token); err != nil {

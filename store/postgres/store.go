@@ -128,7 +128,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) open() error {
+func (s *Store) checkOpen() error {
 	if s.closed.Load() {
 		return core.ErrClosed
 	}

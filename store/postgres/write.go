@@ -75,7 +75,7 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 // prepare runs what Add and AddSQL check before writing: an open store, a transaction, and
 // core.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
 func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (write bool, err error) {
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
 	if noTx {
@@ -165,7 +165,7 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 	if fn == nil {
 		return zero, fmt.Errorf("postgres: execute: %w", core.InvalidArgument("fn", "is nil"))
 	}
-	if err := s.open(); err != nil {
+	if err := s.checkOpen(); err != nil {
 		return zero, fmt.Errorf("postgres: execute: %w", err)
 	}
 	tx, err := s.pool.Begin(ctx)
