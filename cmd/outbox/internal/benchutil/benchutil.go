@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/txoutbox/outbox/core"
 	memstore "github.com/txoutbox/outbox/store/memory"
@@ -42,4 +43,49 @@ func Median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// RelayDrain publishes msgs through an in-memory store and core.Relay with cfg (MaxAttempts
+// forced to 1, so a misbehaving broker shows at once) to tr, from a full backlog until every
+// message is settled, and returns events/s. what names the benchmark in errors.
+func RelayDrain(ctx context.Context, what string, tr core.Transport, cfg core.Config, msgs []*core.Message) (float64, error) {
+	store := memstore.New()
+	if err := store.Add(ctx, msgs...); err != nil {
+		return 0, err
+	}
+	cfg.MaxAttempts = 1
+	relay, err := core.NewRelay(store, tr, cfg)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := relay.Start(ctx); err != nil {
+		return 0, err
+	}
+	stop := func() error {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return relay.Stop(stopCtx)
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := relay.Stats()
+		if st.Published+st.Dead+st.Failed >= int64(len(msgs)) {
+			elapsed := time.Since(start)
+			if err := stop(); err != nil {
+				return 0, err
+			}
+			if st.Dead > 0 || st.Failed > 0 {
+				return 0, fmt.Errorf("%s: relay: %d events failed and %d died; the transport or broker misbehaved", what, st.Failed, st.Dead)
+			}
+			return float64(len(msgs)) / elapsed.Seconds(), nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = stop()
+			return 0, fmt.Errorf("%s: relay: %d of %d published: %w", what, st.Published, len(msgs), ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

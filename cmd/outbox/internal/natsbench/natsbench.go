@@ -31,7 +31,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -321,44 +320,9 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	store := memstore.New()
-	if err := store.Add(ctx, msgs...); err != nil {
-		return 0, err
-	}
-	relay, err := core.NewRelay(store, b.tr, core.Config{
-		BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, MaxAttempts: 1,
-	})
+	rate, err := benchutil.RelayDrain(ctx, "natsbench", b.tr, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency}, msgs)
 	if err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	if err := relay.Start(ctx); err != nil {
-		return 0, err
-	}
-	stop := func() error {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		return relay.Stop(stopCtx)
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		st := relay.Stats()
-		if st.Published+st.Dead+st.Failed >= int64(len(msgs)) {
-			elapsed := time.Since(start)
-			if err := stop(); err != nil {
-				return 0, err
-			}
-			if st.Dead > 0 || st.Failed > 0 {
-				return 0, fmt.Errorf("natsbench: relay: %d events failed and %d died; the transport or server misbehaved", st.Failed, st.Dead)
-			}
-			return float64(len(msgs)) / elapsed.Seconds(), b.purge(ctx, len(msgs))
-		}
-		select {
-		case <-ctx.Done():
-			_ = stop()
-			return 0, fmt.Errorf("natsbench: relay: %d of %d published: %w", st.Published, len(msgs), ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return rate, b.purge(ctx, len(msgs))
 }

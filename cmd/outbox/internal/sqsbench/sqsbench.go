@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"runtime"
 	"strconv"
 	"strings"
@@ -316,44 +315,5 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	store := memstore.New()
-	if err := store.Add(ctx, msgs...); err != nil {
-		return 0, err
-	}
-	relay, err := core.NewRelay(store, tr, core.Config{
-		BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, MaxAttempts: 1, Ordered: b.cfg.FIFOGroup,
-	})
-	if err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	if err := relay.Start(ctx); err != nil {
-		return 0, err
-	}
-	stop := func() error {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		return relay.Stop(stopCtx)
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		st := relay.Stats()
-		if st.Published+st.Dead+st.Failed >= int64(len(msgs)) {
-			elapsed := time.Since(start)
-			if err := stop(); err != nil {
-				return 0, err
-			}
-			if st.Dead > 0 || st.Failed > 0 {
-				return 0, fmt.Errorf("sqsbench: relay: %d events failed and %d died; the transport or server misbehaved", st.Failed, st.Dead)
-			}
-			return float64(len(msgs)) / elapsed.Seconds(), nil
-		}
-		select {
-		case <-ctx.Done():
-			_ = stop()
-			return 0, fmt.Errorf("sqsbench: relay: %d of %d published: %w", st.Published, len(msgs), ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return benchutil.RelayDrain(ctx, "sqsbench", tr, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, Ordered: b.cfg.FIFOGroup}, msgs)
 }
