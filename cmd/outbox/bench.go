@@ -47,11 +47,11 @@ Benchmarks (--only picks some, comma-separated):
                     --kafka-brokers on an in-process fake cluster (kfake)
   nats              relay -> NATS JetStream vs raw async publishes awaiting every PubAck
   rabbitmq          relay -> RabbitMQ vs raw publishes with confirms
-By default: core and kafka (on kfake unless --kafka-brokers is set: a few seconds), the postgres
-ones and inbox when --store is a postgres URL, sqs with --sqs-endpoint, nats with --nats-url and
-rabbitmq with --rabbitmq-url. sqlite-ordered needs no server but takes a minute or more: it runs
-only when --only names it. Each benchmark works in a schema, file, queue, stream or topic of its
-own and removes it.`
+By default: core and kafka (on kfake unless --kafka-brokers is set: a few seconds);
+postgres-write, postgres-drain and postgres-latency when --store is a postgres URL; sqs with
+--sqs-endpoint, nats with --nats-url, rabbitmq with --rabbitmq-url. postgres-ordered, inbox and
+sqlite-ordered take a minute or more each, so they run only when --only names them. Each
+benchmark works in a schema, file, queue, stream or topic of its own and removes it.`
 
 var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "inbox", "sqs", "kafka", "nats", "rabbitmq"}
 
@@ -181,7 +181,7 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 	if b.only == "" {
 		run = []string{"core"}
 		if b.store != "" {
-			run = append(run, "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "inbox")
+			run = append(run, "postgres-write", "postgres-drain", "postgres-latency")
 		}
 		for _, name := range []string{"sqs", "kafka", "nats", "rabbitmq"} {
 			if b.needs(name) == "" {

@@ -52,7 +52,7 @@ func TestBenchSelection(t *testing.T) {
 		want []string
 	}{
 		{benchFlags{}, []string{"core", "kafka"}},
-		{benchFlags{store: pg}, []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "inbox", "kafka"}},
+		{benchFlags{store: pg}, []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "kafka"}},
 		{benchFlags{sqsEndpoint: "http://127.0.0.1:4566", natsURL: "nats://127.0.0.1:4222", rabbitmqURL: "amqp://g:g@127.0.0.1:5672/", kafkaBrokers: "127.0.0.1:9092"},
 			[]string{"core", "sqs", "kafka", "nats", "rabbitmq"}},
 		{benchFlags{only: "sqlite-ordered, inbox,sqlite-ordered"}, []string{"sqlite-ordered", "inbox"}},
