@@ -53,7 +53,7 @@ postgres-write, postgres-drain and postgres-latency when --store is a postgres U
 sqlite-ordered take a minute or more each, so they run only when --only names them. Each
 benchmark works in a schema, file, queue, stream or topic of its own and removes it.`
 
-var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "inbox", "sqs", "kafka", "nats", "rabbitmq"}
+var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
 
 type benchFlags struct {
 	only         string
@@ -136,7 +136,7 @@ func (b *benchFlags) needs(name string) string {
 	switch {
 	case strings.HasPrefix(name, "postgres") && b.store == "":
 		return "--store postgres://…"
-	case name == "sqs" && b.sqsEndpoint == "":
+	case strings.HasPrefix(name, "sqs") && b.sqsEndpoint == "":
 		return "--sqs-endpoint"
 	case name == "nats" && b.natsURL == "":
 		return "--nats-url"
@@ -183,7 +183,7 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 		if b.store != "" {
 			run = append(run, "postgres-write", "postgres-drain", "postgres-latency")
 		}
-		for _, name := range []string{"sqs", "kafka", "nats", "rabbitmq"} {
+		for _, name := range []string{"sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"} {
 			if b.needs(name) == "" {
 				run = append(run, name)
 			}
@@ -227,6 +227,8 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 		return corebench.Run(ctx, corebench.Options{Events: b.events, Rounds: b.rounds})
 	case "sqs":
 		return sqsbench.Run(ctx, sqsbench.Config{Endpoint: b.sqsEndpoint, Events: b.events, Rounds: b.rounds})
+	case "sqs-fifo":
+		return sqsbench.Run(ctx, sqsbench.Config{Endpoint: b.sqsEndpoint, Events: b.events, Rounds: b.rounds, FIFOGroup: true})
 	case "sqlite-ordered":
 		return sqlitebench.Ordered(ctx, sqlitebench.Options{Rounds: b.rounds})
 	case "kafka":

@@ -54,7 +54,7 @@ func TestBenchSelection(t *testing.T) {
 		{benchFlags{}, []string{"core", "kafka"}},
 		{benchFlags{store: pg}, []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "kafka"}},
 		{benchFlags{sqsEndpoint: "http://127.0.0.1:4566", natsURL: "nats://127.0.0.1:4222", rabbitmqURL: "amqp://g:g@127.0.0.1:5672/", kafkaBrokers: "127.0.0.1:9092"},
-			[]string{"core", "sqs", "kafka", "nats", "rabbitmq"}},
+			[]string{"core", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}},
 		{benchFlags{only: "sqlite-ordered, inbox,sqlite-ordered"}, []string{"sqlite-ordered", "inbox"}},
 		{benchFlags{only: "postgres-ordered", store: pg}, []string{"postgres-ordered"}},
 		{benchFlags{only: "kafka"}, []string{"kafka"}},
