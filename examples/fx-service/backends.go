@@ -58,7 +58,7 @@ func asCoreStore(s *postgres.Store) core.Store { return s }
 func newTransport(lc fx.Lifecycle, cfg Config) (core.Transport, error) {
 	tr, err := sqs.New(context.Background(), sqs.Config{
 		QueueURL: cfg.QueueURL, Region: cfg.Region, Endpoint: cfg.Endpoint,
-		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretKey,
+		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: string(cfg.SecretKey),
 	})
 	if err != nil {
 		return nil, err

@@ -17,7 +17,8 @@ type Config struct {
 	Listen string
 	// QueueURL, Region, Endpoint, AccessKeyID and SecretKey configure SQS as in
 	// examples/postgres-sqs (OUTBOX_SQS_*). QueueURL is required.
-	QueueURL, Region, Endpoint, AccessKeyID, SecretKey string
+	QueueURL, Region, Endpoint, AccessKeyID string
+	SecretKey                               secret
 }
 
 // errMissing is a setup problem: main says what to set and exits 2.
@@ -35,7 +36,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Region:      getenv("OUTBOX_SQS_REGION"),
 		Endpoint:    getenv("OUTBOX_SQS_ENDPOINT"),
 		AccessKeyID: getenv("OUTBOX_SQS_ACCESS_KEY_ID"),
-		SecretKey:   getenv("OUTBOX_SQS_SECRET_ACCESS_KEY"),
+		SecretKey:   secret(getenv("OUTBOX_SQS_SECRET_ACCESS_KEY")),
 	}
 	if c.Schema == "" {
 		c.Schema = "public"
@@ -65,3 +66,11 @@ func isMissing(err error) bool {
 	var m *errMissing
 	return errors.As(err, &m)
 }
+
+// secret is a credential: it prints and marshals as "[redacted]", so a logged or dumped config
+// never shows it.
+type secret string
+
+func (secret) String() string               { return "[redacted]" }
+func (secret) GoString() string             { return `"[redacted]"` }
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }

@@ -14,7 +14,7 @@ type config struct {
 	Region      string // OUTBOX_SQS_REGION, default: the AWS environment's
 	Endpoint    string // OUTBOX_SQS_ENDPOINT, default: AWS; e.g. http://127.0.0.1:4566 for an emulator
 	AccessKeyID string // OUTBOX_SQS_ACCESS_KEY_ID with OUTBOX_SQS_SECRET_ACCESS_KEY, default: the AWS chain
-	SecretKey   string
+	SecretKey   secret
 }
 
 // errMissing is a setup problem, not a failure: the example says what to set and exits 2.
@@ -35,7 +35,7 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		Region:      getenv("OUTBOX_SQS_REGION"),
 		Endpoint:    getenv("OUTBOX_SQS_ENDPOINT"),
 		AccessKeyID: getenv("OUTBOX_SQS_ACCESS_KEY_ID"),
-		SecretKey:   getenv("OUTBOX_SQS_SECRET_ACCESS_KEY"),
+		SecretKey:   secret(getenv("OUTBOX_SQS_SECRET_ACCESS_KEY")),
 	}
 	var missing []string
 	if c.MongoURI == "" {
@@ -57,3 +57,11 @@ func isMissing(err error) bool {
 	var m *errMissing
 	return errors.As(err, &m)
 }
+
+// secret is a credential: it prints and marshals as "[redacted]", so a logged or dumped config
+// never shows it.
+type secret string
+
+func (secret) String() string               { return "[redacted]" }
+func (secret) GoString() string             { return `"[redacted]"` }
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }

@@ -95,7 +95,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 
 	transport, err := sqs.New(ctx, sqs.Config{
 		QueueURL: cfg.QueueURL, Region: cfg.Region, Endpoint: cfg.Endpoint,
-		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretKey,
+		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: string(cfg.SecretKey),
 	})
 	if err != nil {
 		return err
