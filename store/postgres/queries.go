@@ -91,9 +91,12 @@ RETURNING ` + returning
 	//     followed by its run; unkeyed rows come from the index's '' group, in seq order (status
 	//     <> 'dead' rather than = 'pending' keeps the planner on that index). The gates are
 	//     one-time filters, so the walk costs nothing when not needed.
-	// The candidates are then locked, skipping rows another claim holds, and checked again the
-	// same way (fenced): a claim racing this one may hold an earlier row of a key whose later rows
-	// this one locked, and then those later rows are left alone.
+	// The candidates are then locked, skipping rows another claim holds, and fenced: a key's
+	// locked rows are kept only while they are the first rows of its run as the candidates saw
+	// it. A claim racing this one may hold (or have just leased) an earlier row of a key whose
+	// later rows this one locked; then those later rows are left alone. Rows that commit after
+	// this statement's snapshot cannot sit before a candidate of their key: writers of one key
+	// take turns (lockIDs), so a later commit has a later seq.
 	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE win AS (
 	SELECT c.id, c.key, c.seq, lag(c.seq) OVER (PARTITION BY c.key ORDER BY c.seq) AS prev
 	FROM (
@@ -102,8 +105,8 @@ RETURNING ` + returning
 		ORDER BY c.seq LIMIT $4
 	) AS c
 ), runs AS (
-	SELECT r.id FROM (
-		SELECT g.id, g.seq, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
+	SELECT r.id, r.key, r.seq FROM (
+		SELECT g.id, g.key, g.seq, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
 			SELECT w.id, w.key, w.seq, w.key = '' OR NOT EXISTS (
 				SELECT 1 FROM %[1]s AS p WHERE p.key = w.key AND p.status <> 'delivered'
 					AND p.seq < w.seq AND p.seq > coalesce(w.prev, 0)) AS ok
@@ -119,20 +122,20 @@ RETURNING ` + returning
 		SELECT h.key, h.status, h.available_at FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > heads.key ORDER BY h.key, h.seq LIMIT 1
 	) AS nxt
 ), deep AS (
-	SELECT d.id FROM heads, LATERAL (
-		SELECT x.id FROM (
-			SELECT k.id, bool_and(k.status = 'pending' AND k.available_at <= now()) OVER (ORDER BY k.seq) AS due
+	SELECT d.id, heads.key, d.seq FROM heads, LATERAL (
+		SELECT x.id, x.seq FROM (
+			SELECT k.id, k.seq, bool_and(k.status = 'pending' AND k.available_at <= now()) OVER (ORDER BY k.seq) AS due
 			FROM (SELECT k.id, k.seq, k.status, k.available_at FROM %[1]s AS k
 				WHERE k.key = heads.key AND k.status <> 'delivered' ORDER BY k.seq LIMIT $3) AS k
 		) AS x WHERE x.due
 	) AS d
 	WHERE heads.status = 'pending' AND heads.available_at <= now() AND (SELECT count(*) FROM runs) < $3
 ), candidates AS (
-	SELECT id FROM runs
+	SELECT id, key, seq FROM runs
 	UNION ALL
-	SELECT id FROM deep
+	SELECT id, key, seq FROM deep
 	UNION ALL
-	(SELECT u.id FROM %[1]s AS u
+	(SELECT u.id, u.key, u.seq FROM %[1]s AS u
 	WHERE u.key = '' AND u.status <> 'delivered' AND u.status <> 'dead' AND u.available_at <= now()
 		AND (SELECT count(*) FROM runs) < $3
 	ORDER BY u.key, u.seq LIMIT $3)
@@ -142,14 +145,15 @@ RETURNING ` + returning
 	ORDER BY c.seq
 	LIMIT $3
 	FOR UPDATE OF c SKIP LOCKED
+), ranked AS (
+	-- Each keyed candidate's place in its key's run, as this statement's snapshot saw it.
+	SELECT c.id, row_number() OVER (PARTITION BY c.key ORDER BY c.seq) AS place
+	FROM (SELECT DISTINCT id, key, seq FROM candidates WHERE key <> '') AS c
 ), fenced AS (
 	SELECT f.id FROM (
-		SELECT g.id, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
-			SELECT p.id, p.key, p.seq, p.key = '' OR NOT EXISTS (
-				SELECT 1 FROM %[1]s AS q WHERE q.key = p.key AND q.status <> 'delivered'
-					AND q.seq < p.seq AND q.seq > coalesce(p.prev, 0)) AS ok
-			FROM (SELECT id, key, seq, lag(seq) OVER (PARTITION BY key ORDER BY seq) AS prev FROM picked) AS p
-		) AS g
+		SELECT p.id, bool_and(p.key = '' OR r.place = p.place) OVER (PARTITION BY p.key ORDER BY p.seq) AS ok
+		FROM (SELECT id, key, seq, row_number() OVER (PARTITION BY key ORDER BY seq) AS place FROM picked) AS p
+		LEFT JOIN ranked AS r ON r.id = p.id
 	) AS f
 	WHERE f.ok
 )
