@@ -193,3 +193,32 @@ func TestOrderedHeadBehindBlockedKey(t *testing.T) {
 		}
 	})
 }
+
+// An ordered claim racing another claim for a key's head (here: the head row locked by another
+// transaction, which SKIP LOCKED passes over) must not take the rows behind it: they would go out
+// before the head. The fence leaves them, and they come out with their head once it is free.
+func TestOrderedClaimFencedBehindALockedHead(t *testing.T) {
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	k := []*core.Message{msg(t, "T", "k", 0), msg(t, "T", "k", 1), msg(t, "T", "k", 2)}
+	free := msg(t, "T", "", 0)
+	add(t, s, append(k, free)...)
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM "+s.Table()+" WHERE id = $1 FOR UPDATE", k[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	got := claim(t, s, "racing", 10, true)
+	if strings.Join(ids(got), ",") != free.ID {
+		t.Fatalf("claim while the head is locked elsewhere = %v, want only the unkeyed %s", ids(got), free.ID)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim(t, s, "after", 10, true); strings.Join(ids(got), ",") != strings.Join(ids(k), ",") {
+		t.Fatalf("claim once the head is free = %v, want the whole run %v", ids(got), ids(k))
+	}
+}
