@@ -75,6 +75,8 @@ func TestConfigFromLookup(t *testing.T) {
 			env:     map[string]string{"OUTBOX_LEASE": "10s", "OUTBOX_PUBLISH_TIMEOUT": "10s"},
 			wantErr: []string{"OUTBOX_PUBLISH_TIMEOUT", "must be below Lease"},
 		},
+		{name: "a lease too short to work", env: map[string]string{"OUTBOX_LEASE": "1ns"}, wantErr: []string{"OUTBOX_LEASE", "below the minimum of 100ms"}},
+		{name: "a poll loop that would spin", env: map[string]string{"OUTBOX_POLL_INTERVAL": "1ns"}, wantErr: []string{"OUTBOX_POLL_INTERVAL", "below the minimum"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
