@@ -35,7 +35,8 @@ func freezeSQS(t *testing.T, ctx context.Context, sqsServer *fauxqs, d time.Dura
 // the same name and attributes, queueMissing later. Deleting a queue deletes the messages in
 // it, a loss on the broker's side that no outbox can make up for; so the lanes' relays are
 // frozen (SIGSTOP) for the moment it takes their consumers to empty the queues, the queues are
-// deleted, and the relays resume at once, to publish into queues that are gone.
+// deleted, and the relays resume at once, to publish into queues that are gone. It runs in a
+// goroutine of its own, so it reports with t.Errorf only.
 func removeQueues(t *testing.T, ctx context.Context, lanes []*lane, sqsServer *fauxqs) window {
 	for _, ln := range lanes {
 		ln.fleet.freezeAll()
@@ -70,7 +71,11 @@ func removeQueues(t *testing.T, ctx context.Context, lanes []*lane, sqsServer *f
 	sleep(ctx, queueMissing)
 	for _, ln := range lanes {
 		// The relays and the consumer know the queue by its URL: it must come back under it.
-		if url := sqsServer.createQueue(t, ln.queueName, ln.spec.ordered); url != ln.queueURL {
+		url, err := sqsServer.tryCreateQueue(ln.queueName, ln.spec.ordered)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v", ln.name, err)
+		case url != ln.queueURL:
 			t.Errorf("%s: the queue came back as %s, was %s", ln.name, url, ln.queueURL)
 		}
 	}

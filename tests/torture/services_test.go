@@ -124,6 +124,15 @@ func (f *fauxqs) client() *awssqs.Client { return f.tr.Client() }
 // its queues when the test ends.
 func (f *fauxqs) createQueue(t *testing.T, name string, fifo bool) string {
 	t.Helper()
+	url, err := f.tryCreateQueue(name, fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// tryCreateQueue is createQueue for a goroutine other than the test's.
+func (f *fauxqs) tryCreateQueue(name string, fifo bool) (string, error) {
 	in := &awssqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{
 		// A message received but not deleted (a consumer's delete lost to the outage) comes
 		// back soon, so it is not mistaken for lost at the end.
@@ -137,9 +146,9 @@ func (f *fauxqs) createQueue(t *testing.T, name string, fifo bool) string {
 	defer cancel()
 	out, err := f.client().CreateQueue(ctx, in)
 	if err != nil {
-		t.Fatalf("create queue %s: %v", aws.ToString(in.QueueName), err)
+		return "", fmt.Errorf("create queue %s: %w", aws.ToString(in.QueueName), err)
 	}
-	return aws.ToString(out.QueueUrl)
+	return aws.ToString(out.QueueUrl), nil
 }
 
 // freeze stops the server process (SIGSTOP): connections stay open, requests hang.
