@@ -10,10 +10,10 @@ import (
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
-// TestCommitOrderReference proves that the order check of contended keys compares against
+// TestTortureCommitOrderReference proves that the order check of contended keys compares against
 // commit order, not against the order in which the writers' COMMIT calls returned: two
 // transactions of one key whose COMMITs returned in the reverse of their commit order.
-func TestCommitOrderReference(t *testing.T) {
+func TestTortureCommitOrderReference(t *testing.T) {
 	msg := func(id, key string) *core.Message { return &core.Message{ID: id, Key: key} }
 	l := newLedger()
 	other := msg("o1", "agg-000") // an uncontended key keeps its slot
