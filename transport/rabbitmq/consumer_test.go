@@ -1,0 +1,491 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/rabbitmq"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// newConsumer builds a consumer of queue on the test broker (unless cfg names another URL),
+// stopped at cleanup.
+func newConsumer(t *testing.T, cfg rabbitmq.ConsumerConfig, handle func(context.Context, *core.Message) error) *rabbitmq.Consumer {
+	t.Helper()
+	if cfg.URL == "" {
+		cfg.URL = brokerURL()
+	}
+	c, err := rabbitmq.NewConsumer(cfg, handle)
+	if err != nil {
+		t.Fatalf("NewConsumer(%v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return c
+}
+
+func startConsumer(t *testing.T, c *rabbitmq.Consumer) {
+	t.Helper()
+	if err := c.Start(testCtx(t)); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// collector records what a handler received.
+type collector struct {
+	mu   sync.Mutex
+	msgs map[string]*core.Message
+	seen []string
+}
+
+func newCollector() *collector { return &collector{msgs: map[string]*core.Message{}} }
+
+func (c *collector) handle(_ context.Context, m *core.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs[m.ID] = m
+	c.seen = append(c.seen, m.ID)
+	return nil
+}
+
+func (c *collector) len() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.msgs) }
+
+// queueTransport publishes to queue through the default exchange.
+func queueTransport(t *testing.T, queue string, raw bool) *rabbitmq.Transport {
+	return newTransport(t, rabbitmq.Config{RoutingKey: queue, RawPayload: raw})
+}
+
+func TestConsumerRoundTrip(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	sent := prepared(t, messages(25, "ORDER_PLACED", "customer-7")...)
+	for _, m := range sent {
+		m.Headers = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant": "acme"}
+		m.Result = json.RawMessage(`{"ok":true}`)
+	}
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	got := newCollector()
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 4}, got.handle)
+	startConsumer(t, c)
+	waitFor(t, 15*time.Second, "25 acks", func() bool { return c.Stats().Acked == 25 })
+	for _, want := range sent {
+		m := got.msgs[want.ID]
+		switch {
+		case m == nil:
+			t.Fatalf("message %s not received", want.ID)
+		case m.Type != want.Type || m.Key != want.Key || string(m.Payload) != string(want.Payload) || string(m.Result) != string(want.Result):
+			t.Fatalf("received %+v, sent %+v", m, want)
+		case !m.CreatedAt.Equal(want.CreatedAt):
+			t.Fatalf("CreatedAt %v, sent %v", m.CreatedAt, want.CreatedAt)
+		case m.Headers["traceparent"] != want.Headers["traceparent"] || m.Headers["tenant"] != "acme" || len(m.Headers) != 2:
+			t.Fatalf("headers %v, sent %v (the outbox.* headers are not headers)", m.Headers, want.Headers)
+		}
+	}
+	if err := c.Stop(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.Received != 25 || st.Handled != 25 || st.Failed != 0 || st.InFlight != 0 || st.AckErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := b.count(t, q); n != 0 {
+		t.Fatalf("%d messages left in the queue after every one was acknowledged", n)
+	}
+	if err := c.Start(testCtx(t)); !errors.Is(err, rabbitmq.ErrConsumerStarted) {
+		t.Fatalf("second Start: %v", err)
+	}
+}
+
+func TestConsumerRawPayload(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, true)
+	sent := prepared(t, messages(3, "RAW", "k")...)
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	got := newCollector()
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, RawPayload: true}, got.handle)
+	startConsumer(t, c)
+	waitFor(t, 15*time.Second, "3 acks", func() bool { return c.Stats().Acked == 3 })
+	for _, want := range sent {
+		m := got.msgs[want.ID]
+		if m == nil || m.Type != "RAW" || m.Key != "k" || string(m.Payload) != string(want.Payload) || len(m.Headers) != 0 ||
+			!m.CreatedAt.Equal(want.CreatedAt.Truncate(time.Second)) {
+			t.Fatalf("received %+v for %+v", m, want)
+		}
+	}
+}
+
+// A failed or panicking handler has its message requeued; the broker delivers it again.
+func TestConsumerFailureRedelivered(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	sent := prepared(t, messages(1, "T", "")...)
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	obs, logs := observer.New(zapcore.WarnLevel)
+	var calls atomic.Int64
+	var redelivered atomic.Bool
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Logger: zap.New(obs)}, func(ctx context.Context, m *core.Message) error {
+		switch calls.Add(1) {
+		case 1:
+			return errors.New("database briefly down")
+		case 2:
+			panic("handler bug")
+		}
+		redelivered.Store(m.ID == sent[0].ID)
+		return nil
+	})
+	startConsumer(t, c)
+	waitFor(t, 15*time.Second, "the third delivery to be acknowledged", func() bool { return c.Stats().Acked == 1 })
+	st := c.Stats()
+	if st.Received != 3 || st.Failed != 2 || st.Handled != 1 || st.Requeued != 2 || !redelivered.Load() {
+		t.Fatalf("stats %+v, want 3 received, 2 failed and requeued, 1 handled", st)
+	}
+	failures := logs.FilterMessageSnippet("handler failed").All()
+	if len(failures) != 2 || !strings.Contains(fmt.Sprint(failures[1].ContextMap()["error"]), "panicked: handler bug") {
+		t.Fatalf("failure logs: %+v", failures)
+	}
+	if id := failures[0].ContextMap()["id"]; id != sent[0].ID {
+		t.Fatalf("the failure log names message %v, want %s", id, sent[0].ID)
+	}
+}
+
+// On a quorum queue, x-delivery-limit bounds the redeliveries of a message whose handler always
+// fails, and the message then goes to the dead-letter exchange.
+func TestConsumerDeliveryLimitDeadLetters(t *testing.T) {
+	b := needBroker(t)
+	dlq := b.queue(t, nil)
+	q := b.queue(t, amqp.Table{"x-queue-type": "quorum", "x-delivery-limit": 2, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+	tr := queueTransport(t, q, false)
+	sent := prepared(t, messages(1, "POISON", "")...)
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *core.Message) error {
+		return errors.New("always fails")
+	})
+	startConsumer(t, c)
+	if d := deadLettered(t, b, dlq); d.MessageId != sent[0].ID {
+		t.Fatalf("dead-lettered %s, want %s", d.MessageId, sent[0].ID)
+	}
+	// The first delivery and two redeliveries (the limit), then the broker dead-letters it.
+	if st := c.Stats(); st.Failed != 3 || st.Handled != 0 {
+		t.Fatalf("stats %+v, want 3 failed deliveries", st)
+	}
+}
+
+// A body that is no envelope is rejected without requeue: to the dead-letter exchange at once.
+func TestConsumerMalformed(t *testing.T) {
+	b := needBroker(t)
+	dlq := b.queue(t, nil)
+	q := b.queue(t, amqp.Table{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+	if err := b.channel(t).PublishWithContext(testCtx(t), "", q, false, false, amqp.Publishing{Body: []byte("not an envelope")}); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *core.Message) error { calls.Add(1); return nil })
+	startConsumer(t, c)
+	if d := deadLettered(t, b, dlq); string(d.Body) != "not an envelope" {
+		t.Fatalf("dead-lettered %q", d.Body)
+	}
+	if st := c.Stats(); calls.Load() != 0 || st.Malformed != 1 || st.Rejected != 1 || st.Acked != 0 {
+		t.Fatalf("calls %d, stats %+v", calls.Load(), st)
+	}
+}
+
+// Concurrency handlers run at once and never more; two consumers on one queue share its
+// messages, each handled once.
+func TestConsumerConcurrent(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	const n = 60
+	sent := prepared(t, messages(n, "T", "")...)
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	handled := map[string]int{}
+	var running, peak atomic.Int64
+	full := make(chan struct{})
+	var fullOnce sync.Once
+	handle := func(limit int64) func(context.Context, *core.Message) error {
+		return func(ctx context.Context, m *core.Message) error {
+			now := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+			}
+			if now == limit {
+				fullOnce.Do(func() { close(full) })
+			}
+			// Hold the first handlers until every slot of both consumers is taken.
+			select {
+			case <-full:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			mu.Lock()
+			handled[m.ID]++
+			mu.Unlock()
+			return nil
+		}
+	}
+	// Four handlers each: eight at once in all.
+	c1 := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 4}, handle(8))
+	c2 := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 4}, handle(8))
+	startConsumer(t, c1)
+	startConsumer(t, c2)
+	waitFor(t, 15*time.Second, "every message acknowledged", func() bool { return c1.Stats().Acked+c2.Stats().Acked == n })
+	if p := peak.Load(); p != 8 {
+		t.Fatalf("at most %d handlers ran at once, want 8 (4 per consumer)", p)
+	}
+	if c1.Stats().Handled == 0 || c2.Stats().Handled == 0 {
+		t.Fatalf("one consumer got nothing: %+v, %+v", c1.Stats(), c2.Stats())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range sent {
+		if handled[m.ID] != 1 {
+			t.Fatalf("message %s handled %d times", m.ID, handled[m.ID])
+		}
+	}
+}
+
+// Stop waits for a handler in flight and its ack; the messages prefetched behind it go back to
+// the queue.
+func TestConsumerStopWaitsForHandler(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...)); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 1}, func(ctx context.Context, m *core.Message) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return nil
+	})
+	startConsumer(t, c)
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop(testCtx(t)) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a handler ran", err)
+	case <-time.After(100 * time.Millisecond): // Stop must still be waiting: nothing else can be observed
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if st := c.Stats(); st.Acked != 1 || calls.Load() != 1 || st.InFlight != 0 {
+		t.Fatalf("calls %d, stats %+v: want the handler in flight acknowledged and no other handled", calls.Load(), st)
+	}
+	waitFor(t, 10*time.Second, "the two others back in the queue", func() bool { return b.count(t, q) == 2 })
+}
+
+// Stop waits for handlers until its deadline, then cancels them; their messages are requeued
+// and come to the next consumer.
+func TestConsumerStopDeadline(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	sent := prepared(t, messages(1, "T", "")...)
+	if err := tr.Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{})
+	var cancelled atomic.Bool
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(ctx context.Context, m *core.Message) error {
+		close(entered)
+		<-ctx.Done()
+		cancelled.Store(true)
+		return ctx.Err()
+	})
+	startConsumer(t, c)
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := c.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop past its deadline: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Stop took %v with a 200ms deadline", d)
+	}
+	if err := c.Stop(testCtx(t)); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if !cancelled.Load() {
+		t.Fatal("the handler's context was not cancelled")
+	}
+	got := newCollector()
+	next := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, got.handle)
+	startConsumer(t, next)
+	waitFor(t, 15*time.Second, "the redelivery", func() bool { return got.len() == 1 })
+	if got.seen[0] != sent[0].ID {
+		t.Fatalf("redelivered %s, want %s", got.seen[0], sent[0].ID)
+	}
+}
+
+// When the connection drops, the consumer dials again and goes on; what was unacknowledged
+// comes back.
+func TestConsumerReconnects(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	p := newProxy(t, brokerHost(t))
+	got := newCollector()
+	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: p.url(t, brokerURL()), Queue: q, ReconnectMin: 20 * time.Millisecond}, got.handle)
+	startConsumer(t, c)
+	first := prepared(t, messages(5, "T", "")...)
+	if err := tr.Publish(testCtx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "5 acks", func() bool { return c.Stats().Acked == 5 })
+	p.cut()
+	waitFor(t, 15*time.Second, "a reconnect", func() bool { return c.Stats().Reconnects >= 1 })
+	second := prepared(t, messages(5, "T", "")...)
+	if err := tr.Publish(testCtx(t), second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the messages sent after the reconnect", func() bool { return got.len() == 10 })
+	if p.connections() < 2 {
+		t.Fatalf("%d connections through the proxy, want a second one", p.connections())
+	}
+}
+
+// Start fails when the queue does not exist, as an outage.
+func TestConsumerStartMissingQueue(t *testing.T) {
+	needBroker(t)
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: name(t, "missing")}, newCollector().handle)
+	err := c.Start(testCtx(t))
+	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Start on a missing queue: %v", err)
+	}
+}
+
+func TestConsumerConfig(t *testing.T) {
+	const password = "s3cr3t-pw"
+	base := rabbitmq.ConsumerConfig{URL: "amqp://user:" + password + "@rabbit:5672/vhost", Queue: "orders"}
+	cases := []struct {
+		edit  func(*rabbitmq.ConsumerConfig)
+		field string
+	}{
+		{func(c *rabbitmq.ConsumerConfig) { c.URL = "" }, "URL"},
+		{func(c *rabbitmq.ConsumerConfig) { c.URL = "http://rabbit" }, "URL"},
+		{func(c *rabbitmq.ConsumerConfig) { c.Queue = "" }, "Queue"},
+		{func(c *rabbitmq.ConsumerConfig) { c.Queue = strings.Repeat("q", 256) }, "Queue"},
+		{func(c *rabbitmq.ConsumerConfig) { c.Concurrency = -1 }, "Concurrency"},
+		{func(c *rabbitmq.ConsumerConfig) { c.Concurrency = 65536 }, "Concurrency"},
+		{func(c *rabbitmq.ConsumerConfig) { c.HandlerTimeout = -1 }, "HandlerTimeout"},
+		{func(c *rabbitmq.ConsumerConfig) { c.ReconnectMin, c.ReconnectMax = time.Second, time.Millisecond }, "ReconnectMax"},
+		{func(c *rabbitmq.ConsumerConfig) { c.KeyPassword = "x" }, "KeyPassword"},
+	}
+	for _, tc := range cases {
+		cfg := base
+		tc.edit(&cfg)
+		err := cfg.Validate()
+		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("Validate(%v) = %v, want a config error naming %s", cfg, err, tc.field)
+		}
+	}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	if _, err := rabbitmq.NewConsumer(base, nil); err == nil || !strings.Contains(err.Error(), "handle") {
+		t.Fatalf("NewConsumer without a handler: %v", err)
+	}
+	secret := base
+	secret.KeyPassword = "key-" + password
+	js, err := json.Marshal(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rabbitmq.NewConsumer(base, newCollector().handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{secret.String(), fmt.Sprintf("%#v", secret), fmt.Sprintf("%v", secret), fmt.Sprintf("%+v", secret), string(js), c.String()} {
+		if strings.Contains(s, password) {
+			t.Fatalf("config text shows the secret: %s", s)
+		}
+		if !strings.Contains(s, "orders") {
+			t.Fatalf("config text lost the queue: %s", s)
+		}
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop before Start: %v", err)
+	}
+}
+
+// brokerHost is the test broker's host:port.
+func brokerHost(t *testing.T) string {
+	t.Helper()
+	u, err := url.Parse(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+// deadLettered waits for the one message of queue dlq and returns it, with the x-death header
+// the broker adds.
+func deadLettered(t *testing.T, b *broker, dlq string) amqp.Delivery {
+	t.Helper()
+	ch := b.channel(t)
+	deliveries, err := ch.Consume(dlq, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-deliveries:
+		if _, ok := d.Headers["x-death"]; !ok {
+			t.Fatalf("a message in the dead-letter queue without x-death: %+v", d.Headers)
+		}
+		return d
+	case <-time.After(15 * time.Second):
+		t.Fatal("nothing reached the dead-letter queue in 15s")
+	}
+	return amqp.Delivery{}
+}
