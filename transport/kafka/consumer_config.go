@@ -1,0 +1,203 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/txoutbox/outbox/core"
+	"go.uber.org/zap"
+)
+
+// Consumer defaults and limits.
+const (
+	// DefaultConsumerConcurrency is how many partitions a Consumer handles at once by default
+	// (the records of one partition are always handled one after the other).
+	DefaultConsumerConcurrency = 8
+	// MaxConsumerConcurrency bounds ConsumerConfig.Concurrency.
+	MaxConsumerConcurrency = 1000
+	// DefaultMaxPollRecords is how many records one poll hands to the handlers at most.
+	DefaultMaxPollRecords = 500
+	// DefaultRetryBackoff is how long a partition waits after a failed handler before its
+	// records are fetched again from the failed one; it doubles with each consecutive failure
+	// of that partition, up to MaxRetryBackoff.
+	DefaultRetryBackoff = 500 * time.Millisecond
+	// DefaultMaxRetryBackoff caps the doubling of RetryBackoff.
+	DefaultMaxRetryBackoff = 30 * time.Second
+	// DefaultFetchMaxWait is how long a broker may hold a fetch that has no data yet (Kafka's
+	// own fetch.max.wait.ms); it is also how soon a partition resumed after a failure is
+	// fetched again.
+	DefaultFetchMaxWait = 500 * time.Millisecond
+	// DefaultConsumerStopTimeout bounds Run's graceful stop once its context ends.
+	DefaultConsumerStopTimeout = 30 * time.Second
+)
+
+// ConsumerConfig configures a Consumer. The zero value of every field means its documented
+// default.
+type ConsumerConfig struct {
+	// Brokers are the seed brokers, host:port each, without credentials (give those in SASL).
+	// Required.
+	Brokers []string
+	// Topics are the topics to consume. Required.
+	Topics []string
+	// Group is the consumer group: the partitions of Topics are divided among the group's
+	// members, and its committed offsets say where each partition resumes. Required.
+	Group string
+
+	// RawPayload reads record values as the bare payload, with the ID and Type in the
+	// outbox.id and outbox.type headers, as a Transport with RawPayload sends them. Default
+	// false: values are envelopes, decoded with core.DecodeEnvelope.
+	RawPayload bool
+	// ClientID is the client.id sent to the brokers. Default "outbox" (DefaultClientID).
+	ClientID string
+	// SASL authenticates to the brokers. Default none.
+	SASL *SASL
+	// TLS, when set, connects with TLS using this configuration (cloned). Default plaintext.
+	TLS *tls.Config
+	// DialTimeout bounds connecting to one broker. Default 5s (DefaultDialTimeout).
+	DialTimeout time.Duration
+
+	// StartAtLatest makes a group with no committed offset for a partition start at its end.
+	// Default false: such a partition is read from its start, so no record written before
+	// the group first ran is skipped.
+	StartAtLatest bool
+	// Concurrency is how many partitions are handled at once; the records of one partition
+	// are handled one after the other, in offset order. Default 8
+	// (DefaultConsumerConcurrency); at most 1000.
+	Concurrency int
+	// MaxPollRecords is how many records one poll takes at most. Default 500
+	// (DefaultMaxPollRecords).
+	MaxPollRecords int
+	// RetryBackoff is how long a partition rests after a failed handler before it is fetched
+	// again from the failed record; it doubles per consecutive failure of that partition up to
+	// MaxRetryBackoff. Default 500ms (DefaultRetryBackoff).
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps RetryBackoff's doubling. Default 30s (DefaultMaxRetryBackoff).
+	MaxRetryBackoff time.Duration
+	// FetchMaxWait is how long a broker may hold an empty fetch. Default 500ms
+	// (DefaultFetchMaxWait).
+	FetchMaxWait time.Duration
+	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
+	HandlerTimeout time.Duration
+	// Logger receives the consumer's logs. Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConsumerConcurrency
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.MaxRetryBackoff == 0 {
+		c.MaxRetryBackoff = max(DefaultMaxRetryBackoff, c.RetryBackoff)
+	}
+	if c.FetchMaxWait == 0 {
+		c.FetchMaxWait = DefaultFetchMaxWait
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// transportConfig is the part of c a Transport's Config shares: the connection. The topic is
+// only there to satisfy Config.Validate.
+func (c ConsumerConfig) transportConfig() Config {
+	return Config{Brokers: c.Brokers, Topic: "consumer", ClientID: c.ClientID, SASL: c.SASL, TLS: c.TLS, DialTimeout: c.DialTimeout}
+}
+
+// Validate names the first missing or wrong field. It never repeats a secret.
+func (c ConsumerConfig) Validate() error {
+	bad := func(field, problem string) error {
+		return &core.ConfigError{Component: "kafka consumer", Field: field, Problem: problem}
+	}
+	if err := c.transportConfig().Validate(); err != nil {
+		return err
+	}
+	if len(c.Topics) == 0 {
+		return bad("Topics", "is empty")
+	}
+	for i, topic := range c.Topics {
+		if err := checkTopic(topic); err != nil {
+			return bad(fmt.Sprintf("Topics[%d]", i), err.Error())
+		}
+	}
+	switch {
+	case c.Group == "":
+		return bad("Group", "is empty")
+	case c.Concurrency < 0:
+		return bad("Concurrency", "is negative")
+	case c.Concurrency > MaxConsumerConcurrency:
+		return bad("Concurrency", fmt.Sprintf("%d is above %d", c.Concurrency, MaxConsumerConcurrency))
+	case c.MaxPollRecords < 0:
+		return bad("MaxPollRecords", "is negative")
+	case c.RetryBackoff < 0:
+		return bad("RetryBackoff", "is negative")
+	case c.MaxRetryBackoff < 0:
+		return bad("MaxRetryBackoff", "is negative")
+	case c.MaxRetryBackoff > 0 && c.MaxRetryBackoff < c.withDefaults().RetryBackoff:
+		return bad("MaxRetryBackoff", fmt.Sprintf("%v is below RetryBackoff", c.MaxRetryBackoff))
+	case c.FetchMaxWait < 0:
+		return bad("FetchMaxWait", "is negative")
+	case c.HandlerTimeout < 0:
+		return bad("HandlerTimeout", "is negative")
+	}
+	return nil
+}
+
+// consumerOptions are the franz-go options of the consumer's client. Offsets are committed
+// only by the consumer, after the handlers (autocommit is off); a rebalance waits until the
+// records of the current poll are handled and committed, so a partition is never handed to
+// another member while its records are being handled here.
+func consumerOptions(c ConsumerConfig) []kgo.Opt {
+	reset := kgo.NewOffset().AtStart()
+	if c.StartAtLatest {
+		reset = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.DialTimeout(c.DialTimeout),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(c.Topics...),
+		kgo.ConsumeResetOffset(reset),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(c.FetchMaxWait),
+	}
+	if c.SASL != nil {
+		opts = append(opts, kgo.SASL(saslMechanism(*c.SASL)))
+	}
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
+	}
+	return opts
+}
+
+// String describes the config without its secrets, so it can be logged.
+func (c ConsumerConfig) String() string {
+	s := fmt.Sprintf("kafka.ConsumerConfig{Brokers:%q Topics:%q Group:%q", safeBrokers(c.Brokers), c.Topics, c.Group)
+	if c.SASL != nil {
+		s += fmt.Sprintf(" SASL:%s", c.SASL)
+	}
+	if c.TLS != nil {
+		s += " TLS:on"
+	}
+	return s + fmt.Sprintf(" RawPayload:%t ClientID:%q DialTimeout:%v StartAtLatest:%t Concurrency:%d MaxPollRecords:%d RetryBackoff:%v MaxRetryBackoff:%v FetchMaxWait:%v HandlerTimeout:%v}",
+		c.RawPayload, c.ClientID, c.DialTimeout, c.StartAtLatest, c.Concurrency, c.MaxPollRecords, c.RetryBackoff, c.MaxRetryBackoff, c.FetchMaxWait, c.HandlerTimeout)
+}
+
+// GoString keeps %#v from printing the secrets too.
+func (c ConsumerConfig) GoString() string { return c.String() }

@@ -1,0 +1,395 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/kafka"
+)
+
+// newConsumer builds a consumer of topics in a group of its own (unless cfg names one) on the
+// shared cluster; it is stopped at cleanup.
+func newConsumer(t *testing.T, c *cluster, cfg kafka.ConsumerConfig, handle func(context.Context, *core.Message) error) *kafka.Consumer {
+	t.Helper()
+	if cfg.Brokers == nil {
+		cfg.Brokers = c.brokers
+	}
+	if cfg.Group == "" {
+		cfg.Group = topicName(t) + "-group"
+	}
+	if cfg.RetryBackoff == 0 {
+		cfg.RetryBackoff = 20 * time.Millisecond
+	}
+	if cfg.FetchMaxWait == 0 {
+		cfg.FetchMaxWait = 100 * time.Millisecond
+	}
+	cons, err := kafka.NewConsumer(cfg, handle)
+	if err != nil {
+		t.Fatalf("NewConsumer(%v): %v", cfg, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := cons.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	if err := cons.Start(testCtx(t)); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return cons
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// committed returns the offset group committed for partition 0 of topic, or -1 when none.
+func (c *cluster) committed(t *testing.T, group, topic string) int64 {
+	t.Helper()
+	offs, err := c.admin.FetchOffsets(testCtx(t), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return -1 // the group has not joined yet
+	}
+	if err != nil {
+		t.Fatalf("fetch offsets of %s: %v", group, err)
+	}
+	o, ok := offs.Lookup(topic, 0)
+	if !ok {
+		return -1
+	}
+	if o.Err != nil {
+		t.Fatalf("offset of %s/%s: %v", group, topic, o.Err)
+	}
+	return o.At
+}
+
+// recorder keeps what a handler saw, in order.
+type recorder struct {
+	mu   sync.Mutex
+	seen []*core.Message
+	ids  map[string]int
+}
+
+func newRecorder() *recorder { return &recorder{ids: map[string]int{}} }
+
+func (r *recorder) add(m *core.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, m)
+	r.ids[m.ID]++
+}
+
+func (r *recorder) distinct() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ids) }
+
+func (r *recorder) messages() []*core.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
+}
+
+// checkConsumedKeyOrder checks that, per key, the first sightings of in's messages follow in's
+// order.
+func checkConsumedKeyOrder(t *testing.T, in, seen []*core.Message) {
+	t.Helper()
+	pos := map[string]int{}
+	for i, m := range in {
+		pos[m.ID] = i
+	}
+	last := map[string]int{}
+	first := map[string]bool{}
+	for _, m := range seen {
+		if first[m.ID] {
+			continue
+		}
+		first[m.ID] = true
+		if p, ok := last[m.Key]; ok && pos[m.ID] < p {
+			t.Fatalf("key %s: message %d handled after message %d", m.Key, pos[m.ID], p)
+		}
+		last[m.Key] = pos[m.ID]
+	}
+}
+
+func TestConsumerRoundTrip(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw=%t", raw), func(t *testing.T) {
+			c := needCluster(t)
+			topic := c.createTopic(t, 3, nil)
+			tr := c.newTransport(t, kafka.Config{Topic: topic, RawPayload: raw})
+			var in []*core.Message
+			for i := range 60 {
+				m := &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%7), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)),
+					Headers: map[string]string{"traceparent": "00-abc-01", "empty": ""}}
+				if i%10 == 9 {
+					m.Key = "" // unkeyed records spread over the partitions
+				}
+				in = append(in, m)
+			}
+			prepared(t, in...)
+			if err := tr.Publish(testCtx(t), in); err != nil {
+				t.Fatal(err)
+			}
+			rec := newRecorder()
+			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: raw}, func(_ context.Context, m *core.Message) error {
+				rec.add(m)
+				return nil
+			})
+			waitFor(t, 15*time.Second, "every message", func() bool { return rec.distinct() == len(in) })
+			seen := rec.messages()
+			byID := map[string]*core.Message{}
+			for _, m := range seen {
+				byID[m.ID] = m
+			}
+			for _, want := range in {
+				got := byID[want.ID]
+				if got == nil {
+					t.Fatalf("message %s not received", want.ID)
+				}
+				if got.Type != want.Type || got.Key != want.Key || string(got.Payload) != string(want.Payload) ||
+					got.Headers["traceparent"] != "00-abc-01" || len(got.Headers) != 2 {
+					t.Errorf("received %+v, want %+v", got, want)
+				}
+				if !raw && !got.CreatedAt.Equal(want.CreatedAt) {
+					t.Errorf("CreatedAt %v, want %v", got.CreatedAt, want.CreatedAt)
+				}
+			}
+			checkConsumedKeyOrder(t, in, seen)
+			waitFor(t, 10*time.Second, "a commit", func() bool { return cons.Stats().Commits > 0 })
+			if s := cons.Stats(); s.Handled < int64(len(in)) || s.Failed != 0 || s.Malformed != 0 || s.Partitions != 3 {
+				t.Errorf("stats %+v", s)
+			}
+		})
+	}
+}
+
+// A failing handler rewinds its partition: the failed record comes again, and the later
+// records of the partition wait for it.
+func TestConsumerHandlerErrorRedelivers(t *testing.T) {
+	for _, mode := range []string{"error", "panic"} {
+		t.Run(mode, func(t *testing.T) {
+			c := needCluster(t)
+			topic := c.createTopic(t, 1, nil)
+			tr := c.newTransport(t, kafka.Config{Topic: topic})
+			in := prepared(t, messages(5, "T", "k")...)
+			if err := tr.Publish(testCtx(t), in); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var order []int
+			fails := 2
+			index := map[string]int{}
+			for i, m := range in {
+				index[m.ID] = i
+			}
+			group := topicName(t) + "-group"
+			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *core.Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				i := index[m.ID]
+				order = append(order, i)
+				if i == 2 && fails > 0 {
+					fails--
+					if mode == "panic" {
+						panic("handler bug")
+					}
+					return errors.New("not yet")
+				}
+				return nil
+			})
+			waitFor(t, 15*time.Second, "every message committed", func() bool { return c.committed(t, group, topic) == 5 })
+			mu.Lock()
+			got := slices.Clone(order)
+			mu.Unlock()
+			if want := []int{0, 1, 2, 2, 2, 3, 4}; !slices.Equal(got, want) {
+				t.Errorf("handled %v, want %v (the later records wait for the failed one)", got, want)
+			}
+			if s := cons.Stats(); s.Failed != 2 || s.Handled != 5 || s.Paused != 0 {
+				t.Errorf("stats %+v", s)
+			}
+		})
+	}
+}
+
+// Two members of one group share the partitions; each key stays in order.
+func TestConsumerConcurrentMembers(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 4, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	group := topicName(t) + "-group"
+	recs := []*recorder{newRecorder(), newRecorder()}
+	var cons []*kafka.Consumer
+	for _, r := range recs {
+		cons = append(cons, newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Concurrency: 2},
+			func(_ context.Context, m *core.Message) error {
+				r.add(m)
+				return nil
+			}))
+	}
+	waitFor(t, 20*time.Second, "both members assigned", func() bool {
+		a, b := cons[0].Stats().Partitions, cons[1].Stats().Partitions
+		return a > 0 && b > 0 && a+b == 4
+	})
+	var in []*core.Message
+	for i := range 200 {
+		in = append(in, &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%20), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	prepared(t, in...)
+	if err := tr.Publish(testCtx(t), in); err != nil {
+		t.Fatal(err)
+	}
+	all := func() int {
+		ids := map[string]bool{}
+		for _, r := range recs {
+			for _, m := range r.messages() {
+				ids[m.ID] = true
+			}
+		}
+		return len(ids)
+	}
+	waitFor(t, 15*time.Second, "every message", func() bool { return all() == len(in) })
+	for i, r := range recs {
+		if r.distinct() == 0 {
+			t.Errorf("member %d handled nothing", i)
+		}
+		checkConsumedKeyOrder(t, in, r.messages())
+	}
+}
+
+// Stop waits for the handler in flight and commits what it handled.
+func TestConsumerStopWaitsForHandler(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "k")...)); err != nil {
+		t.Fatal(err)
+	}
+	group := topicName(t) + "-group"
+	entered, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *core.Message) error {
+		close(entered)
+		<-release
+		finished.Store(true)
+		return ctx.Err()
+	})
+	<-entered
+	// Whether the handler had finished is read the moment Stop returns.
+	type result struct {
+		err      error
+		finished bool
+	}
+	stopped := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		err := cons.Stop(ctx)
+		stopped <- result{err, finished.Load()}
+	}()
+	close(release)
+	res := <-stopped
+	if res.err != nil {
+		t.Fatalf("stop: %v", res.err)
+	}
+	if !res.finished {
+		t.Fatal("Stop returned before the handler in flight")
+	}
+	if got := c.committed(t, group, topic); got != 1 {
+		t.Errorf("committed offset %d after a graceful stop, want 1", got)
+	}
+}
+
+// A Stop whose context ends cancels the handler; its record is not committed, so the group
+// gets it again.
+func TestConsumerStopDeadlineLeavesRecord(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	in := prepared(t, messages(1, "T", "k")...)
+	if err := tr.Publish(testCtx(t), in); err != nil {
+		t.Fatal(err)
+	}
+	group := topicName(t) + "-group"
+	entered := make(chan struct{})
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *core.Message) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := cons.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("stop = %v, want the deadline", err)
+	}
+	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelLong()
+	if err := cons.Stop(long); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if got := c.committed(t, group, topic); got != -1 {
+		t.Fatalf("committed offset %d for a cancelled handler, want none", got)
+	}
+	again := make(chan string, 1)
+	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *core.Message) error {
+		select {
+		case again <- m.ID:
+		default:
+		}
+		return nil
+	})
+	select {
+	case id := <-again:
+		if id != in[0].ID {
+			t.Errorf("redelivered %s, want %s", id, in[0].ID)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("the record was not delivered again")
+	}
+}
+
+func TestConsumerStartsOnce(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(context.Context, *core.Message) error { return nil })
+	if err := cons.Start(testCtx(t)); !errors.Is(err, kafka.ErrConsumerStarted) {
+		t.Errorf("second start = %v, want ErrConsumerStarted", err)
+	}
+}
+
+// A record that is not an envelope is skipped (and counted); the next one is handled.
+func TestConsumerSkipsMalformed(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	produceRaw(t, c, topic, []byte("not json"))
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	in := prepared(t, messages(1, "T", "k")...)
+	if err := tr.Publish(testCtx(t), in); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *core.Message) error {
+		rec.add(m)
+		return nil
+	})
+	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
+	if s := cons.Stats(); s.Malformed != 1 {
+		t.Errorf("stats %+v, want one malformed", s)
+	}
+}
