@@ -18,6 +18,10 @@ import (
 // runs once; make a new one to consume again.
 var ErrConsumerStarted = errors.New("nats consumer: already started")
 
+// maxFetchBatch bounds the messages one pull request asks for: nats.go buffers a request's
+// messages in channels sized by it, and a larger Concurrency is served by successive requests.
+const maxFetchBatch = 256
+
 // Consumer reads the messages of a durable JetStream pull consumer and hands each to a handler,
 // Concurrency at a time. Acknowledgement is explicit and per message:
 //
@@ -181,12 +185,17 @@ func (c *Consumer) lookup(ctx context.Context, nc *natsgo.Conn) (jetstream.Consu
 	case info.AckPolicy != jetstream.AckExplicitPolicy:
 		return nil, 0, fmt.Errorf("durable consumer %s on stream %s acknowledges with %s; the consumer needs AckExplicit, so that a failed message is redelivered on its own", c.cfg.Durable, c.cfg.Stream, info.AckPolicy)
 	}
+	ackWait := info.AckWait
+	if ackWait == 0 {
+		ackWait = 30 * time.Second // the server's default
+	}
 	extend := c.cfg.ExtendInterval
 	if extend == 0 {
-		extend = info.AckWait / 2
-		if info.AckWait == 0 {
-			extend = 15 * time.Second // half the server's default AckWait of 30s
-		}
+		extend = ackWait / 2
+	}
+	if extend >= ackWait {
+		c.log.Warn("ExtendInterval is not below the durable consumer's AckWait: a slow handler's message is redelivered before it is marked in progress",
+			zap.Duration("extend_interval", extend), zap.Duration("ack_wait", ackWait))
 	}
 	return cons, extend, nil
 }
@@ -250,7 +259,7 @@ func (c *Consumer) poll(pollCtx, workCtx context.Context) {
 		}
 		n := 1
 	reserve:
-		for n < c.cfg.Concurrency {
+		for n < min(c.cfg.Concurrency, maxFetchBatch) {
 			select {
 			case c.slots <- struct{}{}:
 				n++

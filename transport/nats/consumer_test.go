@@ -212,7 +212,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 func TestConsumerExtendsWhileHandling(t *testing.T) {
 	s := needServer(t)
 	st := s.createStream(t, nil)
-	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.AckWait = time.Second })
+	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.AckWait = 2 * time.Second })
 	tr := newTransport(t, outboxnats.Config{Subject: st.subject()})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "SLOW", "")...)); err != nil {
 		t.Fatal(err)
@@ -223,9 +223,10 @@ func TestConsumerExtendsWhileHandling(t *testing.T) {
 	c = newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 2}, func(ctx context.Context, _ *core.Message) error {
 		calls.Add(1)
 		<-ready
-		// Outlive the AckWait three times over: only the InProgress marks keep the message ours.
-		deadline := time.Now().Add(10 * time.Second)
-		for c.Stats().Extended < 6 {
+		// Outlive the AckWait twice over: only the InProgress marks (every second, half the
+		// AckWait) keep the message ours.
+		deadline := time.Now().Add(15 * time.Second)
+		for c.Stats().Extended < 4 {
 			if time.Now().After(deadline) {
 				return errors.New("not extended")
 			}
@@ -234,7 +235,7 @@ func TestConsumerExtendsWhileHandling(t *testing.T) {
 		return nil
 	})
 	close(ready)
-	waitFor(t, 15*time.Second, "the slow message acked", func() bool { return c.Stats().Acked == 1 })
+	waitFor(t, 20*time.Second, "the slow message acked", func() bool { return c.Stats().Acked == 1 })
 	if n := calls.Load(); n != 1 || c.Stats().Received != 1 {
 		t.Fatalf("handler called %d times, %d deliveries: the message was redelivered while its handler ran", n, c.Stats().Received)
 	}
