@@ -14,6 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/kafka"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // newConsumer builds a consumer of topics in a group of its own (unless cfg names one) on the
@@ -199,7 +202,8 @@ func TestConsumerHandlerErrorRedelivers(t *testing.T) {
 				index[m.ID] = i
 			}
 			group := topicName(t) + "-group"
-			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *core.Message) error {
+			obs, logs := observer.New(zapcore.InfoLevel)
+			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Logger: zap.New(obs)}, func(_ context.Context, m *core.Message) error {
 				mu.Lock()
 				defer mu.Unlock()
 				i := index[m.ID]
@@ -222,6 +226,13 @@ func TestConsumerHandlerErrorRedelivers(t *testing.T) {
 			}
 			if s := cons.Stats(); s.Failed != 2 || s.Handled != 5 || s.Paused != 0 {
 				t.Errorf("stats %+v", s)
+			}
+			failed := logs.FilterMessageSnippet("handler failed").All()
+			if len(failed) != 2 || failed[0].ContextMap()["id"] != in[2].ID || failed[0].ContextMap()["offset"] != int64(2) {
+				t.Errorf("handler failure logs %+v, want two naming message %s at offset 2", failed, in[2].ID)
+			}
+			if n := logs.FilterMessageSnippet("partition rewound to its failed record").Len(); n != 2 {
+				t.Errorf("%d rewind logs, want 2", n)
 			}
 		})
 	}
@@ -391,5 +402,84 @@ func TestConsumerSkipsMalformed(t *testing.T) {
 	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
 	if s := cons.Stats(); s.Malformed != 1 {
 		t.Errorf("stats %+v, want one malformed", s)
+	}
+}
+
+// While one partition's record keeps failing, the later records of that partition wait and
+// the other partitions go on; once the record is accepted, the waiting ones follow in order.
+func TestConsumerFailureHoldsOnlyItsPartition(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 2, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	stuck, free := "a", "b"
+	for partitionOf(free, 2) == partitionOf(stuck, 2) {
+		free += "b"
+	}
+	held := prepared(t, messages(4, "T", stuck)...)
+	other := prepared(t, messages(4, "T", free)...)
+	if err := tr.Publish(testCtx(t), append(slices.Clone(held), other...)); err != nil {
+		t.Fatal(err)
+	}
+	var accept atomic.Bool
+	rec := newRecorder()
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *core.Message) error {
+		if m.ID == held[0].ID && !accept.Load() {
+			return errors.New("not yet")
+		}
+		rec.add(m)
+		return nil
+	})
+	waitFor(t, 15*time.Second, "the free partition handled, the stuck one failing again", func() bool {
+		return rec.distinct() == len(other) && cons.Stats().Failed >= 3
+	})
+	for _, m := range rec.messages() {
+		if m.Key == stuck {
+			t.Fatalf("message %s of the stuck partition handled before the failed one", m.ID)
+		}
+	}
+	accept.Store(true)
+	waitFor(t, 15*time.Second, "the stuck partition", func() bool { return rec.distinct() == len(held)+len(other) })
+	var got []string
+	for _, m := range rec.messages() {
+		if m.Key == stuck {
+			got = append(got, m.ID)
+		}
+	}
+	var want []string
+	for _, m := range held {
+		want = append(want, m.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("stuck partition handled %v, want %v", got, want)
+	}
+}
+
+// Run consumes until its context ends, then stops cleanly, having committed what it handled.
+func TestConsumerRun(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	if err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "k")...)); err != nil {
+		t.Fatal(err)
+	}
+	group := topicName(t) + "-group"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handled atomic.Int64
+	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.brokers, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond},
+		func(context.Context, *core.Message) error {
+			if handled.Add(1) == 3 {
+				cancel()
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Run(ctx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := c.committed(t, group, topic); got != 3 {
+		t.Errorf("committed offset %d after Run, want 3", got)
 	}
 }
