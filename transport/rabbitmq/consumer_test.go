@@ -489,3 +489,52 @@ func deadLettered(t *testing.T, b *broker, dlq string) amqp.Delivery {
 	}
 	return amqp.Delivery{}
 }
+
+// A handler past HandlerTimeout has its context cancelled and its message requeued.
+func TestConsumerHandlerTimeout(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, HandlerTimeout: 50 * time.Millisecond}, func(ctx context.Context, m *core.Message) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	startConsumer(t, c)
+	waitFor(t, 15*time.Second, "the second delivery acknowledged", func() bool { return c.Stats().Acked == 1 })
+	if st := c.Stats(); st.Failed != 1 || st.Requeued != 1 || calls.Load() != 2 {
+		t.Fatalf("calls %d, stats %+v", calls.Load(), st)
+	}
+}
+
+// Run consumes until its context ends, then stops cleanly.
+func TestConsumerRun(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	tr := queueTransport(t, q, false)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...)); err != nil {
+		t.Fatal(err)
+	}
+	got := newCollector()
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, got.handle)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
+	waitFor(t, 15*time.Second, "3 acks", func() bool { return c.Stats().Acked == 3 })
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
