@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -201,3 +202,34 @@ func (c ConsumerConfig) String() string {
 
 // GoString keeps %#v from printing the secrets too.
 func (c ConsumerConfig) GoString() string { return c.String() }
+
+// MarshalJSON writes the config without its secrets: the SASL password is redacted, and the
+// TLS configuration (which may hold private keys) and the Logger appear only as whether they
+// are set.
+func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Brokers         []string `json:"brokers"`
+		Topics          []string `json:"topics"`
+		Group           string   `json:"group"`
+		RawPayload      bool     `json:"raw_payload"`
+		ClientID        string   `json:"client_id,omitempty"`
+		SASL            *SASL    `json:"sasl,omitempty"`
+		TLS             bool     `json:"tls"`
+		DialTimeout     string   `json:"dial_timeout,omitempty"`
+		StartAtLatest   bool     `json:"start_at_latest"`
+		Concurrency     int      `json:"concurrency,omitempty"`
+		MaxPollRecords  int      `json:"max_poll_records,omitempty"`
+		RetryBackoff    string   `json:"retry_backoff,omitempty"`
+		MaxRetryBackoff string   `json:"max_retry_backoff,omitempty"`
+		FetchMaxWait    string   `json:"fetch_max_wait,omitempty"`
+		HandlerTimeout  string   `json:"handler_timeout,omitempty"`
+		Logger          bool     `json:"logger"`
+	}{
+		Brokers: safeBrokers(c.Brokers), Topics: c.Topics, Group: c.Group, RawPayload: c.RawPayload,
+		ClientID: c.ClientID, SASL: c.SASL, TLS: c.TLS != nil, DialTimeout: durationText(c.DialTimeout),
+		StartAtLatest: c.StartAtLatest, Concurrency: c.Concurrency, MaxPollRecords: c.MaxPollRecords,
+		RetryBackoff: durationText(c.RetryBackoff), MaxRetryBackoff: durationText(c.MaxRetryBackoff),
+		FetchMaxWait: durationText(c.FetchMaxWait), HandlerTimeout: durationText(c.HandlerTimeout),
+		Logger: c.Logger != nil,
+	})
+}

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,9 +57,13 @@ func TestConsumerConfigValidate(t *testing.T) {
 func TestConsumerConfigHidesSecrets(t *testing.T) {
 	cfg := kafka.ConsumerConfig{Brokers: []string{"127.0.0.1:9092"}, Topics: []string{"events"}, Group: "g",
 		SASL: &kafka.SASL{Mechanism: kafka.SASLScramSHA256, User: "u", Password: "hunter2-secret"}}
-	js, err := json.Marshal(cfg.SASL)
+	cfg.TLS = &tls.Config{ServerName: "broker.internal"}
+	js, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(string(js), "broker.internal") || !strings.Contains(string(js), `"tls":true`) {
+		t.Errorf("the TLS configuration is marshalled: %s", js)
 	}
 	for _, s := range []string{cfg.String(), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", cfg), string(js)} {
 		if strings.Contains(s, "hunter2") {
@@ -67,8 +72,9 @@ func TestConsumerConfigHidesSecrets(t *testing.T) {
 	}
 	bad := cfg
 	bad.Brokers = []string{"u:hunter2-secret@127.0.0.1:9092"}
-	if err := bad.Validate(); err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(bad.String(), "hunter2") {
-		t.Errorf("broker credentials: %v / %s", err, bad.String())
+	badJS, _ := json.Marshal(bad)
+	if err := bad.Validate(); err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(bad.String(), "hunter2") || strings.Contains(string(badJS), "hunter2") {
+		t.Errorf("broker credentials: %v / %s / %s", err, bad.String(), badJS)
 	}
 }
 

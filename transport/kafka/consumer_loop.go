@@ -62,7 +62,8 @@ func (c *Consumer) loop(pollCtx, workCtx context.Context) {
 			}
 			c.stats.fetchErrors.Add(1)
 			fetchErr = err
-			c.log.Warn("fetch failed", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(classifyFetch(err)))
+			c.log.Warn("fetch failed; the client retries", zap.String("topic", topic), zap.Int32("partition", p),
+				zap.Error(fmt.Errorf("kafka consumer: fetch: %w", err)))
 		})
 		outcomes := c.handlePoll(workCtx, fs)
 		c.commit(outcomes)
@@ -234,6 +235,3 @@ func (c *Consumer) commit(outcomes []outcome) {
 	}
 	c.stats.commits.Add(1)
 }
-
-// classifyFetch names a fetch error for the logs.
-func classifyFetch(err error) error { return fmt.Errorf("kafka consumer: fetch: %w", err) }
