@@ -476,3 +476,34 @@ func TestConsumerConfig(t *testing.T) {
 		}
 	}
 }
+
+// A negative NakDelay sends no nak: the failed message comes back when its AckWait ends.
+func TestConsumerFailureLeftToAckWait(t *testing.T) {
+	s := needServer(t)
+	st := s.createStream(t, nil)
+	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.AckWait = time.Second })
+	tr := newTransport(t, outboxnats.Config{Subject: st.subject()})
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "LATER", "")...)); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var at []time.Time
+	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, NakDelay: -1}, func(context.Context, *core.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if len(at) == 1 {
+			return errors.New("first delivery fails")
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "the message handled on its redelivery", func() bool { return c.Stats().Acked == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 2 || at[1].Sub(at[0]) < 900*time.Millisecond {
+		t.Fatalf("deliveries at %v: want a second one once the 1s AckWait ended", at)
+	}
+	if s := c.Stats(); s.Naked != 0 || s.Failed != 1 {
+		t.Fatalf("stats %+v: want one failure and no nak", s)
+	}
+}
