@@ -53,7 +53,11 @@ type Consumer struct {
 	cfg    ConsumerConfig
 	handle func(ctx context.Context, m *core.Message) error
 	log    *zap.Logger
-	slots  chan struct{} // one per handler running or reserved by the fetcher
+	// slots bounds the messages held (running, waiting for a handler, or asked for by the
+	// fetcher): Concurrency plus as many again, so the next pull request overlaps the handlers'
+	// work. handlers bounds the handlers running.
+	slots    chan struct{}
+	handlers chan struct{}
 
 	mu       sync.Mutex
 	started  bool
@@ -111,9 +115,10 @@ func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Me
 	cfg = cfg.withDefaults()
 	return &Consumer{
 		cfg: cfg, handle: handle,
-		log:   cfg.Logger.With(zap.String("component", "nats consumer"), zap.String("stream", cfg.Stream), zap.String("durable", cfg.Durable)),
-		slots: make(chan struct{}, cfg.Concurrency),
-		done:  make(chan struct{}),
+		log:      cfg.Logger.With(zap.String("component", "nats consumer"), zap.String("stream", cfg.Stream), zap.String("durable", cfg.Durable)),
+		slots:    make(chan struct{}, 2*cfg.Concurrency),
+		handlers: make(chan struct{}, cfg.Concurrency),
+		done:     make(chan struct{}),
 	}, nil
 }
 
@@ -251,15 +256,23 @@ func (c *Consumer) Stats() ConsumerStats {
 func (c *Consumer) poll(pollCtx, workCtx context.Context) {
 	defer c.wg.Done()
 	backoff := time.Duration(0)
+	// A pull request waits for Concurrency free slots: the handlers then still hold up to
+	// Concurrency messages, so they stay busy while the request brings the next ones, and
+	// requests are not spent on one message each.
+	want := min(c.cfg.Concurrency, maxFetchBatch)
 	for {
-		select {
-		case c.slots <- struct{}{}:
-		case <-pollCtx.Done():
-			return
+		n := 0
+		for n < want {
+			select {
+			case c.slots <- struct{}{}:
+				n++
+			case <-pollCtx.Done():
+				c.freeSlots(n)
+				return
+			}
 		}
-		n := 1
 	reserve:
-		for n < min(c.cfg.Concurrency, maxFetchBatch) {
+		for n < min(cap(c.slots), maxFetchBatch) {
 			select {
 			case c.slots <- struct{}{}:
 				n++
@@ -322,8 +335,6 @@ func (c *Consumer) freeSlots(n int) {
 func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
 	defer c.wg.Done()
 	defer func() { <-c.slots }()
-	c.stats.inFlight.Add(1)
-	defer c.stats.inFlight.Add(-1)
 
 	log := c.log
 	if md, err := m.Metadata(); err == nil {
@@ -340,20 +351,34 @@ func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
 		return
 	}
 	log = log.With(zap.String("id", msg.ID), zap.String("type", msg.Type))
+	// Marked in progress from now on, so a message waiting for a free handler keeps its
+	// AckWait too.
+	stopExtending := c.keepInProgress(m, log)
+	acquired := false
+	select {
+	case c.handlers <- struct{}{}:
+		acquired = true
+	case <-pollCtx.Done():
+	}
 	if pollCtx.Err() != nil {
+		if acquired {
+			<-c.handlers
+		}
+		stopExtending()
 		c.stats.failed.Add(1)
 		c.nak(m, log) // stopping: hand it back for another consumer, or the next start
 		return
 	}
-
+	c.stats.inFlight.Add(1)
 	hctx, cancel := context.WithCancel(workCtx)
 	if c.cfg.HandlerTimeout > 0 {
 		hctx, cancel = context.WithTimeout(workCtx, c.cfg.HandlerTimeout)
 	}
-	stopExtending := c.keepInProgress(m, log)
 	err = c.call(hctx, msg)
-	stopExtending()
 	cancel()
+	stopExtending()
+	<-c.handlers
+	c.stats.inFlight.Add(-1)
 	if err != nil {
 		c.stats.failed.Add(1)
 		log.Warn("handler failed; the message is left to redelivery and the consumer's MaxDeliver", zap.Error(err))

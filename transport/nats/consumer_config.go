@@ -70,9 +70,11 @@ type ConsumerConfig struct {
 	// outbox.type headers, as a Transport with RawPayload sends them. Default false: bodies are
 	// envelopes, decoded with core.DecodeEnvelope.
 	RawPayload bool
-	// Concurrency is how many handlers run at once; the consumer never pulls more messages than
-	// it has free handlers, so none waits in a buffer while its AckWait runs. Default 8
-	// (DefaultConsumerConcurrency); at most 10000.
+	// Concurrency is how many handlers run at once. The consumer holds at most twice as many
+	// messages: those running, and as many pulled ahead so the next pull request overlaps the
+	// handlers' work; a message waiting for a free handler is marked in progress like a
+	// running one, so its AckWait does not run out. Default 8 (DefaultConsumerConcurrency); at
+	// most 10000.
 	Concurrency int
 	// FetchWait is how long each pull request waits on the server for messages. Stop cancels a
 	// waiting request at once. Default 5s (DefaultFetchWait); at least 100ms.
