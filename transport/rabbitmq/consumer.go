@@ -16,6 +16,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox/core"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // ErrConsumerStarted is returned by Start on a consumer that was started before: a consumer
@@ -380,14 +381,10 @@ func (c *Consumer) process(d amqp.Delivery) {
 	defer func() { <-c.slots }()
 	c.stats.inFlight.Add(1)
 	defer c.stats.inFlight.Add(-1)
-	log := c.log.With(zap.Uint64("delivery_tag", d.DeliveryTag), zap.Bool("redelivered", d.Redelivered))
-	if n, ok := d.Headers["x-delivery-count"]; ok {
-		log = log.With(zap.Any("delivery_count", n)) // quorum queues count earlier deliveries
-	}
 	msg, err := decodeDelivery(&d, c.cfg.RawPayload)
 	if err != nil {
 		c.stats.malformed.Add(1)
-		log.Error("malformed message rejected to the queue's dead-letter exchange (dropped if it has none)",
+		c.logFor(&d, nil).Error("malformed message rejected to the queue's dead-letter exchange (dropped if it has none)",
 			zap.String("message_id", d.MessageId), zap.Int("body_bytes", len(d.Body)), zap.Error(err))
 		if err := d.Nack(false, false); err != nil {
 			c.stats.ackErrors.Add(1)
@@ -396,7 +393,6 @@ func (c *Consumer) process(d amqp.Delivery) {
 		c.stats.rejected.Add(1)
 		return
 	}
-	log = log.With(zap.String("id", msg.ID), zap.String("type", msg.Type))
 	if c.workCtx.Err() != nil {
 		c.requeue(&d) // stopping past its deadline: leave it for redelivery
 		return
@@ -409,6 +405,7 @@ func (c *Consumer) process(d amqp.Delivery) {
 	cancel()
 	if err != nil {
 		c.stats.failed.Add(1)
+		log := c.logFor(&d, msg)
 		log.Warn("handler failed; the message is requeued for the broker to deliver again", zap.Error(err))
 		if err := d.Nack(false, true); err != nil {
 			c.stats.ackErrors.Add(1)
@@ -421,11 +418,26 @@ func (c *Consumer) process(d amqp.Delivery) {
 	c.stats.handled.Add(1)
 	if err := d.Ack(false); err != nil {
 		c.stats.ackErrors.Add(1)
-		log.Warn("ack failed; the message will be delivered again", zap.Error(classify("ack", err)))
+		c.logFor(&d, msg).Warn("ack failed; the message will be delivered again", zap.Error(classify("ack", err)))
 		return
 	}
 	c.stats.acked.Add(1)
-	log.Debug("handled")
+	if ce := c.log.Check(zapcore.DebugLevel, "handled"); ce != nil {
+		ce.Write(zap.String("id", msg.ID), zap.String("type", msg.Type))
+	}
+}
+
+// logFor is the consumer's logger with the fields naming a delivery and, once decoded, its
+// message. It is built only when there is something to log: the handled path logs nothing.
+func (c *Consumer) logFor(d *amqp.Delivery, msg *core.Message) *zap.Logger {
+	fields := []zap.Field{zap.Uint64("delivery_tag", d.DeliveryTag), zap.Bool("redelivered", d.Redelivered)}
+	if n, ok := d.Headers["x-delivery-count"]; ok {
+		fields = append(fields, zap.Any("delivery_count", n)) // quorum queues count earlier deliveries
+	}
+	if msg != nil {
+		fields = append(fields, zap.String("id", msg.ID), zap.String("type", msg.Type))
+	}
+	return c.log.With(fields...)
 }
 
 // call runs the handler, turning a panic into an error so one bad message cannot stop the
