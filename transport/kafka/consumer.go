@@ -28,7 +28,9 @@ const commitTimeout = 10 * time.Second
 //
 // Acknowledging is committing an offset: after the records of a poll are handled, the
 // consumer commits, for each partition, the offset after the last record whose handler
-// returned nil (autocommit is off; nothing is committed before its handler succeeded). When a
+// returned nil (autocommit is off; nothing is committed before its handler succeeded). A
+// commit that fails is tried again after RetryBackoff, when the partition is revoked, and on
+// Stop. When a
 // handler fails (returns an error, panics, or its context ends), that record and every later
 // one of its partition are not committed: the partition is rewound to the failed record and
 // paused for RetryBackoff (doubling per consecutive failure, up to MaxRetryBackoff), then
@@ -58,7 +60,12 @@ type Consumer struct {
 	stopPoll context.CancelFunc
 	stopWork context.CancelFunc
 	done     chan struct{} // closed when the poll loop has committed, left the group and returned
-	stats    consumerCounters
+
+	// pending holds, per partition, the last record handled and not yet committed.
+	pendingMu sync.Mutex
+	pending   map[partitionID]*kgo.Record
+
+	stats consumerCounters
 }
 
 type consumerCounters struct {
@@ -103,8 +110,9 @@ func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Me
 	cfg = cfg.withDefaults()
 	return &Consumer{
 		cfg: cfg, handle: handle,
-		log:  cfg.Logger.With(zap.String("component", "kafka consumer"), zap.String("group", cfg.Group)),
-		done: make(chan struct{}),
+		log:     cfg.Logger.With(zap.String("component", "kafka consumer"), zap.String("group", cfg.Group)),
+		done:    make(chan struct{}),
+		pending: map[partitionID]*kgo.Record{},
 	}, nil
 }
 
@@ -118,8 +126,8 @@ func (c *Consumer) Start(ctx context.Context) error {
 	}
 	opts := append(consumerOptions(c.cfg),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.stats.partitions.Add(count(m)) }),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.stats.partitions.Add(-count(m)) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.stats.partitions.Add(-count(m)) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.revoked(m) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { c.lost(m) }),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,12 +43,20 @@ func (c *Consumer) loop(pollCtx, workCtx context.Context) {
 	cl := c.client
 	defer cl.Close()
 	defer cl.AllowRebalance()
+	defer c.commit(nil) // what failed to commit before
 	rests := map[partitionID]*rest{}
 	failures := map[partitionID]int{} // consecutive failures of partitions not resting now
 	backoff := time.Duration(0)
 	for {
 		ctx, cancel := pollCtx, context.CancelFunc(func() {})
-		if wake, ok := c.resume(rests, failures); ok {
+		wake, ok := c.resume(rests, failures)
+		if c.hasPending() {
+			// A commit failed: try it again soon, whether or not records arrive.
+			if retry := time.Now().Add(c.cfg.RetryBackoff); !ok || retry.Before(wake) {
+				wake, ok = retry, true
+			}
+		}
+		if ok {
 			ctx, cancel = context.WithDeadline(pollCtx, wake)
 		}
 		fs := cl.PollRecords(ctx, c.cfg.MaxPollRecords)
@@ -215,12 +224,35 @@ func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
 	return c.handle(ctx, m)
 }
 
-// commit commits, for each partition, the offset after the last record handled (or skipped).
+// commit records the last record handled (or skipped) of each outcome's partition as pending
+// and commits every pending offset: the offset after that record. A failed commit stays
+// pending and is tried again after the next poll, when the partition is revoked, and when the
+// consumer stops, so a handled record is committed even if no later one arrives.
 func (c *Consumer) commit(outcomes []outcome) {
-	var last []*kgo.Record
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
 	for _, o := range outcomes {
 		if o.last != nil {
-			last = append(last, o.last)
+			c.pending[o.id] = o.last
+		}
+	}
+	c.commitPending(func(partitionID) bool { return true })
+}
+
+// hasPending reports whether a handled record waits for its commit.
+func (c *Consumer) hasPending() bool {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	return len(c.pending) > 0
+}
+
+// commitPending commits the pending offsets of the partitions match selects. It is called
+// with pendingMu held.
+func (c *Consumer) commitPending(match func(partitionID) bool) {
+	var last []*kgo.Record
+	for id, r := range c.pending {
+		if match(id) {
+			last = append(last, r)
 		}
 	}
 	if len(last) == 0 {
@@ -230,8 +262,46 @@ func (c *Consumer) commit(outcomes []outcome) {
 	defer cancel()
 	if err := c.client.CommitRecords(ctx, last...); err != nil {
 		c.stats.commitErrors.Add(1)
-		c.log.Warn("commit failed; the handled records will be delivered again", zap.Error(fmt.Errorf("kafka consumer: commit: %w", err)))
+		c.log.Warn("commit failed; it is tried again, and the records are delivered again if it never succeeds",
+			zap.Int("partitions", len(last)), zap.Error(fmt.Errorf("kafka consumer: commit: %w", err)))
 		return
 	}
 	c.stats.commits.Add(1)
+	for _, r := range last {
+		delete(c.pending, partitionID{r.Topic, r.Partition})
+	}
+}
+
+// revoked commits the pending offsets of partitions the group takes away, before another
+// member gets them. It runs on the client's group goroutine, while the poll loop waits.
+func (c *Consumer) revoked(m map[string][]int32) {
+	c.stats.partitions.Add(-count(m))
+	gone := in(m)
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	c.commitPending(gone)
+	for id := range c.pending {
+		if gone(id) {
+			delete(c.pending, id) // committed, or no longer ours to commit
+		}
+	}
+}
+
+// lost forgets the pending offsets of partitions lost without a revocation (the session
+// expired): committing them would be refused, and their records are delivered again.
+func (c *Consumer) lost(m map[string][]int32) {
+	c.stats.partitions.Add(-count(m))
+	gone := in(m)
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	for id := range c.pending {
+		if gone(id) {
+			delete(c.pending, id)
+		}
+	}
+}
+
+// in returns whether a partition is in m.
+func in(m map[string][]int32) func(partitionID) bool {
+	return func(id partitionID) bool { return slices.Contains(m[id.topic], id.partition) }
 }
