@@ -209,24 +209,28 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	}
 }
 
+// A handler slower than the AckWait keeps its message, and so does the message pulled ahead
+// while it waits for the one handler: both are marked in progress.
 func TestConsumerExtendsWhileHandling(t *testing.T) {
 	s := needServer(t)
 	st := s.createStream(t, nil)
 	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.AckWait = 2 * time.Second })
 	tr := newTransport(t, outboxnats.Config{Subject: st.subject()})
-	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "SLOW", "")...)); err != nil {
+	if err := tr.Publish(testCtx(t), prepared(t, messages(2, "SLOW", "")...)); err != nil {
 		t.Fatal(err)
 	}
 	var c *outboxnats.Consumer
-	var ready = make(chan struct{})
+	ready := make(chan struct{})
 	var calls atomic.Int32
-	c = newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 2}, func(ctx context.Context, _ *core.Message) error {
-		calls.Add(1)
+	c = newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(ctx context.Context, _ *core.Message) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
 		<-ready
 		// Outlive the AckWait twice over: only the InProgress marks (every second, half the
-		// AckWait) keep the message ours.
+		// AckWait, for the running message and the waiting one) keep both messages ours.
 		deadline := time.Now().Add(15 * time.Second)
-		for c.Stats().Extended < 4 {
+		for c.Stats().Extended < 8 {
 			if time.Now().After(deadline) {
 				return errors.New("not extended")
 			}
@@ -234,10 +238,18 @@ func TestConsumerExtendsWhileHandling(t *testing.T) {
 		}
 		return nil
 	})
+	waitFor(t, 10*time.Second, "both messages received", func() bool { return c.Stats().Received == 2 })
+	// A second consumer of the durable, with free handlers, gets whatever the server
+	// redelivers once an AckWait ran out.
+	var stolen atomic.Int32
+	newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(context.Context, *core.Message) error {
+		stolen.Add(1)
+		return nil
+	})
 	close(ready)
-	waitFor(t, 20*time.Second, "the slow message acked", func() bool { return c.Stats().Acked == 1 })
-	if n := calls.Load(); n != 1 || c.Stats().Received != 1 {
-		t.Fatalf("handler called %d times, %d deliveries: the message was redelivered while its handler ran", n, c.Stats().Received)
+	waitFor(t, 20*time.Second, "both messages acked", func() bool { return c.Stats().Acked == 2 })
+	if n := calls.Load(); n != 2 || c.Stats().Received != 2 || stolen.Load() != 0 {
+		t.Fatalf("handler called %d times, %d deliveries, %d redelivered to the other consumer; want 2, 2, 0: a message was redelivered while it was held", n, c.Stats().Received, stolen.Load())
 	}
 }
 
