@@ -95,16 +95,17 @@ func TestConsumerStartUnreachable(t *testing.T) {
 	}
 }
 
-// produceRaw writes values to partition 0 of topic as they are, bypassing the transport.
-func produceRaw(t *testing.T, c *cluster, topic string, values ...[]byte) {
+// produceRaw writes records to partition 0 of topic as they are, bypassing the transport.
+func produceRaw(t *testing.T, c *cluster, topic string, records ...*kgo.Record) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for _, v := range values {
-		if err := cl.ProduceSync(testCtx(t), &kgo.Record{Value: v, Partition: 0}).FirstErr(); err != nil {
+	for _, r := range records {
+		r.Partition = 0
+		if err := cl.ProduceSync(testCtx(t), r).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -32,9 +32,10 @@ func decodeRecord(r *kgo.Record, raw bool) (*core.Message, error) {
 		case HeaderType:
 			m.Type = string(h.Value)
 		case HeaderKey:
-			if string(h.Value) != m.Key {
+			if len(r.Key) > 0 && string(h.Value) != m.Key {
 				return nil, fmt.Errorf("kafka consumer: record key %q differs from the %s header %q", r.Key, HeaderKey, h.Value)
 			}
+			m.Key = string(h.Value)
 		default:
 			if m.Headers == nil {
 				m.Headers = make(map[string]string, len(r.Headers))

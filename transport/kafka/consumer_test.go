@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"go.uber.org/zap"
@@ -384,11 +385,18 @@ func TestConsumerStartsOnce(t *testing.T) {
 	}
 }
 
-// A record that is not an envelope is skipped (and counted); the next one is handled.
+// Records that cannot be decoded are skipped (and counted); the next one is handled.
 func TestConsumerSkipsMalformed(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
-	produceRaw(t, c, topic, []byte("not json"))
+	env, err := core.EncodeEnvelope(nil, prepared(t, messages(1, "T", "")...)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceRaw(t, c, topic,
+		&kgo.Record{Value: []byte("not json")},
+		&kgo.Record{Key: []byte("x"), Value: env, Headers: []kgo.RecordHeader{{Key: kafka.HeaderKey, Value: []byte("y")}}},
+	)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	in := prepared(t, messages(1, "T", "k")...)
 	if err := tr.Publish(testCtx(t), in); err != nil {
@@ -400,8 +408,8 @@ func TestConsumerSkipsMalformed(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
-	if s := cons.Stats(); s.Malformed != 1 {
-		t.Errorf("stats %+v, want one malformed", s)
+	if s := cons.Stats(); s.Malformed != 2 {
+		t.Errorf("stats %+v, want two malformed", s)
 	}
 }
 
@@ -481,5 +489,30 @@ func TestConsumerRun(t *testing.T) {
 	}
 	if got := c.committed(t, group, topic); got != 3 {
 		t.Errorf("committed offset %d after Run, want 3", got)
+	}
+}
+
+// With RawPayload, a record without the outbox.id header cannot be deduplicated: it is
+// malformed.
+func TestConsumerRawNeedsID(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 1, nil)
+	produceRaw(t, c, topic, &kgo.Record{Value: []byte(`{"a":1}`), Headers: []kgo.RecordHeader{{Key: kafka.HeaderType, Value: []byte("T")}}})
+	tr := c.newTransport(t, kafka.Config{Topic: topic, RawPayload: true})
+	in := prepared(t, messages(1, "T", "k")...)
+	if err := tr.Publish(testCtx(t), in); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: true}, func(_ context.Context, m *core.Message) error {
+		rec.add(m)
+		return nil
+	})
+	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
+	if got := rec.messages()[0]; got.ID != in[0].ID || got.Type != "T" || got.Key != "k" {
+		t.Errorf("received %+v", got)
+	}
+	if s := cons.Stats(); s.Malformed != 1 {
+		t.Errorf("stats %+v, want one malformed", s)
 	}
 }
