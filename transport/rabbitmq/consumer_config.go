@@ -112,21 +112,23 @@ func (c ConsumerConfig) Validate() error {
 
 // String describes the config without its secrets, so it can be logged.
 func (c ConsumerConfig) String() string {
-	tc := c.transportConfig().String()
-	conn := strings.TrimSuffix(strings.TrimPrefix(tc, "rabbitmq.Config{"), "}")
-	// Keep the connection's part: the publishing fields are not the consumer's.
-	if i := strings.Index(conn, " Exchange:"); i >= 0 {
-		if j := strings.Index(conn, " KeyOrder:"); j > i {
-			rest := conn[j+len(" KeyOrder:"):]
-			if k := strings.IndexByte(rest, ' '); k >= 0 {
-				conn = conn[:i] + rest[k:]
-			} else {
-				conn = conn[:i]
-			}
-		}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rabbitmq.ConsumerConfig{URL:%q Queue:%q", RedactURL(c.URL), c.Queue)
+	if c.TLS != nil {
+		b.WriteString(" TLS:own")
 	}
-	return fmt.Sprintf("rabbitmq.ConsumerConfig{%s Queue:%q RawPayload:%t Concurrency:%d HandlerTimeout:%v}",
-		conn, c.Queue, c.RawPayload, c.Concurrency, c.HandlerTimeout)
+	if c.CAFile != "" {
+		fmt.Fprintf(&b, " CAFile:%q", c.CAFile)
+	}
+	if c.CertFile != "" {
+		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
+	}
+	if c.KeyPassword != "" {
+		b.WriteString(" KeyPassword:" + core.Redacted)
+	}
+	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s ConnectionName:%q RawPayload:%t Concurrency:%d HandlerTimeout:%s}",
+		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax, c.ConnectionName, c.RawPayload, c.Concurrency, c.HandlerTimeout)
+	return b.String()
 }
 
 // GoString keeps %#v from printing the secrets too.

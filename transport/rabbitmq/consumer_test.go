@@ -538,3 +538,20 @@ func TestConsumerRun(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// Start fails as an outage when the broker refuses the credentials, and never repeats the
+// password.
+func TestConsumerStartRefused(t *testing.T) {
+	needBroker(t)
+	const password = "not-the-password-5f1c"
+	u, err := url.Parse(brokerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("outbox-no-such-user", password)
+	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: u.String(), Queue: "orders"}, newCollector().handle)
+	err = c.Start(testCtx(t))
+	if !core.IsUnavailable(err) || strings.Contains(err.Error(), password) {
+		t.Fatalf("Start with a wrong password: %v", err)
+	}
+}
