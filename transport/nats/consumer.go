@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox/core"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // ErrConsumerStarted is returned by Start on a consumer that was started before: a consumer
@@ -336,21 +337,18 @@ func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
 	defer c.wg.Done()
 	defer func() { <-c.slots }()
 
-	log := c.log
-	if md, err := m.Metadata(); err == nil {
-		log = log.With(zap.Uint64("stream_seq", md.Sequence.Stream), zap.Uint64("delivered", md.NumDelivered))
-	}
+	log := &msgLog{log: c.log, m: m}
 	msg, err := decodeReceived(m.Data(), m.Headers(), c.cfg.RawPayload)
 	if err != nil {
 		c.stats.malformed.Add(1)
-		log.Error("malformed message terminated: no redelivery can decode it", zap.Error(err))
+		log.write(zap.ErrorLevel, "malformed message terminated: no redelivery can decode it", err)
 		if err := m.Term(); err != nil {
 			c.stats.nakErrors.Add(1)
-			log.Warn("term failed; the message comes back when its AckWait ends", zap.Error(err))
+			log.write(zap.WarnLevel, "term failed; the message comes back when its AckWait ends", err)
 		}
 		return
 	}
-	log = log.With(zap.String("id", msg.ID), zap.String("type", msg.Type))
+	log.msg = msg
 	// Marked in progress from now on, so a message waiting for a free handler keeps its
 	// AckWait too.
 	stopExtending := c.keepInProgress(m, log)
@@ -381,7 +379,7 @@ func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
 	c.stats.inFlight.Add(-1)
 	if err != nil {
 		c.stats.failed.Add(1)
-		log.Warn("handler failed; the message is left to redelivery and the consumer's MaxDeliver", zap.Error(err))
+		log.write(zap.WarnLevel, "handler failed; the message is left to redelivery and the consumer's MaxDeliver", err)
 		c.nak(m, log)
 		return
 	}
@@ -393,15 +391,15 @@ func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
 	acancel()
 	if err != nil {
 		c.stats.ackErrors.Add(1)
-		log.Warn("ack not confirmed; the message may be delivered again", zap.Error(err))
+		log.write(zap.WarnLevel, "ack not confirmed; the message may be delivered again", err)
 		return
 	}
 	c.stats.acked.Add(1)
-	log.Debug("handled")
+	log.write(zap.DebugLevel, "handled", nil)
 }
 
 // nak hands a failed message back to JetStream as NakDelay says.
-func (c *Consumer) nak(m jetstream.Msg, log *zap.Logger) {
+func (c *Consumer) nak(m jetstream.Msg, log *msgLog) {
 	var err error
 	switch d := c.cfg.NakDelay; {
 	case d < 0:
@@ -413,7 +411,7 @@ func (c *Consumer) nak(m jetstream.Msg, log *zap.Logger) {
 	}
 	if err != nil {
 		c.stats.nakErrors.Add(1)
-		log.Warn("nak failed; the message comes back when its AckWait ends", zap.Error(err))
+		log.write(zap.WarnLevel, "nak failed; the message comes back when its AckWait ends", err)
 		return
 	}
 	c.stats.naked.Add(1)
@@ -432,7 +430,7 @@ func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
 
 // keepInProgress marks the message in progress every extend interval while its handler runs,
 // until the returned func is called.
-func (c *Consumer) keepInProgress(m jetstream.Msg, log *zap.Logger) (stop func()) {
+func (c *Consumer) keepInProgress(m jetstream.Msg, log *msgLog) (stop func()) {
 	if c.extend < 0 {
 		return func() {}
 	}
@@ -449,7 +447,7 @@ func (c *Consumer) keepInProgress(m jetstream.Msg, log *zap.Logger) (stop func()
 			}
 			if err := m.InProgress(); err != nil {
 				c.stats.extendErrors.Add(1)
-				log.Warn("marking the message in progress failed", zap.Error(err))
+				log.write(zap.WarnLevel, "marking the message in progress failed", err)
 				continue
 			}
 			c.stats.extended.Add(1)
@@ -459,4 +457,30 @@ func (c *Consumer) keepInProgress(m jetstream.Msg, log *zap.Logger) (stop func()
 		close(quit)
 		<-exited
 	}
+}
+
+// msgLog logs about one message, building its fields (stream sequence, delivery count, ID,
+// type) only when an entry is written: most messages are handled without a word.
+type msgLog struct {
+	log *zap.Logger
+	m   jetstream.Msg
+	msg *core.Message // nil until decoded
+}
+
+func (l *msgLog) write(level zapcore.Level, text string, err error) {
+	ce := l.log.Check(level, text)
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 5)
+	if md, mdErr := l.m.Metadata(); mdErr == nil {
+		fields = append(fields, zap.Uint64("stream_seq", md.Sequence.Stream), zap.Uint64("delivered", md.NumDelivered))
+	}
+	if l.msg != nil {
+		fields = append(fields, zap.String("id", l.msg.ID), zap.String("type", l.msg.Type))
+	}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	ce.Write(fields...)
 }

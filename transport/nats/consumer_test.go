@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox/core"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // durable creates a durable pull consumer with explicit acks on the stream (deleted with it);
@@ -265,7 +268,8 @@ func TestConsumerMalformedTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	col := newCollector()
-	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, col.handle)
+	obs, logs := observer.New(zapcore.DebugLevel)
+	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Logger: zap.New(obs)}, col.handle)
 	waitFor(t, 10*time.Second, "the good message acked and the bad one terminated", func() bool {
 		s := c.Stats()
 		return s.Acked == 1 && s.Malformed == 1
@@ -276,6 +280,15 @@ func TestConsumerMalformedTerminated(t *testing.T) {
 	})
 	if col.len() != 1 {
 		t.Fatalf("handler saw %d messages, want only the good one", col.len())
+	}
+	bad := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(bad) != 1 || bad[0].ContextMap()["stream_seq"] != uint64(1) || bad[0].ContextMap()["delivered"] != uint64(1) ||
+		!strings.Contains(bad[0].ContextMap()["error"].(string), "decode") || bad[0].ContextMap()["durable"] != durable {
+		t.Fatalf("error logs %v, want one naming the malformed message's sequence, delivery and error", bad)
+	}
+	handled := logs.FilterMessage("handled").All()
+	if len(handled) != 1 || handled[0].ContextMap()["type"] != "GOOD" || handled[0].ContextMap()["id"] == "" {
+		t.Fatalf("debug logs %v, want the good message's ID and type", handled)
 	}
 }
 
