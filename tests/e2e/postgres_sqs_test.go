@@ -150,7 +150,8 @@ const settle = 2 * time.Second
 
 // TestPostgresRelaySQS: 8 writers commit 10,000 events in business transactions (and roll back
 // 200 more) while the relay publishes to an SQS queue and consumers read it. Every committed
-// event arrives exactly once, with its payload and business result; no rolled-back one arrives.
+// event arrives, with its payload and business result, and more than once only where the relay
+// could not know that a publish succeeded; no rolled-back one arrives.
 func TestPostgresRelaySQS(t *testing.T) {
 	const writers, perWriter = 8, 1250
 	const total = writers * perWriter
@@ -209,9 +210,15 @@ func TestPostgresRelaySQS(t *testing.T) {
 	st := relay.Stats()
 	t.Logf("%d events committed by %d writers in %v (%d rolled back); all received after %v: duplicates=%d missing=%d rolled-back-received=%d unknown=%d; relay stats %+v",
 		len(l.committed), writers, wrote.Round(time.Millisecond), len(l.rolledBack), took.Round(time.Millisecond), duplicates, missing, ghosts, unknown, st)
-	if len(l.committed) != total || duplicates != 0 || missing != 0 || ghosts != 0 || unknown != 0 {
-		t.Errorf("committed=%d (want %d) duplicates=%d missing=%d rolled-back-received=%d unknown=%d; want all zero",
-			len(l.committed), total, duplicates, missing, ghosts, unknown)
+	// Promise 3: a duplicate only where the relay could not know a publish succeeded. Every such
+	// publish was released or failed (a lost SendMessageBatch reply is an outage, released and
+	// sent again), so they bound the duplicates; a run without any must have none.
+	if doubt := int(st.Released + st.Failed); duplicates > doubt {
+		t.Errorf("%d duplicates, but only %d publishes whose outcome the relay could not know", duplicates, doubt)
+	}
+	if len(l.committed) != total || missing != 0 || ghosts != 0 || unknown != 0 {
+		t.Errorf("committed=%d (want %d) missing=%d rolled-back-received=%d unknown=%d; want all zero",
+			len(l.committed), total, missing, ghosts, unknown)
 	}
 	for _, bad := range l.bad[:min(len(l.bad), 5)] {
 		t.Errorf("wrong content: %s", bad)

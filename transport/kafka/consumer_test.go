@@ -175,7 +175,11 @@ func TestConsumerRoundTrip(t *testing.T) {
 				}
 			}
 			checkConsumedKeyOrder(t, in, seen)
-			waitFor(t, 10*time.Second, "a commit", func() bool { return cons.Stats().Commits > 0 })
+			// The handler saw every message; the counters follow once each handler has returned.
+			waitFor(t, 10*time.Second, "every handler to return and a commit", func() bool {
+				s := cons.Stats()
+				return s.Commits > 0 && s.Handled >= int64(len(in))
+			})
 			if s := cons.Stats(); s.Handled < int64(len(in)) || s.Failed != 0 || s.Malformed != 0 || s.Partitions != 3 {
 				t.Errorf("stats %+v", s)
 			}
@@ -408,6 +412,8 @@ func TestConsumerSkipsMalformed(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
+	// The malformed records may sit in other partitions than the valid one: wait for their count.
+	waitFor(t, 15*time.Second, "both malformed records counted", func() bool { return cons.Stats().Malformed >= 2 })
 	if s := cons.Stats(); s.Malformed != 2 {
 		t.Errorf("stats %+v, want two malformed", s)
 	}
@@ -512,6 +518,7 @@ func TestConsumerRawNeedsID(t *testing.T) {
 	if got := rec.messages()[0]; got.ID != in[0].ID || got.Type != "T" || got.Key != "k" {
 		t.Errorf("received %+v", got)
 	}
+	waitFor(t, 15*time.Second, "the malformed record counted", func() bool { return cons.Stats().Malformed >= 1 })
 	if s := cons.Stats(); s.Malformed != 1 {
 		t.Errorf("stats %+v, want one malformed", s)
 	}

@@ -197,6 +197,11 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	if got, err := core.DecodeEnvelope(raw.Data); err != nil || got.ID != poison.ID {
 		t.Fatalf("advisory names %v (%v), want the poison message %s", got, err, poison.ID)
 	}
+	// The counters follow each nak once it is sent: wait for them rather than read them at once.
+	waitFor(t, 10*time.Second, "every failure counted and nak'ed", func() bool {
+		s := c.Stats()
+		return s.Failed == int64(len(msgs))+3 && s.Naked == s.Failed
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for _, m := range msgs {
