@@ -224,6 +224,8 @@ func TestConsumerMalformed(t *testing.T) {
 	if d := deadLettered(t, b, dlq); string(d.Body) != "not an envelope" {
 		t.Fatalf("dead-lettered %q", d.Body)
 	}
+	// Counted once the reject is sent, which can be after the broker already routed it.
+	waitFor(t, 15*time.Second, "the reject counted", func() bool { return c.Stats().Rejected >= 1 })
 	if st := c.Stats(); calls.Load() != 0 || st.Malformed != 1 || st.Rejected != 1 || st.Acked != 0 {
 		t.Fatalf("calls %d, stats %+v", calls.Load(), st)
 	}
@@ -507,7 +509,9 @@ func TestConsumerHandlerTimeout(t *testing.T) {
 		return nil
 	})
 	startConsumer(t, c)
-	waitFor(t, 15*time.Second, "the second delivery acknowledged", func() bool { return c.Stats().Acked == 1 })
+	waitFor(t, 15*time.Second, "the second delivery acknowledged and the requeue counted", func() bool {
+		return c.Stats().Acked == 1 && c.Stats().Requeued >= 1
+	})
 	if st := c.Stats(); st.Failed != 1 || st.Requeued != 1 || calls.Load() != 2 {
 		t.Fatalf("calls %d, stats %+v", calls.Load(), st)
 	}
