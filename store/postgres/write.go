@@ -99,7 +99,9 @@ func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (w
 // different keys do not wait for each other (except on a 64-bit hash collision, which only costs
 // a wait). Sorting means one Add never deadlocks with itself; two transactions that each add two
 // keys in opposite orders can deadlock, which PostgreSQL detects and resolves by aborting one,
-// as with row locks.
+// as with row locks. The locks live in PostgreSQL's shared lock table (max_locks_per_transaction
+// times max_connections slots, 6400 by default), so one transaction that writes events for
+// thousands of distinct keys needs that setting raised.
 func (s *Store) lockIDs(msgs []*core.Message) []int64 {
 	var ids []int64
 	for _, m := range msgs {
