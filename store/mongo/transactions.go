@@ -64,43 +64,59 @@ func (s *Store) CheckTransactions(ctx context.Context) error {
 }
 
 func (s *Store) probeTransactions(ctx context.Context) error {
+	refused, err := ProbeTransactions(ctx, s.client, s.coll)
+	switch {
+	case err != nil:
+		return s.wrap("check transactions", err)
+	case refused != "":
+		return &unsupportedError{reason: refused}
+	}
+	return nil
+}
+
+// ProbeTransactions finds out whether the server behind client runs multi-document transactions:
+// hello must name a replica set or a mongos and report sessions, and a read-only transaction on
+// coll must commit (which also catches servers that pretend to be a replica set). It returns why
+// the server refuses transactions, or the error of a probe that could not finish. The store and
+// its inbox both ask it.
+func ProbeTransactions(ctx context.Context, client *mongo.Client, coll *mongo.Collection) (refused string, err error) {
 	var hello struct {
 		SetName                      string `bson:"setName"`
 		Msg                          string `bson:"msg"`
 		LogicalSessionTimeoutMinutes *int64 `bson:"logicalSessionTimeoutMinutes"`
 	}
-	if err := s.client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
-		return s.wrap("check transactions: hello", err)
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
+		return "", fmt.Errorf("hello: %w", err)
 	}
 	switch {
 	case hello.SetName == "" && hello.Msg != "isdbgrid":
-		return &unsupportedError{reason: "the server is standalone (hello names no replica set and it is not a mongos)"}
+		return "the server is standalone (hello names no replica set and it is not a mongos)", nil
 	case hello.LogicalSessionTimeoutMinutes == nil:
-		return &unsupportedError{reason: "the server does not support sessions"}
+		return "the server does not support sessions", nil
 	}
 
-	sess, err := s.client.StartSession()
+	sess, err := client.StartSession()
 	if err != nil {
-		return s.wrap("check transactions: start session", err)
+		return "", fmt.Errorf("start session: %w", err)
 	}
 	defer sess.EndSession(context.WithoutCancel(ctx))
 	if err := sess.StartTransaction(); err != nil {
-		return s.wrap("check transactions: start", err)
+		return "", fmt.Errorf("start: %w", err)
 	}
 	sctx := mongo.NewSessionContext(ctx, sess)
-	if err := s.coll.FindOne(sctx, bson.D{{Key: fID, Value: "transaction-probe"}}).Err(); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+	if err := coll.FindOne(sctx, bson.D{{Key: fID, Value: "transaction-probe"}}).Err(); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		if reason, ok := rejectsTransactions(err); ok {
-			return &unsupportedError{reason: reason}
+			return reason, nil
 		}
-		return s.wrap("check transactions: read", err)
+		return "", fmt.Errorf("read: %w", err)
 	}
 	if err := sess.CommitTransaction(ctx); err != nil {
 		if reason, ok := rejectsTransactions(err); ok {
-			return &unsupportedError{reason: reason}
+			return reason, nil
 		}
-		return s.wrap("check transactions: commit", err)
+		return "", fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return "", nil
 }
 
 // rejectsTransactions tells a server's refusal of transactions from a passing failure.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	outboxmongo "github.com/txoutbox/outbox/store/mongo"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -181,53 +182,12 @@ func (e *unsupportedError) Error() string        { return unsupportedText + ": "
 func (e *unsupportedError) Is(target error) bool { return target == ErrTransactionsUnsupported }
 
 func (in *Inbox) probe(ctx context.Context) error {
-	var hello struct {
-		SetName                      string `bson:"setName"`
-		Msg                          string `bson:"msg"`
-		LogicalSessionTimeoutMinutes *int64 `bson:"logicalSessionTimeoutMinutes"`
-	}
-	if err := in.client.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello); err != nil {
-		return fmt.Errorf("check transactions: hello: %w", err)
-	}
+	refused, err := outboxmongo.ProbeTransactions(ctx, in.client, in.coll)
 	switch {
-	case hello.SetName == "" && hello.Msg != "isdbgrid":
-		return &unsupportedError{reason: "the server is standalone (hello names no replica set and it is not a mongos)"}
-	case hello.LogicalSessionTimeoutMinutes == nil:
-		return &unsupportedError{reason: "the server does not support sessions"}
-	}
-	sess, err := in.client.StartSession()
-	if err != nil {
-		return fmt.Errorf("check transactions: start session: %w", err)
-	}
-	defer sess.EndSession(context.WithoutCancel(ctx))
-	if err := sess.StartTransaction(); err != nil {
-		return fmt.Errorf("check transactions: start: %w", err)
-	}
-	sctx := mongo.NewSessionContext(ctx, sess)
-	if err := in.coll.FindOne(sctx, bson.D{{Key: fID, Value: "transaction-probe"}}).Err(); err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		if reason, ok := rejectsTransactions(err); ok {
-			return &unsupportedError{reason: reason}
-		}
-		return fmt.Errorf("check transactions: read: %w", err)
-	}
-	if err := sess.CommitTransaction(ctx); err != nil {
-		if reason, ok := rejectsTransactions(err); ok {
-			return &unsupportedError{reason: reason}
-		}
-		return fmt.Errorf("check transactions: commit: %w", err)
+	case err != nil:
+		return fmt.Errorf("check transactions: %w", err)
+	case refused != "":
+		return &unsupportedError{reason: refused}
 	}
 	return nil
-}
-
-// rejectsTransactions tells a server's refusal of transactions from a passing failure.
-func rejectsTransactions(err error) (string, bool) {
-	var ce mongo.CommandError
-	if !errors.As(err, &ce) {
-		return "", false
-	}
-	switch ce.Code {
-	case 20, 59, 115, 263: // IllegalOperation, CommandNotFound, CommandNotSupported, OperationNotSupportedInTransaction
-		return fmt.Sprintf("the server rejected a transaction: (%s) %s", ce.Name, ce.Message), true
-	}
-	return "", false
 }
