@@ -45,6 +45,9 @@ type StoreFeatures struct {
 	Inspector bool
 	// Retention: the store keeps delivered messages and implements core.Retention.
 	Retention bool
+	// AcceptsDuplicateIDs: the write side cannot see what was written before (the PostgreSQL
+	// WAL mode keeps no rows), so a second write of a used ID is not refused.
+	AcceptsDuplicateIDs bool
 	// MaxPayloadBytes is the payload limit the store's Add enforces.
 	// Default core.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int

@@ -67,6 +67,8 @@ type Config struct {
 	// WriteHooks run on every written message before it is validated (e.g. to copy trace context
 	// into Headers). Default none.
 	WriteHooks []core.WriteHook
+	// WAL switches the store to logical-replication mode (see WALConfig). Nil: table mode.
+	WAL *WALConfig
 }
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
@@ -86,6 +88,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NotifyInterval == 0 {
 		c.NotifyInterval = 2 * time.Millisecond
+	}
+	if c.WAL != nil {
+		w := c.WAL.withDefaults(c.Schema, c.Table)
+		c.WAL = &w
 	}
 	if c.URL == "" && c.Pool == nil {
 		if c.Host == "" {
@@ -138,6 +144,11 @@ func (c Config) Validate() error {
 	if c.ListenURL != "" {
 		if _, err := pgx.ParseConfig(c.ListenURL); err != nil {
 			return bad("ListenURL", "is not a valid PostgreSQL connection string")
+		}
+	}
+	if c.WAL != nil {
+		if err := c.WAL.validate(); err != nil {
+			return err
 		}
 	}
 	d := c.withDefaults()

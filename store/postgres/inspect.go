@@ -25,6 +25,9 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 	if oldest != nil {
 		c.OldestPending = oldest.UTC()
 	}
+	if s.wal != nil {
+		s.countsWAL(&c)
+	}
 	return c, nil
 }
 
@@ -122,6 +125,10 @@ func (s *Store) editDead(ctx context.Context, op, stmt string, f core.DeadFilter
 			stmt, s.q.deadFrom, where, len(args))
 	}
 	tag, err := s.pool.Exec(ctx, query, args...)
+	if s.wal != nil {
+		// A requeued message is due now, and a purged dead head frees its key's next ones.
+		s.wal.tableDueBy(time.Time{})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}

@@ -25,6 +25,9 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("postgres: listen: %w", err)
 	}
+	if s.wal != nil {
+		return s.listenWAL(ctx)
+	}
 	cfg, err := s.listenConfig()
 	if err != nil {
 		return nil, err

@@ -162,12 +162,14 @@ func (c Config) String() string {
 	if c.ListenURL != "" {
 		b.WriteString(" listen_url=" + RedactConnString(c.ListenURL))
 	}
-	b.WriteString(" schema=" + d.Schema + " table=" + d.Table + " keep_delivered=")
-	if d.KeepDelivered {
-		b.WriteString("true}")
-	} else {
-		b.WriteString("false}")
+	b.WriteString(" schema=" + d.Schema + " table=" + d.Table + " keep_delivered=" + strconv.FormatBool(d.KeepDelivered))
+	if d.WAL != nil {
+		b.WriteString(" wal_slot=" + d.WAL.Slot)
+		if d.WAL.ReplicationURL != "" {
+			b.WriteString(" replication_url=" + RedactConnString(d.WAL.ReplicationURL))
+		}
 	}
+	b.WriteString("}")
 	return b.String()
 }
 
@@ -197,6 +199,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		MaxPayloadBytes int           `json:"MaxPayloadBytes,omitempty"`
 		NotifyInterval  time.Duration `json:"NotifyInterval,omitempty"`
 		WriteHooks      int           `json:"WriteHooks,omitempty"`
+		WAL             *WALConfig    `json:"WAL,omitempty"`
 	}
 	v := shown{
 		Host: c.Host, Port: c.Port, Database: c.Database, User: c.User, SSLMode: c.SSLMode,
@@ -209,6 +212,13 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	}
 	if c.ListenURL != "" {
 		v.ListenURL = RedactConnString(c.ListenURL)
+	}
+	if c.WAL != nil {
+		w := *c.WAL
+		if w.ReplicationURL != "" {
+			w.ReplicationURL = RedactConnString(w.ReplicationURL)
+		}
+		v.WAL = &w
 	}
 	if c.Password != "" {
 		v.Password = core.Redacted

@@ -7,10 +7,10 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-// Ack marks the messages delivered, or deletes them, depending on KeepDelivered, and returns how
-// many it settled. Only rows still leased under token are touched, so a claim whose lease
+// ackTable marks the rows delivered, or deletes them, depending on KeepDelivered, and returns
+// how many it settled. Only rows still leased under token are touched, so a claim whose lease
 // expired and was taken over cannot acknowledge on the new holder's behalf.
-func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
+func (s *Store) ackTable(ctx context.Context, token string, ids []string) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
@@ -28,10 +28,10 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	return int(tag.RowsAffected()), nil
 }
 
-// Nack records failed publishes and releases for the messages still leased under token, in one
+// nackTable records failed publishes and releases for the rows still leased under token, in one
 // statement, and returns how many it settled. Retry times are computed with the database's
 // clock.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+func (s *Store) nackTable(ctx context.Context, token string, failures []core.Failure) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}

@@ -27,6 +27,7 @@ type Store struct {
 	lockSpace string
 	q         queries
 	gate      *notifyGate
+	wal       *walStream // nil in table mode
 
 	closed    atomic.Bool
 	done      context.Context // ends at Close: stops listeners
@@ -61,6 +62,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.done, s.close = context.WithCancel(context.Background())
 	s.q = buildQueries(s.table, cfg.KeepDelivered)
 	s.gate = &notifyGate{interval: cfg.NotifyInterval, send: s.notify}
+	if cfg.WAL != nil {
+		s.wal = newWALStream(s)
+	}
 	if s.pool != nil {
 		return s, nil
 	}

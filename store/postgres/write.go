@@ -15,12 +15,16 @@ import (
 )
 
 // Add stores msgs inside the caller's transaction, in one statement, and signals listening
-// relays; the signal, like the rows, only takes effect if tx commits. It runs core.Prepare first
+// relays; the signal, like the rows, only takes effect if tx commits. In WAL mode the statement
+// writes them into the WAL instead (pg_logical_emit_message), which the slot streams on commit. It runs core.Prepare first
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written.
 func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error {
 	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
+	}
+	if s.wal != nil {
+		return s.addWAL(ctx, tx, msgs)
 	}
 	cols := columnsOf(msgs)
 	notify := s.gate.inTx()
@@ -45,6 +49,9 @@ func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error
 func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
 	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
+	}
+	if s.wal != nil {
+		return s.addWALSQL(ctx, tx, msgs)
 	}
 	// Payload, result and headers travel as JSON strings holding the JSON text, so the stored
 	// text is byte for byte what Add would store (encoding/json would compact it).

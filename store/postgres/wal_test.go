@@ -1,0 +1,144 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/postgres"
+)
+
+// needLogical skips (fails in CI) when the test server cannot serve the WAL mode.
+func needLogical(t testing.TB, admin *pgxpool.Pool) {
+	t.Helper()
+	var level string
+	if err := admin.QueryRow(context.Background(), "SHOW wal_level").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != "logical" {
+		outboxtest.NeedService(t, "PostgreSQL with wal_level = logical (scripts/services/postgres sets it)",
+			errors.New("wal_level is "+level))
+	}
+}
+
+// newWALStore opens a WAL-mode store over a fresh schema, with its table, publication and slot;
+// the slot and publication are dropped when the test ends, after every store over them closed.
+func newWALStore(t testing.TB, tweak func(*postgres.Config)) (*postgres.Store, postgres.Config) {
+	t.Helper()
+	admin := adminPool(t)
+	needLogical(t, admin)
+	cfg := postgres.Config{URL: testURL(), Schema: newSchema(t), WAL: &postgres.WALConfig{
+		StatusInterval: 100 * time.Millisecond, HeartbeatInterval: time.Second, TakeoverInterval: 200 * time.Millisecond,
+	}}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	t.Cleanup(func() { dropSlot(t, admin, cfg) })
+	return openStore(t, cfg), cfg
+}
+
+// dropSlot drops the test's slot once no reader holds it (a closed reader's server process may
+// take a moment to exit).
+func dropSlot(t testing.TB, admin *pgxpool.Pool, cfg postgres.Config) {
+	t.Helper()
+	slot, pub := walNames(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Errorf("drop slot %s: %v", slot, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the walsender exits on its own; nothing to wait on
+	}
+	if _, err := admin.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{pub}.Sanitize()); err != nil {
+		t.Errorf("drop publication %s: %v", pub, err)
+	}
+}
+
+func walNames(t testing.TB, cfg postgres.Config) (slot, publication string) {
+	t.Helper()
+	s, err := postgres.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.SlotStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := cfg.WAL.Publication
+	if pub == "" {
+		pub = st.Slot
+	}
+	return st.Slot, pub
+}
+
+// walHarness is the store suite's factory in WAL mode. Its writes wait until the reader has
+// streamed them (Sync), since the suite claims right after writing.
+func walHarness(tweak func(*postgres.Config)) outboxtest.StoreFactory {
+	return func(t *testing.T) outboxtest.StoreHarness {
+		s, cfg := newWALStore(t, tweak)
+		write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
+			tx, err := s.Pool().Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+			if err := s.Add(ctx, tx, msgs...); err != nil {
+				return err
+			}
+			if !commit {
+				err = tx.Rollback(ctx)
+			} else {
+				err = tx.Commit(ctx)
+			}
+			if err != nil {
+				return err
+			}
+			return s.Sync(ctx)
+		}
+		return outboxtest.StoreHarness{
+			Store:         s,
+			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
+			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
+			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
+			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+				tx, err := s.Pool().Begin(ctx)
+				if err != nil {
+					return nil, err
+				}
+				t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+				commit := func() error {
+					if err := tx.Commit(ctx); err != nil {
+						return err
+					}
+					return s.Sync(ctx)
+				}
+				return commit, s.Add(ctx, tx, msgs...)
+			},
+		}
+	}
+}
+
+// The store suite in WAL mode. Not applicable: Retention (acknowledged streamed messages are
+// never written anywhere, so there is nothing to keep or delete) and Corrupt (a message in the
+// WAL cannot be damaged after it is written; TestWALCorrupt covers what a foreign writer can
+// put under the prefix). A second write of a used ID is not refused: the WAL has no index to
+// check it against.
+func TestWALStoreSuite(t *testing.T) {
+	f := allFeatures
+	f.Retention = false
+	f.AcceptsDuplicateIDs = true
+	outboxtest.RunStoreSuite(t, walHarness(nil), f)
+}

@@ -1,0 +1,260 @@
+package postgres
+
+import (
+	"container/list"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/txoutbox/outbox/core"
+)
+
+// walBuffer holds what the WAL reader streamed and the relay has not settled yet: the messages,
+// each with its in-process lease, and the transactions they came in, so the reader knows how far
+// it may confirm. A transaction's end position may be confirmed once it and every transaction
+// before it have no unsettled message left: a message is settled when it was acknowledged, or
+// written to the table (spilled). Only the process holding the slot has a buffer, so leases
+// here use the process clock, the only clock involved.
+type walBuffer struct {
+	mu      sync.Mutex
+	max     int
+	entries *list.List // of *walEntry, unsettled, in stream (commit) order
+	byID    map[string]*list.Element
+	txs     []*walTx // streamed transactions not yet confirmable, in commit order
+	// received is the end of the last transaction taken in; a transaction streamed again after
+	// a reconnect ends at or before it and is skipped.
+	received pglogrepl.LSN
+	// confirmed is the end of the last transaction whose messages, and all before, are settled.
+	confirmed pglogrepl.LSN
+	// space receives a signal when the buffer drops below max; ready is called when messages
+	// become claimable (new ones, released ones).
+	space chan struct{}
+	ready func()
+}
+
+type walTx struct {
+	end       pglogrepl.LSN
+	committed time.Time
+	unsettled int
+}
+
+type walEntry struct {
+	msg   core.Message
+	tx    *walTx
+	token string    // lease holder; "" when free
+	until time.Time // lease end
+	due   time.Time // a released message is claimable again from due
+}
+
+func newWALBuffer(max int, ready func()) *walBuffer {
+	return &walBuffer{
+		max: max, entries: list.New(), byID: map[string]*list.Element{},
+		space: make(chan struct{}, 1), ready: ready,
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// start begins a streaming session at the slot's confirmed position.
+func (b *walBuffer) start(confirmed pglogrepl.LSN) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.confirmed = max(b.confirmed, confirmed)
+	b.received = max(b.received, confirmed)
+}
+
+// reset forgets everything: the slot went to another reader, which streams these messages
+// itself. Settles of what was claimed from here no longer count.
+func (b *walBuffer) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.entries.Init()
+	clear(b.byID)
+	b.txs, b.received, b.confirmed = nil, 0, 0
+	signal(b.space)
+}
+
+// full reports whether the reader should stop reading until the relay settles some messages.
+func (b *walBuffer) full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.entries.Len() >= b.max
+}
+
+// add takes in one committed transaction's messages, or skips it when it was taken in already.
+func (b *walBuffer) add(end pglogrepl.LSN, committed time.Time, msgs []*core.Message) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if end <= b.received {
+		return false
+	}
+	b.received = end
+	tx := &walTx{end: end, committed: committed, unsettled: len(msgs)}
+	b.txs = append(b.txs, tx)
+	for _, m := range msgs {
+		if _, dup := b.byID[m.ID]; dup {
+			tx.unsettled-- // the same ID written twice: one delivery covers both
+			continue
+		}
+		b.byID[m.ID] = b.entries.PushBack(&walEntry{msg: *m, tx: tx})
+	}
+	b.advance()
+	if len(msgs) > 0 {
+		b.ready()
+	}
+	return true
+}
+
+// advance moves confirmed past the settled transactions at the front. The caller holds b.mu.
+func (b *walBuffer) advance() {
+	n := 0
+	for n < len(b.txs) && b.txs[n].unsettled == 0 {
+		b.confirmed = b.txs[n].end
+		n++
+	}
+	if n > 0 {
+		b.txs = append(b.txs[:0], b.txs[n:]...)
+	}
+}
+
+// position returns how far the reader may confirm, and the commit time of the oldest
+// transaction it may not (zero when everything streamed is settled).
+func (b *walBuffer) position() (confirmed pglogrepl.LSN, oldest time.Time, buffered int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.txs) > 0 {
+		oldest = b.txs[0].committed
+	}
+	return b.confirmed, oldest, b.entries.Len()
+}
+
+// pending returns how many messages wait here and the creation time of the oldest.
+func (b *walBuffer) pending() (n int, oldest time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for el := b.entries.Front(); el != nil; el = el.Next() {
+		if c := el.Value.(*walEntry).msg.CreatedAt; oldest.IsZero() || c.Before(oldest) {
+			oldest = c
+		}
+	}
+	return b.entries.Len(), oldest
+}
+
+// claim leases up to req.Limit claimable messages to req.Token, in stream order; in ordered
+// mode a key's run stops at its first message that is leased or not due, and keys for which
+// blocked reports true are handed back separately (their messages must go to the table behind
+// the key's spilled ones), leased like the others.
+func (b *walBuffer) claim(req core.ClaimRequest, now time.Time, blocked func(key string) bool) (out, held []*core.Message) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var closed map[string]bool
+	if req.Ordered {
+		closed = map[string]bool{}
+	}
+	for el := b.entries.Front(); el != nil && len(out)+len(held) < req.Limit; el = el.Next() {
+		e := el.Value.(*walEntry)
+		keyed := req.Ordered && e.msg.Key != ""
+		if keyed && closed[e.msg.Key] {
+			continue
+		}
+		if (e.token != "" && e.until.After(now)) || e.due.After(now) {
+			if keyed {
+				closed[e.msg.Key] = true
+			}
+			continue
+		}
+		e.token, e.until = req.Token, now.Add(req.Lease)
+		m := e.msg
+		m.Headers = maps.Clone(m.Headers)
+		if keyed && blocked != nil && blocked(m.Key) {
+			held = append(held, &m)
+		} else {
+			out = append(out, &m)
+		}
+	}
+	return out, held
+}
+
+// held returns, of ids, the messages the claim with token holds here.
+func (b *walBuffer) held(token string, ids []string) []*core.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*core.Message
+	for _, id := range ids {
+		if e := b.heldBy(id, token); e != nil {
+			m := e.msg
+			out = append(out, &m)
+		}
+	}
+	return out
+}
+
+// settle removes the messages of ids that the claim with token holds (acknowledged, or now in
+// the table) and returns how many.
+func (b *walBuffer) settle(token string, ids []string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		e := b.heldBy(id, token)
+		if e == nil {
+			continue
+		}
+		n++
+		b.entries.Remove(b.byID[id])
+		delete(b.byID, id)
+		e.tx.unsettled--
+	}
+	if n > 0 {
+		b.advance()
+		if b.entries.Len() < b.max {
+			signal(b.space)
+		}
+	}
+	return n
+}
+
+// release frees the messages of failures that the claim with token holds, due again after
+// their Delay, with nothing else changed; returns how many.
+func (b *walBuffer) release(token string, failures []core.Failure, now time.Time) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, f := range failures {
+		e := b.heldBy(f.ID, token)
+		if e == nil {
+			continue
+		}
+		n++
+		e.token, e.until, e.due = "", time.Time{}, now.Add(max(f.Delay, 0))
+	}
+	if n > 0 {
+		b.ready()
+	}
+	return n
+}
+
+// holds reports whether the buffer has id under token's lease.
+func (b *walBuffer) holds(token, id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.heldBy(id, token) != nil
+}
+
+// heldBy returns the entry id while the claim with token holds it. The caller holds b.mu.
+func (b *walBuffer) heldBy(id, token string) *walEntry {
+	el, ok := b.byID[id]
+	if !ok {
+		return nil
+	}
+	if e := el.Value.(*walEntry); e.token == token {
+		return e
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package postgres
+
+import "fmt"
+
+// spillQuery writes streamed messages to the table in the caller's order (seq follows it), with
+// their attempts, retry time on the database's clock, and dead state. ON CONFLICT: a message
+// streamed again after a crash, before the slot moved past it, is already there.
+func spillQuery(table string) string {
+	return fmt.Sprintf(`INSERT INTO %s (id, type, key, payload, result, headers, created_at, attempts, available_at, status, last_error, dead_at)
+SELECT u.id, u.type, u.key, u.payload::json, u.result::json, u.headers::json, u.created_at, u.attempts,
+	now() + u.delay * interval '1 microsecond',
+	CASE WHEN u.dead THEN 'dead' ELSE 'pending' END, u.last_error, CASE WHEN u.dead THEN now() END
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::int4[], $9::int8[], $10::bool[], $11::text[])
+	WITH ORDINALITY AS u(id, type, key, payload, result, headers, created_at, attempts, delay, dead, last_error, n)
+ORDER BY u.n
+ON CONFLICT (id) DO NOTHING`, table)
+}
+
+// The WAL-mode writes. Each emits the batch's messages as transactional logical decoding
+// messages, in order, and only while the slot exists and still has its WAL: a write with no slot
+// to read it would be lost without a trace, so it fails instead (the count comes back short) and
+// the caller's transaction rolls back.
+const (
+	// $1 prefix, $2 content, $3 slot.
+	walEmitOne = `SELECT count(pg_logical_emit_message(true, $1::text, $2::bytea))
+FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost'`
+	// $1 prefix, $2 contents, $3 slot.
+	walEmitMany = `SELECT count(pg_logical_emit_message(true, $1::text, m.content))
+FROM unnest($2::bytea[]) WITH ORDINALITY AS m(content, n)
+WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost')`
+	// database/sql: the contents travel as one JSON array of base64 strings. $1 prefix, $2 the
+	// array, $3 slot.
+	walEmitJSON = `SELECT count(pg_logical_emit_message(true, $1::text, decode(m.content, 'base64')))
+FROM json_array_elements_text($2::text::json) WITH ORDINALITY AS m(content, n)
+WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost')`
+)

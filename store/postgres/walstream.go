@@ -1,0 +1,451 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/txoutbox/outbox/core"
+)
+
+// Reconnect delays of the WAL reader after a broken session (database restart, network).
+var streamBackoff = core.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
+
+// walStream is the reader of a WAL-mode store: one goroutine that holds the replication slot (or
+// waits for it, as a standby), takes the committed messages into the buffer and tells the
+// server how far it may recycle WAL.
+type walStream struct {
+	s      *Store
+	cfg    WALConfig
+	prefix string // of the table's messages
+	beat   string // prefix of heartbeats
+	buf    *walBuffer
+	// spillSQL writes streamed messages to the table (see Store.spill).
+	spillSQL string
+
+	startOnce sync.Once
+	holding   atomic.Bool
+	lastSeen  atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
+
+	mu        sync.Mutex
+	err       error     // why the last session ended or could not start; nil while holding
+	fatal     bool      // err needs an operator (slot missing, no permission, wal_level)
+	heldSince time.Time // when this reader took the slot
+	spilled   map[string]bool
+	syncs     map[string]chan struct{} // heartbeat tokens Sync waits for
+	listeners map[chan struct{}]struct{}
+	tableNext time.Time // when the table must next be looked at for due rows
+}
+
+func newWALStream(s *Store) *walStream {
+	w := &walStream{
+		s: s, cfg: *s.cfg.WAL,
+		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
+		spillSQL: spillQuery(s.table),
+		spilled:  map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+	}
+	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
+	return w
+}
+
+// start runs the reader in the background until the store closes. The relay's first Claim or
+// Listen starts it, so a service that only writes never opens a replication connection.
+func (w *walStream) start() {
+	w.startOnce.Do(func() {
+		w.s.listeners.Add(1)
+		go func() {
+			defer w.s.listeners.Done()
+			w.run(w.s.done)
+		}()
+	})
+}
+
+func (w *walStream) run(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		held, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if held {
+			attempt = 0
+		}
+		w.setErr(err)
+		delay := streamBackoff.Delay(attempt)
+		if inUse(err) {
+			// Another reader holds the slot: stand by, and forget what this one had streamed
+			// (the holder streams it too).
+			w.buf.reset()
+			delay = w.cfg.TakeoverInterval
+		} else {
+			attempt++
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (w *walStream) setErr(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err, w.fatal = err, needsOperator(err)
+}
+
+// fatalErr returns the reason the reader cannot run when only an operator can fix it.
+func (w *walStream) fatalErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fatal {
+		return w.err
+	}
+	return nil
+}
+
+// inUse reports the server's answer when another connection reads the slot.
+func inUse(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55006"
+}
+
+// needsOperator reports errors no retry fixes: a missing slot or publication, a role without
+// the REPLICATION attribute, a server without wal_level=logical.
+func needsOperator(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42704", "42501", "28000", "55000", "0A000":
+		return true
+	}
+	return false
+}
+
+// session holds the slot until the connection breaks or ctx ends; held reports whether it got
+// the slot at all.
+func (w *walStream) session(ctx context.Context) (held bool, err error) {
+	cfg, err := w.s.replicationConfig()
+	if err != nil {
+		return false, err
+	}
+	connCtx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
+	conn, err := pgconn.ConnectConfig(connCtx, cfg)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("replication connection: %w", err)
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = conn.Close(closeCtx)
+		cancel()
+	}()
+	err = pglogrepl.StartReplication(ctx, conn, w.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + w.cfg.Publication + "'", "messages 'true'"},
+	})
+	if err != nil {
+		return false, fmt.Errorf("start replication from slot %q: %w", w.cfg.Slot, err)
+	}
+	// The slot is ours. Where it stands, and which keys have messages in the table that later
+	// ones of their key must queue behind, are read before anything is streamed.
+	var confirmed pglogrepl.LSN
+	if err := w.s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", w.cfg.Slot).Scan(&confirmed); err != nil {
+		return true, fmt.Errorf("read slot %q: %w", w.cfg.Slot, err)
+	}
+	if err := w.loadSpilled(ctx); err != nil {
+		return true, err
+	}
+	w.buf.start(confirmed)
+	w.mu.Lock()
+	w.err, w.fatal, w.heldSince = nil, false, time.Now()
+	w.tableNext = time.Time{}
+	w.mu.Unlock()
+	w.holding.Store(true)
+	defer w.holding.Store(false)
+	w.lastSeen.Store(time.Now().UnixNano())
+
+	beatCtx, stopBeat := context.WithCancel(ctx)
+	defer stopBeat()
+	go w.heartbeats(beatCtx)
+	return true, w.stream(ctx, conn)
+}
+
+// stream reads the replication stream until it breaks.
+func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
+	var (
+		inTx      bool
+		committed time.Time
+		msgs      []*core.Message
+		corrupt   []corruptWAL
+		sent      pglogrepl.LSN
+	)
+	status := func(force bool) error {
+		confirmed, _, _ := w.buf.position()
+		if !force && confirmed == sent {
+			return nil
+		}
+		if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
+			return fmt.Errorf("send standby status: %w", err)
+		}
+		sent = confirmed
+		return nil
+	}
+	nextStatus := time.Now().Add(w.cfg.StatusInterval)
+	for {
+		if time.Now().After(nextStatus) {
+			// Sent at every interval even when nothing moved: it is also the keepalive that
+			// keeps wal_sender_timeout from ending the session.
+			if err := status(true); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(w.cfg.StatusInterval)
+		}
+		if w.buf.full() {
+			// Back pressure: stop reading until the relay settles messages. The server keeps
+			// the WAL; the status updates keep the session alive meanwhile.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-w.buf.space:
+			case <-time.After(time.Until(nextStatus)):
+			}
+			continue
+		}
+		recvCtx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := conn.ReceiveMessage(recvCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		var data []byte
+		switch m := raw.(type) {
+		case *pgproto3.CopyData:
+			data = m.Data
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(m)
+		default:
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			if ka.ReplyRequested {
+				if err := status(true); err != nil {
+					return err
+				}
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse WAL data: %w", err)
+			}
+			logical, err := pglogrepl.Parse(xld.WALData)
+			if err != nil {
+				return fmt.Errorf("parse pgoutput message: %w", err)
+			}
+			switch m := logical.(type) {
+			case *pglogrepl.BeginMessage:
+				inTx, committed, msgs, corrupt = true, m.CommitTime, msgs[:0], corrupt[:0]
+			case *pglogrepl.LogicalDecodingMessage:
+				switch {
+				case m.Prefix == w.prefix && m.Transactional && inTx:
+					msg, err := decodeWAL(m.Content)
+					if err == nil {
+						err = msg.ValidateStored()
+					}
+					if err != nil {
+						corrupt = append(corrupt, corruptWAL{lsn: m.LSN, content: append([]byte(nil), m.Content...), msg: msg, err: err})
+						continue
+					}
+					msgs = append(msgs, msg)
+				case m.Prefix == w.beat:
+					w.heard(string(m.Content))
+				}
+			case *pglogrepl.CommitMessage:
+				if !inTx {
+					continue
+				}
+				inTx = false
+				w.lastSeen.Store(time.Now().UnixNano())
+				if len(corrupt) > 0 && m.TransactionEndLSN > w.received() {
+					// Dead-lettered in the table before the transaction counts as taken in,
+					// so a crash here streams it again instead of losing it.
+					if err := w.s.spillCorrupt(ctx, corrupt); err != nil {
+						return err
+					}
+					for _, c := range corrupt {
+						if c.msg != nil && c.msg.Key != "" {
+							w.markSpilled(c.msg.Key)
+						}
+					}
+				}
+				w.buf.add(m.TransactionEndLSN, committed, msgs)
+				msgs = nil
+			}
+		}
+	}
+}
+
+func (w *walStream) received() pglogrepl.LSN {
+	w.buf.mu.Lock()
+	defer w.buf.mu.Unlock()
+	return w.buf.received
+}
+
+// heartbeats writes a heartbeat whenever nothing was streamed for a HeartbeatInterval: its
+// transaction gives the reader a position to confirm on a database whose other writes never
+// reach the slot, so the slot (and the WAL it retains) keeps up.
+func (w *walStream) heartbeats(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(time.Unix(0, w.lastSeen.Load())) < w.cfg.HeartbeatInterval {
+			continue
+		}
+		// A failed heartbeat only delays the slot's progress; the next one tries again.
+		_ = w.s.heartbeat(ctx, "")
+	}
+}
+
+// heard wakes the Sync waiting for this heartbeat.
+func (w *walStream) heard(token string) {
+	w.lastSeen.Store(time.Now().UnixNano())
+	if token == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c, ok := w.syncs[token]; ok {
+		close(c)
+		delete(w.syncs, token)
+	}
+}
+
+// heartbeat writes a heartbeat message in a transaction of its own.
+func (s *Store) heartbeat(ctx context.Context, token string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", s.wal.beat, token)
+	return err
+}
+
+// Sync waits until every message committed before it was called has been streamed into this
+// store's reader, so the relay can claim it: for tests and tools that write and then expect a
+// claim to find their messages at once. The reader must hold the slot; Sync starts it.
+func (s *Store) Sync(ctx context.Context) error {
+	if s.wal == nil {
+		return nil // table mode: a committed row is claimable at once
+	}
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("postgres: sync: %w", err)
+	}
+	w := s.wal
+	w.start()
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.syncs[token] = done
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.syncs, token)
+		w.mu.Unlock()
+	}()
+	if err := s.heartbeat(ctx, token); err != nil {
+		return fmt.Errorf("postgres: sync: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		if err := w.fatalErr(); err != nil {
+			return fmt.Errorf("postgres: sync: %w", err)
+		}
+		return fmt.Errorf("postgres: sync: %w", ctx.Err())
+	case <-s.done.Done():
+		return fmt.Errorf("postgres: sync: %w", core.ErrClosed)
+	}
+}
+
+func (w *walStream) markSpilled(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.spilled[key] = true
+}
+
+func (w *walStream) isSpilled(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.spilled[key]
+}
+
+// loadSpilled reads the keys that have undelivered messages in the table (spilled by an earlier
+// reader, dead, or written in table mode before the switch): their next messages in the stream
+// must queue behind them.
+func (w *walStream) loadSpilled(ctx context.Context) error {
+	rows, err := w.s.pool.Query(ctx, "SELECT DISTINCT key FROM "+w.s.table+" WHERE status <> 'delivered' AND key <> ''")
+	if err != nil {
+		return fmt.Errorf("read spilled keys: %w", err)
+	}
+	keys := map[string]bool{}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return fmt.Errorf("read spilled keys: %w", err)
+		}
+		keys[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read spilled keys: %w", err)
+	}
+	w.mu.Lock()
+	w.spilled = keys
+	w.mu.Unlock()
+	return nil
+}
+
+// replicationConfig is the replication connection's configuration: ReplicationURL, or the
+// pool's own settings, with replication=database.
+func (s *Store) replicationConfig() (*pgconn.Config, error) {
+	var cfg *pgconn.Config
+	if u := s.cfg.WAL.ReplicationURL; u != "" {
+		var err error
+		if cfg, err = pgconn.ParseConfig(u); err != nil {
+			return nil, errors.New("invalid ReplicationURL (details withheld: they may contain the password)")
+		}
+	} else {
+		cfg = s.pool.Config().ConnConfig.Config.Copy()
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	return cfg, nil
+}
