@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,15 @@ func TestConfigValidate(t *testing.T) {
 		{"unicode table", postgres.Config{Table: "outböx"}, "Table"},
 		{"injection schema", postgres.Config{Schema: "x; drop schema public"}, "Schema"},
 		{"64-char schema", postgres.Config{Schema: long}, "Schema"},
+		{"wal defaults", postgres.Config{WAL: &postgres.WALConfig{}}, ""},
+		{"wal long table", postgres.Config{Table: long[:63], Schema: "Billing", WAL: &postgres.WALConfig{}}, ""},
+		{"wal slot upper case", postgres.Config{WAL: &postgres.WALConfig{Slot: "Outbox"}}, "WAL.Slot"},
+		{"wal slot injection", postgres.Config{WAL: &postgres.WALConfig{Slot: "x'); drop table t; --"}}, "WAL.Slot"},
+		{"wal publication", postgres.Config{WAL: &postgres.WALConfig{Publication: "a-b"}}, "WAL.Publication"},
+		{"wal buffer", postgres.Config{WAL: &postgres.WALConfig{MaxBuffered: -1}}, "WAL.MaxBuffered"},
+		{"wal status interval", postgres.Config{WAL: &postgres.WALConfig{StatusInterval: -time.Second}}, "WAL.StatusInterval"},
+		{"wal alarm", postgres.Config{WAL: &postgres.WALConfig{LagAlarmBytes: -1}}, "WAL.LagAlarmBytes"},
+		{"wal replication url", postgres.Config{WAL: &postgres.WALConfig{ReplicationURL: "postgres://u:secret@h:notaport/db"}}, "WAL.ReplicationURL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +161,29 @@ func TestBadMessages(t *testing.T) {
 	}
 	if got := claim(t, s, "r", 10, false); len(got) != 0 {
 		t.Fatalf("a batch with a bad message stored %v", ids(got))
+	}
+}
+
+// Default slot names are valid slot names, distinct per table, whatever the table's name.
+func TestWALDefaultSlotNames(t *testing.T) {
+	seen := map[string]string{}
+	for _, c := range [][2]string{{"public", "outbox"}, {"Public", "outbox"}, {"public", "Outbox"}, {"public", strings.Repeat("t", 63)}, {strings.Repeat("s", 63), "outbox"}} {
+		sql, err := postgres.WALSQL(postgres.Config{Schema: c[0], Table: c[1], WAL: &postgres.WALConfig{}})
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		slot := sql[strings.Index(sql, "slot('")+6:]
+		slot = slot[:strings.Index(slot, "'")]
+		if len(slot) > 63 || strings.ToLower(slot) != slot {
+			t.Errorf("%v: slot %q is not a valid slot name", c, slot)
+		}
+		if other, dup := seen[slot]; dup {
+			t.Errorf("%v and %s share slot %q", c, other, slot)
+		}
+		seen[slot] = fmt.Sprint(c)
+	}
+	if _, err := postgres.WALSQL(postgres.Config{}); err == nil {
+		t.Error("WALSQL of a table-mode config gave no error")
 	}
 }
 

@@ -30,6 +30,7 @@ var secretConfigs = []struct {
 	{"key=value quoted", postgres.Config{URL: "host=127.0.0.1 port=1 password = 'kv quoted\\'pw' sslpassword='kv-sslpw'"}, []string{"kv quoted", "quoted'pw", "kv-sslpw"}},
 	{"Password field", postgres.Config{Host: "127.0.0.1", Port: 1, User: "app", Password: "field-pw"}, []string{"field-pw"}},
 	{"ListenURL", postgres.Config{URL: "postgres://app@127.0.0.1:1/db", ListenURL: "postgres://app:listen-pw@127.0.0.1:1/db?sslpassword=listen-sslpw"}, []string{"listen-pw", "listen-sslpw"}},
+	{"WAL ReplicationURL", postgres.Config{URL: "postgres://app@127.0.0.1:1/db", WAL: &postgres.WALConfig{ReplicationURL: "postgres://repl:repl-pw@127.0.0.1:1/db"}}, []string{"repl-pw"}},
 }
 
 func TestConfigNeverShowsSecrets(t *testing.T) {
