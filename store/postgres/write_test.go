@@ -17,8 +17,20 @@ import (
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
+// Nothing of a rolled-back transaction is published, nor of a rolled-back savepoint inside a
+// committed one (the WAL mode's messages belong to the subtransaction that wrote them).
 func TestRolledBackPublishesNothing(t *testing.T) {
-	s, _ := newStore(t, nil)
+	t.Run("Table", func(t *testing.T) {
+		s, _ := newStore(t, nil)
+		checkRolledBack(t, s)
+	})
+	t.Run("WAL", func(t *testing.T) {
+		s, _ := newWALStore(t, nil)
+		checkRolledBack(t, s)
+	})
+}
+
+func checkRolledBack(t *testing.T, s *postgres.Store) {
 	ctx := context.Background()
 	tx, err := s.Pool().Begin(ctx)
 	if err != nil {
@@ -30,8 +42,26 @@ func TestRolledBackPublishesNothing(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := claim(t, s, "r", 10, false); len(got) != 0 {
-		t.Fatalf("rolled-back message claimed: %v", ids(got))
+	kept, dropped := msg(t, "KEPT", "", 2), msg(t, "DROPPED", "", 3)
+	err = pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+		if err := s.Add(ctx, tx, kept); err != nil {
+			return err
+		}
+		sp, err := tx.Begin(ctx) // a savepoint
+		if err != nil {
+			return err
+		}
+		if err := s.Add(ctx, sp, dropped); err != nil {
+			return err
+		}
+		return sp.Rollback(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncStore(t, s)
+	if got := claim(t, s, "r", 10, false); len(got) != 1 || got[0].ID != kept.ID {
+		t.Fatalf("claimed %v, want only the message outside the rolled-back savepoint (%s)", ids(got), kept.ID)
 	}
 }
 
@@ -178,7 +208,17 @@ func assertNothingWritten(t *testing.T, s *postgres.Store, orderID int) {
 }
 
 func TestAddSQL(t *testing.T) {
-	s, cfg := newStore(t, nil)
+	t.Run("Table", func(t *testing.T) {
+		s, _ := newStore(t, nil)
+		checkAddSQL(t, s)
+	})
+	t.Run("WAL", func(t *testing.T) {
+		s, _ := newWALStore(t, nil)
+		checkAddSQL(t, s)
+	})
+}
+
+func checkAddSQL(t *testing.T, s *postgres.Store) {
 	ctx := context.Background()
 	db, err := sql.Open("pgx", testURL())
 	if err != nil {
@@ -186,7 +226,6 @@ func TestAddSQL(t *testing.T) {
 	}
 	defer db.Close()
 	_ = stdlib.GetDefaultDriver()
-	_ = cfg
 
 	in := &core.Message{Type: "T", Key: "k", Payload: []byte(`{"x": "y"}`), Result: []byte(`[1]`), Headers: map[string]string{"h": "v"}}
 	tx, err := db.BeginTx(ctx, nil)
@@ -208,6 +247,7 @@ func TestAddSQL(t *testing.T) {
 	}
 	_ = rolled.Rollback()
 
+	syncStore(t, s)
 	got := claim(t, s, "r", 10, false)
 	if len(got) != 2 || got[0].ID != in.ID || got[1].Type != "T2" {
 		t.Fatalf("claimed %+v", got)
