@@ -49,8 +49,9 @@ type database struct {
 	schema string
 }
 
-// newDatabase opens a store in a new schema, dropped when the test ends.
-func newDatabase(t *testing.T) *database {
+// newDatabase opens a store in a new schema, dropped when the test ends; in WAL mode (wal) with
+// its replication slot, dropped too.
+func newDatabase(t *testing.T, wal bool) *database {
 	t.Helper()
 	ctx := testCtx(t)
 	admin, err := pgxpool.New(ctx, postgresURL())
@@ -71,9 +72,27 @@ func newDatabase(t *testing.T) *database {
 		}
 	})
 
-	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: schema, MaxConns: 16})
+	cfg := postgres.Config{URL: postgresURL(), Schema: schema, MaxConns: 16}
+	if wal {
+		var level string
+		if err := admin.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+			t.Fatal(err)
+		}
+		if level != "logical" {
+			outboxtest.NeedService(t, "PostgreSQL with wal_level=logical (scripts/services/postgres)", fmt.Errorf("wal_level is %s", level))
+		}
+		cfg.WAL = &postgres.WALConfig{}
+	}
+	store, err := postgres.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("postgres.New: %v", err)
+	}
+	if wal {
+		st, err := store.SlotStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dropSlot(t, admin, st.Slot) })
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	if err := store.EnsureSchema(ctx); err != nil {
@@ -265,4 +284,25 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// dropSlot drops the slot (and its publication, of the same name) once its reader, closed by
+// an earlier cleanup, has let go.
+func dropSlot(t *testing.T, admin *pgxpool.Pool, slot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := admin.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Errorf("drop slot %s: %v", slot, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the server's walsender exits on its own
+	}
+	if _, err := admin.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
+		t.Errorf("drop publication %s: %v", slot, err)
+	}
 }

@@ -153,9 +153,14 @@ const settle = 2 * time.Second
 // event arrives, with its payload and business result, and more than once only where the relay
 // could not know that a publish succeeded; no rolled-back one arrives.
 func TestPostgresRelaySQS(t *testing.T) {
+	t.Run("Table", func(t *testing.T) { testPostgresRelaySQS(t, false) })
+	t.Run("WAL", func(t *testing.T) { testPostgresRelaySQS(t, true) })
+}
+
+func testPostgresRelaySQS(t *testing.T, wal bool) {
 	const writers, perWriter = 8, 1250
 	const total = writers * perWriter
-	db := newDatabase(t)
+	db := newDatabase(t, wal)
 	store := db.store
 	b := newBroker(t)
 	queue := b.createQueue(t, false)
@@ -235,8 +240,13 @@ func TestPostgresRelaySQS(t *testing.T) {
 // TestPostgresRelaySQSFIFOOrdered: with the relay in ordered mode and a FIFO queue, each Key's
 // events arrive in the order they were committed, in the Key's message group, once each.
 func TestPostgresRelaySQSFIFOOrdered(t *testing.T) {
+	t.Run("Table", func(t *testing.T) { testPostgresRelaySQSFIFOOrdered(t, false) })
+	t.Run("WAL", func(t *testing.T) { testPostgresRelaySQSFIFOOrdered(t, true) })
+}
+
+func testPostgresRelaySQSFIFOOrdered(t *testing.T, wal bool) {
 	const writers, perWriter = 4, 150
-	db := newDatabase(t)
+	db := newDatabase(t, wal)
 	b := newBroker(t)
 	queue := b.createQueue(t, true)
 	startRelay(t, db.store, queue, core.Config{BatchSize: 100, Concurrency: 2, Ordered: true, PollInterval: 200 * time.Millisecond})
