@@ -24,6 +24,7 @@ import (
 	"github.com/txoutbox/outbox/cmd/outbox/internal/sqlitebench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/sqsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/walbench"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -40,6 +41,11 @@ Benchmarks (--only picks some, comma-separated):
   postgres-latency  end-to-end latency at a steady rate, vs the write transaction's own
   postgres-ordered  ordered drain of 1000, 10 and 1 keys vs the unordered drain of the same backlog
   sqlite-ordered    the same on SQLite, in a temporary file (no server)
+  wal-write         PostgreSQL's WAL mode: a one-row business transaction alone, with a
+                    table-mode Add and with a WAL-mode Add
+  wal-drain         a backlog of 1M events (--events) written while no relay ran, drained in WAL
+                    mode, in table mode and by a raw pglogrepl loop; peak RSS of each
+  wal-latency       end-to-end latency at 2000 events/s in WAL mode and in table mode
   inbox             a consumer's handler with the inbox vs without it: SQLite (no server), and
                     PostgreSQL with --store, SQS with --sqs-endpoint
   sqs               relay -> SQS vs raw SendMessageBatch with the same client and concurrency
@@ -50,10 +56,11 @@ Benchmarks (--only picks some, comma-separated):
 By default: core and kafka (on kfake unless --kafka-brokers is set: a few seconds);
 postgres-write, postgres-drain and postgres-latency when --store is a postgres URL; sqs with
 --sqs-endpoint, nats with --nats-url, rabbitmq with --rabbitmq-url. postgres-ordered, inbox and
-sqlite-ordered take a minute or more each, so they run only when --only names them. Each
+sqlite-ordered take a minute or more each, so they run only when --only names them, and so do
+wal-write, wal-drain and wal-latency (they need wal_level = logical; wal-drain takes minutes). Each
 benchmark works in a schema, file, queue, stream or topic of its own and removes it.`
 
-var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
+var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "wal-write", "wal-drain", "wal-latency", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
 
 type benchFlags struct {
 	only         string
@@ -91,9 +98,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	f.env("nats-url", "OUTBOX_NATS_URL")
 	f.fs.StringVar(&b.rabbitmqURL, "rabbitmq-url", "", "RabbitMQ broker for the rabbitmq benchmark, amqp://USER:PASS@HOST:5672/VHOST")
 	f.env("rabbitmq-url", "OUTBOX_RABBITMQ_URL")
-	f.fs.IntVar(&b.events, "events", 0, "events per measurement: drains, broker runs, inbox (default: each benchmark's own, 3000 to 100000)")
+	f.fs.IntVar(&b.events, "events", 0, "events per measurement: drains, broker runs, inbox (default: each benchmark's own, 3000 to 100000; wal-drain 1000000)")
 	f.fs.IntVar(&b.rounds, "rounds", 0, "rounds of each measurement (default: each benchmark's own)")
-	f.fs.DurationVar(&b.duration, "duration", 0, "postgres-latency: length of the steady load (default 10s)")
+	f.fs.DurationVar(&b.duration, "duration", 0, "postgres-latency and wal-latency: length of the steady load (default 10s)")
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
@@ -134,7 +141,7 @@ func (b *benchFlags) scrub(text string) string {
 // needs says what a benchmark needs that is not given, or "" when it can run.
 func (b *benchFlags) needs(name string) string {
 	switch {
-	case strings.HasPrefix(name, "postgres") && b.store == "":
+	case (strings.HasPrefix(name, "postgres") || strings.HasPrefix(name, "wal")) && b.store == "":
 		return "--store postgres://…"
 	case strings.HasPrefix(name, "sqs") && b.sqsEndpoint == "":
 		return "--sqs-endpoint"
@@ -258,6 +265,12 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 		return pgbench.Drain(ctx, pool, pgbench.DrainOptions{Events: b.events, Rounds: b.rounds})
 	case "postgres-ordered":
 		return pgbench.Ordered(ctx, pool, pgbench.OrderedOptions{Rounds: b.rounds})
+	case "wal-write":
+		return walbench.Write(ctx, pool, walbench.WriteOptions{Rounds: b.rounds})
+	case "wal-drain":
+		return walbench.Drain(ctx, pool, walbench.DrainOptions{Events: b.events, Rounds: b.rounds})
+	case "wal-latency":
+		return walbench.Latency(ctx, pool, walbench.LatencyOptions{Duration: b.duration})
 	default:
 		return pgbench.Latency(ctx, pool, pgbench.LatencyOptions{Duration: b.duration})
 	}

@@ -58,6 +58,7 @@ func TestBenchSelection(t *testing.T) {
 		{benchFlags{only: "sqlite-ordered, inbox,sqlite-ordered"}, []string{"sqlite-ordered", "inbox"}},
 		{benchFlags{only: "postgres-ordered", store: pg}, []string{"postgres-ordered"}},
 		{benchFlags{only: "kafka"}, []string{"kafka"}},
+		{benchFlags{only: "wal-write,wal-drain,wal-latency", store: pg}, []string{"wal-write", "wal-drain", "wal-latency"}},
 	} {
 		got, err := tt.b.selection("outbox bench")
 		if err != nil || !slices.Equal(got, tt.want) {
@@ -74,6 +75,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--only", "nats"}, "--only nats: needs --nats-url"},
 		{[]string{"--only", "rabbitmq"}, "--only rabbitmq: needs --rabbitmq-url"},
 		{[]string{"--only", "postgres-ordered"}, "--only postgres-ordered: needs --store"},
+		{[]string{"--only", "wal-drain"}, "--only wal-drain: needs --store"},
 		{[]string{"--kafka-brokers", "h:1,broker"}, "--kafka-brokers (OUTBOX_KAFKA_BROKERS): want host:port"},
 		{[]string{"--nats-url", "http://h:4222"}, "--nats-url (OUTBOX_NATS_URL): must start with nats:// or tls://"},
 		{[]string{"--rabbitmq-url", "http://guest:typed-secret@h:5672/"}, "--rabbitmq-url (OUTBOX_RABBITMQ_URL): must start with amqp://"},
@@ -157,4 +159,19 @@ func TestBenchBrokers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The WAL mode's drain runs from the command at a small size, beside the table mode and the raw
+// pglogrepl loop, and leaves no slot behind.
+func TestBenchWALDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drains backlogs on PostgreSQL")
+	}
+	pgSchema(t, t.Context()) // skip (or fail in CI) when PostgreSQL is unreachable
+	r := benchResult(t, nil, "wal-drain", "--store", postgresURL(), "--events", "300", "--rounds", "1")
+	for _, k := range []string{"wal_events_per_sec", "table_events_per_sec", "raw_pglogrepl_events_per_sec", "wal_vs_table", "wal_vs_raw", "wal_peak_rss_mib"} {
+		if v, ok := r[k].(float64); !ok || v <= 0 {
+			t.Errorf("wal-drain %s = %v, want a positive number: %v", k, r[k], r)
+		}
+	}
 }

@@ -252,7 +252,9 @@ type relayProcess struct {
 	cmd  *exec.Cmd
 	addr string // of /healthz and /metrics
 	logs *syncBuffer
-	done chan error // the exit, after stderr was read to its end
+	// stdout is what the relay printed: the envelopes of --transport memory.
+	stdout *syncBuffer
+	done   chan error // the exit, after stderr was read to its end
 }
 
 func startRelay(t *testing.T, bin string, environ []string, extra ...string) *relayProcess {
@@ -263,7 +265,8 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProcess{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &relayProcess{cmd: cmd, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout = p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

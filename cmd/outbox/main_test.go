@@ -83,6 +83,18 @@ func TestUsageErrors(t *testing.T) {
 		{"purge without filter", []string{"dead", "purge", "--store", pgURL}, nil, "no filter"},
 		{"json on requeue", []string{"dead", "requeue", "--store", pgURL, "--all", "--json"}, nil, "--json applies to list only"},
 		{"negative limit", []string{"dead", "list", "--store", pgURL, "--limit", "-5"}, nil, "--limit"},
+		{"bad postgres mode", []string{"migrate", "--store", pgURL, "--postgres-mode", "logical"}, nil, `--postgres-mode (OUTBOX_POSTGRES_MODE): "logical" is not table or wal`},
+		{"postgres mode on sqlite", []string{"status", "--store", "sqlite:x.db", "--postgres-mode", "wal"}, nil, "--postgres-mode (OUTBOX_POSTGRES_MODE): applies to postgres only"},
+		{"wal slot in table mode", []string{"status", "--store", pgURL, "--wal-slot", "s"}, nil, "--wal-slot (OUTBOX_WAL_SLOT): applies to the WAL mode only"},
+		{"wal lag alarm in table mode", []string{"relay", "--store", pgURL, "--transport", "memory"}, map[string]string{"OUTBOX_WAL_LAG_ALARM": "100"}, "--wal-lag-alarm (OUTBOX_WAL_LAG_ALARM): applies to the WAL mode only"},
+		{"bad wal slot", []string{"migrate", "--store", pgURL, "--postgres-mode", "wal", "--wal-slot", "Slot-1"}, nil, `--wal-slot (OUTBOX_WAL_SLOT): "Slot-1" is not a replication slot name`},
+		{"bad wal publication", []string{"migrate", "--print-sql", "--postgres-mode", "wal", "--wal-publication", "a b"}, nil, "--wal-publication (OUTBOX_WAL_PUBLICATION): "},
+		{"bad replication URL", []string{"status", "--store", pgURL, "--postgres-mode", "wal", "--wal-replication-url", "postgres://u:" + secret + "@h:port/db"}, nil, "--wal-replication-url (OUTBOX_WAL_REPLICATION_URL): is not a valid"},
+		{"negative lag alarm", []string{"status", "--store", pgURL, "--postgres-mode", "wal", "--wal-lag-alarm", "-1"}, nil, "--wal-lag-alarm (OUTBOX_WAL_LAG_ALARM): is negative"},
+		{"lag alarm not a number", []string{"status", "--store", pgURL, "--postgres-mode", "wal", "--wal-lag-alarm", "1GiB"}, nil, "--wal-lag-alarm (OUTBOX_WAL_LAG_ALARM): not an integer"},
+		{"empty postgres mode", []string{"status", "--store", pgURL, "--postgres-mode", ""}, nil, "--postgres-mode (OUTBOX_POSTGRES_MODE): is empty"},
+		{"drop slot in table mode", []string{"migrate", "--store", pgURL, "--drop-slot"}, nil, "--drop-slot: there is a replication slot only in WAL mode"},
+		{"drop slot with print-sql", []string{"migrate", "--postgres-mode", "wal", "--drop-slot", "--print-sql"}, nil, "--drop-slot and --print-sql exclude each other"},
 		{"print-sql for mongo", []string{"migrate", "--print-sql", "--store", "mongodb://h/app"}, nil, "has no SQL"},
 		{"bench unknown", []string{"bench", "--only", "pulsar"}, nil, `unknown benchmark "pulsar"`},
 		{"bench postgres without store", []string{"bench", "--only", "postgres-drain"}, nil, "needs --store"},
@@ -158,6 +170,8 @@ func TestPrintSQLConnectsToNothing(t *testing.T) {
 		// Port 1 has no server: the URL only picks the dialect.
 		{[]string{"migrate", "--print-sql", "--store", "postgres://u:p@127.0.0.1:1/db", "--table", "events"}, `"public"."events"`},
 		{[]string{"migrate", "--print-sql", "--store", "sqlite:/nonexistent/dir/x.db"}, `CREATE TABLE IF NOT EXISTS "outbox"`},
+		{[]string{"migrate", "--print-sql", "--postgres-mode", "wal", "--schema", "app"}, `SELECT pg_create_logical_replication_slot('outbox_app_outbox', 'pgoutput');`},
+		{[]string{"migrate", "--print-sql", "--store", "postgres://u:p@127.0.0.1:1/db", "--postgres-mode", "wal", "--wal-slot", "orders", "--wal-publication", "orders_pub"}, `CREATE PUBLICATION "orders_pub";`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(t, nil, tt.args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
@@ -10,24 +11,37 @@ import (
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
-const migrateUsage = `Usage: outbox migrate --store URL [--schema S] [--table T | --collection C]
-       outbox migrate --print-sql [--store postgres://…|sqlite:PATH] [--schema S] [--table T]
+const migrateUsage = `Usage: outbox migrate --store URL [--schema S] [--table T | --collection C] [--postgres-mode wal]
+       outbox migrate --print-sql [--store postgres://…|sqlite:PATH] [--schema S] [--table T] [--postgres-mode wal]
+       outbox migrate --drop-slot --store postgres://… --postgres-mode wal [--wal-slot S]
 
 Creates the outbox table and its indexes, or adds what an older version lacks: the backend's
 EnsureSchema (MongoDB: EnsureIndexes). It is idempotent and safe to run from several replicas at
 once. --print-sql prints the DDL instead, for migration tools (golang-migrate, goose, atlas),
-without connecting; without --store it prints PostgreSQL's.`
+without connecting; without --store it prints PostgreSQL's.
+
+In PostgreSQL's WAL mode (--postgres-mode wal) it also creates the publication and the logical
+replication slot the relay reads (as a role with REPLICATION), and --print-sql prints their SQL
+too. --drop-slot removes the slot and the publication: do it when leaving WAL mode or removing
+the service, since an abandoned slot keeps every WAL segment written after it until the disk
+fills. It fails while a relay reads the slot; messages not yet streamed are lost with it.`
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
 	const cmd = "outbox migrate"
 	f := newFlags(cmd, migrateUsage)
 	sf := addStoreFlags(f)
 	printSQL := f.fs.Bool("print-sql", false, "print the DDL instead of running it")
+	dropSlot := f.fs.Bool("drop-slot", false, "WAL mode: drop the replication slot and the publication instead of creating anything")
 	timeout := f.fs.Duration("timeout", time.Minute, "bound on the whole migration")
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
-	if *printSQL {
+	switch {
+	case *dropSlot && *printSQL:
+		return usagef(cmd, "--drop-slot and --print-sql exclude each other")
+	case *dropSlot && !sf.walMode():
+		return usagef(cmd, "--drop-slot: there is a replication slot only in WAL mode: add --postgres-mode wal (OUTBOX_POSTGRES_MODE=wal), with the --wal-slot the relay uses")
+	case *printSQL:
 		return printDDL(e, cmd, sf)
 	}
 	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
@@ -35,10 +49,40 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
+	if *dropSlot {
+		return dropWAL(ctx, e, cmd, store)
+	}
 	if err := store.EnsureSchema(ctx); err != nil {
-		return failed(cmd, fmt.Errorf("%s: %w", store.name, err))
+		return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
 	}
 	fmt.Fprintf(e.stdout, "schema of %s is up to date\n", store.name)
+	if store.wal != nil {
+		st, err := store.wal.SlotStatus(ctx)
+		if err != nil {
+			return failed(cmd, fmt.Errorf("%s: %w", store.name, err))
+		}
+		fmt.Fprintf(e.stdout, "replication slot %s and its publication exist (WAL mode)\n", st.Slot)
+	}
+	return nil
+}
+
+// dropWAL removes the WAL mode's slot and publication.
+func dropWAL(ctx context.Context, e *env, cmd string, store *openedStore) error {
+	st, err := store.wal.SlotStatus(ctx)
+	if err != nil {
+		return failed(cmd, fmt.Errorf("%s: %w", store.name, err))
+	}
+	if st.Active {
+		return failed(cmd, fmt.Errorf("%s: replication slot %s is read by a relay (server process %d): stop the relays first", store.name, st.Slot, st.ActivePID))
+	}
+	if err := store.wal.DropSlot(ctx); err != nil {
+		return failed(cmd, fmt.Errorf("%s: %w", store.name, err))
+	}
+	if st.Exists {
+		fmt.Fprintf(e.stdout, "dropped replication slot %s and its publication\n", st.Slot)
+	} else {
+		fmt.Fprintf(e.stdout, "replication slot %s did not exist; its publication is dropped\n", st.Slot)
+	}
 	return nil
 }
 
@@ -48,7 +92,11 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 		return err
 	}
 	kind := storeurl.Postgres
-	if sf.url != "" {
+	if sf.url == "" {
+		if err := sf.opts.Check(kind); err != nil {
+			return sf.optionError(cmd, err)
+		}
+	} else {
 		t, err := sf.target(cmd)
 		if err != nil {
 			return err
@@ -62,6 +110,12 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 	switch kind {
 	case storeurl.Postgres:
 		ddl, err = postgres.SchemaSQL(orDefault(sf.opts.Schema, "public"), orDefault(sf.opts.Table, "outbox"))
+		if err == nil && sf.walMode() {
+			var wal string
+			if wal, err = walDDL(sf); err == nil {
+				ddl = strings.TrimRight(ddl, "\n") + "\n\n-- WAL mode: the publication and the logical replication slot the relay reads.\n" + wal
+			}
+		}
 	case storeurl.SQLite:
 		ddl, err = sqlite.Schema(orDefault(sf.opts.Table, "outbox"))
 	default:
@@ -72,6 +126,12 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 	}
 	fmt.Fprintln(e.stdout, ddl)
 	return nil
+}
+
+// walDDL is the WAL mode's SQL for the flags' schema, table and slot settings.
+func walDDL(sf *storeFlags) (string, error) {
+	w := sf.opts.WAL
+	return postgres.WALSQL(postgres.Config{Schema: sf.opts.Schema, Table: sf.opts.Table, WAL: &w})
 }
 
 func orDefault(s, def string) string {

@@ -28,7 +28,14 @@ relay, and exits 0. Several relays may run against one store; they share the wor
 
 While it runs, --listen serves /healthz (200 while the relay runs, the store answers and the
 transport is available, else 503 with the reason: "transport unavailable since …") and
-Prometheus /metrics. Logs are JSON lines on stderr.`
+Prometheus /metrics. Logs are JSON lines on stderr.
+
+In PostgreSQL's WAL mode (--postgres-mode wal) the relay streams the messages from the
+replication slot. One relay reads the slot; the others stand by and take it over within about a
+second of the reader's death (a healthy standby answers 200). /healthz also fails when the slot
+is missing, lost its WAL, lags past --wal-lag-alarm, or nobody reads it while this relay cannot;
+/metrics adds the slot's lag and retained WAL in bytes, the age of what this relay has not
+confirmed, and whether it holds the slot (outbox_wal_*).`
 
 // relayFlags are the relay's settings: core's (zero means core.Config's default) and the
 // command's own.
@@ -151,7 +158,12 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 			server.NewRelayCollector(relay.Stats),
 			server.NewStoreCollector(store, 5*time.Second),
 		)
-		srv, err := server.Start(rf.listen, server.Config{Running: running.Load, Ping: store.ping, Stats: relay.Stats, Registry: reg})
+		sc := server.Config{Running: running.Load, Ping: store.ping, Stats: relay.Stats, Registry: reg}
+		if store.wal != nil {
+			sc.Slot = slotHealth(store.wal, func(s string) string { return scrubURLs(s, rawURL, replicationURL(target)) })
+			reg.MustRegister(server.NewSlotCollector(sc.Slot, 5*time.Second))
+		}
+		srv, err := server.Start(rf.listen, sc)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", rf.listen, err)
 		}

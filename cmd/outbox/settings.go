@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"strconv"
+
+	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -28,7 +32,29 @@ func storeSettings() []core.Setting[storeFlags] {
 			func(s *storeFlags) *string { return &s.opts.Collection }),
 		core.StringSetting("OUTBOX_DATABASE", "", "the URL's path", "mongodb database",
 			func(s *storeFlags) *string { return &s.opts.Database }),
+		core.StringSetting("OUTBOX_POSTGRES_MODE", "", storeurl.ModeTable, "postgres: table (messages are rows the relay claims) or wal (messages written into the WAL and streamed from a logical replication slot; needs wal_level=logical, see docs/cli.md)",
+			func(s *storeFlags) *string { return &s.opts.PostgresMode }),
+		core.StringSetting("OUTBOX_WAL_SLOT", "", "outbox_SCHEMA_TABLE", "wal mode: the logical replication slot the relay reads; one relay holds it, the others stand by",
+			func(s *storeFlags) *string { return &s.opts.WAL.Slot }),
+		core.StringSetting("OUTBOX_WAL_PUBLICATION", "", "the slot's name", "wal mode: the (empty) publication the slot is read with",
+			func(s *storeFlags) *string { return &s.opts.WAL.Publication }),
+		core.StringSetting("OUTBOX_WAL_REPLICATION_URL", "", "the store URL", "wal mode: connection string of the replication connection: PostgreSQL itself (not PgBouncer), a role with REPLICATION",
+			func(s *storeFlags) *string { return &s.opts.WAL.ReplicationURL }),
+		int64Setting("OUTBOX_WAL_LAG_ALARM", "", "1073741824 (1 GiB)", "wal mode: slot lag in bytes (WAL written since the slot's confirmed position) past which /healthz fails and status warns",
+			func(s *storeFlags) *int64 { return &s.opts.WAL.LagAlarmBytes }),
 	}
+}
+
+// int64Setting is a Setting of an int64 field (core has only int): a byte count.
+func int64Setting[C any](env, field, def, doc string, ptr func(*C) *int64) core.Setting[C] {
+	return core.Setting[C]{Env: env, Field: field, Kind: core.KindInt, Default: def, Doc: doc, Set: func(c *C, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: not an integer", env)
+		}
+		*ptr(c) = n
+		return nil
+	}}
 }
 
 // relayCommandSettings are the relay command's own settings, beside core's.

@@ -24,7 +24,13 @@ relay holds back until the message is requeued or purged (outbox dead).
 
 The store cannot know whether a relay's broker is reachable: --relay asks a running relay (the
 address of its --listen) for its /healthz, and shows whether it runs, whether its store answers
-and since when its transport is unavailable, if it is.`
+and since when its transport is unavailable, if it is.
+
+In PostgreSQL's WAL mode (--postgres-mode wal) it also shows the replication slot: whether it
+exists and a relay reads it, its lag (WAL written since its confirmed position) and the WAL it
+makes the server keep, its wal_status, and an alarm when it lags past --wal-lag-alarm, lost its
+WAL or is missing. Pending then counts the messages in the table (those whose publish failed);
+the ones still in the WAL show as the slot's lag.`
 
 // stalledScan bounds how many dead letters status reads to find stalled keys.
 const stalledScan = 10000
@@ -42,6 +48,8 @@ type statusReport struct {
 	StalledPartial bool `json:"stalled_keys_partial,omitempty"`
 	// Relay is the health of the relay --relay names; absent without --relay.
 	Relay *relayHealth `json:"relay,omitempty"`
+	// Slot is the replication slot of PostgreSQL's WAL mode; absent in every other case.
+	Slot *slotReport `json:"slot,omitempty"`
 }
 
 // relayHealth is what a relay's /healthz answered, or why it did not.
@@ -85,6 +93,13 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return failed(cmd, err)
 	}
 	report.Store = store.name
+	if store.wal != nil {
+		st, err := store.wal.SlotStatus(ctx)
+		if err != nil {
+			return failed(cmd, err)
+		}
+		report.Slot = newSlotReport(st)
+	}
 	if healthURL != "" {
 		report.Relay = askRelay(ctx, *relayURL, healthURL)
 	}
@@ -142,6 +157,9 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 	} else {
 		fmt.Fprintf(tw, "oldest pending\t-\n")
 	}
+	if r.Slot != nil {
+		printSlot(tw, r.Slot)
+	}
 	if r.Relay != nil {
 		fmt.Fprintf(tw, "relay\t%s: %s\n", r.Relay.URL, r.Relay.text(now))
 	}
@@ -163,6 +181,27 @@ func printStatus(w io.Writer, r statusReport, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", k.Key, k.Dead, k.HeadID, k.DiedAt.Format(time.RFC3339), truncate(k.LastError, 60))
 	}
 	_ = tw.Flush()
+}
+
+// printSlot writes the slot's rows of the status table.
+func printSlot(tw io.Writer, s *slotReport) {
+	state := "missing"
+	switch {
+	case s.Exists && s.Active:
+		state = fmt.Sprintf("exists, read by server process %d", s.ActivePID)
+	case s.Exists:
+		state = "exists, read by no relay"
+	}
+	fmt.Fprintf(tw, "slot\t%s (%s)\n", s.Name, state)
+	if s.Exists {
+		fmt.Fprintf(tw, "slot lag\t%s of WAL since %s\n", bytesText(s.LagBytes), s.ConfirmedLSN)
+		fmt.Fprintf(tw, "retained WAL\t%s (wal_status %s)\n", bytesText(s.RetainedBytes), s.WALStatus)
+	}
+	if s.Alarm {
+		fmt.Fprintf(tw, "slot alarm\tALARM: %s\n", s.AlarmReason)
+	} else {
+		fmt.Fprintf(tw, "slot alarm\tnone\n")
+	}
 }
 
 // relayHealthURL checks --relay and returns the URL of its /healthz ("" without --relay).

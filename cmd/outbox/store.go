@@ -28,12 +28,16 @@ func addStoreFlags(f *flags) *storeFlags {
 
 // optionFlags names the store option flags by the config field a backend's validation error
 // names, so that a bad --table is reported as --table, not as the URL.
-var optionFlags = map[string]string{"Schema": "schema", "Table": "table", "Collection": "collection", "Database": "database"}
+var optionFlags = map[string]string{
+	"Schema": "schema", "Table": "table", "Collection": "collection", "Database": "database",
+	"PostgresMode": "postgres-mode", "WAL.Slot": "wal-slot", "WAL.Publication": "wal-publication",
+	"WAL.ReplicationURL": "wal-replication-url", "WAL.LagAlarmBytes": "wal-lag-alarm",
+}
 
 // checkGiven refuses a store option given explicitly empty (--table ”): a value was meant,
 // and the default would silently take its place.
 func (s *storeFlags) checkGiven(cmd string) error {
-	for _, name := range []string{"store", "schema", "table", "collection", "database"} {
+	for _, name := range []string{"store", "schema", "table", "collection", "database", "postgres-mode", "wal-slot", "wal-publication", "wal-replication-url"} {
 		if s.f.given[name] && s.f.fs.Lookup(name).Value.String() == "" {
 			return usagef(cmd, "%s: is empty; leave it out for the default", s.f.describe(name))
 		}
@@ -62,8 +66,25 @@ func (s *storeFlags) optionError(cmd string, err error) error {
 			return usagef(cmd, "%s: %s", s.f.describe(name), ce.Problem)
 		}
 	}
-	return usagef(cmd, "%s: %s", s.f.describe("store"), storeurl.Scrub(err.Error(), s.url))
+	return usagef(cmd, "%s: %s", s.f.describe("store"), s.scrub(err.Error()))
 }
+
+// scrub removes the secrets of the store URL and of the replication URL from text.
+func (s *storeFlags) scrub(text string) string {
+	return scrubURLs(text, s.url, s.opts.WAL.ReplicationURL)
+}
+
+// scrubURLs removes the secrets of the store URL raw and of a WAL-mode replication URL.
+func scrubURLs(text, raw, replication string) string {
+	text = storeurl.Scrub(text, raw)
+	if replication != "" {
+		text = core.ScrubSecrets(text, postgres.ConnStringSecrets(replication))
+	}
+	return text
+}
+
+// walMode reports whether the store flags select PostgreSQL's WAL mode.
+func (s *storeFlags) walMode() bool { return s.opts.PostgresMode == storeurl.ModeWAL }
 
 // open parses the store flags and connects, within timeout: how every short-lived command
 // (migrate, status, dead) begins. done closes the store and releases the timeout.
@@ -94,6 +115,8 @@ type openedStore struct {
 	backend
 	ping func(ctx context.Context) error
 	name string // redacted URL and table, for logs
+	// wal is the PostgreSQL store in WAL mode, for its slot; nil in every other case.
+	wal *postgres.Store
 }
 
 // openStore connects to the store t describes. Errors never carry the URL's password.
@@ -108,6 +131,9 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 		var s *postgres.Store
 		if s, err = postgres.New(ctx, t.Postgres); err == nil {
 			o = &openedStore{backend: s, ping: s.Pool().Ping}
+			if t.Postgres.WAL != nil {
+				o.wal = s
+			}
 		}
 	case storeurl.Mongo:
 		var s *mongo.Store
@@ -123,8 +149,16 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 		err = fmt.Errorf("unknown store kind %q", t.Kind)
 	}
 	if err != nil {
-		return nil, errors.New(storeurl.Scrub(fmt.Sprintf("open store %s: %v", name, err), raw))
+		return nil, errors.New(scrubURLs(fmt.Sprintf("open store %s: %v", name, err), raw, replicationURL(t)))
 	}
 	o.name = name
 	return o, nil
+}
+
+// replicationURL is the WAL mode's replication connection string, or "".
+func replicationURL(t storeurl.Target) string {
+	if t.Postgres.WAL == nil {
+		return ""
+	}
+	return t.Postgres.WAL.ReplicationURL
 }

@@ -119,3 +119,67 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age)
 }
+
+// SlotCollector exposes the replication slot of a PostgreSQL store in WAL mode at each scrape:
+// how far the slot lags, how much WAL it makes the server keep, and whether this relay holds it
+// or stands by.
+type SlotCollector struct {
+	Slot    func(ctx context.Context) (SlotHealth, error)
+	Timeout time.Duration
+
+	up, exists, active, holding, lagBytes, retained, lagSeconds, buffered, alarm *prometheus.Desc
+}
+
+// NewSlotCollector returns a collector of slot, each read bounded by timeout.
+func NewSlotCollector(slot func(ctx context.Context) (SlotHealth, error), timeout time.Duration) *SlotCollector {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, []string{"slot"}, nil) }
+	return &SlotCollector{
+		Slot:       slot,
+		Timeout:    timeout,
+		up:         d("outbox_wal_slot_up", "1 when the last scrape read the replication slot's state, else 0."),
+		exists:     d("outbox_wal_slot_exists", "1 when the replication slot exists; 0: WAL-mode writes fail until it is created."),
+		active:     d("outbox_wal_slot_active", "1 when some connection reads the replication slot (this relay or another)."),
+		holding:    d("outbox_wal_slot_holding", "1 when this relay reads the replication slot, 0 while it stands by."),
+		lagBytes:   d("outbox_wal_slot_lag_bytes", "WAL written since the replication slot's confirmed position."),
+		retained:   d("outbox_wal_slot_retained_bytes", "WAL the server keeps for the replication slot."),
+		lagSeconds: d("outbox_wal_lag_seconds", "Age of the oldest transaction this relay streamed and has not confirmed; 0 when none."),
+		buffered:   d("outbox_wal_buffered", "Messages this relay streamed and has not settled."),
+		alarm:      d("outbox_wal_slot_alarm", "1 while the replication slot is missing, lost its WAL or lags past the alarm threshold."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *SlotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.exists, c.active, c.holding, c.lagBytes, c.retained, c.lagSeconds, c.buffered, c.alarm} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *SlotCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	s, err := c.Slot(ctx)
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, s.Name)
+	}
+	if err != nil {
+		gauge(c.up, 0)
+		return
+	}
+	flag := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	gauge(c.up, 1)
+	gauge(c.exists, flag(s.Exists))
+	gauge(c.active, flag(s.Active))
+	gauge(c.holding, flag(s.Holding))
+	gauge(c.lagBytes, float64(s.LagBytes))
+	gauge(c.retained, float64(s.RetainedBytes))
+	gauge(c.lagSeconds, s.LagSeconds)
+	gauge(c.buffered, float64(s.Buffered))
+	gauge(c.alarm, flag(s.Alarm))
+}

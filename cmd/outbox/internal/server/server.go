@@ -29,8 +29,35 @@ type Config struct {
 	Stats func() core.Stats
 	// Registry holds the collectors /metrics exposes.
 	Registry *prometheus.Registry
+	// Slot reports on the replication slot of a PostgreSQL store in WAL mode: /healthz fails
+	// while its Problem is set or it cannot be read. Default: no slot (every other store).
+	Slot func(ctx context.Context) (SlotHealth, error)
 	// CheckTimeout bounds one /healthz store check. Default 2s.
 	CheckTimeout time.Duration
+}
+
+// SlotHealth is the replication slot as /healthz and /metrics show it (WAL mode only).
+type SlotHealth struct {
+	Name string `json:"name"`
+	// Exists is false when the slot is missing; Active when some connection reads it.
+	Exists bool `json:"exists"`
+	Active bool `json:"active"`
+	// Holding: this relay reads the slot. False on a standby, which waits to take it over.
+	Holding bool `json:"holding"`
+	// WALStatus is the server's wal_status of the slot: reserved, extended, unreserved or lost.
+	WALStatus string `json:"wal_status,omitempty"`
+	// LagBytes is the WAL written since the slot's confirmed position; RetainedBytes the WAL
+	// the server keeps for it.
+	LagBytes      int64 `json:"lag_bytes"`
+	RetainedBytes int64 `json:"retained_bytes"`
+	// LagSeconds is the age of the oldest transaction this relay streamed and has not confirmed.
+	LagSeconds float64 `json:"lag_seconds"`
+	// Buffered counts the messages this relay streamed and has not settled.
+	Buffered int `json:"buffered"`
+	// Alarm is the store's alarm: lag past the threshold, WAL lost, or no slot.
+	Alarm bool `json:"alarm"`
+	// Problem says why the slot makes the relay unhealthy; empty when it does not.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Server is the HTTP server of the daemon's endpoints.
@@ -82,7 +109,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Health is what /healthz reports, as JSON when the request accepts application/json (outbox
 // status --relay reads it so) and as one line of text otherwise.
 type Health struct {
-	// OK is true when the relay runs, its transport is available and the store answers.
+	// OK is true when the relay runs, its transport is available, the store answers and, in WAL
+	// mode, the replication slot has no problem (a healthy standby is OK).
 	OK bool `json:"ok"`
 	// Running is false while the relay starts and once it stops.
 	Running bool `json:"running"`
@@ -93,6 +121,9 @@ type Health struct {
 	TransportDownSince *time.Time `json:"transport_down_since"`
 	// TransportError is the error that paused the relay, while the transport is unavailable.
 	TransportError string `json:"transport_error,omitempty"`
+	// Slot is the replication slot of a WAL-mode store, read while the relay runs; absent for
+	// every other store.
+	Slot *SlotHealth `json:"slot,omitempty"`
 }
 
 // Text is the one line /healthz answers in text: "ok", or why the relay is unhealthy.
@@ -111,6 +142,9 @@ func (h Health) Text(now time.Time) string {
 	if h.Running && !h.StoreOK {
 		why = append(why, "store not answering")
 	}
+	if h.Slot != nil && h.Slot.Problem != "" {
+		why = append(why, oneLine(h.Slot.Problem))
+	}
 	return strings.Join(why, "; ")
 }
 
@@ -127,6 +161,13 @@ func health(cfg Config) http.Handler {
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.CheckTimeout)
 			// The driver's error is not shown: it may name hosts and users.
 			h.StoreOK = cfg.Ping(ctx) == nil
+			if cfg.Slot != nil {
+				slot, err := cfg.Slot(ctx)
+				if err != nil {
+					slot.Problem = "replication slot unreadable (the store does not answer)"
+				}
+				h.Slot = &slot
+			}
 			cancel()
 		}
 		if cfg.Stats != nil {
@@ -135,7 +176,7 @@ func health(cfg Config) http.Handler {
 				h.TransportDownSince, h.TransportError = &since, s.TransportError
 			}
 		}
-		h.OK = h.Running && h.StoreOK && h.TransportDownSince == nil
+		h.OK = h.Running && h.StoreOK && h.TransportDownSince == nil && (h.Slot == nil || h.Slot.Problem == "")
 		code := http.StatusOK
 		if !h.OK {
 			code = http.StatusServiceUnavailable

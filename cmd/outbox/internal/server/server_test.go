@@ -125,3 +125,51 @@ func TestStartFailsOnABusyAddress(t *testing.T) {
 		t.Fatal("a second server started on a busy address")
 	}
 }
+
+// In WAL mode /healthz follows the slot: a standby is healthy, a slot with a problem or one that
+// cannot be read is not; /metrics has the slot's gauges.
+func TestHealthFollowsTheSlot(t *testing.T) {
+	var slot atomic.Pointer[SlotHealth]
+	var slotErr atomic.Pointer[error]
+	read := func(context.Context) (SlotHealth, error) {
+		if p := slotErr.Load(); p != nil {
+			return SlotHealth{Name: "s"}, *p
+		}
+		return *slot.Load(), nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewSlotCollector(read, time.Second))
+	srv, err := Start("127.0.0.1:0", Config{Running: func() bool { return true }, Ping: func(context.Context) error { return nil }, Registry: reg, Slot: read})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = srv.Shutdown(context.Background()) }()
+	base := "http://" + srv.Addr()
+
+	slot.Store(&SlotHealth{Name: "s", Exists: true, Active: true, Holding: false, LagBytes: 100})
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("healthz of a standby: %d %q, want 200 ok", code, body)
+	}
+	slot.Store(&SlotHealth{Name: "s", Exists: true, Active: true, Holding: true, LagBytes: 1 << 31, RetainedBytes: 1 << 32, LagSeconds: 2.5, Alarm: true, Problem: "replication slot s lags 2.0 GiB"})
+	if code, body := get(t, base+"/healthz"); code != http.StatusServiceUnavailable || body != "replication slot s lags 2.0 GiB\n" {
+		t.Errorf("healthz with a lagging slot: %d %q, want 503 with the reason", code, body)
+	}
+	code, body := get(t, base+"/metrics")
+	for _, want := range []string{
+		`outbox_wal_slot_up{slot="s"} 1`, `outbox_wal_slot_holding{slot="s"} 1`, `outbox_wal_slot_alarm{slot="s"} 1`,
+		`outbox_wal_slot_lag_bytes{slot="s"} 2.147483648e+09`, `outbox_wal_slot_retained_bytes{slot="s"} 4.294967296e+09`,
+		`outbox_wal_lag_seconds{slot="s"} 2.5`,
+	} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	down := errors.New("connection refused by secret-host")
+	slotErr.Store(&down)
+	if code, body := get(t, base+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "slot unreadable") || strings.Contains(body, "secret-host") {
+		t.Errorf("healthz with the slot unreadable: %d %q, want 503 without the driver's error", code, body)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, `outbox_wal_slot_up{slot="s"} 0`) {
+		t.Errorf("metrics with the slot unreadable lack outbox_wal_slot_up 0:\n%s", body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
@@ -32,7 +33,19 @@ type Options struct {
 	Collection    string // mongodb only; default "outbox"
 	Database      string // mongodb only; default the database in the URL's path
 	KeepDelivered bool   // mark acknowledged messages delivered instead of deleting them
+	// PostgresMode is "table" (the default: messages are rows) or "wal" (messages are written
+	// into the WAL and streamed from a logical replication slot; postgres.WALConfig).
+	PostgresMode string
+	// WAL holds the WAL mode's settings; any of them set outside WAL mode is refused, since it
+	// would silently do nothing.
+	WAL postgres.WALConfig
 }
+
+// The values of Options.PostgresMode.
+const (
+	ModeTable = "table"
+	ModeWAL   = "wal"
+)
 
 // Target is a parsed store URL: its Kind and the config of that backend, validated.
 type Target struct {
@@ -60,6 +73,10 @@ func Parse(raw string, o Options) (Target, error) {
 	switch kind {
 	case Postgres:
 		t.Postgres = postgres.Config{URL: raw, Schema: o.Schema, Table: o.Table, KeepDelivered: o.KeepDelivered}
+		if o.PostgresMode == ModeWAL {
+			w := o.WAL
+			t.Postgres.WAL = &w
+		}
 		err = t.Postgres.Validate()
 	case Mongo:
 		db := o.Database
@@ -117,8 +134,15 @@ func sqlitePath(raw string) string {
 	return strings.TrimPrefix(rest, "//")
 }
 
+// Check reports what Parse would find wrong with o for a store of kind, for commands that
+// take the options without a URL (outbox migrate --print-sql).
+func (o Options) Check(kind Kind) error { return o.fits(kind) }
+
 // fits rejects options that mean nothing to kind, so a typo never passes silently.
 func (o Options) fits(kind Kind) error {
+	if err := o.fitsMode(kind); err != nil {
+		return err
+	}
 	switch {
 	case o.Schema != "" && kind != Postgres:
 		return fmt.Errorf("--schema applies to postgres only, not %s", kind)
@@ -128,6 +152,40 @@ func (o Options) fits(kind Kind) error {
 		return fmt.Errorf("--collection applies to mongodb only: use --table for %s", kind)
 	case o.Database != "" && kind != Mongo:
 		return fmt.Errorf("--database applies to mongodb only, not %s", kind)
+	}
+	return nil
+}
+
+// fitsMode checks the PostgreSQL mode and that the WAL settings come with WAL mode. Its errors
+// are *core.ConfigError naming the option (PostgresMode, WAL.Slot, ...), so the command can
+// report them under their own flag.
+func (o Options) fitsMode(kind Kind) error {
+	bad := func(field, problem string) error {
+		return &core.ConfigError{Component: "storeurl", Field: field, Problem: problem}
+	}
+	switch o.PostgresMode {
+	case "", ModeTable, ModeWAL:
+	default:
+		return bad("PostgresMode", fmt.Sprintf("%q is not table or wal", o.PostgresMode))
+	}
+	if o.PostgresMode != "" && kind != Postgres {
+		return bad("PostgresMode", fmt.Sprintf("applies to postgres only, not %s", kind))
+	}
+	if o.PostgresMode == ModeWAL {
+		return nil
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{
+		{"WAL.Slot", o.WAL.Slot != ""}, {"WAL.Publication", o.WAL.Publication != ""},
+		{"WAL.ReplicationURL", o.WAL.ReplicationURL != ""}, {"WAL.LagAlarmBytes", o.WAL.LagAlarmBytes != 0},
+		{"WAL.MaxBuffered", o.WAL.MaxBuffered != 0}, {"WAL.StatusInterval", o.WAL.StatusInterval != 0},
+		{"WAL.HeartbeatInterval", o.WAL.HeartbeatInterval != 0}, {"WAL.TakeoverInterval", o.WAL.TakeoverInterval != 0},
+	} {
+		if f.set {
+			return bad(f.field, "applies to the WAL mode only: add --postgres-mode wal (OUTBOX_POSTGRES_MODE=wal)")
+		}
 	}
 	return nil
 }

@@ -1,8 +1,12 @@
 package storeurl
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/store/postgres"
 )
 
 func TestParse(t *testing.T) {
@@ -132,5 +136,39 @@ func TestScrub(t *testing.T) {
 	}
 	if Scrub("nothing here", "sqlite:x.db") != "nothing here" {
 		t.Error("Scrub changed text without secrets")
+	}
+}
+
+func TestPostgresMode(t *testing.T) {
+	got, err := Parse("postgres://localhost/db", Options{PostgresMode: ModeWAL, WAL: postgres.WALConfig{Slot: "orders", LagAlarmBytes: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := got.Postgres.WAL; w == nil || w.Slot != "orders" || w.LagAlarmBytes != 1<<20 {
+		t.Fatalf("WAL mode config %+v", got.Postgres.WAL)
+	}
+	for _, mode := range []string{"", ModeTable} {
+		got, err := Parse("postgres://localhost/db", Options{PostgresMode: mode})
+		if err != nil || got.Postgres.WAL != nil {
+			t.Fatalf("mode %q: WAL %+v, %v; want table mode", mode, got.Postgres.WAL, err)
+		}
+	}
+	for _, tt := range []struct {
+		raw   string
+		opts  Options
+		field string
+	}{
+		{"postgres://localhost/db", Options{PostgresMode: "logical"}, "PostgresMode"},
+		{"sqlite:x.db", Options{PostgresMode: ModeWAL}, "PostgresMode"},
+		{"postgres://localhost/db", Options{WAL: postgres.WALConfig{Slot: "s"}}, "WAL.Slot"},
+		{"postgres://localhost/db", Options{PostgresMode: ModeTable, WAL: postgres.WALConfig{ReplicationURL: "postgres://h/db"}}, "WAL.ReplicationURL"},
+		{"postgres://localhost/db", Options{WAL: postgres.WALConfig{LagAlarmBytes: 5}}, "WAL.LagAlarmBytes"},
+		{"postgres://localhost/db", Options{PostgresMode: ModeWAL, WAL: postgres.WALConfig{Slot: "Upper"}}, "WAL.Slot"},
+	} {
+		_, err := Parse(tt.raw, tt.opts)
+		var ce *core.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tt.field {
+			t.Errorf("Parse(%q, %+v) = %v, want a config error of %s", tt.raw, tt.opts, err, tt.field)
+		}
 	}
 }

@@ -1,0 +1,183 @@
+package walbench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/transport/memory"
+)
+
+// sentHeader carries the write time in nanoseconds: CreatedAt has millisecond precision, too
+// coarse for latencies of a few milliseconds.
+const sentHeader = "x-bench-sent-ns"
+
+// LatencyOptions tunes Latency.
+type LatencyOptions struct {
+	// Rate of events per second, one event per transaction. Default 2000.
+	Rate int
+	// Duration of the steady load of each mode. Default 10s.
+	Duration time.Duration
+	// Clients write concurrently to keep up with Rate. Default 16.
+	Clients int
+}
+
+// LatencyResult reports end-to-end latency in each mode, from the write (just before Add) to
+// the memory transport's subscriber receiving the message, beside the latency of the write
+// transaction itself (Add and COMMIT) measured in the same load.
+type LatencyResult struct {
+	Rate  int         `json:"rate_per_sec"`
+	WAL   ModeLatency `json:"wal"`
+	Table ModeLatency `json:"table"`
+}
+
+// ModeLatency is the latency of one mode.
+type ModeLatency struct {
+	Seconds     float64 `json:"seconds"`
+	Events      int     `json:"events"`
+	AchievedPS  float64 `json:"achieved_events_per_sec"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	CommitP50Ms float64 `json:"commit_p50_ms"`
+	CommitP99Ms float64 `json:"commit_p99_ms"`
+	// BeyondCommitP99Ms is P99Ms - CommitP99Ms: what delivery adds to the commit's own time.
+	BeyondCommitP99Ms float64 `json:"beyond_commit_p99_ms"`
+}
+
+// Latency writes events at a steady rate while a relay delivers them, first in table mode,
+// then in WAL mode, each on a schema of its own.
+func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (LatencyResult, error) {
+	if o.Rate <= 0 {
+		o.Rate = 2000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Clients <= 0 {
+		o.Clients = 16
+	}
+	if err := NeedLogical(ctx, pool); err != nil {
+		return LatencyResult{}, err
+	}
+	r := LatencyResult{Rate: o.Rate}
+	var err error
+	if r.Table, err = latency(ctx, pool, o, false); err != nil {
+		return r, err
+	}
+	r.WAL, err = latency(ctx, pool, o, true)
+	return r, err
+}
+
+func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool) (ModeLatency, error) {
+	sb, err := newSandbox(ctx, pool, wal)
+	if err != nil {
+		return ModeLatency{}, err
+	}
+	defer sb.drop()
+	total := int(float64(o.Rate) * o.Duration.Seconds())
+	latencies := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	transport := memory.New()
+	transport.Subscribe(func(_ context.Context, m *core.Message) error {
+		now := time.Now()
+		ns, err := strconv.ParseInt(m.Headers[sentHeader], 10, 64)
+		if err != nil {
+			return core.Permanent(fmt.Errorf("walbench: message without %s header", sentHeader))
+		}
+		mu.Lock()
+		latencies = append(latencies, now.Sub(time.Unix(0, ns)))
+		mu.Unlock()
+		return nil
+	})
+	relay, err := core.NewRelay(sb.store, transport, core.Config{})
+	if err != nil {
+		return ModeLatency{}, err
+	}
+	if err := relay.Start(ctx); err != nil {
+		return ModeLatency{}, err
+	}
+	defer func() { _ = relay.Stop(context.Background()) }()
+	if err := sb.store.Sync(ctx); err != nil { // WAL mode: the reader holds the slot before the load
+		return ModeLatency{}, err
+	}
+
+	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
+	// steady and a slow write delays only its own event.
+	due := make(chan time.Time, o.Clients)
+	commits := make([][]time.Duration, o.Clients)
+	errs := make(chan error, o.Clients)
+	var wg sync.WaitGroup
+	for c := range o.Clients {
+		wg.Go(func() {
+			for at := range due {
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				sent := time.Now()
+				m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+					Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) }); err != nil {
+					errs <- err
+					return
+				}
+				commits[c] = append(commits[c], time.Since(sent))
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / float64(o.Rate))
+feed:
+	for i := range total {
+		select {
+		case due <- start.Add(time.Duration(i) * interval):
+		case err := <-errs:
+			errs <- err
+			break feed
+		}
+	}
+	close(due)
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return ModeLatency{}, fmt.Errorf("walbench: latency: write: %w", err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := transport.WaitFor(waitCtx, total); err != nil {
+		return ModeLatency{}, fmt.Errorf("walbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
+	}
+	mu.Lock()
+	lat := slices.Clone(latencies)
+	mu.Unlock()
+	var commit []time.Duration
+	for _, c := range commits {
+		commit = append(commit, c...)
+	}
+	m := ModeLatency{
+		Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(),
+		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
+		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
+	}
+	m.BeyondCommitP99Ms = m.P99Ms - m.CommitP99Ms
+	return m, nil
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(p*float64(len(ds))+0.5) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
