@@ -15,4 +15,9 @@
 // or from the DDL that SchemaSQL returns, for golang-migrate, goose or atlas users. Everything
 // works through PgBouncer in transaction pooling mode with pgx's simple protocol, except that
 // LISTEN needs a session: point Config.ListenURL at PostgreSQL itself in that setup.
+//
+// With Config.WAL set, the store runs in WAL mode instead: the same writes emit each message into
+// the write-ahead log (pg_logical_emit_message) and the relay streams them from a logical
+// replication slot in commit order, writing to the table only the messages whose publish failed.
+// See WALConfig and docs/wal.md in the repository.
 package postgres
