@@ -30,7 +30,8 @@ type result struct {
 	lost, unexpected, dead int
 	orderViolations        int
 	ordered                bool
-	control                bool // a lane whose relay is broken on purpose
+	broker                 string // the scenario's private broker; "" for SQS
+	control                bool   // a lane whose relay is broken on purpose
 	maxLag                 time.Duration
 	retried, uncertain     int // writer transactions retried; COMMITs that failed yet committed
 }
@@ -48,7 +49,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 	written := l.inCommitOrder() // per key, in commit order: what promise 4 compares against
 	poison, ghosts, purged := l.poison, l.rolledBack, l.purged
 	res := result{name: ln.name, relays: ln.spec.relays, kills: ln.fleet.killCount(), written: len(written),
-		rolledBack: len(ghosts), ordered: ln.spec.ordered, control: len(ln.spec.sabotage) > 0, retried: l.retried, uncertain: l.uncertain}
+		rolledBack: len(ghosts), ordered: ln.spec.ordered, broker: ln.scenario.broker, control: len(ln.spec.sabotage) > 0, retried: l.retried, uncertain: l.uncertain}
 	l.mu.Unlock()
 
 	deliveries := ln.consumer.snapshot()
@@ -232,6 +233,8 @@ func summary(results []result) string {
 		switch {
 		case r.control:
 			mode = "relay broken on purpose"
+		case r.ordered && r.broker != "":
+			mode = "ordered, " + r.broker
 		case r.ordered:
 			mode = "ordered, FIFO"
 		}

@@ -1,6 +1,7 @@
 // Package torture proves the outbox's delivery promises under crashes, restarts, outages and
 // concurrency. Relays run as separate processes (./relayproc) against the real PostgreSQL and a
-// private fauxqs SQS server, while writer goroutines commit events in business transactions
+// private fauxqs SQS server (or, in the broker-restart scenarios, a private NATS JetStream server
+// or RabbitMQ node), while writer goroutines commit events in business transactions
 // (some rolled back, some poison) and consumers drain the queues recording every delivery.
 // Each scenario injects one kind of fault, then all at once, and a checker verifies every
 // promise afterwards.

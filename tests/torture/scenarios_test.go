@@ -46,6 +46,11 @@ type scenario struct {
 	partialRate, callRate float64 // fault kit rates inside the relay processes
 	noDuplicates          bool    // no kill and no outage: any duplicate is a failure
 	killsOnly             bool    // duplicates are bounded by what the kills cut
+	// broker, when set, is a private server of the scenario's own that the relays publish to
+	// instead of SQS: "nats" (JetStream) or "rabbitmq"; brokerRestarts is how many times it is
+	// restarted while the writers write (see restartBroker).
+	broker         string
+	brokerRestarts int
 	// control runs deliberately broken relays (laneSpec.sabotage): the scenario passes only if
 	// the checker reports what each breaks, proving that it is not blind.
 	control bool
@@ -140,6 +145,12 @@ var scenarios = []scenario{
 		// The commit-order check on contended hot keys, with a relay that ignores order.
 		broken(contended(ordered(1), 5, 4, 4), "contended-reversed", []string{"-ordered=false", "-reverse-batches"}, "per-key order violations"),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
+	// The broker restarted three times while relays publish from PostgreSQL: stopped (NATS:
+	// a clean shutdown and a crash in turn; RabbitMQ: stop_app), 2 s down, started again.
+	{name: "nats-restart", broker: "nats", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
+		duration: 24 * time.Second, rate: 25, brokerRestarts: 3},
+	{name: "rabbitmq-restart", broker: "rabbitmq", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
+		duration: 24 * time.Second, rate: 25, brokerRestarts: 3},
 	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 50 * time.Second, rate: 25, kills: 20, pauses: 4, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
 }

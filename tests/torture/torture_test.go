@@ -66,7 +66,8 @@ type lane struct {
 }
 
 // startLane creates a lane's schema and queue and starts its consumer and relays.
-func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sqsServer *fauxqs, bin, dir, suffix string) *lane {
+// A scenario with a private broker publishes to it instead of SQS.
+func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sqsServer *fauxqs, broker privateBroker, bin, dir, suffix string) *lane {
 	t.Helper()
 	name := sc.name
 	if spec.suffix != "" {
@@ -76,14 +77,18 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sq
 	ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
 	ln.db = newDatabase(t, admin, "torture_"+ident+"_"+suffix)
 	ln.queueName = strings.ReplaceAll(ident, "_", "-") + "-" + suffix
-	queue := sqsServer.createQueue(t, ln.queueName, spec.ordered)
-	ln.queueURL = queue
-	args := []string{
-		"-postgres-url", postgresURL(), "-schema", ln.db.schema,
-		"-queue-url", queue, "-endpoint", sqsServer.endpoint,
+	var destination []string
+	if broker != nil {
+		destination = broker.destination(t, ln)
+	} else {
+		ln.queueURL = sqsServer.createQueue(t, ln.queueName, spec.ordered)
+		destination = []string{"-queue-url", ln.queueURL, "-endpoint", sqsServer.endpoint}
+	}
+	args := append([]string{"-postgres-url", postgresURL(), "-schema", ln.db.schema}, destination...)
+	args = append(args,
 		"-lease", spec.lease.String(), "-batch-size", fmt.Sprint(spec.batch), "-concurrency", fmt.Sprint(spec.concurrency),
 		"-partial-failure-rate", fmt.Sprint(sc.partialRate), "-call-failure-rate", fmt.Sprint(sc.callRate),
-	}
+	)
 	if spec.ordered {
 		args = append(args, "-ordered")
 	}
@@ -92,7 +97,11 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, sq
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ln.consumer = startConsumer(sqsServer.client(), queue, 2)
+	if broker != nil {
+		ln.consumer = broker.consume(ln)
+	} else {
+		ln.consumer = startConsumer(sqsServer.client(), ln.queueURL, 2)
+	}
 	t.Cleanup(ln.consumer.stop)
 	ln.fleet = newFleet(t, bin, dir, spec.relays, args)
 	return ln
@@ -109,10 +118,11 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 	}
 	dir := t.TempDir()
 	suffix := randomSuffix()
+	broker := startBroker(t, sc.broker)
 
 	lanes := make([]*lane, len(sc.lanes))
 	for i, spec := range sc.lanes {
-		lanes[i] = startLane(t, sc, spec, admin, sqsServer, bin, filepath.Join(dir, fmt.Sprint(i)), suffix)
+		lanes[i] = startLane(t, sc, spec, admin, sqsServer, broker, bin, filepath.Join(dir, fmt.Sprint(i)), suffix)
 	}
 
 	// Write, and meanwhile inject the faults.
@@ -156,6 +166,9 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 			}
 			outage = freezeSQS(t, ctx, sqsServer, sc.downtime())
 		})
+	}
+	if sc.brokerRestarts > 0 {
+		faults.Go(func() { restartBroker(t, ctx, broker, sc.brokerRestarts, start, sc.duration) })
 	}
 	if sc.queueMissingAt > 0 {
 		faults.Go(func() {

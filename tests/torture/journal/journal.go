@@ -139,9 +139,12 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 // message certainly did not reach the broker, "a" when it may have.
 func sentMark(text string) string {
 	for _, unsent := range []string{
-		"outboxtest: injected fault", // the fault kit fails messages before sending them
-		"held back",                  // SQS FIFO hold-back: not sent so as not to overtake
-		"exceed MaxMessageBytes",     // refused by the SQS transport's size check
+		"outboxtest: injected fault",                     // the fault kit fails messages before sending them
+		"held back",                                      // SQS FIFO hold-back: not sent so as not to overtake
+		"exceed MaxMessageBytes",                         // refused by the SQS transport's size check
+		"nats: message not sent",                         // NATS KeepKeyOrder: a Key's later messages after a failure
+		"(MaxMessageBytes, or the server's max_payload)", // the NATS transport's size check
+		"exceeds MaxMessageBytes",                        // the RabbitMQ transport's size check
 	} {
 		if strings.Contains(text, unsent) {
 			return "u"

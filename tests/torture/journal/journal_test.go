@@ -19,6 +19,13 @@ func TestSentMark(t *testing.T) {
 		"sqs: message 1: 20000 bytes (body and attributes) exceed MaxMessageBytes (16384)":  "u",
 		"sqs: publish to http://q: context deadline exceeded":                               "a",
 		"read: connection reset by peer":                                                    "a",
+
+		// The NATS and RabbitMQ transports' words for the same.
+		"nats: message not sent: message 2 of key \"k\" before it failed: nats: timeout":                        "u",
+		"nats: message 1: 20600 bytes exceed the limit of 16384 (MaxMessageBytes, or the server's max_payload)": "u",
+		"rabbitmq: message 1: held back: an earlier message of key \"k\" failed: connection closed":             "u",
+		"rabbitmq: message 1: body of 20600 bytes exceeds MaxMessageBytes (16384)":                              "u",
+		"nats: message 1: no PubAck within 1s: the stream may have stored it":                                   "a",
 	} {
 		if got := sentMark(text); got != want {
 			t.Errorf("sentMark(%q) = %s, want %s", text, got, want)

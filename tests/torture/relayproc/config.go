@@ -20,10 +20,25 @@ type Config struct {
 	PostgresURL string
 	// Schema holds the outbox table. Required: every torture scenario has its own.
 	Schema string
-	// QueueURL is the SQS queue the relay publishes to; a .fifo URL is a FIFO queue. Required.
+	// Transport is the broker: sqs, nats or rabbitmq. Default sqs.
+	Transport string
+	// QueueURL is the SQS queue the relay publishes to; a .fifo URL is a FIFO queue. Required
+	// with sqs.
 	QueueURL string
 	// Endpoint is the SQS server. Default OUTBOX_TEST_SQS_ENDPOINT, or http://127.0.0.1:4566.
 	Endpoint string
+	// NATSURL is the NATS server (nats transport). Default OUTBOX_TEST_NATS_URL, or
+	// nats://127.0.0.1:4222.
+	NATSURL string
+	// NATSSubject is the subject template ({type}) of the nats transport. Required with nats.
+	NATSSubject string
+	// NATSStream is the stream every message must land in (nats transport). Default none.
+	NATSStream string
+	// RabbitMQURL is the broker of the rabbitmq transport. Required with rabbitmq.
+	RabbitMQURL string
+	// RabbitMQQueue is the queue the rabbitmq transport publishes to, through the default
+	// exchange. Required with rabbitmq.
+	RabbitMQQueue string
 	// Ordered runs the relay in ordered mode (per-Key order). Default false.
 	Ordered bool
 	// Owner names the relay's leases. Default core.DefaultOwner() (host, pid, random).
@@ -46,7 +61,7 @@ type Config struct {
 	// BackoffInitial and BackoffMax space the retries of a failed message. Default 250ms and
 	// 4s: a message failed by the fault kit is published again within seconds.
 	BackoffInitial, BackoffMax time.Duration
-	// MaxMessageBytes is the SQS transport's size limit; a larger message fails permanently and
+	// MaxMessageBytes is the transport's size limit; a larger message fails permanently and
 	// is dead-lettered. Default 16 KiB, well below the store's 256 KiB, so oversized (poison)
 	// events are accepted by the store and refused by the transport.
 	MaxMessageBytes int
@@ -80,6 +95,12 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.PostgresURL == "" {
 		c.PostgresURL = envOr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
+	}
+	if c.Transport == "" {
+		c.Transport = "sqs"
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = envOr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222")
 	}
 	if c.Endpoint == "" {
 		c.Endpoint = envOr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
@@ -126,8 +147,16 @@ func (c Config) Validate() error {
 	switch {
 	case c.Schema == "":
 		return bad("schema", "is empty")
-	case c.QueueURL == "":
+	case c.Transport != "" && c.Transport != "sqs" && c.Transport != "nats" && c.Transport != "rabbitmq":
+		return bad("transport", fmt.Sprintf("%q is not one of sqs, nats, rabbitmq", c.Transport))
+	case (c.Transport == "" || c.Transport == "sqs") && c.QueueURL == "":
 		return bad("queue-url", "is empty")
+	case c.Transport == "nats" && c.NATSSubject == "":
+		return bad("nats-subject", "is empty")
+	case c.Transport == "rabbitmq" && c.RabbitMQURL == "":
+		return bad("rabbitmq-url", "is empty")
+	case c.Transport == "rabbitmq" && c.RabbitMQQueue == "":
+		return bad("rabbitmq-queue", "is empty")
 	case c.Lease < 0:
 		return bad("lease", "is negative")
 	case c.BatchSize < 0:
@@ -176,8 +205,14 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string (default $OUTBOX_TEST_POSTGRES_URL or postgres://root@127.0.0.1:5432/test)")
 	fs.StringVar(&c.Schema, "schema", "", "schema of the outbox table (required)")
-	fs.StringVar(&c.QueueURL, "queue-url", "", "SQS queue URL (required; .fifo for a FIFO queue)")
+	fs.StringVar(&c.Transport, "transport", "", "sqs, nats or rabbitmq (default sqs)")
+	fs.StringVar(&c.QueueURL, "queue-url", "", "SQS queue URL (required with sqs; .fifo for a FIFO queue)")
 	fs.StringVar(&c.Endpoint, "endpoint", "", "SQS endpoint (default $OUTBOX_TEST_SQS_ENDPOINT or http://127.0.0.1:4566)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server (default $OUTBOX_TEST_NATS_URL or nats://127.0.0.1:4222)")
+	fs.StringVar(&c.NATSSubject, "nats-subject", "", "subject template, {type} replaced by the message type (required with nats)")
+	fs.StringVar(&c.NATSStream, "nats-stream", "", "stream every message must land in (nats)")
+	fs.StringVar(&c.RabbitMQURL, "rabbitmq-url", "", "RabbitMQ broker, amqp://user:password@host:port/vhost (required with rabbitmq)")
+	fs.StringVar(&c.RabbitMQQueue, "rabbitmq-queue", "", "queue published to through the default exchange (required with rabbitmq)")
 	fs.BoolVar(&c.Ordered, "ordered", false, "ordered mode: per-Key order")
 	fs.StringVar(&c.Owner, "owner", "", "lease owner (default host-pid-random)")
 	fs.DurationVar(&c.Lease, "lease", 0, "claim lease (default 3s)")
@@ -188,7 +223,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxAttempts, "max-attempts", 0, "failed publishes that make a message dead (default: the relay's, 25)")
 	fs.DurationVar(&c.BackoffInitial, "backoff-initial", 0, "first retry delay of a failed message (default 250ms)")
 	fs.DurationVar(&c.BackoffMax, "backoff-max", 0, "longest retry delay of a failed message (default 4s)")
-	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 0, "SQS transport message size limit (default 16384)")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 0, "transport message size limit (default 16384)")
 	fs.Float64Var(&c.PartialFailureRate, "partial-failure-rate", 0, "fraction of messages the fault kit fails in each publish")
 	fs.Float64Var(&c.CallFailureRate, "call-failure-rate", 0, "fraction of publish calls the fault kit fails whole")
 	fs.Uint64Var(&c.FaultSeed, "fault-seed", 0, "fault kit seed (default: the pid)")

@@ -59,11 +59,24 @@ func TestParseFlagsRequired(t *testing.T) {
 		{[]string{"-queue-url", "http://h/q"}, "schema"},
 		{[]string{"-schema", "s"}, "queue-url"},
 		{[]string{"-schema", "s", "-queue-url", "q"}, "queue-url"},
+		{[]string{"-schema", "s", "-transport", "kafka"}, "transport"},
+		{[]string{"-schema", "s", "-transport", "nats"}, "nats-subject"},
+		{[]string{"-schema", "s", "-transport", "rabbitmq", "-rabbitmq-queue", "q"}, "rabbitmq-url"},
+		{[]string{"-schema", "s", "-transport", "rabbitmq", "-rabbitmq-url", "amqp://h/"}, "rabbitmq-queue"},
 	} {
 		_, err := parseFlags(tt.args, io.Discard)
 		var ce *core.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.field {
 			t.Errorf("parseFlags(%q) = %v; want a ConfigError naming %s", tt.args, err, tt.field)
+		}
+	}
+	// The brokers other than SQS need no queue URL.
+	for _, args := range [][]string{
+		{"-schema", "s", "-transport", "nats", "-nats-subject", "s.{type}"},
+		{"-schema", "s", "-transport", "rabbitmq", "-rabbitmq-url", "amqp://h/", "-rabbitmq-queue", "q"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err != nil {
+			t.Errorf("parseFlags(%q): %v", args, err)
 		}
 	}
 	if _, err := parseFlags([]string{"-schema", "s", "-queue-url", "http://h/q", "extra"}, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
@@ -74,8 +87,10 @@ func TestParseFlagsRequired(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	t.Setenv("OUTBOX_TEST_POSTGRES_URL", "")
 	t.Setenv("OUTBOX_TEST_SQS_ENDPOINT", "")
+	t.Setenv("OUTBOX_TEST_NATS_URL", "")
 	c := Config{Schema: "s", QueueURL: "http://h/q"}.withDefaults()
 	if c.PostgresURL != "postgres://root@127.0.0.1:5432/test" || c.Endpoint != "http://127.0.0.1:4566" ||
+		c.Transport != "sqs" || c.NATSURL != "nats://127.0.0.1:4222" ||
 		c.Lease != 3*time.Second || c.BatchSize != 50 || c.Concurrency != 2 || c.PollInterval != 250*time.Millisecond ||
 		c.MaxMessageBytes != 16<<10 || c.BackoffInitial != 250*time.Millisecond || c.BackoffMax != 4*time.Second ||
 		c.PublishTimeout != 0 || c.MaxAttempts != 0 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" {

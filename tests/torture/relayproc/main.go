@@ -1,6 +1,7 @@
-// Command relayproc runs one outbox relay, from a PostgreSQL outbox to an SQS queue, as a
-// process of its own: the torture tests start several, SIGKILL them at random moments and
-// restart them, as an orchestrator would restart a crashed relay.
+// Command relayproc runs one outbox relay, from a PostgreSQL outbox to an SQS queue (or, with
+// -transport, a NATS JetStream stream or a RabbitMQ queue), as a process of its own: the
+// torture tests start several, SIGKILL them at random moments and restart them, as an
+// orchestrator would restart a crashed relay.
 //
 // It stops gracefully on SIGTERM or SIGINT (in-flight batches are published and acknowledged,
 // unpublished leases released), prints the relay's counters as one JSON line on stdout and
@@ -8,6 +9,8 @@
 // database restart must.
 //
 //	relayproc -schema s1 -queue-url http://127.0.0.1:4566/000000000000/q1 [-ordered] ...
+//	relayproc -schema s1 -transport nats -nats-url nats://127.0.0.1:4222 -nats-subject s1.{type} ...
+//	relayproc -schema s1 -transport rabbitmq -rabbitmq-url amqp://guest:guest@127.0.0.1:5672/ -rabbitmq-queue q1 ...
 package main
 
 import (
@@ -25,7 +28,6 @@ import (
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/tests/torture/journal"
-	"github.com/txoutbox/outbox/transport/sqs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -105,20 +107,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// newTransport builds the SQS transport, wrapped with the fault kit when failure rates are set
-// and with the control scenario's breakage when asked for. release closes its connections.
+// newTransport builds the transport (SQS, NATS or RabbitMQ), wrapped with the fault kit when
+// failure rates are set and with the control scenario's breakage when asked for. release
+// closes its connections.
 func newTransport(ctx context.Context, cfg Config) (t core.Transport, release func(), err error) {
-	sqsTransport, err := sqs.New(ctx, sqs.Config{
-		QueueURL: cfg.QueueURL, Endpoint: cfg.Endpoint, Region: "us-east-1",
-		AccessKeyID: "torture", SecretAccessKey: "torture",
-		MaxMessageBytes: cfg.MaxMessageBytes,
-	})
+	base, release, err := brokerTransport(ctx, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("relayproc: %w", err)
+		return nil, nil, err
 	}
-	t = sqsTransport
+	t = base
 	if cfg.PartialFailureRate > 0 || cfg.CallFailureRate > 0 {
-		faulty := outboxtest.NewFaultyTransport(sqsTransport, cfg.FaultSeed)
+		faulty := outboxtest.NewFaultyTransport(base, cfg.FaultSeed)
 		faulty.SetPartialRate(cfg.PartialFailureRate)
 		faulty.SetFailRate(cfg.CallFailureRate)
 		t = faulty
@@ -129,7 +128,7 @@ func newTransport(ctx context.Context, cfg Config) (t core.Transport, release fu
 	if cfg.ReverseBatches {
 		t = reverseTransport{t}
 	}
-	return t, func() { _ = sqsTransport.Close() }, nil
+	return t, release, nil
 }
 
 // wrapStore returns the store as the relay sees it: with the control scenario's breakage when
