@@ -95,14 +95,17 @@ func openNATS(ctx context.Context, cfg config, handle handler) (*broker, error) 
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: cfg.NATSStream, Subjects: []string{prefix + ".>"}, Storage: jetstream.FileStorage,
-			Duplicates: 2 * time.Minute, // longer than the relay takes to republish (see CheckStream)
+			Duplicates: 2 * time.Minute, // the default, made visible: see below
 		})
 	}
 	if err != nil {
 		return fail(fmt.Errorf("stream %s: %w", cfg.NATSStream, err))
 	}
-	// The default relay republishes a message whose PubAck was lost within its 30s lease.
-	if err := tr.CheckStream(ctx, 30*time.Second); err != nil {
+	// The duplicate window drops a republish only if it comes within the window: 2 minutes
+	// cover a relay that died (replaced after its 30 s lease) and short outages. A deployment
+	// that must drop every copy sizes it to its retry horizon (transport/nats's README) and
+	// checks it here.
+	if err := tr.CheckStream(ctx, core.DefaultLease); err != nil {
 		return fail(err)
 	}
 	durable := prefix + "-example"
