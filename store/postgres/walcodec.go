@@ -11,9 +11,14 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
-// walFormat is the first byte of every message the WAL mode writes: the encoding's version, so
-// a later encoding can be told apart from this one by the reader that finds both in the WAL.
-const walFormat = 1
+// The first byte of every message the WAL mode writes says what follows, so a later encoding can
+// be told apart from these by a reader that finds both in the WAL: walFormat is one message,
+// walBatch several (one Add of many messages is one WAL record, which the server decodes and
+// sends once instead of once per message).
+const (
+	walFormat = 1
+	walBatch  = 2
+)
 
 // encodeWAL is the compact encoding a WAL-mode write carries in pg_logical_emit_message:
 //
@@ -57,6 +62,53 @@ func encodeWAL(m *core.Message) ([]byte, error) {
 		b = appendString(b, m.Headers[k])
 	}
 	return b, nil
+}
+
+// encodeWALBatch encodes several messages as one: walBatch, their count (uvarint), then each
+// one's encodeWAL bytes with their length (uvarint) in front.
+func encodeWALBatch(msgs []*core.Message) ([]byte, error) {
+	parts := make([][]byte, len(msgs))
+	size := 1 + binary.MaxVarintLen64
+	for i, m := range msgs {
+		b, err := encodeWAL(m)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = b
+		size += binary.MaxVarintLen64 + len(b)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, walBatch)
+	out = binary.AppendUvarint(out, uint64(len(parts)))
+	for _, b := range parts {
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// decodeWALContent splits a WAL message into the encodings of the messages it carries: itself,
+// or a batch's parts.
+func decodeWALContent(b []byte) ([][]byte, error) {
+	if len(b) == 0 || b[0] != walBatch {
+		return [][]byte{b}, nil
+	}
+	r := walReader{b: b[1:]}
+	n := r.uvarint()
+	if n > uint64(len(r.b)) { // every part takes at least one byte
+		return nil, errWALTruncated
+	}
+	parts := make([][]byte, 0, n)
+	for range n {
+		parts = append(parts, r.prefixed())
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("batch: %w", r.err)
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("batch: %d bytes after the last message", len(r.b))
+	}
+	return parts, nil
 }
 
 func appendString(b []byte, s string) []byte {

@@ -31,6 +31,38 @@ func TestWALCodecRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWALBatchRoundTrip(t *testing.T) {
+	msgs := []*core.Message{
+		{ID: uuid.NewString(), Type: "A", Key: "k", Payload: []byte(`1`), CreatedAt: time.UnixMilli(1).UTC()},
+		{ID: uuid.NewString(), Type: "B", Payload: []byte(`{"b":2}`), Headers: map[string]string{"h": "v"}, CreatedAt: time.UnixMilli(2).UTC()},
+	}
+	b, err := encodeWALBatch(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := decodeWALContent(b)
+	if err != nil || len(parts) != 2 {
+		t.Fatalf("split = %d parts, %v", len(parts), err)
+	}
+	for i, p := range parts {
+		got, err := decodeWAL(p)
+		if err != nil || !reflect.DeepEqual(got, msgs[i]) {
+			t.Fatalf("part %d = %+v, %v; want %+v", i, got, err, msgs[i])
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"truncated": b[:len(b)-1], "trailing": append(append([]byte(nil), b...), 7), "huge count": {walBatch, 0xff, 0xff, 0x03},
+	} {
+		if _, err := decodeWALContent(bad); err == nil {
+			t.Errorf("%s batch split without an error", name)
+		}
+	}
+	one, _ := encodeWAL(msgs[0])
+	if parts, err := decodeWALContent(one); err != nil || len(parts) != 1 {
+		t.Fatalf("a single message split into %d parts, %v", len(parts), err)
+	}
+}
+
 func TestWALCodecRejects(t *testing.T) {
 	good, _ := encodeWAL(&core.Message{ID: uuid.NewString(), Type: "T", Payload: []byte(`1`), Headers: map[string]string{"a": "b"}})
 	for name, b := range map[string][]byte{
@@ -53,18 +85,31 @@ func FuzzDecodeWAL(f *testing.F) {
 	f.Add(seed)
 	f.Add([]byte{1})
 	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeWAL(b)
+	batch, _ := encodeWALBatch([]*core.Message{{ID: uuid.NewString(), Type: "T", Payload: []byte(`2`)}, {ID: uuid.NewString(), Type: "U", Payload: []byte(`3`)}})
+	f.Add(batch)
+	f.Fuzz(func(t *testing.T, content []byte) {
+		parts, err := decodeWALContent(content)
 		if err != nil {
 			return
 		}
-		again, err := encodeWAL(m)
-		if err != nil {
-			t.Fatalf("a decoded message does not encode: %v", err)
-		}
-		m2, err := decodeWAL(again)
-		if err != nil || !reflect.DeepEqual(m, m2) {
-			t.Fatalf("re-encoding changed the message: %v\n%+v\n%+v", err, m, m2)
+		for _, b := range parts {
+			checkReencodes(t, b)
 		}
 	})
+}
+
+// checkReencodes: what decodes encodes to something that decodes to the same message.
+func checkReencodes(t *testing.T, b []byte) {
+	m, err := decodeWAL(b)
+	if err != nil {
+		return
+	}
+	again, err := encodeWAL(m)
+	if err != nil {
+		t.Fatalf("a decoded message does not encode: %v", err)
+	}
+	m2, err := decodeWAL(again)
+	if err != nil || !reflect.DeepEqual(m, m2) {
+		t.Fatalf("re-encoding changed the message: %v\n%+v\n%+v", err, m, m2)
+	}
 }

@@ -16,21 +16,14 @@ ORDER BY u.n
 ON CONFLICT (id) DO NOTHING`, table)
 }
 
-// The WAL-mode writes. Each emits the batch's messages as transactional logical decoding
-// messages, in order, and only while the slot exists and still has its WAL: a write with no slot
-// to read it would be lost without a trace, so it fails instead (the count comes back short) and
-// the caller's transaction rolls back.
+// The WAL-mode writes. Each emits the batch as one transactional logical decoding message, only
+// while the slot exists and still has its WAL: a write with no slot to read it would be lost
+// without a trace, so it fails instead (the count comes back 0) and the caller's transaction
+// rolls back. $1 prefix, $2 content, $3 slot.
 const (
-	// $1 prefix, $2 content, $3 slot.
-	walEmitOne = `SELECT count(pg_logical_emit_message(true, $1::text, $2::bytea))
+	walEmit = `SELECT count(pg_logical_emit_message(true, $1::text, $2::bytea))
 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost'`
-	// $1 prefix, $2 contents, $3 slot.
-	walEmitMany = `SELECT count(pg_logical_emit_message(true, $1::text, m.content))
-FROM unnest($2::bytea[]) WITH ORDINALITY AS m(content, n)
-WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost')`
-	// database/sql: the contents travel as one JSON array of base64 strings. $1 prefix, $2 the
-	// array, $3 slot.
-	walEmitJSON = `SELECT count(pg_logical_emit_message(true, $1::text, decode(m.content, 'base64')))
-FROM json_array_elements_text($2::text::json) WITH ORDINALITY AS m(content, n)
-WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost')`
+	// database/sql: the content as base64 text.
+	walEmitText = `SELECT count(pg_logical_emit_message(true, $1::text, decode($2::text, 'base64')))
+FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost'`
 )

@@ -277,6 +277,7 @@ func messagesOf(spills []spill) []*core.Message {
 // something other than this store under its prefix, or damaged.
 type corruptWAL struct {
 	lsn     pglogrepl.LSN
+	part    int // its place in a batch
 	content []byte
 	msg     *core.Message // what could be decoded, or nil
 	err     error
@@ -288,7 +289,7 @@ type corruptWAL struct {
 func (s *Store) spillCorrupt(ctx context.Context, corrupt []corruptWAL) error {
 	spills := make([]spill, len(corrupt))
 	for i, c := range corrupt {
-		id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(s.wal.prefix+"@"+c.lsn.String())).String()
+		id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("%s@%s#%d", s.wal.prefix, c.lsn, c.part))).String()
 		m := &core.Message{Type: "outbox.corrupt", CreatedAt: time.Now().UTC()}
 		if c.msg != nil {
 			if _, err := uuid.Parse(c.msg.ID); err == nil {

@@ -175,8 +175,10 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	w.lastSeen.Store(time.Now().UnixNano())
 
 	beatCtx, stopBeat := context.WithCancel(ctx)
+	var beating sync.WaitGroup
+	beating.Go(func() { w.heartbeats(beatCtx) })
+	defer beating.Wait()
 	defer stopBeat()
-	go w.heartbeats(beatCtx)
 	return true, w.stream(ctx, conn)
 }
 
@@ -271,15 +273,22 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			case *pglogrepl.LogicalDecodingMessage:
 				switch {
 				case m.Prefix == w.prefix && m.Transactional && inTx:
-					msg, err := decodeWAL(m.Content)
-					if err == nil {
-						err = msg.ValidateStored()
-					}
+					parts, err := decodeWALContent(m.Content)
 					if err != nil {
-						corrupt = append(corrupt, corruptWAL{lsn: m.LSN, content: append([]byte(nil), m.Content...), msg: msg, err: err})
+						corrupt = append(corrupt, corruptWAL{lsn: m.LSN, content: append([]byte(nil), m.Content...), err: err})
 						continue
 					}
-					msgs = append(msgs, msg)
+					for i, part := range parts {
+						msg, err := decodeWAL(part)
+						if err == nil {
+							err = msg.ValidateStored()
+						}
+						if err != nil {
+							corrupt = append(corrupt, corruptWAL{lsn: m.LSN, part: i, content: append([]byte(nil), part...), msg: msg, err: err})
+							continue
+						}
+						msgs = append(msgs, msg)
+					}
 				case m.Prefix == w.beat:
 					w.heard(string(m.Content))
 				}

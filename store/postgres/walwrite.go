@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -17,47 +16,34 @@ import (
 // EnsureSchema or `outbox migrate` before the first write.
 var ErrNoSlot = errors.New("the replication slot does not exist or lost its WAL")
 
-// walContents encodes msgs for pg_logical_emit_message.
-func walContents(msgs []*core.Message) ([][]byte, error) {
-	out := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		b, err := encodeWAL(m)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = b
+// walContent encodes msgs for one pg_logical_emit_message.
+func walContent(msgs []*core.Message) ([]byte, error) {
+	if len(msgs) == 1 {
+		return encodeWAL(msgs[0])
 	}
-	return out, nil
+	return encodeWALBatch(msgs)
 }
 
-// addWAL is Add in WAL mode: one statement that emits every message into the WAL.
+// addWAL is Add in WAL mode: one statement that emits the messages into the WAL as one record.
 func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*core.Message) error {
-	contents, err := walContents(msgs)
+	content, err := walContent(msgs)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
 	var n int
-	if len(contents) == 1 {
-		err = tx.QueryRow(ctx, walEmitOne, s.wal.prefix, contents[0], s.wal.cfg.Slot).Scan(&n)
-	} else {
-		err = tx.QueryRow(ctx, walEmitMany, s.wal.prefix, contents, s.wal.cfg.Slot).Scan(&n)
-	}
+	err = tx.QueryRow(ctx, walEmit, s.wal.prefix, content, s.wal.cfg.Slot).Scan(&n)
 	return s.emitted(len(msgs), n, err)
 }
 
-// addWALSQL is AddSQL in WAL mode.
+// addWALSQL is AddSQL in WAL mode. The content travels as base64 text, which every
+// database/sql driver passes the same way.
 func (s *Store) addWALSQL(ctx context.Context, tx *sql.Tx, msgs []*core.Message) error {
-	contents, err := walContents(msgs)
+	content, err := walContent(msgs)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
-	encoded := make([]string, len(contents))
-	for i, c := range contents {
-		encoded[i] = base64.StdEncoding.EncodeToString(c)
-	}
-	doc, _ := json.Marshal(encoded) // strings always encode
 	var n int
-	err = tx.QueryRowContext(ctx, walEmitJSON, s.wal.prefix, string(doc), s.wal.cfg.Slot).Scan(&n)
+	err = tx.QueryRowContext(ctx, walEmitText, s.wal.prefix, base64.StdEncoding.EncodeToString(content), s.wal.cfg.Slot).Scan(&n)
 	return s.emitted(len(msgs), n, err)
 }
 
@@ -65,7 +51,7 @@ func (s *Store) emitted(want, got int, err error) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("postgres: add %d message(s) to the WAL: %w", want, err)
-	case got != want:
+	case got != 1:
 		return fmt.Errorf("postgres: add %d message(s): slot %q: %w", want, s.wal.cfg.Slot, ErrNoSlot)
 	}
 	return nil
