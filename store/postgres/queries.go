@@ -14,13 +14,16 @@ type queries struct {
 	counts, deleteDelivered string
 	deadColumns, deadFrom   string
 	requeueSet, purge       string
+	// keys is where the next ordered claim starts walking the keys (claimOrdered's $4).
+	keys *keyCursor
 }
 
-// returning is what a claim reads back, in the order scanMessage expects.
+// returning is what a claim reads back, in the order scanMessage expects (after an ordered
+// claim's walk position).
 const returning = `o.seq, o.id::text, o.type, o.key, o.payload::text, o.result::text, o.headers::text, o.created_at, o.attempts`
 
 func buildQueries(table string, keepDelivered bool) queries {
-	var q queries
+	q := queries{keys: &keyCursor{}}
 
 	// One statement, so one round trip whatever the batch size: the INSERT runs as a
 	// data-modifying CTE (which always runs) and the NOTIFY it is paired with, when the last
@@ -78,90 +81,99 @@ WHERE o.id = picked.id
 RETURNING ` + returning
 	q.claim = fmt.Sprintf(claim, table)
 	// Ordered: a key's run starts at its head (its oldest undelivered row: pending, leased or
-	// dead), which must be due, and goes on through its next rows while they are due. Runs are
-	// looked for in two ways, so that neither many keys nor deep keys make a claim read the whole
-	// backlog:
-	//   - win: the first $4 due rows by seq. A row belongs to a run when no undelivered row of its
-	//     key lies before it outside the window: one probe of the undelivered (key, seq) index
-	//     between it and the previous window row of its key (a range with both bounds, so the
-	//     probe reads at most one entry however deep the key; seq starts at 1). While keys flow, this finds a full
-	//     batch at once, however few keys there are.
-	//   - deep: only when win found fewer than $3, a walk of that index one key at a time (a loose
-	//     index scan: one probe per key with undelivered rows) for heads that are due, each
-	//     followed by its run; unkeyed rows come from the index's '' group, in seq order (status
-	//     <> 'dead' rather than = 'pending' keeps the planner on that index). The gates are
-	//     one-time filters, so the walk costs nothing when not needed.
-	// The candidates are then locked, skipping rows another claim holds, and fenced: a key's
-	// locked rows are kept only while they are the first rows of its run as the candidates saw
-	// it. A claim racing this one may hold (or have just leased) an earlier row of a key whose
-	// later rows this one locked; then those later rows are left alone. Rows that commit after
-	// this statement's snapshot cannot sit before a candidate of their key: writers of one key
-	// take turns (lockIDs), so a later commit has a later seq.
-	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE win AS (
-	SELECT c.id, c.key, c.seq, lag(c.seq) OVER (PARTITION BY c.key ORDER BY c.seq) AS prev
-	FROM (
-		SELECT c.id, c.key, c.seq FROM %[1]s AS c
-		WHERE c.status = 'pending' AND c.available_at <= now()
-		ORDER BY c.seq LIMIT $4
-	) AS c
-), runs AS (
-	SELECT r.id, r.key, r.seq FROM (
-		SELECT g.id, g.key, g.seq, bool_and(g.ok) OVER (PARTITION BY g.key ORDER BY g.seq) AS ok FROM (
-			SELECT w.id, w.key, w.seq, w.key = '' OR NOT EXISTS (
-				SELECT 1 FROM %[1]s AS p WHERE p.key = w.key AND p.status <> 'delivered'
-					AND p.seq < w.seq AND p.seq > coalesce(w.prev, 0)) AS ok
-			FROM win AS w
-		) AS g
-	) AS r
-	WHERE r.ok
-	ORDER BY r.seq LIMIT $3
-), heads AS (
-	(SELECT h.key, h.status, h.available_at FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > '' ORDER BY h.key, h.seq LIMIT 1)
+	// dead), which must be due, and goes on through its next rows while they are due. The claim
+	// walks the keys that have undelivered rows, in key order, from the key after $4 (where the
+	// store's previous ordered claim ended) round to $4 again, and takes each due key's run, up
+	// to $3 rows per key, until it has $3 rows: a few long runs per claim, so a hot key drains
+	// at batch speed, several claims can be in flight over different keys, and every key gets
+	// its turn however busy the others are. The walk is a loose index scan of the undelivered
+	// (key, seq) index (one probe per key) evaluated lazily: it stops as soon as the LIMIT is
+	// met, so a claim reads the keys it returns and the held keys between them, not the
+	// backlog. Unkeyed rows are the index's '' group: when the walk reaches it, its due rows in
+	// seq order (status <> 'dead' rather than = 'pending' keeps the planner on that index).
+	//
+	// A key whose head another claim holds is passed over before its run is read: the head row
+	// (the walk's ctid) is locked first, skipping it when it is locked or no longer due, so
+	// claims that start together from the same key cost each other one probe per key.
+	//
+	// Each run is then read from this statement's snapshot (run), then its rows are locked,
+	// skipping rows another claim holds, and fenced: the locked rows are kept only while the
+	// i-th locked row is the run's i-th row. A claim racing this one may hold (or have just
+	// leased) a row of the run; then it and everything after it are left alone, and the walk
+	// goes on to the next key. Rows that commit after the snapshot cannot sit inside a run:
+	// writers of one key take turns (lockIDs), so a later commit has a later seq; were one
+	// there, the fence would stop the run before it. (status <> 'dead' again keeps the lock
+	// scan on the (key, seq) index: the pending index would read every key's rows in the
+	// range.)
+	//
+	// The LIMIT cuts in walk order, so the last key keeps a prefix of its run. The UPDATE finds
+	// each row by the ctid its lock returned, which saves an index probe per row; a row that
+	// changed after the snapshot (and was still due, so it was locked) has a ctid the snapshot
+	// cannot see and is not updated. Each row returns its place in its key's run, and Claim
+	// keeps a key's rows only while their places count 1, 2, 3... (see inRuns).
+	// pos numbers the walk, so the store can start its next claim after this one's last key.
+	q.claimOrdered = fmt.Sprintf(`WITH RECURSIVE after AS (
+	(SELECT h.key, h.ctid AS head, h.status, h.available_at, 1::int8 AS pos FROM %[1]s AS h
+	WHERE h.status <> 'delivered' AND h.key > $4 ORDER BY h.key, h.seq LIMIT 1)
 	UNION ALL
-	SELECT nxt.key, nxt.status, nxt.available_at FROM heads, LATERAL (
-		SELECT h.key, h.status, h.available_at FROM %[1]s AS h WHERE h.status <> 'delivered' AND h.key > heads.key ORDER BY h.key, h.seq LIMIT 1
+	SELECT nxt.key, nxt.head, nxt.status, nxt.available_at, after.pos + 1 FROM after, LATERAL (
+		SELECT h.key, h.ctid AS head, h.status, h.available_at FROM %[1]s AS h
+		WHERE h.status <> 'delivered' AND h.key > after.key ORDER BY h.key, h.seq LIMIT 1
 	) AS nxt
-), deep AS (
-	SELECT d.id, heads.key, d.seq FROM heads, LATERAL (
-		SELECT x.id, x.seq FROM (
-			SELECT k.id, k.seq, bool_and(k.status = 'pending' AND k.available_at <= now()) OVER (ORDER BY k.seq) AS due
-			FROM (SELECT k.id, k.seq, k.status, k.available_at FROM %[1]s AS k
-				WHERE k.key = heads.key AND k.status <> 'delivered' ORDER BY k.seq LIMIT $3) AS k
-		) AS x WHERE x.due
-	) AS d
-	WHERE heads.status = 'pending' AND heads.available_at <= now() AND (SELECT count(*) FROM runs) < $3
-), candidates AS (
-	SELECT id, key, seq FROM runs
+), before AS (
+	(SELECT h.key, h.ctid AS head, h.status, h.available_at, 4294967296::int8 AS pos FROM %[1]s AS h
+	WHERE h.status <> 'delivered' AND h.key <= $4 ORDER BY h.key, h.seq LIMIT 1)
 	UNION ALL
-	SELECT id, key, seq FROM deep
+	SELECT nxt.key, nxt.head, nxt.status, nxt.available_at, before.pos + 1 FROM before, LATERAL (
+		SELECT h.key, h.ctid AS head, h.status, h.available_at FROM %[1]s AS h
+		WHERE h.status <> 'delivered' AND h.key > before.key AND h.key <= $4 ORDER BY h.key, h.seq LIMIT 1
+	) AS nxt
+), walk AS (
+	SELECT key, head, status, available_at, pos FROM after
 	UNION ALL
-	(SELECT u.id, u.key, u.seq FROM %[1]s AS u
-	WHERE u.key = '' AND u.status <> 'delivered' AND u.status <> 'dead' AND u.available_at <= now()
-		AND (SELECT count(*) FROM runs) < $3
-	ORDER BY u.key, u.seq LIMIT $3)
+	SELECT key, head, status, available_at, pos FROM before
 ), picked AS MATERIALIZED (
-	SELECT c.id, c.key, c.seq FROM %[1]s AS c
-	WHERE c.id IN (SELECT id FROM candidates) AND c.status = 'pending' AND c.available_at <= now()
-	ORDER BY c.seq
+	SELECT w.pos, k.ctid, k.id, k.place FROM walk AS w, LATERAL (
+		SELECT f.ctid, f.id, f.place FROM (
+			SELECT g.ctid, g.id, g.seq, g.place, bool_and(g.same) OVER (ORDER BY g.seq) AS ok FROM (
+				SELECT l.ctid, l.id, l.seq, l.place, coalesce(run.ids[l.place] = l.id, false) AS same FROM (
+					SELECT array_agg(x.id ORDER BY x.seq) AS ids, min(x.seq) AS lo, max(x.seq) AS hi FROM (
+						SELECT x.id, x.seq, bool_and(x.status = 'pending' AND x.available_at <= now()) OVER (ORDER BY x.seq) AS due
+						FROM (SELECT x.id, x.seq, x.status, x.available_at FROM %[1]s AS x
+							WHERE x.key = w.key AND x.status <> 'delivered' ORDER BY x.seq LIMIT $3) AS x
+					) AS x
+					WHERE x.due
+				) AS run, LATERAL (
+					SELECT l.ctid, l.id, l.seq, row_number() OVER (ORDER BY l.seq) AS place FROM (
+						SELECT c.ctid, c.id, c.seq FROM %[1]s AS c
+						WHERE c.key = w.key AND c.status <> 'delivered' AND c.status <> 'dead'
+							AND c.seq >= run.lo AND c.seq <= run.hi AND c.available_at <= now()
+						ORDER BY c.seq
+						FOR UPDATE OF c SKIP LOCKED
+					) AS l
+				) AS l
+				WHERE w.key <> '' AND w.status = 'pending' AND w.available_at <= now() AND EXISTS (
+					SELECT FROM %[1]s AS hl WHERE hl.ctid = w.head AND hl.status <> 'delivered' AND hl.status <> 'dead' AND hl.available_at <= now()
+					FOR UPDATE OF hl SKIP LOCKED)
+				OFFSET 0 -- so the sort below carries a flag, not the run's array
+			) AS g
+		) AS f
+		WHERE f.ok
+		UNION ALL
+		SELECT u.ctid, u.id, 0 FROM (
+			SELECT u.ctid, u.id FROM %[1]s AS u
+			WHERE w.key = '' AND u.key = '' AND u.status <> 'delivered' AND u.status <> 'dead' AND u.available_at <= now()
+			ORDER BY u.seq LIMIT $3
+			FOR UPDATE OF u SKIP LOCKED
+		) AS u
+	) AS k
 	LIMIT $3
-	FOR UPDATE OF c SKIP LOCKED
-), ranked AS (
-	-- Each keyed candidate's place in its key's run, as this statement's snapshot saw it.
-	SELECT c.id, row_number() OVER (PARTITION BY c.key ORDER BY c.seq) AS place
-	FROM (SELECT DISTINCT id, key, seq FROM candidates WHERE key <> '') AS c
-), fenced AS (
-	SELECT f.id FROM (
-		SELECT p.id, bool_and(p.key = '' OR r.place = p.place) OVER (PARTITION BY p.key ORDER BY p.seq) AS ok
-		FROM (SELECT id, key, seq, row_number() OVER (PARTITION BY key ORDER BY seq) AS place FROM picked) AS p
-		LEFT JOIN ranked AS r ON r.id = p.id
-	) AS f
-	WHERE f.ok
 )
 UPDATE %[1]s AS o
 SET lease_owner = $1, lease_until = now() + $2::float8 * interval '1 second', available_at = now() + $2::float8 * interval '1 second'
-FROM fenced
-WHERE o.id = fenced.id
-RETURNING `+returning, table)
+FROM picked
+WHERE o.ctid = picked.ctid AND o.id = picked.id
+RETURNING picked.pos, picked.place, `+returning, table)
 
 	if keepDelivered {
 		q.ack = fmt.Sprintf(`UPDATE %s SET status = 'delivered', delivered_at = now(), lease_until = NULL

@@ -117,10 +117,13 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
+// BenchmarkOrdered runs each backlog once per variant; OUTBOX_BENCH_ROUNDS sets more rounds
+// (medians are reported).
 func BenchmarkOrdered(b *testing.B) {
 	pool := benchPool(b, 8)
+	rounds, _ := strconv.Atoi(os.Getenv("OUTBOX_BENCH_ROUNDS"))
 	for b.Loop() {
-		r, err := pgbench.Ordered(context.Background(), pool, pgbench.OrderedOptions{Rounds: 1})
+		r, err := pgbench.Ordered(context.Background(), pool, pgbench.OrderedOptions{Rounds: max(rounds, 1)})
 		if err != nil {
 			b.Fatal(err)
 		}
