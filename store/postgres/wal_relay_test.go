@@ -372,3 +372,69 @@ type pgxTx = pgx.Tx
 func pgxBegin(s *postgres.Store, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	return pgx.BeginFunc(context.Background(), s.Pool(), func(tx pgx.Tx) error { return fn(context.Background(), tx) })
 }
+
+// Execute in WAL mode sends the write with the COMMIT: the business change and its events commit
+// together, and when the write fails (no slot) the business change does not commit either.
+func TestWALExecute(t *testing.T) {
+	t.Run("Default", func(t *testing.T) { testWALExecute(t, 0) })
+	t.Run("SimpleProtocol", func(t *testing.T) { testWALExecute(t, pgx.QueryExecModeSimpleProtocol) })
+}
+
+func testWALExecute(t *testing.T, mode pgx.QueryExecMode) {
+	admin := adminPool(t)
+	s, cfg := newWALStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
+	ctx := context.Background()
+	orders := pgx.Identifier{cfg.Schema, "orders"}.Sanitize()
+	if _, err := admin.Exec(ctx, "CREATE TABLE "+orders+" (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id int) func(ctx context.Context, tx pgx.Tx) (int, error) {
+		return func(ctx context.Context, tx pgx.Tx) (int, error) {
+			_, err := tx.Exec(ctx, "INSERT INTO "+orders+" VALUES ($1)", id)
+			return id, err
+		}
+	}
+	rows := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+orders).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	m := msg(t, "ORDER_CREATED", "o-1", 1)
+	if got, err := postgres.Execute(ctx, s, insert(1), m); err != nil || got != 1 {
+		t.Fatalf("Execute = %d, %v", got, err)
+	}
+	syncStore(t, s)
+	claimed := claimAll(t, s, "a")
+	if len(claimed) != 1 || claimed[0].ID != m.ID || string(claimed[0].Result) != "1" || rows() != 1 {
+		t.Fatalf("claimed %v (result %q), %d orders; want the event with its result and the order", idsOf(claimed), claimed[0].Result, rows())
+	}
+	if _, err := s.Ack(ctx, "a", idsOf(claimed)); err != nil {
+		t.Fatal(err)
+	}
+	// A business statement that fails: nothing commits.
+	if _, err := postgres.Execute(ctx, s, insert(1), msg(t, "ORDER_CREATED", "o-1", 2)); err == nil {
+		t.Fatal("Execute with a failing business statement succeeded")
+	}
+	// No slot: the write fails and the order is not committed. (The slot can be dropped once
+	// this store's reader let go of it; a writer needs no reader.)
+	_ = s.Close()
+	dropSlot(t, admin, cfg)
+	s, err := postgres.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = postgres.Execute(ctx, s, insert(2), msg(t, "ORDER_CREATED", "o-2", 3))
+	if !errors.Is(err, postgres.ErrNoSlot) {
+		t.Fatalf("Execute without a slot = %v, want ErrNoSlot", err)
+	}
+	if n := rows(); n != 1 {
+		t.Fatalf("%d orders after a failed Execute, want 1: the business change committed without its event", n)
+	}
+	// The pool's connection came back usable.
+	if _, err := postgres.Execute(ctx, s, func(ctx context.Context, tx pgx.Tx) (int, error) { return 0, nil }); err != nil {
+		t.Fatalf("Execute without events after a failure: %v", err)
+	}
+}

@@ -140,5 +140,8 @@ func TestWALStoreSuite(t *testing.T) {
 	f := allFeatures
 	f.Retention = false
 	f.AcceptsDuplicateIDs = true
-	outboxtest.RunStoreSuite(t, walHarness(nil), f)
+	t.Run("Default", func(t *testing.T) { outboxtest.RunStoreSuite(t, walHarness(nil), f) })
+	t.Run("SimpleProtocol", func(t *testing.T) {
+		outboxtest.RunStoreSuite(t, walHarness(func(c *postgres.Config) { c.QueryExecMode = pgx.QueryExecModeSimpleProtocol }), f)
+	})
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/txoutbox/outbox/core"
 )
 
@@ -30,9 +32,8 @@ func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*core.Message) err
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
-	var n int
-	err = tx.QueryRow(ctx, walEmit, s.wal.prefix, content, s.wal.cfg.Slot).Scan(&n)
-	return s.emitted(len(msgs), n, err)
+	_, err = tx.Exec(ctx, walEmit, s.wal.prefix, content, s.wal.cfg.Slot)
+	return s.emitted(len(msgs), err)
 }
 
 // addWALSQL is AddSQL in WAL mode. The content travels as base64 text, which every
@@ -42,17 +43,47 @@ func (s *Store) addWALSQL(ctx context.Context, tx *sql.Tx, msgs []*core.Message)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
-	var n int
-	err = tx.QueryRowContext(ctx, walEmitText, s.wal.prefix, base64.StdEncoding.EncodeToString(content), s.wal.cfg.Slot).Scan(&n)
-	return s.emitted(len(msgs), n, err)
+	_, err = tx.ExecContext(ctx, walEmitText, s.wal.prefix, base64.StdEncoding.EncodeToString(content), s.wal.cfg.Slot)
+	return s.emitted(len(msgs), err)
 }
 
-func (s *Store) emitted(want, got int, err error) error {
+// emitted describes a failed WAL write; the server's error for a missing slot becomes ErrNoSlot.
+func (s *Store) emitted(n int, err error) error {
+	var pgErr *pgconn.PgError
 	switch {
-	case err != nil:
-		return fmt.Errorf("postgres: add %d message(s) to the WAL: %w", want, err)
-	case got != 1:
-		return fmt.Errorf("postgres: add %d message(s): slot %q: %w", want, s.wal.cfg.Slot, ErrNoSlot)
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.Contains(pgErr.Message, "outbox: replication slot"):
+		return fmt.Errorf("postgres: add %d message(s): slot %q: %w", n, s.wal.cfg.Slot, ErrNoSlot)
+	}
+	return fmt.Errorf("postgres: add %d message(s) to the WAL: %w", n, err)
+}
+
+// commitWAL stores msgs and commits the transaction open on conn in one round trip: the write
+// and the COMMIT travel together, so a WAL-mode Execute costs the business transaction no extra
+// round trip. When the write fails the server skips the COMMIT and the transaction stays open
+// (aborted) for the caller to roll back.
+func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*core.Message) error {
+	content, err := walContent(msgs)
+	if err != nil {
+		return fmt.Errorf("postgres: add: %w", err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(walEmit, s.wal.prefix, content, s.wal.cfg.Slot)
+	b.Queue("COMMIT")
+	results := conn.SendBatch(ctx, b)
+	_, emitErr := results.Exec()
+	tag, commitErr := results.Exec()
+	closeErr := results.Close()
+	switch {
+	case emitErr != nil:
+		return s.emitted(len(msgs), emitErr)
+	case commitErr != nil:
+		return fmt.Errorf("postgres: execute: commit: %w", commitErr)
+	case closeErr != nil:
+		return fmt.Errorf("postgres: execute: commit: %w", closeErr)
+	case tag.String() != "COMMIT":
+		return fmt.Errorf("postgres: execute: commit: %w", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }

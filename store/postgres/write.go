@@ -165,7 +165,8 @@ func columnsOf(msgs []*core.Message) columns {
 // one already) and commits. When fn returns an error, Add fails, the commit fails or fn panics,
 // everything is rolled back, nothing is ever published, and the error is returned (the panic
 // re-raised). It holds one pooled connection at a time, so concurrent callers cannot deadlock
-// the pool however small it is.
+// the pool however small it is. In WAL mode the events and the COMMIT travel in one round trip,
+// so the events cost the transaction no round trip of their own.
 func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*core.Message) (result T, err error) {
 	var zero T
 	if s == nil {
@@ -177,7 +178,12 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 	if err := s.checkOpen(); err != nil {
 		return zero, fmt.Errorf("postgres: execute: %w", err)
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return zero, fmt.Errorf("postgres: execute: begin: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return zero, fmt.Errorf("postgres: execute: begin: %w", err)
 	}
@@ -205,7 +211,17 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 				m.Result = encoded
 			}
 		}
-		if err := s.Add(ctx, tx, msgs...); err != nil {
+		if s.wal != nil {
+			if write, err := s.prepare(ctx, false, msgs); err != nil {
+				return zero, err
+			} else if write {
+				if err := s.commitWAL(ctx, conn.Conn(), msgs); err != nil {
+					return zero, err
+				}
+				committed = true
+				return result, nil
+			}
+		} else if err := s.Add(ctx, tx, msgs...); err != nil {
 			return zero, err
 		}
 	}
