@@ -36,6 +36,9 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		return nil, fmt.Errorf("postgres: claim: WAL stream: %w", err)
 	}
 	now := time.Now()
+	if err := w.pruneSpilled(ctx, req.Ordered, now); err != nil {
+		return nil, fmt.Errorf("postgres: claim: %w", err)
+	}
 	out, held := w.buf.claim(req, now, w.isSpilled)
 	if len(held) > 0 {
 		free, err := s.queueBehindSpilled(ctx, req.Token, held)
@@ -57,6 +60,25 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		out = append(out, more...)
 	}
 	return out, nil
+}
+
+// spilledPrune is the size past which the spilled keys are read again from the table (at most
+// once a minute), so keys whose last message was delivered long ago do not pile up.
+const spilledPrune = 4096
+
+// pruneSpilled keeps the spilled keys small: unordered claims never look at them, and an ordered
+// relay's set is read again from the table when it has grown large.
+func (w *walStream) pruneSpilled(ctx context.Context, ordered bool, now time.Time) error {
+	w.mu.Lock()
+	if !ordered {
+		clear(w.spilled)
+	}
+	reload := ordered && len(w.spilled) > spilledPrune && now.Sub(w.spilledRead) > time.Minute
+	w.mu.Unlock()
+	if !reload {
+		return nil
+	}
+	return w.loadSpilled(ctx)
 }
 
 func (w *walStream) tableDue(now time.Time) bool {

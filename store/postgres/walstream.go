@@ -39,7 +39,13 @@ type walStream struct {
 	err       error     // why the last session ended or could not start; nil while holding
 	fatal     bool      // err needs an operator (slot missing, no permission, wal_level)
 	heldSince time.Time // when this reader took the slot
-	spilled   map[string]bool
+	// spilled holds the keys that may have undelivered messages in the table: in ordered mode
+	// their streamed messages queue behind those. A key leaves it when a claim finds the table
+	// has none of its messages left; keys that get no further message are pruned by reloading
+	// the set from the table once it grows past spilledPrune.
+	spilled     map[string]bool
+	spilledRead time.Time       // when loadSpilled last read the set
+	marked      map[string]bool // keys spilled while loadSpilled reads: kept whatever it reads
 	syncs     map[string]chan struct{} // heartbeat tokens Sync waits for
 	listeners map[chan struct{}]struct{}
 	tableNext time.Time // when the table must next be looked at for due rows
@@ -409,6 +415,9 @@ func (w *walStream) markSpilled(key string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.spilled[key] = true
+	if w.marked != nil {
+		w.marked[key] = true
+	}
 }
 
 func (w *walStream) isSpilled(key string) bool {
@@ -421,6 +430,14 @@ func (w *walStream) isSpilled(key string) bool {
 // reader, dead, or written in table mode before the switch): their next messages in the stream
 // must queue behind them.
 func (w *walStream) loadSpilled(ctx context.Context) error {
+	w.mu.Lock()
+	w.marked = map[string]bool{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.marked = nil
+		w.mu.Unlock()
+	}()
 	rows, err := w.s.pool.Query(ctx, "SELECT DISTINCT key FROM "+w.s.table+" WHERE status <> 'delivered' AND key <> ''")
 	if err != nil {
 		return fmt.Errorf("read spilled keys: %w", err)
@@ -438,7 +455,10 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 		return fmt.Errorf("read spilled keys: %w", err)
 	}
 	w.mu.Lock()
-	w.spilled = keys
+	for k := range w.marked {
+		keys[k] = true
+	}
+	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
 	return nil
 }
