@@ -39,10 +39,12 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	if err := w.pruneSpilled(ctx, req.Ordered, now); err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
+	// What the stream gave is returned even when the table fails next: it is leased already,
+	// and the table is tried again at the next claim.
 	out, held := w.buf.claim(req, now, w.isSpilled)
 	if len(held) > 0 {
 		free, err := s.queueBehindSpilled(ctx, req.Token, held)
-		if err != nil {
+		if err != nil && len(out) == 0 {
 			return nil, fmt.Errorf("postgres: claim: %w", err)
 		}
 		out = append(out, free...)
@@ -51,7 +53,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 		tr := req
 		tr.Limit = rest
 		more, err := s.claimTable(ctx, tr)
-		if err != nil {
+		if err != nil && len(out) == 0 {
 			return nil, err
 		}
 		if len(more) < rest {
@@ -114,8 +116,17 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*co
 	for _, m := range held {
 		keys = append(keys, m.Key)
 	}
+	// Until it is settled here, a message handed back stays due at once for the next claim.
+	handBack := func(msgs []*core.Message) {
+		failures := make([]core.Failure, len(msgs))
+		for i, m := range msgs {
+			failures[i] = core.Failure{ID: m.ID, Release: true}
+		}
+		w.buf.release(token, failures, time.Now())
+	}
 	rows, err := s.pool.Query(ctx, "SELECT DISTINCT key FROM "+s.table+" WHERE key = ANY($1) AND status <> 'delivered'", keys)
 	if err != nil {
+		handBack(held)
 		return nil, err
 	}
 	still := map[string]bool{}
@@ -123,11 +134,13 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*co
 		var k string
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
+			handBack(held)
 			return nil, err
 		}
 		still[k] = true
 	}
 	if err := rows.Err(); err != nil {
+		handBack(held)
 		return nil, err
 	}
 	var free, queue []*core.Message
@@ -149,7 +162,7 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*co
 		spills[i] = spill{msg: m}
 	}
 	if err := s.spill(ctx, spills); err != nil {
-		// Their leases run out and the next claim tries again; the other keys go ahead.
+		handBack(queue) // the next claim tries again; the other keys go ahead
 		return free, nil
 	}
 	w.buf.settle(token, ids(queue))
