@@ -123,6 +123,16 @@ func (b *walBuffer) advance() {
 	}
 }
 
+// caughtUp records that the server has sent everything before pos: when nothing streamed is
+// unsettled, the confirmed position moves to pos.
+func (b *walBuffer) caughtUp(pos pglogrepl.LSN) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.txs) == 0 && pos > b.confirmed {
+		b.confirmed = pos
+	}
+}
+
 // position returns how far the reader may confirm, and the commit time of the oldest
 // transaction it may not (zero when everything streamed is settled).
 func (b *walBuffer) position() (confirmed pglogrepl.LSN, oldest time.Time, buffered int) {

@@ -16,6 +16,13 @@ import (
 	"github.com/txoutbox/outbox/core"
 )
 
+// maxUnanswered is how many requests for a reply in a row, with no data between them, make the
+// reader end its session (see errServerWaiting).
+const maxUnanswered = 3
+
+// errServerWaiting ends a session whose server waits for a confirmation the reader cannot give.
+var errServerWaiting = errors.New("the server keeps asking for a confirmation this reader cannot give yet (shutting down?); reconnecting")
+
 // Reconnect delays of the WAL reader after a broken session (database restart, network).
 var streamBackoff = core.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
@@ -44,11 +51,11 @@ type walStream struct {
 	// has none of its messages left; keys that get no further message are pruned by reloading
 	// the set from the table once it grows past spilledPrune.
 	spilled     map[string]bool
-	spilledRead time.Time       // when loadSpilled last read the set
-	marked      map[string]bool // keys spilled while loadSpilled reads: kept whatever it reads
-	syncs     map[string]chan struct{} // heartbeat tokens Sync waits for
-	listeners map[chan struct{}]struct{}
-	tableNext time.Time // when the table must next be looked at for due rows
+	spilledRead time.Time                // when loadSpilled last read the set
+	marked      map[string]bool          // keys spilled while loadSpilled reads: kept whatever it reads
+	syncs       map[string]chan struct{} // heartbeat tokens Sync waits for
+	listeners   map[chan struct{}]struct{}
+	tableNext   time.Time // when the table must next be looked at for due rows
 }
 
 func newWALStream(s *Store) *walStream {
@@ -195,28 +202,29 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		committed time.Time
 		msgs      []*core.Message
 		corrupt   []corruptWAL
-		sent      pglogrepl.LSN
+		// unanswered counts the server's requests for a reply since it last sent data.
+		unanswered int
 	)
-	status := func(force bool) error {
+	status := func() error {
 		confirmed, _, _ := w.buf.position()
-		if !force && confirmed == sent {
-			return nil
-		}
 		if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
 			return fmt.Errorf("send standby status: %w", err)
 		}
-		sent = confirmed
 		return nil
 	}
+	// One receive deadline per status interval, not one per message.
 	nextStatus := time.Now().Add(w.cfg.StatusInterval)
+	recv := newDeadline(ctx, nextStatus)
+	defer recv.stop()
 	for {
 		if time.Now().After(nextStatus) {
 			// Sent at every interval even when nothing moved: it is also the keepalive that
 			// keeps wal_sender_timeout from ending the session.
-			if err := status(true); err != nil {
+			if err := status(); err != nil {
 				return err
 			}
 			nextStatus = time.Now().Add(w.cfg.StatusInterval)
+			recv.reset(nextStatus)
 		}
 		if w.buf.full() {
 			// Back pressure: stop reading until the relay settles messages. The server keeps
@@ -229,9 +237,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			}
 			continue
 		}
-		recvCtx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := conn.ReceiveMessage(recvCtx)
-		cancel()
+		raw, err := conn.ReceiveMessage(recv.ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -259,12 +265,27 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			if err != nil {
 				return fmt.Errorf("parse keepalive: %w", err)
 			}
+			// A keepalive's position is how far the server has decoded and sent: with nothing
+			// unsettled and no transaction half received, nothing before it is missing here, so
+			// it may be confirmed. Without that, a database whose other writes never reach the
+			// slot would hold its WAL, and a shutting-down server, which waits until its
+			// readers confirm everything it sent, would never finish.
+			if !inTx {
+				w.buf.caughtUp(ka.ServerWALEnd)
+			}
 			if ka.ReplyRequested {
-				if err := status(true); err != nil {
+				if err := status(); err != nil {
 					return err
+				}
+				if unanswered++; unanswered >= maxUnanswered {
+					// The server keeps asking for a position this reader cannot confirm yet
+					// (messages are unsettled): it is waiting for it to stop, as a server
+					// shutting down does. Let go; the unsettled messages stay here.
+					return errServerWaiting
 				}
 			}
 		case pglogrepl.XLogDataByteID:
+			unanswered = 0
 			xld, err := pglogrepl.ParseXLogData(data[1:])
 			if err != nil {
 				return fmt.Errorf("parse WAL data: %w", err)
@@ -322,6 +343,26 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		}
 	}
 }
+
+// deadline is a context that ends at a given time, renewed in place.
+type deadline struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newDeadline(parent context.Context, at time.Time) *deadline {
+	d := &deadline{parent: parent}
+	d.ctx, d.cancel = context.WithDeadline(parent, at)
+	return d
+}
+
+func (d *deadline) reset(at time.Time) {
+	d.cancel()
+	d.ctx, d.cancel = context.WithDeadline(d.parent, at)
+}
+
+func (d *deadline) stop() { d.cancel() }
 
 func (w *walStream) received() pglogrepl.LSN {
 	w.buf.mu.Lock()
