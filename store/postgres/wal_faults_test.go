@@ -94,9 +94,10 @@ func TestWALCorruptHeadBlocksItsKey(t *testing.T) {
 	}
 }
 
-// On a database whose other writes never reach the slot, heartbeats keep its confirmed position
-// moving, so the slot does not hold the WAL those writes produce. Checked to fail with the
-// heartbeats off.
+// On a database whose other writes never reach the slot, its confirmed position keeps moving, so
+// the slot does not hold the WAL those writes produce. Two things move it, each enough alone:
+// the reader confirms the position of the server's keepalives when it has nothing unsettled,
+// and it writes heartbeats when it has seen nothing for a while. Checked to fail with both off.
 func TestWALHeartbeatAdvancesIdleSlot(t *testing.T) {
 	admin := adminPool(t)
 	s, cfg := newWALStore(t, func(c *postgres.Config) { c.WAL.HeartbeatInterval = 300 * time.Millisecond })
