@@ -126,6 +126,11 @@ func TestWALServerShutdown(t *testing.T) {
 		if err := srv.ctl("start", "-l", srv.dir+"/log"); err != nil {
 			t.Fatal(err)
 		}
+		// The pool's connections died with the server: wait until it has fresh ones.
+		waitFor(t, 20*time.Second, "the pool to reconnect", func() bool {
+			_, err := s.Pool().Exec(ctx, "SELECT 1")
+			return err == nil
+		})
 		if !settled {
 			var again []*core.Message
 			waitFor(t, 20*time.Second, "the released message to be claimable after the restart", func() bool {
