@@ -11,5 +11,8 @@
 //	cd tests && go test -race -tags torture -run Torture -timeout 25m -v ./torture/
 //
 // They restart the PostgreSQL cluster (pg_ctlcluster), which disturbs anything else using it
-// at that moment. docs/reliability.md describes the scenarios and records their results.
+// at that moment. The wal- scenarios run the store in its WAL mode (a replication slot per
+// outbox, dropped at the end); the one of them that restarts PostgreSQL restarts a private
+// server (initdb in a temporary directory). docs/reliability.md describes the scenarios and
+// records their results.
 package torture

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox/tests/torture/journal"
 )
 
 // buildRelay compiles ./relayproc into dir, with the race detector when the tests have it, so
@@ -57,6 +58,7 @@ type fleet struct {
 type relayProc struct {
 	cmd     *exec.Cmd
 	name    string
+	journal string // file
 	stderr  string // file
 	stdout  bytes.Buffer
 	done    chan struct{} // closed when the process has exited
@@ -84,7 +86,7 @@ func (f *fleet) start(i int) error {
 	f.gen++
 	name := fmt.Sprintf("relay%d-%03d", i, f.gen)
 	journal := filepath.Join(f.dir, name+".journal")
-	p := &relayProc{name: name, stderr: filepath.Join(f.dir, name+".log"), done: make(chan struct{})}
+	p := &relayProc{name: name, journal: journal, stderr: filepath.Join(f.dir, name+".log"), done: make(chan struct{})}
 	// The journal exists from the start, even for a process killed before it opened it.
 	if err := os.WriteFile(journal, nil, 0o644); err != nil {
 		return err
@@ -127,7 +129,8 @@ func (f *fleet) exited(i int, p *relayProc) {
 	}
 }
 
-// kill SIGKILLs the process in slot i, waits for it to die and starts its replacement.
+// kill SIGKILLs the process in slot i, waits for it to die, journals the kill (in WAL mode a
+// dead relay's leases die with it) and starts its replacement.
 func (f *fleet) kill(i int) error {
 	f.mu.Lock()
 	p := f.slots[i]
@@ -140,11 +143,13 @@ func (f *fleet) kill(i int) error {
 	p.killed = true
 	f.kills++
 	f.mu.Unlock()
+	signalled := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("kill %s: %w", p.name, err)
 	}
 	<-p.done
-	return f.start(i)
+	marked := journal.MarkKilled(p.journal, signalled, time.Now())
+	return errors.Join(f.start(i), marked)
 }
 
 // pause freezes the process in slot i (SIGSTOP) for d, then resumes it (SIGCONT).

@@ -12,6 +12,9 @@ type laneSpec struct {
 	batch       int
 	concurrency int
 	lease       time.Duration
+	// wal runs the lane's store in WAL mode (postgres.WALConfig): the writers emit their events
+	// into the WAL, one relay's reader holds the slot and streams, the others stand by.
+	wal bool
 	// contention, when set, replaces the usual writers with writers sharing keys (see
 	// contention): the lane then checks per-key commit order under concurrent writers.
 	contention *contention
@@ -34,6 +37,9 @@ type scenario struct {
 	// pgRestartAt and sqsFreezeAt are when, into the run, PostgreSQL is stopped (for
 	// pgDowntime, then started) and the SQS server frozen (for sqsDowntime); 0 for never.
 	pgRestartAt, sqsFreezeAt time.Duration
+	// privatePostgres runs the scenario against a PostgreSQL server of its own
+	// (startPrivatePostgres), the one pgRestartAt restarts, instead of the machine's.
+	privatePostgres bool
 	// sqsDown is how long the SQS server stays frozen (default sqsDowntime).
 	sqsDown time.Duration
 	// queueMissingAt is when every lane's queue is deleted, to be created again queueMissing
@@ -97,6 +103,9 @@ func ordered(relays int) laneSpec {
 
 func named(l laneSpec, suffix string) laneSpec { l.suffix = suffix; return l }
 
+// walMode switches a lane's store to the WAL mode.
+func walMode(l laneSpec) laneSpec { l.wal = true; return l }
+
 func longLease(l laneSpec) laneSpec { l.lease = 10 * time.Second; return l }
 
 func broken(l laneSpec, suffix string, sabotage []string, expect ...string) laneSpec {
@@ -153,6 +162,24 @@ var scenarios = []scenario{
 		duration: 24 * time.Second, rate: 25, brokerRestarts: 3},
 	{name: "mixed", lanes: []laneSpec{named(ordered(2), "ordered"), named(unordered(2), "unordered")},
 		duration: 50 * time.Second, rate: 25, kills: 20, pauses: 4, pgRestartAt: 30 * time.Second, sqsFreezeAt: 10 * time.Second, partialRate: 0.1, callRate: 0.02},
+	// The WAL mode (walMode lanes): the same promises when the events are streamed from a
+	// replication slot that one relay holds while the other stands by. SIGKILLs hit the holder
+	// about half the time, and the standby takes over; the slot's confirmed position is checked
+	// against what the broker had (see checkWAL).
+	{name: "wal-relay-sigkill", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
+		duration: 25 * time.Second, rate: 25, kills: 20, killsOnly: true},
+	// On a server of the scenario's own: a server shutting down waits for every logical
+	// replication reader connected to it, the machine's other users' too.
+	{name: "wal-postgres-restart", lanes: []laneSpec{walMode(ordered(2))}, duration: 18 * time.Second, rate: 30, pgRestartAt: 7 * time.Second, privatePostgres: true},
+	{name: "wal-sqs-outage", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
+		duration: 20 * time.Second, rate: 25, sqsFreezeAt: 6 * time.Second, recovery: true},
+	// A WAL-mode relay that acknowledges batches when it claims them and publishes them half a
+	// second later, killed now and then: the slot confirms what nobody published. The checks of
+	// the confirmed position must catch it, and the loss.
+	{name: "wal-control", lanes: []laneSpec{
+		broken(walMode(unordered(2)), "ack-first", []string{"-ack-before-publish", "-publish-delay", "500ms"},
+			"were never delivered", "before the broker had them", "never streamed again"),
+	}, duration: 10 * time.Second, rate: 25, kills: 10, control: true},
 }
 
 // scaled shortens or lengthens the writing phase and the number of kills by factor (the

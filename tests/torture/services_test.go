@@ -203,3 +203,121 @@ func pgctl(cluster []string, action string) error {
 	}
 	return nil
 }
+
+// privatePostgres is a PostgreSQL server of a scenario's own: initdb in a temporary directory,
+// a free loopback port, wal_level=logical, trust authentication for root. The WAL scenario that
+// restarts PostgreSQL restarts this one, not the machine's: a server shutting down waits for
+// every logical replication reader connected to it, other users' included, and refuses new
+// connections meanwhile.
+type privatePostgres struct {
+	bin, dir string
+	port     int
+}
+
+func startPrivatePostgres(t *testing.T) *privatePostgres {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(bins) == 0 {
+		outboxtest.NeedService(t, "PostgreSQL server binaries (initdb, pg_ctl) for a private server", fmt.Errorf("none under /usr/lib/postgresql"))
+	}
+	// Not t.TempDir(): the postgres user must reach it, and the test's directories are root's.
+	dir, err := os.MkdirTemp("", "outbox-torture-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	srv := &privatePostgres{bin: filepath.Dir(bins[len(bins)-1]), dir: dir, port: freePort(t)}
+	if os.Geteuid() == 0 {
+		// PostgreSQL refuses to run as root: the server runs as the postgres user.
+		if out, err := exec.Command("chown", "postgres", srv.dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown %s: %v: %s", srv.dir, err, out)
+		}
+	}
+	if out, err := srv.command("initdb", "-D", srv.data(), "-A", "trust", "-U", "root", "--no-sync").CombinedOutput(); err != nil {
+		outboxtest.NeedService(t, "a private PostgreSQL server (initdb)", fmt.Errorf("%v: %s", err, out))
+	}
+	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nwal_level = logical\nfsync = off\nmax_connections = 200\n", srv.port, srv.dir)
+	f, err := os.OpenFile(filepath.Join(srv.data(), "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = f.WriteString(conf)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatalf("postgresql.conf: %v", err)
+	}
+	if err := srv.ctl("start", "-l", srv.log()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.ctl("stop", "-m", "immediate"); err != nil {
+			t.Errorf("stop the private PostgreSQL: %v", err)
+		}
+	})
+	return srv
+}
+
+func (srv *privatePostgres) data() string { return filepath.Join(srv.dir, "data") }
+func (srv *privatePostgres) log() string  { return filepath.Join(srv.dir, "log") }
+
+func (srv *privatePostgres) url() string {
+	return fmt.Sprintf("postgres://root@127.0.0.1:%d/postgres?sslmode=disable", srv.port)
+}
+
+// command runs one of the server's programs, as the postgres user when the tests run as root.
+func (srv *privatePostgres) command(name string, args ...string) *exec.Cmd {
+	name = filepath.Join(srv.bin, name)
+	if os.Geteuid() == 0 {
+		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+	}
+	return exec.Command(name, args...)
+}
+
+// ctl runs pg_ctl and waits at most 15 s for it: a fast shutdown waits for the server's
+// replication readers, and one that never confirms what it was sent holds it forever.
+func (srv *privatePostgres) ctl(args ...string) error {
+	args = append([]string{"-D", srv.data(), "-w", "-t", "15"}, args...)
+	if out, err := srv.command("pg_ctl", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// pool connects to the server for setup and inspection.
+func (srv *privatePostgres) pool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, srv.url())
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		t.Fatalf("private PostgreSQL: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// restart stops the server in fast mode (as pg_ctlcluster does: open transactions rolled
+// back, every client disconnected), keeps it down for pgDowntime and starts it again. A stop
+// that does not finish within pg_ctl's bound is reported, and the server crashed (immediate
+// mode) so that the run goes on.
+func (srv *privatePostgres) restart(t *testing.T) {
+	t.Logf("stopping the private PostgreSQL (fast mode) for %v", pgDowntime)
+	began := time.Now()
+	if err := srv.ctl("stop", "-m", "fast"); err != nil {
+		t.Errorf("the private PostgreSQL did not shut down with the relays connected: %v", err)
+		if err := srv.ctl("stop", "-m", "immediate"); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+	t.Logf("PostgreSQL stopped after %v", time.Since(began).Round(time.Millisecond))
+	time.Sleep(pgDowntime)
+	if err := srv.ctl("start", "-l", srv.log()); err != nil {
+		t.Errorf("%v", err)
+		return
+	}
+	t.Logf("PostgreSQL back after %v", time.Since(began).Round(time.Millisecond))
+}

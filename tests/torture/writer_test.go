@@ -37,9 +37,14 @@ type database struct {
 	schema string
 	store  *postgres.Store // the writers' store (the relays open their own, in their processes)
 	admin  *pgxpool.Pool
+	// slot is the WAL mode's replication slot (and publication); "" in table mode.
+	slot string
 }
 
-func newDatabase(t *testing.T, admin *pgxpool.Pool, schema string) *database {
+// newDatabase creates a lane's schema, and in WAL mode its slot and publication, which the
+// test's cleanup drops again (after the relays stopped, before the schema goes): a slot left
+// behind would keep the server's WAL forever.
+func newDatabase(t *testing.T, admin *pgxpool.Pool, url, schema string, wal bool) *database {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -50,11 +55,25 @@ func newDatabase(t *testing.T, admin *pgxpool.Pool, schema string) *database {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	store, err := postgres.New(ctx, postgres.Config{URL: postgresURL(), Schema: schema, MaxConns: writers + 2, ConnectTimeout: 3 * time.Second})
+	cfg := postgres.Config{URL: url, Schema: schema, MaxConns: writers + 2, ConnectTimeout: 3 * time.Second}
+	if wal {
+		dropStaleSlots(t, admin, schema[strings.LastIndex(schema, "_")+1:])
+		cfg.WAL = &postgres.WALConfig{}
+	}
+	store, err := postgres.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("postgres.New: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
+	db := &database{schema: schema, store: store, admin: admin}
+	if wal {
+		st, err := store.SlotStatus(ctx)
+		if err != nil {
+			t.Fatalf("slot status: %v", err)
+		}
+		db.slot = st.Slot
+		t.Cleanup(func() { db.dropSlot(t) }) // runs before the store closes
+	}
 	if err := store.EnsureSchema(ctx); err != nil {
 		t.Fatalf("ensure schema: %v", err)
 	}
@@ -71,7 +90,7 @@ func newDatabase(t *testing.T, admin *pgxpool.Pool, schema string) *database {
 			t.Fatalf("business tables: %v", err)
 		}
 	}
-	return &database{schema: schema, store: store, admin: admin}
+	return db
 }
 
 func (db *database) table(name string) string { return pgx.Identifier{db.schema, name}.Sanitize() }
@@ -95,10 +114,13 @@ type ledger struct {
 	heldBack   int              // events held back by a blocker until it was purged
 	firstWrite time.Time
 	lastWrite  time.Time
+	// walBound holds, in WAL mode, a WAL position at or past the end of each event's
+	// transaction: the server's insert position read after its COMMIT returned.
+	walBound map[string]int64
 }
 
 func newLedger() *ledger {
-	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}, commitPos: map[string]int64{}}
+	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}, commitPos: map[string]int64{}, walBound: map[string]int64{}}
 }
 
 func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool) {
@@ -291,6 +313,7 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 		}, msgs...)
 		if err == nil {
 			w.ledger.committed(msgs, kind, false)
+			w.boundWAL(ctx, msgs)
 			return nil
 		}
 		if errors.Is(err, core.ErrInvalidMessage) || ctx.Err() != nil {
@@ -304,12 +327,30 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 		}
 		if done {
 			w.ledger.committed(msgs, kind, true)
+			w.boundWAL(ctx, msgs)
 			return nil
 		}
 		w.ledger.retry()
 		if !sleep(ctx, time.Duration(min(attempt, 10))*100*time.Millisecond) {
 			return ctx.Err()
 		}
+	}
+}
+
+// boundWAL records, in WAL mode, a position at or past the end of the committed transaction of
+// msgs, for checkWAL. Without an answer (the database went down) the events go unchecked.
+func (w *writer) boundWAL(ctx context.Context, msgs []*core.Message) {
+	if w.db.slot == "" {
+		return
+	}
+	lsn, err := walInsertPosition(ctx, w.db.store.Pool())
+	if err != nil {
+		return
+	}
+	w.ledger.mu.Lock()
+	defer w.ledger.mu.Unlock()
+	for _, m := range msgs {
+		w.ledger.walBound[m.ID] = lsn
 	}
 }
 

@@ -10,6 +10,18 @@
 //	N <start> <end> <id>:<u|a>,...  failure recorded: u = the broker never got the message
 //	                                (injected fault, held back, too large), a = it may have
 //	                                (timeout, connection lost)
+//	S <start> <end> <id>,...        of those, the failures that charged an attempt or were dead
+//	                                (the ones the PostgreSQL store's WAL mode writes to its table)
+//
+// In the PostgreSQL store's WAL mode, where one relay's reader holds the replication slot and
+// streams, the relay also journals the slot (at the time given, on its own clock):
+//
+//	H <t> <t> <slot>                its reader took the slot at t
+//	L <t> <t> <slot>                its reader no longer held the slot at t (lost at t or before)
+//
+// and the process that SIGKILLs a relay appends, once it is dead (MarkKilled):
+//
+//	K <signalled> <died> -          SIGKILL sent at signalled, death seen at died
 //
 // Each line is one write(2) on an O_APPEND file, so a SIGKILL leaves every line written before
 // it intact (the kernel keeps them even though the process never flushed anything).
@@ -120,10 +132,47 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 		return n, err
 	}
 	items := make([]string, len(failures))
+	var charged []string
 	for i, f := range failures {
 		items[i] = f.ID + ":" + sentMark(f.Error)
+		if !f.Release || f.Dead {
+			charged = append(charged, f.ID)
+		}
 	}
-	return n, s.write('N', start, time.Now(), items)
+	end := time.Now()
+	if err := s.write('N', start, end, items); err != nil || len(charged) == 0 {
+		return n, err
+	}
+	return n, s.write('S', start, end, charged)
+}
+
+// Slot journals that the relay's reader took the WAL mode's slot (held) at t, or no longer
+// held it at t.
+func (s *Store) Slot(held bool, t time.Time, slot string) error {
+	op := byte('L')
+	if held {
+		op = 'H'
+	}
+	return s.write(op, t, t, []string{slot})
+}
+
+// MarkKilled appends to the journal at path of a relay process that is dead that a SIGKILL was
+// sent to it at signalled and its death seen at died. Until signalled it certainly ran; after
+// died it certainly held nothing.
+func MarkKilled(path string, signalled, died time.Time) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	// On a line of its own even after a line the kill cut short (an empty line is skipped).
+	_, err = fmt.Fprintf(f, "\nK %d %d -\n", signalled.UnixMilli(), died.UnixMilli())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
 }
 
 // Listen forwards to the wrapped store's Notifier.

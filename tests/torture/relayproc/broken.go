@@ -83,3 +83,21 @@ func (s shortLeaseStore) Listen(ctx context.Context) (<-chan struct{}, error) {
 	}
 	return nil, errors.New("relayproc: store has no notifier")
 }
+
+// delayTransport is deliberately broken: it waits before every publish, so a relay that
+// acknowledges before publishing (AckBeforePublish) has acknowledged batches in flight most of
+// the time. The WAL control lane expects the checks of the slot's confirmed position to catch
+// what that relay lets the slot confirm.
+type delayTransport struct {
+	core.Transport
+	delay time.Duration
+}
+
+func (t delayTransport) Publish(ctx context.Context, msgs []*core.Message) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(t.delay):
+	}
+	return t.Transport.Publish(ctx, msgs)
+}

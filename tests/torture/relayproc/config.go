@@ -20,6 +20,14 @@ type Config struct {
 	PostgresURL string
 	// Schema holds the outbox table. Required: every torture scenario has its own.
 	Schema string
+	// PostgresMode is the store's mode: table (claims from the outbox table) or wal (messages
+	// streamed from the table's logical replication slot, postgres.WALConfig). Default table.
+	PostgresMode string
+	// WALStatusInterval, WALTakeoverInterval and WALHeartbeatInterval are the WAL mode's
+	// StatusInterval, TakeoverInterval and HeartbeatInterval. Default 200ms, 500ms and 2s:
+	// shorter than the store's defaults, so that a kill streams again little, a standby takes
+	// the slot over within a second and an idle slot advances within a scenario's drain.
+	WALStatusInterval, WALTakeoverInterval, WALHeartbeatInterval time.Duration
 	// Transport is the broker: sqs, nats or rabbitmq. Default sqs.
 	Transport string
 	// QueueURL is the SQS queue the relay publishes to; a .fifo URL is a FIFO queue. Required
@@ -85,6 +93,10 @@ type Config struct {
 	// ReverseBatches breaks the relay on purpose: every batch is published in reverse order.
 	// Control scenario only. Default false.
 	ReverseBatches bool
+	// PublishDelay breaks the relay on purpose when set with AckBeforePublish: every publish
+	// waits this long first, so that acknowledged batches are in flight most of the time and a
+	// kill or the slot's confirmed position catches them. Control scenario only. Default 0.
+	PublishDelay time.Duration
 	// ShortClaimLease breaks the relay on purpose: its claims lease messages for 1ms whatever
 	// Lease says. Control scenario only. Default false.
 	ShortClaimLease bool
@@ -98,6 +110,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Transport == "" {
 		c.Transport = "sqs"
+	}
+	if c.PostgresMode == "" {
+		c.PostgresMode = "table"
+	}
+	if c.WALStatusInterval == 0 {
+		c.WALStatusInterval = 200 * time.Millisecond
+	}
+	if c.WALTakeoverInterval == 0 {
+		c.WALTakeoverInterval = 500 * time.Millisecond
+	}
+	if c.WALHeartbeatInterval == 0 {
+		c.WALHeartbeatInterval = 2 * time.Second
 	}
 	if c.NATSURL == "" {
 		c.NATSURL = envOr("OUTBOX_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -149,6 +173,16 @@ func (c Config) Validate() error {
 		return bad("schema", "is empty")
 	case c.Transport != "" && c.Transport != "sqs" && c.Transport != "nats" && c.Transport != "rabbitmq":
 		return bad("transport", fmt.Sprintf("%q is not one of sqs, nats, rabbitmq", c.Transport))
+	case c.PostgresMode != "" && c.PostgresMode != "table" && c.PostgresMode != "wal":
+		return bad("postgres-mode", fmt.Sprintf("%q is not one of table, wal", c.PostgresMode))
+	case c.WALStatusInterval < 0:
+		return bad("wal-status-interval", "is negative")
+	case c.WALTakeoverInterval < 0:
+		return bad("wal-takeover-interval", "is negative")
+	case c.WALHeartbeatInterval < 0:
+		return bad("wal-heartbeat-interval", "is negative")
+	case c.PublishDelay < 0:
+		return bad("publish-delay", "is negative")
 	case (c.Transport == "" || c.Transport == "sqs") && c.QueueURL == "":
 		return bad("queue-url", "is empty")
 	case c.Transport == "nats" && c.NATSSubject == "":
@@ -205,6 +239,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string (default $OUTBOX_TEST_POSTGRES_URL or postgres://root@127.0.0.1:5432/test)")
 	fs.StringVar(&c.Schema, "schema", "", "schema of the outbox table (required)")
+	fs.StringVar(&c.PostgresMode, "postgres-mode", "", "table or wal (default table)")
+	fs.DurationVar(&c.WALStatusInterval, "wal-status-interval", 0, "WAL mode: how often the slot's confirmed position is reported (default 200ms)")
+	fs.DurationVar(&c.WALTakeoverInterval, "wal-takeover-interval", 0, "WAL mode: how often a standby tries to take the slot (default 500ms)")
+	fs.DurationVar(&c.WALHeartbeatInterval, "wal-heartbeat-interval", 0, "WAL mode: heartbeat after this long without a streamed transaction (default 2s)")
 	fs.StringVar(&c.Transport, "transport", "", "sqs, nats or rabbitmq (default sqs)")
 	fs.StringVar(&c.QueueURL, "queue-url", "", "SQS queue URL (required with sqs; .fifo for a FIFO queue)")
 	fs.StringVar(&c.Endpoint, "endpoint", "", "SQS endpoint (default $OUTBOX_TEST_SQS_ENDPOINT or http://127.0.0.1:4566)")
@@ -231,6 +269,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.AckBeforePublish, "ack-before-publish", false, "deliberately broken relay for the control scenario: acknowledge before publishing")
 	fs.BoolVar(&c.PublishTwice, "publish-twice", false, "deliberately broken relay for the control scenario: publish every batch twice")
 	fs.BoolVar(&c.ReverseBatches, "reverse-batches", false, "deliberately broken relay for the control scenario: publish every batch in reverse order")
+	fs.DurationVar(&c.PublishDelay, "publish-delay", 0, "deliberately broken relay for the control scenario: wait this long before every publish")
 	fs.BoolVar(&c.ShortClaimLease, "short-claim-lease", false, "deliberately broken relay for the control scenario: lease claims for 1ms")
 	fs.StringVar(&c.LogLevel, "log-level", "", "debug, info, warn or error (default warn)")
 	if err := fs.Parse(args); err != nil {

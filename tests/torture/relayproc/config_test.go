@@ -20,6 +20,12 @@ func TestParseFlags(t *testing.T) {
 		{"minimal", nil, ""},
 		{"every knob", []string{"-ordered", "-lease", "2s", "-batch-size", "10", "-concurrency", "3", "-partial-failure-rate", "0.2", "-call-failure-rate", "0.05", "-log-level", "error",
 			"-publish-timeout", "2s", "-max-attempts", "3", "-backoff-initial", "100ms", "-backoff-max", "500ms"}, ""},
+		{"WAL mode", []string{"-postgres-mode", "wal", "-wal-status-interval", "100ms", "-wal-takeover-interval", "1s", "-wal-heartbeat-interval", "3s"}, ""},
+		{"unknown mode", []string{"-postgres-mode", "logical"}, "postgres-mode"},
+		{"negative status interval", []string{"-wal-status-interval", "-1ms"}, "wal-status-interval"},
+		{"negative takeover interval", []string{"-wal-takeover-interval", "-1ms"}, "wal-takeover-interval"},
+		{"negative heartbeat interval", []string{"-wal-heartbeat-interval", "-1ms"}, "wal-heartbeat-interval"},
+		{"negative publish delay", []string{"-publish-delay", "-1ms"}, "publish-delay"},
 		{"negative publish timeout", []string{"-publish-timeout", "-1s"}, "publish-timeout"},
 		{"negative attempts", []string{"-max-attempts", "-1"}, "max-attempts"},
 		{"negative backoff", []string{"-backoff-initial", "-1ms"}, "backoff-initial"},
@@ -93,7 +99,8 @@ func TestDefaults(t *testing.T) {
 		c.Transport != "sqs" || c.NATSURL != "nats://127.0.0.1:4222" ||
 		c.Lease != 3*time.Second || c.BatchSize != 50 || c.Concurrency != 2 || c.PollInterval != 250*time.Millisecond ||
 		c.MaxMessageBytes != 16<<10 || c.BackoffInitial != 250*time.Millisecond || c.BackoffMax != 4*time.Second ||
-		c.PublishTimeout != 0 || c.MaxAttempts != 0 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" {
+		c.PublishTimeout != 0 || c.MaxAttempts != 0 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" ||
+		c.PostgresMode != "table" || c.WALStatusInterval != 200*time.Millisecond || c.WALTakeoverInterval != 500*time.Millisecond || c.WALHeartbeatInterval != 2*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
 }

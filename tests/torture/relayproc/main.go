@@ -6,9 +6,11 @@
 // It stops gracefully on SIGTERM or SIGINT (in-flight batches are published and acknowledged,
 // unpublished leases released), prints the relay's counters as one JSON line on stdout and
 // exits 0. Until PostgreSQL answers it keeps trying to connect, as a daemon started during a
-// database restart must.
+// database restart must. With -postgres-mode wal the store streams the messages from the table's
+// logical replication slot (the WAL mode) and the relay journals when its reader takes the slot
+// and when it no longer holds it, so that the tests know who streamed what.
 //
-//	relayproc -schema s1 -queue-url http://127.0.0.1:4566/000000000000/q1 [-ordered] ...
+//	relayproc -schema s1 -queue-url http://127.0.0.1:4566/000000000000/q1 [-ordered] [-postgres-mode wal] ...
 //	relayproc -schema s1 -transport nats -nats-url nats://127.0.0.1:4222 -nats-subject s1.{type} ...
 //	relayproc -schema s1 -transport rabbitmq -rabbitmq-url amqp://guest:guest@127.0.0.1:5672/ -rabbitmq-queue q1 ...
 package main
@@ -21,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,11 +76,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeTransport()
-	relayStore, closeJournal, err := wrapStore(store, cfg)
+	relayStore, j, err := wrapStore(store, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeJournal()
+	defer func() {
+		if j != nil {
+			_ = j.Close()
+		}
+	}()
+	if cfg.PostgresMode == "wal" {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		var watching sync.WaitGroup
+		watching.Go(func() { watchSlot(watchCtx, store, j, log) })
+		// Stopped before the store closes (the deferred Close runs after this).
+		defer watching.Wait()
+		defer stopWatch()
+	}
 
 	relay, err := core.NewRelay(relayStore, transport, core.Config{
 		BatchSize:      cfg.BatchSize,
@@ -128,12 +143,15 @@ func newTransport(ctx context.Context, cfg Config) (t core.Transport, release fu
 	if cfg.ReverseBatches {
 		t = reverseTransport{t}
 	}
+	if cfg.PublishDelay > 0 {
+		t = delayTransport{t, cfg.PublishDelay}
+	}
 	return t, release, nil
 }
 
 // wrapStore returns the store as the relay sees it: with the control scenario's breakage when
-// asked for, and journaled when a journal is set. release closes the journal.
-func wrapStore(store *postgres.Store, cfg Config) (s core.Store, release func(), err error) {
+// asked for, and journaled when a journal is set (j, nil otherwise; the caller closes it).
+func wrapStore(store *postgres.Store, cfg Config) (s core.Store, j *journal.Store, err error) {
 	s = store
 	if cfg.AckBeforePublish {
 		s = ackFirstStore{s}
@@ -142,20 +160,75 @@ func wrapStore(store *postgres.Store, cfg Config) (s core.Store, release func(),
 		s = shortLeaseStore{s}
 	}
 	if cfg.Journal == "" {
-		return s, func() {}, nil
+		return s, nil, nil
 	}
-	j, err := journal.Wrap(s, cfg.Journal)
+	j, err = journal.Wrap(s, cfg.Journal)
 	if err != nil {
 		return nil, nil, fmt.Errorf("relayproc: %w", err)
 	}
-	return j, func() { _ = j.Close() }, nil
+	return j, j, nil
+}
+
+// slotPoll is how often watchSlot asks the store whether its reader holds the slot: a take or a
+// loss is journaled at most this late (a take with its exact time, the reader's HeldSince).
+const slotPoll = 50 * time.Millisecond
+
+// watchSlot journals (when j is set) and logs each time this relay's reader takes the WAL
+// mode's slot and each time it no longer holds it, until ctx ends. A relay that stops cleanly
+// journals no loss: what it settled is confirmed or streamed again by nobody.
+func watchSlot(ctx context.Context, store *postgres.Store, j *journal.Store, log *zap.Logger) {
+	tick := time.NewTicker(slotPoll)
+	defer tick.Stop()
+	var since time.Time // HeldSince of the hold journaled last; zero while not holding
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st, err := store.SlotStatus(ctx)
+		if err != nil {
+			continue // the database is down: the reader's state is asked again when it is back
+		}
+		var events []slotEvent
+		switch {
+		case st.Holding && st.HeldSince.Equal(since):
+		case st.Holding:
+			if !since.IsZero() {
+				// Lost and taken again between two polls: the loss came before the new take.
+				events = append(events, slotEvent{false, st.HeldSince.Add(-time.Millisecond)})
+			}
+			events = append(events, slotEvent{true, st.HeldSince})
+			since = st.HeldSince
+		case !since.IsZero():
+			events = append(events, slotEvent{false, time.Now()})
+			since = time.Time{}
+		}
+		for _, e := range events {
+			log.Info("slot", zap.String("slot", st.Slot), zap.Bool("held", e.held), zap.Time("at", e.at))
+			if j != nil {
+				if err := j.Slot(e.held, e.at, st.Slot); err != nil {
+					log.Error("journal the slot", zap.Error(err))
+				}
+			}
+		}
+	}
+}
+
+type slotEvent struct {
+	held bool
+	at   time.Time
 }
 
 // connect opens the store, retrying while PostgreSQL does not answer (a relay restarted during
 // a database restart), until ctx ends.
 func connect(ctx context.Context, cfg Config, log *zap.Logger) (*postgres.Store, error) {
 	for attempt := 1; ; attempt++ {
-		store, err := postgres.New(ctx, postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second})
+		pgCfg := postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second}
+		if cfg.PostgresMode == "wal" {
+			pgCfg.WAL = &postgres.WALConfig{StatusInterval: cfg.WALStatusInterval, TakeoverInterval: cfg.WALTakeoverInterval, HeartbeatInterval: cfg.WALHeartbeatInterval}
+		}
+		store, err := postgres.New(ctx, pgCfg)
 		if err == nil {
 			return store, nil
 		}
