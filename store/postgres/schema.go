@@ -91,8 +91,9 @@ func lockKey(schema, table string) int64 {
 }
 
 // EnsureSchema creates the schema, table and indexes when missing (the origin package's
-// ensureOutboxTable). It is idempotent and safe to run from many processes at once: a
-// transaction-scoped advisory lock serialises them.
+// ensureOutboxTable), and in WAL mode the publication and replication slot too (WALSQL). It is
+// idempotent and safe to run from many processes at once: a transaction-scoped advisory lock
+// serialises them.
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("postgres: ensure schema: %w", err)
@@ -112,6 +113,12 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: ensure schema %s: %w", s.table, err)
+	}
+	if s.wal != nil {
+		// Outside the transaction: a logical slot cannot be created in one that has written.
+		if err := s.ensureWAL(ctx); err != nil {
+			return fmt.Errorf("postgres: ensure schema %s: %w", s.table, err)
+		}
 	}
 	return nil
 }
