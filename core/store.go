@@ -21,7 +21,10 @@ type Store interface {
 	// head (its oldest undelivered message: pending, leased or dead), which must be due, and goes
 	// on through the key's next messages in order while they are due, so a claim never returns a
 	// message whose predecessor of the same Key is undelivered and not in the same claim. The
-	// messages of a run are returned in order. Unkeyed messages are not ordered.
+	// messages of a run are returned in order. Unkeyed messages are not ordered. Which keys an
+	// ordered claim takes is the store's choice (oldest heads first, or keys in turns, as
+	// PostgreSQL does so that a few long runs fill a claim), as long as every key with a due
+	// head gets its turn: no key starves.
 	//
 	// A stored message that cannot be turned back into a valid Message (see
 	// Message.ValidateStored) is moved to dead with the reason instead of being returned.
