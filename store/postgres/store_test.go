@@ -166,8 +166,8 @@ func TestClosedStore(t *testing.T) {
 	}
 }
 
-// A key's run that sits behind more blocked rows than an ordered claim first looks at is still
-// found: the claim falls back to walking the keys.
+// A key's run that sits behind many rows of a blocked key is still found: the ordered claim
+// walks the keys, passing over the blocked one with one probe of its head.
 func TestOrderedHeadBehindBlockedKey(t *testing.T) {
 	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
 		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
