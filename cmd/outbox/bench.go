@@ -270,7 +270,7 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 	case "wal-drain":
 		return walbench.Drain(ctx, pool, walbench.DrainOptions{Events: b.events, Rounds: b.rounds})
 	case "wal-latency":
-		return walbench.Latency(ctx, pool, walbench.LatencyOptions{Duration: b.duration})
+		return walbench.Latency(ctx, pool, walbench.LatencyOptions{Duration: b.duration, Rounds: b.rounds})
 	default:
 		return pgbench.Latency(ctx, pool, pgbench.LatencyOptions{Duration: b.duration})
 	}

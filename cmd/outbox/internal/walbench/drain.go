@@ -168,8 +168,10 @@ func relayDrain(ctx context.Context, sb *sandbox, events int) (drainRun, error) 
 }
 
 // rawDrain is the floor of the WAL mode: one replication connection streaming the slot with
-// pgoutput, counting the table's messages (nothing decoded, published or buffered) and
-// confirming each commit, as a hand-written pglogrepl consumer would.
+// pgoutput, recognising the table's transactions by their messages' prefix (nothing decoded,
+// published or buffered) and confirming each commit, as a hand-written pglogrepl consumer
+// would. It counts transactions, not messages, so it does not depend on how the store packs
+// events into WAL messages.
 func rawDrain(ctx context.Context, sb *sandbox, events int) (drainRun, error) {
 	_ = sb.store.Close() // the store never started a reader; the raw loop is the only one
 	sb.store = nil
@@ -180,16 +182,19 @@ func rawDrain(ctx context.Context, sb *sandbox, events int) (drainRun, error) {
 	prefix := "outbox:" + sb.schema + ".outbox"
 	mem := startSampling(nil)
 	start := time.Now()
-	n, err := rawLoop(ctx, cfg, sb.slot, sb.pub, prefix, events)
+	txs := (events + fillPerTx - 1) / fillPerTx
+	n, err := rawLoop(ctx, cfg, sb.slot, sb.pub, prefix, txs)
 	elapsed := time.Since(start)
 	peak, base := mem.stop()
 	if err != nil {
-		return drainRun{}, fmt.Errorf("walbench: raw drain: %d of %d read: %w", n, events, err)
+		return drainRun{}, fmt.Errorf("walbench: raw drain: %d of %d transactions read: %w", n, txs, err)
 	}
 	return drainRun{perSec: float64(events) / elapsed.Seconds(), peak: peak, start: base}, nil
 }
 
-func rawLoop(ctx context.Context, cfg *pgconn.Config, slot, pub, prefix string, events int) (int, error) {
+// rawLoop reads the slot until it has seen txs transactions with messages under prefix, and
+// returns how many it saw.
+func rawLoop(ctx context.Context, cfg *pgconn.Config, slot, pub, prefix string, txs int) (int, error) {
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return 0, err
@@ -203,13 +208,14 @@ func rawLoop(ctx context.Context, cfg *pgconn.Config, slot, pub, prefix string, 
 	}
 	var (
 		n         int
+		ours      bool // the transaction being streamed has a message of the table's
 		committed pglogrepl.LSN
 	)
 	confirm := func() error {
 		return pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: committed})
 	}
 	next := time.Now().Add(time.Second)
-	for n < events {
+	for n < txs {
 		if time.Now().After(next) {
 			if err := confirm(); err != nil {
 				return n, err
@@ -253,12 +259,15 @@ func rawLoop(ctx context.Context, cfg *pgconn.Config, slot, pub, prefix string, 
 				return n, err
 			}
 			switch m := msg.(type) {
+			case *pglogrepl.BeginMessage:
+				ours = false
 			case *pglogrepl.LogicalDecodingMessage:
-				if m.Prefix == prefix {
-					n++
-				}
+				ours = ours || m.Prefix == prefix
 			case *pglogrepl.CommitMessage:
 				committed = m.TransactionEndLSN
+				if ours {
+					n++
+				}
 			}
 		}
 	}

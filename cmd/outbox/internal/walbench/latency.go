@@ -27,15 +27,20 @@ type LatencyOptions struct {
 	Duration time.Duration
 	// Clients write concurrently to keep up with Rate. Default 16.
 	Clients int
+	// Rounds alternate the modes this many times, each round a load of Duration in each, so
+	// load from other processes hits both alike; the percentiles are over every round's
+	// events. Default 2.
+	Rounds int
 }
 
 // LatencyResult reports end-to-end latency in each mode, from the write (just before Add) to
 // the memory transport's subscriber receiving the message, beside the latency of the write
 // transaction itself (Add and COMMIT) measured in the same load.
 type LatencyResult struct {
-	Rate  int         `json:"rate_per_sec"`
-	WAL   ModeLatency `json:"wal"`
-	Table ModeLatency `json:"table"`
+	Rate   int         `json:"rate_per_sec"`
+	Rounds int         `json:"rounds"`
+	WAL    ModeLatency `json:"wal"`
+	Table  ModeLatency `json:"table"`
 }
 
 // ModeLatency is the latency of one mode.
@@ -52,8 +57,8 @@ type ModeLatency struct {
 	BeyondCommitP99Ms float64 `json:"beyond_commit_p99_ms"`
 }
 
-// Latency writes events at a steady rate while a relay delivers them, first in table mode,
-// then in WAL mode, each on a schema of its own.
+// Latency writes events at a steady rate while a relay delivers them, in table mode and in
+// WAL mode by turns, each round on a schema of its own.
 func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (LatencyResult, error) {
 	if o.Rate <= 0 {
 		o.Rate = 2000
@@ -64,22 +69,58 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	if o.Clients <= 0 {
 		o.Clients = 16
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 2
+	}
 	if err := NeedLogical(ctx, pool); err != nil {
 		return LatencyResult{}, err
 	}
-	r := LatencyResult{Rate: o.Rate}
-	var err error
-	if r.Table, err = latency(ctx, pool, o, false); err != nil {
-		return r, err
+	r := LatencyResult{Rate: o.Rate, Rounds: o.Rounds}
+	var table, wal samples
+	for range o.Rounds {
+		for _, m := range []struct {
+			wal bool
+			all *samples
+		}{{false, &table}, {true, &wal}} {
+			s, err := latency(ctx, pool, o, m.wal)
+			if err != nil {
+				return r, err
+			}
+			m.all.add(s)
+		}
 	}
-	r.WAL, err = latency(ctx, pool, o, true)
-	return r, err
+	r.Table, r.WAL = table.result(), wal.result()
+	return r, nil
 }
 
-func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool) (ModeLatency, error) {
+// samples are one mode's measurements.
+type samples struct {
+	latencies, commits []time.Duration
+	events             int
+	elapsed            time.Duration
+}
+
+func (s *samples) add(o samples) {
+	s.latencies = append(s.latencies, o.latencies...)
+	s.commits = append(s.commits, o.commits...)
+	s.events += o.events
+	s.elapsed += o.elapsed
+}
+
+func (s *samples) result() ModeLatency {
+	m := ModeLatency{
+		Seconds: s.elapsed.Seconds(), Events: s.events, AchievedPS: float64(s.events) / s.elapsed.Seconds(),
+		P50Ms: ms(percentile(s.latencies, 0.50)), P99Ms: ms(percentile(s.latencies, 0.99)), MaxMs: ms(percentile(s.latencies, 1)),
+		CommitP50Ms: ms(percentile(s.commits, 0.50)), CommitP99Ms: ms(percentile(s.commits, 0.99)),
+	}
+	m.BeyondCommitP99Ms = m.P99Ms - m.CommitP99Ms
+	return m
+}
+
+func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool) (samples, error) {
 	sb, err := newSandbox(ctx, pool, wal)
 	if err != nil {
-		return ModeLatency{}, err
+		return samples{}, err
 	}
 	defer sb.drop()
 	total := int(float64(o.Rate) * o.Duration.Seconds())
@@ -99,14 +140,14 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 	})
 	relay, err := core.NewRelay(sb.store, transport, core.Config{})
 	if err != nil {
-		return ModeLatency{}, err
+		return samples{}, err
 	}
 	if err := relay.Start(ctx); err != nil {
-		return ModeLatency{}, err
+		return samples{}, err
 	}
 	defer func() { _ = relay.Stop(context.Background()) }()
 	if err := sb.store.Sync(ctx); err != nil { // WAL mode: the reader holds the slot before the load
-		return ModeLatency{}, err
+		return samples{}, err
 	}
 
 	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
@@ -148,27 +189,20 @@ feed:
 	elapsed := time.Since(start)
 	close(errs)
 	if err := <-errs; err != nil {
-		return ModeLatency{}, fmt.Errorf("walbench: latency: write: %w", err)
+		return samples{}, fmt.Errorf("walbench: latency: write: %w", err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := transport.WaitFor(waitCtx, total); err != nil {
-		return ModeLatency{}, fmt.Errorf("walbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
+		return samples{}, fmt.Errorf("walbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
 	}
 	mu.Lock()
-	lat := slices.Clone(latencies)
+	out := samples{latencies: slices.Clone(latencies), events: total, elapsed: elapsed}
 	mu.Unlock()
-	var commit []time.Duration
 	for _, c := range commits {
-		commit = append(commit, c...)
+		out.commits = append(out.commits, c...)
 	}
-	m := ModeLatency{
-		Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(),
-		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
-		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
-	}
-	m.BeyondCommitP99Ms = m.P99Ms - m.CommitP99Ms
-	return m, nil
+	return out, nil
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

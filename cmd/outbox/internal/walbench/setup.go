@@ -123,11 +123,14 @@ func (sb *sandbox) drop() {
 	_, _ = sb.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{sb.schema}.Sanitize()+" CASCADE")
 }
 
-// fill writes n events through Add, in transactions of 1000 from 4 writers, taking turns over
-// 1000 keys; a table-mode table is then vacuumed and analyzed, so every drain starts from the
-// same physical state.
+// fillPerTx is how many events fill writes per transaction (one Add).
+const fillPerTx = 1000
+
+// fill writes n events through Add, in transactions of fillPerTx from 4 writers, taking turns
+// over 1000 keys; a table-mode table is then vacuumed and analyzed, so every drain starts from
+// the same physical state.
 func (sb *sandbox) fill(ctx context.Context, n int) error {
-	const per, writers = 1000, 4
+	const per, writers = fillPerTx, 4
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
 	for w := range writers {

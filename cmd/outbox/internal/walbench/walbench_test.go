@@ -63,7 +63,7 @@ func TestScenariosSmall(t *testing.T) {
 	schemas0, slots0 := leftovers(t, p)
 
 	w, err := walbench.Write(ctx, p, walbench.WriteOptions{Clients: 2, Duration: 200 * time.Millisecond, Rounds: 1})
-	if err != nil || w.BaselineTPS <= 0 || w.TableTPS <= 0 || w.WALTPS <= 0 || w.TableRatio <= 0 || w.WALRatio <= 0 {
+	if err != nil || w.BaselineTPS <= 0 || w.TableTPS <= 0 || w.WALTPS <= 0 || w.TableRatio <= 0 || w.WALRatio <= 0 || w.RoundTripRatio <= 0 || w.RawEmitRatio <= 0 || w.WALExecuteRatio <= 0 || w.TableExecuteRatio <= 0 {
 		t.Fatalf("Write = %+v, %v", w, err)
 	}
 	d, err := walbench.Drain(ctx, p, walbench.DrainOptions{Events: 3000, Rounds: 1})
@@ -71,7 +71,7 @@ func TestScenariosSmall(t *testing.T) {
 		d.WALPeakRSSMiB <= 0 || d.TablePeakRSSMiB <= 0 || d.RawPeakRSSMiB <= 0 || len(d.WALRuns) != 1 {
 		t.Fatalf("Drain = %+v, %v", d, err)
 	}
-	l, err := walbench.Latency(ctx, p, walbench.LatencyOptions{Rate: 200, Duration: time.Second, Clients: 2})
+	l, err := walbench.Latency(ctx, p, walbench.LatencyOptions{Rate: 200, Duration: time.Second, Clients: 2, Rounds: 1})
 	for _, m := range []walbench.ModeLatency{l.WAL, l.Table} {
 		if err != nil || m.Events != 200 || m.P50Ms <= 0 || m.P99Ms < m.P50Ms || m.CommitP50Ms <= 0 {
 			t.Fatalf("Latency = %+v, %v", l, err)
@@ -93,5 +93,58 @@ func TestNeedLogicalNamesTheSetting(t *testing.T) {
 	cancel()
 	if err := walbench.NeedLogical(ctx, p); !errors.Is(err, context.Canceled) {
 		t.Fatalf("NeedLogical on a cancelled context = %v", err)
+	}
+}
+
+// The benchmarks run whole scenarios and report their ratios as metrics and their results as
+// JSON in the log; each iteration is a full scenario, so -benchtime 1x is the meaningful setting:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./internal/walbench    (in cmd/outbox)
+
+func logJSON(b *testing.B, v any) {
+	b.Helper()
+	out, _ := json.Marshal(v)
+	b.Logf("%s", out)
+}
+
+func BenchmarkWrite(b *testing.B) {
+	p := pool(b)
+	for b.Loop() {
+		r, err := walbench.Write(context.Background(), p, walbench.WriteOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.WALRatio, "wal-ratio")
+		b.ReportMetric(r.TableRatio, "table-ratio")
+		logJSON(b, r)
+	}
+}
+
+func BenchmarkDrain(b *testing.B) {
+	p := pool(b)
+	for b.Loop() {
+		r, err := walbench.Drain(context.Background(), p, walbench.DrainOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.WALPerSec, "wal-events/s")
+		b.ReportMetric(r.WALVsTable, "wal-vs-table")
+		b.ReportMetric(r.WALVsRaw, "wal-vs-raw")
+		b.ReportMetric(r.WALPeakRSSMiB, "wal-peak-rss-MiB")
+		logJSON(b, r)
+	}
+}
+
+func BenchmarkLatency(b *testing.B) {
+	p := pool(b)
+	for b.Loop() {
+		r, err := walbench.Latency(context.Background(), p, walbench.LatencyOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.WAL.P99Ms, "wal-p99-ms")
+		b.ReportMetric(r.WAL.BeyondCommitP99Ms, "wal-p99-beyond-commit-ms")
+		b.ReportMetric(r.Table.P99Ms, "table-p99-ms")
+		logJSON(b, r)
 	}
 }
