@@ -22,40 +22,61 @@ func harness(mode pgx.QueryExecMode, keepDelivered bool) outboxtest.StoreFactory
 func harnessWith(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 	return func(t *testing.T) outboxtest.StoreHarness {
 		s, cfg := newStore(t, tweak)
-		write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
+		return storeHarness(t, s, cfg)
+	}
+}
+
+// storeHarness gives the suite its ways into s. Writes return once they are claimable: in WAL
+// mode after the reader streamed them (Sync, a no-op in table mode), since the suite claims
+// right after writing.
+func storeHarness(t *testing.T, s *postgres.Store, cfg postgres.Config) outboxtest.StoreHarness {
+	write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
+		tx, err := s.Pool().Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if err := s.Add(ctx, tx, msgs...); err != nil {
+			return err
+		}
+		if commit {
+			err = tx.Commit(ctx)
+		} else {
+			err = tx.Rollback(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		return s.Sync(ctx)
+	}
+	h := outboxtest.StoreHarness{
+		Store:         s,
+		Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
+		AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
+		Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
+		AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
 			tx, err := s.Pool().Begin(ctx)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			if err := s.Add(ctx, tx, msgs...); err != nil {
-				return err
-			}
-			if !commit {
-				return tx.Rollback(ctx)
-			}
-			return tx.Commit(ctx)
-		}
-		return outboxtest.StoreHarness{
-			Store:         s,
-			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
-			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
-			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
-			Corrupt: func(ctx context.Context, id string) error {
-				// Headers that are not a JSON object of strings: what a hand-made fix may write.
-				_, err := s.Pool().Exec(ctx, "UPDATE "+s.Table()+` SET headers = '{"n": 1}' WHERE id = $1`, id)
-				return err
-			},
-			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
-				tx, err := s.Pool().Begin(ctx)
-				if err != nil {
-					return nil, err
+			t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+			commit := func() error {
+				if err := tx.Commit(ctx); err != nil {
+					return err
 				}
-				t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-				return func() error { return tx.Commit(ctx) }, s.Add(ctx, tx, msgs...)
-			},
+				return s.Sync(ctx)
+			}
+			return commit, s.Add(ctx, tx, msgs...)
+		},
+	}
+	if cfg.WAL == nil { // a message in the WAL cannot be damaged after it is written
+		h.Corrupt = func(ctx context.Context, id string) error {
+			// Headers that are not a JSON object of strings: what a hand-made fix may write.
+			_, err := s.Pool().Exec(ctx, "UPDATE "+s.Table()+` SET headers = '{"n": 1}' WHERE id = $1`, id)
+			return err
 		}
 	}
+	return h
 }
 
 var allFeatures = outboxtest.StoreFeatures{

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -84,50 +83,11 @@ func walNames(t testing.TB, cfg postgres.Config) (slot, publication string) {
 	return st.Slot, pub
 }
 
-// walHarness is the store suite's factory in WAL mode. Its writes wait until the reader has
-// streamed them (Sync), since the suite claims right after writing.
+// walHarness is the store suite's factory in WAL mode.
 func walHarness(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 	return func(t *testing.T) outboxtest.StoreHarness {
 		s, cfg := newWALStore(t, tweak)
-		write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
-			tx, err := s.Pool().Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-			if err := s.Add(ctx, tx, msgs...); err != nil {
-				return err
-			}
-			if !commit {
-				err = tx.Rollback(ctx)
-			} else {
-				err = tx.Commit(ctx)
-			}
-			if err != nil {
-				return err
-			}
-			return s.Sync(ctx)
-		}
-		return outboxtest.StoreHarness{
-			Store:         s,
-			Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
-			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
-			Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
-			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
-				tx, err := s.Pool().Begin(ctx)
-				if err != nil {
-					return nil, err
-				}
-				t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-				commit := func() error {
-					if err := tx.Commit(ctx); err != nil {
-						return err
-					}
-					return s.Sync(ctx)
-				}
-				return commit, s.Add(ctx, tx, msgs...)
-			},
-		}
+		return storeHarness(t, s, cfg)
 	}
 }
 
