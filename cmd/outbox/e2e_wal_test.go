@@ -387,3 +387,36 @@ func TestWALHealthzFailsOnLagAlarm(t *testing.T) {
 		t.Fatalf("relay exit %d after SIGTERM:\n%s", code, relay.logs.String())
 	}
 }
+
+// TestWALHealthzFailsWhenNobodyReadsTheSlot: a relay whose replication connection cannot be
+// made, with no other relay reading the slot, answers 503 with its reader's error (without the
+// connection string's password), and status shows the slot read by no relay.
+func TestWALHealthzFailsWhenNobodyReadsTheSlot(t *testing.T) {
+	h := newWALHarness(t)
+	// Nothing listens on port 1.
+	broken := append(h.environ, "OUTBOX_WAL_REPLICATION_URL=postgres://root:pw-url@127.0.0.1:1/test?connect_timeout=2")
+	relay := startRelay(t, h.bin, broken)
+	var last server.Health
+	if !waitUntil(20*time.Second, func() bool {
+		code, hl := health(t, relay)
+		last = hl
+		return code == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("/healthz stayed healthy with no relay reading the slot: %+v\n%s", *last.Slot, relay.logs.String())
+	}
+	if last.Slot.Holding || last.Slot.Active || !strings.Contains(last.Slot.Problem, "no relay reads replication slot "+h.slot+", and this one cannot") {
+		t.Errorf("/healthz slot %+v, want the reader's failure", *last.Slot)
+	}
+	code, body := httpGet(t, "http://"+relay.addr+"/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no relay reads replication slot") {
+		t.Errorf("/healthz text: %d %q", code, body)
+	}
+	assertNoSecret(t, "/healthz", body)
+	if s := h.status(); !s.Exists || s.Active || s.Alarm {
+		t.Errorf("status: %+v, want an existing slot read by nobody, without the store's alarm", s)
+	}
+	if code := relay.signal(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("relay exit %d after SIGTERM:\n%s", code, relay.logs.String())
+	}
+	assertNoSecret(t, "relay logs", relay.logs.String())
+}
