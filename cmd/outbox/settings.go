@@ -32,7 +32,7 @@ func storeSettings() []core.Setting[storeFlags] {
 			func(s *storeFlags) *string { return &s.opts.Collection }),
 		core.StringSetting("OUTBOX_DATABASE", "", "the URL's path", "mongodb database",
 			func(s *storeFlags) *string { return &s.opts.Database }),
-		core.StringSetting("OUTBOX_POSTGRES_MODE", "", storeurl.ModeTable, "postgres: table (messages are rows the relay claims) or wal (messages written into the WAL and streamed from a logical replication slot; needs wal_level=logical, see docs/cli.md)",
+		core.StringSetting("OUTBOX_POSTGRES_MODE", "", storeurl.ModeTable, "postgres: table (messages are rows the relay claims) or wal (messages written into the WAL and streamed from a logical replication slot; needs wal_level=logical, see docs/wal.md)",
 			func(s *storeFlags) *string { return &s.opts.PostgresMode }),
 		core.StringSetting("OUTBOX_WAL_SLOT", "", "outbox_SCHEMA_TABLE", "wal mode: the logical replication slot the relay reads; one relay holds it, the others stand by",
 			func(s *storeFlags) *string { return &s.opts.WAL.Slot }),
