@@ -173,6 +173,11 @@ var scenarios = []scenario{
 	{name: "wal-postgres-restart", lanes: []laneSpec{walMode(ordered(2))}, duration: 18 * time.Second, rate: 30, pgRestartAt: 7 * time.Second, privatePostgres: true},
 	{name: "wal-sqs-outage", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
 		duration: 20 * time.Second, rate: 25, sqsFreezeAt: 6 * time.Second, recovery: true},
+	// The fault kit fails publishes while relays are killed: failed events go to the table (in
+	// ordered mode with every later event of their key behind them), which retries them, and a
+	// new holder streams again what a killed one spilled but had not confirmed.
+	{name: "wal-partial-failures", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
+		duration: 12 * time.Second, rate: 25, kills: 6, partialRate: 0.2, callRate: 0.05},
 	// A WAL-mode relay that acknowledges batches when it claims them and publishes them half a
 	// second later, killed now and then: the slot confirms what nobody published. The checks of
 	// the confirmed position must catch it, and the loss.

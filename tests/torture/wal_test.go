@@ -197,7 +197,8 @@ type walReport struct {
 //   - Every sample of the confirmed position, taken at a moment T, must find each event it has
 //     passed (its transaction's end at or below the position) already accepted by the broker
 //     at T (SQS SentTimestamp), unless the event went to the table: poison, failures that
-//     charged an attempt (S lines), and the events queued behind a dead head of their key.
+//     charged an attempt (S lines), and in ordered mode the later events of their keys, which
+//     may have been queued behind them.
 //   - Every event a killed relay held without settling it must have been claimed again by
 //     another relay: for a streamed one, the next holder streamed it again from the confirmed
 //     position, which therefore had not passed it.
@@ -228,15 +229,24 @@ func checkWAL(ln *lane, a journal.Analysis, broken func(format string, args ...a
 			accepted[d.msg.ID] = d.sent
 		}
 	}
-	_, queued := ln.ledger.behind(true)
-	tabled := map[string]bool{}
-	for _, id := range queued {
-		tabled[id] = true
-	}
+	// What went to the table instead of being published: poison, failures that charged an
+	// attempt, and in ordered mode every later event of their keys, which the holder may have
+	// queued behind them (the blockers' followers among them).
 	ln.ledger.mu.Lock()
+	tabled := map[string]bool{}
+	spilledKey := map[string]bool{}
+	for _, m := range ln.ledger.written { // commit order, for keys with one writer
+		if ln.spec.ordered && spilledKey[m.Key] {
+			tabled[m.ID] = true
+		}
+		if ln.ledger.poison[m.ID] || a.Spilled[m.ID] {
+			tabled[m.ID] = true
+			spilledKey[m.Key] = true
+		}
+	}
 	bounds := make(map[string]int64, len(ln.ledger.walBound))
 	for id, lsn := range ln.ledger.walBound {
-		if !ln.ledger.poison[id] && !tabled[id] && !a.Spilled[id] {
+		if !tabled[id] {
 			bounds[id] = lsn
 		}
 	}
