@@ -438,3 +438,32 @@ func testWALExecute(t *testing.T, mode pgx.QueryExecMode) {
 		t.Fatalf("Execute without events after a failure: %v", err)
 	}
 }
+
+// A reader that dies after writing a failed message to the table, before it confirmed past it,
+// leaves the next reader to stream the message again: the table has it, so the stream's copy is
+// dropped, and it is neither published twice nor held by two relays at once (one from the
+// stream, one from the table). Checked to fail without the check.
+func TestWALRestreamedSpillStaysInTheTable(t *testing.T) {
+	// No status update goes out during the test, so the slot never confirms the spill.
+	s, cfg := newWALStore(t, func(c *postgres.Config) { c.WAL.StatusInterval = time.Hour })
+	ctx := context.Background()
+	m := msg(t, "T", "", 1)
+	walAdd(t, s, m)
+	if got := claimAll(t, s, "a"); len(got) != 1 {
+		t.Fatalf("claimed %d, want 1", len(got))
+	}
+	if _, err := s.Nack(ctx, "a", []core.Failure{{ID: m.ID, Error: "refused", Delay: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close() // dies before confirming
+
+	next := openStore(t, cfg)
+	syncStore(t, next)
+	if got := claimAll(t, next, "b"); len(got) != 0 {
+		t.Fatalf("the next reader claimed %v, which is in the table waiting for its retry", idsOf(got))
+	}
+	var attempts int
+	if err := next.Pool().QueryRow(ctx, "SELECT attempts FROM "+next.Table()+" WHERE id = $1", m.ID).Scan(&attempts); err != nil || attempts != 1 {
+		t.Fatalf("the table's row: attempts %d, %v", attempts, err)
+	}
+}

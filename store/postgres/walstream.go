@@ -41,6 +41,13 @@ type walStream struct {
 	startOnce sync.Once
 	holding   atomic.Bool
 	lastSeen  atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
+	// inTable holds the undelivered messages in the table when this reader took the slot: a
+	// reader before it may have spilled some of what is streamed again up to catchUp (the WAL's
+	// end then; the earlier reader cannot have read further). Those are the table's to deliver:
+	// taken from the stream too, they would go out twice, and be held by two relays at once.
+	// Only the reader's goroutine uses them.
+	inTable map[string]bool
+	catchUp pglogrepl.LSN
 
 	mu        sync.Mutex
 	err       error     // why the last session ended or could not start; nil while holding
@@ -169,13 +176,18 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("start replication from slot %q: %w", w.cfg.Slot, err)
 	}
-	// The slot is ours. Where it stands, and which keys have messages in the table that later
-	// ones of their key must queue behind, are read before anything is streamed.
-	var confirmed pglogrepl.LSN
-	if err := w.s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", w.cfg.Slot).Scan(&confirmed); err != nil {
+	// The slot is ours. Where it stands, which keys have messages in the table that later ones
+	// of their key must queue behind, and which messages an earlier reader already wrote to the
+	// table are read before anything is streamed.
+	var confirmed, now pglogrepl.LSN
+	err = w.s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = $1", w.cfg.Slot).Scan(&confirmed, &now)
+	if err != nil {
 		return true, fmt.Errorf("read slot %q: %w", w.cfg.Slot, err)
 	}
 	if err := w.loadSpilled(ctx); err != nil {
+		return true, err
+	}
+	if err := w.loadInTable(ctx, now); err != nil {
 		return true, err
 	}
 	w.buf.start(confirmed)
@@ -337,7 +349,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 						}
 					}
 				}
-				w.buf.add(m.TransactionEndLSN, committed, msgs)
+				w.buf.add(m.TransactionEndLSN, committed, w.notInTable(m.TransactionEndLSN, msgs))
 				msgs = nil
 			}
 		}
@@ -502,6 +514,47 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
 	return nil
+}
+
+// loadInTable reads the IDs of the table's undelivered messages (see walStream.inTable).
+func (w *walStream) loadInTable(ctx context.Context, end pglogrepl.LSN) error {
+	rows, err := w.s.pool.Query(ctx, "SELECT id::text FROM "+w.s.table+" WHERE status <> 'delivered'")
+	if err != nil {
+		return fmt.Errorf("read spilled messages: %w", err)
+	}
+	ids := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("read spilled messages: %w", err)
+		}
+		ids[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read spilled messages: %w", err)
+	}
+	w.inTable, w.catchUp = ids, end
+	return nil
+}
+
+// notInTable drops from a streamed transaction ending at end the messages an earlier reader
+// wrote to the table.
+func (w *walStream) notInTable(end pglogrepl.LSN, msgs []*core.Message) []*core.Message {
+	if len(w.inTable) == 0 {
+		return msgs
+	}
+	if end > w.catchUp {
+		w.inTable = nil // past what an earlier reader can have streamed
+		return msgs
+	}
+	out := msgs[:0]
+	for _, m := range msgs {
+		if !w.inTable[m.ID] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // replicationConfig is the replication connection's configuration: ReplicationURL, or the
