@@ -367,6 +367,32 @@ func TestWALMissingSlot(t *testing.T) {
 	}
 }
 
+// A writer checks the slot at most once a second (the check costs more than the write): a slot
+// dropped under running writers makes their writes fail within a second.
+func TestWALSlotDroppedUnderAWriter(t *testing.T) {
+	admin := adminPool(t)
+	_, cfg := newWALStore(t, nil)
+	writer, err := postgres.New(context.Background(), cfg) // writes only: no reader holds the slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	write := func() error {
+		return pgxBegin(writer, func(ctx context.Context, tx pgxTx) error { return writer.Add(ctx, tx, msg(t, "T", "", 1)) })
+	}
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	dropSlot(t, admin, cfg)
+	deadline := time.Now().Add(5 * time.Second)
+	for err = write(); err == nil && time.Now().Before(deadline); err = write() {
+		time.Sleep(50 * time.Millisecond) // writes go on as a service's would
+	}
+	if !errors.Is(err, postgres.ErrNoSlot) {
+		t.Fatalf("writes after the slot was dropped: %v, want ErrNoSlot within a second or so", err)
+	}
+}
+
 type pgxTx = pgx.Tx
 
 func pgxBegin(s *postgres.Store, fn func(ctx context.Context, tx pgx.Tx) error) error {

@@ -39,8 +39,10 @@ type walStream struct {
 	spillSQL string
 
 	startOnce sync.Once
-	holding   atomic.Bool
-	lastSeen  atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
+	// slotChecked is when a write last found the slot there (unix nanos; see walWrite.emit).
+	slotChecked atomic.Int64
+	holding     atomic.Bool
+	lastSeen    atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
 	// inTable holds the undelivered messages in the table when this reader took the slot: a
 	// reader before it may have spilled some of what is streamed again up to catchUp (the WAL's
 	// end then; the earlier reader cannot have read further). Those are the table's to deliver:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,8 +33,9 @@ func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*core.Message) err
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
-	_, err = tx.Exec(ctx, walEmit, s.wal.prefix, content, s.wal.cfg.Slot)
-	return s.emitted(len(msgs), err)
+	sql, args := s.wal.emit(walEmit, walEmitChecked, content)
+	_, err = tx.Exec(ctx, sql, args...)
+	return s.emitted(len(msgs), err, len(args) == 3)
 }
 
 // addWALSQL is AddSQL in WAL mode. The content travels as base64 text, which every
@@ -43,15 +45,32 @@ func (s *Store) addWALSQL(ctx context.Context, tx *sql.Tx, msgs []*core.Message)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, walEmitText, s.wal.prefix, base64.StdEncoding.EncodeToString(content), s.wal.cfg.Slot)
-	return s.emitted(len(msgs), err)
+	sql, args := s.wal.emit(walEmitText, walEmitTextChecked, base64.StdEncoding.EncodeToString(content))
+	_, err = tx.ExecContext(ctx, sql, args...)
+	return s.emitted(len(msgs), err, len(args) == 3)
+}
+
+// slotCheckInterval is how often a writer checks that the slot exists (see walEmitChecked).
+const slotCheckInterval = time.Second
+
+// emit returns the statement and arguments of the next write of content: with the slot check
+// when the last one is older than slotCheckInterval.
+func (w *walStream) emit(bare, checked string, content any) (string, []any) {
+	if time.Since(time.Unix(0, w.slotChecked.Load())) < slotCheckInterval {
+		return bare, []any{w.prefix, content}
+	}
+	return checked, []any{w.prefix, content, w.cfg.Slot}
 }
 
 // emitted describes a failed WAL write; the server's error for a missing slot becomes ErrNoSlot.
-func (s *Store) emitted(n int, err error) error {
+// A checked write that succeeded records the time of its check.
+func (s *Store) emitted(n int, err error, checked bool) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
+		if checked {
+			s.wal.slotChecked.Store(time.Now().UnixNano())
+		}
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.Contains(pgErr.Message, "outbox: replication slot"):
 		return fmt.Errorf("postgres: add %d message(s): slot %q: %w", n, s.wal.cfg.Slot, ErrNoSlot)
@@ -68,8 +87,9 @@ func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*core.Mess
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
 	}
+	sql, args := s.wal.emit(walEmit, walEmitChecked, content)
 	b := &pgx.Batch{}
-	b.Queue(walEmit, s.wal.prefix, content, s.wal.cfg.Slot)
+	b.Queue(sql, args...)
 	b.Queue("COMMIT")
 	results := conn.SendBatch(ctx, b)
 	_, emitErr := results.Exec()
@@ -77,7 +97,7 @@ func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*core.Mess
 	closeErr := results.Close()
 	switch {
 	case emitErr != nil:
-		return s.emitted(len(msgs), emitErr)
+		return s.emitted(len(msgs), emitErr, false)
 	case commitErr != nil:
 		return fmt.Errorf("postgres: execute: commit: %w", commitErr)
 	case closeErr != nil:
@@ -85,5 +105,5 @@ func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*core.Mess
 	case tag.String() != "COMMIT":
 		return fmt.Errorf("postgres: execute: commit: %w", pgx.ErrTxCommitRollback)
 	}
-	return nil
+	return s.emitted(len(msgs), nil, len(args) == 3)
 }
