@@ -147,3 +147,60 @@ func TestWALServerShutdown(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+// PostgreSQL before 17 writes a slot's confirmed position to disk only now and then, so after a
+// crash the slot streams again transactions that were settled and confirmed. The reader keeps
+// the position it confirmed in a table of its own and skips them. Checked to fail (the settled
+// messages come back) without that table.
+func TestWALServerCrashStreamsNothingTwice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a private PostgreSQL server")
+	}
+	srv := startPrivateServer(t)
+	cfg := postgres.Config{URL: srv.url(), WAL: &postgres.WALConfig{StatusInterval: 50 * time.Millisecond, TakeoverInterval: 100 * time.Millisecond}}
+	s := openStore(t, cfg)
+	ctx := context.Background()
+	// Two rounds of messages, each settled and confirmed: the server writes the slot to disk
+	// when its restart position can move (the first round), not for the second.
+	var end string
+	for round := range 2 {
+		settled := make([]*core.Message, 20)
+		for i := range settled {
+			settled[i] = msg(t, "T", "", round*100+i)
+		}
+		walAdd(t, s, settled...)
+		token := fmt.Sprint("round-", round)
+		got := claimAll(t, s, token)
+		if len(got) != len(settled) {
+			t.Fatalf("round %d: claimed %d, want %d", round, len(got), len(settled))
+		}
+		if _, err := s.Ack(ctx, token, idsOf(got)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Pool().QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the slot to confirm the settled messages", func() bool {
+			var past bool
+			err := s.Pool().QueryRow(ctx, "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots", end).Scan(&past)
+			return err == nil && past
+		})
+	}
+	if err := srv.ctl("stop", "-m", "immediate"); err != nil { // a crash: nothing more reaches the disk
+		t.Fatal(err)
+	}
+	if err := srv.ctl("start", "-l", srv.dir+"/log"); err != nil {
+		t.Fatal(err)
+	}
+	// A relay started afresh (it crashed with the server, or another one takes over) has only
+	// the slot and the table to go by.
+	_ = s.Close()
+	s = openStore(t, cfg)
+	after := msg(t, "T", "", 999)
+	walAdd(t, s, after)
+	again := claimAll(t, s, "b")
+	if len(again) != 1 || again[0].ID != after.ID {
+		t.Fatalf("after the crash claimed %d messages; want only the new one (%d settled ones streamed again)", len(again), len(again)-1)
+	}
+	_ = s.Close()
+}

@@ -12,7 +12,8 @@ import (
 )
 
 // WALSQL returns what EnsureSchema adds in WAL mode to SchemaSQL's table (which holds the
-// spilled messages): the publication pgoutput streams with, and the logical replication slot.
+// spilled messages): the table where the reader keeps the position it confirmed (see
+// walStream.persist), the publication pgoutput streams with, and the logical replication slot.
 // The slot statement must run outside a transaction block that has written anything (a
 // PostgreSQL rule for creating logical slots), by a role with the REPLICATION attribute. Run it
 // before the first WAL-mode write: the WAL the slot holds starts when it is created.
@@ -23,17 +24,38 @@ func WALSQL(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}
-	w := cfg.withDefaults().WAL
-	return fmt.Sprintf("CREATE PUBLICATION %s;\nSELECT pg_create_logical_replication_slot('%s', 'pgoutput');\n",
-		pgx.Identifier{w.Publication}.Sanitize(), w.Slot), nil
+	d := cfg.withDefaults()
+	return fmt.Sprintf("%s;\nCREATE PUBLICATION %s;\nSELECT pg_create_logical_replication_slot('%s', 'pgoutput');\n",
+		positionDDL(positionTable(d.Schema, d.Table)), pgx.Identifier{d.WAL.Publication}.Sanitize(), d.WAL.Slot), nil
 }
 
-// ensureWAL creates the publication and the slot when missing. Concurrent callers are fine: the
-// loser of a race gets "already exists", which is what it wanted.
+// positionTable is the quoted name of the table of confirmed positions, next to the outbox.
+func positionTable(schema, table string) string {
+	return pgx.Identifier{schema, indexName(table, "wal")}.Sanitize()
+}
+
+func positionDDL(table string) string {
+	return "CREATE TABLE IF NOT EXISTS " + table + " (slot text PRIMARY KEY, confirmed pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+}
+
+// ensureWAL creates the position table, the publication and the slot when missing. Concurrent
+// callers are fine: the table is created under EnsureSchema's lock, and the loser of a race for
+// the publication or the slot gets "already exists", which is what it wanted. A slot created
+// here starts afresh: a position kept for an earlier slot of the same name is forgotten.
 func (s *Store) ensureWAL(ctx context.Context) error {
 	w := s.wal.cfg
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.cfg.Schema, s.cfg.Table)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, positionDDL(s.wal.positions))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", s.wal.positions, err)
+	}
 	var pub, slot bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
+	err = s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
 		EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $2)`, w.Publication, w.Slot).Scan(&pub, &slot)
 	if err != nil {
 		return err
@@ -44,11 +66,19 @@ func (s *Store) ensureWAL(ctx context.Context) error {
 		}
 	}
 	if !slot {
+		if _, err := s.pool.Exec(ctx, "DELETE FROM "+s.wal.positions+" WHERE slot = $1", w.Slot); err != nil {
+			return err
+		}
 		if _, err := s.pool.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", w.Slot); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("create replication slot %q: %w", w.Slot, err)
 		}
 	}
 	return nil
+}
+
+func undefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 func alreadyExists(err error) bool {
@@ -72,6 +102,10 @@ func (s *Store) DropSlot(ctx context.Context) error {
 	_, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", w.Slot)
 	if err != nil {
 		return fmt.Errorf("postgres: drop slot %q: %w", w.Slot, err)
+	}
+	// The position table may be missing (created by EnsureSchema, not by every migration).
+	if _, err := s.pool.Exec(ctx, "DELETE FROM "+s.wal.positions+" WHERE slot = $1", w.Slot); err != nil && !undefinedTable(err) {
+		return fmt.Errorf("postgres: drop slot %q: forget its position: %w", w.Slot, err)
 	}
 	if _, err := s.pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{w.Publication}.Sanitize()); err != nil {
 		return fmt.Errorf("postgres: drop publication %q: %w", w.Publication, err)

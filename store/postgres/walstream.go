@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/txoutbox/outbox/core"
@@ -37,6 +38,8 @@ type walStream struct {
 	buf    *walBuffer
 	// spillSQL writes streamed messages to the table (see Store.spill).
 	spillSQL string
+	// positions is the quoted table where the reader keeps the position it confirmed.
+	positions string
 
 	startOnce sync.Once
 	// slotChecked is when a write last found the slot there (unix nanos; see walWrite.emit).
@@ -71,8 +74,8 @@ func newWALStream(s *Store) *walStream {
 	w := &walStream{
 		s: s, cfg: *s.cfg.WAL,
 		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
-		spillSQL: spillQuery(s.table),
-		spilled:  map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+		spillSQL: spillQuery(s.table), positions: positionTable(s.cfg.Schema, s.cfg.Table),
+		spilled: map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
 	return w
@@ -192,7 +195,11 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	if err := w.loadInTable(ctx, now); err != nil {
 		return true, err
 	}
-	w.buf.start(confirmed)
+	kept, err := w.kept(ctx)
+	if err != nil {
+		return true, err
+	}
+	w.buf.start(max(confirmed, kept))
 	w.mu.Lock()
 	w.err, w.fatal, w.heldSince = nil, false, time.Now()
 	w.tableNext = time.Time{}
@@ -219,8 +226,12 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		// unanswered counts the server's requests for a reply since it last sent data.
 		unanswered int
 	)
+	var persisted pglogrepl.LSN
 	status := func() error {
 		confirmed, _, _ := w.buf.position()
+		if confirmed > persisted && w.persist(ctx, confirmed) == nil {
+			persisted = confirmed
+		}
 		if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
 			return fmt.Errorf("send standby status: %w", err)
 		}
@@ -516,6 +527,34 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
 	return nil
+}
+
+// persist keeps the position the reader is about to confirm in the position table. PostgreSQL
+// before 17 writes a slot's confirmed position to disk only now and then, so after a server
+// restart the slot may stream again, from an older position, transactions that were settled
+// and confirmed: the next reader skips what the table says was confirmed. Only positions the
+// reader confirms are kept, so nothing unsettled is ever skipped. A failure only costs such
+// duplicates; it is tried again at the next status update.
+func (w *walStream) persist(ctx context.Context, pos pglogrepl.LSN) error {
+	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
+	defer cancel()
+	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed) VALUES ($1, $2)
+		ON CONFLICT (slot) DO UPDATE SET confirmed = greatest(`+w.positions+`.confirmed, excluded.confirmed), updated_at = now()`, w.cfg.Slot, pos)
+	return err
+}
+
+// kept reads the position persist kept; zero when there is none (or no table: a schema set up
+// without it only loses the skipping).
+func (w *walStream) kept(ctx context.Context) (pglogrepl.LSN, error) {
+	var pos pglogrepl.LSN
+	err := w.s.pool.QueryRow(ctx, "SELECT confirmed FROM "+w.positions+" WHERE slot = $1", w.cfg.Slot).Scan(&pos)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), undefinedTable(err):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read the kept position: %w", err)
+	}
+	return pos, nil
 }
 
 // loadInTable reads the IDs of the table's undelivered messages (see walStream.inTable).
