@@ -89,3 +89,38 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 		})
 	}
 }
+
+// A run ends before a message of its key that is dead, or leased or waiting for a retry, even
+// when it is not the head: an unordered claimer may have taken it.
+func TestOrderedRunEndsAtAHeldMessageBehindTheHead(t *testing.T) {
+	ctx := context.Background()
+	for _, held := range []string{"dead", "leased", "retrying"} {
+		t.Run(held, func(t *testing.T) {
+			s := open(t, sqlite.Config{})
+			k1, k2, k3 := msg("T", "k"), msg("T", "k"), msg("T", "k")
+			add(t, s, k1, k2, k3)
+			unordered := claim(t, s, core.ClaimRequest{Token: "u", Limit: 10, Lease: time.Minute})
+			if len(unordered) != 3 {
+				t.Fatalf("unordered claim = %d messages, want 3", len(unordered))
+			}
+			back := []core.Failure{{ID: k1.ID, Release: true}, {ID: k3.ID, Release: true}}
+			switch held {
+			case "dead":
+				back = append(back, core.Failure{ID: k2.ID, Error: "x", Dead: true})
+			case "retrying":
+				back = append(back, core.Failure{ID: k2.ID, Error: "x", Delay: time.Hour})
+			}
+			if n, err := s.Nack(ctx, "u", back); err != nil || n != len(back) {
+				t.Fatalf("nack = %d, %v", n, err)
+			}
+			got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
+			if len(got) != 1 || got[0].ID != k1.ID {
+				var ids []string
+				for _, m := range got {
+					ids = append(ids, m.ID)
+				}
+				t.Fatalf("ordered claim = %v, want only the head %s", ids, k1.ID)
+			}
+		})
+	}
+}
