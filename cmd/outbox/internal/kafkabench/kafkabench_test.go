@@ -47,21 +47,28 @@ func TestRunRejectsNegative(t *testing.T) {
 }
 
 // BenchmarkRelayVsRaw reports the relay's events/s through the Kafka transport as a ratio to a
-// raw franz-go client with the same producer settings and concurrency. Run it once per
-// invocation:
+// raw franz-go client with the same producer settings, concurrency and ordering. Ordered, it runs
+// twice: with the default 100 keys, where each ordered claim of the memory store holds every key
+// so the relay has one batch in flight, and with 1000 keys, where the four workers' claims cover
+// different keys. Run it once per invocation:
 //
 //	go test -run '^$' -bench RelayVsRaw -benchtime 1x ./internal/kafkabench
 func BenchmarkRelayVsRaw(b *testing.B) {
-	for _, ordered := range []bool{false, true} {
-		b.Run(fmt.Sprintf("ordered=%t", ordered), func(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		ordered bool
+		keys    int
+	}{{"ordered=false", false, 0}, {"ordered=true", true, 0}, {"ordered=true,keys=1000", true, 1000}} {
+		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				res, err := kafkabench.Run(context.Background(), kafkabench.Config{Brokers: brokers(), Ordered: ordered})
+				res, err := kafkabench.Run(context.Background(), kafkabench.Config{Brokers: brokers(), Ordered: c.ordered, Keys: c.keys})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(res.RawPerSec, "raw_events/s")
 				b.ReportMetric(res.RelayPerSec, "relay_events/s")
 				b.ReportMetric(res.Ratio, "ratio")
+				b.ReportMetric(float64(res.RelayPublishesInFlight), "publishes_in_flight")
 				fmt.Println(res.JSON()) // the whole record; b.Log would truncate it
 			}
 		})
