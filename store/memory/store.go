@@ -32,6 +32,10 @@ type Store struct {
 	byID      map[string]*list.Element
 	delivered map[string]*entry
 	listeners map[chan struct{}]struct{}
+	// lastKey is the key the last ordered claim ended with (turned: there was one), where the
+	// next one starts its turn.
+	lastKey string
+	turned  bool
 }
 
 type entry struct {
@@ -140,33 +144,95 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	defer s.mu.Unlock()
 	s.init()
 	now := time.Now()
-	// In ordered mode a key is open while every earlier undelivered message of it (pending,
-	// leased or dead) is in this claim: the key's run goes on while its messages are due.
-	var closed map[string]bool
+	var picked []*entry
 	if req.Ordered {
-		closed = map[string]bool{}
-	}
-	var out []*core.Message
-	for el := s.queue.Front(); el != nil && len(out) < req.Limit; el = el.Next() {
-		e := el.Value.(*entry)
-		keyed := req.Ordered && e.msg.Key != ""
-		if keyed && closed[e.msg.Key] {
-			continue
-		}
-		if e.status != core.StatusPending || e.availableAt.After(now) || (e.leaseToken != "" && e.leaseUntil.After(now)) {
-			if keyed {
-				closed[e.msg.Key] = true
+		picked = s.runs(req.Limit, now)
+	} else {
+		for el := s.queue.Front(); el != nil && len(picked) < req.Limit; el = el.Next() {
+			if e := el.Value.(*entry); e.claimable(now) {
+				picked = append(picked, e)
 			}
-			continue
 		}
+	}
+	out := make([]*core.Message, len(picked))
+	for i, e := range picked {
 		e.leaseToken, e.leaseUntil = req.Token, now.Add(req.Lease)
 		m := e.msg
 		if m.Headers != nil {
 			m.Headers = maps.Clone(m.Headers)
 		}
-		out = append(out, &m)
+		out[i] = &m
 	}
 	return out, nil
+}
+
+func (e *entry) claimable(now time.Time) bool {
+	return e.status == core.StatusPending && !e.availableAt.After(now) && (e.leaseToken == "" || !e.leaseUntil.After(now))
+}
+
+// runs picks an ordered claim: the keys take turns, from the one after where the last ordered
+// claim ended, and each due key gives its whole run (its head, which must be due, and the due
+// messages after it, in order) up to limit, so a claim holds a few keys and several claims can
+// be in flight over different keys, as PostgreSQL's does. A key's run starts at its oldest
+// undelivered message (pending, leased or dead) and stops at its first one that is not due.
+// Unkeyed messages are one more turn of their own, oldest first.
+func (s *Store) runs(limit int, now time.Time) []*entry {
+	runs := map[string][]*entry{}
+	closed := map[string]bool{}
+	var keys []string
+	for el := s.queue.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*entry)
+		k := e.msg.Key
+		if closed[k] {
+			continue
+		}
+		if !e.claimable(now) {
+			closed[k] = k != "" // an unkeyed message holds back no other
+			continue
+		}
+		if _, seen := runs[k]; !seen {
+			keys = append(keys, k)
+		}
+		runs[k] = append(runs[k], e)
+	}
+	// Keys in order, the unkeyed turn last; start after the key the last ordered claim ended
+	// with, and wrap around.
+	before := func(a, b string) bool {
+		if (a == "") != (b == "") {
+			return b == ""
+		}
+		return a < b
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case before(a, b):
+			return -1
+		case before(b, a):
+			return 1
+		}
+		return 0
+	})
+	start := 0
+	if s.turned {
+		start = len(keys)
+		for i, k := range keys {
+			if before(s.lastKey, k) {
+				start = i
+				break
+			}
+		}
+	}
+	var out []*entry
+	for i := range keys {
+		if len(out) >= limit {
+			break
+		}
+		k := keys[(start+i)%len(keys)]
+		run := runs[k]
+		out = append(out, run[:min(len(run), limit-len(out))]...)
+		s.lastKey, s.turned = k, true
+	}
+	return out
 }
 
 // Ack implements core.Store.

@@ -2,7 +2,10 @@ package memory_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
@@ -46,4 +49,34 @@ func TestMemoryStoreDeleteOnAck(t *testing.T) {
 	outboxtest.RunStoreSuite(t, memoryHarness(false), outboxtest.StoreFeatures{
 		Transactions: true, ConcurrentClaims: true, Notifier: true, Inspector: true,
 	})
+}
+
+// An ordered claim takes whole runs of a few keys, the keys taking turns, instead of one message
+// of every key: so several claims can be in flight over different keys.
+func TestOrderedClaimKeysTakeTurns(t *testing.T) {
+	s := memory.New()
+	ctx := context.Background()
+	var byKey = map[string][]string{}
+	for i := range 9 {
+		m, _ := core.NewMessage("T", i)
+		m.Key = []string{"a", "b", "c"}[i%3]
+		if err := s.Add(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		byKey[m.Key] = append(byKey[m.Key], m.ID)
+	}
+	for turn, key := range []string{"a", "b", "c"} {
+		token := fmt.Sprint("turn-", turn)
+		got, err := s.Claim(ctx, core.ClaimRequest{Token: token, Limit: 3, Lease: time.Minute, Ordered: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, len(got))
+		for i, m := range got {
+			ids[i] = m.ID
+		}
+		if !slices.Equal(ids, byKey[key]) {
+			t.Fatalf("claim %d got %v, want key %s's run %v", turn, ids, key, byKey[key])
+		}
+	}
 }
