@@ -28,7 +28,9 @@ type Store struct {
 	WriteHooks []core.WriteHook
 
 	mu        sync.Mutex
-	queue     *list.List // of *entry: every undelivered message (pending or dead), in write order
+	queue     *list.List            // of *entry: every undelivered message (pending or dead), in write order
+	byKey     map[string]*list.List // the same, per key ("" for unkeyed ones)
+	keys      []string              // the keys of byKey but "", sorted
 	byID      map[string]*list.Element
 	delivered map[string]*entry
 	listeners map[chan struct{}]struct{}
@@ -39,6 +41,7 @@ type Store struct {
 }
 
 type entry struct {
+	keyEl       *list.Element // in byKey[msg.Key]
 	msg         core.Message
 	status      core.Status
 	availableAt time.Time
@@ -62,6 +65,7 @@ func New() *Store { return &Store{} }
 func (s *Store) init() {
 	if s.queue == nil {
 		s.queue = list.New()
+		s.byKey = map[string]*list.List{}
 		s.byID = map[string]*list.Element{}
 		s.delivered = map[string]*entry{}
 		s.listeners = map[chan struct{}]struct{}{}
@@ -113,6 +117,16 @@ func (tx *Tx) Commit() error {
 	for _, m := range tx.msgs {
 		e := &entry{msg: *m, status: core.StatusPending, availableAt: m.CreatedAt}
 		s.byID[m.ID] = s.queue.PushBack(e)
+		l := s.byKey[m.Key]
+		if l == nil {
+			l = list.New()
+			s.byKey[m.Key] = l
+			if m.Key != "" {
+				i, _ := slices.BinarySearch(s.keys, m.Key)
+				s.keys = slices.Insert(s.keys, i, m.Key)
+			}
+		}
+		e.keyEl = l.PushBack(e)
 	}
 	if len(tx.msgs) > 0 {
 		s.signal()
@@ -173,66 +187,56 @@ func (e *entry) claimable(now time.Time) bool {
 // runs picks an ordered claim: the keys take turns, from the one after where the last ordered
 // claim ended, and each due key gives its whole run (its head, which must be due, and the due
 // messages after it, in order) up to limit, so a claim holds a few keys and several claims can
-// be in flight over different keys, as PostgreSQL's does. A key's run starts at its oldest
+// be in flight over different keys, as PostgreSQL's do. A key's run starts at its oldest
 // undelivered message (pending, leased or dead) and stops at its first one that is not due.
-// Unkeyed messages are one more turn of their own, oldest first.
+// Unkeyed messages take a turn of their own, last, oldest first.
 func (s *Store) runs(limit int, now time.Time) []*entry {
-	runs := map[string][]*entry{}
-	closed := map[string]bool{}
-	var keys []string
-	for el := s.queue.Front(); el != nil; el = el.Next() {
-		e := el.Value.(*entry)
-		k := e.msg.Key
-		if closed[k] {
-			continue
-		}
-		if !e.claimable(now) {
-			closed[k] = k != "" // an unkeyed message holds back no other
-			continue
-		}
-		if _, seen := runs[k]; !seen {
-			keys = append(keys, k)
-		}
-		runs[k] = append(runs[k], e)
+	// The keys in order, then the unkeyed turn; start after the key the last ordered claim
+	// ended with, and wrap around.
+	keys := s.keys
+	if s.byKey[""] != nil {
+		keys = append(keys[:len(keys):len(keys)], "")
 	}
-	// Keys in order, the unkeyed turn last; start after the key the last ordered claim ended
-	// with, and wrap around.
-	before := func(a, b string) bool {
-		if (a == "") != (b == "") {
-			return b == ""
-		}
-		return a < b
-	}
-	slices.SortFunc(keys, func(a, b string) int {
-		switch {
-		case before(a, b):
-			return -1
-		case before(b, a):
-			return 1
-		}
-		return 0
-	})
 	start := 0
-	if s.turned {
-		start = len(keys)
-		for i, k := range keys {
-			if before(s.lastKey, k) {
-				start = i
-				break
-			}
+	if s.turned && s.lastKey != "" {
+		start, _ = slices.BinarySearch(s.keys, s.lastKey)
+		if start < len(s.keys) && s.keys[start] == s.lastKey {
+			start++
 		}
 	}
 	var out []*entry
-	for i := range keys {
-		if len(out) >= limit {
-			break
-		}
+	for i := 0; i < len(keys) && len(out) < limit; i++ {
 		k := keys[(start+i)%len(keys)]
-		run := runs[k]
-		out = append(out, run[:min(len(run), limit-len(out))]...)
-		s.lastKey, s.turned = k, true
+		took := false
+		for el := s.byKey[k].Front(); el != nil && len(out) < limit; el = el.Next() {
+			e := el.Value.(*entry)
+			if !e.claimable(now) {
+				if k == "" {
+					continue // an unkeyed message holds back no other
+				}
+				break
+			}
+			out, took = append(out, e), true
+		}
+		if took {
+			s.lastKey, s.turned = k, true
+		}
 	}
 	return out
+}
+
+// remove takes an undelivered message out of the queue and its key's list.
+func (s *Store) remove(el *list.Element) {
+	e := s.queue.Remove(el).(*entry)
+	if l := s.byKey[e.msg.Key]; l != nil {
+		l.Remove(e.keyEl)
+		if l.Len() == 0 {
+			delete(s.byKey, e.msg.Key)
+			if i, found := slices.BinarySearch(s.keys, e.msg.Key); found {
+				s.keys = slices.Delete(s.keys, i, i+1)
+			}
+		}
+	}
 }
 
 // Ack implements core.Store.
@@ -254,7 +258,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 			continue
 		}
 		n++
-		s.queue.Remove(el)
+		s.remove(el)
 		delete(s.byID, id)
 		if s.KeepDelivered {
 			e.status, e.deliveredAt, e.leaseToken = core.StatusDelivered, now, ""
@@ -397,7 +401,7 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
 	n := 0
 	s.eachDead(f, func(el *list.Element, e *entry) bool {
-		s.queue.Remove(el)
+		s.remove(el)
 		delete(s.byID, e.msg.ID)
 		n++
 		return f.Limit <= 0 || n < f.Limit
