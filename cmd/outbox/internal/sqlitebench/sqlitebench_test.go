@@ -2,6 +2,8 @@ package sqlitebench_test
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/txoutbox/outbox/cmd/outbox/internal/sqlitebench"
@@ -25,14 +27,18 @@ func TestOrderedSmall(t *testing.T) {
 	}
 }
 
+// BenchmarkOrdered runs each backlog once per variant; OUTBOX_BENCH_ROUNDS sets more rounds
+// (medians are reported, with each round's rates).
 func BenchmarkOrdered(b *testing.B) {
+	rounds, _ := strconv.Atoi(os.Getenv("OUTBOX_BENCH_ROUNDS"))
 	for b.Loop() {
-		r, err := sqlitebench.Ordered(context.Background(), sqlitebench.Options{Rounds: 1, Dir: b.TempDir()})
+		r, err := sqlitebench.Ordered(context.Background(), sqlitebench.Options{Rounds: max(rounds, 1), Dir: b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, bl := range r.Backlogs {
-			b.Logf("%d keys x %d: unordered %.0f/s, ordered %.0f/s, ratio %.2f", bl.Keys, bl.PerKey, bl.UnorderedPerSec, bl.OrderedPerSec, bl.Ratio)
+			b.Logf("%d keys x %d: unordered %.0f/s, ordered %.0f/s, ratio %.2f (rounds: unordered %.0f, ordered %.0f)",
+				bl.Keys, bl.PerKey, bl.UnorderedPerSec, bl.OrderedPerSec, bl.Ratio, bl.UnorderedRuns, bl.OrderedRuns)
 		}
 	}
 }
