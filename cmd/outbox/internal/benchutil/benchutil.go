@@ -1,5 +1,5 @@
 // Package benchutil holds what the benchmark harnesses of the outbox command share: a backlog to
-// drain and the median that every result reports. It lives beside them, under the command, so
+// drain, a steady load of writes, and the median that every result reports. It lives beside them, under the command, so
 // neither the daemon's libraries nor the test kit (outboxtest) carry benchmark code.
 package benchutil
 
@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/txoutbox/outbox/core"
@@ -88,4 +89,52 @@ func RelayDrain(ctx context.Context, what string, tr core.Transport, cfg core.Co
 		case <-tick.C:
 		}
 	}
+}
+
+// SteadyWrites runs total writes at rate per second on clients goroutines: write i is due at
+// start + i/rate and the next free client takes it, so the load stays steady and a slow write
+// delays only its own. write gets the time it was sent. It returns how long each write took
+// and how long the whole run did, or the first write's error.
+func SteadyWrites(ctx context.Context, clients, rate, total int, write func(ctx context.Context, sent time.Time) error) (commits []time.Duration, elapsed time.Duration, err error) {
+	due := make(chan time.Time, clients)
+	took := make([][]time.Duration, clients)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			for at := range due {
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				sent := time.Now()
+				if err := write(ctx, sent); err != nil {
+					errs <- err
+					return
+				}
+				took[c] = append(took[c], time.Since(sent))
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / float64(rate))
+feed:
+	for i := range total {
+		select {
+		case due <- start.Add(time.Duration(i) * interval):
+		case err := <-errs:
+			errs <- err
+			break feed
+		}
+	}
+	close(due)
+	wg.Wait()
+	elapsed = time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, elapsed, err
+	}
+	for _, c := range took {
+		commits = append(commits, c...)
+	}
+	return commits, elapsed, nil
 }

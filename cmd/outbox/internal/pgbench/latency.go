@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -114,49 +115,16 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	}
 	defer func() { _ = relay.Stop(context.Background()) }()
 
-	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
-	// steady and a slow write delays only its own event.
-	due := make(chan time.Time, o.Clients)
 	var written atomic.Int64
-	commits := make([][]time.Duration, o.Clients)
-	errs := make(chan error, o.Clients)
-	var wg sync.WaitGroup
-	for c := range o.Clients {
-		wg.Go(func() {
-			for at := range due {
-				if d := time.Until(at); d > 0 {
-					time.Sleep(d)
-				}
-				sent := time.Now()
-				m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
-					Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
-				if o.Ordered {
-					m.Key = "order-" + strconv.FormatInt(written.Add(1)%int64(o.Keys), 10)
-				}
-				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) }); err != nil {
-					errs <- err
-					return
-				}
-				commits[c] = append(commits[c], time.Since(sent))
-			}
-		})
-	}
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / float64(o.Rate))
-feed:
-	for i := range total {
-		select {
-		case due <- start.Add(time.Duration(i) * interval):
-		case err := <-errs:
-			errs <- err
-			break feed
+	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
+		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+			Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+		if o.Ordered {
+			m.Key = "order-" + strconv.FormatInt(written.Add(1)%int64(o.Keys), 10)
 		}
-	}
-	close(due)
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) })
+	})
+	if err != nil {
 		return LatencyResult{}, fmt.Errorf("pgbench: latency: write: %w", err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -168,15 +136,11 @@ feed:
 	mu.Lock()
 	lat := slices.Clone(latencies)
 	mu.Unlock()
-	var commit []time.Duration
-	for _, c := range commits {
-		commit = append(commit, c...)
-	}
 	r := LatencyResult{
 		Rate: o.Rate, Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(), PollOnly: o.PollOnly,
 		Ordered: o.Ordered, Keys: o.Keys,
 		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
-		CommitP50Ms: ms(percentile(commit, 0.50)), CommitP99Ms: ms(percentile(commit, 0.99)),
+		CommitP50Ms: ms(percentile(commits, 0.50)), CommitP99Ms: ms(percentile(commits, 0.99)),
 	}
 	r.Ratio = ratio(r.P50Ms, r.CommitP50Ms)
 	return r, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -150,45 +151,12 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 		return samples{}, err
 	}
 
-	// Event i is due at start + i/Rate; clients take the next due event, so the load stays
-	// steady and a slow write delays only its own event.
-	due := make(chan time.Time, o.Clients)
-	commits := make([][]time.Duration, o.Clients)
-	errs := make(chan error, o.Clients)
-	var wg sync.WaitGroup
-	for c := range o.Clients {
-		wg.Go(func() {
-			for at := range due {
-				if d := time.Until(at); d > 0 {
-					time.Sleep(d)
-				}
-				sent := time.Now()
-				m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
-					Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
-				if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) }); err != nil {
-					errs <- err
-					return
-				}
-				commits[c] = append(commits[c], time.Since(sent))
-			}
-		})
-	}
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / float64(o.Rate))
-feed:
-	for i := range total {
-		select {
-		case due <- start.Add(time.Duration(i) * interval):
-		case err := <-errs:
-			errs <- err
-			break feed
-		}
-	}
-	close(due)
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	if err := <-errs; err != nil {
+	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
+		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+			Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) })
+	})
+	if err != nil {
 		return samples{}, fmt.Errorf("walbench: latency: write: %w", err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -197,11 +165,8 @@ feed:
 		return samples{}, fmt.Errorf("walbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
 	}
 	mu.Lock()
-	out := samples{latencies: slices.Clone(latencies), events: total, elapsed: elapsed}
+	out := samples{latencies: slices.Clone(latencies), commits: commits, events: total, elapsed: elapsed}
 	mu.Unlock()
-	for _, c := range commits {
-		out.commits = append(out.commits, c...)
-	}
 	return out, nil
 }
 
