@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -138,3 +139,47 @@ feed:
 	}
 	return commits, elapsed, nil
 }
+
+// SentHeader carries a message's write time in nanoseconds through the latency benchmarks:
+// CreatedAt has millisecond precision, too coarse for latencies of a few milliseconds.
+const SentHeader = "x-bench-sent-ns"
+
+// Deliveries records, for each message a transport hands to Record, how long ago SentHeader
+// says it was written.
+type Deliveries struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+}
+
+// Record is a memory-transport subscriber.
+func (d *Deliveries) Record(_ context.Context, m *core.Message) error {
+	now := time.Now()
+	ns, err := strconv.ParseInt(m.Headers[SentHeader], 10, 64)
+	if err != nil {
+		return core.Permanent(fmt.Errorf("benchutil: message without %s header", SentHeader))
+	}
+	d.mu.Lock()
+	d.latencies = append(d.latencies, now.Sub(time.Unix(0, ns)))
+	d.mu.Unlock()
+	return nil
+}
+
+// Latencies returns a copy of what Record recorded.
+func (d *Deliveries) Latencies() []time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.latencies)
+}
+
+// Percentile returns the p-th (0..1) of ds, sorting ds; zero when ds is empty.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(p*float64(len(ds))+0.5) - 1
+	return ds[max(0, min(i, len(ds)-1))]
+}
+
+// Ms is d in milliseconds.
+func Ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -3,9 +3,7 @@ package pgbench
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,10 +15,6 @@ import (
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
 )
-
-// sentHeader carries the write time in nanoseconds: CreatedAt has millisecond precision, too
-// coarse for latencies of a few milliseconds.
-const sentHeader = "x-bench-sent-ns"
 
 // LatencyOptions tunes Latency.
 type LatencyOptions struct {
@@ -85,20 +79,9 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	defer sb.drop()
 
 	total := int(float64(o.Rate) * o.Duration.Seconds())
-	latencies := make([]time.Duration, 0, total)
-	var mu sync.Mutex
+	var deliveries benchutil.Deliveries
 	transport := memory.New()
-	transport.Subscribe(func(_ context.Context, m *core.Message) error {
-		now := time.Now()
-		ns, err := strconv.ParseInt(m.Headers[sentHeader], 10, 64)
-		if err != nil {
-			return core.Permanent(fmt.Errorf("pgbench: message without %s header", sentHeader))
-		}
-		mu.Lock()
-		latencies = append(latencies, now.Sub(time.Unix(0, ns)))
-		mu.Unlock()
-		return nil
-	})
+	transport.Subscribe(deliveries.Record)
 	var store core.Store = sb.store
 	if o.PollOnly {
 		store = storeOnly{sb.store}
@@ -118,7 +101,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	var written atomic.Int64
 	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
 		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
-			Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+			Headers: map[string]string{benchutil.SentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
 		if o.Ordered {
 			m.Key = "order-" + strconv.FormatInt(written.Add(1)%int64(o.Keys), 10)
 		}
@@ -133,26 +116,13 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 		return LatencyResult{}, fmt.Errorf("pgbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
 	}
 
-	mu.Lock()
-	lat := slices.Clone(latencies)
-	mu.Unlock()
+	lat := deliveries.Latencies()
 	r := LatencyResult{
 		Rate: o.Rate, Seconds: elapsed.Seconds(), Events: total, AchievedPS: float64(total) / elapsed.Seconds(), PollOnly: o.PollOnly,
 		Ordered: o.Ordered, Keys: o.Keys,
-		P50Ms: ms(percentile(lat, 0.50)), P99Ms: ms(percentile(lat, 0.99)), MaxMs: ms(percentile(lat, 1)),
-		CommitP50Ms: ms(percentile(commits, 0.50)), CommitP99Ms: ms(percentile(commits, 0.99)),
+		P50Ms: benchutil.Ms(benchutil.Percentile(lat, 0.50)), P99Ms: benchutil.Ms(benchutil.Percentile(lat, 0.99)), MaxMs: benchutil.Ms(benchutil.Percentile(lat, 1)),
+		CommitP50Ms: benchutil.Ms(benchutil.Percentile(commits, 0.50)), CommitP99Ms: benchutil.Ms(benchutil.Percentile(commits, 0.99)),
 	}
 	r.Ratio = ratio(r.P50Ms, r.CommitP50Ms)
 	return r, nil
 }
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	i := int(p*float64(len(ds))+0.5) - 1
-	return ds[max(0, min(i, len(ds)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

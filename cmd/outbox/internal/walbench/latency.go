@@ -3,9 +3,7 @@ package walbench
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,10 +13,6 @@ import (
 	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
-
-// sentHeader carries the write time in nanoseconds: CreatedAt has millisecond precision, too
-// coarse for latencies of a few milliseconds.
-const sentHeader = "x-bench-sent-ns"
 
 // LatencyOptions tunes Latency.
 type LatencyOptions struct {
@@ -111,8 +105,8 @@ func (s *samples) add(o samples) {
 func (s *samples) result() ModeLatency {
 	m := ModeLatency{
 		Seconds: s.elapsed.Seconds(), Events: s.events, AchievedPS: float64(s.events) / s.elapsed.Seconds(),
-		P50Ms: ms(percentile(s.latencies, 0.50)), P99Ms: ms(percentile(s.latencies, 0.99)), MaxMs: ms(percentile(s.latencies, 1)),
-		CommitP50Ms: ms(percentile(s.commits, 0.50)), CommitP99Ms: ms(percentile(s.commits, 0.99)),
+		P50Ms: benchutil.Ms(benchutil.Percentile(s.latencies, 0.50)), P99Ms: benchutil.Ms(benchutil.Percentile(s.latencies, 0.99)), MaxMs: benchutil.Ms(benchutil.Percentile(s.latencies, 1)),
+		CommitP50Ms: benchutil.Ms(benchutil.Percentile(s.commits, 0.50)), CommitP99Ms: benchutil.Ms(benchutil.Percentile(s.commits, 0.99)),
 	}
 	m.BeyondCommitP99Ms = m.P99Ms - m.CommitP99Ms
 	return m
@@ -125,20 +119,9 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 	}
 	defer sb.drop()
 	total := int(float64(o.Rate) * o.Duration.Seconds())
-	latencies := make([]time.Duration, 0, total)
-	var mu sync.Mutex
+	var deliveries benchutil.Deliveries
 	transport := memory.New()
-	transport.Subscribe(func(_ context.Context, m *core.Message) error {
-		now := time.Now()
-		ns, err := strconv.ParseInt(m.Headers[sentHeader], 10, 64)
-		if err != nil {
-			return core.Permanent(fmt.Errorf("walbench: message without %s header", sentHeader))
-		}
-		mu.Lock()
-		latencies = append(latencies, now.Sub(time.Unix(0, ns)))
-		mu.Unlock()
-		return nil
-	})
+	transport.Subscribe(deliveries.Record)
 	relay, err := core.NewRelay(sb.store, transport, core.Config{})
 	if err != nil {
 		return samples{}, err
@@ -153,7 +136,7 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 
 	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
 		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
-			Headers: map[string]string{sentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
+			Headers: map[string]string{benchutil.SentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) })
 	})
 	if err != nil {
@@ -164,19 +147,5 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 	if err := transport.WaitFor(waitCtx, total); err != nil {
 		return samples{}, fmt.Errorf("walbench: latency: %d of %d delivered: %w", transport.Len(), total, err)
 	}
-	mu.Lock()
-	out := samples{latencies: slices.Clone(latencies), commits: commits, events: total, elapsed: elapsed}
-	mu.Unlock()
-	return out, nil
+	return samples{latencies: deliveries.Latencies(), commits: commits, events: total, elapsed: elapsed}, nil
 }
-
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	i := int(p*float64(len(ds))+0.5) - 1
-	return ds[max(0, min(i, len(ds)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
