@@ -208,12 +208,18 @@ func (b *walBuffer) held(token string, ids []string) []*core.Message {
 // settle removes the messages of ids that the claim with token holds (acknowledged, or now in
 // the table) and returns how many.
 func (b *walBuffer) settle(token string, ids []string) int {
+	n, _ := b.settleHeld(token, ids)
+	return n
+}
+
+// settleHeld is settle that also returns the IDs it does not hold (for the table to settle).
+func (b *walBuffer) settleHeld(token string, ids []string) (n int, notHeld []string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := 0
 	for _, id := range ids {
 		e := b.heldBy(id, token)
 		if e == nil {
+			notHeld = append(notHeld, id)
 			continue
 		}
 		n++
@@ -227,7 +233,7 @@ func (b *walBuffer) settle(token string, ids []string) int {
 			signal(b.space)
 		}
 	}
-	return n
+	return n, notHeld
 }
 
 // release frees the messages of failures that the claim with token holds, due again after
@@ -248,13 +254,6 @@ func (b *walBuffer) release(token string, failures []core.Failure, now time.Time
 		b.ready()
 	}
 	return n
-}
-
-// holds reports whether the buffer has id under token's lease.
-func (b *walBuffer) holds(token, id string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.heldBy(id, token) != nil
 }
 
 // heldBy returns the entry id while the claim with token holds it. The caller holds b.mu.

@@ -191,13 +191,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := core.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	var table []string
-	for _, id := range ids {
-		if !s.wal.buf.holds(token, id) {
-			table = append(table, id)
-		}
-	}
-	n := s.wal.buf.settle(token, ids)
+	n, table := s.wal.buf.settleHeld(token, ids)
 	if len(table) == 0 {
 		return n, nil
 	}
