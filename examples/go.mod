@@ -11,7 +11,7 @@ require (
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/txoutbox/outbox v0.1.0
-	github.com/txoutbox/outbox/fxmodule v0.1.0
+	github.com/txoutbox/outbox/outboxfx v0.1.0
 	github.com/txoutbox/outbox/store/mongo v0.1.0
 	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	github.com/txoutbox/outbox/transport/kafka v0.1.0

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/middleware/metrics"
@@ -30,12 +30,12 @@ const (
 
 // encodingTransport is the baseline: it encodes each message's envelope, the least work any
 // real transport does before touching the network.
-func encodingTransport() core.Handler {
+func encodingTransport() outbox.Handler {
 	buf := make([]byte, 0, 1024)
-	return func(ctx context.Context, msgs []*core.Message) error {
+	return func(ctx context.Context, msgs []*outbox.Message) error {
 		for _, m := range msgs {
 			var err error
-			if buf, err = core.EncodeEnvelope(buf[:0], m); err != nil {
+			if buf, err = outbox.EncodeEnvelope(buf[:0], m); err != nil {
 				return err
 			}
 		}
@@ -43,11 +43,11 @@ func encodingTransport() core.Handler {
 	}
 }
 
-func benchBatches(b *testing.B) [][]*core.Message {
-	out := make([][]*core.Message, batches)
+func benchBatches(b *testing.B) [][]*outbox.Message {
+	out := make([][]*outbox.Message, batches)
 	for i := range out {
 		out[i] = outboxtest.NewMessages(batchSize, "ORDER_PLACED", fmt.Sprintf("order-%d", i))
-		if err := core.Prepare(context.Background(), out[i], core.WriteOptions{}); err != nil {
+		if err := outbox.Prepare(context.Background(), out[i], outbox.WriteOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -55,8 +55,8 @@ func benchBatches(b *testing.B) [][]*core.Message {
 }
 
 // must returns a function that unwraps a Config.Middleware result, failing b on an error.
-func must(b *testing.B) func(core.Middleware, error) core.Middleware {
-	return func(mw core.Middleware, err error) core.Middleware {
+func must(b *testing.B) func(outbox.Middleware, error) outbox.Middleware {
+	return func(mw outbox.Middleware, err error) outbox.Middleware {
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func must(b *testing.B) func(core.Middleware, error) core.Middleware {
 	}
 }
 
-func memoryDedup(b *testing.B) core.Middleware {
+func memoryDedup(b *testing.B) outbox.Middleware {
 	s, err := dedup.NewMemoryStore(dedup.MemoryConfig{MaxEntries: batches * batchSize / 2})
 	if err != nil {
 		b.Fatal(err)
@@ -72,20 +72,20 @@ func memoryDedup(b *testing.B) core.Middleware {
 	return must(b)(dedup.Config{Store: s}.Middleware())
 }
 
-func tracingMW(b *testing.B) core.Middleware {
+func tracingMW(b *testing.B) outbox.Middleware {
 	// Spans are recorded but exported nowhere: the cost measured is the middleware's own.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return must(b)(tracing.Config{TracerProvider: tp}.Middleware())
 }
 
-func loggingMW(b *testing.B) core.Middleware {
+func loggingMW(b *testing.B) outbox.Middleware {
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zap.InfoLevel))
 	return must(b)(logging.Config{Logger: log}.Middleware())
 }
 
-func metricsMW(b *testing.B) core.Middleware {
+func metricsMW(b *testing.B) outbox.Middleware {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	return must(b)(metrics.Config{MeterProvider: mp}.Middleware())
@@ -98,23 +98,25 @@ func metricsMW(b *testing.B) core.Middleware {
 func BenchmarkMiddleware(b *testing.B) {
 	cases := []struct {
 		name string
-		mws  func(b *testing.B) []core.Middleware
+		mws  func(b *testing.B) []outbox.Middleware
 	}{
-		{"raw", func(*testing.B) []core.Middleware { return nil }},
-		{"retry", func(b *testing.B) []core.Middleware { return []core.Middleware{must(b)(retry.Config{}.Middleware())} }},
-		{"dedup-memory", func(b *testing.B) []core.Middleware { return []core.Middleware{memoryDedup(b)} }},
-		{"dedup-redis", func(b *testing.B) []core.Middleware { return []core.Middleware{redisDedup(b)} }},
-		{"tracing", func(b *testing.B) []core.Middleware { return []core.Middleware{tracingMW(b)} }},
-		{"logging", func(b *testing.B) []core.Middleware { return []core.Middleware{loggingMW(b)} }},
-		{"metrics", func(b *testing.B) []core.Middleware { return []core.Middleware{metricsMW(b)} }},
-		{"all-but-redis", func(b *testing.B) []core.Middleware {
-			return []core.Middleware{loggingMW(b), metricsMW(b), memoryDedup(b), tracingMW(b), must(b)(retry.Config{}.Middleware())}
+		{"raw", func(*testing.B) []outbox.Middleware { return nil }},
+		{"retry", func(b *testing.B) []outbox.Middleware {
+			return []outbox.Middleware{must(b)(retry.Config{}.Middleware())}
+		}},
+		{"dedup-memory", func(b *testing.B) []outbox.Middleware { return []outbox.Middleware{memoryDedup(b)} }},
+		{"dedup-redis", func(b *testing.B) []outbox.Middleware { return []outbox.Middleware{redisDedup(b)} }},
+		{"tracing", func(b *testing.B) []outbox.Middleware { return []outbox.Middleware{tracingMW(b)} }},
+		{"logging", func(b *testing.B) []outbox.Middleware { return []outbox.Middleware{loggingMW(b)} }},
+		{"metrics", func(b *testing.B) []outbox.Middleware { return []outbox.Middleware{metricsMW(b)} }},
+		{"all-but-redis", func(b *testing.B) []outbox.Middleware {
+			return []outbox.Middleware{loggingMW(b), metricsMW(b), memoryDedup(b), tracingMW(b), must(b)(retry.Config{}.Middleware())}
 		}},
 	}
 	data := benchBatches(b)
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			h := core.Chain(encodingTransport(), c.mws(b)...)
+			h := outbox.Chain(encodingTransport(), c.mws(b)...)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -128,7 +130,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 }
 
-func redisDedup(b *testing.B) core.Middleware {
+func redisDedup(b *testing.B) outbox.Middleware {
 	addr := outboxtest.ServiceAddr("OUTBOX_TEST_REDIS_ADDR", "127.0.0.1:6379")
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

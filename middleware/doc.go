@@ -1,6 +1,6 @@
 // Package middleware is the root of the publish-path middleware for the outbox relay. Each
 // concern lives in its own package, each with a Config whose Middleware method builds a
-// core.Middleware:
+// outbox.Middleware:
 //
 //   - retry: retries transient publish failures in process before the relay records them.
 //   - dedup: skips messages already published recently, so a lost ack causes no duplicate.
@@ -8,7 +8,7 @@
 //   - logging: zap lines for batches, failures and dead letters.
 //   - metrics: OpenTelemetry counters, histograms and backlog gauges.
 //
-// The relay runs core.Config.Middleware with the first entry outermost. A sensible order is
+// The relay runs outbox.Config.Middleware with the first entry outermost. A sensible order is
 //
 //	logging, metrics, dedup, tracing, retry
 //

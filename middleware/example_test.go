@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/middleware/metrics"
@@ -29,14 +29,14 @@ func Example() {
 
 	trace := tracing.Config{} // global TracerProvider, W3C trace context
 	store := memstore.New()
-	store.WriteHooks = []core.WriteHook{trace.WriteHook()}
+	store.WriteHooks = []outbox.WriteHook{trace.WriteHook()}
 
 	seen, err := dedup.NewMemoryStore(dedup.MemoryConfig{})
 	if err != nil {
 		panic(err)
 	}
-	var mws []core.Middleware
-	for _, build := range []func() (core.Middleware, error){
+	var mws []outbox.Middleware
+	for _, build := range []func() (outbox.Middleware, error){
 		logging.Config{Logger: logger}.Middleware,
 		metrics.Config{}.Middleware,
 		dedup.Config{Store: seen, Logger: logger}.Middleware,
@@ -51,7 +51,7 @@ func Example() {
 	}
 
 	broker := memory.New()
-	relay, err := core.NewRelay(store, broker, core.Config{Middleware: mws, Logger: logger})
+	relay, err := outbox.NewRelay(store, broker, outbox.Config{Middleware: mws, Logger: logger})
 	if err != nil {
 		panic(err)
 	}
@@ -60,7 +60,7 @@ func Example() {
 	}
 	defer relay.Stop(ctx)
 
-	event, err := core.NewMessage("ORDER_PLACED", map[string]string{"order": "42"})
+	event, err := outbox.NewMessage("ORDER_PLACED", map[string]string{"order": "42"})
 	if err != nil {
 		panic(err)
 	}

@@ -3,7 +3,7 @@ package outboxtest
 import (
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // DeliveryCheck states what a delivery must satisfy besides "every written message arrived".
@@ -25,7 +25,7 @@ type DeliveryReport struct {
 // fails t on a lost message, an unexpected (never written, e.g. rolled back) message, a
 // duplicate outside MayRepeat, or, when Ordered, a key whose messages first arrived out of
 // write order. written must be in write order.
-func CheckDelivery(t testing.TB, written, delivered []*core.Message, c DeliveryCheck) DeliveryReport {
+func CheckDelivery(t testing.TB, written, delivered []*outbox.Message, c DeliveryCheck) DeliveryReport {
 	t.Helper()
 	r := Compare(written, delivered, c)
 	switch {
@@ -53,7 +53,7 @@ func CheckDelivery(t testing.TB, written, delivered []*core.Message, c DeliveryC
 }
 
 // Compare computes a DeliveryReport without judging it.
-func Compare(written, delivered []*core.Message, c DeliveryCheck) DeliveryReport {
+func Compare(written, delivered []*outbox.Message, c DeliveryCheck) DeliveryReport {
 	r := DeliveryReport{Written: len(written), Delivered: len(delivered)}
 	position := make(map[string]int, len(written))
 	for i, m := range written {

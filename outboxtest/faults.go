@@ -6,17 +6,17 @@ import (
 	"math/rand/v2"
 	"sync"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ErrInjected is the error the fault kit injects.
 var ErrInjected = errors.New("outboxtest: injected fault")
 
 // FaultyTransport wraps a transport and injects failures: whole calls failing at a rate,
-// messages failing at a rate in a partial *core.BatchError, chosen IDs failing, or every call
+// messages failing at a rate in a partial *outbox.BatchError, chosen IDs failing, or every call
 // hanging until its context ends. The zero rates inject nothing; change them at any time.
 type FaultyTransport struct {
-	next core.Transport
+	next outbox.Transport
 
 	mu          sync.Mutex
 	rng         *rand.Rand
@@ -28,19 +28,19 @@ type FaultyTransport struct {
 }
 
 // NewFaultyTransport wraps next; seed makes the injected failures repeatable.
-func NewFaultyTransport(next core.Transport, seed uint64) *FaultyTransport {
+func NewFaultyTransport(next outbox.Transport, seed uint64) *FaultyTransport {
 	return &FaultyTransport{next: next, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), failIDs: map[string]error{}}
 }
 
 // SetFailRate makes this fraction of Publish calls fail whole, before reaching next.
 func (f *FaultyTransport) SetFailRate(p float64) { f.mu.Lock(); f.failRate = p; f.mu.Unlock() }
 
-// SetPartialRate makes this fraction of the messages of each call fail in a *core.BatchError;
+// SetPartialRate makes this fraction of the messages of each call fail in a *outbox.BatchError;
 // the others are published through next.
 func (f *FaultyTransport) SetPartialRate(p float64) { f.mu.Lock(); f.partialRate = p; f.mu.Unlock() }
 
 // FailIDs makes these messages fail with err (ErrInjected when nil) on every publish. Wrap err
-// with core.Permanent for poison messages.
+// with outbox.Permanent for poison messages.
 func (f *FaultyTransport) FailIDs(err error, ids ...string) {
 	if err == nil {
 		err = ErrInjected
@@ -58,8 +58,8 @@ func (f *FaultyTransport) SetHang(on bool) { f.mu.Lock(); f.hang = on; f.mu.Unlo
 // Calls returns how many Publish calls were made.
 func (f *FaultyTransport) Calls() int { f.mu.Lock(); defer f.mu.Unlock(); return f.calls }
 
-// Publish implements core.Transport.
-func (f *FaultyTransport) Publish(ctx context.Context, msgs []*core.Message) error {
+// Publish implements outbox.Transport.
+func (f *FaultyTransport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	f.mu.Lock()
 	f.calls++
 	if f.hang {
@@ -71,8 +71,8 @@ func (f *FaultyTransport) Publish(ctx context.Context, msgs []*core.Message) err
 		f.mu.Unlock()
 		return ErrInjected
 	}
-	batchErr := core.NewBatchError()
-	pass := make([]*core.Message, 0, len(msgs))
+	batchErr := outbox.NewBatchError()
+	pass := make([]*outbox.Message, 0, len(msgs))
 	for _, m := range msgs {
 		if err, ok := f.failIDs[m.ID]; ok {
 			batchErr.Add(m.ID, err)
@@ -86,7 +86,7 @@ func (f *FaultyTransport) Publish(ctx context.Context, msgs []*core.Message) err
 
 	if len(pass) > 0 {
 		err := f.next.Publish(ctx, pass)
-		var inner *core.BatchError
+		var inner *outbox.BatchError
 		switch {
 		case errors.As(err, &inner):
 			for id, e := range inner.Failed {
@@ -108,7 +108,7 @@ func (f *FaultyTransport) Publish(ctx context.Context, msgs []*core.Message) err
 // process dies after publishing and before its ack reaches the database. The optional
 // Notifier, Inspector and Retention of the wrapped store stay reachable.
 type FaultyStore struct {
-	next core.Store
+	next outbox.Store
 
 	mu                           sync.Mutex
 	rng                          *rand.Rand
@@ -118,7 +118,7 @@ type FaultyStore struct {
 }
 
 // NewFaultyStore wraps next; seed makes the injected failures repeatable.
-func NewFaultyStore(next core.Store, seed uint64) *FaultyStore {
+func NewFaultyStore(next outbox.Store, seed uint64) *FaultyStore {
 	return &FaultyStore{next: next, rng: rand.New(rand.NewPCG(seed, seed^0x2545f4914f6cdd1d)), acksBeforeCrash: -1}
 }
 
@@ -164,15 +164,15 @@ func (f *FaultyStore) crashed(isAck bool, ids []string) bool {
 	return false
 }
 
-// Claim implements core.Store.
-func (f *FaultyStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+// Claim implements outbox.Store.
+func (f *FaultyStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if f.fail(f.claimRate) {
 		return nil, ErrInjected
 	}
 	return f.next.Claim(ctx, req)
 }
 
-// Ack implements core.Store.
+// Ack implements outbox.Store.
 func (f *FaultyStore) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	if f.crashed(true, ids) {
 		return len(ids), nil // the relay believes it acked: as if it died right after
@@ -183,8 +183,8 @@ func (f *FaultyStore) Ack(ctx context.Context, token string, ids []string) (int,
 	return f.next.Ack(ctx, token, ids)
 }
 
-// Nack implements core.Store.
-func (f *FaultyStore) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+// Nack implements outbox.Store.
+func (f *FaultyStore) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	ids := make([]string, len(failures))
 	for i, fl := range failures {
 		ids[i] = fl.ID
@@ -200,7 +200,7 @@ func (f *FaultyStore) Nack(ctx context.Context, token string, failures []core.Fa
 
 // Listen forwards to the wrapped store's Notifier, if any.
 func (f *FaultyStore) Listen(ctx context.Context) (<-chan struct{}, error) {
-	n, ok := f.next.(core.Notifier)
+	n, ok := f.next.(outbox.Notifier)
 	if !ok {
 		return nil, errors.New("outboxtest: wrapped store has no notifier")
 	}

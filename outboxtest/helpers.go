@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 var ownerSeq atomic.Int64
@@ -19,16 +19,16 @@ func owner(name string) string { return fmt.Sprintf("%s-%d", name, ownerSeq.Add(
 
 // NewMessages returns n valid messages of type typ with payloads {"n":i}, all with key (which
 // may be empty).
-func NewMessages(n int, typ, key string) []*core.Message {
-	msgs := make([]*core.Message, n)
+func NewMessages(n int, typ, key string) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }
 
 // IDs returns the IDs of msgs in order.
-func IDs(msgs []*core.Message) []string {
+func IDs(msgs []*outbox.Message) []string {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.ID
@@ -42,7 +42,7 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func mustAdd(t *testing.T, h StoreHarness, msgs ...*core.Message) []*core.Message {
+func mustAdd(t *testing.T, h StoreHarness, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
 	if err := h.Add(testCtx(t), msgs...); err != nil {
 		t.Fatalf("add: %v", err)
@@ -50,7 +50,7 @@ func mustAdd(t *testing.T, h StoreHarness, msgs ...*core.Message) []*core.Messag
 	return msgs
 }
 
-func mustClaim(t *testing.T, st core.Store, req core.ClaimRequest) []*core.Message {
+func mustClaim(t *testing.T, st outbox.Store, req outbox.ClaimRequest) []*outbox.Message {
 	t.Helper()
 	if req.Lease == 0 {
 		req.Lease = time.Minute
@@ -66,7 +66,7 @@ func mustClaim(t *testing.T, st core.Store, req core.ClaimRequest) []*core.Messa
 }
 
 // mustAck acks ids under token and returns how many the store settled.
-func mustAck(t *testing.T, st core.Store, token string, ids ...string) int {
+func mustAck(t *testing.T, st outbox.Store, token string, ids ...string) int {
 	t.Helper()
 	n, err := st.Ack(testCtx(t), token, ids)
 	if err != nil {
@@ -76,7 +76,7 @@ func mustAck(t *testing.T, st core.Store, token string, ids ...string) int {
 }
 
 // mustNack nacks failures under token and returns how many the store settled.
-func mustNack(t *testing.T, st core.Store, token string, failures ...core.Failure) int {
+func mustNack(t *testing.T, st outbox.Store, token string, failures ...outbox.Failure) int {
 	t.Helper()
 	n, err := st.Nack(testCtx(t), token, failures)
 	if err != nil {
@@ -86,7 +86,7 @@ func mustNack(t *testing.T, st core.Store, token string, failures ...core.Failur
 }
 
 // sameIDs fails unless got has exactly the IDs want, in the same order.
-func sameIDs(t *testing.T, what string, got []*core.Message, want ...string) {
+func sameIDs(t *testing.T, what string, got []*outbox.Message, want ...string) {
 	t.Helper()
 	g := IDs(got)
 	if len(g) != len(want) {
@@ -125,16 +125,16 @@ func jsonEqual(a, b []byte) bool {
 	return bytes.Equal(ja, jb)
 }
 
-func inspector(t *testing.T, st core.Store) core.Inspector {
+func inspector(t *testing.T, st outbox.Store) outbox.Inspector {
 	t.Helper()
-	in, ok := st.(core.Inspector)
+	in, ok := st.(outbox.Inspector)
 	if !ok {
-		t.Fatalf("store %T does not implement core.Inspector although the features say so", st)
+		t.Fatalf("store %T does not implement outbox.Inspector although the features say so", st)
 	}
 	return in
 }
 
-func mustCounts(t *testing.T, st core.Store) core.Counts {
+func mustCounts(t *testing.T, st outbox.Store) outbox.Counts {
 	t.Helper()
 	c, err := inspector(t, st).Counts(testCtx(t))
 	if err != nil {

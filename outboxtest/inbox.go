@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // InboxFunc stands for a consumer's handler in the inbox suite. effect applies the business
@@ -19,7 +19,7 @@ type InboxHarness struct {
 	// Handle calls the backend's Handle for consumer and msg with a handler that runs fn,
 	// giving it the effect that writes the business row with Handle's transaction. A nil fn
 	// must reach the backend as a nil handler (the bad-input tests check the error).
-	Handle func(ctx context.Context, consumer string, msg *core.Message, fn InboxFunc) (duplicate bool, err error)
+	Handle func(ctx context.Context, consumer string, msg *outbox.Message, fn InboxFunc) (duplicate bool, err error)
 	// Effects counts the business rows written for consumer and message id: how many times
 	// a delivery took effect.
 	Effects func(ctx context.Context, consumer, id string) (int, error)
@@ -84,10 +84,10 @@ func (s *inboxSuite) needTransactions(t *testing.T) {
 }
 
 // inboxMessage returns a message as a consumer decodes it: with an ID assigned at write.
-func inboxMessage(t *testing.T) *core.Message {
+func inboxMessage(t *testing.T) *outbox.Message {
 	t.Helper()
 	msgs := NewMessages(1, "INBOX_TEST", "")
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs[0]
@@ -120,7 +120,7 @@ func mustRecorded(t *testing.T, h InboxHarness, consumer, id string, want bool) 
 	}
 }
 
-func mustHandle(t *testing.T, h InboxHarness, consumer string, m *core.Message, fn InboxFunc, wantDup bool) {
+func mustHandle(t *testing.T, h InboxHarness, consumer string, m *outbox.Message, fn InboxFunc, wantDup bool) {
 	t.Helper()
 	dup, err := h.Handle(testCtx(t), consumer, m, fn)
 	if err != nil {

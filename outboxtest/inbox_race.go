@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func (s *inboxSuite) needConcurrent(t *testing.T) {
@@ -27,7 +27,7 @@ type handleResult struct {
 // race delivers m twice: the first delivery applies its effect and then holds its transaction
 // open until the second has started (and, where the harness can tell, is blocked behind the
 // first's record); then the first finishes with firstErr.
-func (s *inboxSuite) race(t *testing.T, h InboxHarness, m *core.Message, firstErr error) (first, second handleResult, secondRan bool) {
+func (s *inboxSuite) race(t *testing.T, h InboxHarness, m *outbox.Message, firstErr error) (first, second handleResult, secondRan bool) {
 	t.Helper()
 	ctx := testCtx(t)
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -123,7 +123,7 @@ func (s *inboxSuite) testManyRacers(t *testing.T) {
 	t.Parallel()
 	h := s.newInbox(t)
 	const workers, n = 6, 15
-	msgs := make([]*core.Message, n)
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
 		msgs[i] = inboxMessage(t)
 	}

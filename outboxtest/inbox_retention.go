@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func (s *inboxSuite) testRetention(t *testing.T) {
@@ -15,7 +15,7 @@ func (s *inboxSuite) testRetention(t *testing.T) {
 	t.Parallel()
 	h := s.newInbox(t)
 	ctx := testCtx(t)
-	var old, young []*core.Message
+	var old, young []*outbox.Message
 	for i := range 5 {
 		m := inboxMessage(t)
 		mustHandle(t, h, "billing", m, applyEffect, false)

@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func (s *storeSuite) testClaim(t *testing.T) {
 	t.Run("Empty", func(t *testing.T) {
 		h := s.newStore(t)
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")}); len(got) != 0 {
+		if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")}); len(got) != 0 {
 			t.Fatalf("claim on an empty store returned %d messages", len(got))
 		}
 	})
@@ -22,12 +22,12 @@ func (s *storeSuite) testClaim(t *testing.T) {
 		second := mustAdd(t, h, NewMessages(5, "T", "")...)
 		all := IDs(append(first, second...))
 		o := owner("a")
-		sameIDs(t, "first claim", mustClaim(t, h.Store, core.ClaimRequest{Token: o, Limit: 3}), all[:3]...)
-		sameIDs(t, "second claim", mustClaim(t, h.Store, core.ClaimRequest{Token: o, Limit: 100}), all[3:]...)
+		sameIDs(t, "first claim", mustClaim(t, h.Store, outbox.ClaimRequest{Token: o, Limit: 3}), all[:3]...)
+		sameIDs(t, "second claim", mustClaim(t, h.Store, outbox.ClaimRequest{Token: o, Limit: 100}), all[3:]...)
 	})
 	t.Run("FieldsRoundTrip", func(t *testing.T) {
 		h := s.newStore(t)
-		in := &core.Message{
+		in := &outbox.Message{
 			Type:    "USER_CREATED",
 			Key:     "user-42",
 			Payload: json.RawMessage(`{"name":"Zoë \"the\" <admin>","tags":["a","b"],"n":1.5,"nested":{"ok":true}}`),
@@ -41,7 +41,7 @@ func (s *storeSuite) testClaim(t *testing.T) {
 		if in.CreatedAt.IsZero() {
 			t.Fatal("Add did not assign CreatedAt")
 		}
-		got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")})
+		got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")})
 		if len(got) != 1 {
 			t.Fatalf("claimed %d messages, want 1", len(got))
 		}
@@ -69,7 +69,7 @@ func (s *storeSuite) testClaim(t *testing.T) {
 	t.Run("NoResultStaysEmpty", func(t *testing.T) {
 		h := s.newStore(t)
 		mustAdd(t, h, NewMessages(1, "T", "")...)
-		got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")})
+		got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")})
 		if len(got) != 1 || len(got[0].Result) != 0 && string(got[0].Result) != "null" {
 			t.Fatalf("a message written without a result came back with %q", got[0].Result)
 		}
@@ -79,11 +79,11 @@ func (s *storeSuite) testClaim(t *testing.T) {
 		h := s.newStore(t)
 		o := owner("a")
 		newer := mustAdd(t, h, NewMessages(3, "T", "")...)
-		mustAck(t, h.Store, o, IDs(mustClaim(t, h.Store, core.ClaimRequest{Token: o}))...)
+		mustAck(t, h.Store, o, IDs(mustClaim(t, h.Store, outbox.ClaimRequest{Token: o}))...)
 		late := NewMessages(1, "T", "")[0]
 		late.CreatedAt = newer[0].CreatedAt.Add(-time.Hour)
 		mustAdd(t, h, late)
-		sameIDs(t, "claim after a late write", mustClaim(t, h.Store, core.ClaimRequest{Token: o}), late.ID)
+		sameIDs(t, "claim after a late write", mustClaim(t, h.Store, outbox.ClaimRequest{Token: o}), late.ID)
 	})
 	t.Run("CallerIDKept", func(t *testing.T) {
 		h := s.newStore(t)
@@ -91,7 +91,7 @@ func (s *storeSuite) testClaim(t *testing.T) {
 		m.ID = uuid.NewString()
 		want := m.ID
 		mustAdd(t, h, m)
-		sameIDs(t, "claim", mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")}), want)
+		sameIDs(t, "claim", mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")}), want)
 	})
 }
 
@@ -99,13 +99,13 @@ func (s *storeSuite) testLease(t *testing.T) {
 	t.Run("HeldWhileValid", func(t *testing.T) {
 		h := s.newStore(t)
 		mustAdd(t, h, NewMessages(3, "T", "")...)
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a"), Lease: time.Minute}); len(got) != 3 {
+		if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a"), Lease: time.Minute}); len(got) != 3 {
 			t.Fatalf("first claim got %d, want 3", len(got))
 		}
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("b")}); len(got) != 0 {
+		if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("b")}); len(got) != 0 {
 			t.Fatalf("a second owner claimed %d leased messages", len(got))
 		}
-		if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")}); len(got) != 0 {
+		if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")}); len(got) != 0 {
 			t.Fatalf("claiming again returned %d messages already leased", len(got))
 		}
 	})
@@ -113,13 +113,13 @@ func (s *storeSuite) testLease(t *testing.T) {
 		h := s.newStore(t)
 		msgs := mustAdd(t, h, NewMessages(2, "T", "")...)
 		a, b, c := owner("a"), owner("b"), owner("c")
-		mustClaim(t, h.Store, core.ClaimRequest{Token: a, Lease: 300 * time.Millisecond})
+		mustClaim(t, h.Store, outbox.ClaimRequest{Token: a, Lease: 300 * time.Millisecond})
 		time.Sleep(500 * time.Millisecond)
-		got := mustClaim(t, h.Store, core.ClaimRequest{Token: b, Lease: time.Minute})
+		got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: b, Lease: time.Minute})
 		sameIDs(t, "claim after expiry", got, IDs(msgs)...)
 		// The old holder's ack no longer counts: b still holds the messages.
 		mustAck(t, h.Store, a, IDs(msgs)...)
-		mustNack(t, h.Store, b, core.Failure{ID: msgs[0].ID, Error: "x", Delay: 0}, core.Failure{ID: msgs[1].ID, Error: "x", Delay: 0})
-		sameIDs(t, "claim after the stale ack", mustClaim(t, h.Store, core.ClaimRequest{Token: c}), IDs(msgs)...)
+		mustNack(t, h.Store, b, outbox.Failure{ID: msgs[0].ID, Error: "x", Delay: 0}, outbox.Failure{ID: msgs[1].ID, Error: "x", Delay: 0})
+		sameIDs(t, "claim after the stale ack", mustClaim(t, h.Store, outbox.ClaimRequest{Token: c}), IDs(msgs)...)
 	})
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -32,9 +32,9 @@ func (s *storeSuite) testOrderedCommitOrder(t *testing.T) {
 			h := s.newStore(t)
 			ctx := testCtx(t)
 			tr := memory.New()
-			var relay *core.Relay
+			var relay *outbox.Relay
 			if live {
-				relay = startSuiteRelay(t, h.Store, tr, core.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
+				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
 			}
 			const rounds = 4
 			want := map[string][]string{} // key -> IDs in commit order
@@ -71,7 +71,7 @@ func (s *storeSuite) testOrderedCommitOrder(t *testing.T) {
 				}
 			}
 			if !live {
-				relay = startSuiteRelay(t, h.Store, tr, core.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
+				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
 			}
 			if err := tr.WaitFor(ctx, 2*rounds); err != nil {
 				t.Fatalf("published %d of %d: %v", tr.Len(), 2*rounds, err)
@@ -91,9 +91,9 @@ func (s *storeSuite) testOrderedCommitOrder(t *testing.T) {
 }
 
 // startSuiteRelay starts a relay over st and registers its stop.
-func startSuiteRelay(t *testing.T, st core.Store, tr core.Transport, cfg core.Config) *core.Relay {
+func startSuiteRelay(t *testing.T, st outbox.Store, tr outbox.Transport, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
-	relay, err := core.NewRelay(st, tr, cfg)
+	relay, err := outbox.NewRelay(st, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func startSuiteRelay(t *testing.T, st core.Store, tr core.Transport, cfg core.Co
 	return relay
 }
 
-func stopSuiteRelay(t *testing.T, relay *core.Relay) {
+func stopSuiteRelay(t *testing.T, relay *outbox.Relay) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

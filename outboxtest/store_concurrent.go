@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // claimers returns n stores over the same data, one per simulated relay process.
-func (h StoreHarness) claimers(t *testing.T, n int) []core.Store {
-	stores := make([]core.Store, n)
+func (h StoreHarness) claimers(t *testing.T, n int) []outbox.Store {
+	stores := make([]outbox.Store, n)
 	for i := range stores {
 		stores[i] = h.Store
 		if h.Reopen != nil && i > 0 {
@@ -41,7 +41,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 				defer wg.Done()
 				o := owner(fmt.Sprint("claimer", i))
 				for {
-					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Token: o, Limit: 37, Lease: time.Minute})
+					msgs, err := st.Claim(testCtx(t), outbox.ClaimRequest{Token: o, Limit: 37, Lease: time.Minute})
 					if err != nil {
 						failures.add(err)
 						return
@@ -77,7 +77,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 		const keys, perKey = 40, 15
 		index := map[string]int{} // message ID -> position within its key
 		for round := range perKey {
-			var batch []*core.Message
+			var batch []*outbox.Message
 			for k := range keys {
 				batch = append(batch, NewMessages(1, "T", fmt.Sprint("key-", k))...)
 			}
@@ -97,7 +97,7 @@ func (s *storeSuite) testConcurrent(t *testing.T) {
 				defer wg.Done()
 				o := owner(fmt.Sprint("ordered", i))
 				for empty := 0; empty < 20; {
-					msgs, err := st.Claim(testCtx(t), core.ClaimRequest{Token: o, Limit: 7, Lease: time.Minute, Ordered: true})
+					msgs, err := st.Claim(testCtx(t), outbox.ClaimRequest{Token: o, Limit: 7, Lease: time.Minute, Ordered: true})
 					if err != nil {
 						failures.add(err)
 						return

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func (s *storeSuite) testNotifier(t *testing.T) {
@@ -13,9 +13,9 @@ func (s *storeSuite) testNotifier(t *testing.T) {
 		t.Skip("store has no Notifier")
 	}
 	h := s.newStore(t)
-	n, ok := h.Store.(core.Notifier)
+	n, ok := h.Store.(outbox.Notifier)
 	if !ok {
-		t.Fatalf("store %T does not implement core.Notifier although the features say so", h.Store)
+		t.Fatalf("store %T does not implement outbox.Notifier although the features say so", h.Store)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	signals, err := n.Listen(ctx)
@@ -71,7 +71,7 @@ func (s *storeSuite) testInspector(t *testing.T) {
 		t.Skip("store has no Inspector")
 	}
 	h := s.newStore(t)
-	if c := mustCounts(t, h.Store); c != (core.Counts{}) {
+	if c := mustCounts(t, h.Store); c != (outbox.Counts{}) {
 		t.Fatalf("counts of an empty store = %+v", c)
 	}
 	old := NewMessages(1, "T", "")[0]
@@ -79,8 +79,8 @@ func (s *storeSuite) testInspector(t *testing.T) {
 	mustAdd(t, h, old)
 	mustAdd(t, h, NewMessages(4, "T", "")...)
 	a := owner("a")
-	got := mustClaim(t, h.Store, core.ClaimRequest{Token: a, Limit: 2})
-	mustNack(t, h.Store, a, core.Failure{ID: got[1].ID, Error: "x", Dead: true})
+	got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: a, Limit: 2})
+	mustNack(t, h.Store, a, outbox.Failure{ID: got[1].ID, Error: "x", Dead: true})
 	c := mustCounts(t, h.Store)
 	if c.Pending != 4 || c.Dead != 1 {
 		t.Fatalf("counts = %+v, want 4 pending (leased ones included) and 1 dead", c)
@@ -95,13 +95,13 @@ func (s *storeSuite) testRetention(t *testing.T) {
 		t.Skip("store does not keep delivered messages")
 	}
 	h := s.newStore(t)
-	ret, ok := h.Store.(core.Retention)
+	ret, ok := h.Store.(outbox.Retention)
 	if !ok {
-		t.Fatalf("store %T does not implement core.Retention although the features say so", h.Store)
+		t.Fatalf("store %T does not implement outbox.Retention although the features say so", h.Store)
 	}
 	msgs := mustAdd(t, h, NewMessages(5, "T", "")...)
 	a := owner("a")
-	mustClaim(t, h.Store, core.ClaimRequest{Token: a})
+	mustClaim(t, h.Store, outbox.ClaimRequest{Token: a})
 	mustAck(t, h.Store, a, IDs(msgs)...)
 	if s.f.Inspector {
 		if c := mustCounts(t, h.Store); c.Delivered != 5 || c.Pending != 0 {
@@ -123,7 +123,7 @@ func (s *storeSuite) testRetention(t *testing.T) {
 			t.Fatalf("delivered after retention = %d, want 0", c.Delivered)
 		}
 	}
-	if got := mustClaim(t, h.Store, core.ClaimRequest{Token: a}); len(got) != 0 {
+	if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: a}); len(got) != 0 {
 		t.Fatalf("delivered messages came back: %v", IDs(got))
 	}
 }
@@ -137,7 +137,7 @@ func (s *storeSuite) testTransactions(t *testing.T) {
 		t.Fatalf("add rolled back: %v", err)
 	}
 	kept := mustAdd(t, h, NewMessages(1, "T", "")...)
-	sameIDs(t, "claim after a rollback", mustClaim(t, h.Store, core.ClaimRequest{Token: owner("a")}), kept[0].ID)
+	sameIDs(t, "claim after a rollback", mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("a")}), kept[0].ID)
 	if s.f.Inspector {
 		if c := mustCounts(t, h.Store); c.Pending != 1 {
 			t.Fatalf("pending after a rolled-back write = %d, want 1", c.Pending)

@@ -4,10 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-func ordered(token string) core.ClaimRequest { return core.ClaimRequest{Token: token, Ordered: true} }
+func ordered(token string) outbox.ClaimRequest {
+	return outbox.ClaimRequest{Token: token, Ordered: true}
+}
 
 func (s *storeSuite) testOrdered(t *testing.T) {
 	t.Run("Runs", s.testOrderedRuns)
@@ -57,7 +59,7 @@ func (s *storeSuite) testOrderedLeasedHead(t *testing.T) {
 	k := mustAdd(t, h, NewMessages(2, "T", "k")...)
 	req.Token = owner("c")
 	mustClaim(t, h.Store, req)
-	sameIDs(t, "unordered claim", mustClaim(t, h.Store, core.ClaimRequest{Token: owner("d")}), k[1].ID)
+	sameIDs(t, "unordered claim", mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("d")}), k[1].ID)
 }
 
 func (s *storeSuite) testOrderedRetryingHead(t *testing.T) {
@@ -66,8 +68,8 @@ func (s *storeSuite) testOrderedRetryingHead(t *testing.T) {
 	k2 := mustAdd(t, h, NewMessages(1, "T", "k2")...)
 	a := owner("a")
 	mustClaim(t, h.Store, ordered(a))
-	mustNack(t, h.Store, a, core.Failure{ID: k1[0].ID, Error: "x", Delay: time.Hour},
-		core.Failure{ID: k1[1].ID, Release: true})
+	mustNack(t, h.Store, a, outbox.Failure{ID: k1[0].ID, Error: "x", Delay: time.Hour},
+		outbox.Failure{ID: k1[1].ID, Release: true})
 	mustAck(t, h.Store, a, k2[0].ID)
 	if got := mustClaim(t, h.Store, ordered(owner("b"))); len(got) != 0 {
 		t.Fatalf("claimed %v while k1's head waits for its retry", IDs(got))
@@ -85,13 +87,13 @@ func (s *storeSuite) testOrderedReleasedTail(t *testing.T) {
 	const delay = 600 * time.Millisecond
 	released := time.Now()
 	mustNack(t, h.Store, a,
-		core.Failure{ID: k[1].ID, Error: "broker rejected it", Delay: delay},
-		core.Failure{ID: k[2].ID, Release: true, Delay: delay},
-		core.Failure{ID: k[3].ID, Release: true, Delay: delay})
+		outbox.Failure{ID: k[1].ID, Error: "broker rejected it", Delay: delay},
+		outbox.Failure{ID: k[2].ID, Release: true, Delay: delay},
+		outbox.Failure{ID: k[3].ID, Release: true, Delay: delay})
 	if got := mustClaim(t, h.Store, ordered(owner("b"))); len(got) != 0 && time.Since(released) < delay {
 		t.Fatalf("claimed %v before the failed head's retry time", IDs(got))
 	}
-	var got []*core.Message
+	var got []*outbox.Message
 	eventually(t, 10*time.Second, "the failed run to be due again", func() bool {
 		got = mustClaim(t, h.Store, ordered(owner("c")))
 		return len(got) > 0
@@ -109,7 +111,7 @@ func (s *storeSuite) testOrderedDeadHead(t *testing.T) {
 	other := mustAdd(t, h, NewMessages(1, "T", "other")...)
 	a := owner("a")
 	mustClaim(t, h.Store, ordered(a))
-	mustNack(t, h.Store, a, core.Failure{ID: k[0].ID, Error: "poison", Dead: true}, core.Failure{ID: k[1].ID, Release: true})
+	mustNack(t, h.Store, a, outbox.Failure{ID: k[0].ID, Error: "poison", Dead: true}, outbox.Failure{ID: k[1].ID, Release: true})
 	mustAck(t, h.Store, a, other[0].ID)
 	if got := mustClaim(t, h.Store, ordered(a)); len(got) != 0 {
 		t.Fatalf("claimed %v behind a dead head", IDs(got))
@@ -117,7 +119,7 @@ func (s *storeSuite) testOrderedDeadHead(t *testing.T) {
 	if !s.f.Inspector {
 		return
 	}
-	if n, err := inspector(t, h.Store).Purge(testCtx(t), core.DeadFilter{IDs: []string{k[0].ID}}); err != nil || n != 1 {
+	if n, err := inspector(t, h.Store).Purge(testCtx(t), outbox.DeadFilter{IDs: []string{k[0].ID}}); err != nil || n != 1 {
 		t.Fatalf("purge = %d, %v", n, err)
 	}
 	sameIDs(t, "after purging the dead head", mustClaim(t, h.Store, ordered(a)), k[1].ID)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -22,12 +22,12 @@ func (s *storeSuite) testRelay(t *testing.T) {
 	for _, ordered := range []bool{false, true} {
 		t.Run(fmt.Sprintf("Ordered=%v", ordered), func(t *testing.T) {
 			h := s.newStore(t)
-			var written []*core.Message
+			var written []*outbox.Message
 			for k := range 10 {
 				written = append(written, mustAdd(t, h, NewMessages(30, "T", fmt.Sprint("key-", k%5))...)...)
 			}
 			tr := memory.New()
-			relay, err := core.NewRelay(h.Store, tr, core.Config{
+			relay, err := outbox.NewRelay(h.Store, tr, outbox.Config{
 				BatchSize: 25, Concurrency: 3, PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second, Ordered: ordered,
 			})
 			if err != nil {
@@ -47,7 +47,7 @@ func (s *storeSuite) testRelay(t *testing.T) {
 				t.Fatalf("published %d of %d: %v", tr.Len(), len(written), waitErr)
 			}
 			CheckDelivery(t, written, tr.Received(), DeliveryCheck{Ordered: ordered})
-			if got := mustClaim(t, h.Store, core.ClaimRequest{Token: owner("after")}); len(got) != 0 {
+			if got := mustClaim(t, h.Store, outbox.ClaimRequest{Token: owner("after")}); len(got) != 0 {
 				t.Fatalf("%d messages still claimable after the relay published everything", len(got))
 			}
 		})
@@ -66,28 +66,28 @@ func (s *storeSuite) testRelayRunFailure(t *testing.T) {
 			other := mustAdd(t, h, NewMessages(3, "T", "other")...)
 			tr := memory.New()
 			var failed atomic.Bool
-			failing := func(ctx context.Context, msgs []*core.Message) error {
+			failing := func(ctx context.Context, msgs []*outbox.Message) error {
 				// Fail run[2] the first time a call carries it.
-				if slices.ContainsFunc(msgs, func(m *core.Message) bool { return m.ID == run[2].ID }) && failed.CompareAndSwap(false, true) {
+				if slices.ContainsFunc(msgs, func(m *outbox.Message) bool { return m.ID == run[2].ID }) && failed.CompareAndSwap(false, true) {
 					tr.FailIDs(errors.New("rejected once"), run[2].ID)
 					defer tr.Heal()
 				}
 				return tr.Publish(ctx, msgs)
 			}
-			var transport core.Transport = core.TransportFunc(failing)
+			var transport outbox.Transport = outbox.TransportFunc(failing)
 			if keepsOrder {
-				transport = keyOrdered{core.TransportFunc(failing)}
+				transport = keyOrdered{outbox.TransportFunc(failing)}
 			}
-			relay := startSuiteRelay(t, h.Store, transport, core.Config{
+			relay := startSuiteRelay(t, h.Store, transport, outbox.Config{
 				Ordered: true, PollInterval: 20 * time.Millisecond,
-				Backoff: core.Backoff{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond},
+				Backoff: outbox.Backoff{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond},
 			})
 			ctx := testCtx(t)
 			if err := tr.WaitFor(ctx, len(run)+len(other)); err != nil {
 				t.Fatalf("published %d of %d: %v", tr.Len(), len(run)+len(other), err)
 			}
 			stopSuiteRelay(t, relay)
-			var got []*core.Message
+			var got []*outbox.Message
 			for _, m := range tr.Received() {
 				if m.Key == "run" {
 					got = append(got, m)
@@ -111,7 +111,7 @@ func (s *storeSuite) testRelayRunFailure(t *testing.T) {
 }
 
 // keyOrdered declares that a transport keeps per-key order within a call.
-type keyOrdered struct{ core.Transport }
+type keyOrdered struct{ outbox.Transport }
 
 func (keyOrdered) KeepsKeyOrder() bool { return true }
 
@@ -122,15 +122,15 @@ func (s *storeSuite) testRelayOutage(t *testing.T) {
 	h := s.newStore(t)
 	written := mustAdd(t, h, NewMessages(30, "T", "")...)
 	tr := memory.New()
-	tr.FailAll(core.Unavailable(errors.New("broker unreachable")))
+	tr.FailAll(outbox.Unavailable(errors.New("broker unreachable")))
 	var calls atomic.Int64
-	counting := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {
+	counting := outbox.TransportFunc(func(ctx context.Context, msgs []*outbox.Message) error {
 		calls.Add(1)
 		return tr.Publish(ctx, msgs)
 	})
-	relay := startSuiteRelay(t, h.Store, counting, core.Config{
+	relay := startSuiteRelay(t, h.Store, counting, outbox.Config{
 		MaxAttempts: 2, PollInterval: 20 * time.Millisecond,
-		Backoff: core.Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond},
+		Backoff: outbox.Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond},
 	})
 	eventually(t, 10*time.Second, "the relay to probe the unavailable transport a few times", func() bool {
 		return calls.Load() >= 4
@@ -166,10 +166,10 @@ func (s *storeSuite) testRelayClockSkew(t *testing.T) {
 			// Every publish fails for 1.5 s after the first; retries 1 s apart, 3 attempts: the
 			// third attempt, at 2 s, succeeds unless retries come early (dead) or late (timeout).
 			var firstTry atomic.Int64
-			flaky := core.TransportFunc(func(ctx context.Context, msgs []*core.Message) error {
+			flaky := outbox.TransportFunc(func(ctx context.Context, msgs []*outbox.Message) error {
 				firstTry.CompareAndSwap(0, time.Now().UnixNano())
 				if time.Since(time.Unix(0, firstTry.Load())) < 1500*time.Millisecond {
-					be := core.NewBatchError()
+					be := outbox.NewBatchError()
 					for _, m := range msgs {
 						be.Add(m.ID, errors.New("consumer not ready"))
 					}
@@ -177,9 +177,9 @@ func (s *storeSuite) testRelayClockSkew(t *testing.T) {
 				}
 				return tr.Publish(ctx, msgs)
 			})
-			relay := startSuiteRelay(t, h.Store, flaky, core.Config{
+			relay := startSuiteRelay(t, h.Store, flaky, outbox.Config{
 				MaxAttempts: 3, PollInterval: 20 * time.Millisecond,
-				Backoff: core.Backoff{Initial: time.Second, Max: time.Second, Multiplier: 1, Jitter: -1},
+				Backoff: outbox.Backoff{Initial: time.Second, Max: time.Second, Multiplier: 1, Jitter: -1},
 				Clock:   func() time.Time { return time.Now().Add(skew) },
 			})
 			ctx, cancel := context.WithTimeout(testCtx(t), 15*time.Second)

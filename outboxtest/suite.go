@@ -4,28 +4,28 @@ import (
 	"context"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // StoreHarness is one fresh, isolated store (its own schema, table or collection) for one test.
 type StoreHarness struct {
 	// Store is the store under test.
-	Store core.Store
+	Store outbox.Store
 	// Add writes msgs in one committed transaction through the backend's write side, which runs
-	// core.Prepare on them (so IDs and CreatedAt are assigned and bad messages refused).
-	Add func(ctx context.Context, msgs ...*core.Message) error
+	// outbox.Prepare on them (so IDs and CreatedAt are assigned and bad messages refused).
+	Add func(ctx context.Context, msgs ...*outbox.Message) error
 	// AddRolledBack writes msgs in a transaction that is then rolled back. Required when
 	// StoreFeatures.Transactions is set.
-	AddRolledBack func(ctx context.Context, msgs ...*core.Message) error
+	AddRolledBack func(ctx context.Context, msgs ...*outbox.Message) error
 	// Reopen returns another Store over the same data, as a second relay process would open it.
 	// Optional: the concurrent-claim tests use Store itself when nil.
-	Reopen func(t *testing.T) core.Store
+	Reopen func(t *testing.T) outbox.Store
 	// AddOpen writes msgs in a transaction it leaves open; commit ends it. The harness rolls an
 	// uncommitted one back at cleanup. Optional: the commit-order case needs it.
-	AddOpen func(ctx context.Context, msgs ...*core.Message) (commit func() error, err error)
+	AddOpen func(ctx context.Context, msgs ...*outbox.Message) (commit func() error, err error)
 	// Corrupt damages the stored message id behind the store's back, as a hand-made fix or a
 	// buggy script would (for example a Type with a control character, or headers that are not
-	// strings), so that it no longer passes core's Message.ValidateStored. Optional: the
+	// strings), so that it no longer passes the root package's Message.ValidateStored. Optional: the
 	// corrupt-message cases need it.
 	Corrupt func(ctx context.Context, id string) error
 }
@@ -39,24 +39,24 @@ type StoreFeatures struct {
 	Transactions bool
 	// ConcurrentClaims: claims are atomic across goroutines and processes.
 	ConcurrentClaims bool
-	// Notifier: the store implements core.Notifier.
+	// Notifier: the store implements outbox.Notifier.
 	Notifier bool
-	// Inspector: the store implements core.Inspector.
+	// Inspector: the store implements outbox.Inspector.
 	Inspector bool
-	// Retention: the store keeps delivered messages and implements core.Retention.
+	// Retention: the store keeps delivered messages and implements outbox.Retention.
 	Retention bool
 	// AcceptsDuplicateIDs: the write side cannot see what was written before (the PostgreSQL
 	// WAL mode keeps no rows), so a second write of a used ID is not refused.
 	AcceptsDuplicateIDs bool
 	// MaxPayloadBytes is the payload limit the store's Add enforces.
-	// Default core.DefaultMaxPayloadBytes.
+	// Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 }
 
 // RunStoreSuite runs the store contract against the stores newStore returns.
 func RunStoreSuite(t *testing.T, newStore StoreFactory, f StoreFeatures) {
 	if f.MaxPayloadBytes == 0 {
-		f.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+		f.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	s := &storeSuite{newStore: newStore, f: f}
 	t.Run("Claim", s.testClaim)
@@ -83,11 +83,11 @@ type storeSuite struct {
 
 // TransportHarness is one fresh, isolated transport (its own queue) for one test.
 type TransportHarness struct {
-	Transport core.Transport
+	Transport outbox.Transport
 	// Receive returns the next n messages a consumer of the destination receives, decoded
 	// (ID, Type, Payload, Result, CreatedAt, and Key and Headers where the transport carries
 	// them), waiting until ctx ends. It returns what it has with ctx's error when fewer arrive.
-	Receive func(ctx context.Context, n int) ([]*core.Message, error)
+	Receive func(ctx context.Context, n int) ([]*outbox.Message, error)
 }
 
 // TransportFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.

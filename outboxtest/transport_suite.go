@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-func (s *transportSuite) receive(t *testing.T, h TransportHarness, n int) []*core.Message {
+func (s *transportSuite) receive(t *testing.T, h TransportHarness, n int) []*outbox.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -23,9 +23,9 @@ func (s *transportSuite) receive(t *testing.T, h TransportHarness, n int) []*cor
 	return got
 }
 
-func prepared(t *testing.T, msgs ...*core.Message) []*core.Message {
+func prepared(t *testing.T, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -33,14 +33,14 @@ func prepared(t *testing.T, msgs ...*core.Message) []*core.Message {
 
 func (s *transportSuite) testRoundTrip(t *testing.T) {
 	h := s.newTransport(t)
-	in := prepared(t, &core.Message{
+	in := prepared(t, &outbox.Message{
 		Type:    "USER_CREATED",
 		Key:     "user-42",
 		Payload: json.RawMessage(`{"name":"Zoë \"the\" <admin>","n":1.5}`),
 		Result:  json.RawMessage(`{"insertedId":"42"}`),
 		Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant": "acme"},
 	})[0]
-	if err := h.Transport.Publish(testCtx(t), []*core.Message{in}); err != nil {
+	if err := h.Transport.Publish(testCtx(t), []*outbox.Message{in}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	got := s.receive(t, h, 1)[0]
@@ -93,7 +93,7 @@ func (s *transportSuite) testOrdered(t *testing.T) {
 	}
 	h := s.newTransport(t)
 	in := prepared(t, NewMessages(30, "T", "k")...)
-	for _, batch := range [][]*core.Message{in[:20], in[20:]} {
+	for _, batch := range [][]*outbox.Message{in[:20], in[20:]} {
 		if err := h.Transport.Publish(testCtx(t), batch); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
@@ -110,11 +110,11 @@ func (s *transportSuite) testOversized(t *testing.T) {
 	in := prepared(t, NewMessages(3, "T", "")...)
 	in[1].Payload = json.RawMessage(fmt.Sprintf(`"%s"`, strings.Repeat("x", s.f.MaxMessageBytes)))
 	err := h.Transport.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish with one oversized message = %v, want a *core.BatchError", err)
+		t.Fatalf("publish with one oversized message = %v, want a *outbox.BatchError", err)
 	}
-	if len(be.Failed) != 1 || be.Failed[in[1].ID] == nil || !core.IsPermanent(be.Failed[in[1].ID]) {
+	if len(be.Failed) != 1 || be.Failed[in[1].ID] == nil || !outbox.IsPermanent(be.Failed[in[1].ID]) {
 		t.Fatalf("batch error %v, want exactly the oversized message, permanent", be)
 	}
 	got := s.receive(t, h, 2)

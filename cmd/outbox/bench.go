@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/inboxbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/kafkabench"
@@ -25,7 +26,6 @@ import (
 	"github.com/txoutbox/outbox/cmd/outbox/internal/sqsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/walbench"
-	"github.com/txoutbox/outbox/core"
 )
 
 const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…] [--sqs-endpoint URL]
@@ -132,7 +132,7 @@ func (b *benchFlags) scrub(text string) string {
 	text = storeurl.Scrub(text, b.store)
 	for _, u := range []string{b.natsURL, b.rabbitmqURL} {
 		if u != "" {
-			text = core.ScrubSecrets(text, core.URLRedactor{}.Secrets(u))
+			text = outbox.ScrubSecrets(text, outbox.URLRedactor{}.Secrets(u))
 		}
 	}
 	return text

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 const deadUsage = `Usage: outbox dead list|requeue|purge --store URL [filters]
@@ -61,7 +61,7 @@ func deadCommand(ctx context.Context, e *env, op string, args []string) error {
 	f := newFlags(cmd, deadUsage)
 	sf := addStoreFlags(f)
 	var ids idList
-	var filter core.DeadFilter
+	var filter outbox.DeadFilter
 	f.fs.Var(&ids, "id", "only the message with this ID (repeatable, or comma-separated)")
 	f.kinds["id"] = "a message ID (a UUID)"
 	f.fs.StringVar(&filter.Type, "type", "", "only messages of this type")
@@ -150,7 +150,7 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func deadJSON(dead []core.DeadLetter) []deadLetter {
+func deadJSON(dead []outbox.DeadLetter) []deadLetter {
 	out := make([]deadLetter, 0, len(dead))
 	for _, d := range dead {
 		out = append(out, deadLetter{
@@ -161,7 +161,7 @@ func deadJSON(dead []core.DeadLetter) []deadLetter {
 	return out
 }
 
-func printDead(w io.Writer, dead []core.DeadLetter) {
+func printDead(w io.Writer, dead []outbox.DeadLetter) {
 	if len(dead) == 0 {
 		fmt.Fprintln(w, "no dead letters match")
 		return

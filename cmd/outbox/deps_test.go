@@ -22,7 +22,7 @@ func TestDaemonDoesNotLinkTestCode(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	deps := strings.Fields(string(out))
-	if len(deps) < 50 || !slices.Contains(deps, "github.com/txoutbox/outbox/core") {
+	if len(deps) < 50 || !slices.Contains(deps, "github.com/txoutbox/outbox") {
 		t.Fatalf("go list -deps gave %d packages, without core: not the daemon's list", len(deps))
 	}
 	for _, dep := range deps {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite the generated part of docs/cli.md")
@@ -24,7 +24,7 @@ func docsTable() string {
 	b.WriteString("| Variable | Flag | Default | Meaning |\n| --- | --- | --- | --- |\n")
 	for _, s := range allSettings() {
 		flagName := "`--" + s.flag + "`"
-		if s.kind == core.KindSecret {
+		if s.kind == outbox.KindSecret {
 			flagName = "none: environment only"
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.env, flagName, s.def, strings.ReplaceAll(s.doc, "|", `\|`))
@@ -33,7 +33,7 @@ func docsTable() string {
 }
 
 // docs/cli.md lists every variable of the command, with the flag, default and meaning the
-// command itself uses (core's relay settings among them, shared with fxmodule).
+// command itself uses (the root package's relay settings among them, shared with outboxfx).
 func TestDocsListEverySetting(t *testing.T) {
 	raw, err := os.ReadFile(docsPath)
 	if os.IsNotExist(err) {

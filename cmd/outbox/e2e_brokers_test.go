@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -95,7 +95,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 // checkAllArrived fails unless got holds exactly the IDs of msgs.
-func checkAllArrived(t *testing.T, msgs []*core.Message, got map[string]int) {
+func checkAllArrived(t *testing.T, msgs []*outbox.Message, got map[string]int) {
 	t.Helper()
 	for _, m := range msgs {
 		if got[m.ID] == 0 {
@@ -118,7 +118,7 @@ func TestRelayToKafka(t *testing.T) {
 	storeURL, store := sqliteStore(t)
 	orders := outboxtest.NewMessages(20, "ORDER_PLACED", "order-1")
 	others := outboxtest.NewMessages(10, "USER_CREATED", "")
-	add(t, store, append(append([]*core.Message{}, orders...), others...)...)
+	add(t, store, append(append([]*outbox.Message{}, orders...), others...)...)
 
 	r := startRelayInProcess(t, map[string]string{"OUTBOX_KAFKA_SASL_PASSWORD": "kafka-sasl-pw"}, "",
 		"--store", storeURL, "--transport", "kafka", "--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","),
@@ -143,7 +143,7 @@ func TestRelayToKafka(t *testing.T) {
 	for len(got["orders"])+len(got["others"]) < len(orders)+len(others) && ctx.Err() == nil {
 		fetches := cl.PollFetches(ctx)
 		fetches.EachRecord(func(rec *kgo.Record) {
-			m, err := core.DecodeEnvelope(rec.Value)
+			m, err := outbox.DecodeEnvelope(rec.Value)
 			if err != nil {
 				t.Errorf("record on %s is not an envelope: %v", rec.Topic, err)
 				return
@@ -316,7 +316,7 @@ func TestRelayToRabbitMQ(t *testing.T) {
 		select {
 		case d := <-deliveries:
 			got[d.MessageId]++
-			if m, err := core.DecodeEnvelope(d.Body); err != nil || m.ID != d.MessageId || d.DeliveryMode != amqp.Persistent {
+			if m, err := outbox.DecodeEnvelope(d.Body); err != nil || m.ID != d.MessageId || d.DeliveryMode != amqp.Persistent {
 				t.Errorf("delivery %s: envelope %v, %v; mode %d", d.MessageId, m, err, d.DeliveryMode)
 			}
 		case <-timeout:

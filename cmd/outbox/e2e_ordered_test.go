@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // TestOrderedRelayStalledKey: with --ordered and a FIFO queue, a dead message holds back the
@@ -26,7 +26,7 @@ func TestOrderedRelayStalledKey(t *testing.T) {
 		return ids
 	}
 	stalled := writeKey("order-1", 1)
-	kill(t, h.store, []*core.Message{{ID: stalled[0]}}, "sqs: throttled 25 times")
+	kill(t, h.store, []*outbox.Message{{ID: stalled[0]}}, "sqs: throttled 25 times")
 	held := writeKey("order-1", 5)
 	flowing := writeKey("order-2", 5)
 

@@ -15,7 +15,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -77,7 +77,7 @@ func newHarness(t *testing.T, fifo bool) *harness {
 
 // write commits an order and its ORDER_PLACED event with Execute and returns the event's ID.
 func (h *harness) write(n int, key string) (string, error) {
-	m := &core.Message{Type: "ORDER_PLACED", Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+	m := &outbox.Message{Type: "ORDER_PLACED", Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
 	_, err := postgres.Execute(h.ctx, h.store, func(ctx context.Context, tx pgx.Tx) (int64, error) {
 		var id int64
 		return id, tx.QueryRow(ctx, "INSERT INTO "+h.ordersTb+" (n) VALUES ($1) RETURNING id", n).Scan(&id)
@@ -109,7 +109,7 @@ func TestRelayEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kill(t, store, []*core.Message{{ID: deadID}}, "sqs: AWS.SimpleQueueService.NonExistentQueue")
+	kill(t, store, []*outbox.Message{{ID: deadID}}, "sqs: AWS.SimpleQueueService.NonExistentQueue")
 	if r := status(); r.Dead != 1 || r.Pending != 0 || len(r.StalledKeys) != 1 || r.StalledKeys[0].Key != "order-dead" || r.StalledKeys[0].HeadID != deadID {
 		t.Fatalf("status before the relay: %+v", r)
 	}

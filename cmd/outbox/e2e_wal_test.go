@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -107,10 +107,10 @@ func (h *walHarness) dropSlot() {
 // write commits n events in one transaction and returns their IDs.
 func (h *walHarness) write(n int) []string {
 	h.t.Helper()
-	msgs := make([]*core.Message, n)
+	msgs := make([]*outbox.Message, n)
 	ids := make([]string, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "ORDER_PLACED", Key: fmt.Sprintf("order-%d", i%3), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: "ORDER_PLACED", Key: fmt.Sprintf("order-%d", i%3), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	if err := pgx.BeginFunc(h.ctx, h.writer.Pool(), func(tx pgx.Tx) error { return h.writer.Add(h.ctx, tx, msgs...) }); err != nil {
 		h.t.Fatal(err)
@@ -173,7 +173,7 @@ func printed(t *testing.T, relays ...*relayProcess) map[string]bool {
 			if line == "" {
 				continue
 			}
-			m, err := core.DecodeEnvelope([]byte(line))
+			m, err := outbox.DecodeEnvelope([]byte(line))
 			if err != nil {
 				continue // a line still being written
 			}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // flags is a command's flag set plus the environment variable behind each flag. Defaults from
@@ -23,7 +23,7 @@ type flags struct {
 	// secrets are variables read from the environment only: credentials, never flags.
 	secrets []secretVar
 	// kinds says what each flag's value is, for errors that must not repeat the value.
-	kinds map[string]core.SettingKind
+	kinds map[string]outbox.SettingKind
 	// fields names the flag of each config field, by component ("relay", "sqs"), so a
 	// validation error is reported under the flag the user wrote.
 	fields map[[2]string]string
@@ -40,7 +40,7 @@ func newFlags(cmd, usage string) *flags {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by exitCode; help by parse
 	fs.Usage = func() {}
-	return &flags{fs: fs, cmd: cmd, usage: usage, kinds: map[string]core.SettingKind{}, fields: map[[2]string]string{}, given: map[string]bool{}}
+	return &flags{fs: fs, cmd: cmd, usage: usage, kinds: map[string]outbox.SettingKind{}, fields: map[[2]string]string{}, given: map[string]bool{}}
 }
 
 // env makes the environment variable v the default of flag name, and says so in --help.
@@ -55,10 +55,10 @@ func (f *flags) env(name, v string) {
 
 // addSettings offers each setting as a flag of its name, filled from its variable when the
 // command line does not set it; a secret setting is read from its variable only.
-func addSettings[C any](f *flags, component string, c *C, settings []core.Setting[C]) {
+func addSettings[C any](f *flags, component string, c *C, settings []outbox.Setting[C]) {
 	for _, s := range settings {
 		set := func(v string) error { return s.Set(c, strings.TrimSpace(v)) }
-		if s.Kind == core.KindSecret {
+		if s.Kind == outbox.KindSecret {
 			f.secrets = append(f.secrets, secretVar{env: s.Env, set: set})
 			f.fields[[2]string{component, s.Field}] = s.Env
 			continue
@@ -67,7 +67,7 @@ func addSettings[C any](f *flags, component string, c *C, settings []core.Settin
 		if s.Default != "" && s.Default != "false" && s.Default != "none" {
 			usage += " (default " + s.Default + ")"
 		}
-		f.fs.Var(&settingValue{set: set, isBool: s.Kind == core.KindBool}, s.Flag(), usage)
+		f.fs.Var(&settingValue{set: set, isBool: s.Kind == outbox.KindBool}, s.Flag(), usage)
 		f.env(s.Flag(), s.Env)
 		f.kinds[s.Flag()] = s.Kind
 		if s.Field != "" {
@@ -180,25 +180,25 @@ func (f *flags) want(name string) string {
 			if g, isGetter := fl.Value.(flag.Getter); isGetter {
 				switch g.Get().(type) {
 				case int, int64, uint, uint64:
-					kind = core.KindInt
+					kind = outbox.KindInt
 				case time.Duration:
-					kind = core.KindDuration
+					kind = outbox.KindDuration
 				case float64:
-					kind = core.KindNumber
+					kind = outbox.KindNumber
 				case bool:
-					kind = core.KindBool
+					kind = outbox.KindBool
 				}
 			}
 		}
 	}
 	switch kind {
-	case core.KindInt:
+	case outbox.KindInt:
 		return "not an integer"
-	case core.KindDuration:
+	case outbox.KindDuration:
 		return "not a duration (examples: 500ms, 30s, 1m)"
-	case core.KindNumber:
+	case outbox.KindNumber:
 		return "not a number"
-	case core.KindBool:
+	case outbox.KindBool:
 		return "not true or false"
 	case "":
 		return "invalid value"
@@ -209,7 +209,7 @@ func (f *flags) want(name string) string {
 // configError reports a validation error under the flag (or variable) of the field it names,
 // when one of this command's flags sets that field.
 func (f *flags) configError(err error) error {
-	var ce *core.ConfigError
+	var ce *outbox.ConfigError
 	if errors.As(err, &ce) {
 		// An element of a list or map (Brokers[1], Routes["x"]) is reported under the flag
 		// of the whole; the problem quotes the element.
@@ -228,7 +228,7 @@ func (f *flags) printHelp(w io.Writer) {
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		kind := ""
 		switch k := f.kinds[fl.Name]; {
-		case k == core.KindBool:
+		case k == outbox.KindBool:
 		case k != "":
 			kind = " " + string(k)
 		default:
@@ -237,11 +237,11 @@ func (f *flags) printHelp(w io.Writer) {
 				if g, ok := fl.Value.(flag.Getter); ok {
 					switch g.Get().(type) {
 					case int:
-						kind = " " + string(core.KindInt)
+						kind = " " + string(outbox.KindInt)
 					case time.Duration:
-						kind = " " + string(core.KindDuration)
+						kind = " " + string(outbox.KindDuration)
 					case string:
-						kind = " " + string(core.KindString)
+						kind = " " + string(outbox.KindString)
 					}
 				}
 			}

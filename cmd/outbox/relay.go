@@ -14,9 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
-	"github.com/txoutbox/outbox/core"
 )
 
 const relayUsage = `Usage: outbox relay --store URL [--transport sqs|kafka|nats|rabbitmq|memory] [transport flags] [flags]
@@ -37,10 +37,10 @@ is missing, lost its WAL, lags past --wal-lag-alarm, or nobody reads it while th
 /metrics adds the slot's lag and retained WAL in bytes, the age of what this relay has not
 confirmed, and whether it holds the slot (outbox_wal_*).`
 
-// relayFlags are the relay's settings: core's (zero means core.Config's default) and the
+// relayFlags are the relay's settings: the root package's (zero means outbox.Config's default) and the
 // command's own.
 type relayFlags struct {
-	cfg           core.Config
+	cfg           outbox.Config
 	keepDelivered bool
 	listen        string
 	logLevel      string
@@ -49,7 +49,7 @@ type relayFlags struct {
 
 func addRelayFlags(f *flags) *relayFlags {
 	r := &relayFlags{listen: defaultListen, logLevel: "info", f: f}
-	addSettings(f, "relay", &r.cfg, core.RelaySettings())
+	addSettings(f, "relay", &r.cfg, outbox.RelaySettings())
 	addSettings(f, "", r, relayCommandSettings())
 	return r
 }
@@ -59,7 +59,7 @@ func (r *relayFlags) shutdownTimeout() time.Duration {
 	if r.cfg.ShutdownTimeout > 0 {
 		return r.cfg.ShutdownTimeout
 	}
-	return core.DefaultShutdownTimeout
+	return outbox.DefaultShutdownTimeout
 }
 
 // check validates the tuning flags; problems are usage errors naming the flag.
@@ -117,7 +117,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	// environment (no AWS region anywhere) is a usage error, reported before any connection.
 	transport, closeTransport, err := tf.open(ctx, "outbox relay", e, log, rf.cfg)
 	if err != nil {
-		var ce *core.ConfigError
+		var ce *outbox.ConfigError
 		if errors.As(err, &ce) {
 			return tf.f.configError(err)
 		}
@@ -138,12 +138,12 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 
 	cfg := rf.cfg
 	cfg.Logger = log
-	relay, err := core.NewRelay(store, transport, cfg)
+	relay, err := outbox.NewRelay(store, transport, cfg)
 	if err != nil {
 		return err
 	}
 	if cfg.Ordered {
-		if ko, ok := transport.(core.KeyOrderer); !ok || !ko.KeepsKeyOrder() {
+		if ko, ok := transport.(outbox.KeyOrderer); !ok || !ko.KeepsKeyOrder() {
 			log.Info("ordered mode with a transport that does not keep key order within a batch: each publish carries at most one message per key"+keyOrderHint[tf.kind],
 				zap.String("transport", tf.kind))
 		}
@@ -208,7 +208,7 @@ var keyOrderHint = map[string]string{
 }
 
 // describe names a transport for logs; the SQS transport's String redacts its credentials.
-func describe(t core.Transport) string {
+func describe(t outbox.Transport) string {
 	if s, ok := t.(fmt.Stringer); ok {
 		return s.String()
 	}

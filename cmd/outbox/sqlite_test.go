@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -34,7 +34,7 @@ func sqliteStore(t *testing.T) (url string, store *sqlite.Store) {
 }
 
 // add writes msgs in a transaction of their own.
-func add(t *testing.T, store *sqlite.Store, msgs ...*core.Message) {
+func add(t *testing.T, store *sqlite.Store, msgs ...*outbox.Message) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := store.DB().BeginTx(ctx, nil)
@@ -51,10 +51,10 @@ func add(t *testing.T, store *sqlite.Store, msgs ...*core.Message) {
 }
 
 // kill makes msgs dead, as a relay does when their publish fails for good.
-func kill(t *testing.T, store core.Store, msgs []*core.Message, reason string) {
+func kill(t *testing.T, store outbox.Store, msgs []*outbox.Message, reason string) {
 	t.Helper()
 	ctx := context.Background()
-	claimed, err := store.Claim(ctx, core.ClaimRequest{Token: "test", Limit: 1000, Lease: time.Minute})
+	claimed, err := store.Claim(ctx, outbox.ClaimRequest{Token: "test", Limit: 1000, Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +62,11 @@ func kill(t *testing.T, store core.Store, msgs []*core.Message, reason string) {
 	for _, m := range msgs {
 		want[m.ID] = true
 	}
-	var failures []core.Failure
+	var failures []outbox.Failure
 	var others []string
 	for _, m := range claimed {
 		if want[m.ID] {
-			failures = append(failures, core.Failure{ID: m.ID, Error: reason, Dead: true})
+			failures = append(failures, outbox.Failure{ID: m.ID, Error: reason, Dead: true})
 		} else {
 			others = append(others, m.ID)
 		}
@@ -78,9 +78,9 @@ func kill(t *testing.T, store core.Store, msgs []*core.Message, reason string) {
 		t.Fatal(err)
 	}
 	if len(others) > 0 { // release the rest at once
-		var release []core.Failure
+		var release []outbox.Failure
 		for _, id := range others {
-			release = append(release, core.Failure{ID: id, Release: true})
+			release = append(release, outbox.Failure{ID: id, Release: true})
 		}
 		if _, err := store.Nack(ctx, "test", release); err != nil {
 			t.Fatal(err)
@@ -93,7 +93,7 @@ func TestStatusAndDeadLetters(t *testing.T) {
 	ctx := context.Background()
 	pending := outboxtest.NewMessages(3, "ORDER_PLACED", "")
 	dead := append(outboxtest.NewMessages(2, "ORDER_PAID", "order-7"), outboxtest.NewMessages(1, "ORDER_SHIPPED", "order-9")...)
-	add(t, store, append(append([]*core.Message{}, dead...), pending...)...)
+	add(t, store, append(append([]*outbox.Message{}, dead...), pending...)...)
 	kill(t, store, dead, "sqs: queue does not exist")
 
 	code, stdout, stderr := runCLI(t, nil, "status", "--store", url, "--json")
@@ -191,7 +191,7 @@ func TestRelayToMemoryPrintsEnvelopes(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, line := range lines {
-		m, err := core.DecodeEnvelope([]byte(line))
+		m, err := outbox.DecodeEnvelope([]byte(line))
 		if err != nil || m.Type != "USER_CREATED" {
 			t.Fatalf("envelope %q: %v", line, err)
 		}
@@ -222,8 +222,8 @@ func jsonEqual(a, b []byte) bool {
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
 
-func claimNow(owner string) core.ClaimRequest {
-	return core.ClaimRequest{Token: owner, Limit: 10, Lease: time.Minute}
+func claimNow(owner string) outbox.ClaimRequest {
+	return outbox.ClaimRequest{Token: owner, Limit: 10, Lease: time.Minute}
 }
 
 // status --json has every field the docs list, oldest_pending too: null when nothing is pending.

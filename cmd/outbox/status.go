@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
-	"github.com/txoutbox/outbox/core"
 )
 
 const statusUsage = `Usage: outbox status --store URL [--relay http://HOST:PORT] [--json]
@@ -110,7 +110,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func status(ctx context.Context, ins core.Inspector) (statusReport, error) {
+func status(ctx context.Context, ins outbox.Inspector) (statusReport, error) {
 	counts, err := ins.Counts(ctx)
 	if err != nil {
 		return statusReport{}, err
@@ -124,7 +124,7 @@ func status(ctx context.Context, ins core.Inspector) (statusReport, error) {
 	if counts.Dead == 0 {
 		return r, nil
 	}
-	dead, err := ins.ListDead(ctx, core.DeadFilter{Limit: stalledScan})
+	dead, err := ins.ListDead(ctx, outbox.DeadFilter{Limit: stalledScan})
 	if err != nil {
 		return r, err
 	}

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
@@ -60,7 +60,7 @@ func (s *storeFlags) target(cmd string) (storeurl.Target, error) {
 // optionError reports a store error as a usage error of the option flag whose field it names,
 // or else of --store.
 func (s *storeFlags) optionError(cmd string, err error) error {
-	var ce *core.ConfigError
+	var ce *outbox.ConfigError
 	if errors.As(err, &ce) {
 		if name, ok := optionFlags[ce.Field]; ok {
 			return usagef(cmd, "%s: %s", s.f.describe(name), ce.Problem)
@@ -78,7 +78,7 @@ func (s *storeFlags) scrub(text string) string {
 func scrubURLs(text, raw, replication string) string {
 	text = storeurl.Scrub(text, raw)
 	if replication != "" {
-		text = core.ScrubSecrets(text, postgres.ConnStringSecrets(replication))
+		text = outbox.ScrubSecrets(text, postgres.ConnStringSecrets(replication))
 	}
 	return text
 }
@@ -104,8 +104,8 @@ func (s *storeFlags) open(ctx context.Context, cmd string, timeout time.Duration
 
 // backend is what the commands need of a store: every backend of this repository has it all.
 type backend interface {
-	core.Store
-	core.Inspector
+	outbox.Store
+	outbox.Inspector
 	EnsureSchema(ctx context.Context) error
 	Close() error
 }

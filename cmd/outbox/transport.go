@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -124,7 +124,7 @@ func (t *transportFlags) rabbitmqConfig(cmd string) (rabbitmq.Config, error) {
 
 // open builds the transport the relay with config rc publishes to. The returned close releases
 // what it holds.
-func (t *transportFlags) open(ctx context.Context, cmd string, e *env, log *zap.Logger, rc core.Config) (core.Transport, func(), error) {
+func (t *transportFlags) open(ctx context.Context, cmd string, e *env, log *zap.Logger, rc outbox.Config) (outbox.Transport, func(), error) {
 	switch t.kind {
 	case "memory":
 		return &printTransport{w: e.stdout}, func() {}, nil
@@ -167,14 +167,14 @@ func (t *transportFlags) open(ctx context.Context, cmd string, e *env, log *zap.
 }
 
 // natsRetry spaces the relay's attempts to reach a NATS server that is down at start.
-var natsRetry = core.Backoff{Initial: 500 * time.Millisecond, Max: 15 * time.Second, Multiplier: 2, Jitter: 0.2}
+var natsRetry = outbox.Backoff{Initial: 500 * time.Millisecond, Max: 15 * time.Second, Multiplier: 2, Jitter: 0.2}
 
 // openNATS connects to NATS. Unlike the other transports, which connect at their first publish,
 // the NATS transport connects when it is built: a server that is unreachable or refuses the
 // credentials at start is an outage like any other, so the relay waits for it (logging each
 // failure) rather than exit, until ctx ends. With --nats-stream, the stream's duplicate window is
 // checked against the relay's retry horizon, and a warning logged if it is shorter.
-func (t *transportFlags) openNATS(ctx context.Context, log *zap.Logger, rc core.Config) (*nats.Transport, error) {
+func (t *transportFlags) openNATS(ctx context.Context, log *zap.Logger, rc outbox.Config) (*nats.Transport, error) {
 	cfg, err := t.natsConfig()
 	if err != nil {
 		return nil, err
@@ -185,7 +185,7 @@ func (t *transportFlags) openNATS(ctx context.Context, log *zap.Logger, rc core.
 		if tr, err = nats.New(ctx, cfg); err == nil {
 			break
 		}
-		if !core.IsUnavailable(err) || ctx.Err() != nil {
+		if !outbox.IsUnavailable(err) || ctx.Err() != nil {
 			return nil, err
 		}
 		delay := natsRetry.Delay(attempt)
@@ -207,10 +207,10 @@ func (t *transportFlags) openNATS(ctx context.Context, log *zap.Logger, rc core.
 // retryHorizon is the longest a relay with config c may take to publish a message again after
 // a publish whose outcome it did not learn: its lease, or a publish timeout plus the longest
 // backoff, whichever is longer (see transport/nats).
-func retryHorizon(c core.Config) time.Duration {
+func retryHorizon(c outbox.Config) time.Duration {
 	lease := c.Lease
 	if lease == 0 {
-		lease = core.DefaultLease
+		lease = outbox.DefaultLease
 	}
 	publish := c.PublishTimeout
 	if publish == 0 {
@@ -218,7 +218,7 @@ func retryHorizon(c core.Config) time.Duration {
 	}
 	backoff := c.Backoff.Max
 	if backoff == 0 {
-		backoff = core.DefaultBackoffMax
+		backoff = outbox.DefaultBackoffMax
 	}
 	return max(lease, publish+backoff)
 }
@@ -230,13 +230,13 @@ type printTransport struct {
 	w  io.Writer
 }
 
-func (p *printTransport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (p *printTransport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	buf := make([]byte, 0, 512)
-	failed := core.NewBatchError()
+	failed := outbox.NewBatchError()
 	for _, m := range msgs {
 		var err error
 		start := len(buf)
-		if buf, err = core.EncodeEnvelope(buf, m); err != nil {
+		if buf, err = outbox.EncodeEnvelope(buf, m); err != nil {
 			buf = buf[:start]
 			failed.Add(m.ID, err) // EncodeEnvelope marks a corrupt message permanent
 			continue

@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -147,7 +147,7 @@ func TestKafkaFlagsMakeTheConfig(t *testing.T) {
 		t.Errorf("SASL %v, want %v", cfg.SASL, want.SASL)
 	}
 	// The transport is built from it (building sends nothing).
-	tr, closeTr, err := tf.open(t.Context(), "outbox relay", nil, zap.NewNop(), core.Config{})
+	tr, closeTr, err := tf.open(t.Context(), "outbox relay", nil, zap.NewNop(), outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestNATSAndRabbitMQFlagsMakeTheConfig(t *testing.T) {
 		r.MaxMessageBytes != 1000000 || r.ReconnectMax != 30*time.Second {
 		t.Errorf("rabbitmq config %v", r)
 	}
-	tr, closeTr, err := tf.open(t.Context(), "outbox relay", nil, zap.NewNop(), core.Config{})
+	tr, closeTr, err := tf.open(t.Context(), "outbox relay", nil, zap.NewNop(), outbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,13 +187,13 @@ func TestNATSAndRabbitMQFlagsMakeTheConfig(t *testing.T) {
 
 func TestRetryHorizon(t *testing.T) {
 	for _, tt := range []struct {
-		cfg  core.Config
+		cfg  outbox.Config
 		want time.Duration
 	}{
-		{core.Config{}, 15*time.Second + 5*time.Minute},
-		{core.Config{Lease: 10 * time.Minute, Backoff: core.Backoff{Max: time.Minute}}, 10 * time.Minute},
-		{core.Config{Lease: time.Minute, PublishTimeout: 20 * time.Second, Backoff: core.Backoff{Max: 10 * time.Second}}, time.Minute},
-		{core.Config{Lease: 10 * time.Second, Backoff: core.Backoff{Max: time.Minute}}, 5*time.Second + time.Minute},
+		{outbox.Config{}, 15*time.Second + 5*time.Minute},
+		{outbox.Config{Lease: 10 * time.Minute, Backoff: outbox.Backoff{Max: time.Minute}}, 10 * time.Minute},
+		{outbox.Config{Lease: time.Minute, PublishTimeout: 20 * time.Second, Backoff: outbox.Backoff{Max: 10 * time.Second}}, time.Minute},
+		{outbox.Config{Lease: 10 * time.Second, Backoff: outbox.Backoff{Max: time.Minute}}, 5*time.Second + time.Minute},
 	} {
 		if got := retryHorizon(tt.cfg); got != tt.want {
 			t.Errorf("retryHorizon(%+v) = %v, want %v", tt.cfg, got, tt.want)

@@ -8,12 +8,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
-// The service owns its pool and its AWS client; fxmodule only consumes the store and transport
+// The service owns its pool and its AWS client; outboxfx only consumes the store and transport
 // built on them.
 
 func newPool(lc fx.Lifecycle, cfg Config) (*pgxpool.Pool, error) {
@@ -51,11 +51,11 @@ func newStore(lc fx.Lifecycle, pool *pgxpool.Pool, cfg Config) (*postgres.Store,
 
 func usersTable(cfg Config) string { return pgx.Identifier{cfg.Schema, "users"}.Sanitize() }
 
-// asCoreStore hands the store to fxmodule as the relay's core.Store.
-func asCoreStore(s *postgres.Store) core.Store { return s }
+// asCoreStore hands the store to outboxfx as the relay's outbox.Store.
+func asCoreStore(s *postgres.Store) outbox.Store { return s }
 
 // newTransport builds the SQS transport; tests swap it for transport/memory with fx.Decorate.
-func newTransport(lc fx.Lifecycle, cfg Config) (core.Transport, error) {
+func newTransport(lc fx.Lifecycle, cfg Config) (outbox.Transport, error) {
 	tr, err := sqs.New(context.Background(), sqs.Config{
 		QueueURL: cfg.QueueURL, Region: cfg.Region, Endpoint: cfg.Endpoint,
 		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: string(cfg.SecretKey),

@@ -7,7 +7,7 @@ import (
 )
 
 // Config is the service's own configuration, read from the environment by main. The relay's
-// tuning comes from OUTBOX_* variables through fxmodule.ConfigFromEnv.
+// tuning comes from OUTBOX_* variables through outboxfx.ConfigFromEnv.
 type Config struct {
 	// PostgresURL is the database of the users table and the outbox (OUTBOX_POSTGRES_URL). Required.
 	PostgresURL string

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -74,7 +74,7 @@ func createUser(store *postgres.Store, users string, log *zap.Logger) http.Handl
 			http.Error(w, `want a JSON body {"name": "...", "email": "..."}`, http.StatusBadRequest)
 			return
 		}
-		event, err := core.NewMessage("USER_CREATED", map[string]string{"name": in.Name, "email": in.Email})
+		event, err := outbox.NewMessage("USER_CREATED", map[string]string{"name": in.Name, "email": in.Email})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -1,6 +1,6 @@
 // Command fx-service is an HTTP service built with go.uber.org/fx whose POST /users handler
 // writes a user row and its USER_CREATED event in one PostgreSQL transaction, while the relay,
-// run by fxmodule inside the same application, publishes the events to SQS.
+// run by outboxfx inside the same application, publishes the events to SQS.
 //
 //	OUTBOX_POSTGRES_URL=postgres://root@127.0.0.1:5432/test \
 //	OUTBOX_SQS_QUEUE_URL=users OUTBOX_SQS_ENDPOINT=http://127.0.0.1:4566 OUTBOX_SQS_REGION=us-east-1 \
@@ -21,7 +21,7 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 
-	"github.com/txoutbox/outbox/fxmodule"
+	"github.com/txoutbox/outbox/outboxfx"
 )
 
 func main() {
@@ -50,10 +50,10 @@ func service(cfg Config) fx.Option {
 			newStore,
 			asCoreStore,
 			newTransport,
-			fxmodule.ConfigFromEnv,
+			outboxfx.ConfigFromEnv,
 			newServer,
 		),
-		fxmodule.Module,
+		outboxfx.Module,
 		fx.Invoke(func(*Server) {}), // the server is the point of the service
 	)
 }

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -59,7 +59,7 @@ func testConfig(t *testing.T) Config {
 func testService(cfg Config, broker *memory.Transport) fx.Option {
 	return fx.Options(
 		service(cfg),
-		fx.Decorate(func(core.Transport) core.Transport { return broker }),
+		fx.Decorate(func(outbox.Transport) outbox.Transport { return broker }),
 		fx.Decorate(func(*zap.Logger) *zap.Logger { return zap.NewNop() }),
 	)
 }

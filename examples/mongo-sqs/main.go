@@ -24,7 +24,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -70,7 +70,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	// executeWithOutbox(users, insert, payload, 'USER_CREATED'), three times.
 	var ids []string
 	for _, name := range []string{"ada", "grace", "edsger"} {
-		event, err := core.NewMessage("USER_CREATED", map[string]string{"name": name})
+		event, err := outbox.NewMessage("USER_CREATED", map[string]string{"name": name})
 		if err != nil {
 			return err
 		}
@@ -106,8 +106,8 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 
 // relayUntilDelivered runs a relay until the messages with ids have left the outbox (the store
 // deletes a message when its publish is acknowledged), or gives up after 30 seconds.
-func relayUntilDelivered(ctx context.Context, store *mongo.Store, transport core.Transport, ids []string, w io.Writer) error {
-	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: 200 * time.Millisecond})
+func relayUntilDelivered(ctx context.Context, store *mongo.Store, transport outbox.Transport, ids []string, w io.Writer) error {
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}

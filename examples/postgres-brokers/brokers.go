@@ -11,7 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -19,7 +19,7 @@ import (
 
 // broker is one transport with the consumer that reads back what it publishes.
 type broker struct {
-	transport core.Transport
+	transport outbox.Transport
 	consumer  interface {
 		Start(ctx context.Context) error
 		Stop(ctx context.Context) error
@@ -29,7 +29,7 @@ type broker struct {
 }
 
 // handler is what the consumer does with each event.
-type handler = func(ctx context.Context, m *core.Message) error
+type handler = func(ctx context.Context, m *outbox.Message) error
 
 // openBroker prepares the destination the example publishes to (in a deployment, that is the
 // broker's configuration, not the service's), the transport and a consumer of that destination.
@@ -105,7 +105,7 @@ func openNATS(ctx context.Context, cfg config, handle handler) (*broker, error) 
 	// cover a relay that died (replaced after its 30 s lease) and short outages. A deployment
 	// that must drop every copy sizes it to its retry horizon (transport/nats's README) and
 	// checks it here.
-	if err := tr.CheckStream(ctx, core.DefaultLease); err != nil {
+	if err := tr.CheckStream(ctx, outbox.DefaultLease); err != nil {
 		return fail(err)
 	}
 	durable := prefix + "-example"

@@ -12,7 +12,7 @@
 // and the RabbitMQ queue it uses when they are missing; a Kafka topic must exist, unless the
 // cluster creates topics itself. See config.go for every variable.
 //
-// In a service, the relay runs all the time (in the service with fxmodule, or beside it with
+// In a service, the relay runs all the time (in the service with outboxfx, or beside it with
 // `outbox relay --transport ...`) and the consumer lives in another service, its handler
 // wrapped in an inbox; here both run until this run's events went round, then stop.
 package main
@@ -30,7 +30,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 	var mu sync.Mutex
 	received := map[string]bool{}
 	arrived := make(chan struct{}, 1)
-	b, err := openBroker(ctx, cfg, func(ctx context.Context, m *core.Message) error {
+	b, err := openBroker(ctx, cfg, func(ctx context.Context, m *outbox.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !received[m.ID] { // delivery is at least once: a repeat is acknowledged, not counted
@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 	var ids []string
 	for _, name := range []string{"ada", "grace", "edsger"} {
 		email := name + "@example.com"
-		event, err := core.NewMessage("USER_CREATED", map[string]string{"name": name})
+		event, err := outbox.NewMessage("USER_CREATED", map[string]string{"name": name})
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 		mu.Unlock()
 	}
 
-	relay, err := core.NewRelay(store, b.transport, core.Config{PollInterval: 200 * time.Millisecond})
+	relay, err := outbox.NewRelay(store, b.transport, outbox.Config{PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}

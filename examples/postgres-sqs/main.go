@@ -7,7 +7,7 @@
 //	OUTBOX_SQS_ACCESS_KEY_ID=test OUTBOX_SQS_SECRET_ACCESS_KEY=test \
 //	go run ./examples/postgres-sqs
 //
-// In a service, the relay runs all the time (in the service with fxmodule, or beside it with
+// In a service, the relay runs all the time (in the service with outboxfx, or beside it with
 // `outbox relay`); here it runs until this run's events are delivered, then stops.
 package main
 
@@ -23,7 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -73,7 +73,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	// executeWithOutbox(users, insert, payload, 'USER_CREATED'), three times.
 	var ids []string
 	for _, name := range []string{"ada", "grace", "edsger"} {
-		event, err := core.NewMessage("USER_CREATED", map[string]string{"name": name})
+		event, err := outbox.NewMessage("USER_CREATED", map[string]string{"name": name})
 		if err != nil {
 			return err
 		}
@@ -102,8 +102,8 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 
 // relayUntilDelivered runs a relay until the messages with ids have left the outbox (the store
 // deletes a message when its publish is acknowledged), or gives up after 30 seconds.
-func relayUntilDelivered(ctx context.Context, store *postgres.Store, transport core.Transport, ids []string, w io.Writer) error {
-	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: 200 * time.Millisecond})
+func relayUntilDelivered(ctx context.Context, store *postgres.Store, transport outbox.Transport, ids []string, w io.Writer) error {
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}

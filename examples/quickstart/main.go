@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -76,8 +76,8 @@ func run(ctx context.Context, w io.Writer) error {
 	// 2. A broker and a consumer. In production this is SQS (transport/sqs); the consumer
 	// receives the same JSON envelope either way.
 	broker := memory.New()
-	broker.Subscribe(func(_ context.Context, m *core.Message) error {
-		envelope, err := core.EncodeEnvelope(nil, m)
+	broker.Subscribe(func(_ context.Context, m *outbox.Message) error {
+		envelope, err := outbox.EncodeEnvelope(nil, m)
 		if err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func run(ctx context.Context, w io.Writer) error {
 
 	// 3. The relay: claims committed events, publishes them, acknowledges them. The store wakes
 	// it on every commit, so nothing waits for the poll interval.
-	relay, err := core.NewRelay(store, broker, core.Config{})
+	relay, err := outbox.NewRelay(store, broker, outbox.Config{})
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	created := 0
 	for _, u := range users {
-		event, err := core.NewMessage("USER_CREATED", map[string]string{"name": u.Name, "email": u.Email})
+		event, err := outbox.NewMessage("USER_CREATED", map[string]string{"name": u.Name, "email": u.Email})
 		if err != nil {
 			return err
 		}

@@ -13,7 +13,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -48,7 +48,7 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "dedup", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "dedup", Field: field, Problem: problem}
 	}
 	switch {
 	case c.Store == nil:
@@ -64,20 +64,20 @@ func (c Config) Validate() error {
 }
 
 // Middleware returns the dedup middleware, or the error Validate reports.
-func (c Config) Middleware() (core.Middleware, error) {
+func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	c = c.withDefaults()
 	c.Logger = c.Logger.Named("outbox.dedup")
-	return func(next core.Handler) core.Handler {
-		return func(ctx context.Context, msgs []*core.Message) error {
+	return func(next outbox.Handler) outbox.Handler {
+		return func(ctx context.Context, msgs []*outbox.Message) error {
 			return c.publish(ctx, next, msgs)
 		}
 	}, nil
 }
 
-func (c Config) publish(ctx context.Context, next core.Handler, msgs []*core.Message) error {
+func (c Config) publish(ctx context.Context, next outbox.Handler, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return next(ctx, msgs)
 	}
@@ -94,7 +94,7 @@ func (c Config) publish(ctx context.Context, next core.Handler, msgs []*core.Mes
 }
 
 // unseen returns the messages not published before. When the store fails it returns them all.
-func (c Config) unseen(ctx context.Context, msgs []*core.Message) []*core.Message {
+func (c Config) unseen(ctx context.Context, msgs []*outbox.Message) []*outbox.Message {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.ID
@@ -109,7 +109,7 @@ func (c Config) unseen(ctx context.Context, msgs []*core.Message) []*core.Messag
 	if len(seen) == 0 {
 		return msgs
 	}
-	fresh := make([]*core.Message, 0, len(msgs)-len(seen))
+	fresh := make([]*outbox.Message, 0, len(msgs)-len(seen))
 	for _, m := range msgs {
 		if seen[m.ID] {
 			c.Logger.Debug("skipping a message published before", zap.String("id", m.ID), zap.String("type", m.Type), zap.String("key", m.Key))
@@ -121,8 +121,8 @@ func (c Config) unseen(ctx context.Context, msgs []*core.Message) []*core.Messag
 }
 
 // mark records the messages of sent that were published.
-func (c Config) mark(ctx context.Context, sent []*core.Message, err error) {
-	var be *core.BatchError
+func (c Config) mark(ctx context.Context, sent []*outbox.Message, err error) {
+	var be *outbox.BatchError
 	if err != nil && !errors.As(err, &be) {
 		return
 	}
@@ -146,12 +146,12 @@ func (c Config) mark(ctx context.Context, sent []*core.Message, err error) {
 
 // perMessage turns a whole-batch error into one failure per message of sent, so that the
 // skipped messages, absent from it, are acknowledged.
-func perMessage(sent []*core.Message, err error) error {
-	var be *core.BatchError
+func perMessage(sent []*outbox.Message, err error) error {
+	var be *outbox.BatchError
 	if errors.As(err, &be) {
 		return err
 	}
-	out := core.NewBatchError()
+	out := outbox.NewBatchError()
 	for _, m := range sent {
 		out.Add(m.ID, err)
 	}

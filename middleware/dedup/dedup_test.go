@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -17,10 +17,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func messages(t *testing.T, n int) []*core.Message {
+func messages(t *testing.T, n int) []*outbox.Message {
 	t.Helper()
 	msgs := outboxtest.NewMessages(n, "ORDER_PLACED", "")
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -35,13 +35,13 @@ func memoryStore(t *testing.T) *dedup.MemoryStore {
 	return s
 }
 
-func build(t *testing.T, cfg dedup.Config, next core.Handler) core.Handler {
+func build(t *testing.T, cfg dedup.Config, next outbox.Handler) outbox.Handler {
 	t.Helper()
 	mw, err := cfg.Middleware()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return core.Chain(next, mw)
+	return outbox.Chain(next, mw)
 }
 
 func TestSkipsWhatWasPublishedAndReportsSuccess(t *testing.T) {
@@ -70,7 +70,7 @@ func TestRecordsOnlyWhatSucceeded(t *testing.T) {
 	tr.FailIDs(errors.New("throttled"), msgs[1].ID)
 
 	err := h(context.Background(), msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[msgs[1].ID] == nil {
 		t.Fatalf("err = %v, want the transport's BatchError naming %s", err, msgs[1].ID)
 	}
@@ -91,15 +91,15 @@ func TestWholeFailureSparesSkippedMessages(t *testing.T) {
 	if err := h(context.Background(), msgs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	down := core.Permanent(errors.New("queue deleted"))
+	down := outbox.Permanent(errors.New("queue deleted"))
 	tr.FailNext(1, down)
 
 	err := h(context.Background(), msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("err = %v, want a BatchError so the skipped message is still acked", err)
 	}
-	if len(be.Failed) != 1 || !errors.Is(be.Failed[msgs[1].ID], down) || !core.IsPermanent(be.Failed[msgs[1].ID]) {
+	if len(be.Failed) != 1 || !errors.Is(be.Failed[msgs[1].ID], down) || !outbox.IsPermanent(be.Failed[msgs[1].ID]) {
 		t.Errorf("failed = %v, want only %s with the permanent error", be.Failed, msgs[1].ID)
 	}
 	if err := h(context.Background(), nil); err != nil {
@@ -184,7 +184,7 @@ func checkConfigErr(t *testing.T, err error, field string) {
 		}
 		return
 	}
-	var ce *core.ConfigError
+	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field != field || ce.Component != "dedup" {
 		t.Fatalf("err = %v, want a dedup ConfigError naming %s", err, field)
 	}

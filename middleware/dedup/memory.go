@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // MemoryConfig tunes a MemoryStore.
@@ -26,7 +26,7 @@ func (c MemoryConfig) withDefaults() MemoryConfig {
 // Validate names the first invalid field.
 func (c MemoryConfig) Validate() error {
 	if c.MaxEntries < 0 {
-		return &core.ConfigError{Component: "dedup", Field: "MaxEntries", Problem: "is negative"}
+		return &outbox.ConfigError{Component: "dedup", Field: "MaxEntries", Problem: "is negative"}
 	}
 	return nil
 }

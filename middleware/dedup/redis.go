@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // RedisConfig configures a RedisStore.
@@ -28,7 +28,7 @@ func (c RedisConfig) withDefaults() RedisConfig {
 // Validate names the first invalid field.
 func (c RedisConfig) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "dedup", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "dedup", Field: field, Problem: problem}
 	}
 	switch {
 	case c.Client == nil:

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/outboxtest"
@@ -38,7 +38,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 				_, prefix = redisStore(t, redisClient(t))
 			}
 			// Each relay has its own client, as two processes would.
-			relayMiddleware := func() []core.Middleware {
+			relayMiddleware := func() []outbox.Middleware {
 				if !tc.dedup {
 					return nil
 				}
@@ -50,7 +50,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return []core.Middleware{mw}
+				return []outbox.Middleware{mw}
 			}
 
 			store := memstore.New()
@@ -58,7 +58,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 			if err := store.Add(ctx, outboxtest.NewMessages(1, "ORDER_PLACED", "order-1")...); err != nil {
 				t.Fatal(err)
 			}
-			cfg := core.Config{
+			cfg := outbox.Config{
 				Lease:          600 * time.Millisecond,
 				PublishTimeout: 200 * time.Millisecond,
 				PollInterval:   50 * time.Millisecond,
@@ -69,7 +69,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 			ackless.SetFailRates(0, 1, 0) // every ack of relay A fails
 			cfgA := cfg
 			cfgA.Owner, cfgA.Middleware = "relay-a", relayMiddleware()
-			a, err := core.NewRelay(ackless, broker, cfgA)
+			a, err := outbox.NewRelay(ackless, broker, cfgA)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 
 			cfgB := cfg
 			cfgB.Owner, cfgB.Middleware = "relay-b", relayMiddleware()
-			b, err := core.NewRelay(store, broker, cfgB)
+			b, err := outbox.NewRelay(store, broker, cfgB)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestLostAckAcrossRelays(t *testing.T) {
 }
 
 // waitDrained waits until the store holds no undelivered message.
-func waitDrained(ctx context.Context, t *testing.T, store core.Inspector) {
+func waitDrained(ctx context.Context, t *testing.T, store outbox.Inspector) {
 	t.Helper()
 	for {
 		c, err := store.Counts(ctx)
@@ -130,7 +130,7 @@ func waitDrained(ctx context.Context, t *testing.T, store core.Inspector) {
 // lossyAcks loses the first ack of about one message in rate: Ack reports success but the
 // store never hears of it, as when the connection drops after the broker took the message.
 type lossyAcks struct {
-	core.Store
+	outbox.Store
 	rate float64
 
 	mu   sync.Mutex
@@ -190,13 +190,13 @@ func testUnderFaults(t *testing.T, withDedup bool) {
 	if err := store.Add(ctx, outboxtest.NewMessages(n, "ORDER_PLACED", "")...); err != nil {
 		t.Fatal(err)
 	}
-	var relays []*core.Relay
+	var relays []*outbox.Relay
 	for _, owner := range []string{"relay-a", "relay-b"} {
-		rt, err := retry.Config{MaxRetries: 1, Backoff: core.Backoff{Initial: time.Millisecond, Max: time.Millisecond}}.Middleware()
+		rt, err := retry.Config{MaxRetries: 1, Backoff: outbox.Backoff{Initial: time.Millisecond, Max: time.Millisecond}}.Middleware()
 		if err != nil {
 			t.Fatal(err)
 		}
-		mws := []core.Middleware{rt}
+		mws := []outbox.Middleware{rt}
 		if withDedup {
 			s, err := dedup.NewRedisStore(dedup.RedisConfig{Client: redisClient(t), Prefix: prefix})
 			if err != nil {
@@ -206,15 +206,15 @@ func testUnderFaults(t *testing.T, withDedup bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mws = []core.Middleware{dd, rt}
+			mws = []outbox.Middleware{dd, rt}
 		}
-		r, err := core.NewRelay(lossy, faulty, core.Config{
+		r, err := outbox.NewRelay(lossy, faulty, outbox.Config{
 			Owner:          owner,
 			BatchSize:      20,
 			Lease:          500 * time.Millisecond,
 			PublishTimeout: 200 * time.Millisecond,
 			PollInterval:   50 * time.Millisecond,
-			Backoff:        core.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+			Backoff:        outbox.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 			Middleware:     mws,
 		})
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -28,7 +28,7 @@ type Config struct {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "logging", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "logging", Field: field, Problem: problem}
 	}
 	switch {
 	case c.Logger == nil:
@@ -38,13 +38,13 @@ func (c Config) Validate() error {
 }
 
 // Middleware returns the logging middleware, or the error Validate reports.
-func (c Config) Middleware() (core.Middleware, error) {
+func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	log := c.Logger.Named("outbox.publish")
-	return func(next core.Handler) core.Handler {
-		return func(ctx context.Context, msgs []*core.Message) error {
+	return func(next outbox.Handler) outbox.Handler {
+		return func(ctx context.Context, msgs []*outbox.Message) error {
 			start := time.Now()
 			err := next(ctx, msgs)
 			c.log(ctx, log, msgs, err, time.Since(start))
@@ -53,8 +53,8 @@ func (c Config) Middleware() (core.Middleware, error) {
 	}, nil
 }
 
-func (c Config) log(ctx context.Context, log *zap.Logger, msgs []*core.Message, err error, took time.Duration) {
-	var be *core.BatchError
+func (c Config) log(ctx context.Context, log *zap.Logger, msgs []*outbox.Message, err error, took time.Duration) {
+	var be *outbox.BatchError
 	partial := errors.As(err, &be)
 	failed := 0
 	for _, m := range msgs {
@@ -74,8 +74,8 @@ func (c Config) log(ctx context.Context, log *zap.Logger, msgs []*core.Message, 
 		if c.IncludePayload {
 			fields = append(fields, zap.String("payload", string(m.Payload)))
 		}
-		if core.FailureIsFinal(ctx, m, cause) {
-			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", core.IsPermanent(cause)))...)
+		if outbox.FailureIsFinal(ctx, m, cause) {
+			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", outbox.IsPermanent(cause)))...)
 		} else {
 			log.Warn("message publish failed; it will be retried", fields...)
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -19,7 +19,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func setup(t *testing.T, cfg logging.Config, n int) (core.Handler, *memory.Transport, []*core.Message, *observer.ObservedLogs) {
+func setup(t *testing.T, cfg logging.Config, n int) (outbox.Handler, *memory.Transport, []*outbox.Message, *observer.ObservedLogs) {
 	t.Helper()
 	obs, logs := observer.New(zap.DebugLevel)
 	cfg.Logger = zap.New(obs)
@@ -31,11 +31,11 @@ func setup(t *testing.T, cfg logging.Config, n int) (core.Handler, *memory.Trans
 	for _, m := range msgs {
 		m.Payload = []byte(`{"card":"4111 1111 1111 1111"}`)
 	}
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
-	return core.Chain(broker.Publish, mw), broker, msgs, logs
+	return outbox.Chain(broker.Publish, mw), broker, msgs, logs
 }
 
 func TestLevelsAndFields(t *testing.T) {
@@ -47,9 +47,9 @@ func TestLevelsAndFields(t *testing.T) {
 	}
 	msgs[2].Attempts = 4 // its fifth and last attempt
 	broker.FailIDs(errors.New("throttled"), msgs[1].ID, msgs[2].ID)
-	broker.FailIDs(core.Permanent(errors.New("message too large")), msgs[3].ID)
+	broker.FailIDs(outbox.Permanent(errors.New("message too large")), msgs[3].ID)
 
-	if err := h(core.WithMaxAttempts(context.Background(), 5), msgs); err == nil {
+	if err := h(outbox.WithMaxAttempts(context.Background(), 5), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 
@@ -138,7 +138,7 @@ func TestValidate(t *testing.T) {
 		{logging.Config{}, "Logger"},
 	} {
 		_, err := tt.cfg.Middleware()
-		var ce *core.ConfigError
+		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.field || ce.Component != "logging" {
 			t.Errorf("err = %v, want a logging ConfigError naming %s", err, tt.field)
 		}

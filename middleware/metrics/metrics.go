@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -81,7 +81,7 @@ func (ins *instruments) typeOption(typ string) metric.MeasurementOption {
 // outbox.messages.dead, counters with attribute outbox.message.type; outbox.publish.duration, a
 // histogram of each batch's publish time with attribute outcome (ok, partial, error); and
 // outbox.lag, a histogram of each published message's time from creation to publish, by type.
-func (c Config) Middleware() (core.Middleware, error) {
+func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -107,8 +107,8 @@ func (c Config) Middleware() (core.Middleware, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: instruments: %w", err)
 	}
-	return func(next core.Handler) core.Handler {
-		return func(ctx context.Context, msgs []*core.Message) error {
+	return func(next outbox.Handler) outbox.Handler {
+		return func(ctx context.Context, msgs []*outbox.Message) error {
 			start := time.Now()
 			err := next(ctx, msgs)
 			c.record(ctx, ins, msgs, err, start)
@@ -117,9 +117,9 @@ func (c Config) Middleware() (core.Middleware, error) {
 	}, nil
 }
 
-func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Message, err error, start time.Time) {
+func (c Config) record(ctx context.Context, ins *instruments, msgs []*outbox.Message, err error, start time.Time) {
 	now := time.Now()
-	var be *core.BatchError
+	var be *outbox.BatchError
 	partial := errors.As(err, &be)
 	outcome := "ok"
 	switch {
@@ -149,7 +149,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*core.Messa
 			if !m.CreatedAt.IsZero() {
 				ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
 			}
-		case core.FailureIsFinal(ctx, m, cause):
+		case outbox.FailureIsFinal(ctx, m, cause):
 			t.dead++
 		default:
 			t.failed++

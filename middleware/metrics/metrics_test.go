@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/metrics"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -68,16 +68,16 @@ func TestCountersAndHistograms(t *testing.T) {
 	msgs := append(orders, refunds...)
 	// Written two seconds ago, so the lag of what is published is at least that.
 	written := time.Now().Add(-2 * time.Second)
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{Now: written}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{Now: written}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
 	broker.FailIDs(errors.New("throttled"), orders[1].ID)
-	broker.FailIDs(core.Permanent(errors.New("too large")), orders[2].ID)
+	broker.FailIDs(outbox.Permanent(errors.New("too large")), orders[2].ID)
 	refunds[1].Attempts = 2 // its third and last attempt
 	broker.FailIDs(errors.New("throttled"), refunds[1].ID)
 
-	if err := core.Chain(broker.Publish, mw)(core.WithMaxAttempts(context.Background(), 3), msgs); err == nil {
+	if err := outbox.Chain(broker.Publish, mw)(outbox.WithMaxAttempts(context.Background(), 3), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 
@@ -129,11 +129,11 @@ func TestObserveStore(t *testing.T) {
 	if err := store.Add(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := store.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
+	claimed, err := store.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v, %v", claimed, err)
 	}
-	if _, err := store.Nack(ctx, "o", []core.Failure{{ID: claimed[0].ID, Error: "poison", Dead: true}}); err != nil {
+	if _, err := store.Nack(ctx, "o", []outbox.Failure{{ID: claimed[0].ID, Error: "poison", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -170,7 +170,7 @@ func TestObserveStore(t *testing.T) {
 
 func TestObserveStoreNeedsAnInspector(t *testing.T) {
 	mp, _ := newProvider(t)
-	var plain core.Store = struct{ core.Store }{memstore.New()}
+	var plain outbox.Store = struct{ outbox.Store }{memstore.New()}
 	if _, err := (metrics.Config{MeterProvider: mp}).ObserveStore(plain); err == nil {
 		t.Fatal("want an error: the store cannot report its backlog")
 	}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.opentelemetry.io/otel/metric"
 )
 
-// ObserveStore registers gauges read from the store's core.Inspector at each collection:
+// ObserveStore registers gauges read from the store's outbox.Inspector at each collection:
 // outbox.backlog (pending messages), outbox.dead_letters (dead messages) and
 // outbox.oldest_pending.age (seconds since the oldest pending message was written; 0 when none).
 // It fails when the store has no Inspector. Unregister the returned registration when the store
@@ -17,13 +17,13 @@ import (
 //
 // Each collection runs one Counts query; on a large PostgreSQL outbox that is a count over the
 // pending index, so keep the collection interval in seconds, not milliseconds.
-func (c Config) ObserveStore(store core.Store) (metric.Registration, error) {
+func (c Config) ObserveStore(store outbox.Store) (metric.Registration, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	insp, ok := store.(core.Inspector)
+	insp, ok := store.(outbox.Inspector)
 	if !ok {
-		return nil, fmt.Errorf("metrics: observe store: %T does not implement core.Inspector", store)
+		return nil, fmt.Errorf("metrics: observe store: %T does not implement outbox.Inspector", store)
 	}
 	c = c.withDefaults()
 	m := c.MeterProvider.Meter(ScopeName)

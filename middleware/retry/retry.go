@@ -2,10 +2,10 @@
 // records them as failed. A short blip (a throttled request, a dropped connection) then costs
 // milliseconds instead of a nack and a backoff measured in seconds.
 //
-// Only what failed is retried: when the transport reports a *core.BatchError, the next attempt
+// Only what failed is retried: when the transport reports a *outbox.BatchError, the next attempt
 // publishes just the messages it names, and the error returned at the end names only those that
-// still failed. Errors marked with core.Permanent are never retried, and neither are those marked
-// core.Unavailable: an outage of the broker is the relay's to handle (it pauses and probes,
+// still failed. Errors marked with outbox.Permanent are never retried, and neither are those marked
+// outbox.Unavailable: an outage of the broker is the relay's to handle (it pauses and probes,
 // charging no attempt), and retrying into it only holds the batch.
 package retry
 
@@ -14,7 +14,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Config tunes the retry middleware. The zero value of every field means its documented default.
@@ -24,7 +24,7 @@ type Config struct {
 	MaxRetries int
 	// Backoff spaces the retries. Default Initial 100ms, Max 2s, Multiplier 2, Jitter 0.2: short,
 	// because the relay's own backoff takes over once these retries are spent.
-	Backoff core.Backoff
+	Backoff outbox.Backoff
 }
 
 func (c Config) withDefaults() Config {
@@ -49,7 +49,7 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "retry", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "retry", Field: field, Problem: problem}
 	}
 	if c.MaxRetries > 100 {
 		return bad("MaxRetries", "is above 100; use the relay's MaxAttempts for long retry sequences")
@@ -58,13 +58,13 @@ func (c Config) Validate() error {
 }
 
 // Middleware returns the retry middleware, or the error Validate reports.
-func (c Config) Middleware() (core.Middleware, error) {
+func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	c = c.withDefaults()
-	return func(next core.Handler) core.Handler {
-		return func(ctx context.Context, msgs []*core.Message) error {
+	return func(next outbox.Handler) outbox.Handler {
+		return func(ctx context.Context, msgs []*outbox.Message) error {
 			return c.publish(ctx, next, msgs)
 		}
 	}, nil
@@ -72,7 +72,7 @@ func (c Config) Middleware() (core.Middleware, error) {
 
 // publish calls next until every message is published, a failure is permanent, the retries are
 // spent or ctx cannot wait for the next one.
-func (c Config) publish(ctx context.Context, next core.Handler, msgs []*core.Message) error {
+func (c Config) publish(ctx context.Context, next outbox.Handler, msgs []*outbox.Message) error {
 	err := next(ctx, msgs)
 	if err == nil || c.MaxRetries == 0 {
 		return err
@@ -113,13 +113,13 @@ type state struct {
 	whole error
 }
 
-func newState(msgs []*core.Message) *state {
+func newState(msgs []*outbox.Message) *state {
 	return &state{failed: make(map[string]error, len(msgs))}
 }
 
 // record merges the outcome of publishing sent.
-func (s *state) record(sent []*core.Message, err error) {
-	var be *core.BatchError
+func (s *state) record(sent []*outbox.Message, err error) {
+	var be *outbox.BatchError
 	partial := errors.As(err, &be)
 	if err == nil || partial {
 		s.whole = nil
@@ -141,10 +141,10 @@ func (s *state) record(sent []*core.Message, err error) {
 
 // retryable returns the messages whose last failure was neither permanent nor an outage, in
 // batch order.
-func (s *state) retryable(msgs []*core.Message) []*core.Message {
-	var out []*core.Message
+func (s *state) retryable(msgs []*outbox.Message) []*outbox.Message {
+	var out []*outbox.Message
 	for _, m := range msgs {
-		if err, ok := s.failed[m.ID]; ok && !core.IsPermanent(err) && !core.IsUnavailable(err) {
+		if err, ok := s.failed[m.ID]; ok && !outbox.IsPermanent(err) && !outbox.IsUnavailable(err) {
 			out = append(out, m)
 		}
 	}
@@ -158,7 +158,7 @@ func (s *state) result(batch int) error {
 	case s.whole != nil && len(s.failed) == batch:
 		return s.whole
 	}
-	be := core.NewBatchError()
+	be := outbox.NewBatchError()
 	for id, err := range s.failed {
 		be.Add(id, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/retry"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
@@ -20,19 +20,19 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fast keeps the tests quick; the behaviour under test does not depend on the delays.
-var fast = core.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
+var fast = outbox.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 
-func messages(t *testing.T, n int) []*core.Message {
+func messages(t *testing.T, n int) []*outbox.Message {
 	t.Helper()
-	msgs := make([]*core.Message, n)
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		m, err := core.NewMessage("ORDER_PLACED", map[string]int{"n": i})
+		m, err := outbox.NewMessage("ORDER_PLACED", map[string]int{"n": i})
 		if err != nil {
 			t.Fatal(err)
 		}
 		msgs[i] = m
 	}
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -42,11 +42,11 @@ func messages(t *testing.T, n int) []*core.Message {
 type counting struct {
 	mu      sync.Mutex
 	batches [][]string
-	next    core.Handler
+	next    outbox.Handler
 	after   func(call int) // runs after each call, e.g. to heal the transport
 }
 
-func (c *counting) publish(ctx context.Context, msgs []*core.Message) error {
+func (c *counting) publish(ctx context.Context, msgs []*outbox.Message) error {
 	err := c.next(ctx, msgs)
 	c.mu.Lock()
 	ids := make([]string, len(msgs))
@@ -68,13 +68,13 @@ func (c *counting) calls() [][]string {
 	return append([][]string(nil), c.batches...)
 }
 
-func build(t *testing.T, cfg retry.Config, next core.Handler) core.Handler {
+func build(t *testing.T, cfg retry.Config, next outbox.Handler) outbox.Handler {
 	t.Helper()
 	mw, err := cfg.Middleware()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return core.Chain(next, mw)
+	return outbox.Chain(next, mw)
 }
 
 func TestRetriesWholeBatchFailureUntilPublished(t *testing.T) {
@@ -97,13 +97,13 @@ func TestRetriesWholeBatchFailureUntilPublished(t *testing.T) {
 
 func TestPermanentIsNotRetried(t *testing.T) {
 	tr := memory.New()
-	tr.FailNext(1, core.Permanent(errors.New("queue does not exist")))
+	tr.FailNext(1, outbox.Permanent(errors.New("queue does not exist")))
 	c := &counting{next: tr.Publish}
-	h := build(t, retry.Config{MaxRetries: 5, Backoff: core.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
+	h := build(t, retry.Config{MaxRetries: 5, Backoff: outbox.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
 
 	start := time.Now()
 	err := h(context.Background(), messages(t, 2))
-	if !core.IsPermanent(err) || !strings.Contains(err.Error(), "queue does not exist") {
+	if !outbox.IsPermanent(err) || !strings.Contains(err.Error(), "queue does not exist") {
 		t.Fatalf("err = %v, want the permanent error itself", err)
 	}
 	if got := len(c.calls()); got != 1 {
@@ -119,17 +119,17 @@ func TestPermanentIsNotRetried(t *testing.T) {
 // into it would only hold the batch. A message that alone is unavailable is not retried either.
 func TestUnavailableIsNotRetried(t *testing.T) {
 	tr := memory.New()
-	tr.FailNext(1, core.Unavailable(errors.New("broker unreachable")))
+	tr.FailNext(1, outbox.Unavailable(errors.New("broker unreachable")))
 	c := &counting{next: tr.Publish}
-	h := build(t, retry.Config{MaxRetries: 5, Backoff: core.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
-	if err := h(context.Background(), messages(t, 2)); !core.IsUnavailable(err) {
+	h := build(t, retry.Config{MaxRetries: 5, Backoff: outbox.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
+	if err := h(context.Background(), messages(t, 2)); !outbox.IsUnavailable(err) {
 		t.Fatalf("err = %v, want the outage itself", err)
 	}
 	msgs := messages(t, 2)
-	tr.FailIDs(core.Unavailable(errors.New("queue briefly missing")), msgs[0].ID)
+	tr.FailIDs(outbox.Unavailable(errors.New("queue briefly missing")), msgs[0].ID)
 	err := h(context.Background(), msgs)
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsUnavailable(be.Failed[msgs[0].ID]) {
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsUnavailable(be.Failed[msgs[0].ID]) {
 		t.Fatalf("err = %v, want the one unavailable message", err)
 	}
 	if got := len(c.calls()); got != 2 {
@@ -167,20 +167,20 @@ func TestRetriesOnlyFailedIDs(t *testing.T) {
 func TestFinalBatchErrorNamesOnlyWhatStillFailed(t *testing.T) {
 	tr := memory.New()
 	msgs := messages(t, 4)
-	tr.FailIDs(core.Permanent(errors.New("too large")), msgs[0].ID)
+	tr.FailIDs(outbox.Permanent(errors.New("too large")), msgs[0].ID)
 	tr.FailIDs(errors.New("throttled"), msgs[2].ID)
 	c := &counting{next: tr.Publish}
 	h := build(t, retry.Config{MaxRetries: 2, Backoff: fast}, c.publish)
 
 	err := h(context.Background(), msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("err = %v, want a *core.BatchError", err)
+		t.Fatalf("err = %v, want a *outbox.BatchError", err)
 	}
 	if len(be.Failed) != 2 || be.Failed[msgs[0].ID] == nil || be.Failed[msgs[2].ID] == nil {
 		t.Fatalf("failed = %v, want exactly messages 0 and 2", be.Failed)
 	}
-	if !core.IsPermanent(be.Failed[msgs[0].ID]) || core.IsPermanent(be.Failed[msgs[2].ID]) {
+	if !outbox.IsPermanent(be.Failed[msgs[0].ID]) || outbox.IsPermanent(be.Failed[msgs[2].ID]) {
 		t.Errorf("permanence lost: %v", be.Failed)
 	}
 	calls := c.calls()
@@ -198,10 +198,10 @@ func TestWholeFailureAfterPartialBecomesPerMessage(t *testing.T) {
 	msgs := messages(t, 3)
 	down := errors.New("connection reset")
 	call := 0
-	next := func(ctx context.Context, batch []*core.Message) error {
+	next := func(ctx context.Context, batch []*outbox.Message) error {
 		call++
 		if call == 1 {
-			be := core.NewBatchError()
+			be := outbox.NewBatchError()
 			be.Add(msgs[0].ID, errors.New("throttled"))
 			return be
 		}
@@ -210,7 +210,7 @@ func TestWholeFailureAfterPartialBecomesPerMessage(t *testing.T) {
 	h := build(t, retry.Config{MaxRetries: 1, Backoff: fast}, next)
 
 	err := h(context.Background(), msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 1 || !errors.Is(be.Failed[msgs[0].ID], down) {
 		t.Fatalf("err = %v, want a BatchError naming only %s with the last error", err, msgs[0].ID)
 	}
@@ -220,7 +220,7 @@ func TestDoesNotWaitPastTheDeadline(t *testing.T) {
 	tr := memory.New()
 	tr.FailAll(errors.New("broker down"))
 	c := &counting{next: tr.Publish}
-	h := build(t, retry.Config{Backoff: core.Backoff{Initial: time.Second, Max: time.Second, Jitter: -1}}, c.publish)
+	h := build(t, retry.Config{Backoff: outbox.Backoff{Initial: time.Second, Max: time.Second, Jitter: -1}}, c.publish)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -241,7 +241,7 @@ func TestStopsWaitingWhenCancelled(t *testing.T) {
 	tr := memory.New()
 	tr.FailAll(errors.New("broker down"))
 	c := &counting{next: tr.Publish}
-	h := build(t, retry.Config{Backoff: core.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
+	h := build(t, retry.Config{Backoff: outbox.Backoff{Initial: time.Hour, Max: time.Hour}}, c.publish)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
@@ -278,11 +278,11 @@ func TestValidate(t *testing.T) {
 	}{
 		{"defaults", retry.Config{}, ""},
 		{"too many retries", retry.Config{MaxRetries: 101}, "MaxRetries"},
-		{"negative initial", retry.Config{Backoff: core.Backoff{Initial: -1}}, "Backoff.Initial"},
-		{"negative max", retry.Config{Backoff: core.Backoff{Max: -1}}, "Backoff.Max"},
-		{"max below initial", retry.Config{Backoff: core.Backoff{Initial: time.Second, Max: time.Millisecond}}, "Backoff.Max"},
-		{"shrinking multiplier", retry.Config{Backoff: core.Backoff{Multiplier: 0.5}}, "Backoff.Multiplier"},
-		{"jitter of one", retry.Config{Backoff: core.Backoff{Jitter: 1}}, "Backoff.Jitter"},
+		{"negative initial", retry.Config{Backoff: outbox.Backoff{Initial: -1}}, "Backoff.Initial"},
+		{"negative max", retry.Config{Backoff: outbox.Backoff{Max: -1}}, "Backoff.Max"},
+		{"max below initial", retry.Config{Backoff: outbox.Backoff{Initial: time.Second, Max: time.Millisecond}}, "Backoff.Max"},
+		{"shrinking multiplier", retry.Config{Backoff: outbox.Backoff{Multiplier: 0.5}}, "Backoff.Multiplier"},
+		{"jitter of one", retry.Config{Backoff: outbox.Backoff{Jitter: 1}}, "Backoff.Jitter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,7 +293,7 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
+			var ce *outbox.ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field || ce.Component != "retry" {
 				t.Fatalf("err = %v, want a retry ConfigError naming %s", err, tt.field)
 			}
@@ -313,7 +313,7 @@ func TestRelayNeverSeesABlip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := core.NewRelay(store, broker, core.Config{Middleware: []core.Middleware{mw}, PollInterval: 20 * time.Millisecond})
+	relay, err := outbox.NewRelay(store, broker, outbox.Config{Middleware: []outbox.Middleware{mw}, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"errors"
 	"maps"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -54,45 +54,45 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	if len(c.System) > 64 {
-		return &core.ConfigError{Component: "tracing", Field: "System", Problem: "is longer than 64 bytes"}
+		return &outbox.ConfigError{Component: "tracing", Field: "System", Problem: "is longer than 64 bytes"}
 	}
 	return nil
 }
 
 // WriteHook returns the hook that stores the writer's trace context in each message's headers.
-func (c Config) WriteHook() core.WriteHook {
+func (c Config) WriteHook() outbox.WriteHook {
 	return WriteHook(c.withDefaults().Propagator)
 }
 
-// WriteHook returns a core.WriteHook that injects the trace context of the writer's ctx into the
+// WriteHook returns a outbox.WriteHook that injects the trace context of the writer's ctx into the
 // message's Headers with p (propagation.TraceContext{} when nil). A ctx without a span adds no
 // header.
-func WriteHook(p propagation.TextMapPropagator) core.WriteHook {
+func WriteHook(p propagation.TextMapPropagator) outbox.WriteHook {
 	if p == nil {
 		p = propagation.TraceContext{}
 	}
-	return func(ctx context.Context, m *core.Message) {
+	return func(ctx context.Context, m *outbox.Message) {
 		p.Inject(ctx, &headers{m: m})
 	}
 }
 
 // Middleware returns the tracing middleware, or the error Validate reports.
-func (c Config) Middleware() (core.Middleware, error) {
+func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	c = c.withDefaults()
 	tracer := c.TracerProvider.Tracer(ScopeName)
-	return func(next core.Handler) core.Handler {
-		return func(ctx context.Context, msgs []*core.Message) error {
+	return func(next outbox.Handler) outbox.Handler {
+		return func(ctx context.Context, msgs []*outbox.Message) error {
 			return c.publish(ctx, tracer, next, msgs)
 		}
 	}, nil
 }
 
-func (c Config) publish(ctx context.Context, tracer trace.Tracer, next core.Handler, msgs []*core.Message) error {
+func (c Config) publish(ctx context.Context, tracer trace.Tracer, next outbox.Handler, msgs []*outbox.Message) error {
 	spans := make([]trace.Span, len(msgs))
-	out := make([]*core.Message, len(msgs))
+	out := make([]*outbox.Message, len(msgs))
 	for i, m := range msgs {
 		parent := c.Propagator.Extract(ctx, &headers{m: m})
 		spanCtx, span := tracer.Start(parent, "publish "+m.Type, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attributes(m)...))
@@ -107,7 +107,7 @@ func (c Config) publish(ctx context.Context, tracer trace.Tracer, next core.Hand
 
 	err := next(ctx, out)
 
-	var be *core.BatchError
+	var be *outbox.BatchError
 	partial := errors.As(err, &be)
 	for i, span := range spans {
 		cause := err
@@ -117,14 +117,14 @@ func (c Config) publish(ctx context.Context, tracer trace.Tracer, next core.Hand
 		if cause != nil {
 			span.RecordError(cause)
 			span.SetStatus(codes.Error, cause.Error())
-			span.SetAttributes(attribute.Bool("outbox.permanent", core.IsPermanent(cause)))
+			span.SetAttributes(attribute.Bool("outbox.permanent", outbox.IsPermanent(cause)))
 		}
 		span.End()
 	}
 	return err
 }
 
-func (c Config) attributes(m *core.Message) []attribute.KeyValue {
+func (c Config) attributes(m *outbox.Message) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("publish"),
@@ -143,17 +143,17 @@ func (c Config) attributes(m *core.Message) []attribute.KeyValue {
 
 // headers adapts a message's Headers to propagation.TextMapCarrier, creating the map only when
 // something is written to it.
-type headers struct{ m *core.Message }
+type headers struct{ m *outbox.Message }
 
 func (h *headers) Get(key string) string { return h.m.Headers[key] }
 
-// Set adds a header unless the message already holds core.MaxHeaders: trace context is worth
+// Set adds a header unless the message already holds outbox.MaxHeaders: trace context is worth
 // losing, a write failing because of it is not.
 func (h *headers) Set(key, value string) {
 	if h.m.Headers == nil {
 		h.m.Headers = make(map[string]string, 2)
 	}
-	if _, ok := h.m.Headers[key]; !ok && len(h.m.Headers) >= core.MaxHeaders {
+	if _, ok := h.m.Headers[key]; !ok && len(h.m.Headers) >= outbox.MaxHeaders {
 		return
 	}
 	h.m.Headers[key] = value

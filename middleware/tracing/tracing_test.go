@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/tracing"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -51,7 +51,7 @@ func TestTraceFlowsFromWriterToBroker(t *testing.T) {
 	cfg := tracing.Config{TracerProvider: tp, System: "memory"}
 
 	store := memstore.New()
-	store.WriteHooks = []core.WriteHook{cfg.WriteHook()}
+	store.WriteHooks = []outbox.WriteHook{cfg.WriteHook()}
 	reqCtx, request := tp.Tracer("service").Start(ctx, "POST /orders")
 	msg := outboxtest.NewMessages(1, "ORDER_PLACED", "order-7")[0]
 	if err := store.Add(reqCtx, msg); err != nil {
@@ -65,7 +65,7 @@ func TestTraceFlowsFromWriterToBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	broker := memory.New()
-	relay, err := core.NewRelay(store, broker, core.Config{Middleware: []core.Middleware{mw}, PollInterval: 20 * time.Millisecond})
+	relay, err := outbox.NewRelay(store, broker, outbox.Config{Middleware: []outbox.Middleware{mw}, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +115,14 @@ func TestFailedMessagesMarkTheirSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := outboxtest.NewMessages(2, "ORDER_PLACED", "")
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
-	broker.FailIDs(core.Permanent(errors.New("too large")), msgs[1].ID)
+	broker.FailIDs(outbox.Permanent(errors.New("too large")), msgs[1].ID)
 
-	err = core.Chain(broker.Publish, mw)(context.Background(), msgs)
-	var be *core.BatchError
+	err = outbox.Chain(broker.Publish, mw)(context.Background(), msgs)
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
 		t.Fatalf("err = %v, want the transport's BatchError passed through", err)
 	}
@@ -150,7 +150,7 @@ func TestWriteHook(t *testing.T) {
 	tp, _ := newProvider(t)
 	hook := tracing.WriteHook(nil)
 
-	untraced := &core.Message{Type: "T"}
+	untraced := &outbox.Message{Type: "T"}
 	hook(context.Background(), untraced)
 	if untraced.Headers != nil {
 		t.Errorf("a writer without a span added headers %v", untraced.Headers)
@@ -158,7 +158,7 @@ func TestWriteHook(t *testing.T) {
 
 	ctx, span := tp.Tracer("t").Start(context.Background(), "write")
 	defer span.End()
-	traced := &core.Message{Type: "T", Headers: map[string]string{"content-type": "application/json"}}
+	traced := &outbox.Message{Type: "T", Headers: map[string]string{"content-type": "application/json"}}
 	tracing.WriteHook(propagation.TraceContext{})(ctx, traced)
 	if !strings.Contains(traced.Headers["traceparent"], span.SpanContext().TraceID().String()) || traced.Headers["content-type"] == "" {
 		t.Errorf("headers = %v, want the writer's traceparent added to the existing headers", traced.Headers)
@@ -171,21 +171,21 @@ func TestWriteHookNeverFailsAFullMessage(t *testing.T) {
 	defer span.End()
 	m := outboxtest.NewMessages(1, "T", "")[0]
 	m.Headers = map[string]string{}
-	for i := range core.MaxHeaders {
+	for i := range outbox.MaxHeaders {
 		m.Headers[fmt.Sprintf("h%d", i)] = "v"
 	}
-	opts := core.WriteOptions{Hooks: []core.WriteHook{tracing.WriteHook(nil)}}
-	if err := core.Prepare(ctx, []*core.Message{m}, opts); err != nil {
+	opts := outbox.WriteOptions{Hooks: []outbox.WriteHook{tracing.WriteHook(nil)}}
+	if err := outbox.Prepare(ctx, []*outbox.Message{m}, opts); err != nil {
 		t.Fatalf("a message already at the header limit failed to write: %v", err)
 	}
-	if _, ok := m.Headers["traceparent"]; ok || len(m.Headers) != core.MaxHeaders {
+	if _, ok := m.Headers["traceparent"]; ok || len(m.Headers) != outbox.MaxHeaders {
 		t.Errorf("headers grew to %d; the trace context should have been dropped", len(m.Headers))
 	}
 }
 
 func TestValidate(t *testing.T) {
 	_, err := tracing.Config{System: strings.Repeat("x", 65)}.Middleware()
-	var ce *core.ConfigError
+	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field != "System" || ce.Component != "tracing" {
 		t.Fatalf("err = %v, want a tracing ConfigError naming System", err)
 	}

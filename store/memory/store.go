@@ -1,4 +1,4 @@
-// Package memory is an in-process core.Store with a transactional write side: the reference
+// Package memory is an in-process outbox.Store with a transactional write side: the reference
 // store, and a test double for relay and middleware tests that need no database. It passes the
 // full store suite (outboxtest.RunStoreSuite).
 package memory
@@ -12,20 +12,20 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// Store is an in-memory core.Store with a transactional write side. It passes the full
+// Store is an in-memory outbox.Store with a transactional write side. It passes the full
 // store suite, so relay tests can run against it without a database. Set the exported fields
 // before first use.
 type Store struct {
 	// KeepDelivered keeps acknowledged messages as delivered (for Retention and Counts) instead
 	// of deleting them. Default false.
 	KeepDelivered bool
-	// MaxPayloadBytes bounds Payload plus Result. Default core.DefaultMaxPayloadBytes.
+	// MaxPayloadBytes bounds Payload plus Result. Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes.
-	WriteHooks []core.WriteHook
+	WriteHooks []outbox.WriteHook
 
 	mu        sync.Mutex
 	queue     *list.List            // of *entry: every undelivered message (pending or dead), in write order
@@ -42,8 +42,8 @@ type Store struct {
 
 type entry struct {
 	keyEl       *list.Element // in byKey[msg.Key]
-	msg         core.Message
-	status      core.Status
+	msg         outbox.Message
+	status      outbox.Status
 	availableAt time.Time
 	leaseToken  string
 	leaseUntil  time.Time
@@ -53,10 +53,10 @@ type entry struct {
 }
 
 var (
-	_ core.Store     = (*Store)(nil)
-	_ core.Notifier  = (*Store)(nil)
-	_ core.Inspector = (*Store)(nil)
-	_ core.Retention = (*Store)(nil)
+	_ outbox.Store     = (*Store)(nil)
+	_ outbox.Notifier  = (*Store)(nil)
+	_ outbox.Inspector = (*Store)(nil)
+	_ outbox.Retention = (*Store)(nil)
 )
 
 // New returns an empty store that deletes messages on ack.
@@ -75,20 +75,20 @@ func (s *Store) init() {
 // Tx is a write transaction on a Store: nothing it adds is visible before Commit.
 type Tx struct {
 	store *Store
-	msgs  []*core.Message
+	msgs  []*outbox.Message
 	done  bool
 }
 
 // Begin starts a write transaction.
 func (s *Store) Begin() *Tx { return &Tx{store: s} }
 
-// Add validates msgs (core.Prepare) and stages them.
-func (tx *Tx) Add(ctx context.Context, msgs ...*core.Message) error {
+// Add validates msgs (outbox.Prepare) and stages them.
+func (tx *Tx) Add(ctx context.Context, msgs ...*outbox.Message) error {
 	if tx.done {
 		return fmt.Errorf("memory: add: transaction already ended")
 	}
-	opts := core.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
-	if err := core.Prepare(ctx, msgs, opts); err != nil {
+	opts := outbox.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
+	if err := outbox.Prepare(ctx, msgs, opts); err != nil {
 		return fmt.Errorf("memory: add: %w", err)
 	}
 	for _, m := range msgs {
@@ -115,7 +115,7 @@ func (tx *Tx) Commit() error {
 		seen[m.ID] = true
 	}
 	for _, m := range tx.msgs {
-		e := &entry{msg: *m, status: core.StatusPending, availableAt: m.CreatedAt}
+		e := &entry{msg: *m, status: outbox.StatusPending, availableAt: m.CreatedAt}
 		s.byID[m.ID] = s.queue.PushBack(e)
 		l := s.byKey[m.Key]
 		if l == nil {
@@ -138,7 +138,7 @@ func (tx *Tx) Commit() error {
 func (tx *Tx) Rollback() { tx.done, tx.msgs = true, nil }
 
 // Add writes msgs in a transaction of their own.
-func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
+func (s *Store) Add(ctx context.Context, msgs ...*outbox.Message) error {
 	tx := s.Begin()
 	if err := tx.Add(ctx, msgs...); err != nil {
 		return err
@@ -146,8 +146,8 @@ func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
 	return tx.Commit()
 }
 
-// Claim implements core.Store.
-func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+// Claim implements outbox.Store.
+func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if err := req.Validate(); err != nil {
 		return nil, fmt.Errorf("memory: claim: %w", err)
 	}
@@ -168,7 +168,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 			}
 		}
 	}
-	out := make([]*core.Message, len(picked))
+	out := make([]*outbox.Message, len(picked))
 	for i, e := range picked {
 		e.leaseToken, e.leaseUntil = req.Token, now.Add(req.Lease)
 		m := e.msg
@@ -181,7 +181,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 }
 
 func (e *entry) claimable(now time.Time) bool {
-	return e.status == core.StatusPending && !e.availableAt.After(now) && (e.leaseToken == "" || !e.leaseUntil.After(now))
+	return e.status == outbox.StatusPending && !e.availableAt.After(now) && (e.leaseToken == "" || !e.leaseUntil.After(now))
 }
 
 // runs picks an ordered claim: the keys take turns, from the one after where the last ordered
@@ -239,9 +239,9 @@ func (s *Store) remove(el *list.Element) {
 	}
 }
 
-// Ack implements core.Store.
+// Ack implements outbox.Store.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("memory: ack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -261,16 +261,16 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 		s.remove(el)
 		delete(s.byID, id)
 		if s.KeepDelivered {
-			e.status, e.deliveredAt, e.leaseToken = core.StatusDelivered, now, ""
+			e.status, e.deliveredAt, e.leaseToken = outbox.StatusDelivered, now, ""
 			s.delivered[id] = e
 		}
 	}
 	return n, nil
 }
 
-// Nack implements core.Store.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
-	if err := core.CheckToken(token); err != nil {
+// Nack implements outbox.Store.
+func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("memory: nack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -291,13 +291,13 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 		switch {
 		case f.Dead:
 			e.msg.Attempts++
-			e.lastError = core.StorableText(f.Error)
-			e.status, e.diedAt = core.StatusDead, now
+			e.lastError = outbox.StorableText(f.Error)
+			e.status, e.diedAt = outbox.StatusDead, now
 		case f.Release:
 			e.availableAt = now.Add(f.Delay)
 		default:
 			e.msg.Attempts++
-			e.lastError = core.StorableText(f.Error)
+			e.lastError = outbox.StorableText(f.Error)
 			e.availableAt = now.Add(f.Delay)
 		}
 	}
@@ -312,13 +312,13 @@ func (s *Store) heldBy(id, token string) (*list.Element, *entry) {
 		return nil, nil
 	}
 	e := el.Value.(*entry)
-	if e.status != core.StatusPending || e.leaseToken != token {
+	if e.status != outbox.StatusPending || e.leaseToken != token {
 		return nil, nil
 	}
 	return el, e
 }
 
-// Listen implements core.Notifier: it signals after every commit.
+// Listen implements outbox.Notifier: it signals after every commit.
 func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
@@ -344,15 +344,15 @@ func (s *Store) signal() {
 	}
 }
 
-// Counts implements core.Inspector.
-func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
+// Counts implements outbox.Inspector.
+func (s *Store) Counts(ctx context.Context) (outbox.Counts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
-	c := core.Counts{Delivered: int64(len(s.delivered))}
+	c := outbox.Counts{Delivered: int64(len(s.delivered))}
 	for el := s.queue.Front(); el != nil; el = el.Next() {
 		e := el.Value.(*entry)
-		if e.status == core.StatusDead {
+		if e.status == outbox.StatusDead {
 			c.Dead++
 			continue
 		}
@@ -364,28 +364,28 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 	return c, ctx.Err()
 }
 
-// ListDead implements core.Inspector.
-func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+// ListDead implements outbox.Inspector.
+func (s *Store) ListDead(ctx context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	var out []core.DeadLetter
+	var out []outbox.DeadLetter
 	s.eachDead(f, func(el *list.Element, e *entry) bool {
 		m := e.msg
 		m.Headers = maps.Clone(m.Headers)
-		out = append(out, core.DeadLetter{Message: m, LastError: e.lastError, DiedAt: e.diedAt})
+		out = append(out, outbox.DeadLetter{Message: m, LastError: e.lastError, DiedAt: e.diedAt})
 		return len(out) < limit
 	})
 	return out, ctx.Err()
 }
 
-// Requeue implements core.Inspector.
-func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+// Requeue implements outbox.Inspector.
+func (s *Store) Requeue(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	n := 0
 	now := time.Now()
 	s.eachDead(f, func(el *list.Element, e *entry) bool {
-		e.status, e.availableAt, e.msg.Attempts, e.diedAt, e.leaseToken = core.StatusPending, now, 0, time.Time{}, ""
+		e.status, e.availableAt, e.msg.Attempts, e.diedAt, e.leaseToken = outbox.StatusPending, now, 0, time.Time{}, ""
 		n++
 		return f.Limit <= 0 || n < f.Limit
 	})
@@ -397,8 +397,8 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 	return n, ctx.Err()
 }
 
-// Purge implements core.Inspector.
-func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+// Purge implements outbox.Inspector.
+func (s *Store) Purge(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	n := 0
 	s.eachDead(f, func(el *list.Element, e *entry) bool {
 		s.remove(el)
@@ -410,30 +410,30 @@ func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
 }
 
 // eachDead calls fn, under the lock, on each dead message matching f until fn returns false.
-func (s *Store) eachDead(f core.DeadFilter, fn func(*list.Element, *entry) bool) {
+func (s *Store) eachDead(f outbox.DeadFilter, fn func(*list.Element, *entry) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.init()
 	for el := s.queue.Front(); el != nil; {
 		next := el.Next() // fn may remove el
 		e := el.Value.(*entry)
-		if e.status == core.StatusDead && matchDead(f, &e.msg) && !fn(el, e) {
+		if e.status == outbox.StatusDead && matchDead(f, &e.msg) && !fn(el, e) {
 			return
 		}
 		el = next
 	}
 }
 
-func matchDead(f core.DeadFilter, m *core.Message) bool {
+func matchDead(f outbox.DeadFilter, m *outbox.Message) bool {
 	return (len(f.IDs) == 0 || slices.Contains(f.IDs, m.ID)) &&
 		(f.Type == "" || f.Type == m.Type) &&
 		(f.Key == "" || f.Key == m.Key)
 }
 
-// DeleteDelivered implements core.Retention.
+// DeleteDelivered implements outbox.Retention.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if limit <= 0 {
-		return 0, fmt.Errorf("memory: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("memory: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
 	}
 	cutoff := time.Now().Add(-olderThan)
 	s.mu.Lock()

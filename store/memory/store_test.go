@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/memory"
 	"go.uber.org/goleak"
@@ -22,7 +22,7 @@ func memoryHarness(keep bool) outboxtest.StoreFactory {
 		return outboxtest.StoreHarness{
 			Store: s,
 			Add:   s.Add,
-			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error {
+			AddRolledBack: func(ctx context.Context, msgs ...*outbox.Message) error {
 				tx := s.Begin()
 				if err := tx.Add(ctx, msgs...); err != nil {
 					return err
@@ -30,7 +30,7 @@ func memoryHarness(keep bool) outboxtest.StoreFactory {
 				tx.Rollback()
 				return nil
 			},
-			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+			AddOpen: func(ctx context.Context, msgs ...*outbox.Message) (func() error, error) {
 				tx := s.Begin()
 				t.Cleanup(tx.Rollback)
 				return tx.Commit, tx.Add(ctx, msgs...)
@@ -58,7 +58,7 @@ func TestOrderedClaimKeysTakeTurns(t *testing.T) {
 	ctx := context.Background()
 	var byKey = map[string][]string{}
 	for i := range 9 {
-		m, _ := core.NewMessage("T", i)
+		m, _ := outbox.NewMessage("T", i)
 		m.Key = []string{"a", "b", "c"}[i%3]
 		if err := s.Add(ctx, m); err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestOrderedClaimKeysTakeTurns(t *testing.T) {
 	}
 	for turn, key := range []string{"a", "b", "c"} {
 		token := fmt.Sprint("turn-", turn)
-		got, err := s.Claim(ctx, core.ClaimRequest{Token: token, Limit: 3, Lease: time.Minute, Ordered: true})
+		got, err := s.Claim(ctx, outbox.ClaimRequest{Token: token, Limit: 3, Lease: time.Minute, Ordered: true})
 		if err != nil {
 			t.Fatal(err)
 		}

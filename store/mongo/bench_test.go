@@ -10,7 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -57,7 +57,7 @@ func BenchmarkDrain(b *testing.B) {
 			s := benchStore(b)
 			fill(b, s, b.N)
 			ctx := context.Background()
-			req := core.ClaimRequest{Token: "bench", Limit: benchBatch, Lease: time.Minute, Ordered: ordered}
+			req := outbox.ClaimRequest{Token: "bench", Limit: benchBatch, Lease: time.Minute, Ordered: ordered}
 			b.ResetTimer()
 			drained := 0
 			for drained < b.N {
@@ -142,7 +142,7 @@ func BenchmarkWrite(b *testing.B) {
 		for b.Loop() {
 			write(func(ctx context.Context) error {
 				m := outboxtest.NewMessages(1, "BENCH", "k")[0]
-				if err := core.Prepare(ctx, []*core.Message{m}, core.WriteOptions{}); err != nil {
+				if err := outbox.Prepare(ctx, []*outbox.Message{m}, outbox.WriteOptions{}); err != nil {
 					return err
 				}
 				_, err := s.coll.InsertOne(ctx, newDocument(m, 0, time.Now()))

@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // candidate is a message that looks claimable, read without decoding the whole document so a
@@ -34,7 +34,7 @@ func readCandidate(raw bson.Raw) candidate {
 }
 
 func (c candidate) due(now time.Time) bool {
-	return c.status == string(core.StatusPending) && c.availableAt <= now.UnixMilli()
+	return c.status == string(outbox.StatusPending) && c.availableAt <= now.UnixMilli()
 }
 
 var candidateProjection = bson.D{{Key: fID, Value: 1}, {Key: fKey, Value: 1}, {Key: fSeq, Value: 1}, {Key: fStatus, Value: 1}, {Key: fAvailableAt, Value: 1}}
@@ -43,7 +43,7 @@ var candidateProjection = bson.D{{Key: fID, Value: 1}, {Key: fKey, Value: 1}, {K
 // the end of its lease, so it is due again exactly when the lease expires.
 func dueFilter(now time.Time) bson.D {
 	return bson.D{
-		{Key: fStatus, Value: string(core.StatusPending)},
+		{Key: fStatus, Value: string(outbox.StatusPending)},
 		{Key: fAvailableAt, Value: bson.D{{Key: "$lte", Value: now}}},
 	}
 }
@@ -53,7 +53,7 @@ func dueFilter(now time.Time) bson.D {
 // applies it to each document atomically, so when relays race for a message exactly one lease
 // matches, and each Claim call marks what it won with its own token. A claimed document that
 // cannot be decoded is dead-lettered with the reason and not returned.
-func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if err := s.checkOpen("claim"); err != nil {
 		return nil, err
 	}
@@ -158,12 +158,12 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 			return nil, err
 		}
 	}
-	sieve := core.ClaimSieve{Backend: "mongo", Ordered: req.Ordered}
-	msgs := make([]*core.Message, 0, len(got))
-	var release []core.Failure
+	sieve := outbox.ClaimSieve{Backend: "mongo", Ordered: req.Ordered}
+	msgs := make([]*outbox.Message, 0, len(got))
+	var release []outbox.Failure
 	for _, c := range got {
 		if fenced[c.msg.ID] {
-			release = append(release, core.Failure{ID: c.msg.ID, Release: true})
+			release = append(release, outbox.Failure{ID: c.msg.ID, Release: true})
 			continue
 		}
 		f, ok := sieve.Sort(&c.msg.Message, c.err)
@@ -193,9 +193,9 @@ func (s *Store) deadLetterCorrupt(ctx context.Context, id bson.RawValue, token s
 		bson.D{{Key: fID, Value: id}, {Key: fClaim, Value: token}},
 		bson.D{
 			{Key: "$set", Value: bson.D{
-				{Key: fStatus, Value: string(core.StatusDead)},
+				{Key: fStatus, Value: string(outbox.StatusDead)},
 				{Key: fDeadAt, Value: now},
-				{Key: fLastError, Value: core.StorableText("mongo: corrupt message: " + reason.Error())},
+				{Key: fLastError, Value: outbox.StorableText("mongo: corrupt message: " + reason.Error())},
 			}},
 			{Key: "$unset", Value: leaseFields},
 		})

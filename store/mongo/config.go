@@ -8,7 +8,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // maxDocumentPayload bounds MaxPayloadBytes: a MongoDB document holds at most 16 MiB, and the
@@ -37,11 +37,11 @@ type Config struct {
 	// delivery with a TTL index (needs KeepDelivered). Servers without TTL indexes get a plain
 	// index, and Retention (the relay's RetainDelivered) does the deleting. Default 0: no TTL.
 	DeliveredTTL time.Duration
-	// MaxPayloadBytes bounds a message's payload plus result. Default core.DefaultMaxPayloadBytes;
+	// MaxPayloadBytes bounds a message's payload plus result. Default outbox.DefaultMaxPayloadBytes;
 	// at most 15 MiB (a MongoDB document holds 16 MiB).
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes, before validation. Default none.
-	WriteHooks []core.WriteHook
+	WriteHooks []outbox.WriteHook
 	// ConnectTimeout bounds New's connect and ping. Default 10s.
 	ConnectTimeout time.Duration
 }
@@ -54,7 +54,7 @@ func (c Config) withDefaults() Config {
 		c.Database = uriDatabase(c.URI)
 	}
 	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
@@ -67,7 +67,7 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "mongo", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "mongo", Field: field, Problem: problem}
 	}
 	switch {
 	case c.URI == "" && c.Client == nil:
@@ -92,10 +92,10 @@ func (c Config) Validate() error {
 		return bad("ConnectTimeout", "is negative")
 	}
 	// Names safe in every namespace, log line and shell command.
-	if err := core.CheckIdentifier("mongo", "Database", c.Database); err != nil {
+	if err := outbox.CheckIdentifier("mongo", "Database", c.Database); err != nil {
 		return err
 	}
-	if err := core.CheckIdentifier("mongo", "Collection", c.Collection); err != nil {
+	if err := outbox.CheckIdentifier("mongo", "Collection", c.Collection); err != nil {
 		return err
 	}
 	for i, h := range c.WriteHooks {

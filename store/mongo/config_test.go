@@ -10,7 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -37,17 +37,17 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativePayload", func(c Config) Config { c.MaxPayloadBytes = -1; return c }, "MaxPayloadBytes"},
 		{"HugePayload", func(c Config) Config { c.MaxPayloadBytes = 16 << 20; return c }, "MaxPayloadBytes"},
 		{"NegativeTimeout", func(c Config) Config { c.ConnectTimeout = -time.Second; return c }, "ConnectTimeout"},
-		{"NilHook", func(c Config) Config { c.WriteHooks = []core.WriteHook{nil}; return c }, "WriteHooks[0]"},
+		{"NilHook", func(c Config) Config { c.WriteHooks = []outbox.WriteHook{nil}; return c }, "WriteHooks[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.cfg(valid).Validate()
-			var ce *core.ConfigError
+			var ce *outbox.ConfigError
 			if !errors.As(err, &ce) || ce.Field != c.field || ce.Component != "mongo" {
 				t.Fatalf("Validate = %v, want a mongo ConfigError naming %s", err, c.field)
 			}
-			if !errors.Is(err, core.ErrInvalidConfig) {
-				t.Fatalf("%v does not match core.ErrInvalidConfig", err)
+			if !errors.Is(err, outbox.ErrInvalidConfig) {
+				t.Fatalf("%v does not match outbox.ErrInvalidConfig", err)
 			}
 			if _, err := New(context.Background(), c.cfg(valid)); !errors.As(err, &ce) {
 				t.Fatalf("New accepted an invalid config: %v", err)
@@ -60,7 +60,7 @@ func TestConfigValidate(t *testing.T) {
 			{URI: "mongodb://127.0.0.1:27017", Database: "app"},
 			{URI: "mongodb+srv://cluster.example.com/app?retryWrites=true"},
 			{Client: client, Database: "app", Collection: "events_v2", KeepDelivered: true, DeliveredTTL: time.Hour},
-			{URI: "mongodb://h/app", MaxPayloadBytes: 15 << 20, WriteHooks: []core.WriteHook{func(context.Context, *core.Message) {}}},
+			{URI: "mongodb://h/app", MaxPayloadBytes: 15 << 20, WriteHooks: []outbox.WriteHook{func(context.Context, *outbox.Message) {}}},
 		} {
 			if err := cfg.Validate(); err != nil {
 				t.Errorf("Validate(%s) = %v", cfg, err)
@@ -71,7 +71,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{URI: "mongodb://a:27017,b:27017/shop?replicaSet=rs0"}.withDefaults()
-	if c.Database != "shop" || c.Collection != "outbox" || c.MaxPayloadBytes != core.DefaultMaxPayloadBytes || c.ConnectTimeout != 10*time.Second {
+	if c.Database != "shop" || c.Collection != "outbox" || c.MaxPayloadBytes != outbox.DefaultMaxPayloadBytes || c.ConnectTimeout != 10*time.Second {
 		t.Fatalf("defaults = %s", c)
 	}
 	if c := (Config{URI: "mongodb://h/shop", Database: "other"}).withDefaults(); c.Database != "other" {

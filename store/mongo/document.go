@@ -9,7 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Field names of an outbox document.
@@ -56,7 +56,7 @@ type document struct {
 
 // newDocument maps a prepared message (ID and CreatedAt set) to a new pending document, due at
 // due (the server's time when it was written).
-func newDocument(m *core.Message, seq int64, due time.Time) document {
+func newDocument(m *outbox.Message, seq int64, due time.Time) document {
 	d := document{
 		ID:          m.ID,
 		Type:        m.Type,
@@ -65,7 +65,7 @@ func newDocument(m *core.Message, seq int64, due time.Time) document {
 		Result:      string(m.Result),
 		CreatedAt:   m.CreatedAt,
 		Seq:         seq,
-		Status:      string(core.StatusPending),
+		Status:      string(outbox.StatusPending),
 		Attempts:    m.Attempts,
 		AvailableAt: due,
 	}
@@ -86,8 +86,8 @@ func newDocument(m *core.Message, seq int64, due time.Time) document {
 
 // storedMessage is a decoded document with the fields the inspector reports.
 type storedMessage struct {
-	core.Message
-	Status    core.Status
+	outbox.Message
+	Status    outbox.Status
 	LastError string
 	DeadAt    time.Time
 }
@@ -164,8 +164,8 @@ func decodeDocument(raw bson.Raw) (*storedMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch sm.Status = core.Status(status); sm.Status {
-	case core.StatusPending, core.StatusDelivered, core.StatusDead:
+	switch sm.Status = outbox.Status(status); sm.Status {
+	case outbox.StatusPending, outbox.StatusDelivered, outbox.StatusDead:
 	default:
 		return nil, corrupt(fStatus, fmt.Sprintf("%q is not pending, delivered or dead", status))
 	}
@@ -207,7 +207,7 @@ func decodeDocument(raw bson.Raw) (*storedMessage, error) {
 			sm.Headers[k] = v
 		}
 	}
-	// core's rule for stored messages: what Add would have accepted, bar the size limit.
+	// the root package's rule for stored messages: what Add would have accepted, bar the size limit.
 	if err := sm.Message.ValidateStored(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}

@@ -9,11 +9,11 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-func sampleMessage() *core.Message {
-	return &core.Message{
+func sampleMessage() *outbox.Message {
+	return &outbox.Message{
 		ID:   "01931a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b",
 		Type: "USER_CREATED",
 		Key:  "user-42",
@@ -58,7 +58,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 		t.Fatalf("result %s, want %s", out.Result, in.Result)
 	case !out.CreatedAt.Equal(in.CreatedAt) || out.CreatedAt.Location() != time.UTC:
 		t.Fatalf("created at %v, want %v in UTC", out.CreatedAt, in.CreatedAt)
-	case out.Status != core.StatusPending:
+	case out.Status != outbox.StatusPending:
 		t.Fatalf("status %q", out.Status)
 	case len(out.Headers) != len(in.Headers):
 		t.Fatalf("headers %v, want %v", out.Headers, in.Headers)
@@ -71,7 +71,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 }
 
 func TestDocumentOptionalFields(t *testing.T) {
-	in := &core.Message{ID: "01931a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b", Type: "T", Payload: json.RawMessage(`[]`), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	in := &outbox.Message{ID: "01931a2b-3c4d-7e5f-8a9b-0c1d2e3f4a5b", Type: "T", Payload: json.RawMessage(`[]`), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	raw, err := bson.Marshal(newDocument(in, 0, time.Now()))
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/mongo"
 )
 
@@ -25,7 +25,7 @@ func ExampleExecute() {
 	}
 	orders := store.Client().Database("shop").Collection("orders")
 
-	event, err := core.NewMessage("ORDER_PLACED", map[string]any{"order": "o-1", "total": 42})
+	event, err := outbox.NewMessage("ORDER_PLACED", map[string]any{"order": "o-1", "total": 42})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func ExampleStore_Add() {
 			return nil, err
 		}
 		// Built inside the callback, so a retried transaction gets fresh IDs.
-		event, err := core.NewMessage("ORDER_PAID", `{"order":"o-1"}`)
+		event, err := outbox.NewMessage("ORDER_PAID", `{"order":"o-1"}`)
 		if err != nil {
 			return nil, err
 		}

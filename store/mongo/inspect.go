@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // defaultListLimit is ListDead's limit when the filter sets none.
@@ -17,18 +17,18 @@ const defaultListLimit = 100
 
 // Counts reports how many messages are pending (leased ones included), delivered (kept with
 // KeepDelivered) and dead, and when the oldest pending one was created.
-func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
+func (s *Store) Counts(ctx context.Context) (outbox.Counts, error) {
 	if err := s.checkOpen("counts"); err != nil {
-		return core.Counts{}, err
+		return outbox.Counts{}, err
 	}
-	var c core.Counts
+	var c outbox.Counts
 	for _, st := range []struct {
-		status core.Status
+		status outbox.Status
 		n      *int64
-	}{{core.StatusPending, &c.Pending}, {core.StatusDelivered, &c.Delivered}, {core.StatusDead, &c.Dead}} {
+	}{{outbox.StatusPending, &c.Pending}, {outbox.StatusDelivered, &c.Delivered}, {outbox.StatusDead, &c.Dead}} {
 		n, err := s.coll.CountDocuments(ctx, bson.D{{Key: fStatus, Value: string(st.status)}})
 		if err != nil {
-			return core.Counts{}, s.wrap("counts", err)
+			return outbox.Counts{}, s.wrap("counts", err)
 		}
 		*st.n = n
 	}
@@ -36,11 +36,11 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 		var oldest struct {
 			CreatedAt time.Time `bson:"created_at"`
 		}
-		err := s.coll.FindOne(ctx, bson.D{{Key: fStatus, Value: string(core.StatusPending)}},
+		err := s.coll.FindOne(ctx, bson.D{{Key: fStatus, Value: string(outbox.StatusPending)}},
 			options.FindOne().SetSort(bson.D{{Key: fCreatedAt, Value: 1}}).SetProjection(bson.D{{Key: fCreatedAt, Value: 1}}),
 		).Decode(&oldest)
 		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-			return core.Counts{}, s.wrap("counts: oldest pending", err)
+			return outbox.Counts{}, s.wrap("counts: oldest pending", err)
 		}
 		c.OldestPending = oldest.CreatedAt.UTC()
 	}
@@ -48,8 +48,8 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 }
 
 // deadFilter selects the dead messages f names.
-func deadFilter(f core.DeadFilter) bson.D {
-	filter := bson.D{{Key: fStatus, Value: string(core.StatusDead)}}
+func deadFilter(f outbox.DeadFilter) bson.D {
+	filter := bson.D{{Key: fStatus, Value: string(outbox.StatusDead)}}
 	if len(f.IDs) > 0 {
 		ids := make(bson.A, len(f.IDs))
 		for i, id := range f.IDs {
@@ -68,7 +68,7 @@ func deadFilter(f core.DeadFilter) bson.D {
 
 // ListDead returns dead messages, oldest first, at most f.Limit (default 100). A dead document
 // too damaged to decode is listed with what can be read of it and the reason it died.
-func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+func (s *Store) ListDead(ctx context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error) {
 	if err := s.checkOpen("list dead"); err != nil {
 		return nil, err
 	}
@@ -86,21 +86,21 @@ func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLet
 	if err := cur.All(ctx, &raws); err != nil {
 		return nil, s.wrap("list dead", err)
 	}
-	out := make([]core.DeadLetter, 0, len(raws))
+	out := make([]outbox.DeadLetter, 0, len(raws))
 	for _, raw := range raws {
 		sm, err := decodeDocument(raw)
 		if err != nil {
 			out = append(out, damagedDeadLetter(raw, err))
 			continue
 		}
-		out = append(out, core.DeadLetter{Message: sm.Message, LastError: sm.LastError, DiedAt: sm.DeadAt})
+		out = append(out, outbox.DeadLetter{Message: sm.Message, LastError: sm.LastError, DiedAt: sm.DeadAt})
 	}
 	return out, nil
 }
 
 // damagedDeadLetter reads what it can of a dead document that does not decode.
-func damagedDeadLetter(raw bson.Raw, cause error) core.DeadLetter {
-	var dl core.DeadLetter
+func damagedDeadLetter(raw bson.Raw, cause error) outbox.DeadLetter {
+	var dl outbox.DeadLetter
 	if id, ok := raw.Lookup(fID).StringValueOK(); ok {
 		dl.ID = id
 	} else {
@@ -123,13 +123,13 @@ func damagedDeadLetter(raw bson.Raw, cause error) core.DeadLetter {
 
 // Requeue makes the dead messages f names pending again, due now with attempts reset, and
 // returns how many. Their last error is kept for reference until they next fail or succeed.
-func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Requeue(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	if err := s.checkOpen("requeue"); err != nil {
 		return 0, err
 	}
 	res, err := s.coll.UpdateMany(ctx, deadFilter(f), bson.D{
 		{Key: "$set", Value: bson.D{
-			{Key: fStatus, Value: string(core.StatusPending)},
+			{Key: fStatus, Value: string(outbox.StatusPending)},
 			{Key: fAttempts, Value: 0},
 			{Key: fAvailableAt, Value: s.now(ctx)},
 		}},
@@ -142,7 +142,7 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 }
 
 // Purge deletes the dead messages f names and returns how many.
-func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Purge(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	if err := s.checkOpen("purge"); err != nil {
 		return 0, err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -116,7 +116,7 @@ func reopen(t *testing.T, s *Store) *Store {
 }
 
 // addCommitted writes msgs with Add inside session.WithTransaction, the way a service would.
-func addCommitted(ctx context.Context, s *Store, msgs ...*core.Message) error {
+func addCommitted(ctx context.Context, s *Store, msgs ...*outbox.Message) error {
 	sess, err := s.Client().StartSession()
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ type rollbackError struct{}
 func (*rollbackError) Error() string { return "roll back on purpose" }
 
 // addRolledBack writes msgs with Add in a transaction that then fails and aborts.
-func addRolledBack(ctx context.Context, s *Store, msgs ...*core.Message) error {
+func addRolledBack(ctx context.Context, s *Store, msgs ...*outbox.Message) error {
 	sess, err := s.Client().StartSession()
 	if err != nil {
 		return err
@@ -164,7 +164,7 @@ type serialStore struct {
 	mu *sync.Mutex
 }
 
-func (s serialStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s serialStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.Store.Claim(ctx, req)

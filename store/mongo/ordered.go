@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 const (
@@ -120,7 +120,7 @@ func (s *Store) earlierUndelivered(ctx context.Context, lowest map[string]candid
 		branches = append(branches, bson.D{{Key: fKey, Value: k}, {Key: fSeq, Value: bson.D{{Key: "$lt", Value: c.seq}}}})
 	}
 	filter := bson.D{
-		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(core.StatusPending), string(core.StatusDead)}}}},
+		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(outbox.StatusPending), string(outbox.StatusDead)}}}},
 		{Key: "$or", Value: branches},
 	}
 	cur, err := s.coll.Find(ctx, filter, options.Find().SetProjection(candidateProjection))
@@ -154,7 +154,7 @@ func (s *Store) runs(ctx context.Context, now time.Time, picked []candidate, lim
 		return picked, nil
 	}
 	filter := bson.D{
-		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(core.StatusPending), string(core.StatusDead)}}}},
+		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(outbox.StatusPending), string(outbox.StatusDead)}}}},
 		{Key: "$or", Value: branches},
 	}
 	cur, err := s.coll.Find(ctx, filter, options.Find().
@@ -197,7 +197,7 @@ func (s *Store) fence(ctx context.Context, token string, keys map[string]int64) 
 		branches = append(branches, bson.D{{Key: fKey, Value: k}, {Key: fSeq, Value: bson.D{{Key: "$lte", Value: seq}}}})
 	}
 	filter := bson.D{
-		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(core.StatusPending), string(core.StatusDead)}}}},
+		{Key: fStatus, Value: bson.D{{Key: "$in", Value: bson.A{string(outbox.StatusPending), string(outbox.StatusDead)}}}},
 		{Key: "$or", Value: branches},
 	}
 	cur, err := s.coll.Find(ctx, filter, options.Find().

@@ -13,7 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -28,7 +28,7 @@ func TestSeqFollowsCommitOrder(t *testing.T) {
 	ctx := testCtx(t)
 	// b is built (and so gets its UUIDv7) before a: ID order and commit order disagree.
 	b := outboxtest.NewMessages(1, "B", "k")[0]
-	if err := core.Prepare(ctx, []*core.Message{b}, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(ctx, []*outbox.Message{b}, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond)
@@ -74,7 +74,7 @@ func TestSeqFollowsCommitOrder(t *testing.T) {
 		}
 	}
 	t.Logf("b's transaction ran %d time(s)", bAttempts.Load())
-	req := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+	req := outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
 	got, err := s.Claim(ctx, req)
 	if err != nil || len(got) != 1 || got[0].ID != a.ID {
 		t.Fatalf("first ordered claim = %v, %v; want a (%s), committed first", outboxtest.IDs(got), err, a.ID)

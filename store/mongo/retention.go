@@ -8,7 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
@@ -20,11 +20,11 @@ func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, li
 		return 0, err
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("mongo: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("mongo: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
 	}
 	cutoff := s.now(ctx).Add(-olderThan)
 	old := bson.D{
-		{Key: fStatus, Value: string(core.StatusDelivered)},
+		{Key: fStatus, Value: string(outbox.StatusDelivered)},
 		{Key: fDeliveredAt, Value: bson.D{{Key: "$lt", Value: cutoff.UTC()}}},
 	}
 	cur, err := s.coll.Find(ctx, old, options.Find().

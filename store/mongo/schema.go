@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // index is one index EnsureIndexes creates: the preferred form, and the plain form used where
@@ -23,8 +23,8 @@ type index struct {
 }
 
 func (s *Store) indexes() []index {
-	pending := bson.D{{Key: fStatus, Value: string(core.StatusPending)}}
-	delivered := bson.D{{Key: fStatus, Value: string(core.StatusDelivered)}}
+	pending := bson.D{{Key: fStatus, Value: string(outbox.StatusPending)}}
+	delivered := bson.D{{Key: fStatus, Value: string(outbox.StatusDelivered)}}
 	ttl := int32(s.cfg.DeliveredTTL.Seconds())
 	return []index{{
 		// Claim: due pending messages, oldest due first. Partial, so delivered and dead

@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // settleChunk bounds the IDs of one statement.
@@ -20,7 +20,7 @@ const settleChunk = 1000
 func leasedBy(token string, ids bson.A) bson.D {
 	return bson.D{
 		{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}},
-		{Key: fStatus, Value: string(core.StatusPending)},
+		{Key: fStatus, Value: string(outbox.StatusPending)},
 		{Key: fClaim, Value: token},
 	}
 }
@@ -31,10 +31,10 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.checkOpen("ack"); err != nil {
 		return 0, err
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("mongo: ack: %w", err)
 	}
-	ids = core.SettleableIDs(ids)
+	ids = outbox.SettleableIDs(ids)
 	var now time.Time
 	if s.cfg.KeepDelivered && len(ids) > 0 {
 		now = s.now(ctx)
@@ -49,7 +49,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 		if s.cfg.KeepDelivered {
 			res, err := s.coll.UpdateMany(ctx, leasedBy(token, in), bson.D{
 				{Key: "$set", Value: bson.D{
-					{Key: fStatus, Value: string(core.StatusDelivered)},
+					{Key: fStatus, Value: string(outbox.StatusDelivered)},
 					{Key: fDeliveredAt, Value: now},
 				}},
 				{Key: "$unset", Value: leaseFields},
@@ -71,11 +71,11 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 
 // Nack records failed publishes and releases of messages leased by the claim with token and
 // returns how many it settled. Retry times are the server's clock plus the delay.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	if err := s.checkOpen("nack"); err != nil {
 		return 0, err
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("mongo: nack: %w", err)
 	}
 	if len(failures) == 0 {
@@ -93,8 +93,8 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 				update = bson.D{
 					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
 					{Key: "$set", Value: bson.D{
-						{Key: fLastError, Value: core.StorableText(f.Error)},
-						{Key: fStatus, Value: string(core.StatusDead)},
+						{Key: fLastError, Value: outbox.StorableText(f.Error)},
+						{Key: fStatus, Value: string(outbox.StatusDead)},
 						{Key: fDeadAt, Value: now},
 					}},
 				}
@@ -104,7 +104,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 				update = bson.D{
 					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
 					{Key: "$set", Value: bson.D{
-						{Key: fLastError, Value: core.StorableText(f.Error)},
+						{Key: fLastError, Value: outbox.StorableText(f.Error)},
 						{Key: fAvailableAt, Value: now.Add(max(f.Delay, 0))},
 					}},
 				}

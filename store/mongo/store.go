@@ -10,7 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Store is the MongoDB outbox. It is safe for concurrent use, and several Stores (in several
@@ -35,10 +35,10 @@ type Store struct {
 
 // Interfaces the Store implements.
 var (
-	_ core.Store     = (*Store)(nil)
-	_ core.Notifier  = (*Store)(nil)
-	_ core.Inspector = (*Store)(nil)
-	_ core.Retention = (*Store)(nil)
+	_ outbox.Store     = (*Store)(nil)
+	_ outbox.Notifier  = (*Store)(nil)
+	_ outbox.Inspector = (*Store)(nil)
+	_ outbox.Retention = (*Store)(nil)
 )
 
 // New validates cfg and returns a Store on cfg.Client, or on a client it connects to cfg.URI
@@ -74,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close disconnects the client the Store connected, waiting up to ConnectTimeout for its
 // operations to end (a caller's Client stays open). Later calls on the Store return
-// core.ErrClosed. Close is idempotent.
+// outbox.ErrClosed. Close is idempotent.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) || !s.owned {
 		return nil
@@ -100,7 +100,7 @@ func (s *Store) String() string {
 
 func (s *Store) checkOpen(op string) error {
 	if s.closed.Load() {
-		return fmt.Errorf("mongo: %s: %w", op, core.ErrClosed)
+		return fmt.Errorf("mongo: %s: %w", op, outbox.ErrClosed)
 	}
 	return nil
 }

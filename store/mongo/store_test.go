@@ -13,7 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -43,14 +43,14 @@ func TestCorruptDocumentDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if err != nil {
 		t.Fatalf("claim with corrupt documents: %v", err)
 	}
 	if len(got) != 1 || got[0].ID != good[0].ID {
 		t.Fatalf("claimed %v, want only the good message %s", outboxtest.IDs(got), good[0].ID)
 	}
-	dead, err := s.ListDead(ctx, core.DeadFilter{})
+	dead, err := s.ListDead(ctx, outbox.DeadFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,14 +166,14 @@ func TestOrderedBlockedKeyDoesNotStarve(t *testing.T) {
 	if err := s.add(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute, Ordered: true})
+	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 1 || got[0].ID != blocked[0].ID {
 		t.Fatalf("first claim = %v, %v; want the blocked key's head", outboxtest.IDs(got), err)
 	}
-	if _, err := s.Nack(ctx, "o", []core.Failure{{ID: blocked[0].ID, Error: "poison", Dead: true}}); err != nil {
+	if _, err := s.Nack(ctx, "o", []outbox.Failure{{ID: blocked[0].ID, Error: "poison", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 5, Lease: time.Minute, Ordered: true})
+	got, err = s.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 5, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 1 || got[0].ID != other[0].ID {
 		t.Fatalf("claim behind a blocked key = %v, %v; want %s", outboxtest.IDs(got), err, other[0].ID)
 	}
@@ -225,8 +225,8 @@ func TestClose(t *testing.T) {
 	if err := s.Client().Ping(ctx, nil); err != nil {
 		t.Fatalf("closing a store disconnected the caller's client: %v", err)
 	}
-	if _, err := borrowed.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second}); !errors.Is(err, core.ErrClosed) {
-		t.Fatalf("claim after close = %v, want core.ErrClosed", err)
+	if _, err := borrowed.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second}); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("claim after close = %v, want outbox.ErrClosed", err)
 	}
 	if err := borrowed.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
@@ -253,8 +253,8 @@ func TestClose(t *testing.T) {
 		"Retention": func() error { _, err := own.DeleteDelivered(ctx, time.Hour, 1); return err },
 		"Indexes":   func() error { return own.EnsureIndexes(ctx) },
 	} {
-		if err := call(); !errors.Is(err, core.ErrClosed) {
-			t.Errorf("%s after close = %v, want core.ErrClosed", name, err)
+		if err := call(); !errors.Is(err, outbox.ErrClosed) {
+			t.Errorf("%s after close = %v, want outbox.ErrClosed", name, err)
 		}
 	}
 	if got := own.String(); !strings.Contains(got, s.cfg.Database+".outbox") {
@@ -264,7 +264,7 @@ func TestClose(t *testing.T) {
 
 func TestRetentionLimit(t *testing.T) {
 	s := openFerret(t, Config{KeepDelivered: true})
-	if _, err := s.DeleteDelivered(testCtx(t), time.Hour, 0); !errors.Is(err, core.ErrInvalidArgument) || !strings.Contains(err.Error(), "limit") {
+	if _, err := s.DeleteDelivered(testCtx(t), time.Hour, 0); !errors.Is(err, outbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("DeleteDelivered with limit 0 = %v, want an invalid argument naming limit", err)
 	}
 }

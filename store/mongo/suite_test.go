@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -24,9 +24,9 @@ func TestStoreReplicaSet(t *testing.T) {
 				s := openReplicaSet(t, Config{KeepDelivered: keep})
 				return outboxtest.StoreHarness{
 					Store:         s,
-					Add:           func(ctx context.Context, msgs ...*core.Message) error { return addCommitted(ctx, s, msgs...) },
-					AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return addRolledBack(ctx, s, msgs...) },
-					Reopen:        func(t *testing.T) core.Store { return reopen(t, s) },
+					Add:           func(ctx context.Context, msgs ...*outbox.Message) error { return addCommitted(ctx, s, msgs...) },
+					AddRolledBack: func(ctx context.Context, msgs ...*outbox.Message) error { return addRolledBack(ctx, s, msgs...) },
+					Reopen:        func(t *testing.T) outbox.Store { return reopen(t, s) },
 					Corrupt: func(ctx context.Context, id string) error {
 						_, err := s.coll.UpdateOne(ctx, bson.D{{Key: fID, Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: fType, Value: "BAD\x07"}}}})
 						return err
@@ -58,12 +58,12 @@ func TestStoreFerretDB(t *testing.T) {
 				mu := &sync.Mutex{}
 				return outboxtest.StoreHarness{
 					Store: serialStore{Store: s, mu: mu},
-					Add: func(ctx context.Context, msgs ...*core.Message) error {
+					Add: func(ctx context.Context, msgs ...*outbox.Message) error {
 						mu.Lock()
 						defer mu.Unlock()
 						return s.add(ctx, msgs)
 					},
-					Reopen: func(t *testing.T) core.Store { return serialStore{Store: reopen(t, s), mu: mu} },
+					Reopen: func(t *testing.T) outbox.Store { return serialStore{Store: reopen(t, s), mu: mu} },
 					Corrupt: func(ctx context.Context, id string) error {
 						_, err := s.coll.UpdateOne(ctx, bson.D{{Key: fID, Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: fType, Value: "BAD\x07"}}}})
 						return err

@@ -9,7 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -132,7 +132,7 @@ func TestExecuteReplicaSet(t *testing.T) {
 		if err != nil || got["id"] != "order-1" {
 			t.Fatalf("Execute = %v, %v", got, err)
 		}
-		claimed, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 10, Lease: 60e9})
+		claimed, err := s.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: 60e9})
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("claim = %d messages, %v; want 2", len(claimed), err)
 		}
@@ -178,9 +178,9 @@ func TestExecuteReplicaSet(t *testing.T) {
 		_, err := Execute(ctx, s, func(ctx context.Context) (int, error) {
 			_, err := orders.InsertOne(ctx, bson.D{{Key: "_id", Value: "order-4"}})
 			return 0, err
-		}, &core.Message{Type: "T", Payload: []byte(`{`)})
-		if !errors.Is(err, core.ErrInvalidMessage) {
-			t.Fatalf("Execute = %v, want core.ErrInvalidMessage", err)
+		}, &outbox.Message{Type: "T", Payload: []byte(`{`)})
+		if !errors.Is(err, outbox.ErrInvalidMessage) {
+			t.Fatalf("Execute = %v, want outbox.ErrInvalidMessage", err)
 		}
 		assertNoOrder(t, orders, "order-4")
 	})
@@ -195,7 +195,7 @@ func assertNoOrder(t *testing.T, orders *mongo.Collection, id string) {
 
 func assertNothingClaimable(t *testing.T, s *Store) {
 	t.Helper()
-	got, err := s.Claim(testCtx(t), core.ClaimRequest{Token: "check", Limit: 10, Lease: 60e9})
+	got, err := s.Claim(testCtx(t), outbox.ClaimRequest{Token: "check", Limit: 10, Lease: 60e9})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("claim after a rollback = %d messages, %v; want none", len(got), err)
 	}

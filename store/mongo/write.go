@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // maxKnownKeys bounds the memory of keys whose counter document exists; past it the memory
@@ -20,7 +20,7 @@ const maxKnownKeys = 100_000
 
 // Add stores msgs in the transaction that ctx carries: the callback ctx of
 // session.WithTransaction, or a ctx made with mongo.NewSessionContext around a session that
-// started a transaction. The messages commit or abort with it. Add runs core.Prepare (write
+// started a transaction. The messages commit or abort with it. Add runs outbox.Prepare (write
 // hooks, ID, CreatedAt, validation) first, so a bad message is refused before anything is sent.
 //
 // Outside a transaction Add returns ErrNoTransaction, and on a server without transactions
@@ -28,7 +28,7 @@ const maxKnownKeys = 100_000
 // was rolled back. Inside session.WithTransaction the callback may run more than once (the
 // driver retries transient errors); Add keeps the IDs Prepare assigned on the first run, so
 // build messages inside the callback if each attempt should get fresh ones.
-func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
+func (s *Store) Add(ctx context.Context, msgs ...*outbox.Message) error {
 	if err := s.checkOpen("add"); err != nil {
 		return err
 	}
@@ -46,11 +46,11 @@ func (s *Store) Add(ctx context.Context, msgs ...*core.Message) error {
 }
 
 // add prepares and inserts msgs with ctx's session; the transaction checks are done.
-func (s *Store) add(ctx context.Context, msgs []*core.Message) error {
+func (s *Store) add(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
+	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
 		return fmt.Errorf("mongo: add: %w", err)
 	}
 	seqs, err := s.nextSeqs(ctx, msgs)
@@ -76,7 +76,7 @@ func (s *Store) add(ctx context.Context, msgs []*core.Message) error {
 // The increment upserts: a counter created in the transaction commits with it. A counter
 // created by another transaction after this one's snapshot also surfaces as a write conflict
 // and a retry with a fresh snapshot.
-func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, error) {
+func (s *Store) nextSeqs(ctx context.Context, msgs []*outbox.Message) ([]int64, error) {
 	seqs := make([]int64, len(msgs))
 	counts := map[string]int64{}
 	var keys []string
@@ -117,7 +117,7 @@ func (s *Store) nextSeqs(ctx context.Context, msgs []*core.Message) ([]int64, er
 // before Execute starts one: a counter that exists before the transaction's snapshot is simply
 // incremented, where two first writers of a Key creating it inside their transactions would
 // conflict. A counter at 0 means nothing, so creating it early is harmless.
-func (s *Store) ensureCounters(ctx context.Context, msgs []*core.Message) error {
+func (s *Store) ensureCounters(ctx context.Context, msgs []*outbox.Message) error {
 	s.keysMu.Lock()
 	var missing []string
 	for _, m := range msgs {
@@ -163,17 +163,17 @@ func (s *Store) ensureCounters(ctx context.Context, msgs []*core.Message) error 
 // stepping down), so fn must be safe to retry; each attempt gets fresh IDs and timestamps for
 // messages that had none. On a server without transactions Execute returns
 // ErrTransactionsUnsupported before fn runs.
-func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context) (T, error), msgs ...*core.Message) (T, error) {
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context) (T, error), msgs ...*outbox.Message) (T, error) {
 	var zero T
 	if err := s.checkOpen("execute"); err != nil {
 		return zero, err
 	}
 	if fn == nil {
-		return zero, &core.ConfigError{Component: "mongo", Field: "fn", Problem: "is nil"}
+		return zero, &outbox.ConfigError{Component: "mongo", Field: "fn", Problem: "is nil"}
 	}
 	for i, m := range msgs {
 		if m == nil {
-			return zero, fmt.Errorf("mongo: execute: message %d: %w", i, &core.FieldError{Field: "message", Problem: "is nil"})
+			return zero, fmt.Errorf("mongo: execute: message %d: %w", i, &outbox.FieldError{Field: "message", Problem: "is nil"})
 		}
 	}
 	if err := s.CheckTransactions(ctx); err != nil {

@@ -9,16 +9,16 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // claimTable leases up to req.Limit due rows under req.Token in one statement (see queries.claim
 // and queries.claimOrdered): unordered, the oldest first; ordered, the due runs of the keys in
 // turn, starting after the key where the store's previous ordered claim ended (keyCursor). The
 // messages come back in seq order. A row that cannot be turned back into a valid message
-// (core.Message.ValidateStored) is dead-lettered with the reason instead of returned, so a
+// (outbox.Message.ValidateStored) is dead-lettered with the reason instead of returned, so a
 // corrupt row can never stall or crash the relay.
-func (s *Store) claimTable(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s *Store) claimTable(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if err := req.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
@@ -66,12 +66,12 @@ func (s *Store) claimTable(ctx context.Context, req core.ClaimRequest) ([]*core.
 	}
 	// RETURNING has no order; the contract is oldest first, and the sieve needs seq order.
 	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
-	var failures []core.Failure
+	var failures []outbox.Failure
 	if req.Ordered {
 		got, failures = inRuns(got)
 	}
-	sieve := core.ClaimSieve{Backend: "postgres", Ordered: req.Ordered}
-	msgs := make([]*core.Message, 0, len(got))
+	sieve := outbox.ClaimSieve{Backend: "postgres", Ordered: req.Ordered}
+	msgs := make([]*outbox.Message, 0, len(got))
 	for _, c := range got {
 		if f, ok := sieve.Sort(&c.msg.Message, c.msg.corrupt); !ok {
 			failures = append(failures, f)
@@ -98,14 +98,14 @@ type claimed struct {
 // inRuns keeps, of an ordered claim's rows in seq order, each key's rows while their places
 // count 1, 2, 3...: a row the statement locked but did not lease leaves a gap, and the rows of
 // its key after it are handed back unpublished, without an attempt.
-func inRuns(got []claimed) (kept []claimed, back []core.Failure) {
+func inRuns(got []claimed) (kept []claimed, back []outbox.Failure) {
 	next := map[string]int64{}
 	kept = got[:0]
 	for _, c := range got {
 		if k := c.msg.Key; k != "" {
 			if c.place != next[k]+1 {
 				next[k] = -1 // nothing later of this key can follow on either
-				back = append(back, core.Failure{ID: c.msg.ID, Release: true})
+				back = append(back, outbox.Failure{ID: c.msg.ID, Release: true})
 				continue
 			}
 			next[k] = c.place
@@ -145,7 +145,7 @@ func (c *keyCursor) advance(turn uint64, key string) {
 
 // stored is a message read back from the table, with what is wrong with it when it is corrupt.
 type stored struct {
-	core.Message
+	outbox.Message
 	corrupt error
 }
 
@@ -169,7 +169,7 @@ func scanMessage(rows pgx.Rows, lead ...any) (stored, error) {
 	m.CreatedAt = m.CreatedAt.UTC()
 	if headers != nil {
 		if err := json.Unmarshal([]byte(*headers), &m.Headers); err != nil {
-			m.corrupt = &core.FieldError{Field: "headers", Problem: "are not a JSON object of strings: " + err.Error()}
+			m.corrupt = &outbox.FieldError{Field: "headers", Problem: "are not a JSON object of strings: " + err.Error()}
 		}
 	}
 	if m.corrupt == nil {

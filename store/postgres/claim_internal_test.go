@@ -4,14 +4,14 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // inRuns keeps each key's rows while their places follow on from 1; from a gap on, the key's
 // rows are handed back without an attempt. Unkeyed rows have no place and are always kept.
 func TestInRuns(t *testing.T) {
 	row := func(id, key string, place int64) claimed {
-		return claimed{place: place, msg: stored{Message: core.Message{ID: id, Key: key}}}
+		return claimed{place: place, msg: stored{Message: outbox.Message{ID: id, Key: key}}}
 	}
 	got := []claimed{
 		row("a1", "a", 1), row("b2", "b", 2), row("u", "", 0), row("a2", "a", 2),

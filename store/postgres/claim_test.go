@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -18,11 +18,11 @@ func TestOrderedClaimKeysTakeTurns(t *testing.T) {
 	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
 		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
 		ctx := context.Background()
-		hot := make([]*core.Message, 40)
+		hot := make([]*outbox.Message, 40)
 		for i := range hot {
 			hot[i] = msg(t, "T", "a-hot", i)
 		}
-		quiet := []*core.Message{msg(t, "T", "b", 0), msg(t, "T", "c", 0), msg(t, "T", "", 0)}
+		quiet := []*outbox.Message{msg(t, "T", "b", 0), msg(t, "T", "c", 0), msg(t, "T", "", 0)}
 		add(t, s, hot...)
 		add(t, s, quiet...)
 
@@ -53,7 +53,7 @@ func TestOrderedClaimKeysTakeTurns(t *testing.T) {
 func TestOrderedClaimTurnsPerStore(t *testing.T) {
 	s, cfg := newStore(t, nil)
 	other := openStore(t, cfg)
-	var a, b []*core.Message
+	var a, b []*outbox.Message
 	for i := range 3 {
 		a = append(a, msg(t, "T", "a", i))
 		b = append(b, msg(t, "T", "b", i))

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Config says where the outbox table lives and how the store treats it. Connect with URL, with
@@ -52,11 +52,11 @@ type Config struct {
 	Table string
 	// KeepDelivered keeps acknowledged messages as delivered (with their delivery time) instead
 	// of deleting them: the origin package's status tracking. Delete them later with
-	// DeleteDelivered (core.Retention), which the relay runs when RetainDelivered is set.
+	// DeleteDelivered (outbox.Retention), which the relay runs when RetainDelivered is set.
 	// Default false: delete on ack.
 	KeepDelivered bool
 	// MaxPayloadBytes bounds Payload plus Result of each written message.
-	// Default core.DefaultMaxPayloadBytes.
+	// Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// NotifyInterval spaces the NOTIFYs of this store's writes. The first write of an interval
 	// notifies inside its transaction, so the relay wakes on its commit; later writes of the
@@ -66,7 +66,7 @@ type Config struct {
 	NotifyInterval time.Duration
 	// WriteHooks run on every written message before it is validated (e.g. to copy trace context
 	// into Headers). Default none.
-	WriteHooks []core.WriteHook
+	WriteHooks []outbox.WriteHook
 	// WAL switches the store to logical-replication mode (see WALConfig). Nil: table mode.
 	WAL *WALConfig
 }
@@ -81,7 +81,7 @@ func (c Config) withDefaults() Config {
 		c.Table = "outbox"
 	}
 	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
@@ -107,7 +107,7 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field. Zero values are valid: they mean the default.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "postgres", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "postgres", Field: field, Problem: problem}
 	}
 	hostFields := c.Host != "" || c.Port != 0 || c.Database != "" || c.User != "" || c.Password != "" || c.SSLMode != ""
 	switch {
@@ -159,7 +159,7 @@ func (c Config) Validate() error {
 }
 
 func checkIdentifier(field, name string) error {
-	return core.CheckIdentifier("postgres", field, name)
+	return outbox.CheckIdentifier("postgres", field, name)
 }
 
 func contains(list []string, s string) bool {

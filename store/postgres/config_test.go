@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -67,11 +67,11 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
+			var ce *outbox.ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field || ce.Component != "postgres" {
 				t.Fatalf("Validate() = %v, want a postgres ConfigError naming %s", err, tt.field)
 			}
-			if !errors.Is(err, core.ErrInvalidConfig) || strings.Contains(err.Error(), "secret") {
+			if !errors.Is(err, outbox.ErrInvalidConfig) || strings.Contains(err.Error(), "secret") {
 				t.Fatalf("error %q: not ErrInvalidConfig, or shows the password", err)
 			}
 		})
@@ -95,7 +95,7 @@ func TestNewErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("InvalidConfig", func(t *testing.T) {
 		_, err := postgres.New(ctx, postgres.Config{Table: "outbox; drop table users"})
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
 			t.Fatalf("New = %v", err)
 		}
 	})
@@ -122,7 +122,7 @@ func TestNewErrors(t *testing.T) {
 		}
 		defer s.Close()
 		p.Close()
-		_, err = s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 1, Lease: time.Second})
+		_, err = s.Claim(ctx, outbox.ClaimRequest{Token: "r", Limit: 1, Lease: time.Second})
 		if err == nil || !strings.HasPrefix(err.Error(), "postgres: claim:") || !strings.Contains(err.Error(), "closed pool") {
 			t.Fatalf("claim on a closed pool = %v", err)
 		}
@@ -135,14 +135,14 @@ func TestBadMessages(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name  string
-		m     *core.Message
+		m     *outbox.Message
 		field string
 	}{
-		{"invalid JSON", &core.Message{Type: "T", Payload: []byte(`{"a":`)}, "payload"},
-		{"oversized", &core.Message{Type: "T", Payload: []byte(`"` + strings.Repeat("x", 1100) + `"`)}, "payload"},
-		{"empty type", &core.Message{Payload: []byte(`1`)}, "type"},
-		{"bad result", &core.Message{Type: "T", Payload: []byte(`1`), Result: []byte(`nope`)}, "result"},
-		{"bad id", &core.Message{ID: "42", Type: "T", Payload: []byte(`1`)}, "id"},
+		{"invalid JSON", &outbox.Message{Type: "T", Payload: []byte(`{"a":`)}, "payload"},
+		{"oversized", &outbox.Message{Type: "T", Payload: []byte(`"` + strings.Repeat("x", 1100) + `"`)}, "payload"},
+		{"empty type", &outbox.Message{Payload: []byte(`1`)}, "type"},
+		{"bad result", &outbox.Message{Type: "T", Payload: []byte(`1`), Result: []byte(`nope`)}, "result"},
+		{"bad id", &outbox.Message{ID: "42", Type: "T", Payload: []byte(`1`)}, "id"},
 		{"nil", nil, "message"},
 	}
 	for _, tt := range tests {
@@ -153,7 +153,7 @@ func TestBadMessages(t *testing.T) {
 			}
 			defer func() { _ = tx.Rollback(ctx) }()
 			err = s.Add(ctx, tx, msg(t, "GOOD", "", 1), tt.m)
-			var fe *core.FieldError
+			var fe *outbox.FieldError
 			if !errors.As(err, &fe) || fe.Field != tt.field || !strings.HasPrefix(err.Error(), "postgres: add:") {
 				t.Fatalf("Add = %v, want a FieldError on %s", err, tt.field)
 			}
@@ -192,10 +192,10 @@ func TestSchemaSQL(t *testing.T) {
 	if err != nil || !strings.Contains(ddl, `CREATE TABLE IF NOT EXISTS "app"."events"`) {
 		t.Fatalf("SchemaSQL = %q, %v", ddl, err)
 	}
-	if _, err := postgres.SchemaSQL("app", "outbox; drop table users"); !errors.Is(err, core.ErrInvalidConfig) {
+	if _, err := postgres.SchemaSQL("app", "outbox; drop table users"); !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Fatalf("SchemaSQL accepted an injected table name: %v", err)
 	}
-	if _, err := postgres.SchemaSQL("", "outbox"); !errors.Is(err, core.ErrInvalidConfig) {
+	if _, err := postgres.SchemaSQL("", "outbox"); !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Fatalf("SchemaSQL accepted an empty schema: %v", err)
 	}
 	// The DDL works as a migration, twice, and creates what the store needs.

@@ -6,8 +6,8 @@
 // package's executeWithOutbox does. Every write also issues pg_notify inside the transaction, so
 // a listening relay wakes when — and only when — the transaction commits.
 //
-// The relay side (Store, which implements core.Store, core.Notifier, core.Inspector and
-// core.Retention) leases messages with one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED, so
+// The relay side (Store, which implements outbox.Store, outbox.Notifier, outbox.Inspector and
+// outbox.Retention) leases messages with one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED, so
 // any number of relays share one table without a global lock, and a row that commits late is
 // still found: claims follow partial indexes over pending rows, never an offset cursor.
 //

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -26,7 +26,7 @@ func ExampleExecute() {
 		log.Fatal(err)
 	}
 
-	event, err := core.NewMessage("ORDER_PLACED", map[string]any{"customer": "c-42", "total": "129.90"})
+	event, err := outbox.NewMessage("ORDER_PLACED", map[string]any{"customer": "c-42", "total": "129.90"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func ExampleExecute() {
 	fmt.Println("order", orderID)
 
 	// A relay (usually in its own process) publishes what was committed.
-	relay, err := core.NewRelay(store, memory.New(), core.Config{Ordered: true})
+	relay, err := outbox.NewRelay(store, memory.New(), outbox.Config{Ordered: true})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -40,7 +40,7 @@ func TestIdleRelayQueries(t *testing.T) {
 	}
 	defer pool.Close()
 	s := openStore(t, postgres.Config{Pool: pool, Schema: schema})
-	relay, err := core.NewRelay(s, memory.New(), core.Config{PollInterval: time.Second})
+	relay, err := outbox.NewRelay(s, memory.New(), outbox.Config{PollInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

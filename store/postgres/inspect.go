@@ -7,20 +7,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Counts reports how many messages are pending (including leased), delivered (kept with
 // KeepDelivered) and dead, and when the oldest pending one was created. It counts the whole
 // table: meant for dashboards and the CLI, not for a hot loop.
-func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
+func (s *Store) Counts(ctx context.Context) (outbox.Counts, error) {
 	if err := s.checkOpen(); err != nil {
-		return core.Counts{}, fmt.Errorf("postgres: counts: %w", err)
+		return outbox.Counts{}, fmt.Errorf("postgres: counts: %w", err)
 	}
-	var c core.Counts
+	var c outbox.Counts
 	var oldest *time.Time
 	if err := s.pool.QueryRow(ctx, s.q.counts).Scan(&c.Pending, &c.Delivered, &c.Dead, &oldest); err != nil {
-		return core.Counts{}, fmt.Errorf("postgres: counts: %w", err)
+		return outbox.Counts{}, fmt.Errorf("postgres: counts: %w", err)
 	}
 	if oldest != nil {
 		c.OldestPending = oldest.UTC()
@@ -33,11 +33,11 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 
 // deadWhere builds the WHERE clause selecting the dead messages f names, with its arguments
 // numbered from $1.
-func deadWhere(f core.DeadFilter) (string, []any) {
+func deadWhere(f outbox.DeadFilter) (string, []any) {
 	conds := []string{"status = 'dead'"}
 	var args []any
 	if len(f.IDs) > 0 {
-		args = append(args, core.SettleableIDs(f.IDs))
+		args = append(args, outbox.SettleableIDs(f.IDs))
 		conds = append(conds, fmt.Sprintf("id = ANY($%d::uuid[])", len(args)))
 	}
 	if f.Type != "" {
@@ -53,12 +53,12 @@ func deadWhere(f core.DeadFilter) (string, []any) {
 
 // ListDead returns dead messages with their last error and time of death, oldest first; at most
 // f.Limit (default 100). A dead row whose headers are corrupt is listed without them.
-func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+func (s *Store) ListDead(ctx context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("postgres: list dead: %w", err)
 	}
 	if f.Limit < 0 {
-		return nil, fmt.Errorf("postgres: list dead: %w", &core.ConfigError{Component: "postgres", Field: "Limit", Problem: "is negative"})
+		return nil, fmt.Errorf("postgres: list dead: %w", &outbox.ConfigError{Component: "postgres", Field: "Limit", Problem: "is negative"})
 	}
 	limit := f.Limit
 	if limit == 0 {
@@ -72,10 +72,10 @@ func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLet
 		return nil, fmt.Errorf("postgres: list dead: %w", err)
 	}
 	defer rows.Close()
-	var out []core.DeadLetter
+	var out []outbox.DeadLetter
 	for rows.Next() {
 		var (
-			d               core.DeadLetter
+			d               outbox.DeadLetter
 			payload         string
 			result, headers *string
 		)
@@ -101,21 +101,21 @@ func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLet
 
 // Requeue makes the selected dead messages pending again, due now, with attempts reset (the
 // last error is kept for the record). A positive f.Limit bounds how many, oldest first.
-func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Requeue(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	return s.editDead(ctx, "requeue", s.q.requeueSet, f)
 }
 
 // Purge deletes the selected dead messages. A positive f.Limit bounds how many, oldest first.
-func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Purge(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	return s.editDead(ctx, "purge", s.q.purge, f)
 }
 
-func (s *Store) editDead(ctx context.Context, op, stmt string, f core.DeadFilter) (int, error) {
+func (s *Store) editDead(ctx context.Context, op, stmt string, f outbox.DeadFilter) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: %s: %w", op, err)
 	}
 	if f.Limit < 0 {
-		return 0, fmt.Errorf("postgres: %s: %w", op, &core.ConfigError{Component: "postgres", Field: "Limit", Problem: "is negative"})
+		return 0, fmt.Errorf("postgres: %s: %w", op, &outbox.ConfigError{Component: "postgres", Field: "Limit", Problem: "is negative"})
 	}
 	where, args := deadWhere(f)
 	query := stmt + " WHERE " + where

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -88,7 +88,7 @@ func openStore(t testing.TB, cfg postgres.Config) *postgres.Store {
 }
 
 // add writes msgs in one committed transaction.
-func add(t testing.TB, s *postgres.Store, msgs ...*core.Message) {
+func add(t testing.TB, s *postgres.Store, msgs ...*outbox.Message) {
 	t.Helper()
 	if err := pgx.BeginFunc(context.Background(), s.Pool(), func(tx pgx.Tx) error {
 		return s.Add(context.Background(), tx, msgs...)
@@ -97,9 +97,9 @@ func add(t testing.TB, s *postgres.Store, msgs ...*core.Message) {
 	}
 }
 
-func msg(t testing.TB, typ, key string, payload any) *core.Message {
+func msg(t testing.TB, typ, key string, payload any) *outbox.Message {
 	t.Helper()
-	m, err := core.NewMessage(typ, payload)
+	m, err := outbox.NewMessage(typ, payload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,14 +8,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Reconnect delays of the listener after its connection breaks (a database restart, a
 // terminated backend): quick first, capped so a long outage costs one attempt every few seconds.
-var listenBackoff = core.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
+var listenBackoff = outbox.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
-// Listen implements core.Notifier with LISTEN on a dedicated connection, outside the pool, so
+// Listen implements outbox.Notifier with LISTEN on a dedicated connection, outside the pool, so
 // it never holds a pooled connection or sees pooled sessions' state. The channel receives a
 // signal (coalesced) for every committed write and, after the connection was lost and
 // re-established, one signal to say notifications may have been missed meanwhile. It is closed

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // harmlessParams are the connection parameters whose values may be shown, in URLs
@@ -26,7 +26,7 @@ var harmlessParams = []string{
 
 // redactor hides the secrets of postgres:// URLs: the one place this module decides what of a
 // connection string may be shown.
-var redactor = core.URLRedactor{Harmless: harmlessParams}
+var redactor = outbox.URLRedactor{Harmless: harmlessParams}
 
 // hiddenConnString stands in for a connection string that does not parse: all of it may be secret.
 const hiddenConnString = "(connection string hidden: it does not parse)"
@@ -48,14 +48,14 @@ func RedactConnString(s string) string {
 		if isHarmless(kv.key) {
 			parts[i] = kv.key + "=" + kv.raw
 		} else {
-			parts[i] = kv.key + "=" + core.Redacted
+			parts[i] = kv.key + "=" + outbox.Redacted
 		}
 	}
 	return strings.Join(parts, " ")
 }
 
 // ConnStringSecrets returns the secrets RedactConnString hides in s, as written and unquoted or
-// unescaped, so they can be scrubbed from a driver's error text (core.ScrubSecrets).
+// unescaped, so they can be scrubbed from a driver's error text (outbox.ScrubSecrets).
 func ConnStringSecrets(s string) []string {
 	if _, ok := redactor.Redact(s); ok {
 		return redactor.Secrets(s)
@@ -156,7 +156,7 @@ func (c Config) String() string {
 	default:
 		b.WriteString("host=" + d.Host + " port=" + strconv.Itoa(d.Port) + " database=" + d.Database + " user=" + d.User + " sslmode=" + d.SSLMode)
 		if c.Password != "" {
-			b.WriteString(" password=" + core.Redacted)
+			b.WriteString(" password=" + outbox.Redacted)
 		}
 	}
 	if c.ListenURL != "" {
@@ -221,7 +221,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		v.WAL = &w
 	}
 	if c.Password != "" {
-		v.Password = core.Redacted
+		v.Password = outbox.Redacted
 	}
 	if c.Pool != nil {
 		v.Pool = "(caller's)"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -27,9 +27,9 @@ func TestFourRelays(t *testing.T) {
 			for i := range keys {
 				keys[i] = fmt.Sprintf("key-%d", i)
 			}
-			written := make([]*core.Message, 0, total)
+			written := make([]*outbox.Message, 0, total)
 			for len(written) < total {
-				batch := make([]*core.Message, 0, 500)
+				batch := make([]*outbox.Message, 0, 500)
 				for range 500 {
 					key := keys[rand.IntN(len(keys))]
 					if rand.IntN(10) == 0 {
@@ -44,20 +44,20 @@ func TestFourRelays(t *testing.T) {
 			transport := memory.New()
 			var mu sync.Mutex
 			seen := map[string]int{}
-			unsubscribe := transport.Subscribe(func(_ context.Context, m *core.Message) error {
+			unsubscribe := transport.Subscribe(func(_ context.Context, m *outbox.Message) error {
 				mu.Lock()
 				seen[m.ID]++
 				mu.Unlock()
 				return nil
 			})
 			defer unsubscribe()
-			relays := make([]*core.Relay, 4)
+			relays := make([]*outbox.Relay, 4)
 			for i := range relays {
 				store := first
 				if i > 0 {
 					store = openStore(t, cfg)
 				}
-				r, err := core.NewRelay(store, transport, core.Config{
+				r, err := outbox.NewRelay(store, transport, outbox.Config{
 					BatchSize: 100, Concurrency: 2, PollInterval: 50 * time.Millisecond, Ordered: ordered,
 					Owner: fmt.Sprintf("relay-%d", i),
 				})
@@ -127,7 +127,7 @@ func TestFourRelays(t *testing.T) {
 }
 
 // noAck is a relay's store that publishes but never acknowledges: a relay stuck after publish.
-type noAck struct{ core.Store }
+type noAck struct{ outbox.Store }
 
 func (noAck) Ack(_ context.Context, _ string, ids []string) (int, error) { return len(ids), nil }
 
@@ -136,7 +136,7 @@ func (noAck) Ack(_ context.Context, _ string, ids []string) (int, error) { retur
 func TestStuckRelayLosesLeases(t *testing.T) {
 	s, cfg := newStore(t, nil)
 	const n = 50
-	batch := make([]*core.Message, n)
+	batch := make([]*outbox.Message, n)
 	for i := range batch {
 		batch[i] = msg(t, "T", "", i)
 	}
@@ -146,7 +146,7 @@ func TestStuckRelayLosesLeases(t *testing.T) {
 
 	lease := time.Second
 	stuckTransport := memory.New()
-	stuck, err := core.NewRelay(noAck{s}, stuckTransport, core.Config{Lease: lease, PollInterval: 50 * time.Millisecond, Owner: "stuck"})
+	stuck, err := outbox.NewRelay(noAck{s}, stuckTransport, outbox.Config{Lease: lease, PollInterval: 50 * time.Millisecond, Owner: "stuck"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,11 +164,11 @@ func TestStuckRelayLosesLeases(t *testing.T) {
 	healthyTransport := memory.New()
 	var firstAt time.Time
 	var once sync.Once
-	healthyTransport.Subscribe(func(context.Context, *core.Message) error {
+	healthyTransport.Subscribe(func(context.Context, *outbox.Message) error {
 		once.Do(func() { firstAt = time.Now() })
 		return nil
 	})
-	healthy, err := core.NewRelay(openStore(t, cfg), healthyTransport, core.Config{Lease: lease, PollInterval: 50 * time.Millisecond, Owner: "healthy"})
+	healthy, err := outbox.NewRelay(openStore(t, cfg), healthyTransport, outbox.Config{Lease: lease, PollInterval: 50 * time.Millisecond, Owner: "healthy"})
 	if err != nil {
 		t.Fatal(err)
 	}

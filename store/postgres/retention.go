@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
-// database's clock, oldest first, and returns how many (core.Retention). It only finds rows when
+// database's clock, oldest first, and returns how many (outbox.Retention). It only finds rows when
 // KeepDelivered is set.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("postgres: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("postgres: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
 	}
 	tag, err := s.pool.Exec(ctx, s.q.deleteDelivered, olderThan.Microseconds(), limit)
 	if err != nil {

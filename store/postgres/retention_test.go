@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
 func settleAll(t *testing.T, s *postgres.Store, n int) {
 	t.Helper()
-	batch := make([]*core.Message, n)
+	batch := make([]*outbox.Message, n)
 	for i := range batch {
 		batch[i] = msg(t, "T", "", i)
 	}
@@ -49,7 +49,7 @@ func TestRetentionKeepDelivered(t *testing.T) {
 	if len(got) != 3 || got[0] != 10 || got[1] != 10 || got[2] != 5 {
 		t.Fatalf("batches = %v, want [10 10 5]", got)
 	}
-	if _, err := s.DeleteDelivered(ctx, 0, 0); !errors.Is(err, core.ErrInvalidArgument) {
+	if _, err := s.DeleteDelivered(ctx, 0, 0); !errors.Is(err, outbox.ErrInvalidArgument) {
 		t.Fatalf("limit 0: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestDeleteOnAck(t *testing.T) {
 	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM "+s.Table()).Scan(&rows); err != nil || rows != 0 {
 		t.Fatalf("%d rows left after ack (%v), want 0", rows, err)
 	}
-	if c, _ := s.Counts(ctx); c != (core.Counts{}) {
+	if c, _ := s.Counts(ctx); c != (outbox.Counts{}) {
 		t.Fatalf("counts = %+v", c)
 	}
 	if n, err := s.DeleteDelivered(ctx, -time.Hour, 100); err != nil || n != 0 {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ackTable marks the rows delivered, or deletes them, depending on KeepDelivered, and returns
@@ -14,10 +14,10 @@ func (s *Store) ackTable(ctx context.Context, token string, ids []string) (int, 
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	ids = core.SettleableIDs(ids)
+	ids = outbox.SettleableIDs(ids)
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -31,21 +31,21 @@ func (s *Store) ackTable(ctx context.Context, token string, ids []string) (int, 
 // nackTable records failed publishes and releases for the rows still leased under token, in one
 // statement, and returns how many it settled. Retry times are computed with the database's
 // clock.
-func (s *Store) nackTable(ctx context.Context, token string, failures []core.Failure) (int, error) {
+func (s *Store) nackTable(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
 	n := len(failures)
 	ids, texts, delays := make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n)
 	dead, release := make([]bool, 0, n), make([]bool, 0, n)
 	for _, f := range failures {
-		if len(core.SettleableIDs([]string{f.ID})) == 0 {
+		if len(outbox.SettleableIDs([]string{f.ID})) == 0 {
 			continue // not a message of this store: unknown IDs are ignored
 		}
-		ids, texts = append(ids, f.ID), append(texts, core.StorableText(f.Error))
+		ids, texts = append(ids, f.ID), append(texts, outbox.StorableText(f.Error))
 		delays = append(delays, max(f.Delay, 0).Microseconds())
 		dead, release = append(dead, f.Dead), append(release, f.Release && !f.Dead)
 	}

@@ -10,11 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// Store is the PostgreSQL outbox: the relay side (core.Store, core.Notifier, core.Inspector,
-// core.Retention) and the write side (Add, AddSQL, Execute). It is safe for concurrent use, and
+// Store is the PostgreSQL outbox: the relay side (outbox.Store, outbox.Notifier, outbox.Inspector,
+// outbox.Retention) and the write side (Add, AddSQL, Execute). It is safe for concurrent use, and
 // any number of Stores, in any number of processes, may share one table.
 type Store struct {
 	cfg     Config
@@ -37,10 +37,10 @@ type Store struct {
 }
 
 var (
-	_ core.Store     = (*Store)(nil)
-	_ core.Notifier  = (*Store)(nil)
-	_ core.Inspector = (*Store)(nil)
-	_ core.Retention = (*Store)(nil)
+	_ outbox.Store     = (*Store)(nil)
+	_ outbox.Notifier  = (*Store)(nil)
+	_ outbox.Inspector = (*Store)(nil)
+	_ outbox.Retention = (*Store)(nil)
 )
 
 // New validates cfg and returns a store. Unless cfg.Pool is given it opens a pool and checks
@@ -118,7 +118,7 @@ func (s *Store) Table() string { return s.table }
 func (s *Store) String() string { return "postgres.Store{" + s.cfg.String() + "}" }
 
 // Close stops the store's listeners and closes the pool if the store opened it (a Pool passed
-// in Config stays open). Every later call returns core.ErrClosed. Close is idempotent.
+// in Config stays open). Every later call returns outbox.ErrClosed. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
@@ -134,7 +134,7 @@ func (s *Store) Close() error {
 
 func (s *Store) checkOpen() error {
 	if s.closed.Load() {
-		return core.ErrClosed
+		return outbox.ErrClosed
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -19,16 +19,16 @@ func eachMode(t *testing.T, fn func(t *testing.T, mode pgx.QueryExecMode)) {
 	t.Run("SimpleProtocol", func(t *testing.T) { fn(t, pgx.QueryExecModeSimpleProtocol) })
 }
 
-func claim(t *testing.T, s core.Store, owner string, limit int, ordered bool) []*core.Message {
+func claim(t *testing.T, s outbox.Store, owner string, limit int, ordered bool) []*outbox.Message {
 	t.Helper()
-	msgs, err := s.Claim(context.Background(), core.ClaimRequest{Token: owner, Limit: limit, Lease: time.Minute, Ordered: ordered})
+	msgs, err := s.Claim(context.Background(), outbox.ClaimRequest{Token: owner, Limit: limit, Lease: time.Minute, Ordered: ordered})
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
 	return msgs
 }
 
-func ids(msgs []*core.Message) []string {
+func ids(msgs []*outbox.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -40,7 +40,7 @@ func TestRoundTrip(t *testing.T) {
 	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
 		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
 		ctx := context.Background()
-		in := &core.Message{Type: "USER_CREATED", Key: "user-1", Payload: []byte(`{"b": 2, "a": [1, "x\u0000"]}`),
+		in := &outbox.Message{Type: "USER_CREATED", Key: "user-1", Payload: []byte(`{"b": 2, "a": [1, "x\u0000"]}`),
 			Result: []byte(`{"id":7}`), Headers: map[string]string{"traceparent": "00-abc", "nul": "a\x00b", "é": "ü"}}
 		plain := msg(t, "PLAIN", "", map[string]int{"n": 1})
 		add(t, s, in, plain)
@@ -67,7 +67,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, err := s.Counts(ctx)
-		if err != nil || c != (core.Counts{}) {
+		if err != nil || c != (outbox.Counts{}) {
 			t.Fatalf("counts after ack = %+v, %v; want all zero", c, err)
 		}
 	})
@@ -82,7 +82,7 @@ func TestAckOnlyByLeaseOwner(t *testing.T) {
 	if _, err := s.Ack(ctx, "intruder", []string{m.ID}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Nack(ctx, "intruder", []core.Failure{{ID: m.ID, Error: "x", Dead: true}}); err != nil {
+	if _, err := s.Nack(ctx, "intruder", []outbox.Failure{{ID: m.ID, Error: "x", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if c, _ := s.Counts(ctx); c.Pending != 1 {
@@ -103,7 +103,7 @@ func TestNackRetryAndDead(t *testing.T) {
 		a, b := msg(t, "A", "", 1), msg(t, "B", "", 2)
 		add(t, s, a, b)
 		claim(t, s, "r", 10, false)
-		_, err := s.Nack(ctx, "r", []core.Failure{
+		_, err := s.Nack(ctx, "r", []outbox.Failure{
 			{ID: a.ID, Error: "broker down\x00 \xff", Delay: 300 * time.Millisecond},
 			{ID: b.ID, Error: "poison", Dead: true},
 		})
@@ -118,11 +118,11 @@ func TestNackRetryAndDead(t *testing.T) {
 		if len(got) != 1 || got[0].ID != a.ID || got[0].Attempts != 1 {
 			t.Fatalf("after retry time claim = %+v, want %s with 1 attempt", got, a.ID)
 		}
-		dead, err := s.ListDead(ctx, core.DeadFilter{})
+		dead, err := s.ListDead(ctx, outbox.DeadFilter{})
 		if err != nil || len(dead) != 1 || dead[0].ID != b.ID || dead[0].LastError != "poison" || dead[0].Attempts != 1 || dead[0].DiedAt.IsZero() {
 			t.Fatalf("dead = %+v, %v", dead, err)
 		}
-		if n, err := s.Requeue(ctx, core.DeadFilter{Type: "B"}); err != nil || n != 1 {
+		if n, err := s.Requeue(ctx, outbox.DeadFilter{Type: "B"}); err != nil || n != 1 {
 			t.Fatalf("requeue = %d, %v", n, err)
 		}
 		got = claim(t, s, "r", 10, false)
@@ -144,7 +144,7 @@ func TestCorruptRowIsDeadLettered(t *testing.T) {
 	if len(got) != 1 || got[0].ID != good.ID {
 		t.Fatalf("claim = %v, want only the good row", ids(got))
 	}
-	dead, err := s.ListDead(ctx, core.DeadFilter{IDs: []string{bad.ID}})
+	dead, err := s.ListDead(ctx, outbox.DeadFilter{IDs: []string{bad.ID}})
 	if err != nil || len(dead) != 1 || !strings.Contains(dead[0].LastError, "postgres: corrupt message: invalid message: headers") {
 		t.Fatalf("dead = %+v, %v; want the corrupt row with its reason", dead, err)
 	}
@@ -157,11 +157,11 @@ func TestClosedStore(t *testing.T) {
 	}
 	_ = s.Close()
 	ctx := context.Background()
-	_, err := s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 1, Lease: time.Second})
-	if !errors.Is(err, core.ErrClosed) || !strings.HasPrefix(err.Error(), "postgres: claim:") {
+	_, err := s.Claim(ctx, outbox.ClaimRequest{Token: "r", Limit: 1, Lease: time.Second})
+	if !errors.Is(err, outbox.ErrClosed) || !strings.HasPrefix(err.Error(), "postgres: claim:") {
 		t.Fatalf("claim on closed store: %v", err)
 	}
-	if _, err := s.Listen(ctx); !errors.Is(err, core.ErrClosed) {
+	if _, err := s.Listen(ctx); !errors.Is(err, outbox.ErrClosed) {
 		t.Fatalf("listen on closed store: %v", err)
 	}
 }
@@ -172,11 +172,11 @@ func TestOrderedHeadBehindBlockedKey(t *testing.T) {
 	eachMode(t, func(t *testing.T, mode pgx.QueryExecMode) {
 		s, _ := newStore(t, func(c *postgres.Config) { c.QueryExecMode = mode })
 		ctx := context.Background()
-		deep := make([]*core.Message, 50)
+		deep := make([]*outbox.Message, 50)
 		for i := range deep {
 			deep[i] = msg(t, "T", "deep", i)
 		}
-		late := []*core.Message{msg(t, "T", "late", 0), msg(t, "T", "late", 1), msg(t, "T", "late", 2)}
+		late := []*outbox.Message{msg(t, "T", "late", 0), msg(t, "T", "late", 1), msg(t, "T", "late", 2)}
 		unkeyed := msg(t, "T", "", 0)
 		add(t, s, deep...)
 		add(t, s, append(late, unkeyed)...)
@@ -184,7 +184,7 @@ func TestOrderedHeadBehindBlockedKey(t *testing.T) {
 		if len(head) != 1 || head[0].ID != deep[0].ID {
 			t.Fatalf("first claim = %v, want the deep key's head", ids(head))
 		}
-		if _, err := s.Nack(ctx, "r", []core.Failure{{ID: deep[0].ID, Error: "poison", Dead: true}}); err != nil {
+		if _, err := s.Nack(ctx, "r", []outbox.Failure{{ID: deep[0].ID, Error: "poison", Dead: true}}); err != nil {
 			t.Fatal(err)
 		}
 		got := claim(t, s, "r", 4, true)
@@ -200,7 +200,7 @@ func TestOrderedHeadBehindBlockedKey(t *testing.T) {
 func TestOrderedClaimFencedBehindALockedHead(t *testing.T) {
 	s, _ := newStore(t, nil)
 	ctx := context.Background()
-	k := []*core.Message{msg(t, "T", "k", 0), msg(t, "T", "k", 1), msg(t, "T", "k", 2)}
+	k := []*outbox.Message{msg(t, "T", "k", 0), msg(t, "T", "k", 1), msg(t, "T", "k", 2)}
 	free := msg(t, "T", "", 0)
 	add(t, s, append(k, free)...)
 	tx, err := s.Pool().Begin(ctx)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -30,7 +30,7 @@ func harnessWith(tweak func(*postgres.Config)) outboxtest.StoreFactory {
 // mode after the reader streamed them (Sync, a no-op in table mode), since the suite claims
 // right after writing.
 func storeHarness(t *testing.T, s *postgres.Store, cfg postgres.Config) outboxtest.StoreHarness {
-	write := func(ctx context.Context, commit bool, msgs []*core.Message) error {
+	write := func(ctx context.Context, commit bool, msgs []*outbox.Message) error {
 		tx, err := s.Pool().Begin(ctx)
 		if err != nil {
 			return err
@@ -51,10 +51,10 @@ func storeHarness(t *testing.T, s *postgres.Store, cfg postgres.Config) outboxte
 	}
 	h := outboxtest.StoreHarness{
 		Store:         s,
-		Add:           func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, true, msgs) },
-		AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error { return write(ctx, false, msgs) },
-		Reopen:        func(t *testing.T) core.Store { return openStore(t, cfg) },
-		AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+		Add:           func(ctx context.Context, msgs ...*outbox.Message) error { return write(ctx, true, msgs) },
+		AddRolledBack: func(ctx context.Context, msgs ...*outbox.Message) error { return write(ctx, false, msgs) },
+		Reopen:        func(t *testing.T) outbox.Store { return openStore(t, cfg) },
+		AddOpen: func(ctx context.Context, msgs ...*outbox.Message) (func() error, error) {
 			tx, err := s.Pool().Begin(ctx)
 			if err != nil {
 				return nil, err

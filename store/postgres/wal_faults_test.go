@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -33,7 +33,7 @@ func TestWALCorruptMessages(t *testing.T) {
 	if ids := idsOf(got); len(ids) != 2 || ids[0] != before.ID || ids[1] != after.ID {
 		t.Fatalf("claimed %v, want the two valid messages", ids)
 	}
-	dead, err := s.ListDead(ctx, core.DeadFilter{})
+	dead, err := s.ListDead(ctx, outbox.DeadFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestWALCorruptMessages(t *testing.T) {
 	_ = s.Close()
 	again := openStore(t, cfg)
 	syncStore(t, again)
-	if dead, _ := again.ListDead(ctx, core.DeadFilter{}); len(dead) != 1 {
+	if dead, _ := again.ListDead(ctx, outbox.DeadFilter{}); len(dead) != 1 {
 		t.Fatalf("after a restart %d dead messages, want still 1", len(dead))
 	}
 }
@@ -57,7 +57,7 @@ func TestWALCorruptHeadBlocksItsKey(t *testing.T) {
 	admin := adminPool(t)
 	s, cfg := newWALStore(t, nil)
 	ctx := context.Background()
-	invalid := &core.Message{ID: uuid.NewString(), Type: "T", Key: "k", Payload: []byte("{not json"), CreatedAt: time.Now()}
+	invalid := &outbox.Message{ID: uuid.NewString(), Type: "T", Key: "k", Payload: []byte("{not json"), CreatedAt: time.Now()}
 	content, err := postgres.EncodeWAL(invalid)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestWALCorruptHeadBlocksItsKey(t *testing.T) {
 	if err := tr.WaitFor(waitCtx, 1); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := s.ListDead(ctx, core.DeadFilter{Key: "k"})
+	dead, err := s.ListDead(ctx, outbox.DeadFilter{Key: "k"})
 	if err != nil || len(dead) != 1 || dead[0].ID != invalid.ID {
 		t.Fatalf("dead of key k = %+v, %v; want the invalid message", dead, err)
 	}
@@ -86,7 +86,7 @@ func TestWALCorruptHeadBlocksItsKey(t *testing.T) {
 		}
 	}
 	// Purging the dead head frees the key.
-	if _, err := s.Purge(ctx, core.DeadFilter{Key: "k"}); err != nil {
+	if _, err := s.Purge(ctx, outbox.DeadFilter{Key: "k"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.WaitFor(waitCtx, 2); err != nil {
@@ -120,7 +120,7 @@ func TestWALHeartbeatAdvancesIdleSlot(t *testing.T) {
 // still arrives, in order.
 func TestWALBackPressure(t *testing.T) {
 	s, _ := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBuffered = 10 })
-	var written []*core.Message
+	var written []*outbox.Message
 	for i := range 300 {
 		written = append(written, msg(t, "T", []string{"a", "b", "c"}[i%3], i))
 	}

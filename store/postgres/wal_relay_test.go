@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -21,7 +21,7 @@ import (
 
 // walAdd writes each message in a transaction of its own, in order, and waits until the reader
 // has streamed them.
-func walAdd(t testing.TB, s *postgres.Store, msgs ...*core.Message) {
+func walAdd(t testing.TB, s *postgres.Store, msgs ...*outbox.Message) {
 	t.Helper()
 	for _, m := range msgs {
 		add(t, s, m)
@@ -72,16 +72,16 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func claimAll(t testing.TB, s core.Store, token string) []*core.Message {
+func claimAll(t testing.TB, s outbox.Store, token string) []*outbox.Message {
 	t.Helper()
-	got, err := s.Claim(context.Background(), core.ClaimRequest{Token: token, Limit: 1000, Lease: time.Minute})
+	got, err := s.Claim(context.Background(), outbox.ClaimRequest{Token: token, Limit: 1000, Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return got
 }
 
-func idsOf(msgs []*core.Message) []string {
+func idsOf(msgs []*outbox.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -140,16 +140,16 @@ func TestWALConfirmsOnlySettledMessages(t *testing.T) {
 // times first (per message, as a broker refusing one message would).
 type recorder struct {
 	mu        sync.Mutex
-	published []*core.Message
+	published []*outbox.Message
 	failures  map[string]int
 }
 
 func (r *recorder) KeepsKeyOrder() bool { return true }
 
-func (r *recorder) Publish(_ context.Context, msgs []*core.Message) error {
+func (r *recorder) Publish(_ context.Context, msgs []*outbox.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	failed := core.NewBatchError()
+	failed := outbox.NewBatchError()
 	stopped := map[string]bool{}
 	for _, m := range msgs {
 		if m.Key != "" && stopped[m.Key] {
@@ -186,17 +186,17 @@ func (r *recorder) count() int {
 	return len(r.published)
 }
 
-func (r *recorder) all() []*core.Message {
+func (r *recorder) all() []*outbox.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*core.Message(nil), r.published...)
+	return append([]*outbox.Message(nil), r.published...)
 }
 
-func runRelay(t testing.TB, s core.Store, tr core.Transport, ordered bool) *core.Relay {
+func runRelay(t testing.TB, s outbox.Store, tr outbox.Transport, ordered bool) *outbox.Relay {
 	t.Helper()
-	r, err := core.NewRelay(s, tr, core.Config{
+	r, err := outbox.NewRelay(s, tr, outbox.Config{
 		BatchSize: 50, Concurrency: 2, PollInterval: 50 * time.Millisecond, Ordered: ordered,
-		Backoff: core.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+		Backoff: outbox.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func runRelay(t testing.TB, s core.Store, tr core.Transport, ordered bool) *core
 func TestWALSpillKeepsKeyOrder(t *testing.T) {
 	admin := adminPool(t)
 	s, _ := newWALStore(t, nil)
-	var written []*core.Message
+	var written []*outbox.Message
 	for i := range 40 {
 		written = append(written, msg(t, "T", fmt.Sprintf("k%d", i%4), i))
 	}
@@ -251,7 +251,7 @@ func TestWALSpillRecordsTheFailure(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("claimed %d", len(got))
 	}
-	if n, err := s.Nack(context.Background(), "a", []core.Failure{{ID: m.ID, Error: "broker said no", Delay: time.Hour}}); err != nil || n != 1 {
+	if n, err := s.Nack(context.Background(), "a", []outbox.Failure{{ID: m.ID, Error: "broker said no", Delay: time.Hour}}); err != nil || n != 1 {
 		t.Fatalf("nack = %d, %v", n, err)
 	}
 	var status, lastError string
@@ -272,10 +272,10 @@ func TestWALSpillRecordsTheFailure(t *testing.T) {
 	d := msg(t, "T", "", 2)
 	walAdd(t, s, d)
 	claimAll(t, s, "c")
-	if _, err := s.Nack(context.Background(), "c", []core.Failure{{ID: d.ID, Error: "poison", Dead: true}}); err != nil {
+	if _, err := s.Nack(context.Background(), "c", []outbox.Failure{{ID: d.ID, Error: "poison", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := s.ListDead(context.Background(), core.DeadFilter{})
+	dead, err := s.ListDead(context.Background(), outbox.DeadFilter{})
 	if err != nil || len(dead) != 1 || dead[0].ID != d.ID || dead[0].LastError != "poison" {
 		t.Fatalf("dead = %+v, %v", dead, err)
 	}
@@ -291,7 +291,7 @@ func TestWALStandbyTakesOver(t *testing.T) {
 	syncStore(t, holder) // holder has the slot before the standby starts
 	runRelay(t, standby, tr, true)
 
-	before := make([]*core.Message, 20)
+	before := make([]*outbox.Message, 20)
 	for i := range before {
 		before[i] = msg(t, "T", "k", i)
 	}
@@ -311,7 +311,7 @@ func TestWALStandbyTakesOver(t *testing.T) {
 	_ = holder.Close()
 	diedAt := time.Now()
 
-	after := make([]*core.Message, 20)
+	after := make([]*outbox.Message, 20)
 	for i := range after {
 		after[i] = msg(t, "T", "k", 100+i)
 	}
@@ -355,7 +355,7 @@ func TestWALMissingSlot(t *testing.T) {
 	}
 	var claimErr error
 	waitFor(t, 10*time.Second, "claims to report the missing slot", func() bool {
-		_, claimErr = s.Claim(context.Background(), core.ClaimRequest{Token: "a", Limit: 1, Lease: time.Second})
+		_, claimErr = s.Claim(context.Background(), outbox.ClaimRequest{Token: "a", Limit: 1, Lease: time.Second})
 		return claimErr != nil
 	})
 	if !strings.Contains(claimErr.Error(), "does not exist") {
@@ -478,7 +478,7 @@ func TestWALRestreamedSpillStaysInTheTable(t *testing.T) {
 	if got := claimAll(t, s, "a"); len(got) != 1 {
 		t.Fatalf("claimed %d, want 1", len(got))
 	}
-	if _, err := s.Nack(ctx, "a", []core.Failure{{ID: m.ID, Error: "refused", Delay: time.Hour}}); err != nil {
+	if _, err := s.Nack(ctx, "a", []outbox.Failure{{ID: m.ID, Error: "refused", Delay: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close() // dies before confirming

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -115,7 +115,7 @@ func TestWALServerShutdown(t *testing.T) {
 			if _, err := s.Ack(ctx, fmt.Sprint("claim-", settled), idsOf(got)); err != nil {
 				t.Fatal(err)
 			}
-		} else if _, err := s.Nack(ctx, "claim-false", []core.Failure{{ID: m.ID, Release: true}}); err != nil {
+		} else if _, err := s.Nack(ctx, "claim-false", []outbox.Failure{{ID: m.ID, Release: true}}); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
@@ -132,7 +132,7 @@ func TestWALServerShutdown(t *testing.T) {
 			return err == nil
 		})
 		if !settled {
-			var again []*core.Message
+			var again []*outbox.Message
 			waitFor(t, 20*time.Second, "the released message to be claimable after the restart", func() bool {
 				again = claimAll(t, s, "after")
 				return len(again) > 0
@@ -164,7 +164,7 @@ func TestWALServerCrashStreamsNothingTwice(t *testing.T) {
 	// when its restart position can move (the first round), not for the second.
 	var end string
 	for round := range 2 {
-		settled := make([]*core.Message, 20)
+		settled := make([]*outbox.Message, 20)
 		for i := range settled {
 			settled[i] = msg(t, "T", "", round*100+i)
 		}

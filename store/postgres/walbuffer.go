@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // walBuffer holds what the WAL reader streamed and the relay has not settled yet: the messages,
@@ -40,7 +40,7 @@ type walTx struct {
 }
 
 type walEntry struct {
-	msg   core.Message
+	msg   outbox.Message
 	tx    *walTx
 	token string    // lease holder; "" when free
 	until time.Time // lease end
@@ -88,7 +88,7 @@ func (b *walBuffer) full() bool {
 }
 
 // add takes in one committed transaction's messages, or skips it when it was taken in already.
-func (b *walBuffer) add(end pglogrepl.LSN, committed time.Time, msgs []*core.Message) bool {
+func (b *walBuffer) add(end pglogrepl.LSN, committed time.Time, msgs []*outbox.Message) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if end <= b.received {
@@ -160,7 +160,7 @@ func (b *walBuffer) pending() (n int, oldest time.Time) {
 // mode a key's run stops at its first message that is leased or not due, and keys for which
 // blocked reports true are handed back separately (their messages must go to the table behind
 // the key's spilled ones), leased like the others.
-func (b *walBuffer) claim(req core.ClaimRequest, now time.Time, blocked func(key string) bool) (out, held []*core.Message) {
+func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(key string) bool) (out, held []*outbox.Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var closed map[string]bool
@@ -192,10 +192,10 @@ func (b *walBuffer) claim(req core.ClaimRequest, now time.Time, blocked func(key
 }
 
 // held returns, of ids, the messages the claim with token holds here.
-func (b *walBuffer) held(token string, ids []string) []*core.Message {
+func (b *walBuffer) held(token string, ids []string) []*outbox.Message {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []*core.Message
+	var out []*outbox.Message
 	for _, id := range ids {
 		if e := b.heldBy(id, token); e != nil {
 			m := e.msg
@@ -238,7 +238,7 @@ func (b *walBuffer) settleHeld(token string, ids []string) (n int, notHeld []str
 
 // release frees the messages of failures that the claim with token holds, due again after
 // their Delay, with nothing else changed; returns how many.
-func (b *walBuffer) release(token string, failures []core.Failure, now time.Time) int {
+func (b *walBuffer) release(token string, failures []outbox.Failure, now time.Time) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := 0

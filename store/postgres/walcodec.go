@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The first byte of every message the WAL mode writes says what follows, so a later encoding can
@@ -28,8 +28,8 @@ const (
 //
 // where every string is a uvarint length and its bytes. It keeps every field a Message is
 // written with and needs no escaping, so the payload travels byte for byte. m has been through
-// core.Prepare: its ID is a UUID.
-func encodeWAL(m *core.Message) ([]byte, error) {
+// outbox.Prepare: its ID is a UUID.
+func encodeWAL(m *outbox.Message) ([]byte, error) {
 	id, err := uuid.Parse(m.ID)
 	if err != nil {
 		return nil, fmt.Errorf("message %s: id is not a UUID", m.ID)
@@ -66,7 +66,7 @@ func encodeWAL(m *core.Message) ([]byte, error) {
 
 // encodeWALBatch encodes several messages as one: walBatch, their count (uvarint), then each
 // one's encodeWAL bytes with their length (uvarint) in front.
-func encodeWALBatch(msgs []*core.Message) ([]byte, error) {
+func encodeWALBatch(msgs []*outbox.Message) ([]byte, error) {
 	parts := make([][]byte, len(msgs))
 	size := 1 + binary.MaxVarintLen64
 	for i, m := range msgs {
@@ -120,8 +120,8 @@ func appendString(b []byte, s string) []byte {
 var errWALTruncated = errors.New("truncated")
 
 // decodeWAL reverses encodeWAL. It checks the encoding, not the message: the caller runs
-// core.Message.ValidateStored on the result, as for a row.
-func decodeWAL(b []byte) (*core.Message, error) {
+// outbox.Message.ValidateStored on the result, as for a row.
+func decodeWAL(b []byte) (*outbox.Message, error) {
 	if len(b) == 0 {
 		return nil, errors.New("empty content")
 	}
@@ -129,7 +129,7 @@ func decodeWAL(b []byte) (*core.Message, error) {
 		return nil, fmt.Errorf("unknown format %d (this version reads %d)", b[0], walFormat)
 	}
 	r := walReader{b: b[1:]}
-	var m core.Message
+	var m outbox.Message
 	id := r.bytes(16)
 	if id != nil {
 		m.ID = uuid.UUID(id).String()

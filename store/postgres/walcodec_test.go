@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func TestWALCodecRoundTrip(t *testing.T) {
-	for _, m := range []*core.Message{
+	for _, m := range []*outbox.Message{
 		{ID: uuid.NewString(), Type: "USER_CREATED", Payload: []byte(`{"a":1}`), CreatedAt: time.UnixMilli(1764590000123).UTC()},
 		{ID: uuid.NewString(), Type: "T", Key: "k€y", Payload: []byte(` [1, 2] `), Result: []byte(`null`),
 			Headers: map[string]string{"traceparent": "00-x", "": "empty name", "b": ""}, CreatedAt: time.UnixMilli(-5).UTC()},
@@ -32,7 +32,7 @@ func TestWALCodecRoundTrip(t *testing.T) {
 }
 
 func TestWALBatchRoundTrip(t *testing.T) {
-	msgs := []*core.Message{
+	msgs := []*outbox.Message{
 		{ID: uuid.NewString(), Type: "A", Key: "k", Payload: []byte(`1`), CreatedAt: time.UnixMilli(1).UTC()},
 		{ID: uuid.NewString(), Type: "B", Payload: []byte(`{"b":2}`), Headers: map[string]string{"h": "v"}, CreatedAt: time.UnixMilli(2).UTC()},
 	}
@@ -64,7 +64,7 @@ func TestWALBatchRoundTrip(t *testing.T) {
 }
 
 func TestWALCodecRejects(t *testing.T) {
-	good, _ := encodeWAL(&core.Message{ID: uuid.NewString(), Type: "T", Payload: []byte(`1`), Headers: map[string]string{"a": "b"}})
+	good, _ := encodeWAL(&outbox.Message{ID: uuid.NewString(), Type: "T", Payload: []byte(`1`), Headers: map[string]string{"a": "b"}})
 	for name, b := range map[string][]byte{
 		"empty":          nil,
 		"unknown format": append([]byte{9}, good[1:]...),
@@ -81,11 +81,11 @@ func TestWALCodecRejects(t *testing.T) {
 // Whatever the WAL holds under the prefix, decoding never panics, and what decodes encodes to
 // something that decodes to the same message.
 func FuzzDecodeWAL(f *testing.F) {
-	seed, _ := encodeWAL(&core.Message{ID: uuid.NewString(), Type: "T", Key: "k", Payload: []byte(`{}`), Result: []byte(`1`), Headers: map[string]string{"h": "v"}})
+	seed, _ := encodeWAL(&outbox.Message{ID: uuid.NewString(), Type: "T", Key: "k", Payload: []byte(`{}`), Result: []byte(`1`), Headers: map[string]string{"h": "v"}})
 	f.Add(seed)
 	f.Add([]byte{1})
 	f.Add([]byte{})
-	batch, _ := encodeWALBatch([]*core.Message{{ID: uuid.NewString(), Type: "T", Payload: []byte(`2`)}, {ID: uuid.NewString(), Type: "U", Payload: []byte(`3`)}})
+	batch, _ := encodeWALBatch([]*outbox.Message{{ID: uuid.NewString(), Type: "T", Payload: []byte(`2`)}, {ID: uuid.NewString(), Type: "U", Payload: []byte(`3`)}})
 	f.Add(batch)
 	f.Fuzz(func(t *testing.T, content []byte) {
 		parts, err := decodeWALContent(content)

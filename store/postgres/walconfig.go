@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // WALConfig switches a Store to logical-replication (WAL) mode: Add, AddSQL and Execute write
@@ -96,7 +96,7 @@ func defaultSlot(schema, table string) string {
 
 func (w WALConfig) validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "postgres", Field: "WAL." + field, Problem: problem}
+		return &outbox.ConfigError{Component: "postgres", Field: "WAL." + field, Problem: problem}
 	}
 	switch {
 	case w.Slot != "" && !slotName.MatchString(w.Slot):

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // How often a WAL-mode claim looks at the table when its last look found nothing due: spilled
@@ -20,7 +20,7 @@ const walTableInterval = time.Second
 // (see claimTable). In WAL mode the messages come from the stream first, then from the table
 // (the spilled ones); in ordered mode a streamed message whose key has messages in the table is
 // written to the table behind them instead of returned, so the table delivers the key in order.
-func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if s.wal == nil {
 		return s.claimTable(ctx, req)
 	}
@@ -110,17 +110,17 @@ func (w *walStream) tableDueBy(t time.Time) {
 // queueBehindSpilled handles streamed messages whose key had messages in the table: those whose
 // key still has some are written to the table after them (pending, due now, no attempt
 // charged) and settled here; the others are returned for publishing, and their keys forgotten.
-func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*core.Message) ([]*core.Message, error) {
+func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*outbox.Message) ([]*outbox.Message, error) {
 	w := s.wal
 	keys := make([]string, 0, len(held))
 	for _, m := range held {
 		keys = append(keys, m.Key)
 	}
 	// Until it is settled here, a message handed back stays due at once for the next claim.
-	handBack := func(msgs []*core.Message) {
-		failures := make([]core.Failure, len(msgs))
+	handBack := func(msgs []*outbox.Message) {
+		failures := make([]outbox.Failure, len(msgs))
 		for i, m := range msgs {
-			failures[i] = core.Failure{ID: m.ID, Release: true}
+			failures[i] = outbox.Failure{ID: m.ID, Release: true}
 		}
 		w.buf.release(token, failures, time.Now())
 	}
@@ -143,7 +143,7 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*co
 		handBack(held)
 		return nil, err
 	}
-	var free, queue []*core.Message
+	var free, queue []*outbox.Message
 	w.mu.Lock()
 	for _, m := range held {
 		if still[m.Key] {
@@ -171,7 +171,7 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*co
 	return free, nil
 }
 
-func ids(msgs []*core.Message) []string {
+func ids(msgs []*outbox.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -188,7 +188,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
 	n, table := s.wal.buf.settleHeld(token, ids)
@@ -203,18 +203,18 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 // or dead) is written to the table with its attempt and retry time, or as dead, and then counts
 // as settled for the slot; a released one stays in memory, due again after its delay, so an
 // outage writes nothing. Spilled messages are nacked in the table as in table mode.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	if s.wal == nil {
 		return s.nackTable(ctx, token, failures)
 	}
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
 	w := s.wal
-	var release, table []core.Failure
+	var release, table []outbox.Failure
 	var spills []spill
 	for _, f := range failures {
 		held := w.buf.held(token, []string{f.ID})
@@ -261,8 +261,8 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 // spill is a streamed message written to the table, with the failure that sent it there (none
 // when it only queues behind its key's spilled messages).
 type spill struct {
-	msg     *core.Message
-	failure core.Failure
+	msg     *outbox.Message
+	failure outbox.Failure
 }
 
 // spill writes streamed messages to the table in one statement, in order. A message that is
@@ -283,7 +283,7 @@ func (s *Store) spill(ctx context.Context, spills []spill) error {
 		}
 		delays[i] = max(f.Delay, 0).Microseconds()
 		dead[i] = f.Dead
-		if t := core.StorableText(f.Error); t != "" {
+		if t := outbox.StorableText(f.Error); t != "" {
 			texts[i] = &t
 		}
 	}
@@ -294,8 +294,8 @@ func (s *Store) spill(ctx context.Context, spills []spill) error {
 	return nil
 }
 
-func messagesOf(spills []spill) []*core.Message {
-	out := make([]*core.Message, len(spills))
+func messagesOf(spills []spill) []*outbox.Message {
+	out := make([]*outbox.Message, len(spills))
 	for i, sp := range spills {
 		out[i] = sp.msg
 	}
@@ -308,7 +308,7 @@ type corruptWAL struct {
 	lsn     pglogrepl.LSN
 	part    int // its place in a batch
 	content []byte
-	msg     *core.Message // what could be decoded, or nil
+	msg     *outbox.Message // what could be decoded, or nil
 	err     error
 }
 
@@ -319,12 +319,12 @@ func (s *Store) spillCorrupt(ctx context.Context, corrupt []corruptWAL) error {
 	spills := make([]spill, len(corrupt))
 	for i, c := range corrupt {
 		id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("%s@%s#%d", s.wal.prefix, c.lsn, c.part))).String()
-		m := &core.Message{Type: "outbox.corrupt", CreatedAt: time.Now().UTC()}
+		m := &outbox.Message{Type: "outbox.corrupt", CreatedAt: time.Now().UTC()}
 		if c.msg != nil {
 			if _, err := uuid.Parse(c.msg.ID); err == nil {
 				id = c.msg.ID
 			}
-			if core.StorableText(c.msg.Key) == c.msg.Key {
+			if outbox.StorableText(c.msg.Key) == c.msg.Key {
 				m.Key = c.msg.Key
 			}
 		}
@@ -332,7 +332,7 @@ func (s *Store) spillCorrupt(ctx context.Context, corrupt []corruptWAL) error {
 		payload, _ := json.Marshal(map[string]string{"wal_lsn": c.lsn.String(), "content_base64": base64.StdEncoding.EncodeToString(c.content)})
 		m.Payload = payload
 		reason := "postgres: corrupt message in the WAL at " + c.lsn.String() + ": " + c.err.Error()
-		spills[i] = spill{msg: m, failure: core.Failure{ID: id, Error: reason, Dead: true}}
+		spills[i] = spill{msg: m, failure: outbox.Failure{ID: id, Error: reason, Dead: true}}
 	}
 	return s.spill(ctx, spills)
 }
@@ -371,7 +371,7 @@ func (w *walStream) wake() {
 }
 
 // countsWAL adds the streamed, unsettled messages to the table's pending count.
-func (s *Store) countsWAL(c *core.Counts) {
+func (s *Store) countsWAL(c *outbox.Counts) {
 	buffered, oldest := s.wal.buf.pending()
 	c.Pending += int64(buffered)
 	if !oldest.IsZero() && (c.OldestPending.IsZero() || oldest.Before(c.OldestPending)) {

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // maxUnanswered is how many requests for a reply in a row, with no data between them, make the
@@ -25,7 +25,7 @@ const maxUnanswered = 3
 var errServerWaiting = errors.New("the server keeps asking for a confirmation this reader cannot give yet (shutting down?); reconnecting")
 
 // Reconnect delays of the WAL reader after a broken session (database restart, network).
-var streamBackoff = core.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
+var streamBackoff = outbox.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
 // walStream is the reader of a WAL-mode store: one goroutine that holds the replication slot (or
 // waits for it, as a standby), takes the committed messages into the buffer and tells the
@@ -221,7 +221,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 	var (
 		inTx      bool
 		committed time.Time
-		msgs      []*core.Message
+		msgs      []*outbox.Message
 		corrupt   []corruptWAL
 		// unanswered counts the server's requests for a reply since it last sent data.
 		unanswered int
@@ -473,7 +473,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		}
 		return fmt.Errorf("postgres: sync: %w", ctx.Err())
 	case <-s.done.Done():
-		return fmt.Errorf("postgres: sync: %w", core.ErrClosed)
+		return fmt.Errorf("postgres: sync: %w", outbox.ErrClosed)
 	}
 }
 
@@ -581,7 +581,7 @@ func (w *walStream) loadInTable(ctx context.Context, end pglogrepl.LSN) error {
 
 // notInTable drops from a streamed transaction ending at end the messages an earlier reader
 // wrote to the table.
-func (w *walStream) notInTable(end pglogrepl.LSN, msgs []*core.Message) []*core.Message {
+func (w *walStream) notInTable(end pglogrepl.LSN, msgs []*outbox.Message) []*outbox.Message {
 	if len(w.inTable) == 0 {
 		return msgs
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ErrNoSlot is returned by a WAL-mode write when the replication slot does not exist (or lost
@@ -20,7 +20,7 @@ import (
 var ErrNoSlot = errors.New("the replication slot does not exist or lost its WAL")
 
 // walContent encodes msgs for one pg_logical_emit_message.
-func walContent(msgs []*core.Message) ([]byte, error) {
+func walContent(msgs []*outbox.Message) ([]byte, error) {
 	if len(msgs) == 1 {
 		return encodeWAL(msgs[0])
 	}
@@ -28,7 +28,7 @@ func walContent(msgs []*core.Message) ([]byte, error) {
 }
 
 // addWAL is Add in WAL mode: one statement that emits the messages into the WAL as one record.
-func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*core.Message) error {
+func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*outbox.Message) error {
 	content, err := walContent(msgs)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
@@ -40,7 +40,7 @@ func (s *Store) addWAL(ctx context.Context, tx pgx.Tx, msgs []*core.Message) err
 
 // addWALSQL is AddSQL in WAL mode. The content travels as base64 text, which every
 // database/sql driver passes the same way.
-func (s *Store) addWALSQL(ctx context.Context, tx *sql.Tx, msgs []*core.Message) error {
+func (s *Store) addWALSQL(ctx context.Context, tx *sql.Tx, msgs []*outbox.Message) error {
 	content, err := walContent(msgs)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)
@@ -82,7 +82,7 @@ func (s *Store) emitted(n int, err error, checked bool) error {
 // and the COMMIT travel together, so a WAL-mode Execute costs the business transaction no extra
 // round trip. When the write fails the server skips the COMMIT and the transaction stays open
 // (aborted) for the caller to roll back.
-func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*core.Message) error {
+func (s *Store) commitWAL(ctx context.Context, conn *pgx.Conn, msgs []*outbox.Message) error {
 	content, err := walContent(msgs)
 	if err != nil {
 		return fmt.Errorf("postgres: add: %w", err)

@@ -11,15 +11,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Add stores msgs inside the caller's transaction, in one statement, and signals listening
 // relays; the signal, like the rows, only takes effect if tx commits. In WAL mode the statement
-// writes them into the WAL instead (pg_logical_emit_message), which the slot streams on commit. It runs core.Prepare first
+// writes them into the WAL instead (pg_logical_emit_message), which the slot streams on commit. It runs outbox.Prepare first
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written.
-func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error {
+func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*outbox.Message) error {
 	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
 	}
@@ -46,7 +46,7 @@ func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*core.Message) error
 
 // AddSQL is Add for database/sql users: it stores msgs inside tx, which may come from any
 // PostgreSQL driver (pgx's stdlib, lib/pq), since the batch travels as one JSON parameter.
-func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
+func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
 	if write, err := s.prepare(ctx, tx == nil, msgs); !write {
 		return err
 	}
@@ -80,18 +80,18 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) e
 }
 
 // prepare runs what Add and AddSQL check before writing: an open store, a transaction, and
-// core.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
-func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (write bool, err error) {
+// outbox.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
+func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*outbox.Message) (write bool, err error) {
 	if err := s.checkOpen(); err != nil {
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
 	if noTx {
-		return false, fmt.Errorf("postgres: add: %w", core.InvalidArgument("tx", "is nil"))
+		return false, fmt.Errorf("postgres: add: %w", outbox.InvalidArgument("tx", "is nil"))
 	}
 	if len(msgs) == 0 {
 		return false, nil
 	}
-	err = core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	err = outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
 	if err != nil {
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
@@ -109,7 +109,7 @@ func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*core.Message) (w
 // as with row locks. The locks live in PostgreSQL's shared lock table (max_locks_per_transaction
 // times max_connections slots, 6400 by default), so one transaction that writes events for
 // thousands of distinct keys needs that setting raised.
-func (s *Store) lockIDs(msgs []*core.Message) []int64 {
+func (s *Store) lockIDs(msgs []*outbox.Message) []int64 {
 	var ids []int64
 	for _, m := range msgs {
 		if m.Key == "" {
@@ -139,7 +139,7 @@ type columns struct {
 	created                    []time.Time
 }
 
-func columnsOf(msgs []*core.Message) columns {
+func columnsOf(msgs []*outbox.Message) columns {
 	n := len(msgs)
 	c := columns{
 		ids: make([]string, n), types: make([]string, n), keys: make([]string, n), payloads: make([]string, n),
@@ -167,13 +167,13 @@ func columnsOf(msgs []*core.Message) columns {
 // re-raised). It holds one pooled connection at a time, so concurrent callers cannot deadlock
 // the pool however small it is. In WAL mode the events and the COMMIT travel in one round trip,
 // so the events cost the transaction no round trip of their own.
-func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*core.Message) (result T, err error) {
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*outbox.Message) (result T, err error) {
 	var zero T
 	if s == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", core.InvalidArgument("store", "is nil"))
+		return zero, fmt.Errorf("postgres: execute: %w", outbox.InvalidArgument("store", "is nil"))
 	}
 	if fn == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", core.InvalidArgument("fn", "is nil"))
+		return zero, fmt.Errorf("postgres: execute: %w", outbox.InvalidArgument("fn", "is nil"))
 	}
 	if err := s.checkOpen(); err != nil {
 		return zero, fmt.Errorf("postgres: execute: %w", err)

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -135,8 +135,8 @@ func TestExecute(t *testing.T) {
 		_, err := postgres.Execute(ctx, s, func(ctx context.Context, tx pgx.Tx) (int, error) {
 			_, err := tx.Exec(ctx, insert, 4, "1")
 			return 0, err
-		}, &core.Message{Type: "T", Payload: []byte(`{not json`)})
-		if !errors.Is(err, core.ErrInvalidMessage) {
+		}, &outbox.Message{Type: "T", Payload: []byte(`{not json`)})
+		if !errors.Is(err, outbox.ErrInvalidMessage) {
 			t.Fatalf("Execute error = %v, want invalid message", err)
 		}
 		assertNothingWritten(t, s, 4)
@@ -227,7 +227,7 @@ func checkAddSQL(t *testing.T, s *postgres.Store) {
 	defer db.Close()
 	_ = stdlib.GetDefaultDriver()
 
-	in := &core.Message{Type: "T", Key: "k", Payload: []byte(`{"x": "y"}`), Result: []byte(`[1]`), Headers: map[string]string{"h": "v"}}
+	in := &outbox.Message{Type: "T", Key: "k", Payload: []byte(`{"x": "y"}`), Result: []byte(`[1]`), Headers: map[string]string{"h": "v"}}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)

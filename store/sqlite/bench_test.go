@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -93,7 +93,7 @@ func BenchmarkDrain(b *testing.B) {
 		drained := 0
 		start := time.Now()
 		for drained < b.N {
-			msgs, err := s.Claim(ctx, core.ClaimRequest{Token: "bench", Limit: batch, Lease: time.Minute})
+			msgs, err := s.Claim(ctx, outbox.ClaimRequest{Token: "bench", Limit: batch, Lease: time.Minute})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -111,7 +111,7 @@ func BenchmarkDrain(b *testing.B) {
 	b.Run("relay", func(b *testing.B) {
 		s := benchBacklog(b)
 		tr := memory.New()
-		r, err := core.NewRelay(s, tr, core.Config{BatchSize: batch})
+		r, err := outbox.NewRelay(s, tr, outbox.Config{BatchSize: batch})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func BenchmarkClaimOrdered(b *testing.B) {
 		b.Run(fmt.Sprint("queued=", queued), func(b *testing.B) {
 			// Without waiting for the disk, so that what is compared is the work of the claim.
 			s := open(b, sqlite.Config{DSN: filepath.Join(b.TempDir(), "bench.db") + "?_pragma=synchronous(OFF)"})
-			var msgs []*core.Message
+			var msgs []*outbox.Message
 			for range queued {
 				msgs = append(msgs, msg("T", "busy"))
 			}
@@ -148,17 +148,17 @@ func BenchmarkClaimOrdered(b *testing.B) {
 			}
 			// The busy key's head is leased: everything queued behind it is blocked.
 			if queued > 0 {
-				claim(b, s, core.ClaimRequest{Token: "holder", Limit: 1, Lease: time.Hour, Ordered: true})
+				claim(b, s, outbox.ClaimRequest{Token: "holder", Limit: 1, Lease: time.Hour, Ordered: true})
 			}
 			for b.Loop() {
-				got, err := s.Claim(ctx, core.ClaimRequest{Token: "bench", Limit: 100, Lease: time.Minute, Ordered: true})
+				got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "bench", Limit: 100, Lease: time.Minute, Ordered: true})
 				if err != nil || len(got) != 100 {
 					b.Fatalf("claimed %d: %v", len(got), err)
 				}
 				// Release them for the next round, as a relay stopping would.
-				fs := make([]core.Failure, len(got))
+				fs := make([]outbox.Failure, len(got))
 				for i, m := range got {
-					fs[i] = core.Failure{ID: m.ID, Error: "released", Delay: -time.Second}
+					fs[i] = outbox.Failure{ID: m.ID, Error: "released", Delay: -time.Second}
 				}
 				if _, err := s.Nack(ctx, "bench", fs); err != nil {
 					b.Fatal(err)
@@ -206,7 +206,7 @@ func benchBacklog(b *testing.B) *sqlite.Store {
 	defer b.StartTimer()
 	s := open(b, sqlite.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
 	for left := b.N; left > 0; left -= 1000 {
-		msgs := make([]*core.Message, min(left, 1000))
+		msgs := make([]*outbox.Message, min(left, 1000))
 		for i := range msgs {
 			msgs[i] = msg("USER_CREATED", "")
 		}

@@ -9,16 +9,16 @@ import (
 	"slices"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // idChunk bounds the IDs one Ack statement lists.
 const idChunk = 500
 
-// Claim implements core.Store. Rows that cannot be decoded (a payload, result or headers that is
+// Claim implements outbox.Store. Rows that cannot be decoded (a payload, result or headers that is
 // not valid JSON, written around the store) are dead-lettered in the same transaction with the
 // reason, never returned and never retried: a poison row cannot stall the relay.
-func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("sqlite: claim: %w", err)
 	}
@@ -61,14 +61,14 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	}
 	type claimed struct {
 		seq     int64
-		msg     *core.Message
+		msg     *outbox.Message
 		corrupt error
 	}
 	var got []claimed
 	for rows.Next() {
 		var (
 			c               claimed
-			m               core.Message
+			m               outbox.Message
 			payload         string
 			result, headers sql.NullString
 			created         int64
@@ -95,8 +95,8 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 
 	// RETURNING reports rows in no particular order; the sieve needs seq order.
 	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
-	sieve := core.ClaimSieve{Backend: "sqlite", Ordered: req.Ordered}
-	msgs := make([]*core.Message, 0, len(got))
+	sieve := outbox.ClaimSieve{Backend: "sqlite", Ordered: req.Ordered}
+	msgs := make([]*outbox.Message, 0, len(got))
 	for _, c := range got {
 		f, ok := sieve.Sort(c.msg, c.corrupt)
 		if ok {
@@ -213,13 +213,13 @@ func (s *Store) orderedRuns(ctx context.Context, tx *sql.Tx, now int64, limit in
 	return seqs, nil
 }
 
-// decodeRow finishes decoding a stored message and reports why it is corrupt (core's rule,
+// decodeRow finishes decoding a stored message and reports why it is corrupt (the root package's rule,
 // Message.ValidateStored), or nil.
-func decodeRow(m *core.Message, headers sql.NullString) error {
+func decodeRow(m *outbox.Message, headers sql.NullString) error {
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {
 			m.Headers = nil
-			return &core.FieldError{Field: "headers", Problem: "are not a JSON object of strings"}
+			return &outbox.FieldError{Field: "headers", Problem: "are not a JSON object of strings"}
 		}
 	}
 	return m.ValidateStored()

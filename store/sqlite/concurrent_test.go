@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -40,7 +40,7 @@ func TestConcurrentWritersAndRelays(t *testing.T) {
 
 			ctx := t.Context()
 			var mu sync.Mutex
-			var written []*core.Message
+			var written []*outbox.Message
 			var wg sync.WaitGroup
 			errs := make(chan error, writers)
 			for w := range writers {
@@ -85,9 +85,9 @@ func TestConcurrentWritersAndRelays(t *testing.T) {
 
 // startRelay starts an ordered relay on s and returns its (idempotent) graceful stop, which
 // also runs when t ends.
-func startRelay(t *testing.T, s *sqlite.Store, tr core.Transport, log *zap.Logger) func(*testing.T) {
+func startRelay(t *testing.T, s *sqlite.Store, tr outbox.Transport, log *zap.Logger) func(*testing.T) {
 	t.Helper()
-	r, err := core.NewRelay(s, tr, core.Config{BatchSize: 50, Ordered: true, Logger: log, PollInterval: 50 * time.Millisecond})
+	r, err := outbox.NewRelay(s, tr, outbox.Config{BatchSize: 50, Ordered: true, Logger: log, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Config configures a Store. Exactly one of Path, DSN and DB says which database to use.
@@ -27,13 +27,13 @@ type Config struct {
 	// quoted. Default "outbox".
 	Table string
 	// KeepDelivered keeps acknowledged messages as delivered, for status tracking and
-	// core.Retention, instead of deleting them. Default false: Ack deletes.
+	// outbox.Retention, instead of deleting them. Default false: Ack deletes.
 	KeepDelivered bool
 	// MaxPayloadBytes bounds a message's Payload plus Result at write time.
-	// Default core.DefaultMaxPayloadBytes.
+	// Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes, before it is validated. Default none.
-	WriteHooks []core.WriteHook
+	WriteHooks []outbox.WriteHook
 	// BusyTimeout is how long a connection waits for another process's write lock before failing
 	// with SQLITE_BUSY. Used with Path and DSN. Default 5s.
 	BusyTimeout time.Duration
@@ -54,7 +54,7 @@ func (c Config) withDefaults() Config {
 		c.Table = defaultTable
 	}
 	if c.MaxPayloadBytes == 0 {
-		c.MaxPayloadBytes = core.DefaultMaxPayloadBytes
+		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = defaultBusyTimeout
@@ -68,7 +68,7 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field. Zero values are valid where a default exists.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "sqlite", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "sqlite", Field: field, Problem: problem}
 	}
 	set := 0
 	for _, ok := range []bool{c.Path != "", c.DSN != "", c.DB != nil} {
@@ -120,11 +120,11 @@ func (c Config) Validate() error {
 
 // checkTable accepts the identifiers every store accepts, except SQLite's reserved prefix.
 func checkTable(table string) error {
-	if err := core.CheckIdentifier("sqlite", "Table", table); err != nil {
+	if err := outbox.CheckIdentifier("sqlite", "Table", table); err != nil {
 		return err
 	}
 	if strings.HasPrefix(strings.ToLower(table), "sqlite_") {
-		return &core.ConfigError{Component: "sqlite", Field: "Table", Problem: fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", table)}
+		return &outbox.ConfigError{Component: "sqlite", Field: "Table", Problem: fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", table)}
 	}
 	return nil
 }

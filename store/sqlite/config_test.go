@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
 func TestConfigValidate(t *testing.T) {
 	db := &sql.DB{} // never used: Validate only looks at whether it is set
-	hook := func(context.Context, *core.Message) {}
+	hook := func(context.Context, *outbox.Message) {}
 	cases := []struct {
 		name  string
 		cfg   sqlite.Config
@@ -24,7 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{"PathOnly", sqlite.Config{Path: "a.db"}, ""},
 		{"DSNOnly", sqlite.Config{DSN: "file:a.db?_pragma=busy_timeout(100)"}, ""},
 		{"DBOnly", sqlite.Config{DB: db}, ""},
-		{"AllOptions", sqlite.Config{Path: "a.db", Table: "events_2", KeepDelivered: true, MaxPayloadBytes: 10, WriteHooks: []core.WriteHook{hook}, BusyTimeout: time.Second, MaxOpenConns: 4}, ""},
+		{"AllOptions", sqlite.Config{Path: "a.db", Table: "events_2", KeepDelivered: true, MaxPayloadBytes: 10, WriteHooks: []outbox.WriteHook{hook}, BusyTimeout: time.Second, MaxOpenConns: 4}, ""},
 		{"Nothing", sqlite.Config{}, "Path"},
 		{"PathAndDSN", sqlite.Config{Path: "a.db", DSN: "b.db"}, "Path"},
 		{"PathAndDB", sqlite.Config{Path: "a.db", DB: db}, "Path"},
@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		{"TinyBusyTimeout", sqlite.Config{Path: "a.db", BusyTimeout: time.Microsecond}, "BusyTimeout"},
 		{"NegativeConns", sqlite.Config{Path: "a.db", MaxOpenConns: -1}, "MaxOpenConns"},
 		{"ConnsWithOwnDB", sqlite.Config{DB: db, MaxOpenConns: 2}, "MaxOpenConns"},
-		{"NilHook", sqlite.Config{Path: "a.db", WriteHooks: []core.WriteHook{hook, nil}}, "WriteHooks[1]"},
+		{"NilHook", sqlite.Config{Path: "a.db", WriteHooks: []outbox.WriteHook{hook, nil}}, "WriteHooks[1]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,12 +56,12 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
+			var ce *outbox.ConfigError
 			if !errors.As(err, &ce) || ce.Field != c.field || ce.Component != "sqlite" {
 				t.Fatalf("error %v, want a sqlite ConfigError naming %s", err, c.field)
 			}
-			if !errors.Is(err, core.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
-				t.Fatalf("error %q must start with sqlite: and match core.ErrInvalidConfig", err)
+			if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
+				t.Fatalf("error %q must start with sqlite: and match outbox.ErrInvalidConfig", err)
 			}
 			// New validates the same way before touching the disk.
 			if _, err := sqlite.New(context.Background(), c.cfg); !errors.As(err, &ce) {
@@ -98,7 +98,7 @@ func TestSchema(t *testing.T) {
 		t.Fatalf("Schema(events) = %q, %v", ddl, err)
 	}
 	for _, bad := range []string{"", "a b", `x"`, "sqlite_master"} {
-		if _, err := sqlite.Schema(bad); !errors.Is(err, core.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
+		if _, err := sqlite.Schema(bad); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
 			t.Fatalf("Schema(%q) error = %v", bad, err)
 		}
 	}
@@ -126,7 +126,7 @@ func TestTableNames(t *testing.T) {
 	for _, table := range []string{"select", "Outbox_Mixed", "_t"} {
 		s := open(t, sqlite.Config{Path: path, Table: table})
 		add(t, s, msg("T", ""))
-		got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+		got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 		if len(got) != 1 {
 			t.Fatalf("table %q: claimed %d messages, want its own 1", table, len(got))
 		}

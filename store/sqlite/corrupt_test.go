@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -42,7 +42,7 @@ func TestCorruptRowsAreDeadLettered(t *testing.T) {
 			after := msg("T", "k") // same key, after a corrupt head
 			add(t, s, after)
 
-			got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: ordered})
+			got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: ordered})
 			ids := []string{}
 			for _, m := range got {
 				ids = append(ids, m.ID)
@@ -55,7 +55,7 @@ func TestCorruptRowsAreDeadLettered(t *testing.T) {
 				t.Fatalf("claimed %v, want only the sound messages %v", ids, want)
 			}
 
-			dead, err := s.ListDead(ctx, core.DeadFilter{})
+			dead, err := s.ListDead(ctx, outbox.DeadFilter{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,13 +78,13 @@ func TestCorruptRowsAreDeadLettered(t *testing.T) {
 			}
 			// In ordered mode the corrupt head blocks its key until it is purged.
 			if ordered {
-				if again := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}); len(again) != 0 {
+				if again := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}); len(again) != 0 {
 					t.Fatalf("claimed %d behind a dead head", len(again))
 				}
-				if n, err := s.Purge(ctx, core.DeadFilter{Key: "k"}); err != nil || n != 1 {
+				if n, err := s.Purge(ctx, outbox.DeadFilter{Key: "k"}); err != nil || n != 1 {
 					t.Fatalf("purge = %d, %v", n, err)
 				}
-				again := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
+				again := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
 				if len(again) != 1 || again[0].ID != after.ID {
 					t.Fatalf("after purging the head, claimed %v, want %s", again, after.ID)
 				}

@@ -6,9 +6,9 @@
 //
 //	user, err := sqlite.Execute(ctx, store, func(ctx context.Context, tx *sql.Tx) (User, error) {
 //		return insertUser(ctx, tx, name)
-//	}, &core.Message{Type: "USER_CREATED", Payload: payload})
+//	}, &outbox.Message{Type: "USER_CREATED", Payload: payload})
 //
-// The relay side implements core.Store, core.Notifier, core.Inspector and core.Retention.
+// The relay side implements outbox.Store, outbox.Notifier, outbox.Inspector and outbox.Retention.
 //
 // # Concurrency
 //

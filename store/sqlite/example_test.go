@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -36,7 +36,7 @@ func ExampleExecute() {
 		ID   int64  `json:"id"`
 		Name string `json:"name"`
 	}
-	event := &core.Message{Type: "USER_CREATED", Payload: json.RawMessage(`{"name":"Ada"}`)}
+	event := &outbox.Message{Type: "USER_CREATED", Payload: json.RawMessage(`{"name":"Ada"}`)}
 	user, err := sqlite.Execute(ctx, store, func(ctx context.Context, tx *sql.Tx) (User, error) {
 		u := User{Name: "Ada"}
 		err := tx.QueryRowContext(ctx, `INSERT INTO users (name) VALUES (?) RETURNING id`, u.Name).Scan(&u.ID)
@@ -48,7 +48,7 @@ func ExampleExecute() {
 	fmt.Println("created user", user.ID)
 
 	// What a relay would claim and publish.
-	msgs, err := store.Claim(ctx, core.ClaimRequest{Token: "example", Limit: 10, Lease: time.Minute})
+	msgs, err := store.Claim(ctx, outbox.ClaimRequest{Token: "example", Limit: 10, Lease: time.Minute})
 	if err != nil {
 		panic(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -39,7 +39,7 @@ func insertUser(name string) func(ctx context.Context, tx *sql.Tx) (user, error)
 func TestExecuteCommits(t *testing.T) {
 	s := usersStore(t, sqlite.Config{})
 	ctx := context.Background()
-	own := &core.Message{Type: "AUDIT", Payload: json.RawMessage(`{}`), Result: json.RawMessage(`{"mine":1}`)}
+	own := &outbox.Message{Type: "AUDIT", Payload: json.RawMessage(`{}`), Result: json.RawMessage(`{"mine":1}`)}
 	event := msg("USER_CREATED", "")
 	u, err := sqlite.Execute(ctx, s, insertUser("ada"), event, own)
 	if err != nil {
@@ -51,7 +51,7 @@ func TestExecuteCommits(t *testing.T) {
 	if event.ID == "" || event.CreatedAt.IsZero() {
 		t.Fatalf("execute did not assign ID and CreatedAt: %+v", event)
 	}
-	got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if len(got) != 2 || got[0].ID != event.ID || got[1].ID != own.ID {
 		t.Fatalf("claimed %v, want the two events in write order", got)
 	}
@@ -91,7 +91,7 @@ func TestExecuteRollsBack(t *testing.T) {
 		if n := count(t, s.DB(), `SELECT count(*) FROM users`); n != 0 {
 			t.Fatalf("%s: %d users stored, want none", what, n)
 		}
-		if got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}); len(got) != 0 {
+		if got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}); len(got) != 0 {
 			t.Fatalf("%s: %d events claimable, want none", what, len(got))
 		}
 		noSignal(what)
@@ -132,15 +132,15 @@ func TestExecuteRollsBack(t *testing.T) {
 		if _, err := s.DB().Exec(`DELETE FROM users`); err != nil {
 			t.Fatal(err)
 		}
-		got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+		got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 		if _, err := s.Ack(ctx, "o", []string{got[0].ID}); err != nil {
 			t.Fatal(err)
 		}
 		<-signals
 	})
 	t.Run("InvalidEvent", func(t *testing.T) {
-		_, err := sqlite.Execute(ctx, s, insertUser("erin"), msg("USER_CREATED", ""), &core.Message{Type: "X", Payload: json.RawMessage(`{"a":`)})
-		if !errors.Is(err, core.ErrInvalidMessage) || !strings.Contains(err.Error(), "payload") {
+		_, err := sqlite.Execute(ctx, s, insertUser("erin"), msg("USER_CREATED", ""), &outbox.Message{Type: "X", Payload: json.RawMessage(`{"a":`)})
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "payload") {
 			t.Fatalf("error = %v, want the invalid payload named", err)
 		}
 		nothingStored("an invalid event")
@@ -175,9 +175,9 @@ func TestWriteBadInput(t *testing.T) {
 	none := func(ctx context.Context, tx *sql.Tx) (any, error) { return nil, nil }
 
 	t.Run("Oversized", func(t *testing.T) {
-		big := &core.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 40) + `"`)}
+		big := &outbox.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 40) + `"`)}
 		_, err := sqlite.Execute(ctx, s, none, big)
-		if !errors.Is(err, core.ErrInvalidMessage) || !strings.Contains(err.Error(), "exceeds the limit of 32") {
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "exceeds the limit of 32") {
 			t.Fatalf("error = %v, want the configured limit", err)
 		}
 	})
@@ -185,13 +185,13 @@ func TestWriteBadInput(t *testing.T) {
 		_, err := sqlite.Execute(ctx, s, func(context.Context, *sql.Tx) (string, error) {
 			return strings.Repeat("r", 30), nil
 		}, msg("T", ""))
-		if !errors.Is(err, core.ErrInvalidMessage) {
+		if !errors.Is(err, outbox.ErrInvalidMessage) {
 			t.Fatalf("error = %v, want the payload plus result refused", err)
 		}
 	})
 	t.Run("NilTx", func(t *testing.T) {
 		err := s.Add(ctx, nil, msg("T", ""))
-		if !errors.Is(err, core.ErrInvalidMessage) || !strings.Contains(err.Error(), "tx is nil") {
+		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "tx is nil") {
 			t.Fatalf("error = %v, want tx named", err)
 		}
 	})
@@ -207,23 +207,23 @@ func TestWriteBadInput(t *testing.T) {
 		}
 	})
 	t.Run("WriteHooks", func(t *testing.T) {
-		hooked := open(t, sqlite.Config{WriteHooks: []core.WriteHook{func(_ context.Context, m *core.Message) {
+		hooked := open(t, sqlite.Config{WriteHooks: []outbox.WriteHook{func(_ context.Context, m *outbox.Message) {
 			m.Headers = map[string]string{"traceparent": "00-abc-def-01"}
 		}}})
 		add(t, hooked, msg("T", ""))
-		got := claim(t, hooked, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
+		got := claim(t, hooked, outbox.ClaimRequest{Token: "o", Limit: 1, Lease: time.Minute})
 		if len(got) != 1 || got[0].Headers["traceparent"] != "00-abc-def-01" {
 			t.Fatalf("claimed %+v, want the hook's header", got)
 		}
 	})
 	t.Run("ManyMessagesOneCall", func(t *testing.T) {
 		many := open(t, sqlite.Config{})
-		var msgs []*core.Message
+		var msgs []*outbox.Message
 		for range 150 { // more than one INSERT statement's worth
 			msgs = append(msgs, msg("T", ""))
 		}
 		add(t, many, msgs...)
-		got := claim(t, many, core.ClaimRequest{Token: "o", Limit: 500, Lease: time.Minute})
+		got := claim(t, many, outbox.ClaimRequest{Token: "o", Limit: 500, Lease: time.Minute})
 		if len(got) != 150 {
 			t.Fatalf("claimed %d, want 150", len(got))
 		}
@@ -263,21 +263,21 @@ func TestClosed(t *testing.T) {
 		"add":           func() error { return s.Add(ctx, &sql.Tx{}, msg("T", "")) },
 		"ensure schema": func() error { return s.EnsureSchema(ctx) },
 		"claim": func() error {
-			_, err := s.Claim(ctx, core.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second})
+			_, err := s.Claim(ctx, outbox.ClaimRequest{Token: "o", Limit: 1, Lease: time.Second})
 			return err
 		},
 		"ack":              func() error { _, err := s.Ack(ctx, "o", []string{"x"}); return err },
-		"nack":             func() error { _, err := s.Nack(ctx, "o", []core.Failure{{ID: "x"}}); return err },
+		"nack":             func() error { _, err := s.Nack(ctx, "o", []outbox.Failure{{ID: "x"}}); return err },
 		"listen":           func() error { _, err := s.Listen(ctx); return err },
 		"counts":           func() error { _, err := s.Counts(ctx); return err },
-		"list dead":        func() error { _, err := s.ListDead(ctx, core.DeadFilter{}); return err },
-		"requeue":          func() error { _, err := s.Requeue(ctx, core.DeadFilter{}); return err },
-		"purge":            func() error { _, err := s.Purge(ctx, core.DeadFilter{}); return err },
+		"list dead":        func() error { _, err := s.ListDead(ctx, outbox.DeadFilter{}); return err },
+		"requeue":          func() error { _, err := s.Requeue(ctx, outbox.DeadFilter{}); return err },
+		"purge":            func() error { _, err := s.Purge(ctx, outbox.DeadFilter{}); return err },
 		"delete delivered": func() error { _, err := s.DeleteDelivered(ctx, time.Hour, 1); return err },
 	}
 	for name, call := range calls {
-		if err := call(); !errors.Is(err, core.ErrClosed) || !strings.HasPrefix(err.Error(), "sqlite: "+name+": ") {
-			t.Errorf("%s after Close: %v, want sqlite: %s: ... core.ErrClosed", name, err, name)
+		if err := call(); !errors.Is(err, outbox.ErrClosed) || !strings.HasPrefix(err.Error(), "sqlite: "+name+": ") {
+			t.Errorf("%s after Close: %v, want sqlite: %s: ... outbox.ErrClosed", name, err, name)
 		}
 	}
 }
@@ -326,7 +326,7 @@ func TestCreatedAtIsKeptButNeverDelays(t *testing.T) {
 	past.CreatedAt = time.Date(2020, 1, 2, 3, 4, 5, 6_789_000, time.UTC)
 	future.CreatedAt = time.Now().Add(time.Hour)
 	add(t, s, past, future)
-	got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if len(got) != 2 {
 		t.Fatalf("claimed %d, want both: a CreatedAt in the future must not delay delivery", len(got))
 	}

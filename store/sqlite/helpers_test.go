@@ -6,16 +6,16 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
-func msg(typ, key string) *core.Message {
-	return &core.Message{Type: typ, Key: key, Payload: json.RawMessage(`{"ok":true}`)}
+func msg(typ, key string) *outbox.Message {
+	return &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(`{"ok":true}`)}
 }
 
 // add writes msgs with the bare Add in a transaction of the store's own database.
-func add(t testing.TB, s *sqlite.Store, msgs ...*core.Message) {
+func add(t testing.TB, s *sqlite.Store, msgs ...*outbox.Message) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := s.DB().BeginTx(ctx, nil)
@@ -31,7 +31,7 @@ func add(t testing.TB, s *sqlite.Store, msgs ...*core.Message) {
 	}
 }
 
-func claim(t testing.TB, s *sqlite.Store, req core.ClaimRequest) []*core.Message {
+func claim(t testing.TB, s *sqlite.Store, req outbox.ClaimRequest) []*outbox.Message {
 	t.Helper()
 	got, err := s.Claim(context.Background(), req)
 	if err != nil {

@@ -7,19 +7,19 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // defaultListLimit is how many dead letters ListDead returns when the filter sets no Limit.
 const defaultListLimit = 100
 
-// Counts implements core.Inspector. Leased messages count as pending.
-func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
+// Counts implements outbox.Inspector. Leased messages count as pending.
+func (s *Store) Counts(ctx context.Context) (outbox.Counts, error) {
 	if err := s.checkOpen(); err != nil {
-		return core.Counts{}, fmt.Errorf("sqlite: counts: %w", err)
+		return outbox.Counts{}, fmt.Errorf("sqlite: counts: %w", err)
 	}
 	var (
-		c      core.Counts
+		c      outbox.Counts
 		oldest sql.NullInt64
 	)
 	err := s.db.QueryRowContext(ctx, `SELECT
@@ -29,7 +29,7 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 		min(created_at) FILTER (WHERE status = 'pending')
 		FROM `+s.q.table).Scan(&c.Pending, &c.Delivered, &c.Dead, &oldest)
 	if err != nil {
-		return core.Counts{}, fmt.Errorf("sqlite: counts: %w", err)
+		return outbox.Counts{}, fmt.Errorf("sqlite: counts: %w", err)
 	}
 	if oldest.Valid {
 		c.OldestPending = time.UnixMilli(oldest.Int64).UTC()
@@ -38,7 +38,7 @@ func (s *Store) Counts(ctx context.Context) (core.Counts, error) {
 }
 
 // deadWhere returns the condition selecting the dead messages f matches, and its arguments.
-func deadWhere(f core.DeadFilter) (string, []any) {
+func deadWhere(f outbox.DeadFilter) (string, []any) {
 	where := `status = 'dead'`
 	var args []any
 	if len(f.IDs) > 0 {
@@ -58,18 +58,18 @@ func deadWhere(f core.DeadFilter) (string, []any) {
 	return where, args
 }
 
-func validateFilter(f core.DeadFilter) error {
+func validateFilter(f outbox.DeadFilter) error {
 	switch {
 	case f.Limit < 0:
-		return &core.ConfigError{Component: "sqlite", Field: "DeadFilter.Limit", Problem: "is negative"}
+		return &outbox.ConfigError{Component: "sqlite", Field: "DeadFilter.Limit", Problem: "is negative"}
 	case len(f.IDs) > 10000:
-		return &core.ConfigError{Component: "sqlite", Field: "DeadFilter.IDs", Problem: "lists more than 10000 IDs"}
+		return &outbox.ConfigError{Component: "sqlite", Field: "DeadFilter.IDs", Problem: "lists more than 10000 IDs"}
 	}
 	return nil
 }
 
-// ListDead implements core.Inspector: dead messages, oldest first, with why they died.
-func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLetter, error) {
+// ListDead implements outbox.Inspector: dead messages, oldest first, with why they died.
+func (s *Store) ListDead(ctx context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("sqlite: list dead: %w", err)
 	}
@@ -88,10 +88,10 @@ func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLet
 		return nil, fmt.Errorf("sqlite: list dead: %w", err)
 	}
 	defer rows.Close()
-	var out []core.DeadLetter
+	var out []outbox.DeadLetter
 	for rows.Next() {
 		var (
-			d               core.DeadLetter
+			d               outbox.DeadLetter
 			payload         string
 			result, headers sql.NullString
 			created, died   int64
@@ -119,9 +119,9 @@ func (s *Store) ListDead(ctx context.Context, f core.DeadFilter) ([]core.DeadLet
 	return out, nil
 }
 
-// Requeue implements core.Inspector: the dead messages f matches become pending, due now, with
+// Requeue implements outbox.Inspector: the dead messages f matches become pending, due now, with
 // attempts reset; their last error is kept for the record. It wakes the relay.
-func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
+func (s *Store) Requeue(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	n, err := s.changeDead(ctx, "requeue", f, `UPDATE `+s.q.table+` SET status = 'pending', attempts = 0,
 		available_at = ?, lease_owner = NULL, dead_at = NULL WHERE `, time.Now().UnixMilli())
 	if n > 0 {
@@ -130,14 +130,14 @@ func (s *Store) Requeue(ctx context.Context, f core.DeadFilter) (int, error) {
 	return n, err
 }
 
-// Purge implements core.Inspector: it deletes the dead messages f matches.
-func (s *Store) Purge(ctx context.Context, f core.DeadFilter) (int, error) {
+// Purge implements outbox.Inspector: it deletes the dead messages f matches.
+func (s *Store) Purge(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	return s.changeDead(ctx, "purge", f, `DELETE FROM `+s.q.table+` WHERE `)
 }
 
 // changeDead runs stmt (which ends in WHERE) on the dead messages f matches, at most f.Limit
 // of them (oldest first) when set.
-func (s *Store) changeDead(ctx context.Context, op string, f core.DeadFilter, stmt string, args ...any) (int, error) {
+func (s *Store) changeDead(ctx context.Context, op string, f outbox.DeadFilter, stmt string, args ...any) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
 	}

@@ -43,7 +43,7 @@ func (h *hub) unsubscribe(ch chan struct{}) {
 	}
 }
 
-// Listen implements core.Notifier: the channel receives a value after each commit that
+// Listen implements outbox.Notifier: the channel receives a value after each commit that
 // inserted messages through a store over this file and table in this process (or called
 // Notify). Writes from other processes are found by the relay's polling. The channel is closed
 // when ctx ends or the store is closed.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -61,11 +61,11 @@ func TestNotifyOnCommitOfBareAdd(t *testing.T) {
 
 	// The relay's own writes (claim, ack, nack) and business writes without events stay quiet,
 	// or an idle relay would wake itself forever.
-	got := claim(t, other, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
-	if _, err := other.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", Delay: 0}}); err != nil {
+	got := claim(t, other, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	if _, err := other.Nack(ctx, "o", []outbox.Failure{{ID: got[0].ID, Error: "x", Delay: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	got = claim(t, other, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	got = claim(t, other, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
 	if _, err := other.Ack(ctx, "o", []string{got[0].ID}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,11 @@ func TestNotifyOnCommitOfBareAdd(t *testing.T) {
 	// Requeue makes messages due now, so it wakes the relay too.
 	add(t, s, msg("T", ""))
 	expectSignal(t, signals, "a second Add")
-	got = claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
-	if _, err := s.Nack(ctx, "o", []core.Failure{{ID: got[0].ID, Error: "x", Dead: true}}); err != nil {
+	got = claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute})
+	if _, err := s.Nack(ctx, "o", []outbox.Failure{{ID: got[0].ID, Error: "x", Dead: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.Requeue(ctx, core.DeadFilter{}); err != nil || n != 1 {
+	if n, err := s.Requeue(ctx, outbox.DeadFilter{}); err != nil || n != 1 {
 		t.Fatalf("requeue = %d, %v", n, err)
 	}
 	expectSignal(t, signals, "a requeue")
@@ -115,10 +115,10 @@ func TestSignalledCommitIsVisible(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range 100 {
-			done := make(chan []*core.Message)
+			done := make(chan []*outbox.Message)
 			go func() {
 				<-signals
-				got, err := relay.Claim(context.Background(), core.ClaimRequest{Token: "r", Limit: 10, Lease: time.Minute})
+				got, err := relay.Claim(context.Background(), outbox.ClaimRequest{Token: "r", Limit: 10, Lease: time.Minute})
 				if err != nil {
 					t.Error(err)
 				}

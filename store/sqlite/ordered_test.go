@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -19,10 +19,10 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		t.Run(fmt.Sprint("KeepDelivered=", keep), func(t *testing.T) {
 			s := open(t, sqlite.Config{KeepDelivered: keep})
-			ordered := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
+			ordered := outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true}
 			head := ordered
 			head.Limit = 1
-			claimIDs := func(req core.ClaimRequest) []string {
+			claimIDs := func(req outbox.ClaimRequest) []string {
 				t.Helper()
 				var ids []string
 				for _, m := range claim(t, s, req) {
@@ -56,7 +56,7 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 			expect("after acking the head", claimIDs(head), k2.ID)
 			// An unordered claimer may take (and ack) a message behind the head; the head still
 			// holds the key, and the order of what remains is kept.
-			unordered := core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}
+			unordered := outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute}
 			expect("unordered claim", claimIDs(unordered), raw)
 			ack(raw)
 			expect("ordered claim behind a leased head", claimIDs(ordered))
@@ -66,18 +66,18 @@ func TestOrderedHeadsWhoeverWrites(t *testing.T) {
 			d1, d2 := msg("T", "b"), msg("T", "b")
 			add(t, s, d1, d2)
 			expect("claim the new head", claimIDs(head), d1.ID)
-			if _, err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+			if _, err := s.Nack(ctx, "o", []outbox.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
 				t.Fatal(err)
 			}
 			expect("behind a dead head", claimIDs(ordered))
-			if n, err := s.Requeue(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
+			if n, err := s.Requeue(ctx, outbox.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
 				t.Fatalf("requeue = %d, %v", n, err)
 			}
 			expect("requeued head", claimIDs(head), d1.ID)
-			if _, err := s.Nack(ctx, "o", []core.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
+			if _, err := s.Nack(ctx, "o", []outbox.Failure{{ID: d1.ID, Error: "x", Dead: true}}); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := s.Purge(ctx, core.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
+			if n, err := s.Purge(ctx, outbox.DeadFilter{IDs: []string{d1.ID}}); err != nil || n != 1 {
 				t.Fatalf("purge = %d, %v", n, err)
 			}
 			expect("after purging the dead head", claimIDs(ordered), d2.ID)
@@ -99,21 +99,21 @@ func TestOrderedRunEndsAtAHeldMessageBehindTheHead(t *testing.T) {
 			s := open(t, sqlite.Config{})
 			k1, k2, k3 := msg("T", "k"), msg("T", "k"), msg("T", "k")
 			add(t, s, k1, k2, k3)
-			unordered := claim(t, s, core.ClaimRequest{Token: "u", Limit: 10, Lease: time.Minute})
+			unordered := claim(t, s, outbox.ClaimRequest{Token: "u", Limit: 10, Lease: time.Minute})
 			if len(unordered) != 3 {
 				t.Fatalf("unordered claim = %d messages, want 3", len(unordered))
 			}
-			back := []core.Failure{{ID: k1.ID, Release: true}, {ID: k3.ID, Release: true}}
+			back := []outbox.Failure{{ID: k1.ID, Release: true}, {ID: k3.ID, Release: true}}
 			switch held {
 			case "dead":
-				back = append(back, core.Failure{ID: k2.ID, Error: "x", Dead: true})
+				back = append(back, outbox.Failure{ID: k2.ID, Error: "x", Dead: true})
 			case "retrying":
-				back = append(back, core.Failure{ID: k2.ID, Error: "x", Delay: time.Hour})
+				back = append(back, outbox.Failure{ID: k2.ID, Error: "x", Delay: time.Hour})
 			}
 			if n, err := s.Nack(ctx, "u", back); err != nil || n != len(back) {
 				t.Fatalf("nack = %d, %v", n, err)
 			}
-			got := claim(t, s, core.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
+			got := claim(t, s, outbox.ClaimRequest{Token: "o", Limit: 10, Lease: time.Minute, Ordered: true})
 			if len(got) != 1 || got[0].ID != k1.ID {
 				var ids []string
 				for _, m := range got {

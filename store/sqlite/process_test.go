@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -34,7 +34,7 @@ func TestClaimsAcrossProcesses(t *testing.T) {
 	const total = 1500
 	written := map[string]bool{}
 	for range total / 500 {
-		var msgs []*core.Message
+		var msgs []*outbox.Message
 		for range 500 {
 			msgs = append(msgs, msg("T", ""))
 		}
@@ -119,7 +119,7 @@ func TestClaimerProcess(t *testing.T) {
 // claimAll claims and acks in small batches until the outbox stays empty for a while.
 func claimAll(ctx context.Context, s *sqlite.Store, owner string, claimed func(id string)) error {
 	for empty := 0; empty < 20; {
-		msgs, err := s.Claim(ctx, core.ClaimRequest{Token: owner, Limit: 25, Lease: time.Minute})
+		msgs, err := s.Claim(ctx, outbox.ClaimRequest{Token: owner, Limit: 25, Lease: time.Minute})
 		if err != nil {
 			return fmt.Errorf("%s: %w", owner, err)
 		}

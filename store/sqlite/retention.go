@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// DeleteDelivered implements core.Retention: it deletes at most limit messages delivered more
+// DeleteDelivered implements outbox.Retention: it deletes at most limit messages delivered more
 // than olderThan ago (this process's clock, as for every SQLite time), oldest first. Without
 // KeepDelivered there are none.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
@@ -16,7 +16,7 @@ func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, li
 		return 0, fmt.Errorf("sqlite: delete delivered: %w", err)
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", core.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("sqlite: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
 	}
 	res, err := s.execWrite(ctx, `DELETE FROM `+s.q.table+` WHERE seq IN (
 		SELECT seq FROM `+s.q.table+` WHERE status = 'delivered' AND delivered_at < ? ORDER BY delivered_at LIMIT ?)`,

@@ -6,19 +6,19 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// Ack implements core.Store: it deletes the messages, or marks them delivered with
+// Ack implements outbox.Store: it deletes the messages, or marks them delivered with
 // KeepDelivered, when the claim with token still holds their lease, and returns how many.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("sqlite: ack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("sqlite: ack: %w", err)
 	}
-	ids = core.SettleableIDs(ids)
+	ids = outbox.SettleableIDs(ids)
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -58,14 +58,14 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	return settled, nil
 }
 
-// Nack implements core.Store for the messages whose lease the claim with token still holds, and
+// Nack implements outbox.Store for the messages whose lease the claim with token still holds, and
 // returns how many it settled. SQLite has no server: "now" is this process's clock, which is
 // also the clock of every writer and claimer of the file on this host.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("sqlite: nack: %w", err)
 	}
-	if err := core.CheckToken(token); err != nil {
+	if err := outbox.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("sqlite: nack: %w", err)
 	}
 	if len(failures) == 0 {
@@ -86,7 +86,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure)
 		defer stmt.Close()
 		for _, f := range failures {
 			release := f.Release && !f.Dead
-			attempt, text := 1, any(core.StorableText(f.Error))
+			attempt, text := 1, any(outbox.StorableText(f.Error))
 			if release {
 				attempt, text = 0, nil
 			}

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -38,10 +38,10 @@ type Store struct {
 
 // Compile-time checks of the capabilities the relay looks for.
 var (
-	_ core.Store     = (*Store)(nil)
-	_ core.Notifier  = (*Store)(nil)
-	_ core.Inspector = (*Store)(nil)
-	_ core.Retention = (*Store)(nil)
+	_ outbox.Store     = (*Store)(nil)
+	_ outbox.Notifier  = (*Store)(nil)
+	_ outbox.Inspector = (*Store)(nil)
+	_ outbox.Retention = (*Store)(nil)
 )
 
 // New opens the store described by cfg. It does not create the table: call EnsureSchema.
@@ -129,7 +129,7 @@ func (s *Store) checkOpen() error {
 		return errors.New("store is nil")
 	}
 	if s.closed.Load() {
-		return core.ErrClosed
+		return outbox.ErrClosed
 	}
 	return nil
 }

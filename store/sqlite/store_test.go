@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -42,11 +42,11 @@ func harness(cfg sqlite.Config) outboxtest.StoreFactory {
 		s := open(t, cfg)
 		return outboxtest.StoreHarness{
 			Store: s,
-			Add: func(ctx context.Context, msgs ...*core.Message) error {
+			Add: func(ctx context.Context, msgs ...*outbox.Message) error {
 				_, err := sqlite.Execute(ctx, s, func(context.Context, *sql.Tx) (any, error) { return nil, nil }, msgs...)
 				return err
 			},
-			AddRolledBack: func(ctx context.Context, msgs ...*core.Message) error {
+			AddRolledBack: func(ctx context.Context, msgs ...*outbox.Message) error {
 				tx, err := s.DB().BeginTx(ctx, nil)
 				if err != nil {
 					return err
@@ -57,13 +57,13 @@ func harness(cfg sqlite.Config) outboxtest.StoreFactory {
 				}
 				return tx.Rollback()
 			},
-			Reopen: func(t *testing.T) core.Store { return open(t, cfg) },
+			Reopen: func(t *testing.T) outbox.Store { return open(t, cfg) },
 			Corrupt: func(ctx context.Context, id string) error {
 				// A control character in the type: SQLite's text column takes it, core does not.
 				_, err := s.DB().ExecContext(ctx, `UPDATE outbox SET type = 'BAD' || char(7) WHERE id = ?`, id)
 				return err
 			},
-			AddOpen: func(ctx context.Context, msgs ...*core.Message) (func() error, error) {
+			AddOpen: func(ctx context.Context, msgs ...*outbox.Message) (func() error, error) {
 				tx, err := s.DB().BeginTx(ctx, nil)
 				if err != nil {
 					return nil, err

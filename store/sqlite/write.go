@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // insertChunk is how many rows one INSERT statement carries: 8 parameters each stays far below
@@ -15,28 +15,28 @@ import (
 const insertChunk = 64
 
 // Add stores msgs in tx, so they commit or roll back with the caller's business change. It runs
-// core.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
+// outbox.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
 // multi-row INSERT per insertChunk messages. tx may come from any *sql.DB on the same file.
 //
 // A store opened from Path or DSN wakes its relay when tx commits. On a Config.DB, call Notify
 // after committing, or let the relay poll.
-func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*core.Message) error {
+func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
 	return s.add(ctx, tx, nil, msgs)
 }
 
 // add is Add, with the INSERT already prepared on the store's database when stmt is not nil
 // (Execute's transaction is always on that database; a caller's may not be).
-func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*core.Message) error {
+func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*outbox.Message) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
 	if tx == nil {
-		return fmt.Errorf("sqlite: add: %w", &core.FieldError{Field: "tx", Problem: "is nil"})
+		return fmt.Errorf("sqlite: add: %w", &outbox.FieldError{Field: "tx", Problem: "is nil"})
 	}
 	if len(msgs) == 0 {
 		return nil
 	}
-	err := core.Prepare(ctx, msgs, core.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
 	if err != nil {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
@@ -80,13 +80,13 @@ func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*cor
 //
 // Execute holds one connection from start to end: fn must use tx, not the store's DB, for its
 // queries (with the default single connection, a query on DB inside fn waits for Execute).
-func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx *sql.Tx) (T, error), msgs ...*core.Message) (T, error) {
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx *sql.Tx) (T, error), msgs ...*outbox.Message) (T, error) {
 	var zero T
 	if err := s.checkOpen(); err != nil {
 		return zero, fmt.Errorf("sqlite: execute: %w", err)
 	}
 	if fn == nil {
-		return zero, fmt.Errorf("sqlite: execute: %w", &core.FieldError{Field: "fn", Problem: "is nil"})
+		return zero, fmt.Errorf("sqlite: execute: %w", &outbox.FieldError{Field: "fn", Problem: "is nil"})
 	}
 	// Prepared before the transaction takes a connection: with one connection, preparing
 	// inside it would wait for itself.
@@ -119,7 +119,7 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 
 // setResult sets the Result of each message that has none to res as JSON. A nil result stays
 // absent (the envelope's "result" is null either way).
-func setResult(msgs []*core.Message, res any) error {
+func setResult(msgs []*outbox.Message, res any) error {
 	var raw json.RawMessage
 	for _, m := range msgs {
 		if m == nil || len(m.Result) > 0 {

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
@@ -172,7 +172,7 @@ type consumeStats struct {
 // returns true or ctx ends, calling got for each message in the order a consumer saw it. It
 // returns an error only for a persistent failure or an undecodable message; once stop holds,
 // whatever fails while the consumers wind down is no error.
-func (b *broker) consume(ctx context.Context, url string, consumers int, got func(*core.Message, types.Message), stop func() bool) (*consumeStats, error) {
+func (b *broker) consume(ctx context.Context, url string, consumers int, got func(*outbox.Message, types.Message), stop func() bool) (*consumeStats, error) {
 	stats := &consumeStats{}
 	var wg sync.WaitGroup
 	errs := make(chan error, consumers)
@@ -191,7 +191,7 @@ func (b *broker) consume(ctx context.Context, url string, consumers int, got fun
 	return stats, ctx.Err()
 }
 
-func (b *broker) consumeOne(ctx context.Context, url string, stats *consumeStats, got func(*core.Message, types.Message), stop func() bool) error {
+func (b *broker) consumeOne(ctx context.Context, url string, stats *consumeStats, got func(*outbox.Message, types.Message), stop func() bool) error {
 	failures := 0
 	for !stop() {
 		if ctx.Err() != nil {
@@ -216,7 +216,7 @@ func (b *broker) consumeOne(ctx context.Context, url string, stats *consumeStats
 		failures = 0
 		var del []types.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
-			msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil {
 				return fmt.Errorf("decode %q: %w", aws.ToString(m.Body), err)
 			}

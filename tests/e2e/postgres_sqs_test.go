@@ -11,7 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -37,7 +37,7 @@ func newLedger() *ledger {
 }
 
 // receive records one delivered message and returns how many distinct IDs arrived so far.
-func (l *ledger) receive(m *core.Message) int {
+func (l *ledger) receive(m *outbox.Message) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seen[m.ID]++
@@ -64,7 +64,7 @@ func writeEvents(t *testing.T, ctx context.Context, db *database, l *ledger, wri
 	for w := range writers {
 		wg.Go(func() {
 			for n := range perWriter {
-				m := &core.Message{Type: "ORDER_PLACED", Key: key(w), Payload: json.RawMessage(fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n))}
+				m := &outbox.Message{Type: "ORDER_PLACED", Key: key(w), Payload: json.RawMessage(fmt.Sprintf(`{"writer":%d,"n":%d}`, w, n))}
 				id, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (int64, error) {
 					var id int64
 					err := tx.QueryRow(ctx, insert, w, n).Scan(&id)
@@ -110,7 +110,7 @@ func rolledBack(ctx context.Context, store *postgres.Store, insert string, w int
 	if err := tx.QueryRow(ctx, insert, w, -1).Scan(&id); err != nil {
 		return "", err
 	}
-	m := &core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"ghost":true}`)}
+	m := &outbox.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"ghost":true}`)}
 	if err := store.Add(ctx, tx, m); err != nil {
 		return "", err
 	}
@@ -119,14 +119,14 @@ func rolledBack(ctx context.Context, store *postgres.Store, insert string, w int
 
 // startRelay runs a relay from store to a new SQS transport for queueURL, stopped (and checked
 // to stop cleanly) when the test ends.
-func startRelay(t *testing.T, store *postgres.Store, queueURL string, cfg core.Config) *core.Relay {
+func startRelay(t *testing.T, store *postgres.Store, queueURL string, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
 	tr, err := sqs.New(testCtx(t), sqs.Config{QueueURL: queueURL, Endpoint: sqsEndpoint(), Region: "us-east-1",
 		AccessKeyID: "e2e", SecretAccessKey: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := core.NewRelay(store, tr, cfg)
+	relay, err := outbox.NewRelay(store, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func testPostgresRelaySQS(t *testing.T, wal bool) {
 	store := db.store
 	b := newBroker(t)
 	queue := b.createQueue(t, false)
-	relay := startRelay(t, store, queue, core.Config{BatchSize: 100, Concurrency: 2, PollInterval: 200 * time.Millisecond})
+	relay := startRelay(t, store, queue, outbox.Config{BatchSize: 100, Concurrency: 2, PollInterval: 200 * time.Millisecond})
 	ctx := testCtx(t)
 	l := newLedger()
 
@@ -174,7 +174,7 @@ func testPostgresRelaySQS(t *testing.T, wal bool) {
 	var stats *consumeStats
 	go func() {
 		var err error
-		stats, err = b.consume(ctx, queue, 4, func(m *core.Message, _ types.Message) {
+		stats, err = b.consume(ctx, queue, 4, func(m *outbox.Message, _ types.Message) {
 			unique.Store(int64(l.receive(m)))
 		}, func() bool {
 			if unique.Load() < total {
@@ -249,7 +249,7 @@ func testPostgresRelaySQSFIFOOrdered(t *testing.T, wal bool) {
 	db := newDatabase(t, wal)
 	b := newBroker(t)
 	queue := b.createQueue(t, true)
-	startRelay(t, db.store, queue, core.Config{BatchSize: 100, Concurrency: 2, Ordered: true, PollInterval: 200 * time.Millisecond})
+	startRelay(t, db.store, queue, outbox.Config{BatchSize: 100, Concurrency: 2, Ordered: true, PollInterval: 200 * time.Millisecond})
 	ctx := testCtx(t)
 	l := newLedger()
 	key := func(w int) string { return fmt.Sprintf("customer-%d", w) }
@@ -264,7 +264,7 @@ func testPostgresRelaySQSFIFOOrdered(t *testing.T, wal bool) {
 	go func() {
 		// One consumer, so arrival order is the queue's order.
 		var err error
-		stats, err = b.consume(ctx, queue, 1, func(m *core.Message, raw types.Message) {
+		stats, err = b.consume(ctx, queue, 1, func(m *outbox.Message, raw types.Message) {
 			var p struct{ N int }
 			_ = json.Unmarshal(m.Payload, &p)
 			mu.Lock()

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // the "sqlite" driver of the consumer's database
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	pginbox "github.com/txoutbox/outbox/store/postgres/inbox"
@@ -25,7 +25,7 @@ import (
 // handleFunc is the consumer's processing of one delivery: in one transaction, the inbox record
 // and the business effect (one row in effects naming the message), then hook, inside the
 // transaction, where the test injects its faults.
-type handleFunc func(ctx context.Context, consumer string, m *core.Message, hook func(ctx context.Context) error) (dup bool, err error)
+type handleFunc func(ctx context.Context, consumer string, m *outbox.Message, hook func(ctx context.Context) error) (dup bool, err error)
 
 // consumerSide is the consumer's database: its inbox and its business table.
 type consumerSide struct {
@@ -37,10 +37,10 @@ type consumerSide struct {
 // backend is one database kind on both sides: the producer's outbox and the consumer's inbox.
 type backend struct {
 	name    string
-	store   core.Store
-	inspect core.Inspector
+	store   outbox.Store
+	inspect outbox.Inspector
 	// write stores one event in a business transaction, committed or rolled back.
-	write    func(ctx context.Context, m *core.Message, commit bool) error
+	write    func(ctx context.Context, m *outbox.Message, commit bool) error
 	consumer consumerSide
 	// child is the environment of a consumer process over the same consumer database.
 	child []string
@@ -51,7 +51,7 @@ type backend struct {
 var errRollback = errors.New("the writer rolls back")
 
 // payloadN reads the event's sequence number from its payload {"n":...}.
-func payloadN(m *core.Message) (int, error) {
+func payloadN(m *outbox.Message) (int, error) {
 	var p struct{ N *int }
 	if err := json.Unmarshal(m.Payload, &p); err != nil || p.N == nil {
 		return 0, fmt.Errorf("message %s: payload %s has no n", m.ID, m.Payload)
@@ -95,7 +95,7 @@ func postgresBackend(t *testing.T) *backend {
 	t.Cleanup(cs.close)
 	return &backend{
 		name: "postgres", store: store, inspect: store, consumer: cs, schema: schema,
-		write: func(ctx context.Context, m *core.Message, commit bool) error {
+		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (struct{}, error) {
 				if commit {
 					return struct{}{}, nil
@@ -113,9 +113,9 @@ func postgresBackend(t *testing.T) *backend {
 
 // commitOnly is the message Execute writes itself: only when the write commits (a rolled-back
 // write adds its message inside fn, so that it is written and then rolled back).
-func commitOnly(m *core.Message, commit bool) []*core.Message {
+func commitOnly(m *outbox.Message, commit bool) []*outbox.Message {
 	if commit {
-		return []*core.Message{m}
+		return []*outbox.Message{m}
 	}
 	return nil
 }
@@ -143,7 +143,7 @@ func openPostgresConsumer(ctx context.Context, url, schema string, create bool) 
 		}
 	}
 	return consumerSide{
-		handle: func(ctx context.Context, consumer string, m *core.Message, hook func(context.Context) error) (bool, error) {
+		handle: func(ctx context.Context, consumer string, m *outbox.Message, hook func(context.Context) error) (bool, error) {
 			return in.Handle(ctx, consumer, m, func(ctx context.Context, tx pgx.Tx) error {
 				n, err := payloadN(m)
 				if err != nil {
@@ -190,7 +190,7 @@ func sqliteBackend(t *testing.T) *backend {
 	t.Cleanup(cs.close)
 	return &backend{
 		name: "sqlite", store: store, inspect: store, consumer: cs,
-		write: func(ctx context.Context, m *core.Message, commit bool) error {
+		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := sqlite.Execute(ctx, store, func(ctx context.Context, tx *sql.Tx) (struct{}, error) {
 				if commit {
 					return struct{}{}, nil
@@ -230,7 +230,7 @@ func openSQLiteConsumer(ctx context.Context, path string, create bool) (consumer
 		}
 	}
 	return consumerSide{
-		handle: func(ctx context.Context, consumer string, m *core.Message, hook func(context.Context) error) (bool, error) {
+		handle: func(ctx context.Context, consumer string, m *outbox.Message, hook func(context.Context) error) (bool, error) {
 			return in.Handle(ctx, consumer, m, func(ctx context.Context, tx *sql.Tx) error {
 				n, err := payloadN(m)
 				if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -48,7 +48,7 @@ func runChild() int {
 	}
 	cfg := consumerConfig(os.Getenv(childQueueEnv))
 	cfg.Concurrency, cfg.ReceiveBatch, cfg.VisibilityTimeout, cfg.ExtendInterval = 1, 1, time.Second, -1
-	c, err := sqs.NewConsumer(ctx, cfg, func(ctx context.Context, m *core.Message) error {
+	c, err := sqs.NewConsumer(ctx, cfg, func(ctx context.Context, m *outbox.Message) error {
 		_, err := cs.handle(ctx, "billing", m, func(context.Context) error {
 			fmt.Fprintln(os.Stdout, handlingPrefix+m.ID)
 			time.Sleep(time.Hour) // killed here, mid-transaction

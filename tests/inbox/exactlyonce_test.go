@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -18,14 +18,14 @@ import (
 // reports a timeout although the broker took the messages: a publish whose answer was lost, so
 // the relay publishes the batch again.
 type lateTimeouts struct {
-	next          core.Transport
+	next          outbox.Transport
 	every, budget int
 
 	mu              sync.Mutex
 	calls, injected int
 }
 
-func (l *lateTimeouts) Publish(ctx context.Context, msgs []*core.Message) error {
+func (l *lateTimeouts) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if err := l.next.Publish(ctx, msgs); err != nil {
 		return err
 	}
@@ -63,8 +63,8 @@ func exactlyOnce(t *testing.T, b *backend) {
 	ctx := testCtx(t)
 	url, admin := newQueue(t)
 	tr := transport(t, url)
-	relayCfg := core.Config{BatchSize: 10, Lease: time.Second, PollInterval: 50 * time.Millisecond,
-		Backoff: core.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}}
+	relayCfg := outbox.Config{BatchSize: 10, Lease: time.Second, PollInterval: 50 * time.Millisecond,
+		Backoff: outbox.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond}}
 
 	// A consumer process, killed with SIGKILL while its transaction is open.
 	var proc *child
@@ -76,7 +76,7 @@ func exactlyOnce(t *testing.T, b *backend) {
 	// behind. Its leases run out and the messages are published again.
 	faulty := outboxtest.NewFaultyStore(b.store, 7)
 	faulty.CrashAfterAcks(3)
-	relayA, err := core.NewRelay(faulty, tr, relayCfg)
+	relayA, err := outbox.NewRelay(faulty, tr, relayCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func exactlyOnce(t *testing.T, b *backend) {
 			defer wg.Done()
 			for i := range perWriter {
 				n := w*perWriter + i
-				m, err := core.NewMessage("ORDER_PLACED", map[string]int{"n": n})
+				m, err := outbox.NewMessage("ORDER_PLACED", map[string]int{"n": n})
 				if err != nil {
 					writeErrs <- err
 					return
@@ -129,7 +129,7 @@ func exactlyOnce(t *testing.T, b *backend) {
 	// handlers fail after writing their effect on a first delivery.
 	var calls, processed, dups, failed, slowed atomic.Int64
 	var failedOnce sync.Map
-	handler := func(ctx context.Context, m *core.Message) error {
+	handler := func(ctx context.Context, m *outbox.Message) error {
 		calls.Add(1)
 		n, err := payloadN(m)
 		if err != nil {
@@ -206,7 +206,7 @@ func exactlyOnce(t *testing.T, b *backend) {
 
 	// Relay B takes over, and some of its publishes time out after SQS took them.
 	late := &lateTimeouts{next: tr, every: 4, budget: 3}
-	relayB, err := core.NewRelay(b.store, late, relayCfg)
+	relayB, err := outbox.NewRelay(b.store, late, relayCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

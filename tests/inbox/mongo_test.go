@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxmongo "github.com/txoutbox/outbox/store/mongo"
 	mongoinbox "github.com/txoutbox/outbox/store/mongo/inbox"
 )
@@ -51,7 +51,7 @@ func mongoBackend(t *testing.T) *backend {
 	t.Cleanup(cs.close)
 	return &backend{
 		name: "mongo", store: store, inspect: store, consumer: cs,
-		write: func(ctx context.Context, m *core.Message, commit bool) error {
+		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := outboxmongo.Execute(ctx, store, func(ctx context.Context) (struct{}, error) {
 				if commit {
 					return struct{}{}, nil
@@ -88,7 +88,7 @@ func openMongoConsumer(ctx context.Context, uri, db string) (consumerSide, error
 		return consumerSide{}, err
 	}
 	return consumerSide{
-		handle: func(ctx context.Context, consumer string, m *core.Message, hook func(context.Context) error) (bool, error) {
+		handle: func(ctx context.Context, consumer string, m *outbox.Message, hook func(context.Context) error) (bool, error) {
 			return in.Handle(ctx, consumer, m, func(ctx context.Context) error {
 				n, err := payloadN(m)
 				if err != nil {

@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/tracing"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
@@ -22,9 +22,9 @@ import (
 // middleware writes them and the SQS consumer hands them over) with a consumer span around
 // next: the few lines docs/inbox.md shows, since the consumers themselves stay free of
 // OpenTelemetry.
-func traced(tp trace.TracerProvider, next func(context.Context, *core.Message) error) func(context.Context, *core.Message) error {
+func traced(tp trace.TracerProvider, next func(context.Context, *outbox.Message) error) func(context.Context, *outbox.Message) error {
 	tracer := tp.Tracer("consumer")
-	return func(ctx context.Context, m *core.Message) error {
+	return func(ctx context.Context, m *outbox.Message) error {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier(m.Headers))
 		ctx, span := tracer.Start(ctx, "process "+m.Type, trace.WithSpanKind(trace.SpanKindConsumer))
 		defer span.End()
@@ -49,13 +49,13 @@ func TestTraceContinues(t *testing.T) {
 
 	// The writer's store copies the request's trace context into the event's headers.
 	pg := b.store.(*postgres.Store)
-	hooked, err := postgres.New(ctx, postgres.Config{Pool: pg.Pool(), Schema: b.schema, WriteHooks: []core.WriteHook{tc.WriteHook()}})
+	hooked, err := postgres.New(ctx, postgres.Config{Pool: pg.Pool(), Schema: b.schema, WriteHooks: []outbox.WriteHook{tc.WriteHook()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hooked.Close()
 	reqCtx, req := tp.Tracer("service").Start(ctx, "POST /orders")
-	m, err := core.NewMessage("ORDER_PLACED", map[string]int{"n": 1})
+	m, err := outbox.NewMessage("ORDER_PLACED", map[string]int{"n": 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestTraceContinues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := core.NewRelay(hooked, transport(t, url), core.Config{PollInterval: 50 * time.Millisecond, Middleware: []core.Middleware{mw}})
+	relay, err := outbox.NewRelay(hooked, transport(t, url), outbox.Config{PollInterval: 50 * time.Millisecond, Middleware: []outbox.Middleware{mw}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestTraceContinues(t *testing.T) {
 	defer func() { _ = relay.Stop(context.Background()) }()
 
 	var done atomic.Bool
-	c, err := sqs.NewConsumer(ctx, consumerConfig(url), traced(tp, func(ctx context.Context, m *core.Message) error {
+	c, err := sqs.NewConsumer(ctx, consumerConfig(url), traced(tp, func(ctx context.Context, m *outbox.Message) error {
 		_, err := b.consumer.handle(ctx, "billing", m, func(context.Context) error { return nil })
 		done.Store(err == nil)
 		return err

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // releaseBlockedKeys checks what a dead event at the head of a key did in ordered mode: it
@@ -23,7 +23,7 @@ func releaseBlockedKeys(t *testing.T, ctx context.Context, ln *lane) bool {
 	if n := ln.consumer.has(followers); n > 0 {
 		t.Errorf("%s: %d of the %d events behind a dead event of their key arrived before it was purged", ln.name, n, len(followers))
 	}
-	dead, err := ln.db.store.ListDead(ctx, core.DeadFilter{IDs: blockers})
+	dead, err := ln.db.store.ListDead(ctx, outbox.DeadFilter{IDs: blockers})
 	if err != nil {
 		t.Fatalf("%s: list the blockers: %v", ln.name, err)
 	}
@@ -35,7 +35,7 @@ func releaseBlockedKeys(t *testing.T, ctx context.Context, ln *lane) bool {
 			t.Errorf("%s: blocker %s is dead without its reason: %q", ln.name, d.ID, d.LastError)
 		}
 	}
-	n, err := ln.db.store.Purge(ctx, core.DeadFilter{IDs: blockers})
+	n, err := ln.db.store.Purge(ctx, outbox.DeadFilter{IDs: blockers})
 	if err != nil {
 		t.Fatalf("%s: purge the blockers: %v", ln.name, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/tests/torture/journal"
 )
@@ -55,7 +55,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 	l.mu.Unlock()
 
 	deliveries := ln.consumer.snapshot()
-	delivered := make([]*core.Message, len(deliveries))
+	delivered := make([]*outbox.Message, len(deliveries))
 	for i, d := range deliveries {
 		delivered[i] = d.msg
 	}
@@ -83,7 +83,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 	}
 
 	// What arrived is what was written.
-	byID := make(map[string]*core.Message, len(written))
+	byID := make(map[string]*outbox.Message, len(written))
 	for _, m := range written {
 		byID[m.ID] = m
 	}
@@ -186,7 +186,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 		broken("%s: %d events still pending after the drain", ln.name, counts.Pending)
 	}
 	// Blockers of ordered lanes were purged (releaseBlockedKeys checked their reason before).
-	dead, err := ln.db.store.ListDead(ctx, core.DeadFilter{Limit: len(poison) + 100})
+	dead, err := ln.db.store.ListDead(ctx, outbox.DeadFilter{Limit: len(poison) + 100})
 	if err != nil {
 		t.Fatalf("%s: list dead: %v", ln.name, err)
 	}
@@ -209,7 +209,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 }
 
 // describeMissing says where some undelivered events are in the outbox table.
-func (ln *lane) describeMissing(ctx context.Context, written []*core.Message, poison map[string]bool) string {
+func (ln *lane) describeMissing(ctx context.Context, written []*outbox.Message, poison map[string]bool) string {
 	var missing []string
 	for _, m := range written {
 		if !poison[m.ID] && ln.consumer.has([]string{m.ID}) == 0 {

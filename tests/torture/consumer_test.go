@@ -12,16 +12,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 // delivery is one message as a consumer received it.
 type delivery struct {
-	msg   *core.Message // decoded envelope, Key from the outbox.key attribute
-	group string        // MessageGroupId (FIFO queues)
-	at    time.Time     // when the consumer received it
-	sent  time.Time     // when the broker accepted it (SentTimestamp)
+	msg   *outbox.Message // decoded envelope, Key from the outbox.key attribute
+	group string          // MessageGroupId (FIFO queues)
+	at    time.Time       // when the consumer received it
+	sent  time.Time       // when the broker accepted it (SentTimestamp)
 }
 
 // consumer drains one queue continuously and records every delivery. A message the broker
@@ -84,7 +84,7 @@ func (c *consumer) receive(ctx context.Context) {
 				continue
 			}
 			c.seen[sqsID] = true
-			msg, err := core.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil {
 				c.bad = append(c.bad, fmt.Sprintf("%v: %.200s", err, aws.ToString(m.Body)))
 				continue

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -14,15 +14,15 @@ import (
 // commit order, not against the order in which the writers' COMMIT calls returned: two
 // transactions of one key whose COMMITs returned in the reverse of their commit order.
 func TestTortureCommitOrderReference(t *testing.T) {
-	msg := func(id, key string) *core.Message { return &core.Message{ID: id, Key: key} }
+	msg := func(id, key string) *outbox.Message { return &outbox.Message{ID: id, Key: key} }
 	l := newLedger()
 	other := msg("o1", "agg-000") // an uncontended key keeps its slot
-	l.committed([]*core.Message{other}, normal, false)
+	l.committed([]*outbox.Message{other}, normal, false)
 	// Transaction 2 of hot-000 committed second but its COMMIT returned first.
-	second := []*core.Message{msg("b1", "hot-000"), msg("b2", "hot-000")}
-	first := []*core.Message{msg("a1", "hot-000")}
+	second := []*outbox.Message{msg("b1", "hot-000"), msg("b2", "hot-000")}
+	first := []*outbox.Message{msg("a1", "hot-000")}
 	l.committedAt(second, 2)
-	l.committedAt([]*core.Message{msg("x1", "hot-001")}, 1)
+	l.committedAt([]*outbox.Message{msg("x1", "hot-001")}, 1)
 	l.committedAt(first, 1)
 
 	l.mu.Lock()
@@ -37,17 +37,17 @@ func TestTortureCommitOrderReference(t *testing.T) {
 	}
 
 	check := outboxtest.DeliveryCheck{Ordered: true}
-	inCommitOrder := []*core.Message{ordered[0], first[0], second[0], second[1], ordered[3]}
+	inCommitOrder := []*outbox.Message{ordered[0], first[0], second[0], second[1], ordered[3]}
 	if r := outboxtest.Compare(ordered, inCommitOrder, check); r.OrderViolations != 0 || r.Lost != 0 {
 		t.Errorf("delivery in commit order: %+v, want no violation", r)
 	}
 	// Delivered in the order the COMMITs returned: the checker must see the violation.
-	inReturnOrder := []*core.Message{ordered[0], second[0], second[1], ordered[3], first[0]}
+	inReturnOrder := []*outbox.Message{ordered[0], second[0], second[1], ordered[3], first[0]}
 	if r := outboxtest.Compare(ordered, inReturnOrder, check); r.OrderViolations == 0 {
 		t.Errorf("delivery against commit order: %+v, want a violation", r)
 	}
 	// Within a transaction its events keep their order.
-	swapped := []*core.Message{ordered[0], first[0], second[1], second[0], ordered[3]}
+	swapped := []*outbox.Message{ordered[0], first[0], second[1], second[0], ordered[3]}
 	if r := outboxtest.Compare(ordered, swapped, check); r.OrderViolations == 0 {
 		t.Errorf("events of one transaction swapped: %+v, want a violation", r)
 	}

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // contention makes a lane's writers share keys: perKey writers write each key, and each holds
@@ -66,9 +66,9 @@ func (c *contender) run(ctx context.Context, stop <-chan struct{}) error {
 func (c *contender) transaction(ctx context.Context, n int, rollBack bool) error {
 	key := c.keys[c.rng.IntN(len(c.keys))]
 	types := []string{"ORDER_PLACED", "ORDER_PAID", "ORDER_SHIPPED"}
-	msgs := make([]*core.Message, 1+c.rng.IntN(3))
+	msgs := make([]*outbox.Message, 1+c.rng.IntN(3))
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: types[i], Key: key,
+		msgs[i] = &outbox.Message{Type: types[i], Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"cw":%d,"n":%d,"i":%d,"key":%q}`, c.lane, c.id, n, i, key))}
 	}
 	tx, err := c.db.store.Pool().Begin(ctx)
@@ -145,7 +145,7 @@ func startContenders(ctx context.Context, lane string, db *database, l *ledger, 
 }
 
 // committedAt records a committed transaction of a contended key with its commit position.
-func (l *ledger) committedAt(msgs []*core.Message, pos int64) {
+func (l *ledger) committedAt(msgs []*outbox.Message, pos int64) {
 	l.mu.Lock()
 	for _, m := range msgs {
 		l.commitPos[m.ID] = pos
@@ -159,8 +159,8 @@ func (l *ledger) committedAt(msgs []*core.Message, pos int64) {
 // that committed moments apart may be either; the events with a commit position are put back
 // in position order, within the slots their key holds (the events of one transaction keep
 // their order). Events of other keys are where they were. The caller holds l.mu.
-func (l *ledger) inCommitOrder() []*core.Message {
-	out := append([]*core.Message(nil), l.written...)
+func (l *ledger) inCommitOrder() []*outbox.Message {
+	out := append([]*outbox.Message(nil), l.written...)
 	slots := map[string][]int{}
 	for i, m := range out {
 		if _, ok := l.commitPos[m.ID]; ok {
@@ -168,11 +168,11 @@ func (l *ledger) inCommitOrder() []*core.Message {
 		}
 	}
 	for _, idx := range slots {
-		msgs := make([]*core.Message, len(idx))
+		msgs := make([]*outbox.Message, len(idx))
 		for j, i := range idx {
 			msgs[j] = out[i]
 		}
-		slices.SortStableFunc(msgs, func(a, b *core.Message) int { return cmp.Compare(l.commitPos[a.ID], l.commitPos[b.ID]) })
+		slices.SortStableFunc(msgs, func(a, b *outbox.Message) int { return cmp.Compare(l.commitPos[a.ID], l.commitPos[b.ID]) })
 		for j, i := range idx {
 			out[i] = msgs[j]
 		}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/tests/torture/journal"
 )
 
@@ -51,7 +51,7 @@ type fleet struct {
 	kills    int
 	pauses   int
 	crashes  []string // processes that exited without being told to
-	stats    []core.Stats
+	stats    []outbox.Stats
 }
 
 // relayProc is one relay process.
@@ -218,7 +218,7 @@ func (f *fleet) stop(timeout time.Duration) []error {
 			errs = append(errs, fmt.Errorf("%s: exit after SIGTERM: %v: %s", p.name, p.exitErr, tail(p.stderr)))
 			continue
 		}
-		var st core.Stats
+		var st outbox.Stats
 		if err := json.Unmarshal(bytes.TrimSpace(p.stdout.Bytes()), &st); err != nil {
 			errs = append(errs, fmt.Errorf("%s: stats line %q: %v", p.name, p.stdout.String(), err))
 			continue
@@ -250,10 +250,10 @@ func (f *fleet) killAll() {
 
 // finalStats sums the counters the relays printed when they stopped: those of the last
 // process of each slot (a killed process prints nothing).
-func (f *fleet) finalStats() core.Stats {
+func (f *fleet) finalStats() outbox.Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var sum core.Stats
+	var sum outbox.Stats
 	for _, st := range f.stats {
 		sum.Claimed += st.Claimed
 		sum.Published += st.Published

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -101,7 +101,7 @@ type ledger struct {
 	mu sync.Mutex
 	// written holds the committed events, poison included, in the order their COMMIT returned:
 	// commit order for a key with one writer; inCommitOrder also orders contended keys.
-	written    []*core.Message
+	written    []*outbox.Message
 	poison     map[string]bool
 	blockers   map[string]string // poison events at the head of a shared key (ordered lanes): ID -> key
 	purged     map[string]bool   // blockers purged with Inspector.Purge to release their key
@@ -123,7 +123,7 @@ func newLedger() *ledger {
 	return &ledger{poison: map[string]bool{}, blockers: map[string]string{}, purged: map[string]bool{}, rolledBack: map[string]bool{}, commitPos: map[string]int64{}, walBound: map[string]int64{}}
 }
 
-func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool) {
+func (l *ledger) committed(msgs []*outbox.Message, kind eventKind, uncertain bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.written = append(l.written, msgs...)
@@ -146,7 +146,7 @@ func (l *ledger) committed(msgs []*core.Message, kind eventKind, uncertain bool)
 	l.lastWrite = now
 }
 
-func (l *ledger) ghosts(msgs []*core.Message) {
+func (l *ledger) ghosts(msgs []*outbox.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rollbacks++
@@ -267,7 +267,7 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 // events builds the events of transaction n: one to three for one aggregate; or one poison
 // event, too large for the transport, with a key of its own (so that in ordered mode it
 // blocks nothing but itself) or, for a blocker, the key of an aggregate.
-func (w *writer) events(n int, kind eventKind) []*core.Message {
+func (w *writer) events(n int, kind eventKind) []*outbox.Message {
 	switch kind {
 	case poison, blocker:
 		key := fmt.Sprintf("poison-%d-%d", w.id, n)
@@ -275,13 +275,13 @@ func (w *writer) events(n int, kind eventKind) []*core.Message {
 			key = w.keys[0]
 		}
 		pad := strings.Repeat("x", poisonBytes)
-		return []*core.Message{{Type: "POISON_OVERSIZED", Key: key,
+		return []*outbox.Message{{Type: "POISON_OVERSIZED", Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"w":%d,"n":%d,"pad":%q}`, w.id, n, pad))}}
 	case burst:
-		msgs := make([]*core.Message, w.burstSize)
+		msgs := make([]*outbox.Message, w.burstSize)
 		for i := range msgs {
 			key := w.keys[w.rng.IntN(len(w.keys))]
-			msgs[i] = &core.Message{Type: "ORDER_IMPORTED", Key: key,
+			msgs[i] = &outbox.Message{Type: "ORDER_IMPORTED", Key: key,
 				Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"w":%d,"n":%d,"i":%d,"key":%q}`, w.lane, w.id, n, i, key))}
 		}
 		return msgs
@@ -291,9 +291,9 @@ func (w *writer) events(n int, kind eventKind) []*core.Message {
 		key = w.keys[0] // enough events behind the blocker to see them held back
 	}
 	types := []string{"ORDER_PLACED", "ORDER_PAID", "ORDER_SHIPPED"}
-	msgs := make([]*core.Message, 1+w.rng.IntN(3))
+	msgs := make([]*outbox.Message, 1+w.rng.IntN(3))
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: types[i], Key: key,
+		msgs[i] = &outbox.Message{Type: types[i], Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"w":%d,"n":%d,"i":%d,"key":%q}`, w.lane, w.id, n, i, key))}
 	}
 	return msgs
@@ -316,7 +316,7 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 			w.boundWAL(ctx, msgs)
 			return nil
 		}
-		if errors.Is(err, core.ErrInvalidMessage) || ctx.Err() != nil {
+		if errors.Is(err, outbox.ErrInvalidMessage) || ctx.Err() != nil {
 			return err
 		}
 		// The error may have come from COMMIT itself, with the transaction committed or not:
@@ -339,7 +339,7 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 
 // boundWAL records, in WAL mode, a position at or past the end of the committed transaction of
 // msgs, for checkWAL. Without an answer (the database went down) the events go unchecked.
-func (w *writer) boundWAL(ctx context.Context, msgs []*core.Message) {
+func (w *writer) boundWAL(ctx context.Context, msgs []*outbox.Message) {
 	if w.db.slot == "" {
 		return
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Defaults and limits of Config.
@@ -72,7 +72,7 @@ type Config struct {
 	// Route picks a topic for a message; "" means fall back to Topic. It is called for
 	// messages whose Type is not in Routes, must be fast and safe for concurrent use, and must
 	// not keep m. A name Kafka cannot accept fails the message permanently. Default none.
-	Route func(m *core.Message) string
+	Route func(m *outbox.Message) string
 
 	// RawPayload sends the message Payload alone as the record value, instead of the envelope
 	// {"id","eventType","payload","result","timestamp"}. The ID then travels in the outbox.id
@@ -188,7 +188,7 @@ var clientIDChars = regexp.MustCompile("^[\\x21-\\x7e]{1,255}$")
 // default. It never repeats a secret.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "kafka", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "kafka", Field: field, Problem: problem}
 	}
 	if len(c.Brokers) == 0 {
 		return bad("Brokers", "is empty (give at least one host:port)")

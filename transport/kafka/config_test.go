@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
 func TestConfigValidate(t *testing.T) {
 	brokers := []string{"127.0.0.1:9092"}
-	route := func(*core.Message) string { return "" }
+	route := func(*outbox.Message) string { return "" }
 	plain := &kafka.SASL{Mechanism: kafka.SASLPlain, User: "u", Password: "p"}
 	for _, c := range []struct {
 		name  string
@@ -68,9 +68,9 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
-			if !errors.As(err, &ce) || !errors.Is(err, core.ErrInvalidConfig) {
-				t.Fatalf("Validate() = %v, want a *core.ConfigError", err)
+			var ce *outbox.ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, outbox.ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v, want a *outbox.ConfigError", err)
 			}
 			if ce.Component != "kafka" || ce.Field != c.field || !strings.Contains(ce.Problem, c.want) {
 				t.Fatalf("Validate() = %v, want field %s with %q", err, c.field, c.want)
@@ -84,7 +84,7 @@ func TestConfigValidate(t *testing.T) {
 
 // New refuses what Validate refuses.
 func TestNewValidates(t *testing.T) {
-	if _, err := kafka.New(kafka.Config{Topic: "t"}); !errors.Is(err, core.ErrInvalidConfig) {
+	if _, err := kafka.New(kafka.Config{Topic: "t"}); !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Fatalf("New = %v, want a config error", err)
 	}
 }
@@ -184,7 +184,7 @@ func TestSASL(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("publish with a wrong password took %v", took)
 	}
-	if !core.IsUnavailable(err) || core.IsPermanent(err) {
+	if !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 		t.Fatalf("publish with a wrong password = %v, want an outage", err)
 	}
 	if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), password) {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -51,7 +51,7 @@ const commitTimeout = 10 * time.Second
 // store/mongo/inbox) for an exactly-once effect.
 type Consumer struct {
 	cfg    ConsumerConfig
-	handle func(ctx context.Context, m *core.Message) error
+	handle func(ctx context.Context, m *outbox.Message) error
 	log    *zap.Logger
 
 	mu       sync.Mutex
@@ -100,9 +100,9 @@ type ConsumerStats struct {
 // NewConsumer validates cfg and returns a consumer that calls handle for each record. It
 // connects to nothing; Start (or Run) joins the group. handle must be safe for concurrent use
 // when Concurrency is above 1 (it is called for several partitions at once).
-func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Message) error) (*Consumer, error) {
+func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
 	if handle == nil {
-		return nil, &core.ConfigError{Component: "kafka consumer", Field: "handle", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "kafka consumer", Field: "handle", Problem: "is nil"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	}
 	if err := cl.Ping(ctx); err != nil {
 		cl.Close()
-		return fmt.Errorf("kafka consumer: start: %w", core.Unavailable(err))
+		return fmt.Errorf("kafka consumer: start: %w", outbox.Unavailable(err))
 	}
 	c.started, c.client = true, cl
 	pollCtx, stopPoll := context.WithCancel(context.Background())

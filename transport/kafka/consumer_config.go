@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -48,7 +48,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads record values as the bare payload, with the ID and Type in the
 	// outbox.id and outbox.type headers, as a Transport with RawPayload sends them. Default
-	// false: values are envelopes, decoded with core.DecodeEnvelope.
+	// false: values are envelopes, decoded with outbox.DecodeEnvelope.
 	RawPayload bool
 	// ClientID is the client.id sent to the brokers. Default "outbox" (DefaultClientID).
 	ClientID string
@@ -122,7 +122,7 @@ func (c ConsumerConfig) transportConfig() Config {
 // Validate names the first missing or wrong field. It never repeats a secret.
 func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "kafka consumer", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "kafka consumer", Field: field, Problem: problem}
 	}
 	if err := c.transportConfig().Validate(); err != nil {
 		return err

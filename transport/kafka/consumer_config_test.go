@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -41,11 +41,11 @@ func TestConsumerConfigValidate(t *testing.T) {
 		cfg := ok
 		tc.edit(&cfg)
 		err := cfg.Validate()
-		var ce *core.ConfigError
+		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tc.field {
 			t.Errorf("%s: Validate() = %v, want a ConfigError on %s", tc.field, err, tc.field)
 		}
-		if _, err := kafka.NewConsumer(cfg, func(context.Context, *core.Message) error { return nil }); err == nil {
+		if _, err := kafka.NewConsumer(cfg, func(context.Context, *outbox.Message) error { return nil }); err == nil {
 			t.Errorf("%s: NewConsumer accepted an invalid config", tc.field)
 		}
 	}
@@ -81,13 +81,13 @@ func TestConsumerConfigHidesSecrets(t *testing.T) {
 // Start fails, as an outage, when no broker answers within its context.
 func TestConsumerStartUnreachable(t *testing.T) {
 	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"t"}, Group: "g", DialTimeout: 200 * time.Millisecond},
-		func(context.Context, *core.Message) error { return nil })
+		func(context.Context, *outbox.Message) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := cons.Start(ctx); !core.IsUnavailable(err) {
+	if err := cons.Start(ctx); !outbox.IsUnavailable(err) {
 		t.Errorf("start = %v, want an outage", err)
 	}
 	if err := cons.Stop(context.Background()); err != nil {

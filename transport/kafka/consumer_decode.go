@@ -6,19 +6,19 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // decodeRecord turns a record back into the message the Transport sent: the envelope (or, raw,
 // the payload with the outbox.id and outbox.type headers), Key from outbox.key (or the record
 // key), every other header in Headers.
-func decodeRecord(r *kgo.Record, raw bool) (*core.Message, error) {
-	var m *core.Message
+func decodeRecord(r *kgo.Record, raw bool) (*outbox.Message, error) {
+	var m *outbox.Message
 	if raw {
-		m = &core.Message{Payload: json.RawMessage(r.Value)}
+		m = &outbox.Message{Payload: json.RawMessage(r.Value)}
 	} else {
 		var err error
-		if m, err = core.DecodeEnvelope(r.Value); err != nil {
+		if m, err = outbox.DecodeEnvelope(r.Value); err != nil {
 			return nil, fmt.Errorf("kafka consumer: %w", err)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -23,7 +23,7 @@ func ExampleNewConsumer() {
 		Topics:      []string{"orders"},
 		Group:       "billing",
 		Concurrency: 8, // partitions handled at once
-	}, func(ctx context.Context, m *core.Message) error {
+	}, func(ctx context.Context, m *outbox.Message) error {
 		log.Printf("%s %s (key %s): %s", m.Type, m.ID, m.Key, m.Payload)
 		return nil // nil commits past the record; an error rewinds its partition to it
 	})

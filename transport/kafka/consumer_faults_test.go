@@ -8,7 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -43,7 +43,7 @@ func TestConsumerRetriesFailedCommit(t *testing.T) {
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "k")...)); err != nil {
 		t.Fatal(err)
 	}
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(context.Context, *core.Message) error { return nil })
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(context.Context, *outbox.Message) error { return nil })
 	waitFor(t, 15*time.Second, "the commit retried", func() bool { return c.committed(t, group, topic) == 1 })
 	if s := cons.Stats(); s.CommitErrors != 1 || s.Commits < 1 || s.Handled != 1 {
 		t.Errorf("stats %+v, want one failed commit, then a commit, of one handled record", s)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 	"github.com/txoutbox/outbox/transport/kafka"
@@ -44,9 +44,9 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 	}
 
 	const n = 60
-	var msgs []*core.Message
+	var msgs []*outbox.Message
 	for i := range n {
-		msgs = append(msgs, &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%6), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+		msgs = append(msgs, &outbox.Message{Type: "T", Key: fmt.Sprintf("k%d", i%6), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
 	}
 	prepared(t, msgs...)
 	failOnce := map[string]bool{}
@@ -64,7 +64,7 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 
 	var mu sync.Mutex
 	duplicates := 0
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Concurrency: 3}, func(ctx context.Context, m *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Concurrency: 3}, func(ctx context.Context, m *outbox.Message) error {
 		dup, err := in.Handle(ctx, "billing", m, func(ctx context.Context, tx *sql.Tx) error {
 			var p struct{ N int }
 			if err := json.Unmarshal(m.Payload, &p); err != nil {

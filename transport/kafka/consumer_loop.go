@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -215,7 +215,7 @@ func (c *Consumer) process(ctx context.Context, r *kgo.Record) bool {
 
 // call runs the handler, turning a panic into an error so one bad record cannot stop the
 // consumer.
-func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
+func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("kafka consumer: handler panicked: %v", r)

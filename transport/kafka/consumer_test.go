@@ -13,7 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -22,7 +22,7 @@ import (
 
 // newConsumer builds a consumer of topics in a group of its own (unless cfg names one) on the
 // shared cluster; it is stopped at cleanup.
-func newConsumer(t *testing.T, c *cluster, cfg kafka.ConsumerConfig, handle func(context.Context, *core.Message) error) *kafka.Consumer {
+func newConsumer(t *testing.T, c *cluster, cfg kafka.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *kafka.Consumer {
 	t.Helper()
 	if cfg.Brokers == nil {
 		cfg.Brokers = c.brokers
@@ -88,13 +88,13 @@ func (c *cluster) committed(t *testing.T, group, topic string) int64 {
 // recorder keeps what a handler saw, in order.
 type recorder struct {
 	mu   sync.Mutex
-	seen []*core.Message
+	seen []*outbox.Message
 	ids  map[string]int
 }
 
 func newRecorder() *recorder { return &recorder{ids: map[string]int{}} }
 
-func (r *recorder) add(m *core.Message) {
+func (r *recorder) add(m *outbox.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seen = append(r.seen, m)
@@ -103,7 +103,7 @@ func (r *recorder) add(m *core.Message) {
 
 func (r *recorder) distinct() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ids) }
 
-func (r *recorder) messages() []*core.Message {
+func (r *recorder) messages() []*outbox.Message {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.seen)
@@ -111,7 +111,7 @@ func (r *recorder) messages() []*core.Message {
 
 // checkConsumedKeyOrder checks that, per key, the first sightings of in's messages follow in's
 // order.
-func checkConsumedKeyOrder(t *testing.T, in, seen []*core.Message) {
+func checkConsumedKeyOrder(t *testing.T, in, seen []*outbox.Message) {
 	t.Helper()
 	pos := map[string]int{}
 	for i, m := range in {
@@ -137,9 +137,9 @@ func TestConsumerRoundTrip(t *testing.T) {
 			c := needCluster(t)
 			topic := c.createTopic(t, 3, nil)
 			tr := c.newTransport(t, kafka.Config{Topic: topic, RawPayload: raw})
-			var in []*core.Message
+			var in []*outbox.Message
 			for i := range 60 {
-				m := &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%7), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)),
+				m := &outbox.Message{Type: "T", Key: fmt.Sprintf("k%d", i%7), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)),
 					Headers: map[string]string{"traceparent": "00-abc-01", "empty": ""}}
 				if i%10 == 9 {
 					m.Key = "" // unkeyed records spread over the partitions
@@ -151,13 +151,13 @@ func TestConsumerRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := newRecorder()
-			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: raw}, func(_ context.Context, m *core.Message) error {
+			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: raw}, func(_ context.Context, m *outbox.Message) error {
 				rec.add(m)
 				return nil
 			})
 			waitFor(t, 15*time.Second, "every message", func() bool { return rec.distinct() == len(in) })
 			seen := rec.messages()
-			byID := map[string]*core.Message{}
+			byID := map[string]*outbox.Message{}
 			for _, m := range seen {
 				byID[m.ID] = m
 			}
@@ -208,7 +208,7 @@ func TestConsumerHandlerErrorRedelivers(t *testing.T) {
 			}
 			group := topicName(t) + "-group"
 			obs, logs := observer.New(zapcore.InfoLevel)
-			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Logger: zap.New(obs)}, func(_ context.Context, m *core.Message) error {
+			cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Logger: zap.New(obs)}, func(_ context.Context, m *outbox.Message) error {
 				mu.Lock()
 				defer mu.Unlock()
 				i := index[m.ID]
@@ -253,7 +253,7 @@ func TestConsumerConcurrentMembers(t *testing.T) {
 	var cons []*kafka.Consumer
 	for _, r := range recs {
 		cons = append(cons, newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Concurrency: 2},
-			func(_ context.Context, m *core.Message) error {
+			func(_ context.Context, m *outbox.Message) error {
 				r.add(m)
 				return nil
 			}))
@@ -262,9 +262,9 @@ func TestConsumerConcurrentMembers(t *testing.T) {
 		a, b := cons[0].Stats().Partitions, cons[1].Stats().Partitions
 		return a > 0 && b > 0 && a+b == 4
 	})
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range 200 {
-		in = append(in, &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%20), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+		in = append(in, &outbox.Message{Type: "T", Key: fmt.Sprintf("k%d", i%20), Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
 	}
 	prepared(t, in...)
 	if err := tr.Publish(testCtx(t), in); err != nil {
@@ -299,7 +299,7 @@ func TestConsumerStopWaitsForHandler(t *testing.T) {
 	group := topicName(t) + "-group"
 	entered, release := make(chan struct{}), make(chan struct{})
 	var finished atomic.Bool
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *outbox.Message) error {
 		close(entered)
 		<-release
 		finished.Store(true)
@@ -343,7 +343,7 @@ func TestConsumerStopDeadlineLeavesRecord(t *testing.T) {
 	}
 	group := topicName(t) + "-group"
 	entered := make(chan struct{})
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *outbox.Message) error {
 		close(entered)
 		<-ctx.Done()
 		return ctx.Err()
@@ -363,7 +363,7 @@ func TestConsumerStopDeadlineLeavesRecord(t *testing.T) {
 		t.Fatalf("committed offset %d for a cancelled handler, want none", got)
 	}
 	again := make(chan string, 1)
-	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *core.Message) error {
+	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *outbox.Message) error {
 		select {
 		case again <- m.ID:
 		default:
@@ -383,7 +383,7 @@ func TestConsumerStopDeadlineLeavesRecord(t *testing.T) {
 func TestConsumerStartsOnce(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(context.Context, *core.Message) error { return nil })
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(context.Context, *outbox.Message) error { return nil })
 	if err := cons.Start(testCtx(t)); !errors.Is(err, kafka.ErrConsumerStarted) {
 		t.Errorf("second start = %v, want ErrConsumerStarted", err)
 	}
@@ -393,7 +393,7 @@ func TestConsumerStartsOnce(t *testing.T) {
 func TestConsumerSkipsMalformed(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
-	env, err := core.EncodeEnvelope(nil, prepared(t, messages(1, "T", "")...)[0])
+	env, err := outbox.EncodeEnvelope(nil, prepared(t, messages(1, "T", "")...)[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestConsumerSkipsMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *outbox.Message) error {
 		rec.add(m)
 		return nil
 	})
@@ -436,7 +436,7 @@ func TestConsumerFailureHoldsOnlyItsPartition(t *testing.T) {
 	}
 	var accept atomic.Bool
 	rec := newRecorder()
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(_ context.Context, m *outbox.Message) error {
 		if m.ID == held[0].ID && !accept.Load() {
 			return errors.New("not yet")
 		}
@@ -481,7 +481,7 @@ func TestConsumerRun(t *testing.T) {
 	defer cancel()
 	var handled atomic.Int64
 	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.brokers, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond},
-		func(context.Context, *core.Message) error {
+		func(context.Context, *outbox.Message) error {
 			if handled.Add(1) == 3 {
 				cancel()
 			}
@@ -510,7 +510,7 @@ func TestConsumerRawNeedsID(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: true}, func(_ context.Context, m *core.Message) error {
+	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, RawPayload: true}, func(_ context.Context, m *outbox.Message) error {
 		rec.add(m)
 		return nil
 	})

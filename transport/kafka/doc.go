@@ -8,7 +8,7 @@
 //		Routes:  map[string]string{"ORDER_PLACED": "orders"},
 //	})
 //	...
-//	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+//	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
 //
 // # What a consumer receives
 //
@@ -39,7 +39,7 @@
 //
 // # Per-key order within one Publish
 //
-// The transport implements core.KeyOrderer: the records of one Key reach their partition in
+// The transport implements outbox.KeyOrderer: the records of one Key reach their partition in
 // the order of the slice, and after the first failed record of a Key no later record of that
 // Key in the same call is published; each is reported failed (held back, retryably). It holds
 // because of three things together:
@@ -77,7 +77,7 @@
 // (in Config, from Route, or from the broker), a corrupt payload, a reserved header name, and a
 // record the broker refuses as too large or invalid when it was alone in its batch. When the
 // broker refuses a batch of several records, it does not say which one is at fault: they fail
-// retryably. Outages (core.Unavailable, which pause the relay and charge no attempt): brokers
+// retryably. Outages (outbox.Unavailable, which pause the relay and charge no attempt): brokers
 // unreachable, no leader, not enough in-sync replicas, request timeouts, throttling, a missing
 // topic, refused credentials or permissions, and settings the broker refuses.
 //

@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The record headers the transport adds to the message's Headers.
@@ -46,9 +46,9 @@ func recordBound(r *kgo.Record) int {
 
 // encode turns m into a record for topic. Its errors are permanent: they concern the message
 // itself, and sending it again would fail the same way.
-func (t *Transport) encode(m *core.Message, topic string) (*kgo.Record, error) {
+func (t *Transport) encode(m *outbox.Message, topic string) (*kgo.Record, error) {
 	fail := func(format string, args ...any) (*kgo.Record, error) {
-		return nil, core.Permanent(fmt.Errorf("kafka: message %s: "+format, append([]any{m.ID}, args...)...))
+		return nil, outbox.Permanent(fmt.Errorf("kafka: message %s: "+format, append([]any{m.ID}, args...)...))
 	}
 	r := &kgo.Record{Topic: topic}
 	if m.Key != "" {
@@ -61,7 +61,7 @@ func (t *Transport) encode(m *core.Message, topic string) (*kgo.Record, error) {
 		r.Value = []byte(m.Payload)
 	} else {
 		// Sized for the envelope's fields around payload and result, so it is allocated once.
-		v, err := core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+len(m.ID)+len(m.Type)+96), m)
+		v, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+len(m.ID)+len(m.Type)+96), m)
 		if err != nil {
 			return nil, err // already permanent, and names the message
 		}

@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"log"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -21,8 +21,8 @@ func Example() {
 	}
 	defer t.Close()
 
-	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
-	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	var store outbox.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -88,7 +88,7 @@ func TestPartialProduceFailures(t *testing.T) {
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	keys := keysOn(3)
 	const bad = 1
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range 5 {
 		for _, k := range keys {
 			m := messages(1, "T", k)[0]
@@ -100,7 +100,7 @@ func TestPartialProduceFailures(t *testing.T) {
 	c.fake.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{bad}, Err: kerr.InvalidRecord})
 
 	be := batchErr(t, tr.Publish(testCtx(t), in))
-	var published []*core.Message
+	var published []*outbox.Message
 	for _, m := range in {
 		err := be.Failed[m.ID]
 		if m.Key != keys[bad] {
@@ -110,7 +110,7 @@ func TestPartialProduceFailures(t *testing.T) {
 			published = append(published, m)
 			continue
 		}
-		if err == nil || core.IsPermanent(err) || core.IsUnavailable(err) || !errors.Is(err, kerr.InvalidRecord) ||
+		if err == nil || outbox.IsPermanent(err) || outbox.IsUnavailable(err) || !errors.Is(err, kerr.InvalidRecord) ||
 			!strings.Contains(err.Error(), "does not say which record") {
 			t.Errorf("message of the refused partition: %v, want a retryable failure naming the refusal", err)
 		}
@@ -120,7 +120,7 @@ func TestPartialProduceFailures(t *testing.T) {
 	lone := prepared(t, messages(1, "T", keys[bad])...)
 	c.fake.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topic, Partitions: []int32{bad}, Err: kerr.MessageTooLarge})
 	be = batchErr(t, tr.Publish(testCtx(t), lone))
-	if err := be.Failed[lone[0].ID]; !core.IsPermanent(err) || !errors.Is(err, kerr.MessageTooLarge) {
+	if err := be.Failed[lone[0].ID]; !outbox.IsPermanent(err) || !errors.Is(err, kerr.MessageTooLarge) {
 		t.Errorf("a lone record the broker finds too large: %v, want permanent", err)
 	}
 }
@@ -154,7 +154,7 @@ func TestKeyStopsAtFirstFailure(t *testing.T) {
 
 			err := tr.Publish(testCtx(t), in)
 			be := batchErr(t, err)
-			first := slices.IndexFunc(in, func(m *core.Message) bool { return be.Failed[m.ID] != nil })
+			first := slices.IndexFunc(in, func(m *outbox.Message) bool { return be.Failed[m.ID] != nil })
 			if first <= 0 || first >= len(in)-1 {
 				t.Fatalf("first failure at %d of %d, want one after the first batch and before the last: %v", first, len(in), be)
 			}
@@ -166,8 +166,8 @@ func TestKeyStopsAtFirstFailure(t *testing.T) {
 			if len(be.Failed) != len(in)-first {
 				t.Fatalf("%d failures, want the %d from the first on", len(be.Failed), len(in)-first)
 			}
-			if core.IsUnavailable(err) != fault.unavailable {
-				t.Errorf("IsUnavailable = %t, want %t: %v", core.IsUnavailable(err), fault.unavailable, err)
+			if outbox.IsUnavailable(err) != fault.unavailable {
+				t.Errorf("IsUnavailable = %t, want %t: %v", outbox.IsUnavailable(err), fault.unavailable, err)
 			}
 			got := c.consumeExactly(t, first, false, topic)
 			checkKeyOrder(t, in[:first], got)
@@ -181,7 +181,7 @@ func TestKeyStopsAcrossTopics(t *testing.T) {
 	c := needFake(t, faults)
 	a, b := c.createTopic(t, 1, nil), c.createTopic(t, 1, nil)
 	tr := c.newTransport(t, kafka.Config{Routes: map[string]string{"A": a, "B": b}})
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range 6 {
 		typ := "A"
 		if i%2 == 1 {
@@ -211,7 +211,7 @@ func TestKeyStopsAcrossTopics(t *testing.T) {
 		t.Errorf("topic A holds %s, want %s", got[0].Msg.ID, in[0].ID)
 	}
 	gotB := c.consumeExactly(t, 4, false, b)
-	checkKeyOrder(t, append([]*core.Message{in[1]}, other...), gotB)
+	checkKeyOrder(t, append([]*outbox.Message{in[1]}, other...), gotB)
 }
 
 // The broker writes a batch but answers NOT_ENOUGH_REPLICAS_AFTER_APPEND: the producer resends
@@ -255,8 +255,8 @@ func TestBrokerRefusals(t *testing.T) {
 			if err == nil {
 				t.Fatal("publish succeeded")
 			}
-			if core.IsPermanent(err) != tc.permanent || core.IsUnavailable(err) != tc.unavailable {
-				t.Errorf("permanent=%t unavailable=%t, want %t %t: %v", core.IsPermanent(err), core.IsUnavailable(err), tc.permanent, tc.unavailable, err)
+			if outbox.IsPermanent(err) != tc.permanent || outbox.IsUnavailable(err) != tc.unavailable {
+				t.Errorf("permanent=%t unavailable=%t, want %t %t: %v", outbox.IsPermanent(err), outbox.IsUnavailable(err), tc.permanent, tc.unavailable, err)
 			}
 		})
 	}
@@ -291,7 +291,7 @@ func TestContextEndsWhileBrokerSitsOnRequest(t *testing.T) {
 		t.Fatalf("publish took %v with a 300ms context", took)
 	}
 	be := batchErr(t, err)
-	if len(be.Failed) != len(in) || core.IsUnavailable(err) || core.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) ||
+	if len(be.Failed) != len(in) || outbox.IsUnavailable(err) || outbox.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) ||
 		!strings.Contains(err.Error(), "may still be written") {
 		t.Fatalf("publish = %v, want every message failed with an unknown outcome", err)
 	}
@@ -339,14 +339,14 @@ func TestConcurrentPublishesUnderFaults(t *testing.T) {
 	var (
 		wg        sync.WaitGroup
 		resMu     sync.Mutex
-		published []*core.Message
+		published []*outbox.Message
 		failed    int
 		partial   int // keys of a call with both published and failed messages
 	)
 	for g := range callers {
 		wg.Go(func() {
 			for n := range calls {
-				var in []*core.Message
+				var in []*outbox.Message
 				for i := range perKey {
 					for k := range keys {
 						m := messages(1, "T", fmt.Sprintf("caller-%d-key-%d", g, k))[0]
@@ -356,9 +356,9 @@ func TestConcurrentPublishesUnderFaults(t *testing.T) {
 				}
 				prepared(t, in...)
 				err := tr.Publish(testCtx(t), in)
-				var be *core.BatchError
+				var be *outbox.BatchError
 				if err != nil && !errors.As(err, &be) {
-					t.Errorf("publish = %v, want nil or a *core.BatchError", err)
+					t.Errorf("publish = %v, want nil or a *outbox.BatchError", err)
 					return
 				}
 				ok := map[string][]bool{}

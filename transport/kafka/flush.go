@@ -5,7 +5,7 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // flusher shares a few producer clients (lanes) among concurrent Publish calls, group-commit
@@ -117,7 +117,7 @@ func (f *flusher) join(ctx context.Context, bytes, n int) (*lane, *generation, e
 		f.mu.Lock()
 		if f.closed {
 			f.mu.Unlock()
-			return nil, nil, core.ErrClosed
+			return nil, nil, outbox.ErrClosed
 		}
 		for _, l := range f.lanes {
 			g := l.gen

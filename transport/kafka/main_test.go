@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"go.uber.org/goleak"
@@ -183,7 +183,7 @@ func (c *cluster) newTransport(t testing.TB, cfg kafka.Config) *kafka.Transport 
 // received is one record as a consumer reads it, decoded.
 type received struct {
 	Rec *kgo.Record
-	Msg *core.Message
+	Msg *outbox.Message
 }
 
 // consume reads n records from topics, from their start, until it has them or ctx ends.
@@ -236,13 +236,13 @@ func (c *cluster) consumeExactly(t *testing.T, n int, raw bool, topics ...string
 
 // decode reads a record the way a Go consumer would: the envelope (or the raw payload with the
 // outbox.id and outbox.type headers), the Key from the record key, other headers as Headers.
-func decode(r *kgo.Record, raw bool) (*core.Message, error) {
-	var m *core.Message
+func decode(r *kgo.Record, raw bool) (*outbox.Message, error) {
+	var m *outbox.Message
 	if raw {
-		m = &core.Message{Payload: json.RawMessage(r.Value)}
+		m = &outbox.Message{Payload: json.RawMessage(r.Value)}
 	} else {
 		var err error
-		if m, err = core.DecodeEnvelope(r.Value); err != nil {
+		if m, err = outbox.DecodeEnvelope(r.Value); err != nil {
 			return nil, err
 		}
 	}
@@ -273,10 +273,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs core.Prepare on msgs, as a store's Add does, and returns them.
-func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
+// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -284,10 +284,10 @@ func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
 
 // messages returns n valid messages of type typ, all with key (which may be empty), with
 // payloads {"n":i}.
-func messages(n int, typ, key string) []*core.Message {
-	msgs := make([]*core.Message, n)
+func messages(n int, typ, key string) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }
@@ -299,12 +299,12 @@ func partitionOf(key string, n int) int32 {
 	return int32(p.Partition(&kgo.Record{Key: []byte(key)}, n))
 }
 
-// batchErr returns err as a *core.BatchError, failing the test when it is not one.
-func batchErr(t *testing.T, err error) *core.BatchError {
+// batchErr returns err as a *outbox.BatchError, failing the test when it is not one.
+func batchErr(t *testing.T, err error) *outbox.BatchError {
 	t.Helper()
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
 	return be
 }

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // publication is one Publish call: its records and what became of each.
@@ -25,7 +25,7 @@ import (
 // records without sending them.
 type publication struct {
 	t      *Transport
-	msgs   []*core.Message
+	msgs   []*outbox.Message
 	recs   []*kgo.Record // nil for a message that failed before producing
 	topics []string
 
@@ -38,7 +38,7 @@ type publication struct {
 	stopped  map[string]int // key -> index of its first failed message
 }
 
-func newPublication(t *Transport, msgs []*core.Message) *publication {
+func newPublication(t *Transport, msgs []*outbox.Message) *publication {
 	return &publication{
 		t: t, msgs: msgs,
 		recs: make([]*kgo.Record, len(msgs)), topics: make([]string, len(msgs)),
@@ -84,8 +84,8 @@ func (p *publication) heldBack(i int) bool {
 		return false
 	}
 	err := fmt.Errorf("kafka: message %s held back: message %s with the same key failed before it in this publish, and publishing this one would overtake it", m.ID, p.msgs[first].ID)
-	if core.IsUnavailable(p.errs[first]) {
-		err = core.Unavailable(err) // an outage held it back: it pauses the relay as the outage does
+	if outbox.IsUnavailable(p.errs[first]) {
+		err = outbox.Unavailable(err) // an outage held it back: it pauses the relay as the outage does
 	}
 	p.settleLocked(i, err)
 	return true
@@ -246,13 +246,13 @@ func (p *publication) cutShort(wave, pending []int, cause error) {
 	p.sealed = true
 }
 
-// err is the call's result: nil when every message was published, a *core.BatchError
+// err is the call's result: nil when every message was published, a *outbox.BatchError
 // otherwise.
 func (p *publication) err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sealed = true
-	be := core.NewBatchError()
+	be := outbox.NewBatchError()
 	for i, m := range p.msgs {
 		if !p.settled[i] {
 			be.Add(m.ID, errors.New("kafka: publish: no outcome recorded"))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -19,8 +19,8 @@ func TestRecordShape(t *testing.T) {
 	topic := c.createTopic(t, 2, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	in := prepared(t,
-		&core.Message{Type: "T", Key: "k-1", Payload: json.RawMessage(`{"a":1}`), Headers: map[string]string{"z": "last", "a": "first", "empty": ""}},
-		&core.Message{Type: "U", Payload: json.RawMessage(`[1,2]`)},
+		&outbox.Message{Type: "T", Key: "k-1", Payload: json.RawMessage(`{"a":1}`), Headers: map[string]string{"z": "last", "a": "first", "empty": ""}},
+		&outbox.Message{Type: "U", Payload: json.RawMessage(`[1,2]`)},
 	)
 	if err := tr.Publish(testCtx(t), in); err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestRecordShape(t *testing.T) {
 			t.Errorf("unkeyed envelope record has header %s", h.Key)
 		}
 	}
-	env, err := core.DecodeEnvelope(keyed.Rec.Value)
+	env, err := outbox.DecodeEnvelope(keyed.Rec.Value)
 	if err != nil || env.ID != in[0].ID || env.Type != "T" || !env.CreatedAt.Equal(in[0].CreatedAt) {
 		t.Errorf("envelope %+v, %v", env, err)
 	}
@@ -62,7 +62,7 @@ func TestRawPayload(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic, RawPayload: true})
-	in := prepared(t, &core.Message{Type: "T", Key: "k", Payload: json.RawMessage(`{"raw":true}`)})
+	in := prepared(t, &outbox.Message{Type: "T", Key: "k", Payload: json.RawMessage(`{"raw":true}`)})
 	if err := tr.Publish(testCtx(t), in); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestRouting(t *testing.T) {
 	tr := c.newTransport(t, kafka.Config{
 		Topic:  def,
 		Routes: map[string]string{"ORDER_PLACED": orders},
-		Route: func(m *core.Message) string {
+		Route: func(m *outbox.Message) string {
 			switch m.Type {
 			case "AUDIT":
 				return audit
@@ -91,13 +91,13 @@ func TestRouting(t *testing.T) {
 		},
 	})
 	in := prepared(t,
-		&core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)},
-		&core.Message{Type: "AUDIT", Payload: json.RawMessage(`2`)},
-		&core.Message{Type: "OTHER", Payload: json.RawMessage(`3`)},
-		&core.Message{Type: "BAD", Payload: json.RawMessage(`4`)},
+		&outbox.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)},
+		&outbox.Message{Type: "AUDIT", Payload: json.RawMessage(`2`)},
+		&outbox.Message{Type: "OTHER", Payload: json.RawMessage(`3`)},
+		&outbox.Message{Type: "BAD", Payload: json.RawMessage(`4`)},
 	)
 	be := batchErr(t, tr.Publish(testCtx(t), in))
-	if len(be.Failed) != 1 || !core.IsPermanent(be.Failed[in[3].ID]) || !strings.Contains(be.Failed[in[3].ID].Error(), "Route returned a bad topic") {
+	if len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[in[3].ID]) || !strings.Contains(be.Failed[in[3].ID].Error(), "Route returned a bad topic") {
 		t.Fatalf("batch error %v, want the BAD message alone, permanent", be)
 	}
 	for topic, want := range map[string]string{orders: in[0].ID, audit: in[1].ID, def: in[2].ID} {
@@ -107,9 +107,9 @@ func TestRouting(t *testing.T) {
 	}
 
 	noDefault := c.newTransport(t, kafka.Config{Routes: map[string]string{"A": orders}})
-	stray := prepared(t, &core.Message{Type: "B", Payload: json.RawMessage(`5`)})
+	stray := prepared(t, &outbox.Message{Type: "B", Payload: json.RawMessage(`5`)})
 	be = batchErr(t, noDefault.Publish(testCtx(t), stray))
-	if err := be.Failed[stray[0].ID]; !core.IsPermanent(err) || !strings.Contains(err.Error(), "no topic for type") {
+	if err := be.Failed[stray[0].ID]; !outbox.IsPermanent(err) || !strings.Contains(err.Error(), "no topic for type") {
 		t.Fatalf("unrouted message: %v", err)
 	}
 }
@@ -127,13 +127,13 @@ func TestFailuresBeforeProducingStopTheirKey(t *testing.T) {
 
 	be := batchErr(t, tr.Publish(testCtx(t), in))
 	for _, i := range []int{1, 7, 11} {
-		if err := be.Failed[in[i].ID]; !core.IsPermanent(err) {
+		if err := be.Failed[in[i].ID]; !outbox.IsPermanent(err) {
 			t.Errorf("message %d: %v, want a permanent failure", i, err)
 		}
 	}
 	for _, i := range []int{2, 3, 4, 8, 9} {
 		err := be.Failed[in[i].ID]
-		if err == nil || core.IsPermanent(err) || !strings.Contains(err.Error(), "held back") {
+		if err == nil || outbox.IsPermanent(err) || !strings.Contains(err.Error(), "held back") {
 			t.Errorf("message %d: %v, want held back, retryable", i, err)
 		}
 	}
@@ -160,7 +160,7 @@ func TestKeyOrderAcrossBatch(t *testing.T) {
 	topic := c.createTopic(t, 4, nil)
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	const keys, perKey = 8, 150
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range perKey {
 		for k := range keys {
 			m := messages(1, "T", string(rune('a'+k)))[0]
@@ -170,7 +170,7 @@ func TestKeyOrderAcrossBatch(t *testing.T) {
 	}
 	prepared(t, in...)
 	half := len(in) / 2
-	for _, batch := range [][]*core.Message{in[:half], in[half:]} {
+	for _, batch := range [][]*outbox.Message{in[:half], in[half:]} {
 		if err := tr.Publish(testCtx(t), batch); err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +182,7 @@ func TestKeyOrderAcrossBatch(t *testing.T) {
 // checkKeyOrder fails unless got holds exactly the messages of in, each once: for each key the
 // messages with that key in their order, all on one partition, and the unkeyed ones in any
 // order.
-func checkKeyOrder(t *testing.T, in []*core.Message, got []received) {
+func checkKeyOrder(t *testing.T, in []*outbox.Message, got []received) {
 	t.Helper()
 	want := map[string][]string{}
 	for _, m := range in {
@@ -211,7 +211,7 @@ func checkKeyOrder(t *testing.T, in []*core.Message, got []received) {
 }
 
 // checkOnce fails unless got holds exactly the messages of in, each once, in any order.
-func checkOnce(t *testing.T, in []*core.Message, got []received) {
+func checkOnce(t *testing.T, in []*outbox.Message, got []received) {
 	t.Helper()
 	want := map[string]bool{}
 	for _, m := range in {
@@ -240,7 +240,7 @@ func TestUnreachableBroker(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("publish took %v with a 1s delivery timeout", took)
 	}
-	if !core.IsUnavailable(err) || core.IsPermanent(err) {
+	if !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 		t.Fatalf("publish = %v, want an outage", err)
 	}
 }
@@ -251,12 +251,12 @@ func TestMissingTopic(t *testing.T) {
 	c := needFake(t, "needs brokers that do not create a topic on first use (auto.create.topics.enable)")
 	tr := c.newTransport(t, kafka.Config{Topic: topicName(t), DeliveryTimeout: 2 * time.Second})
 	err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...))
-	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
+	if !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("publish to a missing topic = %v, want an outage naming the problem", err)
 	}
 }
 
-// After Close, publishes fail with core.ErrClosed; Close twice is fine.
+// After Close, publishes fail with outbox.ErrClosed; Close twice is fine.
 func TestClose(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
@@ -270,8 +270,8 @@ func TestClose(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, core.ErrClosed) {
-		t.Fatalf("publish after close = %v, want core.ErrClosed", err)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("publish after close = %v, want outbox.ErrClosed", err)
 	}
 }
 

@@ -9,17 +9,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
 // runRelay starts a relay from store to tr, stopped when the test ends.
-func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config) *core.Relay {
+func runRelay(t *testing.T, store outbox.Store, tr outbox.Transport, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
 	cfg.PollInterval = 50 * time.Millisecond
-	cfg.Backoff = core.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	relay, err := core.NewRelay(store, tr, cfg)
+	cfg.Backoff = outbox.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	relay, err := outbox.NewRelay(store, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config
 	return relay
 }
 
-func waitDrained(t *testing.T, store core.Inspector) core.Counts {
+func waitDrained(t *testing.T, store outbox.Inspector) outbox.Counts {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -62,7 +62,7 @@ func TestRelayDrains(t *testing.T) {
 		t.Run(fmt.Sprintf("ordered=%t", ordered), func(t *testing.T) {
 			topic := c.createTopic(t, 4, nil)
 			store := memstore.New()
-			var in []*core.Message
+			var in []*outbox.Message
 			for i := range 400 {
 				in = append(in, messages(1, "T", fmt.Sprintf("key-%d", i%10))...)
 			}
@@ -70,7 +70,7 @@ func TestRelayDrains(t *testing.T) {
 			if err := store.Add(testCtx(t), in...); err != nil {
 				t.Fatal(err)
 			}
-			relay := runRelay(t, store, c.newTransport(t, kafka.Config{Topic: topic}), core.Config{Ordered: ordered, BatchSize: 50, Concurrency: 3})
+			relay := runRelay(t, store, c.newTransport(t, kafka.Config{Topic: topic}), outbox.Config{Ordered: ordered, BatchSize: 50, Concurrency: 3})
 			if counts := waitDrained(t, store); counts.Dead != 0 {
 				t.Fatalf("counts %+v: nothing should die", counts)
 			}
@@ -95,7 +95,7 @@ func TestRelayThroughFaults(t *testing.T) {
 	c := needFake(t, faults)
 	topic := c.createTopic(t, 3, nil)
 	store := memstore.New()
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range 300 {
 		in = append(in, messages(1, "T", fmt.Sprintf("key-%d", i%6))...)
 	}
@@ -108,7 +108,7 @@ func TestRelayThroughFaults(t *testing.T) {
 	defer outage.Remove()
 
 	tr := c.newTransport(t, kafka.Config{Topic: topic, DeliveryTimeout: time.Second})
-	relay := runRelay(t, store, tr, core.Config{Ordered: true, BatchSize: 40, Concurrency: 2})
+	relay := runRelay(t, store, tr, outbox.Config{Ordered: true, BatchSize: 40, Concurrency: 2})
 	if counts := waitDrained(t, store); counts.Dead != 0 {
 		t.Fatalf("counts %+v: nothing should die", counts)
 	}

@@ -3,13 +3,13 @@ package kafka
 import (
 	"fmt"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // router picks each message's topic: Routes by Type, then Route, then Topic.
 type router struct {
 	routes map[string]string
-	route  func(*core.Message) string
+	route  func(*outbox.Message) string
 	def    string
 }
 
@@ -19,13 +19,13 @@ func newRouter(c Config) router {
 
 // topic returns the topic m goes to. Its errors are permanent: the same message would be
 // routed the same way again.
-func (r router) topic(m *core.Message) (string, error) {
+func (r router) topic(m *outbox.Message) (string, error) {
 	topic := r.routes[m.Type]
 	if topic == "" && r.route != nil {
 		topic = r.route(m)
 		if topic != "" {
 			if err := checkTopic(topic); err != nil {
-				return "", core.Permanent(fmt.Errorf("kafka: message %s: Route returned a bad topic: %v", m.ID, err))
+				return "", outbox.Permanent(fmt.Errorf("kafka: message %s: Route returned a bad topic: %v", m.ID, err))
 			}
 		}
 	}
@@ -33,7 +33,7 @@ func (r router) topic(m *core.Message) (string, error) {
 		topic = r.def
 	}
 	if topic == "" {
-		return "", core.Permanent(fmt.Errorf("kafka: message %s: no topic for type %q (no route claims it and Topic is empty)", m.ID, m.Type))
+		return "", outbox.Permanent(fmt.Errorf("kafka: message %s: no topic for type %q (no route claims it and Topic is empty)", m.ID, m.Type))
 	}
 	return topic, nil
 }

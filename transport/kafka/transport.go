@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Transport publishes outbox messages to Kafka. It is safe for concurrent use.
@@ -22,7 +22,7 @@ type Transport struct {
 	closed  atomic.Bool
 }
 
-var _ core.KeyOrderer = (*Transport)(nil)
+var _ outbox.KeyOrderer = (*Transport)(nil)
 
 // New validates cfg and returns a Transport with its producer clients. It does not wait for
 // the brokers: the clients connect in the background and on the first publish.
@@ -45,7 +45,7 @@ func (t *Transport) String() string { return "kafka.Transport(" + t.cfg.String()
 // the order given, and once one of them fails none after it is published (see Publish).
 func (t *Transport) KeepsKeyOrder() bool { return true }
 
-// Close makes further publishes fail with core.ErrClosed and closes the producer clients.
+// Close makes further publishes fail with outbox.ErrClosed and closes the producer clients.
 // Records of publishes still in flight fail (they are reported failed, and so are retried
 // later: a record the broker took just before may then be published twice).
 func (t *Transport) Close() error {
@@ -58,11 +58,11 @@ func (t *Transport) Close() error {
 
 // Publish produces msgs and returns when the broker has answered for every record, or when
 // ctx ends. It returns nil when every record was written with acks from all in-sync replicas;
-// a *core.BatchError naming the messages that failed when some did (ctx ending first, or the
+// a *outbox.BatchError naming the messages that failed when some did (ctx ending first, or the
 // transport closing, included); or, for a call that is wrong as a whole, an error. Errors no
-// retry can fix are marked with core.Permanent (a record above MaxMessageBytes, a topic name
+// retry can fix are marked with outbox.Permanent (a record above MaxMessageBytes, a topic name
 // Kafka refuses, a message the broker refuses on its own); outages are marked with
-// core.Unavailable (broker unreachable, no leader, not enough in-sync replicas, a missing
+// outbox.Unavailable (broker unreachable, no leader, not enough in-sync replicas, a missing
 // topic, refused credentials or permissions).
 //
 // Messages with the same Key go to the same partition (the record key is the Key) in the
@@ -71,12 +71,12 @@ func (t *Transport) Close() error {
 // a Key promise no order. When ctx ends first, the records whose outcome is not known yet are
 // reported failed; the broker may still write them, so a retry may publish them twice (in
 // their order).
-func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	if t.closed.Load() {
-		return fmt.Errorf("kafka: publish: %w", core.ErrClosed)
+		return fmt.Errorf("kafka: publish: %w", outbox.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafka: publish: %w", err)

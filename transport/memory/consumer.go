@@ -7,7 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -33,7 +33,7 @@ type ConsumerConfig struct {
 // Validate names the first invalid field.
 func (c ConsumerConfig) Validate() error {
 	if c.Concurrency < 0 {
-		return &core.ConfigError{Component: "memory consumer", Field: "Concurrency", Problem: "is negative"}
+		return &outbox.ConfigError{Component: "memory consumer", Field: "Concurrency", Problem: "is negative"}
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 type Consumer struct {
 	tr     *Transport
 	cfg    ConsumerConfig
-	handle func(ctx context.Context, m *core.Message) error
+	handle func(ctx context.Context, m *outbox.Message) error
 	log    *zap.Logger
 	slots  chan struct{}
 
@@ -91,12 +91,12 @@ type ConsumerStats struct {
 }
 
 // NewConsumer returns a consumer of t's messages that calls handle for each. Start subscribes.
-func NewConsumer(t *Transport, cfg ConsumerConfig, handle func(ctx context.Context, m *core.Message) error) (*Consumer, error) {
+func NewConsumer(t *Transport, cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
 	switch {
 	case t == nil:
-		return nil, &core.ConfigError{Component: "memory consumer", Field: "transport", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "memory consumer", Field: "transport", Problem: "is nil"}
 	case handle == nil:
-		return nil, &core.ConfigError{Component: "memory consumer", Field: "handle", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "memory consumer", Field: "handle", Problem: "is nil"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -169,7 +169,7 @@ func (c *Consumer) Stats() ConsumerStats {
 
 // deliver is the subscription: it runs inside Publish, with the publisher's context, which is
 // also cancelled when Stop gives up waiting.
-func (c *Consumer) deliver(ctx context.Context, m *core.Message) error {
+func (c *Consumer) deliver(ctx context.Context, m *outbox.Message) error {
 	c.received.Add(1)
 	c.mu.Lock()
 	if c.stopping.Load() {
@@ -205,7 +205,7 @@ func (c *Consumer) deliver(ctx context.Context, m *core.Message) error {
 	return nil
 }
 
-func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
+func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("memory consumer: handler panicked: %v", r)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -13,7 +13,7 @@ import (
 func ExampleNewConsumer() {
 	ctx := context.Background()
 	broker := memory.New()
-	c, err := memory.NewConsumer(broker, memory.ConsumerConfig{}, func(ctx context.Context, m *core.Message) error {
+	c, err := memory.NewConsumer(broker, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
 		fmt.Printf("%s %s\n", m.Type, m.Payload)
 		return nil
 	})
@@ -25,8 +25,8 @@ func ExampleNewConsumer() {
 	}
 	defer c.Stop(ctx)
 
-	m, _ := core.NewMessage("ORDER_PLACED", map[string]string{"order": "o-1"})
-	if err := broker.Publish(ctx, []*core.Message{m}); err != nil { // what the relay calls
+	m, _ := outbox.NewMessage("ORDER_PLACED", map[string]string{"order": "o-1"})
+	if err := broker.Publish(ctx, []*outbox.Message{m}); err != nil { // what the relay calls
 		panic(err)
 	}
 	fmt.Println(c.Stats().Handled)

@@ -10,22 +10,22 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
-func prepared(t *testing.T, n int) []*core.Message {
+func prepared(t *testing.T, n int) []*outbox.Message {
 	t.Helper()
 	msgs := outboxtest.NewMessages(n, "T", "")
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
 }
 
-func newConsumer(t *testing.T, tr *memory.Transport, cfg memory.ConsumerConfig, h func(context.Context, *core.Message) error) *memory.Consumer {
+func newConsumer(t *testing.T, tr *memory.Transport, cfg memory.ConsumerConfig, h func(context.Context, *outbox.Message) error) *memory.Consumer {
 	t.Helper()
 	c, err := memory.NewConsumer(tr, cfg, h)
 	if err != nil {
@@ -42,7 +42,7 @@ func TestConsumerHandles(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	tr := memory.New()
 	var got atomic.Int64
-	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
 		m.Payload = nil // a copy: the publisher's message is untouched
 		got.Add(1)
 		return nil
@@ -68,7 +68,7 @@ func TestConsumerFailureRedeliveredByRelay(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	tr := memory.New()
 	var calls atomic.Int64
-	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
 		switch calls.Add(1) {
 		case 1:
 			return errors.New("try again")
@@ -82,7 +82,7 @@ func TestConsumerFailureRedeliveredByRelay(t *testing.T) {
 	if err := st.Add(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	relay, err := core.NewRelay(st, tr, core.Config{PollInterval: 10 * time.Millisecond, Backoff: core.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
+	relay, err := outbox.NewRelay(st, tr, outbox.Config{PollInterval: 10 * time.Millisecond, Backoff: outbox.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestConsumerStop(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	tr := memory.New()
 	entered := make(chan struct{})
-	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, tr, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
 		close(entered)
 		<-ctx.Done()
 		return ctx.Err()
@@ -122,7 +122,7 @@ func TestConsumerStop(t *testing.T) {
 		t.Fatalf("Stop past its deadline: %v", err)
 	}
 	// The cancelled handler failed its publish: the relay would send the message again.
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if err := <-published; !errors.As(err, &be) || be.Failed[msgs[0].ID] == nil {
 		t.Fatalf("publish during a cancelled handler: %v", err)
 	}
@@ -139,7 +139,7 @@ func TestConsumerConcurrency(t *testing.T) {
 	tr := memory.New()
 	var now, peak atomic.Int64
 	release := make(chan struct{})
-	c := newConsumer(t, tr, memory.ConsumerConfig{Concurrency: 2}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, tr, memory.ConsumerConfig{Concurrency: 2}, func(ctx context.Context, m *outbox.Message) error {
 		n := now.Add(1)
 		defer now.Add(-1)
 		for {
@@ -153,7 +153,7 @@ func TestConsumerConcurrency(t *testing.T) {
 	})
 	errs := make(chan error, 4)
 	for _, m := range prepared(t, 4) {
-		go func() { errs <- tr.Publish(context.Background(), []*core.Message{m}) }()
+		go func() { errs <- tr.Publish(context.Background(), []*outbox.Message{m}) }()
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Stats().Received < 4 && time.Now().Before(deadline) {
@@ -171,11 +171,11 @@ func TestConsumerConcurrency(t *testing.T) {
 }
 
 func TestConsumerConfig(t *testing.T) {
-	h := func(context.Context, *core.Message) error { return nil }
+	h := func(context.Context, *outbox.Message) error { return nil }
 	for _, c := range []struct {
 		tr    *memory.Transport
 		cfg   memory.ConsumerConfig
-		h     func(context.Context, *core.Message) error
+		h     func(context.Context, *outbox.Message) error
 		field string
 	}{
 		{nil, memory.ConsumerConfig{}, h, "transport"},
@@ -183,7 +183,7 @@ func TestConsumerConfig(t *testing.T) {
 		{memory.New(), memory.ConsumerConfig{Concurrency: -1}, h, "Concurrency"},
 	} {
 		_, err := memory.NewConsumer(c.tr, c.cfg, c.h)
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), c.field) {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("NewConsumer: %v, want a config error naming %s", err, c.field)
 		}
 	}

@@ -9,20 +9,20 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ErrInjected is the default error of injected failures.
 var ErrInjected = errors.New("memory: injected failure")
 
 // Subscriber receives each published message. An error fails that message's publish (it is
-// reported in a *core.BatchError), so the relay retries it.
-type Subscriber func(ctx context.Context, m *core.Message) error
+// reported in a *outbox.BatchError), so the relay retries it.
+type Subscriber func(ctx context.Context, m *outbox.Message) error
 
 // Transport is an in-process broker. The zero value is not usable; call New.
 type Transport struct {
 	mu       sync.Mutex
-	received []*core.Message
+	received []*outbox.Message
 	subs     map[int]Subscriber
 	nextSub  int
 	changed  chan struct{} // closed and replaced whenever received grows
@@ -38,20 +38,20 @@ func New() *Transport {
 	return &Transport{subs: map[int]Subscriber{}, changed: make(chan struct{}), failIDs: map[string]error{}}
 }
 
-// KeepsKeyOrder implements core.KeyOrderer: Publish delivers in slice order and stops a key at
+// KeepsKeyOrder implements outbox.KeyOrderer: Publish delivers in slice order and stops a key at
 // its first failed message.
 func (t *Transport) KeepsKeyOrder() bool { return true }
 
 // Publish delivers msgs to every subscriber in order and records those that succeeded. After a
 // message of a key fails, the key's later messages in the same call are not delivered (they are
 // reported failed too), so per-key order holds within a call.
-func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	for i, m := range msgs {
 		if m == nil {
-			return core.Permanent(fmt.Errorf("memory: publish: message %d is nil", i))
+			return outbox.Permanent(fmt.Errorf("memory: publish: message %d is nil", i))
 		}
 	}
 	t.mu.Lock()
@@ -73,8 +73,8 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 	failIDs := t.failIDs
 	t.mu.Unlock()
 
-	batchErr := core.NewBatchError()
-	delivered := make([]*core.Message, 0, len(msgs))
+	batchErr := outbox.NewBatchError()
+	delivered := make([]*outbox.Message, 0, len(msgs))
 	var stopped map[string]string // key -> ID of its first failed message in this call
 	for _, m := range msgs {
 		if first, ok := stopped[m.Key]; ok && m.Key != "" {
@@ -106,7 +106,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 	return batchErr.ErrOrNil()
 }
 
-func deliver(ctx context.Context, subs []Subscriber, m *core.Message) error {
+func deliver(ctx context.Context, subs []Subscriber, m *outbox.Message) error {
 	for _, s := range subs {
 		if err := s(ctx, m); err != nil {
 			return err
@@ -131,10 +131,10 @@ func (t *Transport) Subscribe(fn Subscriber) (unsubscribe func()) {
 }
 
 // Received returns the messages published so far, in publish order.
-func (t *Transport) Received() []*core.Message {
+func (t *Transport) Received() []*outbox.Message {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]*core.Message(nil), t.received...)
+	return append([]*outbox.Message(nil), t.received...)
 }
 
 // Len returns how many messages were published so far.
@@ -182,8 +182,8 @@ func (t *Transport) FailAll(err error) {
 	t.failAll = orInjected(err)
 }
 
-// FailIDs makes the messages with these IDs fail with err, in a *core.BatchError, until Heal.
-// Wrap err with core.Permanent to have them dead-lettered.
+// FailIDs makes the messages with these IDs fail with err, in a *outbox.BatchError, until Heal.
+// Wrap err with outbox.Permanent to have them dead-lettered.
 func (t *Transport) FailIDs(err error, ids ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

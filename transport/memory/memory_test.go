@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -16,7 +16,7 @@ func TestTransportSuite(t *testing.T) {
 		received := 0
 		return outboxtest.TransportHarness{
 			Transport: tr,
-			Receive: func(ctx context.Context, n int) ([]*core.Message, error) {
+			Receive: func(ctx context.Context, n int) ([]*outbox.Message, error) {
 				err := tr.WaitFor(ctx, received+n)
 				got := tr.Received()[received:]
 				received += len(got)
@@ -30,7 +30,7 @@ func TestInjectedFailures(t *testing.T) {
 	ctx := context.Background()
 	tr := memory.New()
 	msgs := outboxtest.NewMessages(3, "T", "")
-	if err := core.Prepare(ctx, msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -44,10 +44,10 @@ func TestInjectedFailures(t *testing.T) {
 		t.Fatalf("after FailNext ran out: %v, %d received", err, tr.Len())
 	}
 
-	tr.FailIDs(core.Permanent(errors.New("poison")), msgs[1].ID)
+	tr.FailIDs(outbox.Permanent(errors.New("poison")), msgs[1].ID)
 	err := tr.Publish(ctx, msgs[1:])
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[msgs[1].ID]) || tr.Len() != 2 {
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[msgs[1].ID]) || tr.Len() != 2 {
 		t.Fatalf("FailIDs: %v, %d received", err, tr.Len())
 	}
 
@@ -66,7 +66,7 @@ func TestSubscribers(t *testing.T) {
 	ctx := context.Background()
 	tr := memory.New()
 	var got []string
-	unsubscribe := tr.Subscribe(func(ctx context.Context, m *core.Message) error {
+	unsubscribe := tr.Subscribe(func(ctx context.Context, m *outbox.Message) error {
 		if m.Type == "REJECT" {
 			return errors.New("consumer rejects it")
 		}
@@ -74,11 +74,11 @@ func TestSubscribers(t *testing.T) {
 		return nil
 	})
 	msgs := append(outboxtest.NewMessages(2, "OK", ""), outboxtest.NewMessages(1, "REJECT", "")...)
-	if err := core.Prepare(ctx, msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err := tr.Publish(ctx, msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || be.Failed[msgs[2].ID] == nil || len(got) != 2 || tr.Len() != 2 {
 		t.Fatalf("publish = %v; subscriber got %v", err, got)
 	}
@@ -90,8 +90,8 @@ func TestSubscribers(t *testing.T) {
 
 func TestNilMessageRefused(t *testing.T) {
 	tr := memory.New()
-	err := tr.Publish(context.Background(), []*core.Message{nil})
-	if err == nil || !core.IsPermanent(err) || tr.Len() != 0 {
+	err := tr.Publish(context.Background(), []*outbox.Message{nil})
+	if err == nil || !outbox.IsPermanent(err) || tr.Len() != 0 {
 		t.Fatalf("publish of a nil message = %v (%d received), want a permanent error", err, tr.Len())
 	}
 }

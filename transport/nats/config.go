@@ -11,7 +11,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -100,7 +100,7 @@ type Config struct {
 	// Route picks a subject for a message; "" means fall back to Subject. It is called for
 	// messages whose Type is not in Routes, must be fast and safe for concurrent use, and must
 	// not keep m. Default none.
-	Route func(m *core.Message) string
+	Route func(m *outbox.Message) string
 	// Stream, when set, is the stream every message must land in: it travels as the
 	// Nats-Expected-Stream header, and a subject that another stream captures fails the
 	// message (as an outage of the destination, see the package documentation) instead of
@@ -128,7 +128,7 @@ type Config struct {
 	// messages are sent one after the other, each once the previous one's PubAck came, and
 	// after a failure the Key's later messages in the call are not sent (reported failed).
 	// Keys proceed concurrently, messages without a Key are pipelined. The Transport then
-	// reports core.KeyOrderer, so a relay in Ordered mode hands it a Key's consecutive
+	// reports outbox.KeyOrderer, so a relay in Ordered mode hands it a Key's consecutive
 	// messages in one call. Default false: every message is pipelined (see the package
 	// documentation for what that keeps of the order).
 	KeepKeyOrder bool
@@ -170,7 +170,7 @@ func (c Config) withDefaults() Config {
 // default. It never repeats a secret.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "nats", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "nats", Field: field, Problem: problem}
 	}
 	if c.Conn != nil {
 		switch {

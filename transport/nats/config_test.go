@@ -14,7 +14,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -73,8 +73,8 @@ func TestValidate(t *testing.T) {
 			}
 			continue
 		}
-		var ce *core.ConfigError
-		if !errors.As(err, &ce) || ce.Field != c.field || !errors.Is(err, core.ErrInvalidConfig) {
+		var ce *outbox.ConfigError
+		if !errors.As(err, &ce) || ce.Field != c.field || !errors.Is(err, outbox.ErrInvalidConfig) {
 			t.Errorf("%s: Validate = %v, want a ConfigError for %s", c.name, err, c.field)
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "nats: invalid config: ") {
@@ -142,7 +142,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 			// The server refuses every one of these credentials: New fails, as an outage.
 			_, err = outboxnats.New(context.Background(), cfg)
-			if err == nil || !core.IsUnavailable(err) {
+			if err == nil || !outbox.IsUnavailable(err) {
 				t.Errorf("New with refused credentials = %v, want an Unavailable error", err)
 			}
 			shown["New error"] = fmt.Sprintf("%v %+v %#v", err, err, err)

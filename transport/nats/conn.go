@@ -7,7 +7,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -117,11 +117,11 @@ func connectError(c Config, err error) error {
 		errors.Is(err, natsgo.ErrAuthorization), errors.Is(err, natsgo.ErrAuthExpired),
 		errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired),
 		errors.Is(err, natsgo.ErrNkeysNotSupported):
-		return core.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
+		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
 	}
 	var ne interface{ Timeout() bool } // dial errors
 	if errors.As(err, &ne) {
-		return core.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
+		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
 	}
 	return fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean)
 }

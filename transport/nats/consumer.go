@@ -10,7 +10,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -52,7 +52,7 @@ const maxFetchBatch = 256
 // and tracestate among them), JetStream's Nats-* headers left out.
 type Consumer struct {
 	cfg    ConsumerConfig
-	handle func(ctx context.Context, m *core.Message) error
+	handle func(ctx context.Context, m *outbox.Message) error
 	log    *zap.Logger
 	// slots bounds the messages held (running, waiting for a handler, or asked for by the
 	// fetcher): Concurrency plus as many again, so the next pull request overlaps the handlers'
@@ -106,9 +106,9 @@ type ConsumerStats struct {
 // NewConsumer validates cfg and returns a consumer of the durable pull consumer cfg.Durable on
 // cfg.Stream that calls handle for each message. It sends nothing; Start (or Run) connects and
 // begins consuming. handle must be safe for concurrent use when Concurrency is above 1.
-func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Message) error) (*Consumer, error) {
+func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
 	if handle == nil {
-		return nil, &core.ConfigError{Component: "nats consumer", Field: "handle", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "nats consumer", Field: "handle", Problem: "is nil"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Me
 // is a pull consumer with explicit acks, and starts fetching in the background; it does not
 // block on messages. ctx bounds only this start-up work: the consumer runs until Stop. A
 // server that cannot be reached, and a stream or durable consumer that does not exist, fail
-// Start with an error marked core.Unavailable: starting again later can succeed.
+// Start with an error marked outbox.Unavailable: starting again later can succeed.
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -180,7 +180,7 @@ func (c *Consumer) lookup(ctx context.Context, nc *natsgo.Conn) (jetstream.Consu
 		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 			errors.Is(err, natsgo.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) ||
 			errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, natsgo.ErrConnectionClosed) {
-			return nil, 0, core.Unavailable(what)
+			return nil, 0, outbox.Unavailable(what)
 		}
 		return nil, 0, what
 	}
@@ -419,7 +419,7 @@ func (c *Consumer) nak(m jetstream.Msg, log *msgLog) {
 
 // call runs the handler, turning a panic into an error so one bad message cannot stop the
 // consumer.
-func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
+func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("nats consumer: handler panicked: %v", r)
@@ -464,7 +464,7 @@ func (c *Consumer) keepInProgress(m jetstream.Msg, log *msgLog) (stop func()) {
 type msgLog struct {
 	log *zap.Logger
 	m   jetstream.Msg
-	msg *core.Message // nil until decoded
+	msg *outbox.Message // nil until decoded
 }
 
 func (l *msgLog) write(level zapcore.Level, text string, err error) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -64,7 +64,7 @@ func rawRead(b *testing.B, st *stream, durable string, events, concurrency int) 
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				if _, err := core.DecodeEnvelope(m.Data()); err != nil {
+				if _, err := outbox.DecodeEnvelope(m.Data()); err != nil {
 					b.Error(err)
 				}
 				if err := m.DoubleAck(context.Background()); err != nil {
@@ -91,7 +91,7 @@ func rawRead(b *testing.B, st *stream, durable string, events, concurrency int) 
 
 func consumerRead(b *testing.B, st *stream, durable string, events, concurrency int) time.Duration {
 	c, err := outboxnats.NewConsumer(outboxnats.ConsumerConfig{URL: serverURL(), Stream: st.name, Durable: durable, Concurrency: concurrency},
-		func(context.Context, *core.Message) error { return nil })
+		func(context.Context, *outbox.Message) error { return nil })
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -68,7 +68,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type headers, as a Transport with RawPayload sends them. Default false: bodies are
-	// envelopes, decoded with core.DecodeEnvelope.
+	// envelopes, decoded with outbox.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once. The consumer holds at most twice as many
 	// messages: those running, and as many pulled ahead so the next pull request overlaps the
@@ -132,7 +132,7 @@ func (c ConsumerConfig) transportConfig() Config {
 // Validate names the first missing or wrong field. It never repeats a secret.
 func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "nats consumer", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "nats consumer", Field: field, Problem: problem}
 	}
 	switch {
 	case c.Stream == "":

@@ -7,17 +7,17 @@ import (
 	"strings"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // decodeReceived turns a message read from JetStream back into the message the Transport
 // published: the envelope (or, raw, the payload with the outbox.id and outbox.type headers),
 // Key from outbox.key, every other header as a header except JetStream's own (Nats-*), which
 // the transport sets for the stream, not for the consumer.
-func decodeReceived(body []byte, h natsgo.Header, raw bool) (*core.Message, error) {
-	var msg *core.Message
+func decodeReceived(body []byte, h natsgo.Header, raw bool) (*outbox.Message, error) {
+	var msg *outbox.Message
 	if raw {
-		msg = &core.Message{
+		msg = &outbox.Message{
 			ID:      h.Get(HeaderID),
 			Type:    h.Get(HeaderType),
 			Payload: json.RawMessage(body),
@@ -33,7 +33,7 @@ func decodeReceived(body []byte, h natsgo.Header, raw bool) (*core.Message, erro
 		msg.Payload = append(json.RawMessage(nil), body...) // the handler may keep it
 	} else {
 		var err error
-		if msg, err = core.DecodeEnvelope(body); err != nil {
+		if msg, err = outbox.DecodeEnvelope(body); err != nil {
 			return nil, fmt.Errorf("nats consumer: decode: %w", err)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -45,7 +45,7 @@ func ExampleNewConsumer() {
 		Stream:      "EVENTS",
 		Durable:     "billing",
 		Concurrency: 16,
-	}, func(ctx context.Context, m *core.Message) error {
+	}, func(ctx context.Context, m *outbox.Message) error {
 		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
 		return nil // nil acks the message; an error naks it for redelivery
 	})

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -37,7 +37,7 @@ func TestConsumerServerRestart(t *testing.T) {
 	c := newConsumer(t, outboxnats.ConsumerConfig{
 		URL: p.url, Stream: st.name, Durable: durable, ReconnectWait: 20 * time.Millisecond,
 		FetchWait: 500 * time.Millisecond, AckTimeout: time.Second,
-	}, func(ctx context.Context, m *core.Message) error {
+	}, func(ctx context.Context, m *outbox.Message) error {
 		if m.ID == held {
 			first := false
 			once.Do(func() { first = true })
@@ -59,7 +59,7 @@ func TestConsumerServerRestart(t *testing.T) {
 	second := prepared(t, messages(10, "AFTER", "")...)
 	deadline := time.Now().Add(15 * time.Second)
 	for err := tr.Publish(testCtx(t), second); err != nil; err = tr.Publish(testCtx(t), second) {
-		if !core.IsUnavailable(err) && !errors.As(err, new(*core.BatchError)) || time.Now().After(deadline) {
+		if !outbox.IsUnavailable(err) && !errors.As(err, new(*outbox.BatchError)) || time.Now().After(deadline) {
 			t.Fatalf("publish after the restart: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond) // the transport is reconnecting

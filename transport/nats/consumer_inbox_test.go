@@ -10,7 +10,7 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
@@ -52,7 +52,7 @@ func TestConsumerExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range msgs { // the injected duplicates: the same body and headers, a new stream message
-		body, err := core.EncodeEnvelope(nil, m)
+		body, err := outbox.EncodeEnvelope(nil, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestConsumerExactlyOnce(t *testing.T) {
 	for _, m := range msgs[:n/6] {
 		failOnce[m.ID] = true
 	}
-	handle := func(ctx context.Context, m *core.Message) error {
+	handle := func(ctx context.Context, m *outbox.Message) error {
 		dup, err := in.Handle(ctx, "billing", m, func(ctx context.Context, tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, "INSERT INTO effects VALUES (?)", m.ID); err != nil {
 				return err

@@ -13,7 +13,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -49,7 +49,7 @@ func (st *stream) pending(t testing.TB, durable string) (notDelivered uint64, ac
 }
 
 // newConsumer builds a consumer of the durable on the shared server, stopped at cleanup.
-func newConsumer(t *testing.T, cfg outboxnats.ConsumerConfig, handle func(context.Context, *core.Message) error) *outboxnats.Consumer {
+func newConsumer(t *testing.T, cfg outboxnats.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *outboxnats.Consumer {
 	t.Helper()
 	if cfg.URL == "" && cfg.Conn == nil {
 		cfg.URL = serverURL()
@@ -74,15 +74,15 @@ func newConsumer(t *testing.T, cfg outboxnats.ConsumerConfig, handle func(contex
 // collector records what a handler received.
 type collector struct {
 	mu    sync.Mutex
-	msgs  map[string]*core.Message
+	msgs  map[string]*outbox.Message
 	count map[string]int
 }
 
 func newCollector() *collector {
-	return &collector{msgs: map[string]*core.Message{}, count: map[string]int{}}
+	return &collector{msgs: map[string]*outbox.Message{}, count: map[string]int{}}
 }
 
-func (c *collector) handle(_ context.Context, m *core.Message) error {
+func (c *collector) handle(_ context.Context, m *outbox.Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.msgs[m.ID] = m
@@ -149,7 +149,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.MaxDeliver = 3 })
 	tr := newTransport(t, outboxnats.Config{Subject: st.subject()})
 	msgs := prepared(t, messages(4, "FLAKY", "")...)
-	poison := prepared(t, &core.Message{Type: "POISON", Payload: json.RawMessage(`{}`)})[0]
+	poison := prepared(t, &outbox.Message{Type: "POISON", Payload: json.RawMessage(`{}`)})[0]
 	if err := tr.Publish(testCtx(t), append(msgs, poison)); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 
 	var mu sync.Mutex
 	deliveries := map[string]int{}
-	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(_ context.Context, m *core.Message) error {
+	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(_ context.Context, m *outbox.Message) error {
 		mu.Lock()
 		deliveries[m.ID]++
 		n := deliveries[m.ID]
@@ -194,7 +194,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the dead message by its sequence: %v", err)
 	}
-	if got, err := core.DecodeEnvelope(raw.Data); err != nil || got.ID != poison.ID {
+	if got, err := outbox.DecodeEnvelope(raw.Data); err != nil || got.ID != poison.ID {
 		t.Fatalf("advisory names %v (%v), want the poison message %s", got, err, poison.ID)
 	}
 	// The counters follow each nak once it is sent: wait for them rather than read them at once.
@@ -230,7 +230,7 @@ func TestConsumerExtendsWhileHandling(t *testing.T) {
 	var c *outboxnats.Consumer
 	ready := make(chan struct{})
 	var calls atomic.Int32
-	c = newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(ctx context.Context, _ *core.Message) error {
+	c = newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(ctx context.Context, _ *outbox.Message) error {
 		if calls.Add(1) > 1 {
 			return nil
 		}
@@ -250,7 +250,7 @@ func TestConsumerExtendsWhileHandling(t *testing.T) {
 	// A second consumer of the durable, with free handlers, gets whatever the server
 	// redelivers once an AckWait ran out.
 	var stolen atomic.Int32
-	newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(context.Context, *core.Message) error {
+	newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, Concurrency: 1}, func(context.Context, *outbox.Message) error {
 		stolen.Add(1)
 		return nil
 	})
@@ -313,7 +313,7 @@ func TestConsumerConcurrent(t *testing.T) {
 	var running, peak atomic.Int32
 	var arrived atomic.Int32
 	col := newCollector()
-	handle := func(ctx context.Context, m *core.Message) error {
+	handle := func(ctx context.Context, m *outbox.Message) error {
 		n := running.Add(1)
 		defer running.Add(-1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -361,7 +361,7 @@ func TestConsumerStop(t *testing.T) {
 			t.Fatal(err)
 		}
 		entered, release := make(chan struct{}), make(chan struct{})
-		c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(ctx context.Context, _ *core.Message) error {
+		c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(ctx context.Context, _ *outbox.Message) error {
 			close(entered)
 			<-release
 			return ctx.Err()
@@ -391,11 +391,11 @@ func TestConsumerStop(t *testing.T) {
 		durable := st.durable(t, nil)
 		tr := newTransport(t, outboxnats.Config{Subject: st.subject()})
 		msg := prepared(t, messages(1, "STUCK", "")...)[0]
-		if err := tr.Publish(testCtx(t), []*core.Message{msg}); err != nil {
+		if err := tr.Publish(testCtx(t), []*outbox.Message{msg}); err != nil {
 			t.Fatal(err)
 		}
 		entered := make(chan struct{})
-		c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(ctx context.Context, _ *core.Message) error {
+		c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable}, func(ctx context.Context, _ *outbox.Message) error {
 			close(entered)
 			<-ctx.Done() // a handler that only ends when cancelled
 			return ctx.Err()
@@ -425,13 +425,13 @@ func TestConsumerStop(t *testing.T) {
 func TestConsumerStart(t *testing.T) {
 	s := needServer(t)
 	st := s.createStream(t, nil)
-	noop := func(context.Context, *core.Message) error { return nil }
+	noop := func(context.Context, *outbox.Message) error { return nil }
 
 	c, err := outboxnats.NewConsumer(outboxnats.ConsumerConfig{URL: serverURL(), Stream: st.name, Durable: "missing"}, noop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(testCtx(t)); !core.IsUnavailable(err) || !strings.Contains(err.Error(), "missing") {
+	if err := c.Start(testCtx(t)); !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("Start on a missing durable consumer = %v, want an outage naming it", err)
 	}
 
@@ -477,7 +477,7 @@ func TestConsumerConfig(t *testing.T) {
 		cfg := base
 		tc.edit(&cfg)
 		err := cfg.Validate()
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("Validate(%v) = %v, want a config error naming %s", cfg, err, tc.field)
 		}
 	}
@@ -518,7 +518,7 @@ func TestConsumerFailureLeftToAckWait(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var at []time.Time
-	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, NakDelay: -1}, func(context.Context, *core.Message) error {
+	c := newConsumer(t, outboxnats.ConsumerConfig{Stream: st.name, Durable: durable, NakDelay: -1}, func(context.Context, *outbox.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		at = append(at, time.Now())

@@ -7,7 +7,7 @@
 //		Subject: "events.{type}", // USER_CREATED -> events.USER_CREATED
 //	})
 //	...
-//	relay, err := core.NewRelay(store, t, core.Config{})
+//	relay, err := outbox.NewRelay(store, t, outbox.Config{})
 //
 // The transport publishes; it creates no stream. Create one whose subjects capture every
 // subject the transport publishes to (for the default template, "outbox.>").
@@ -74,7 +74,7 @@
 // Messages are pipelined on one connection, so a stream stores them in the order of the
 // slice; but when one fails (a per-message limit, say), later messages of its Key may still be
 // stored after it, and a republish of the failed one then lands behind them. The transport
-// therefore does not report core.KeyOrderer by default, and a relay in Ordered mode hands it
+// therefore does not report outbox.KeyOrderer by default, and a relay in Ordered mode hands it
 // one message per Key per call, which keeps the order.
 //
 // With KeepKeyOrder the transport keeps the order itself: a Key's messages are sent one after
@@ -82,7 +82,7 @@
 // by the stream, or not even sendable) its later messages in the call are not sent, each
 // reported failed and marked Unavailable: a message that was never sent is not charged an
 // attempt. Keys proceed concurrently; messages without a Key, and a Key's only message in the
-// call, stay pipelined. KeepsKeyOrder then reports true (core.KeyOrderer), so a relay in Ordered
+// call, stay pipelined. KeepsKeyOrder then reports true (outbox.KeyOrderer), so a relay in Ordered
 // mode sends a Key's consecutive messages in one call: one round trip per message of a Key
 // instead of one claim, publish and ack cycle per message.
 //

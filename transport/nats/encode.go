@@ -6,7 +6,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The headers the transport adds to the message's own Headers.
@@ -28,9 +28,9 @@ const hdrOverhead = len("NATS/1.0\r\n") + len("\r\n")
 // encode turns m into the message to publish on subject, its body cut from slab. Its errors
 // are permanent: they concern the message itself, and sending it again would fail the same
 // way. maxBytes bounds headers plus body.
-func (t *Transport) encode(m *core.Message, subject string, maxBytes int, slab *[]byte) (*natsgo.Msg, error) {
+func (t *Transport) encode(m *outbox.Message, subject string, maxBytes int, slab *[]byte) (*natsgo.Msg, error) {
 	fail := func(format string, args ...any) (*natsgo.Msg, error) {
-		return nil, core.Permanent(fmt.Errorf("nats: message %s: "+format, append([]any{m.ID}, args...)...))
+		return nil, outbox.Permanent(fmt.Errorf("nats: message %s: "+format, append([]any{m.ID}, args...)...))
 	}
 
 	var body []byte
@@ -38,7 +38,7 @@ func (t *Transport) encode(m *core.Message, subject string, maxBytes int, slab *
 		body = m.Payload
 	} else {
 		start := len(*slab)
-		b, err := core.EncodeEnvelope(*slab, m)
+		b, err := outbox.EncodeEnvelope(*slab, m)
 		if err != nil {
 			return nil, err // already permanent, and names the message
 		}

@@ -7,7 +7,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // JetStream error codes the transport classifies (nats-server's errors.json) that nats.go has
@@ -44,9 +44,9 @@ var unavailableCodes = map[jetstream.ErrorCode]string{
 // classify turns the failure of one message's publish into its error, marked with what the
 // relay should do:
 //
-//   - core.Permanent when no retry can fix it: the message exceeds the server's max_payload or
+//   - outbox.Permanent when no retry can fix it: the message exceeds the server's max_payload or
 //     the stream's max_msg_size.
-//   - core.Unavailable when the destination is out: no stream listens on the subject (no
+//   - outbox.Unavailable when the destination is out: no stream listens on the subject (no
 //     responders), JetStream is disabled or short of resources, the connection is down,
 //     closed or reconnecting, the PubAck timed out, credentials or permissions were refused.
 //     A stream that is missing is treated as an outage rather than a fault of the message: it
@@ -67,43 +67,43 @@ func classify(subject string, err error) error {
 		return wrap("")
 	}
 	if errors.Is(err, jetstream.ErrJetStreamPublisherClosed) {
-		return fmt.Errorf("nats: publish to %s: %w", subject, core.ErrClosed)
+		return fmt.Errorf("nats: publish to %s: %w", subject, outbox.ErrClosed)
 	}
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
 		if api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
-			return core.Permanent(wrap("the message exceeds the stream's max_msg_size"))
+			return outbox.Permanent(wrap("the message exceeds the stream's max_msg_size"))
 		}
 		if what, ok := unavailableCodes[api.ErrorCode]; ok {
-			return core.Unavailable(wrap(what))
+			return outbox.Unavailable(wrap(what))
 		}
 		if api.Code == 503 {
-			return core.Unavailable(wrap("JetStream is unavailable"))
+			return outbox.Unavailable(wrap("JetStream is unavailable"))
 		}
 		return wrap("")
 	}
 	switch {
 	case errors.Is(err, natsgo.ErrMaxPayload):
-		return core.Permanent(wrap("the message exceeds the server's max_payload"))
+		return outbox.Permanent(wrap("the message exceeds the server's max_payload"))
 	case errors.Is(err, natsgo.ErrBadSubject), errors.Is(err, jetstream.ErrInvalidSubject):
-		return core.Permanent(wrap("the subject is invalid"))
+		return outbox.Permanent(wrap("the subject is invalid"))
 	case errors.Is(err, natsgo.ErrBadHeaderMsg):
-		return core.Permanent(wrap("a header is invalid"))
+		return outbox.Permanent(wrap("a header is invalid"))
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, natsgo.ErrNoResponders):
-		return core.Unavailable(wrap("no stream captures the subject, or JetStream is not running"))
+		return outbox.Unavailable(wrap("no stream captures the subject, or JetStream is not running"))
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, natsgo.ErrTimeout):
-		return core.Unavailable(wrap("no PubAck within AckTimeout (the stream may have stored it)"))
+		return outbox.Unavailable(wrap("no PubAck within AckTimeout (the stream may have stored it)"))
 	case errors.Is(err, natsgo.ErrDisconnected), errors.Is(err, natsgo.ErrConnectionReconnecting),
 		errors.Is(err, natsgo.ErrReconnectBufExceeded), errors.Is(err, natsgo.ErrConnectionClosed),
 		errors.Is(err, natsgo.ErrNoServers), errors.Is(err, natsgo.ErrStaleConnection),
 		errors.Is(err, natsgo.ErrConnectionDraining), errors.Is(err, jetstream.ErrConnectionClosed):
-		return core.Unavailable(wrap("the connection is down"))
+		return outbox.Unavailable(wrap("the connection is down"))
 	case errors.Is(err, natsgo.ErrAuthorization), errors.Is(err, natsgo.ErrAuthExpired),
 		errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired),
 		errors.Is(err, natsgo.ErrPermissionViolation):
-		return core.Unavailable(wrap("the server refused the credentials or their permissions"))
+		return outbox.Unavailable(wrap("the server refused the credentials or their permissions"))
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
-		return core.Unavailable(wrap("too many PubAcks outstanding"))
+		return outbox.Unavailable(wrap("too many PubAcks outstanding"))
 	}
 	return wrap("")
 }

@@ -8,7 +8,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The classification table, for errors the tests against real servers cannot all provoke
@@ -56,10 +56,10 @@ func TestClassify(t *testing.T) {
 	for _, c := range cases {
 		got := classify("s.t", fmt.Errorf("wrapped: %w", c.err))
 		switch {
-		case c.want == permanent && !core.IsPermanent(got),
-			c.want == unavailable && (!core.IsUnavailable(got) || core.IsPermanent(got)),
-			c.want == plain && (core.IsUnavailable(got) || core.IsPermanent(got)):
-			t.Errorf("%s: classify = %v (permanent %t, unavailable %t), want class %d", c.name, got, core.IsPermanent(got), core.IsUnavailable(got), c.want)
+		case c.want == permanent && !outbox.IsPermanent(got),
+			c.want == unavailable && (!outbox.IsUnavailable(got) || outbox.IsPermanent(got)),
+			c.want == plain && (outbox.IsUnavailable(got) || outbox.IsPermanent(got)):
+			t.Errorf("%s: classify = %v (permanent %t, unavailable %t), want class %d", c.name, got, outbox.IsPermanent(got), outbox.IsUnavailable(got), c.want)
 		}
 		if !errors.Is(got, c.err) {
 			t.Errorf("%s: classify dropped the cause: %v", c.name, got)
@@ -68,7 +68,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s: %q does not start with %q", c.name, got, want)
 		}
 	}
-	if err := classify("s", jetstream.ErrJetStreamPublisherClosed); !errors.Is(err, core.ErrClosed) {
-		t.Errorf("publisher closed = %v, want core.ErrClosed", err)
+	if err := classify("s", jetstream.ErrJetStreamPublisherClosed); !errors.Is(err, outbox.ErrClosed) {
+		t.Errorf("publisher closed = %v, want outbox.ErrClosed", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -40,8 +40,8 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
-	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	var store outbox.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func Example_ownConnection() {
 		Conn:    nc,
 		Subject: "outbox.{type}",
 		Routes:  map[string]string{"ORDER_PLACED": "orders.placed"},
-		Route: func(m *core.Message) string {
+		Route: func(m *outbox.Message) string {
 			if m.Headers["tenant"] == "internal" {
 				return "internal.events"
 			}

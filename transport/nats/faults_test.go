@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
@@ -53,7 +53,7 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 		AckTimeout: time.Second, ConnectTimeout: time.Second, ReconnectWait: 20 * time.Millisecond,
 	})
 
-	var msgs []*core.Message
+	var msgs []*outbox.Message
 	for i := range total {
 		key := ""
 		if keys > 0 {
@@ -62,12 +62,12 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 		msgs = append(msgs, messages(1, "T", key)...)
 	}
 	store := memstore.New()
-	relay := runRelay(t, store, tr, core.Config{
+	relay := runRelay(t, store, tr, outbox.Config{
 		Ordered: ordered, BatchSize: batchSize, Concurrency: inFlight,
 		// Far more attempts than the test can use: a message dead-lettered would mean the
 		// relay charged the outage to it.
 		MaxAttempts: 10000, Lease: 10 * time.Second, PublishTimeout: 3 * time.Second,
-		Backoff: core.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
+		Backoff: outbox.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 	})
 
 	// The writer: chunks of messages at a steady pace, as a service would commit them.
@@ -110,7 +110,7 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 		t.Fatal(err)
 	default:
 	}
-	counts := waitCounts(t, store, 45*time.Second, func(c core.Counts) bool { return c.Pending == 0 })
+	counts := waitCounts(t, store, 45*time.Second, func(c outbox.Counts) bool { return c.Pending == 0 })
 	if rs := relay.Stats(); rs.Dead != 0 || counts.Dead != 0 {
 		t.Fatalf("dead-lettered: relay stats %+v, store counts %+v", rs, counts)
 	}
@@ -159,7 +159,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	}
 	start := time.Now()
 	err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...))
-	if err == nil || !core.IsUnavailable(err) || core.IsPermanent(err) {
+	if err == nil || !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 		t.Fatalf("publish while disconnected = %v, want an Unavailable error", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
@@ -181,7 +181,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !core.IsUnavailable(err) || time.Now().After(deadline) {
+		if !outbox.IsUnavailable(err) || time.Now().After(deadline) {
 			t.Fatalf("publish after the restart: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -213,7 +213,7 @@ func TestUnansweredPubAcks(t *testing.T) {
 	}()
 	start := time.Now()
 	err := tr.Publish(testCtx(t), in[1:3])
-	if d := time.Since(start); err == nil || !core.IsUnavailable(err) || d > 5*time.Second {
+	if d := time.Since(start); err == nil || !outbox.IsUnavailable(err) || d > 5*time.Second {
 		t.Fatalf("publish to a frozen server = %v after %v, want an Unavailable error after about AckTimeout", err, d)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -234,7 +234,7 @@ func TestUnansweredPubAcks(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !core.IsUnavailable(err) || time.Now().After(deadline) {
+		if !outbox.IsUnavailable(err) || time.Now().After(deadline) {
 			t.Fatalf("publish after the thaw: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)

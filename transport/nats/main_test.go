@@ -13,7 +13,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 	"go.uber.org/goleak"
@@ -132,7 +132,7 @@ func (st *stream) reader(t testing.TB, raw bool) *reader {
 
 // received is one stored message as a consumer sees it.
 type received struct {
-	Msg     *core.Message // decoded: envelope (or raw payload), Key and Headers from the headers
+	Msg     *outbox.Message // decoded: envelope (or raw payload), Key and Headers from the headers
 	Subject string
 	Header  natsgo.Header
 }
@@ -180,13 +180,13 @@ func (st *stream) readAll(t testing.TB, raw bool) []received {
 // decode reads a message the way a Go consumer would: the envelope (or the raw payload with the
 // outbox.id and outbox.type headers), Key from outbox.key, the other headers except
 // JetStream's as Headers.
-func decode(body []byte, h natsgo.Header, raw bool) (*core.Message, error) {
-	var m *core.Message
+func decode(body []byte, h natsgo.Header, raw bool) (*outbox.Message, error) {
+	var m *outbox.Message
 	if raw {
-		m = &core.Message{Payload: body, ID: h.Get(outboxnats.HeaderID), Type: h.Get(outboxnats.HeaderType)}
+		m = &outbox.Message{Payload: body, ID: h.Get(outboxnats.HeaderID), Type: h.Get(outboxnats.HeaderType)}
 	} else {
 		var err error
-		if m, err = core.DecodeEnvelope(body); err != nil {
+		if m, err = outbox.DecodeEnvelope(body); err != nil {
 			return nil, err
 		}
 	}
@@ -226,10 +226,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs core.Prepare on msgs, as a store's Add does, and returns them.
-func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
+// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -237,10 +237,10 @@ func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
 
 // messages returns n valid messages of type typ, all with key (which may be empty), with
 // payloads {"n":i}.
-func messages(n int, typ, key string) []*core.Message {
-	msgs := make([]*core.Message, n)
+func messages(n int, typ, key string) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }

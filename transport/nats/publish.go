@@ -7,27 +7,27 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Publish sends msgs to JetStream with Nats-Msg-Id = ID and returns once every message's
 // PubAck came, failed or timed out (AckTimeout), or ctx ended. It returns nil when the stream
 // stored every message (a PubAck reporting a duplicate counts as stored: see Stats); a
-// *core.BatchError naming the messages that failed when some did; or, when every message
+// *outbox.BatchError naming the messages that failed when some did; or, when every message
 // failed the same way, that error. Failures are marked as the package documentation
-// describes: core.Permanent for what no retry fixes, core.Unavailable for outages.
+// describes: outbox.Permanent for what no retry fixes, outbox.Unavailable for outages.
 //
 // Messages are pipelined on the one connection: up to MaxPending PubAcks are awaited at
 // once across all calls. With KeepKeyOrder, a Key's messages instead go one at a time, each
 // after the previous one's PubAck, and stop at the Key's first failure.
-func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed() {
-		return fmt.Errorf("nats: publish: %w", core.ErrClosed)
+		return fmt.Errorf("nats: publish: %w", outbox.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nats: publish: %w", err)
@@ -39,7 +39,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 	}
 	if !t.nc.IsConnected() {
 		// Fail fast: a publish now would wait for nothing, or fill a reconnect buffer.
-		return core.Unavailable(fmt.Errorf("nats: publish: not connected to a server (connection %s)", t.nc.Status()))
+		return outbox.Unavailable(fmt.Errorf("nats: publish: not connected to a server (connection %s)", t.nc.Status()))
 	}
 	maxBytes := int(t.nc.MaxPayload())
 	if t.cfg.MaxMessageBytes > 0 && t.cfg.MaxMessageBytes < maxBytes {
@@ -89,7 +89,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 // publishing is one Publish call's state.
 type publishing struct {
 	t        *Transport
-	msgs     []*core.Message
+	msgs     []*outbox.Message
 	ready    []*natsgo.Msg // each message as sent, once encoded
 	out      *outcome
 	maxBytes int
@@ -145,7 +145,7 @@ func (p *publishing) wait(ctx context.Context, i int, f jetstream.PubAckFuture) 
 	case <-ctx.Done():
 		gaveUp = ctx.Err()
 	case <-p.t.done:
-		gaveUp = core.ErrClosed
+		gaveUp = outbox.ErrClosed
 	}
 	// A PubAck that came as the wait ended still counts: reporting a stored message failed
 	// would only cause a republish.
@@ -202,7 +202,7 @@ func (p *publishing) inOrder(ctx context.Context, idxs []int) {
 		cause := p.out.errs[i]
 		// Marked Unavailable whatever the cause: a message that was never sent did nothing
 		// wrong, and must not be charged an attempt (nor die with a poison message ahead).
-		held := core.Unavailable(fmt.Errorf("nats: message not sent: message %s of key %q before it failed: %v", p.msgs[i].ID, p.msgs[i].Key, cause))
+		held := outbox.Unavailable(fmt.Errorf("nats: message not sent: message %s of key %q before it failed: %v", p.msgs[i].ID, p.msgs[i].Key, cause))
 		for _, k := range idxs[j+1:] {
 			p.out.fail(k, held)
 		}
@@ -213,11 +213,11 @@ func (p *publishing) inOrder(ctx context.Context, idxs []int) {
 // outcome collects what happened to each message of one Publish call. Each index is written
 // by one goroutine only.
 type outcome struct {
-	msgs []*core.Message
+	msgs []*outbox.Message
 	errs []error
 }
 
-func newOutcome(msgs []*core.Message) *outcome {
+func newOutcome(msgs []*outbox.Message) *outcome {
 	return &outcome{msgs: msgs, errs: make([]error, len(msgs))}
 }
 
@@ -246,7 +246,7 @@ func (o *outcome) err() error {
 		// stream): one error says it best, and keeps its marks.
 		return first
 	}
-	be := core.NewBatchError()
+	be := outbox.NewBatchError()
 	for i, err := range o.errs {
 		if err != nil {
 			be.Add(o.msgs[i].ID, err)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -27,12 +27,12 @@ func TestDuplicateDetection(t *testing.T) {
 
 	for i, call := range []struct {
 		tr   *outboxnats.Transport
-		msgs []*core.Message
+		msgs []*outbox.Message
 	}{
-		{tr, []*core.Message{m}},
-		{tr, []*core.Message{m}},
-		{tr, []*core.Message{m, m}},
-		{other, []*core.Message{m}},
+		{tr, []*outbox.Message{m}},
+		{tr, []*outbox.Message{m}},
+		{tr, []*outbox.Message{m, m}},
+		{other, []*outbox.Message{m}},
 	} {
 		if err := call.tr.Publish(testCtx(t), call.msgs); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
@@ -62,11 +62,11 @@ func TestWireFormat(t *testing.T) {
 		t.Run(fmt.Sprintf("raw=%t", raw), func(t *testing.T) {
 			st := s.createStream(t, nil)
 			tr := newTransport(t, outboxnats.Config{Subject: st.subject(), RawPayload: raw})
-			m := prepared(t, &core.Message{
+			m := prepared(t, &outbox.Message{
 				Type: "order.placed", Key: "order-7", Payload: json.RawMessage(`{"total":12.5}`),
 				Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "X-Tenant": "Acme Inc", "empty": ""},
 			})[0]
-			if err := tr.Publish(testCtx(t), []*core.Message{m}); err != nil {
+			if err := tr.Publish(testCtx(t), []*outbox.Message{m}); err != nil {
 				t.Fatal(err)
 			}
 			got := st.readAll(t, raw)
@@ -108,16 +108,16 @@ func TestRouting(t *testing.T) {
 	tr := newTransport(t, outboxnats.Config{
 		Subject: st.subject(),
 		Routes:  map[string]string{"A": st.prefix + ".routed.a"},
-		Route: func(m *core.Message) string {
+		Route: func(m *outbox.Message) string {
 			if m.Key != "" {
 				return st.prefix + ".bykey." + m.Key
 			}
 			return ""
 		},
 	})
-	in := prepared(t, &core.Message{Type: "A", Key: "k1", Payload: json.RawMessage(`1`)},
-		&core.Message{Type: "B", Key: "k2", Payload: json.RawMessage(`2`)},
-		&core.Message{Type: "C", Payload: json.RawMessage(`3`)})
+	in := prepared(t, &outbox.Message{Type: "A", Key: "k1", Payload: json.RawMessage(`1`)},
+		&outbox.Message{Type: "B", Key: "k2", Payload: json.RawMessage(`2`)},
+		&outbox.Message{Type: "C", Payload: json.RawMessage(`3`)})
 	if err := tr.Publish(testCtx(t), in); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestPermanentFailures(t *testing.T) {
 	st := s.createStream(t, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 2048 })
 	tr := newTransport(t, outboxnats.Config{
 		Subject: st.subject(),
-		Route: func(m *core.Message) string {
+		Route: func(m *outbox.Message) string {
 			if m.Type == "ROUTED_BAD" {
 				return st.prefix + ".*"
 			}
@@ -147,7 +147,7 @@ func TestPermanentFailures(t *testing.T) {
 		},
 	})
 	good := messages(3, "GOOD", "")
-	bad := map[string]*core.Message{
+	bad := map[string]*outbox.Message{
 		"a space in the type":             {Type: "BAD TYPE", Payload: json.RawMessage(`{}`)},
 		"a wildcard from Route":           {Type: "ROUTED_BAD", Payload: json.RawMessage(`{}`)},
 		"a Nats- header":                  {Type: "T", Payload: json.RawMessage(`{}`), Headers: map[string]string{"Nats-Expected-Stream": "X"}},
@@ -162,12 +162,12 @@ func TestPermanentFailures(t *testing.T) {
 	}
 	prepared(t, in...)
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
 	for why, m := range bad {
-		if e := be.Failed[m.ID]; e == nil || !core.IsPermanent(e) {
+		if e := be.Failed[m.ID]; e == nil || !outbox.IsPermanent(e) {
 			t.Errorf("message with %s: error %v, want a permanent one", why, e)
 		}
 	}
@@ -193,7 +193,7 @@ func TestMissingOrWrongStreamIsUnavailable(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tr := newTransport(t, cfg)
 			err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...))
-			if err == nil || !core.IsUnavailable(err) || core.IsPermanent(err) {
+			if err == nil || !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 				t.Fatalf("publish = %v, want an Unavailable error", err)
 			}
 		})
@@ -210,7 +210,7 @@ func TestMissingOrWrongStreamIsUnavailable(t *testing.T) {
 
 // With KeepKeyOrder a failure stops its Key: the Key's later messages are not stored (and are
 // reported failed, retryable), earlier ones and other Keys are. This is the promise behind
-// core.KeyOrderer.
+// outbox.KeyOrderer.
 func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	t.Parallel()
 	s := needServer(t)
@@ -222,7 +222,7 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	a, b, c := messages(5, "T", "a"), messages(5, "T", "b"), messages(3, "T", "c")
 	a[2].Payload = json.RawMessage(`"` + strings.Repeat("x", 2048) + `"`) // the stream refuses it
 	c[1].Headers = map[string]string{"bad header": "v"}                   // never sent at all
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range a {
 		in = append(in, a[i], b[i])
 		if i < len(c) {
@@ -234,15 +234,15 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 	prepared(t, in...)
 
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
-	if len(be.Failed) != 5 || !core.IsPermanent(be.Failed[a[2].ID]) || !core.IsPermanent(be.Failed[c[1].ID]) {
+	if len(be.Failed) != 5 || !outbox.IsPermanent(be.Failed[a[2].ID]) || !outbox.IsPermanent(be.Failed[c[1].ID]) {
 		t.Fatalf("failures %v, want a[2] and c[1] permanent, a[3], a[4] and c[2] held back", be)
 	}
 	for _, m := range append(a[3:], c[2]) {
-		if e := be.Failed[m.ID]; e == nil || core.IsPermanent(e) || !core.IsUnavailable(e) || !strings.Contains(e.Error(), "not sent") {
+		if e := be.Failed[m.ID]; e == nil || outbox.IsPermanent(e) || !outbox.IsUnavailable(e) || !strings.Contains(e.Error(), "not sent") {
 			t.Errorf("a later message of key a: error %v, want 'not sent', marked Unavailable (no attempt charged)", e)
 		}
 	}
@@ -277,7 +277,7 @@ func TestKeepKeyOrderStopsKeyAtFirstFailure(t *testing.T) {
 }
 
 // Without KeepKeyOrder the transport promises less, and says so: messages are pipelined, so a
-// failure does not stop its Key. This is why it does not report core.KeyOrderer then.
+// failure does not stop its Key. This is why it does not report outbox.KeyOrderer then.
 func TestPipelinedFailureDoesNotStopKey(t *testing.T) {
 	t.Parallel()
 	s := needServer(t)
@@ -289,7 +289,7 @@ func TestPipelinedFailureDoesNotStopKey(t *testing.T) {
 	in := prepared(t, messages(4, "T", "a")...)
 	in[1].Payload = json.RawMessage(`"` + strings.Repeat("x", 2048) + `"`)
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[in[1].ID] == nil {
 		t.Fatalf("publish = %v, want exactly in[1] failed", err)
 	}
@@ -327,8 +327,8 @@ func TestClosed(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, core.ErrClosed) {
-		t.Fatalf("publish after Close = %v, want core.ErrClosed", err)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("publish after Close = %v, want outbox.ErrClosed", err)
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -367,7 +367,7 @@ func TestCheckStream(t *testing.T) {
 		t.Errorf("a 2m window against a 5m30s horizon = %v, want an error naming the window", err)
 	}
 	missing := newTransport(t, outboxnats.Config{Subject: st.subject(), Stream: st.name + "_MISSING"})
-	if err := missing.CheckStream(testCtx(t), time.Minute); !core.IsUnavailable(err) {
+	if err := missing.CheckStream(testCtx(t), time.Minute); !outbox.IsUnavailable(err) {
 		t.Errorf("a missing stream = %v, want an Unavailable error", err)
 	}
 	if err := newTransport(t, outboxnats.Config{Subject: st.subject()}).CheckStream(testCtx(t), time.Minute); err == nil {

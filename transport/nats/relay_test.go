@@ -9,21 +9,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
 // runRelay starts a relay from store to tr, stopped when the test ends.
-func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config) *core.Relay {
+func runRelay(t *testing.T, store outbox.Store, tr outbox.Transport, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
-	if cfg.Backoff == (core.Backoff{}) {
-		cfg.Backoff = core.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	if cfg.Backoff == (outbox.Backoff{}) {
+		cfg.Backoff = outbox.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	}
-	relay, err := core.NewRelay(store, tr, cfg)
+	relay, err := outbox.NewRelay(store, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config
 }
 
 // waitCounts polls the store's counts until cond holds, for at most timeout.
-func waitCounts(t *testing.T, store core.Inspector, timeout time.Duration, cond func(core.Counts) bool) core.Counts {
+func waitCounts(t *testing.T, store outbox.Inspector, timeout time.Duration, cond func(outbox.Counts) bool) outbox.Counts {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -62,7 +62,7 @@ func waitCounts(t *testing.T, store core.Inspector, timeout time.Duration, cond 
 // checkStream reads the stream back and checks that it holds each of want exactly once
 // (duplicates counted, allowed up to maxDup), and, when ordered, every key's messages in the
 // order of want. It returns the number of duplicates.
-func checkStream(t *testing.T, st *stream, want []*core.Message, ordered bool, maxDup int) int {
+func checkStream(t *testing.T, st *stream, want []*outbox.Message, ordered bool, maxDup int) int {
 	t.Helper()
 	got := st.readAll(t, false)
 	index := make(map[string]int, len(want))
@@ -114,7 +114,7 @@ func TestRelayDrains(t *testing.T) {
 			st := s.createStream(t, nil)
 			tr := newTransport(t, outboxnats.Config{Subject: st.subject(), KeepKeyOrder: c.ordered})
 			store := memstore.New()
-			var msgs []*core.Message
+			var msgs []*outbox.Message
 			for i := range 2000 {
 				key := ""
 				if c.keys > 0 {
@@ -125,8 +125,8 @@ func TestRelayDrains(t *testing.T) {
 			if err := store.Add(testCtx(t), msgs...); err != nil {
 				t.Fatal(err)
 			}
-			relay := runRelay(t, store, tr, core.Config{Ordered: c.ordered})
-			waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Pending == 0 })
+			relay := runRelay(t, store, tr, outbox.Config{Ordered: c.ordered})
+			waitCounts(t, store, 30*time.Second, func(c outbox.Counts) bool { return c.Pending == 0 })
 			if st := relay.Stats(); st.Published != int64(len(msgs)) || st.Dead != 0 || st.Failed != 0 {
 				t.Fatalf("relay stats %+v, want %d published and nothing failed", st, len(msgs))
 			}
@@ -145,7 +145,7 @@ func TestRelayOrderedPoisonMessage(t *testing.T) {
 	s := needServer(t)
 	st := s.createStream(t, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 1024 })
 	tr := newTransport(t, outboxnats.Config{Subject: st.subject(), KeepKeyOrder: true})
-	var msgs []*core.Message
+	var msgs []*outbox.Message
 	for i := range 300 {
 		msgs = append(msgs, messages(1, "T", fmt.Sprintf("k%d", i%3))...)
 	}
@@ -155,12 +155,12 @@ func TestRelayOrderedPoisonMessage(t *testing.T) {
 	if err := store.Add(testCtx(t), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	relay := runRelay(t, store, tr, core.Config{Ordered: true, BatchSize: 50})
+	relay := runRelay(t, store, tr, outbox.Config{Ordered: true, BatchSize: 50})
 
 	// k1 and k2 drain; k0 stops behind its dead message: 89 wait.
-	waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Dead == 1 && c.Pending == 89 })
+	waitCounts(t, store, 30*time.Second, func(c outbox.Counts) bool { return c.Dead == 1 && c.Pending == 89 })
 	waitFor(t, 30*time.Second, "the other keys to be published", func() bool { return relay.Stats().Published == 210 })
-	dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
+	dead, err := store.ListDead(testCtx(t), outbox.DeadFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +171,11 @@ func TestRelayOrderedPoisonMessage(t *testing.T) {
 		t.Fatalf("the stream holds %d messages, want 210: k0's 10 before the poison, all of k1 and k2", n)
 	}
 
-	if _, err := store.Purge(testCtx(t), core.DeadFilter{}); err != nil {
+	if _, err := store.Purge(testCtx(t), outbox.DeadFilter{}); err != nil {
 		t.Fatal(err)
 	}
-	waitCounts(t, store, 30*time.Second, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 0 })
-	var rest []*core.Message
+	waitCounts(t, store, 30*time.Second, func(c outbox.Counts) bool { return c.Pending == 0 && c.Dead == 0 })
+	var rest []*outbox.Message
 	for _, m := range msgs {
 		if m != poison {
 			rest = append(rest, m)

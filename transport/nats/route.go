@@ -9,13 +9,13 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // router picks each message's subject: Routes by Type, then Route, then the Subject template.
 type router struct {
 	routes map[string]string
-	route  func(*core.Message) string
+	route  func(*outbox.Message) string
 	// The template split at its placeholders: subject = parts[0] + Type + parts[1] + Type ...
 	parts []string
 	// byType caches the template's valid subject of each Type, so the common case costs a
@@ -33,14 +33,14 @@ func newRouter(c Config) *router {
 
 // subject returns the subject m goes to. Its errors are permanent: the same message would be
 // routed the same way again.
-func (r *router) subject(m *core.Message) (string, error) {
+func (r *router) subject(m *outbox.Message) (string, error) {
 	if s, ok := r.routes[m.Type]; ok {
 		return s, nil // checked by Validate
 	}
 	if r.route != nil {
 		if s := r.route(m); s != "" {
 			if err := checkSubject(s); err != nil {
-				return "", core.Permanent(fmt.Errorf("nats: message %s: Route returned a bad subject: %v", m.ID, err))
+				return "", outbox.Permanent(fmt.Errorf("nats: message %s: Route returned a bad subject: %v", m.ID, err))
 			}
 			return s, nil
 		}
@@ -53,7 +53,7 @@ func (r *router) subject(m *core.Message) (string, error) {
 	}
 	s := strings.Join(r.parts, m.Type)
 	if err := checkSubject(s); err != nil {
-		return "", core.Permanent(fmt.Errorf("nats: message %s: type %q makes a bad subject from the Subject template: %v", m.ID, m.Type, err))
+		return "", outbox.Permanent(fmt.Errorf("nats: message %s: type %q makes a bad subject from the Subject template: %v", m.ID, m.Type, err))
 	}
 	if r.cached.Load() < maxCached {
 		if _, loaded := r.byType.LoadOrStore(m.Type, s); !loaded {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // CheckStream verifies, for a transport with Stream set, that the stream exists and that its
@@ -15,7 +15,7 @@ import (
 // whose PubAck was lost (its Lease, or PublishTimeout plus Backoff.Max, whichever is longer; see
 // the package documentation). A deployment calls it at start, so a window too short to drop
 // the relay's republishes is found before it lets duplicates through. A missing stream is an
-// error marked core.Unavailable, as it is for Publish.
+// error marked outbox.Unavailable, as it is for Publish.
 func (t *Transport) CheckStream(ctx context.Context, horizon time.Duration) error {
 	if t.cfg.Stream == "" {
 		return errors.New("nats: check stream: Stream is not set in the Config, so the transport does not know the stream its messages land in")
@@ -23,7 +23,7 @@ func (t *Transport) CheckStream(ctx context.Context, horizon time.Duration) erro
 	s, err := t.js.Stream(ctx, t.cfg.Stream)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return core.Unavailable(fmt.Errorf("nats: check stream %s: the stream does not exist: %w", t.cfg.Stream, err))
+			return outbox.Unavailable(fmt.Errorf("nats: check stream %s: the stream does not exist: %w", t.cfg.Stream, err))
 		}
 		return fmt.Errorf("nats: check stream %s: %w", t.cfg.Stream, err)
 	}

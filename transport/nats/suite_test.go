@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
@@ -17,9 +17,9 @@ func harness(s *server, keepKeyOrder bool) outboxtest.TransportFactory {
 		r := st.reader(t, false)
 		return outboxtest.TransportHarness{
 			Transport: tr,
-			Receive: func(ctx context.Context, n int) ([]*core.Message, error) {
+			Receive: func(ctx context.Context, n int) ([]*outbox.Message, error) {
 				got, err := r.next(ctx, n)
-				msgs := make([]*core.Message, len(got))
+				msgs := make([]*outbox.Message, len(got))
 				for i, g := range got {
 					msgs[i] = g.Msg
 				}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -46,7 +46,7 @@ func TestTLSFromFiles(t *testing.T) {
 	}
 	// No stream captures the subject: the publish reaches JetStream over TLS and is refused as
 	// an outage, which proves the round trip.
-	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !core.IsUnavailable(err) {
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !outbox.IsUnavailable(err) {
 		t.Fatalf("publish over TLS to a subject no stream captures = %v, want an Unavailable error", err)
 	}
 

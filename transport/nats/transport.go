@@ -9,7 +9,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -54,7 +54,7 @@ type Stats struct {
 
 // New validates cfg, connects (unless cfg has a Conn) and returns a Transport. A server that
 // cannot be reached or refuses the credentials makes New fail with an error marked
-// core.Unavailable, without secrets in its text.
+// outbox.Unavailable, without secrets in its text.
 func New(ctx context.Context, cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -100,13 +100,13 @@ func (t *Transport) Stats() Stats {
 	return Stats{Published: t.published.Load(), Duplicates: t.duplicates.Load()}
 }
 
-// KeepsKeyOrder implements core.KeyOrderer: true when Config.KeepKeyOrder is set.
+// KeepsKeyOrder implements outbox.KeyOrderer: true when Config.KeepKeyOrder is set.
 func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeepKeyOrder }
 
 // String describes the transport without secrets.
 func (t *Transport) String() string { return "nats.Transport(" + t.cfg.String() + ")" }
 
-// Close makes further publishes fail with core.ErrClosed, ends the waits of publishes in
+// Close makes further publishes fail with outbox.ErrClosed, ends the waits of publishes in
 // flight (their unacknowledged messages fail: the stream may still store them, and their
 // duplicate window drops the republish), and closes the connection New made. A Conn you
 // passed stays open, and keeps the PubAck subscription until you close it.
@@ -147,7 +147,7 @@ func (t *Transport) acquire(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("nats: publish: %w", ctx.Err())
 	case <-t.done:
-		return fmt.Errorf("nats: publish: %w", core.ErrClosed)
+		return fmt.Errorf("nats: publish: %w", outbox.ErrClosed)
 	}
 }
 
@@ -159,7 +159,7 @@ func (t *Transport) release() {
 }
 
 // acked records a PubAck.
-func (t *Transport) acked(m *core.Message, ack *jetstream.PubAck) {
+func (t *Transport) acked(m *outbox.Message, ack *jetstream.PubAck) {
 	t.published.Add(1)
 	if ack.Duplicate {
 		t.duplicates.Add(1)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Defaults and limits of Config.
@@ -56,7 +56,7 @@ type Config struct {
 	RoutingKey string
 	// Route picks the exchange and routing key of a message itself, instead of Exchange and
 	// RoutingKey. It must be fast, safe for concurrent use, and must not keep m. Default none.
-	Route func(m *core.Message) (exchange, routingKey string)
+	Route func(m *outbox.Message) (exchange, routingKey string)
 
 	// RawPayload sends the message Payload alone as the body, instead of the envelope
 	// {"id","eventType","payload","result","timestamp"}. The ID and Type still travel as the
@@ -69,7 +69,7 @@ type Config struct {
 	// broker reported.
 	MaxMessageBytes int
 	// KeyOrder makes one Publish keep the order of each Key and stop a Key at its first failure
-	// (core.KeyOrderer): a Key's second message is sent only once the broker confirmed its first,
+	// (outbox.KeyOrderer): a Key's second message is sent only once the broker confirmed its first,
 	// so a batch with n messages of one Key takes n round trips. Turn it on with the relay's
 	// Ordered mode, which then sends a Key's consecutive messages in one batch. Default false:
 	// every message of a batch is sent at once and confirmed as a whole.
@@ -135,7 +135,7 @@ func (c Config) withDefaults() Config {
 // default. It never repeats a secret.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "rabbitmq", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "rabbitmq", Field: field, Problem: problem}
 	}
 	if c.URL == "" {
 		return bad("URL", "is empty (want amqp://user:password@host:5672/vhost)")
@@ -217,7 +217,7 @@ func (c Config) String() string {
 		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
 	}
 	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:" + core.Redacted)
+		b.WriteString(" KeyPassword:" + outbox.Redacted)
 	}
 	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s WriteTimeout:%s ReconnectMin:%s ReconnectMax:%s}",
 		c.DialTimeout, c.Heartbeat, c.WriteTimeout, c.ReconnectMin, c.ReconnectMax)

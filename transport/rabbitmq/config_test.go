@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -62,8 +62,8 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
-			if !errors.As(err, &ce) || ce.Field != c.field || !errors.Is(err, core.ErrInvalidConfig) {
+			var ce *outbox.ConfigError
+			if !errors.As(err, &ce) || ce.Field != c.field || !errors.Is(err, outbox.ErrInvalidConfig) {
 				t.Fatalf("Validate() = %v, want a ConfigError for %s", err, c.field)
 			}
 			if _, err := rabbitmq.New(c.cfg); err == nil {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -56,7 +56,7 @@ type Consumer struct {
 	conn   Config // the connection part of cfg, defaults applied
 	tls    *tls.Config
 	addr   string // host:port, for errors and logs (never the URL, which holds the password)
-	handle func(ctx context.Context, m *core.Message) error
+	handle func(ctx context.Context, m *outbox.Message) error
 	log    *zap.Logger
 	slots  chan struct{} // one per handler running
 
@@ -109,9 +109,9 @@ type ConsumerStats struct {
 // NewConsumer validates cfg and returns a consumer of cfg.Queue that calls handle for each
 // message. It does not connect; Start (or Run) does. handle must be safe for concurrent use
 // when Concurrency is above 1.
-func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *core.Message) error) (*Consumer, error) {
+func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
 	if handle == nil {
-		return nil, &core.ConfigError{Component: "rabbitmq consumer", Field: "handle", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "rabbitmq consumer", Field: "handle", Problem: "is nil"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func (c *Consumer) String() string { return "rabbitmq.Consumer(" + c.cfg.String(
 
 // Start connects, opens the consumer's channel and starts consuming in the background; it does
 // not block on messages. ctx bounds only the connection: the consumer runs until Stop. A broker
-// that cannot be reached, or a queue that does not exist, fails Start (as core.Unavailable).
+// that cannot be reached, or a queue that does not exist, fails Start (as outbox.Unavailable).
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -262,7 +262,7 @@ func (c *Consumer) connect(ctx context.Context) (*consumerSession, error) {
 		s.close()
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return nil, core.Unavailable(fmt.Errorf("rabbitmq consumer: queue %q does not exist (declare it, or fix Queue): %w", c.cfg.Queue, err))
+			return nil, outbox.Unavailable(fmt.Errorf("rabbitmq consumer: queue %q does not exist (declare it, or fix Queue): %w", c.cfg.Queue, err))
 		}
 		return nil, classify(op, scrub(c.conn, err))
 	}
@@ -429,7 +429,7 @@ func (c *Consumer) process(d amqp.Delivery) {
 
 // logFor is the consumer's logger with the fields naming a delivery and, once decoded, its
 // message. It is built only when there is something to log: the handled path logs nothing.
-func (c *Consumer) logFor(d *amqp.Delivery, msg *core.Message) *zap.Logger {
+func (c *Consumer) logFor(d *amqp.Delivery, msg *outbox.Message) *zap.Logger {
 	fields := []zap.Field{zap.Uint64("delivery_tag", d.DeliveryTag), zap.Bool("redelivered", d.Redelivered)}
 	if n, ok := d.Headers["x-delivery-count"]; ok {
 		fields = append(fields, zap.Any("delivery_count", n)) // quorum queues count earlier deliveries
@@ -442,7 +442,7 @@ func (c *Consumer) logFor(d *amqp.Delivery, msg *core.Message) *zap.Logger {
 
 // call runs the handler, turning a panic into an error so one bad message cannot stop the
 // consumer.
-func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
+func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("rabbitmq consumer: handler panicked: %v", r)

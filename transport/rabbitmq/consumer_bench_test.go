@@ -9,7 +9,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -32,11 +32,11 @@ func BenchmarkConsumerVsRaw(b *testing.B) {
 	}
 	defer tr.Close()
 	fill := func() {
-		msgs := make([]*core.Message, backlog)
+		msgs := make([]*outbox.Message, backlog)
 		for i := range msgs {
-			msgs[i] = &core.Message{Type: "BENCH", Payload: []byte(`{"order":12345,"amount":"19.99","currency":"EUR","customer":"c-42"}`)}
+			msgs[i] = &outbox.Message{Type: "BENCH", Payload: []byte(`{"order":12345,"amount":"19.99","currency":"EUR","customer":"c-42"}`)}
 		}
-		if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+		if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		for i := 0; i < backlog; i += 250 {
@@ -94,7 +94,7 @@ func rawConsume(b *testing.B, q string, backlog, concurrency int) {
 			for {
 				select {
 				case d := <-deliveries:
-					if _, err := core.DecodeEnvelope(d.Body); err != nil {
+					if _, err := outbox.DecodeEnvelope(d.Body); err != nil {
 						b.Error(err)
 					}
 					if err := d.Ack(false); err != nil {
@@ -120,7 +120,7 @@ func consumerConsume(b *testing.B, q string, backlog, concurrency int) {
 	var done atomic.Int64
 	finished := make(chan struct{})
 	c, err := rabbitmq.NewConsumer(rabbitmq.ConsumerConfig{URL: brokerURL(), Queue: q, Concurrency: concurrency},
-		func(context.Context, *core.Message) error {
+		func(context.Context, *outbox.Message) error {
 			if done.Add(1) == int64(backlog) {
 				close(finished)
 			}

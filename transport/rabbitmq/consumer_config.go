@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -53,7 +53,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID in the message-id property and
 	// the Type in the type property, as a Transport with RawPayload sends them. Default false:
-	// bodies are envelopes, decoded with core.DecodeEnvelope.
+	// bodies are envelopes, decoded with outbox.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once; it is also the prefetch count (basic.qos),
 	// so the broker never hands the consumer a message it has no handler for. Default 8
@@ -90,7 +90,7 @@ func (c ConsumerConfig) transportConfig() Config {
 // Validate names the first missing or wrong field. It never repeats a secret.
 func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "rabbitmq consumer", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "rabbitmq consumer", Field: field, Problem: problem}
 	}
 	if err := c.transportConfig().Validate(); err != nil {
 		return err
@@ -124,7 +124,7 @@ func (c ConsumerConfig) String() string {
 		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
 	}
 	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:" + core.Redacted)
+		b.WriteString(" KeyPassword:" + outbox.Redacted)
 	}
 	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s ConnectionName:%q RawPayload:%t Concurrency:%d HandlerTimeout:%s}",
 		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax, c.ConnectionName, c.RawPayload, c.Concurrency, c.HandlerTimeout)

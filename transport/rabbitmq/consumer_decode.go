@@ -6,16 +6,16 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // decodeDelivery turns a delivery back into the message the Transport sent: the envelope (or,
 // raw, the payload with the ID from message-id and the Type from the type property or the
 // outbox.type header), Key from the outbox.key header, every other string header as a header.
-func decodeDelivery(d *amqp.Delivery, raw bool) (*core.Message, error) {
-	var msg *core.Message
+func decodeDelivery(d *amqp.Delivery, raw bool) (*outbox.Message, error) {
+	var msg *outbox.Message
 	if raw {
-		msg = &core.Message{ID: d.MessageId, Type: d.Type, Payload: json.RawMessage(d.Body), CreatedAt: d.Timestamp}
+		msg = &outbox.Message{ID: d.MessageId, Type: d.Type, Payload: json.RawMessage(d.Body), CreatedAt: d.Timestamp}
 		if msg.Type == "" {
 			msg.Type, _ = d.Headers[HeaderType].(string)
 		}
@@ -29,7 +29,7 @@ func decodeDelivery(d *amqp.Delivery, raw bool) (*core.Message, error) {
 		}
 	} else {
 		var err error
-		if msg, err = core.DecodeEnvelope(d.Body); err != nil {
+		if msg, err = outbox.DecodeEnvelope(d.Body); err != nil {
 			return nil, fmt.Errorf("rabbitmq consumer: %w", err)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -22,7 +22,7 @@ func ExampleNewConsumer() {
 		// are requeued until the limit, then dead-lettered.
 		Queue:       "billing.orders",
 		Concurrency: 16, // also the prefetch
-	}, func(ctx context.Context, m *core.Message) error {
+	}, func(ctx context.Context, m *outbox.Message) error {
 		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
 		return nil // nil acknowledges the message; an error requeues it
 	})

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -57,7 +57,7 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 
 	var mu sync.Mutex
 	deliveries, duplicates, failures := 0, 0, 0
-	handle := func(ctx context.Context, m *core.Message) error {
+	handle := func(ctx context.Context, m *outbox.Message) error {
 		dup, err := in.Handle(ctx, "billing", m, func(ctx context.Context, tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, "INSERT INTO effects VALUES (?)", m.ID); err != nil {
 				return err

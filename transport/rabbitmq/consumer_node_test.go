@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -28,7 +28,7 @@ func TestConsumerBrokerRestart(t *testing.T) {
 	var mu sync.Mutex
 	handled := map[string]int{}
 	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: n.url, Queue: q, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond},
-		func(ctx context.Context, m *core.Message) error {
+		func(ctx context.Context, m *outbox.Message) error {
 			if m.Type == "HOLD" && holdCalls.Add(1) == 1 {
 				close(entered)
 				<-release

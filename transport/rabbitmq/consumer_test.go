@@ -13,7 +13,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -22,7 +22,7 @@ import (
 
 // newConsumer builds a consumer of queue on the test broker (unless cfg names another URL),
 // stopped at cleanup.
-func newConsumer(t *testing.T, cfg rabbitmq.ConsumerConfig, handle func(context.Context, *core.Message) error) *rabbitmq.Consumer {
+func newConsumer(t *testing.T, cfg rabbitmq.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *rabbitmq.Consumer {
 	t.Helper()
 	if cfg.URL == "" {
 		cfg.URL = brokerURL()
@@ -63,13 +63,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // collector records what a handler received.
 type collector struct {
 	mu   sync.Mutex
-	msgs map[string]*core.Message
+	msgs map[string]*outbox.Message
 	seen []string
 }
 
-func newCollector() *collector { return &collector{msgs: map[string]*core.Message{}} }
+func newCollector() *collector { return &collector{msgs: map[string]*outbox.Message{}} }
 
-func (c *collector) handle(_ context.Context, m *core.Message) error {
+func (c *collector) handle(_ context.Context, m *outbox.Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.msgs[m.ID] = m
@@ -161,7 +161,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	obs, logs := observer.New(zapcore.WarnLevel)
 	var calls atomic.Int64
 	var redelivered atomic.Bool
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Logger: zap.New(obs)}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Logger: zap.New(obs)}, func(ctx context.Context, m *outbox.Message) error {
 		switch calls.Add(1) {
 		case 1:
 			return errors.New("database briefly down")
@@ -197,7 +197,7 @@ func TestConsumerDeliveryLimitDeadLetters(t *testing.T) {
 	if err := tr.Publish(testCtx(t), sent); err != nil {
 		t.Fatal(err)
 	}
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *core.Message) error {
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *outbox.Message) error {
 		return errors.New("always fails")
 	})
 	startConsumer(t, c)
@@ -219,7 +219,7 @@ func TestConsumerMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *core.Message) error { calls.Add(1); return nil })
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(context.Context, *outbox.Message) error { calls.Add(1); return nil })
 	startConsumer(t, c)
 	if d := deadLettered(t, b, dlq); string(d.Body) != "not an envelope" {
 		t.Fatalf("dead-lettered %q", d.Body)
@@ -247,8 +247,8 @@ func TestConsumerConcurrent(t *testing.T) {
 	var running, peak atomic.Int64
 	full := make(chan struct{})
 	var fullOnce sync.Once
-	handle := func(limit int64) func(context.Context, *core.Message) error {
-		return func(ctx context.Context, m *core.Message) error {
+	handle := func(limit int64) func(context.Context, *outbox.Message) error {
+		return func(ctx context.Context, m *outbox.Message) error {
 			now := running.Add(1)
 			defer running.Add(-1)
 			for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
@@ -300,7 +300,7 @@ func TestConsumerStopWaitsForHandler(t *testing.T) {
 	}
 	entered, release := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 1}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 1}, func(ctx context.Context, m *outbox.Message) error {
 		if calls.Add(1) == 1 {
 			close(entered)
 			<-release
@@ -338,7 +338,7 @@ func TestConsumerStopDeadline(t *testing.T) {
 	}
 	entered := make(chan struct{})
 	var cancelled atomic.Bool
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(ctx context.Context, m *outbox.Message) error {
 		close(entered)
 		<-ctx.Done()
 		cancelled.Store(true)
@@ -402,7 +402,7 @@ func TestConsumerStartMissingQueue(t *testing.T) {
 	needBroker(t)
 	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: name(t, "missing")}, newCollector().handle)
 	err := c.Start(testCtx(t))
-	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
+	if !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Start on a missing queue: %v", err)
 	}
 }
@@ -428,7 +428,7 @@ func TestConsumerConfig(t *testing.T) {
 		cfg := base
 		tc.edit(&cfg)
 		err := cfg.Validate()
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("Validate(%v) = %v, want a config error naming %s", cfg, err, tc.field)
 		}
 	}
@@ -501,7 +501,7 @@ func TestConsumerHandlerTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, HandlerTimeout: 50 * time.Millisecond}, func(ctx context.Context, m *core.Message) error {
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, HandlerTimeout: 50 * time.Millisecond}, func(ctx context.Context, m *outbox.Message) error {
 		if calls.Add(1) == 1 {
 			<-ctx.Done()
 			return ctx.Err()
@@ -555,7 +555,7 @@ func TestConsumerStartRefused(t *testing.T) {
 	u.User = url.UserPassword("outbox-no-such-user", password)
 	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: u.String(), Queue: "orders"}, newCollector().handle)
 	err = c.Start(testCtx(t))
-	if !core.IsUnavailable(err) || strings.Contains(err.Error(), password) {
+	if !outbox.IsUnavailable(err) || strings.Contains(err.Error(), password) {
 		t.Fatalf("Start with a wrong password: %v", err)
 	}
 }

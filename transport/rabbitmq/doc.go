@@ -8,7 +8,7 @@
 //		RoutingKey: "orders.{type}", // {type} and {key} are replaced per message
 //	})
 //	...
-//	relay, err := core.NewRelay(store, t, core.Config{})
+//	relay, err := outbox.NewRelay(store, t, outbox.Config{})
 //
 // # Confirms, returns and what counts as published
 //
@@ -45,12 +45,12 @@
 //
 // # Errors
 //
-// Whatever concerns the broker rather than a message is an outage, marked with core.Unavailable
+// Whatever concerns the broker rather than a message is an outage, marked with outbox.Unavailable
 // so the relay pauses instead of charging attempts: a refused or lost connection, rejected
 // credentials, a missing vhost or exchange, an unroutable or nacked message, and a connection
 // the broker blocked (connection.blocked, during a memory or disk alarm: Publish then fails at
 // once rather than hang until the publish timeout). Errors no retry can fix are marked with
-// core.Permanent, so the relay dead-letters the message at once: a body above MaxMessageBytes
+// outbox.Permanent, so the relay dead-letters the message at once: a body above MaxMessageBytes
 // (checked before sending) or above the broker's max_message_size (reported by the broker; the
 // transport then adopts that limit), an exchange name, routing key or header name above the
 // AMQP limit of 255 bytes, a payload that is not JSON.
@@ -72,7 +72,7 @@
 // order into each queue, so a consumer of one queue sees them in that order. A failure does not
 // stop later messages, though: by default the whole batch is sent before any confirm is known.
 // With KeyOrder the transport keeps each Key's order and stops a Key at its first failure
-// (core.KeyOrderer): a Key's next message is sent only after the broker confirmed the previous
+// (outbox.KeyOrderer): a Key's next message is sent only after the broker confirmed the previous
 // one, so the relay's Ordered mode can hand it a Key's consecutive messages in one batch. A
 // batch then takes one round trip per message of its busiest Key. Competing consumers, requeues
 // and dead-letter exchanges reorder messages on the consumer side whatever the publisher does.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The headers the transport adds to the message's Headers.
@@ -29,10 +29,10 @@ type outgoing struct {
 
 // encode turns m into an outgoing message. Its errors are permanent: they concern the message
 // itself, and sending it again would fail the same way.
-func (t *Transport) encode(index int, m *core.Message) (outgoing, error) {
+func (t *Transport) encode(index int, m *outbox.Message) (outgoing, error) {
 	o := outgoing{index: index}
 	fail := func(format string, args ...any) (outgoing, error) {
-		return o, core.Permanent(fmt.Errorf("rabbitmq: message %s: "+format, append([]any{m.ID}, args...)...))
+		return o, outbox.Permanent(fmt.Errorf("rabbitmq: message %s: "+format, append([]any{m.ID}, args...)...))
 	}
 	var err error
 	if o.exchange, o.key, err = t.destination(m); err != nil {
@@ -42,7 +42,7 @@ func (t *Transport) encode(index int, m *core.Message) (outgoing, error) {
 	var body []byte
 	if t.cfg.RawPayload {
 		body = m.Payload
-	} else if body, err = core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+160), m); err != nil {
+	} else if body, err = outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+160), m); err != nil {
 		return o, err // already permanent, and names the message
 	}
 	if limit := int(t.maxBytes.Load()); len(body) > limit {

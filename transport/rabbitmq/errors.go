@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 var (
@@ -24,7 +24,7 @@ var (
 // classify wraps a failed operation's error with what was being done. Everything that concerns
 // the broker rather than a message — unreachable, refused or closed connections, rejected
 // credentials, a missing vhost or exchange, a blocked connection, a timed-out handshake — is an
-// outage (core.Unavailable): the relay pauses instead of charging attempts. A cancelled context
+// outage (outbox.Unavailable): the relay pauses instead of charging attempts. A cancelled context
 // stays as it is.
 func classify(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -34,16 +34,16 @@ func classify(op string, err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Code {
 		case amqp.AccessRefused:
-			return core.Unavailable(fmt.Errorf("rabbitmq: %s: the broker refused the credentials or their permissions (check the user, password, vhost and its permissions): %w", op, err))
+			return outbox.Unavailable(fmt.Errorf("rabbitmq: %s: the broker refused the credentials or their permissions (check the user, password, vhost and its permissions): %w", op, err))
 		case amqp.NotAllowed:
-			return core.Unavailable(fmt.Errorf("rabbitmq: %s: the broker does not allow the connection (missing vhost or connection limit): %w", op, err))
+			return outbox.Unavailable(fmt.Errorf("rabbitmq: %s: the broker does not allow the connection (missing vhost or connection limit): %w", op, err))
 		}
-		return core.Unavailable(fmt.Errorf("rabbitmq: %s: %w", op, err))
+		return outbox.Unavailable(fmt.Errorf("rabbitmq: %s: %w", op, err))
 	}
 	// Anything else while talking to the broker (refused, reset or closed connections, a
 	// timed-out handshake, a TLS failure, a frame the library could not parse) is the
 	// destination's problem, not a message's.
-	return core.Unavailable(fmt.Errorf("rabbitmq: %s: %w", op, err))
+	return outbox.Unavailable(fmt.Errorf("rabbitmq: %s: %w", op, err))
 }
 
 // maxSizeText is how RabbitMQ explains closing a channel over a message above max_message_size:

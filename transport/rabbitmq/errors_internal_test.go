@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func TestClassify(t *testing.T) {
@@ -33,8 +33,8 @@ func TestClassify(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := classify("connect", c.err)
-			if core.IsUnavailable(err) != c.unavailable || core.IsPermanent(err) || !errors.Is(err, c.err) {
-				t.Fatalf("classify(%v) = %v: unavailable %t, want %t", c.err, err, core.IsUnavailable(err), c.unavailable)
+			if outbox.IsUnavailable(err) != c.unavailable || outbox.IsPermanent(err) || !errors.Is(err, c.err) {
+				t.Fatalf("classify(%v) = %v: unavailable %t, want %t", c.err, err, outbox.IsUnavailable(err), c.unavailable)
 			}
 			if !strings.Contains(err.Error(), c.text) || !strings.Contains(err.Error(), "rabbitmq: connect: ") {
 				t.Fatalf("classify(%v) = %q, want it to name %q", c.err, err, c.text)
@@ -62,7 +62,7 @@ func TestMaxSizeOf(t *testing.T) {
 }
 
 func TestRoutingKeyTemplate(t *testing.T) {
-	m := &core.Message{Type: "ORDER_PLACED", Key: "o-1"}
+	m := &outbox.Message{Type: "ORDER_PLACED", Key: "o-1"}
 	for tmpl, want := range map[string]string{
 		"{type}": "ORDER_PLACED", "{key}": "o-1", "ev.{type}.{key}": "ev.ORDER_PLACED.o-1", "static": "static", "{type}{type}": "ORDER_PLACEDORDER_PLACED",
 	} {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -22,8 +22,8 @@ func Example() {
 	}
 	defer t.Close()
 
-	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
-	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	var store outbox.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func Example() {
 func Example_route() {
 	t, err := rabbitmq.New(rabbitmq.Config{
 		URL: "amqps://outbox:secret@rabbit.internal:5671/prod",
-		Route: func(m *core.Message) (exchange, routingKey string) {
+		Route: func(m *outbox.Message) (exchange, routingKey string) {
 			if m.Type == "ORDER_PLACED" || m.Type == "ORDER_CANCELLED" {
 				return "orders", m.Type
 			}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"go.uber.org/goleak"
@@ -120,7 +120,7 @@ func (b *broker) bind(t testing.TB, queue, key, exchange string) {
 // received is one message as a consumer sees it.
 type received struct {
 	D   amqp.Delivery
-	Msg *core.Message // decoded from the envelope, Key and Headers from the headers table
+	Msg *outbox.Message // decoded from the envelope, Key and Headers from the headers table
 }
 
 // receive consumes n messages from queue (acknowledging them) or returns what came when ctx
@@ -176,13 +176,13 @@ func (b *broker) count(t testing.TB, queue string) int {
 }
 
 // decode reads a delivery the way a Go consumer would.
-func decode(d amqp.Delivery, raw bool) (*core.Message, error) {
-	var m *core.Message
+func decode(d amqp.Delivery, raw bool) (*outbox.Message, error) {
+	var m *outbox.Message
 	if raw {
-		m = &core.Message{ID: d.MessageId, Type: d.Type, Payload: d.Body}
+		m = &outbox.Message{ID: d.MessageId, Type: d.Type, Payload: d.Body}
 	} else {
 		var err error
-		if m, err = core.DecodeEnvelope(d.Body); err != nil {
+		if m, err = outbox.DecodeEnvelope(d.Body); err != nil {
 			return nil, err
 		}
 	}
@@ -226,20 +226,20 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs core.Prepare on msgs, as a store's Add does, and returns them.
-func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
+// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
 }
 
 // messages returns n valid messages of type typ, all with key (which may be empty).
-func messages(n int, typ, key string) []*core.Message {
-	msgs := make([]*core.Message, n)
+func messages(n int, typ, key string) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }

@@ -10,23 +10,23 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
-// batchError returns err as a *core.BatchError, failing the test when it is not one.
-func batchError(t *testing.T, err error) *core.BatchError {
+// batchError returns err as a *outbox.BatchError, failing the test when it is not one.
+func batchError(t *testing.T, err error) *outbox.BatchError {
 	t.Helper()
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
 	return be
 }
 
 // wantFailed checks that exactly the messages ids failed.
-func wantFailed(t *testing.T, be *core.BatchError, ids ...string) {
+func wantFailed(t *testing.T, be *outbox.BatchError, ids ...string) {
 	t.Helper()
 	if len(be.Failed) != len(ids) {
 		t.Fatalf("%d messages failed, want %d: %v", len(be.Failed), len(ids), be)
@@ -44,9 +44,9 @@ func TestPublishedProperties(t *testing.T) {
 	for _, raw := range []bool{false, true} {
 		q := b.queue(t, nil)
 		tr := newTransport(t, rabbitmq.Config{RoutingKey: q, RawPayload: raw})
-		in := prepared(t, &core.Message{Type: "USER_CREATED", Key: "user-7", Payload: []byte(`{"a":1}`),
+		in := prepared(t, &outbox.Message{Type: "USER_CREATED", Key: "user-7", Payload: []byte(`{"a":1}`),
 			Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "empty": ""}})[0]
-		if err := tr.Publish(testCtx(t), []*core.Message{in}); err != nil {
+		if err := tr.Publish(testCtx(t), []*outbox.Message{in}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := b.receive(testCtx(t), q, 1, raw)
@@ -102,14 +102,14 @@ func TestUnroutableFails(t *testing.T) {
 	x := b.exchange(t, amqp.ExchangeDirect)
 	q := b.queue(t, nil)
 	b.bind(t, q, "good", x)
-	tr := newTransport(t, rabbitmq.Config{Exchange: x, Route: func(m *core.Message) (string, string) {
+	tr := newTransport(t, rabbitmq.Config{Exchange: x, Route: func(m *outbox.Message) (string, string) {
 		return x, m.Type
 	}})
 	msgs := prepared(t, append(append(messages(3, "good", ""), messages(1, "nowhere", "")...), messages(3, "good", "")...)...)
 	be := batchError(t, tr.Publish(testCtx(t), msgs))
 	wantFailed(t, be, msgs[3].ID)
 	err := be.Failed[msgs[3].ID]
-	if !core.IsUnavailable(err) || core.IsPermanent(err) || !strings.Contains(err.Error(), "unroutable") {
+	if !outbox.IsUnavailable(err) || outbox.IsPermanent(err) || !strings.Contains(err.Error(), "unroutable") {
 		t.Fatalf("unroutable failure %v: want an outage naming it", err)
 	}
 	got, err := b.receive(testCtx(t), q, 6, false)
@@ -122,7 +122,7 @@ func TestUnroutableFails(t *testing.T) {
 		}
 	}
 	// Every message unroutable: one outage error for the whole call.
-	if err := tr.Publish(testCtx(t), prepared(t, messages(2, "nowhere", "")...)); !core.IsUnavailable(err) {
+	if err := tr.Publish(testCtx(t), prepared(t, messages(2, "nowhere", "")...)); !outbox.IsUnavailable(err) {
 		t.Fatalf("all unroutable = %v, want an outage", err)
 	}
 }
@@ -135,14 +135,14 @@ func TestNackFails(t *testing.T) {
 	msgs := prepared(t, messages(5, "T", "")...)
 	be := batchError(t, tr.Publish(testCtx(t), msgs))
 	wantFailed(t, be, msgs[2].ID, msgs[3].ID, msgs[4].ID)
-	if err := be.Failed[msgs[2].ID]; !strings.Contains(err.Error(), "basic.nack") || !core.IsUnavailable(err) {
+	if err := be.Failed[msgs[2].ID]; !strings.Contains(err.Error(), "basic.nack") || !outbox.IsUnavailable(err) {
 		t.Fatalf("nack failure %v", err)
 	}
 	got, err := b.receive(testCtx(t), q, 2, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	outboxtest.CheckDelivery(t, msgs[:2], []*core.Message{got[0].Msg, got[1].Msg}, outboxtest.DeliveryCheck{})
+	outboxtest.CheckDelivery(t, msgs[:2], []*outbox.Message{got[0].Msg, got[1].Msg}, outboxtest.DeliveryCheck{})
 }
 
 // A missing exchange fails only its own messages, as an outage, and leaves the channel open
@@ -151,7 +151,7 @@ func TestMissingExchange(t *testing.T) {
 	b := needBroker(t)
 	q := b.queue(t, nil)
 	missing := name(t, "missing")
-	tr := newTransport(t, rabbitmq.Config{Route: func(m *core.Message) (string, string) {
+	tr := newTransport(t, rabbitmq.Config{Route: func(m *outbox.Message) (string, string) {
 		if m.Type == "LOST" {
 			return missing, "k"
 		}
@@ -160,7 +160,7 @@ func TestMissingExchange(t *testing.T) {
 	msgs := prepared(t, append(messages(2, "T", ""), messages(1, "LOST", "")...)...)
 	be := batchError(t, tr.Publish(testCtx(t), msgs))
 	wantFailed(t, be, msgs[2].ID)
-	if err := be.Failed[msgs[2].ID]; !core.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
+	if err := be.Failed[msgs[2].ID]; !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing exchange failure %v", err)
 	}
 	if err := tr.Publish(testCtx(t), prepared(t, messages(3, "T", "")...)); err != nil {
@@ -175,7 +175,7 @@ func TestMissingExchange(t *testing.T) {
 func TestPermanentFailures(t *testing.T) {
 	b := needBroker(t)
 	q := b.queue(t, nil)
-	tr := newTransport(t, rabbitmq.Config{Route: func(m *core.Message) (string, string) {
+	tr := newTransport(t, rabbitmq.Config{Route: func(m *outbox.Message) (string, string) {
 		if m.Type == "LONG" {
 			return "", strings.Repeat("k", 256)
 		}
@@ -188,7 +188,7 @@ func TestPermanentFailures(t *testing.T) {
 	be := batchError(t, tr.Publish(testCtx(t), msgs))
 	wantFailed(t, be, msgs[1].ID, msgs[2].ID, msgs[3].ID)
 	for id, err := range be.Failed {
-		if !core.IsPermanent(err) {
+		if !outbox.IsPermanent(err) {
 			t.Errorf("%s: %v is not permanent", id, err)
 		}
 	}
@@ -222,11 +222,11 @@ func TestUnconfirmedNeverReportedPublished(t *testing.T) {
 	}
 	p.cut()
 	err := <-result
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if errors.As(err, &be) {
 		t.Fatalf("publish = %v: %d messages would be reported published without a confirm", err, len(msgs)-len(be.Failed))
 	}
-	if !errors.Is(err, rabbitmq.ErrConnectionLost) || !core.IsUnavailable(err) {
+	if !errors.Is(err, rabbitmq.ErrConnectionLost) || !outbox.IsUnavailable(err) {
 		t.Fatalf("publish = %v, want every message failed with ErrConnectionLost, as an outage", err)
 	}
 
@@ -239,7 +239,7 @@ func TestUnconfirmedNeverReportedPublished(t *testing.T) {
 }
 
 // waitPublished publishes msgs until it succeeds, within the reconnect backoff.
-func waitPublished(t *testing.T, tr core.Transport, msgs []*core.Message) {
+func waitPublished(t *testing.T, tr outbox.Transport, msgs []*outbox.Message) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -247,7 +247,7 @@ func waitPublished(t *testing.T, tr core.Transport, msgs []*core.Message) {
 		if err == nil {
 			return
 		}
-		if !core.IsUnavailable(err) || time.Now().After(deadline) {
+		if !outbox.IsUnavailable(err) || time.Now().After(deadline) {
 			t.Fatalf("publish: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -260,12 +260,12 @@ func TestConnectionRefused(t *testing.T) {
 	tr := newTransport(t, rabbitmq.Config{URL: "amqp://guest:guest@127.0.0.1:1/", ReconnectMin: time.Hour, ReconnectMax: time.Hour})
 	msgs := prepared(t, messages(2, "T", "")...)
 	err := tr.Publish(testCtx(t), msgs)
-	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "connect to 127.0.0.1:1") {
+	if !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "connect to 127.0.0.1:1") {
 		t.Fatalf("publish to a closed port = %v, want an outage naming the address", err)
 	}
 	start := time.Now()
 	err = tr.Publish(testCtx(t), msgs)
-	if !core.IsUnavailable(err) || !strings.Contains(err.Error(), "reconnecting in") || time.Since(start) > time.Second {
+	if !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "reconnecting in") || time.Since(start) > time.Second {
 		t.Fatalf("publish inside the backoff = %v after %s, want an immediate outage", err, time.Since(start))
 	}
 }
@@ -279,7 +279,7 @@ func TestAccessRefused(t *testing.T) {
 	u.User = url.UserPassword("outbox-nobody", "wrong-password-never-printed")
 	tr := newTransport(t, rabbitmq.Config{URL: u.String(), RoutingKey: "q"})
 	err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...))
-	if !core.IsUnavailable(err) || core.IsPermanent(err) {
+	if !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 		t.Fatalf("publish with a wrong password = %v, want an outage", err)
 	}
 	if strings.Contains(err.Error(), "wrong-password-never-printed") {
@@ -292,7 +292,7 @@ func TestConcurrentPublishes(t *testing.T) {
 	b := needBroker(t)
 	q := b.queue(t, nil)
 	tr := newTransport(t, rabbitmq.Config{RoutingKey: q})
-	var all []*core.Message
+	var all []*outbox.Message
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range 8 {
@@ -311,7 +311,7 @@ func TestConcurrentPublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delivered := make([]*core.Message, len(got))
+	delivered := make([]*outbox.Message, len(got))
 	for i, r := range got {
 		delivered[i] = r.Msg
 	}
@@ -326,7 +326,7 @@ func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 	for _, keyOrder := range []bool{true, false} {
 		q := b.queue(t, nil)
 		b.bind(t, q, q, x)
-		tr := newTransport(t, rabbitmq.Config{Exchange: x, KeyOrder: keyOrder, Route: func(m *core.Message) (string, string) {
+		tr := newTransport(t, rabbitmq.Config{Exchange: x, KeyOrder: keyOrder, Route: func(m *outbox.Message) (string, string) {
 			if m.Type == "UNROUTABLE" {
 				return x, "nowhere"
 			}
@@ -351,8 +351,8 @@ func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 			continue
 		}
 		wantFailed(t, be, a[1].ID, a[2].ID, a[3].ID)
-		for _, m := range []*core.Message{a[2], a[3]} {
-			if err := be.Failed[m.ID]; !strings.Contains(err.Error(), "held back") || core.IsPermanent(err) {
+		for _, m := range []*outbox.Message{a[2], a[3]} {
+			if err := be.Failed[m.ID]; !strings.Contains(err.Error(), "held back") || outbox.IsPermanent(err) {
 				t.Fatalf("later message of the failed key: %v, want held back, retryable", err)
 			}
 		}
@@ -360,11 +360,11 @@ func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		delivered := make([]*core.Message, len(got))
+		delivered := make([]*outbox.Message, len(got))
 		for i, r := range got {
 			delivered[i] = r.Msg
 		}
-		outboxtest.CheckDelivery(t, []*core.Message{a[0], bb[0], bb[1], bb[2]}, delivered, outboxtest.DeliveryCheck{Ordered: true})
+		outboxtest.CheckDelivery(t, []*outbox.Message{a[0], bb[0], bb[1], bb[2]}, delivered, outboxtest.DeliveryCheck{Ordered: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		extra, _ := b.receive(ctx, q, 1, false)
 		cancel()
@@ -421,10 +421,10 @@ func TestStalledWritesFail(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := tr.Publish(ctx, msgs)
-	if !core.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
+	if !outbox.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
 		t.Fatalf("publish into a stalled socket = %v after %s, want an outage well before the deadline", err, time.Since(start))
 	}
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if errors.As(err, &be) && len(be.Failed) == len(msgs) {
 		t.Logf("every message failed on its own: %v", be)
 	} else if be != nil {

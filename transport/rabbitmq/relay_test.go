@@ -7,22 +7,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
 // runRelay starts a relay from store to tr, stopped when the test ends.
-func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config) *core.Relay {
+func runRelay(t *testing.T, store outbox.Store, tr outbox.Transport, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
-	if cfg.Backoff == (core.Backoff{}) {
-		cfg.Backoff = core.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	if cfg.Backoff == (outbox.Backoff{}) {
+		cfg.Backoff = outbox.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	}
-	relay, err := core.NewRelay(store, tr, cfg)
+	relay, err := outbox.NewRelay(store, tr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,10 +40,10 @@ func runRelay(t *testing.T, store core.Store, tr core.Transport, cfg core.Config
 }
 
 // keyed returns n messages spread over keys keys, in write order.
-func keyed(n, keys int) []*core.Message {
-	msgs := make([]*core.Message, n)
+func keyed(n, keys int) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "T", Key: fmt.Sprintf("k%d", i%keys), Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: "T", Key: fmt.Sprintf("k%d", i%keys), Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }
@@ -61,12 +61,12 @@ func TestRelayDrains(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr := newTransport(t, rabbitmq.Config{RoutingKey: q, KeyOrder: ordered})
-			relay := runRelay(t, store, tr, core.Config{Ordered: ordered, Concurrency: 4})
+			relay := runRelay(t, store, tr, outbox.Config{Ordered: ordered, Concurrency: 4})
 			got, err := b.receive(testCtx(t), q, len(msgs), false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			delivered := make([]*core.Message, len(got))
+			delivered := make([]*outbox.Message, len(got))
 			for i, r := range got {
 				delivered[i] = r.Msg
 			}
@@ -85,17 +85,17 @@ func TestRelayDeadLettersOversized(t *testing.T) {
 	q := b.queue(t, nil)
 	store := memstore.New()
 	good := messages(20, "T", "")
-	big := &core.Message{Type: "T", Payload: []byte(`"` + strings.Repeat("x", 70<<10) + `"`)}
+	big := &outbox.Message{Type: "T", Payload: []byte(`"` + strings.Repeat("x", 70<<10) + `"`)}
 	if err := store.Add(testCtx(t), append(good, big)...); err != nil {
 		t.Fatal(err)
 	}
-	runRelay(t, store, newTransport(t, rabbitmq.Config{RoutingKey: q, MaxMessageBytes: 64 << 10}), core.Config{})
+	runRelay(t, store, newTransport(t, rabbitmq.Config{RoutingKey: q, MaxMessageBytes: 64 << 10}), outbox.Config{})
 	if _, err := b.receive(testCtx(t), q, len(good), false); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
+		dead, err := store.ListDead(testCtx(t), outbox.DeadFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -34,19 +34,19 @@ func TestPrivateNode(t *testing.T) {
 // recorder passes publishes through and remembers every message the transport reported
 // failed: only those may arrive twice (promise 3: the relay could not know they were taken).
 type recorder struct {
-	next core.Transport
+	next outbox.Transport
 	mu   sync.Mutex
 	ids  map[string]bool
 }
 
-func (r *recorder) Publish(ctx context.Context, msgs []*core.Message) error {
+func (r *recorder) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	err := r.next.Publish(ctx, msgs)
 	if err == nil {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var be *core.BatchError
+	var be *outbox.BatchError
 	for _, m := range msgs {
 		if !errors.As(err, &be) || be.Failed[m.ID] != nil {
 			r.ids[m.ID] = true
@@ -75,17 +75,17 @@ func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	store := memstore.New()
 	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
 	rec := &recorder{next: tr, ids: map[string]bool{}}
-	relay := runRelay(t, store, rec, core.Config{
+	relay := runRelay(t, store, rec, outbox.Config{
 		Ordered: ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
 		// Generous, so that the outage cannot exhaust attempts whether or not the relay pauses
-		// on core.Unavailable instead of charging them.
+		// on outbox.Unavailable instead of charging them.
 		MaxAttempts: 100000,
-		Backoff:     core.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Backoff:     outbox.Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 	})
 
 	// A writer adds 100 messages every 20ms (5,000/s) for 3 seconds; the broker goes down
 	// after 1 second and comes back a second later.
-	var written []*core.Message
+	var written []*outbox.Message
 	writerDone := make(chan error, 1)
 	go func() {
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -140,7 +140,7 @@ func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delivered := make([]*core.Message, len(got))
+	delivered := make([]*outbox.Message, len(got))
 	for i, r := range got {
 		delivered[i] = r.Msg
 	}
@@ -184,12 +184,12 @@ func testBlocked(t *testing.T, n *node) {
 		took := time.Since(start)
 		cancel()
 		if errors.Is(err, rabbitmq.ErrBlocked) {
-			if !core.IsUnavailable(err) || took > 5*time.Second {
+			if !outbox.IsUnavailable(err) || took > 5*time.Second {
 				t.Fatalf("blocked publish = %v after %s, want an outage, fast", err, took)
 			}
 			break
 		}
-		if err != nil && !core.IsUnavailable(err) {
+		if err != nil && !outbox.IsUnavailable(err) {
 			t.Fatalf("publish under a memory alarm = %v", err)
 		}
 		if time.Now().After(deadline) {
@@ -216,16 +216,16 @@ func testBrokerMaxMessageSize(t *testing.T, n *node) {
 	msgs[2].Payload = []byte(`"` + strings.Repeat("x", 2*privateMaxBytes) + `"`)
 	be := batchError(t, tr.Publish(testCtx(t), msgs))
 	err := be.Failed[msgs[2].ID]
-	if err == nil || !core.IsPermanent(err) || !strings.Contains(err.Error(), "max_message_size") {
+	if err == nil || !outbox.IsPermanent(err) || !strings.Contains(err.Error(), "max_message_size") {
 		t.Fatalf("the oversized message failed with %v, want a permanent error naming max_message_size", err)
 	}
 	for id, err := range be.Failed {
-		if id != msgs[2].ID && !core.IsUnavailable(err) {
+		if id != msgs[2].ID && !outbox.IsUnavailable(err) {
 			t.Fatalf("%s: %v, want an outage (its confirm never came)", id, err)
 		}
 	}
 	// Whatever the transport reported published is in the queue.
-	var ok []*core.Message
+	var ok []*outbox.Message
 	for _, m := range msgs {
 		if be.Failed[m.ID] == nil {
 			ok = append(ok, m)
@@ -235,7 +235,7 @@ func testBrokerMaxMessageSize(t *testing.T, n *node) {
 	// channel stays open for the others.
 	again := prepared(t, messages(3, "T", "")...)
 	again[1].Payload = msgs[2].Payload
-	var be2 *core.BatchError
+	var be2 *outbox.BatchError
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := tr.Publish(testCtx(t), again)
@@ -247,7 +247,7 @@ func testBrokerMaxMessageSize(t *testing.T, n *node) {
 		}
 		time.Sleep(10 * time.Millisecond) // the reconnect backoff
 	}
-	if err := be2.Failed[again[1].ID]; !core.IsPermanent(err) || !strings.Contains(err.Error(), "exceeds MaxMessageBytes (1048576)") {
+	if err := be2.Failed[again[1].ID]; !outbox.IsPermanent(err) || !strings.Contains(err.Error(), "exceeds MaxMessageBytes (1048576)") {
 		t.Fatalf("second oversized message: %v, want the adopted limit", err)
 	}
 	// The queue holds every message reported published, and may hold those of the first batch

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Placeholders of the RoutingKey template.
@@ -43,7 +43,7 @@ func checkTemplate(tmpl string) error {
 }
 
 // expand fills the template for m.
-func expand(tmpl string, m *core.Message) string {
+func expand(tmpl string, m *outbox.Message) string {
 	if !strings.ContainsRune(tmpl, '{') {
 		return tmpl
 	}
@@ -55,7 +55,7 @@ func expand(tmpl string, m *core.Message) string {
 
 // destination returns where m goes. Its errors are permanent: they concern the message's
 // routing, and sending it again would fail the same way.
-func (t *Transport) destination(m *core.Message) (exchange, key string, err error) {
+func (t *Transport) destination(m *outbox.Message) (exchange, key string, err error) {
 	if t.cfg.Route != nil {
 		exchange, key = t.cfg.Route(m)
 	} else {
@@ -63,11 +63,11 @@ func (t *Transport) destination(m *core.Message) (exchange, key string, err erro
 	}
 	switch {
 	case len(exchange) > maxShortString:
-		return "", "", core.Permanent(fmt.Errorf("rabbitmq: message %s: exchange name is %d bytes, above the AMQP limit of %d", m.ID, len(exchange), maxShortString))
+		return "", "", outbox.Permanent(fmt.Errorf("rabbitmq: message %s: exchange name is %d bytes, above the AMQP limit of %d", m.ID, len(exchange), maxShortString))
 	case len(key) > maxShortString:
-		return "", "", core.Permanent(fmt.Errorf("rabbitmq: message %s: routing key is %d bytes, above the AMQP limit of %d", m.ID, len(key), maxShortString))
+		return "", "", outbox.Permanent(fmt.Errorf("rabbitmq: message %s: routing key is %d bytes, above the AMQP limit of %d", m.ID, len(key), maxShortString))
 	case !utf8.ValidString(exchange) || !utf8.ValidString(key):
-		return "", "", core.Permanent(fmt.Errorf("rabbitmq: message %s: exchange or routing key is not valid UTF-8", m.ID))
+		return "", "", outbox.Permanent(fmt.Errorf("rabbitmq: message %s: exchange or routing key is not valid UTF-8", m.ID))
 	}
 	return exchange, key, nil
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // session is one connection to the broker and its confirm-mode channel. Every Publish of a
@@ -265,9 +265,9 @@ func (s *session) confirm(c amqp.Confirmation) {
 	var err error
 	switch {
 	case !c.Ack:
-		err = core.Unavailable(fmt.Errorf("rabbitmq: message %s: the broker refused it (basic.nack: a queue is full with x-overflow=reject-publish, or the broker failed to store it)", w.id))
+		err = outbox.Unavailable(fmt.Errorf("rabbitmq: message %s: the broker refused it (basic.nack: a queue is full with x-overflow=reject-publish, or the broker failed to store it)", w.id))
 	case w.returned != nil:
-		err = core.Unavailable(fmt.Errorf("rabbitmq: message %s: unroutable: exchange %q returned it for routing key %q: %d %s (no queue is bound for it)",
+		err = outbox.Unavailable(fmt.Errorf("rabbitmq: message %s: unroutable: exchange %q returned it for routing key %q: %d %s (no queue is bound for it)",
 			w.id, w.returned.Exchange, w.returned.RoutingKey, w.returned.ReplyCode, w.returned.ReplyText))
 	}
 	w.r.resolve(w.i, err)
@@ -292,7 +292,7 @@ func (s *session) abandon(cause *amqp.Error) {
 	s.mu.Unlock()
 	for _, w := range pending {
 		if tooBig && w.size > limit {
-			w.r.resolve(w.i, core.Permanent(fmt.Errorf("rabbitmq: message %s: body of %d bytes is above the broker's max_message_size (%d): %v", w.id, w.size, limit, cause)))
+			w.r.resolve(w.i, outbox.Permanent(fmt.Errorf("rabbitmq: message %s: body of %d bytes is above the broker's max_message_size (%d): %v", w.id, w.size, limit, cause)))
 			continue
 		}
 		w.r.resolve(w.i, s.lostErr)
@@ -324,7 +324,7 @@ func (s *session) blockedError() error {
 	if r := s.blocked.Load(); r != nil && *r != "" {
 		reason = *r
 	}
-	return core.Unavailable(fmt.Errorf("rabbitmq: publish: %w: %s", ErrBlocked, reason))
+	return outbox.Unavailable(fmt.Errorf("rabbitmq: publish: %w: %s", ErrBlocked, reason))
 }
 
 func (s *session) isLost() bool {
@@ -364,7 +364,7 @@ func (s *session) checkExchange(exchange string) error {
 	if err != nil {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.NotFound {
-			return core.Unavailable(fmt.Errorf("rabbitmq: exchange %q does not exist (declare it, or fix Exchange or Route): %w", exchange, err))
+			return outbox.Unavailable(fmt.Errorf("rabbitmq: exchange %q does not exist (declare it, or fix Exchange or Route): %w", exchange, err))
 		}
 		return classify("check exchange "+exchange, err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
@@ -21,9 +21,9 @@ func harness(b *broker, keyOrder bool) outboxtest.TransportFactory {
 		tr := newTransport(t, rabbitmq.Config{RoutingKey: q, MaxMessageBytes: suiteMaxBytes, KeyOrder: keyOrder})
 		return outboxtest.TransportHarness{
 			Transport: tr,
-			Receive: func(ctx context.Context, n int) ([]*core.Message, error) {
+			Receive: func(ctx context.Context, n int) ([]*outbox.Message, error) {
 				got, err := b.receive(ctx, q, n, false)
-				msgs := make([]*core.Message, len(got))
+				msgs := make([]*outbox.Message, len(got))
 				for i, r := range got {
 					msgs[i] = r.Msg
 				}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Transport publishes outbox messages to RabbitMQ with publisher confirms. It is safe for
@@ -62,10 +62,10 @@ func New(cfg Config) (*Transport, error) {
 func (t *Transport) String() string { return "rabbitmq.Transport(" + t.cfg.String() + ")" }
 
 // KeepsKeyOrder reports whether Config.KeyOrder is set: then one Publish keeps each Key's order
-// and stops a Key at its first failure (core.KeyOrderer).
+// and stops a Key at its first failure (outbox.KeyOrderer).
 func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeyOrder }
 
-// Close makes further publishes fail with core.ErrClosed and closes the connection. Messages
+// Close makes further publishes fail with outbox.ErrClosed and closes the connection. Messages
 // of a Publish still waiting for their confirms then fail (never reported published).
 func (t *Transport) Close() error {
 	if t.closed.Swap(true) {
@@ -88,7 +88,7 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 	t.mu.Lock()
 	if t.closed.Load() {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("rabbitmq: publish: %w", core.ErrClosed)
+		return nil, fmt.Errorf("rabbitmq: publish: %w", outbox.ErrClosed)
 	}
 	if s := t.sess; s != nil && !s.isLost() {
 		t.mu.Unlock()
@@ -124,7 +124,7 @@ func (t *Transport) session(ctx context.Context) (*session, error) {
 	case d.err == nil && t.closed.Load():
 		// Closed while dialing: nobody will close this session but us.
 		defer d.s.close()
-		d.s, d.err = nil, fmt.Errorf("rabbitmq: publish: %w", core.ErrClosed)
+		d.s, d.err = nil, fmt.Errorf("rabbitmq: publish: %w", outbox.ErrClosed)
 	case d.err == nil:
 		t.sess = d.s
 		t.backoff, t.dialErr, t.nextDial = 0, nil, time.Time{}
@@ -146,26 +146,26 @@ type dialing struct {
 
 // Publish sends msgs on the confirm channel, all of them before waiting, and returns once the
 // broker confirmed every one (or ctx ended, the connection closed, or the broker blocked it).
-// It returns nil when the broker acknowledged every message; a *core.BatchError naming the
+// It returns nil when the broker acknowledged every message; a *outbox.BatchError naming the
 // messages that failed when some did; or, when every message failed for one reason (the broker
 // is unreachable), that error.
 //
 // Messages are published with mandatory set: one that no queue takes is returned by the
 // broker and fails, as does one the broker nacks. Both are outages of the destination
-// (core.Unavailable), as are a missing exchange, a lost connection and a blocked one. A message
+// (outbox.Unavailable), as are a missing exchange, a lost connection and a blocked one. A message
 // whose confirm never came is reported failed, never published. Errors no retry can fix are
-// marked with core.Permanent: a body above MaxMessageBytes (or above the broker's own limit), a
+// marked with outbox.Permanent: a body above MaxMessageBytes (or above the broker's own limit), a
 // routing key or header name above the AMQP limit, a payload that is not JSON.
 //
 // Messages go out in slice order on one channel, so the broker keeps their order. With
 // KeyOrder, a Key's next message is sent only once its previous one was confirmed, and after
 // a Key's first failure its later messages are held back (failed, never sent).
-func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	if t.closed.Load() {
-		return fmt.Errorf("rabbitmq: publish: %w", core.ErrClosed)
+		return fmt.Errorf("rabbitmq: publish: %w", outbox.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("rabbitmq: publish: %w", err)
@@ -242,7 +242,7 @@ func (t *Transport) sendRound(ctx context.Context, s *session, batch []outgoing,
 // first, every message without a Key), and a Key's message goes out only after the broker
 // confirmed the one before it. A Key whose message failed, before or after sending, has its
 // later messages held back.
-func (t *Transport) sendByKey(ctx context.Context, s *session, msgs []*core.Message, ready []*outgoing, out *outcome) {
+func (t *Transport) sendByKey(ctx context.Context, s *session, msgs []*outbox.Message, ready []*outgoing, out *outcome) {
 	var keys []string
 	queue := map[string][]int{}
 	var first []outgoing
@@ -296,22 +296,22 @@ func (t *Transport) sendByKey(ctx context.Context, s *session, msgs []*core.Mess
 
 // heldBack is the failure of a message not sent because an earlier message of its Key failed.
 // It is never permanent (the message itself is fine); it is an outage when the cause was.
-func heldBack(m *core.Message, cause error) error {
+func heldBack(m *outbox.Message, cause error) error {
 	err := fmt.Errorf("rabbitmq: message %s: held back: an earlier message of key %q failed: %v", m.ID, m.Key, cause)
-	if core.IsUnavailable(cause) {
-		return core.Unavailable(err)
+	if outbox.IsUnavailable(cause) {
+		return outbox.Unavailable(err)
 	}
 	return err
 }
 
 // outcome collects what happened to each message of one Publish call.
 type outcome struct {
-	msgs []*core.Message
+	msgs []*outbox.Message
 	errs []error
 	call []bool // the error came from the broker or the connection, not from the message itself
 }
 
-func newOutcome(msgs []*core.Message) *outcome {
+func newOutcome(msgs []*outbox.Message) *outcome {
 	return &outcome{msgs: msgs, errs: make([]error, len(msgs)), call: make([]bool, len(msgs))}
 }
 
@@ -343,7 +343,7 @@ func (o *outcome) err() error {
 		// broker, a cancelled context): one error says it best.
 		return first
 	}
-	be := core.NewBatchError()
+	be := outbox.NewBatchError()
 	for i, err := range o.errs {
 		if err != nil {
 			be.Add(o.msgs[i].ID, err)

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // batch is one SendMessageBatch call.
@@ -29,7 +29,7 @@ type batch struct {
 // pack encodes the messages at idxs, all bound for q, and packs them in order into batches of
 // at most MaxBatchEntries entries and MaxBatchBytes bytes. Messages that cannot be encoded fail
 // in out; on a FIFO queue they hold back the later messages with their Key.
-func (t *Transport) pack(q queue, msgs []*core.Message, idxs []int, out *outcome) []*batch {
+func (t *Transport) pack(q queue, msgs []*outbox.Message, idxs []int, out *outcome) []*batch {
 	var (
 		batches []*batch
 		cur     *batch

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // noRetry switches off the SDK's own retries, on every call, whoever built the client. The
@@ -46,7 +46,7 @@ func newClient(ctx context.Context, c Config) (*awssqs.Client, *http.Transport, 
 		return nil, nil, fmt.Errorf("sqs: load AWS config: %w", err)
 	}
 	if awsCfg.Region == "" {
-		return nil, nil, &core.ConfigError{Component: "sqs", Field: "Region",
+		return nil, nil, &outbox.ConfigError{Component: "sqs", Field: "Region",
 			Problem: "is empty and the AWS environment names none (set Region, AWS_REGION or a profile region)"}
 	}
 

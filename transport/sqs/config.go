@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // SQS limits this package checks before sending.
@@ -46,7 +46,7 @@ type Config struct {
 	// Route picks a queue (URL or name) for a message; "" means fall back to QueueURL. It is
 	// called for messages whose Type is not in Routes, must be fast and safe for concurrent use,
 	// and must not keep m. Default none.
-	Route func(m *core.Message) string
+	Route func(m *outbox.Message) string
 
 	// Region is the AWS region, e.g. eu-west-1. Default: the region of the AWS environment
 	// (AWS_REGION, the shared profile). Not allowed with AWSConfig or Client.
@@ -114,7 +114,7 @@ var groupID = regexp.MustCompile("^[\\x21-\\x7e]{1,128}$")
 // default. It never repeats a secret.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "sqs", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "sqs", Field: field, Problem: problem}
 	}
 	if c.QueueURL == "" && len(c.Routes) == 0 && c.Route == nil {
 		return bad("QueueURL", "is empty (set QueueURL, Routes or Route)")

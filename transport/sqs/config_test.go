@@ -7,14 +7,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 func TestConfigValidate(t *testing.T) {
 	const url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 	client := awssqs.New(awssqs.Options{Region: "eu-west-1"})
-	route := func(*core.Message) string { return "" }
+	route := func(*outbox.Message) string { return "" }
 	for _, c := range []struct {
 		name  string
 		cfg   sqs.Config
@@ -68,9 +68,9 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
-			if !errors.As(err, &ce) || !errors.Is(err, core.ErrInvalidConfig) {
-				t.Fatalf("Validate() = %v, want a *core.ConfigError", err)
+			var ce *outbox.ConfigError
+			if !errors.As(err, &ce) || !errors.Is(err, outbox.ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v, want a *outbox.ConfigError", err)
 			}
 			if ce.Component != "sqs" || ce.Field != c.field || !strings.Contains(ce.Problem, c.want) {
 				t.Fatalf("Validate() = %v, want field %s with %q", err, c.field, c.want)
@@ -88,7 +88,7 @@ func TestConfigValidate(t *testing.T) {
 // New refuses what Validate refuses, before touching the network.
 func TestNewValidates(t *testing.T) {
 	_, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "q", AccessKeyID: "AK"})
-	if !errors.Is(err, core.ErrInvalidConfig) {
+	if !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Fatalf("New = %v, want a config error", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -44,7 +44,7 @@ type Consumer struct {
 	client *awssqs.Client
 	httpTr *http.Transport
 	router *router
-	handle func(ctx context.Context, m *core.Message) error
+	handle func(ctx context.Context, m *outbox.Message) error
 	log    *zap.Logger
 	slots  chan struct{} // one per handler running or reserved by a poller
 	// deletes carries the receipts of handled messages to the deleter, which batches them.
@@ -91,9 +91,9 @@ type ConsumerStats struct {
 // NewConsumer validates cfg and returns a consumer of cfg.QueueURL that calls handle for each
 // message. It sends no request; Start (or Run) begins consuming. handle must be safe for
 // concurrent use when Concurrency is above 1.
-func NewConsumer(ctx context.Context, cfg ConsumerConfig, handle func(ctx context.Context, m *core.Message) error) (*Consumer, error) {
+func NewConsumer(ctx context.Context, cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
 	if handle == nil {
-		return nil, &core.ConfigError{Component: "sqs consumer", Field: "handle", Problem: "is nil"}
+		return nil, &outbox.ConfigError{Component: "sqs consumer", Field: "handle", Problem: "is nil"}
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -347,7 +347,7 @@ func (c *Consumer) process(ctx context.Context, m types.Message) bool {
 
 // call runs the handler, turning a panic into an error so one bad message cannot stop the
 // consumer.
-func (c *Consumer) call(ctx context.Context, m *core.Message) (err error) {
+func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("sqs consumer: handler panicked: %v", r)

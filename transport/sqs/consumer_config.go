@@ -7,7 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"go.uber.org/zap"
 )
 
@@ -50,7 +50,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type attributes, as a Transport with RawPayload sends them. Default false: bodies
-	// are envelopes, decoded with core.DecodeEnvelope.
+	// are envelopes, decoded with outbox.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once. Default 8 (DefaultConsumerConcurrency); at
 	// most 1000.
@@ -116,7 +116,7 @@ func (c ConsumerConfig) transportConfig() Config {
 // Validate names the first missing or wrong field. It never repeats a secret.
 func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "sqs consumer", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "sqs consumer", Field: field, Problem: problem}
 	}
 	if c.QueueURL == "" {
 		return bad("QueueURL", "is empty")

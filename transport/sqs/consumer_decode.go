@@ -9,17 +9,17 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // decodeReceived turns a received SQS message back into the message the Transport sent: the
 // envelope (or, raw, the payload with the outbox.id and outbox.type attributes), Key from
 // outbox.key, every other String attribute as a header.
-func decodeReceived(m types.Message, raw bool) (*core.Message, error) {
+func decodeReceived(m types.Message, raw bool) (*outbox.Message, error) {
 	body := aws.ToString(m.Body)
-	var msg *core.Message
+	var msg *outbox.Message
 	if raw {
-		msg = &core.Message{
+		msg = &outbox.Message{
 			ID:      attr(m.MessageAttributes, AttributeID),
 			Type:    attr(m.MessageAttributes, AttributeType),
 			Payload: json.RawMessage(body),
@@ -34,7 +34,7 @@ func decodeReceived(m types.Message, raw bool) (*core.Message, error) {
 		}
 	} else {
 		var err error
-		if msg, err = core.DecodeEnvelope([]byte(body)); err != nil {
+		if msg, err = outbox.DecodeEnvelope([]byte(body)); err != nil {
 			return nil, fmt.Errorf("sqs consumer: %w", err)
 		}
 	}

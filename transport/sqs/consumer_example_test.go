@@ -6,7 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -20,7 +20,7 @@ func ExampleNewConsumer() {
 		QueueURL:    "orders", // give the queue a redrive policy: failures are left to it
 		Region:      "eu-west-1",
 		Concurrency: 16,
-	}, func(ctx context.Context, m *core.Message) error {
+	}, func(ctx context.Context, m *outbox.Message) error {
 		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
 		return nil // nil deletes the message; an error leaves it for redelivery
 	})

@@ -13,7 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -21,7 +21,7 @@ import (
 )
 
 // newConsumer builds a consumer against the test server; it is stopped at cleanup.
-func newConsumer(t *testing.T, cfg sqs.ConsumerConfig, handle func(context.Context, *core.Message) error) *sqs.Consumer {
+func newConsumer(t *testing.T, cfg sqs.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *sqs.Consumer {
 	t.Helper()
 	if cfg.Client == nil && cfg.AWSConfig == nil {
 		cfg.Endpoint, cfg.Region, cfg.AccessKeyID, cfg.SecretAccessKey = endpoint(), testRegion, testKey, testSecret
@@ -62,13 +62,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // collector records what a handler received.
 type collector struct {
 	mu   sync.Mutex
-	msgs map[string]*core.Message
+	msgs map[string]*outbox.Message
 	seen []string
 }
 
-func newCollector() *collector { return &collector{msgs: map[string]*core.Message{}} }
+func newCollector() *collector { return &collector{msgs: map[string]*outbox.Message{}} }
 
-func (c *collector) handle(_ context.Context, m *core.Message) error {
+func (c *collector) handle(_ context.Context, m *outbox.Message) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.msgs[m.ID] = m
@@ -153,7 +153,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	obs, logs := observer.New(zapcore.WarnLevel)
 	var calls atomic.Int64
 	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, VisibilityTimeout: time.Second, Logger: zap.New(obs)},
-		func(ctx context.Context, m *core.Message) error {
+		func(ctx context.Context, m *outbox.Message) error {
 			switch calls.Add(1) {
 			case 1:
 				return errors.New("database briefly down")
@@ -190,7 +190,7 @@ func TestConsumerExtendsVisibility(t *testing.T) {
 	// Extensions every 500ms of a 2s visibility timeout: one may be 1.5s late before SQS would
 	// redeliver, a margin a loaded machine keeps.
 	c = newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 2, VisibilityTimeout: 2 * time.Second, ExtendInterval: 500 * time.Millisecond},
-		func(ctx context.Context, m *core.Message) error {
+		func(ctx context.Context, m *outbox.Message) error {
 			calls.Add(1)
 			// Outlive the visibility timeout twice over, by the extensions counted.
 			for c.Stats().Extended < 9 {
@@ -220,7 +220,7 @@ func TestConsumerMalformed(t *testing.T) {
 	}
 	var calls atomic.Int64
 	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, VisibilityTimeout: 5 * time.Second},
-		func(context.Context, *core.Message) error { calls.Add(1); return nil })
+		func(context.Context, *outbox.Message) error { calls.Add(1); return nil })
 	startConsumer(t, c)
 	waitFor(t, 20*time.Second, "the malformed message", func() bool { return c.Stats().Malformed == 1 })
 	if err := c.Stop(testCtx(t)); err != nil {
@@ -244,7 +244,7 @@ func TestConsumerStopDeadline(t *testing.T) {
 	entered := make(chan struct{})
 	var cancelled atomic.Bool
 	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, VisibilityTimeout: time.Second, ExtendInterval: -1},
-		func(ctx context.Context, m *core.Message) error {
+		func(ctx context.Context, m *outbox.Message) error {
 			close(entered)
 			<-ctx.Done()
 			cancelled.Store(true)
@@ -281,7 +281,7 @@ func TestConsumerFIFOOrder(t *testing.T) {
 	srv := needServer(t)
 	url := srv.createQueue(t, true)
 	tr := newTransport(t, sqs.Config{QueueURL: url})
-	var sent []*core.Message
+	var sent []*outbox.Message
 	for k := range 3 {
 		sent = append(sent, messages(10, "T", fmt.Sprintf("key-%d", k))...)
 	}
@@ -293,7 +293,7 @@ func TestConsumerFIFOOrder(t *testing.T) {
 	}
 	var mu sync.Mutex
 	order := map[string][]string{}
-	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 8}, func(_ context.Context, m *core.Message) error {
+	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 8}, func(_ context.Context, m *outbox.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		order[m.Key] = append(order[m.Key], m.ID)
@@ -335,7 +335,7 @@ func TestConsumerConfig(t *testing.T) {
 		cfg := base
 		tc.edit(&cfg)
 		err := cfg.Validate()
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("Validate(%v) = %v, want a config error naming %s", cfg, err, tc.field)
 		}
 	}

@@ -6,7 +6,7 @@
 //		Region:   "eu-west-1", // keys omitted: the default AWS credential chain
 //	})
 //	...
-//	relay, err := core.NewRelay(store, t, core.Config{})
+//	relay, err := outbox.NewRelay(store, t, outbox.Config{})
 //
 // # Credentials
 //
@@ -55,7 +55,7 @@
 // sending: one above MaxMessageBytes fails permanently on its own while the others are sent.
 // Batch entry Ids are the message's position in the call, mapped back to message IDs.
 //
-// Errors that no retry can fix are marked with core.Permanent, so the relay dead-letters their
+// Errors that no retry can fix are marked with outbox.Permanent, so the relay dead-letters their
 // messages at once: oversized messages, too many attributes, characters SQS refuses, failures
 // SQS flags as the sender's fault or as invalid parameters, and a queue that does not exist.
 // Throttling, server errors, network errors and timeouts are retryable. Rejected credentials

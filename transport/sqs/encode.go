@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // The message attributes the transport adds to the message's Headers.
@@ -47,17 +47,17 @@ type entry struct {
 
 // encode turns m into an entry for q. Its errors are permanent: they concern the message
 // itself, and sending it again would fail the same way.
-func (t *Transport) encode(index int, m *core.Message, q queue, buf []byte) (entry, []byte, error) {
+func (t *Transport) encode(index int, m *outbox.Message, q queue, buf []byte) (entry, []byte, error) {
 	e := entry{index: index}
 	fail := func(format string, args ...any) (entry, []byte, error) {
-		return e, buf, core.Permanent(fmt.Errorf("sqs: message %s: "+format, append([]any{m.ID}, args...)...))
+		return e, buf, outbox.Permanent(fmt.Errorf("sqs: message %s: "+format, append([]any{m.ID}, args...)...))
 	}
 
 	if t.cfg.RawPayload {
 		e.body = string(m.Payload)
 	} else {
 		var err error
-		buf, err = core.EncodeEnvelope(buf[:0], m)
+		buf, err = outbox.EncodeEnvelope(buf[:0], m)
 		if err != nil {
 			return e, buf, err // already permanent, and names the message
 		}
@@ -122,7 +122,7 @@ var attributeTypeValue = attributeType
 // packHeaders reports whether m's headers must travel as one AttributeHeaders attribute: they
 // would not fit in SQS's attribute limit beside the own attributes the transport adds, or one of
 // them cannot be an attribute of its own.
-func packHeaders(m *core.Message, own int) bool {
+func packHeaders(m *outbox.Message, own int) bool {
 	n := 0
 	for name, value := range m.Headers {
 		if value == "" {

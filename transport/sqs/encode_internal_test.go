@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func TestInvalidText(t *testing.T) {
@@ -80,21 +80,21 @@ func TestIsFIFO(t *testing.T) {
 	}
 }
 
-// With default settings, the largest message a store accepts (core's limits on payload, type,
+// With default settings, the largest message a store accepts (the root package's limits on payload, type,
 // key and headers) fits SQS's 256 KiB once wrapped in the envelope with its attributes.
 func TestLargestAcceptedMessageFits(t *testing.T) {
 	headers := map[string]string{}
-	for i := 0; len(headers) < core.MaxHeaders; i++ {
-		headers[fmt.Sprintf("h%02d", i)] = strings.Repeat("v", core.MaxHeaderBytes/core.MaxHeaders-3)
+	for i := 0; len(headers) < outbox.MaxHeaders; i++ {
+		headers[fmt.Sprintf("h%02d", i)] = strings.Repeat("v", outbox.MaxHeaderBytes/outbox.MaxHeaders-3)
 	}
-	m := &core.Message{
-		Type:    strings.Repeat(`"`, core.MaxTypeLength), // every byte escaped in the envelope
-		Key:     strings.Repeat("k", core.MaxKeyLength),
+	m := &outbox.Message{
+		Type:    strings.Repeat(`"`, outbox.MaxTypeLength), // every byte escaped in the envelope
+		Key:     strings.Repeat("k", outbox.MaxKeyLength),
 		Headers: headers,
 		Result:  json.RawMessage(`1`),
 	}
-	m.Payload = json.RawMessage(`"` + strings.Repeat("x", core.DefaultMaxPayloadBytes-len(m.Result)-2) + `"`)
-	if err := core.Prepare(context.Background(), []*core.Message{m}, core.WriteOptions{}); err != nil {
+	m.Payload = json.RawMessage(`"` + strings.Repeat("x", outbox.DefaultMaxPayloadBytes-len(m.Result)-2) + `"`)
+	if err := outbox.Prepare(context.Background(), []*outbox.Message{m}, outbox.WriteOptions{}); err != nil {
 		t.Fatalf("the store would refuse the test message: %v", err)
 	}
 	cfg := Config{QueueURL: "https://sqs.us-east-1.amazonaws.com/1/q.fifo"}.withDefaults()
@@ -120,7 +120,7 @@ func TestKeepsKeyOrderOnlyOnFIFOQueues(t *testing.T) {
 		{Config{QueueURL: "orders.fifo", Routes: map[string]string{"A": "a.fifo"}}, true},
 		{Config{QueueURL: "orders"}, false},
 		{Config{QueueURL: "orders.fifo", Routes: map[string]string{"A": "a"}}, false},
-		{Config{QueueURL: "orders.fifo", Route: func(*core.Message) string { return "" }}, false},
+		{Config{QueueURL: "orders.fifo", Route: func(*outbox.Message) string { return "" }}, false},
 	} {
 		if got := (&Transport{cfg: c.cfg}).KeepsKeyOrder(); got != c.want {
 			t.Errorf("%+v: KeepsKeyOrder = %v, want %v", c.cfg.String(), got, c.want)

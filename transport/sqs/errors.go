@@ -8,7 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // SQS answers with its JSON error names, or, through its query-compatibility header, with the
@@ -20,11 +20,11 @@ import (
 // Every SQS error is charged to one of three parties:
 //   - the destination (outageCodes): the queue is missing or briefly deleted, the credentials or
 //     their permissions are refused, the queue's KMS key is unavailable, SQS throttles or fails.
-//     None says anything about a message, so the error is marked core.Unavailable: the relay
+//     None says anything about a message, so the error is marked outbox.Unavailable: the relay
 //     pauses and probes, and charges no attempt. A deploy that creates the queue late, a
 //     rotated key or an IAM fix then lets everything flow again, and nothing is dead-lettered.
 //   - a message (messageCodes): its body, attributes or size. A single message gets
-//     core.Permanent; a whole SendMessageBatch call refused this way is sent again one entry per
+//     outbox.Permanent; a whole SendMessageBatch call refused this way is sent again one entry per
 //     call, so only the bad message fails and the others go out.
 //   - the call itself (anything else, e.g. a malformed batch): an ordinary failure, retried with
 //     the message's backoff and bounded by MaxAttempts.
@@ -101,8 +101,8 @@ var authCodes = map[string]bool{
 }
 
 // classify wraps a failed call's error with what was being done and marks whom it blames:
-// core.Unavailable for the destination (including unreachable endpoints, refused connections
-// and server errors without a code), core.Permanent for a message. Cancellation and deadlines
+// outbox.Unavailable for the destination (including unreachable endpoints, refused connections
+// and server errors without a code), outbox.Permanent for a message. Cancellation and deadlines
 // stay unmarked: the relay knows whether it stopped or its publish ran out of time.
 func classify(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -110,27 +110,27 @@ func classify(op string, err error) error {
 	}
 	var qdne *types.QueueDoesNotExist
 	if errors.As(err, &qdne) {
-		return core.Unavailable(fmt.Errorf("sqs: %s: the queue does not exist (yet?): %w", op, err))
+		return outbox.Unavailable(fmt.Errorf("sqs: %s: the queue does not exist (yet?): %w", op, err))
 	}
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		code := api.ErrorCode()
 		switch {
 		case authCodes[code]:
-			return core.Unavailable(fmt.Errorf("sqs: %s: AWS rejected the credentials or their permissions (check the keys, role and queue policy): %w", op, err))
+			return outbox.Unavailable(fmt.Errorf("sqs: %s: AWS rejected the credentials or their permissions (check the keys, role and queue policy): %w", op, err))
 		case outageCodes[code]:
-			return core.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
+			return outbox.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
 		case messageCodes[code]:
-			return core.Permanent(fmt.Errorf("sqs: %s: %w", op, err))
+			return outbox.Permanent(fmt.Errorf("sqs: %s: %w", op, err))
 		}
 		var status interface{ HTTPStatusCode() int }
 		if errors.As(err, &status) && status.HTTPStatusCode() >= 500 {
-			return core.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
+			return outbox.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
 		}
 		return fmt.Errorf("sqs: %s: %w", op, err)
 	}
 	// No answer from SQS at all: the endpoint is unreachable, refused or reset the connection.
-	return core.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
+	return outbox.Unavailable(fmt.Errorf("sqs: %s: %w", op, err))
 }
 
 // blamesMessages reports whether a whole call's error blames what it carried.
@@ -147,9 +147,9 @@ func entryError(queueURL string, e types.BatchResultErrorEntry) error {
 	err := fmt.Errorf("sqs: queue %s rejected the message: %s: %s", queueURL, code, aws.ToString(e.Message))
 	switch {
 	case outageCodes[code]:
-		return core.Unavailable(err)
+		return outbox.Unavailable(err)
 	case e.SenderFault || messageCodes[code]:
-		return core.Permanent(err)
+		return outbox.Permanent(err)
 	}
 	return err
 }

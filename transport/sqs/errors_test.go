@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 // publishWithin publishes msgs and fails the test unless Publish returns within limit.
-func publishWithin(t *testing.T, tr *sqs.Transport, limit time.Duration, msgs []*core.Message) error {
+func publishWithin(t *testing.T, tr *sqs.Transport, limit time.Duration, msgs []*outbox.Message) error {
 	t.Helper()
 	start := time.Now()
 	err := tr.Publish(testCtx(t), msgs)
@@ -34,13 +34,13 @@ func TestMissingQueue(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tr := newTransport(t, sqs.Config{QueueURL: queue})
 			err := publishWithin(t, tr, 5*time.Second, prepared(t, messages(12, "T", "")...))
-			var be *core.BatchError
+			var be *outbox.BatchError
 			switch {
 			case err == nil:
 				t.Fatal("publishing to a missing queue succeeded")
 			case errors.As(err, &be):
 				t.Fatalf("publish = %v, want one error for the whole call", err)
-			case core.IsPermanent(err) || !core.IsUnavailable(err):
+			case outbox.IsPermanent(err) || !outbox.IsUnavailable(err):
 				t.Errorf("error %v is not an outage: a missing queue blames the destination, not the messages", err)
 			case !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "outbox-no-such-queue"):
 				t.Errorf("error %q does not name the queue and the problem", err)
@@ -56,7 +56,7 @@ func TestWrongEndpoint(t *testing.T) {
 	switch {
 	case err == nil:
 		t.Fatal("publishing to a closed port succeeded")
-	case core.IsPermanent(err):
+	case outbox.IsPermanent(err):
 		t.Errorf("error %v is permanent; an unreachable endpoint may come back", err)
 	case !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "127.0.0.1:1"):
 		t.Errorf("error %q does not say what failed", err)
@@ -103,7 +103,7 @@ func TestHungEndpointHonoursContext(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("publish took %v with a 300ms context", took)
 	}
-	if !errors.Is(err, context.DeadlineExceeded) || core.IsPermanent(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || outbox.IsPermanent(err) {
 		t.Fatalf("publish = %v, want the context's deadline, retryable", err)
 	}
 }
@@ -149,7 +149,7 @@ func TestNoCredentialsAnywhere(t *testing.T) {
 func TestNoRegionAnywhere(t *testing.T) {
 	isolateAWSEnv(t)
 	_, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "q", AccessKeyID: testKey, SecretAccessKey: testSecret})
-	var ce *core.ConfigError
+	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field != "Region" {
 		t.Fatalf("New without a region = %v, want a config error naming Region", err)
 	}
@@ -201,8 +201,8 @@ func TestCorruptPayload(t *testing.T) {
 	in := prepared(t, messages(2, "T", "")...)
 	in[0].Payload = json.RawMessage(`{"broken"`)
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[in[0].ID]) {
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[in[0].ID]) {
 		t.Fatalf("publish = %v, want the corrupt message alone, permanent", err)
 	}
 	if _, err := s.receive(testCtx(t), url, 1, false); err != nil {
@@ -216,17 +216,17 @@ func TestMissingQueuesKeepTheirOwnErrors(t *testing.T) {
 	base := s.createQueue(t, false)
 	base = base[:strings.LastIndex(base, "/")+1]
 	tr := newTransport(t, sqs.Config{Routes: map[string]string{"A": base + "outbox-missing-a", "B": base + "outbox-missing-b"}})
-	a := &core.Message{Type: "A", Payload: json.RawMessage(`1`)}
-	b := &core.Message{Type: "B", Payload: json.RawMessage(`2`)}
+	a := &outbox.Message{Type: "A", Payload: json.RawMessage(`1`)}
+	b := &outbox.Message{Type: "B", Payload: json.RawMessage(`2`)}
 	err := tr.Publish(testCtx(t), prepared(t, a, b))
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 2 {
-		t.Fatalf("publish = %v, want a *core.BatchError naming both", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError naming both", err)
 	}
 	if !strings.Contains(be.Failed[a.ID].Error(), "outbox-missing-a") || !strings.Contains(be.Failed[b.ID].Error(), "outbox-missing-b") {
 		t.Errorf("errors %v do not name each message's own queue", be)
 	}
-	if !core.IsUnavailable(err) {
+	if !outbox.IsUnavailable(err) {
 		t.Errorf("%v is not an outage", err)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -22,8 +22,8 @@ func Example() {
 	}
 	defer t.Close()
 
-	var store core.Store // e.g. postgres.New(ctx, postgres.Config{...})
-	relay, err := core.NewRelay(store, t, core.Config{Ordered: true})
+	var store outbox.Store // e.g. postgres.New(ctx, postgres.Config{...})
+	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
 	if err != nil {
 		log.Fatal(err)
 	}

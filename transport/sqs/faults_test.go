@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -120,7 +120,7 @@ func TestQueueNameResolvedOnce(t *testing.T) {
 	tr := newTransport(t, sqs.Config{QueueURL: "orders", Endpoint: f.URL})
 
 	err := tr.Publish(testCtx(t), prepared(t, messages(2, "T", "")...))
-	if err == nil || core.IsPermanent(err) || !strings.Contains(err.Error(), "resolve queue orders") {
+	if err == nil || outbox.IsPermanent(err) || !strings.Contains(err.Error(), "resolve queue orders") {
 		t.Fatalf("publish with a failing lookup = %v, want a retryable error naming the queue", err)
 	}
 	var wg sync.WaitGroup
@@ -164,16 +164,16 @@ func TestCallErrorsAreClassifiedAndNotRetried(t *testing.T) {
 			f.answer = c.answer
 			tr := f.transport(t, sqs.Config{})
 			err := publishWithin(t, tr, 5*time.Second, prepared(t, messages(3, "T", "")...))
-			var be *core.BatchError
+			var be *outbox.BatchError
 			switch {
 			case err == nil:
 				t.Fatal("publish succeeded")
 			case errors.As(err, &be):
 				t.Fatalf("publish = %v, want one error for the whole call", err)
-			case core.IsPermanent(err):
+			case outbox.IsPermanent(err):
 				t.Errorf("a whole-call error blaming no message is permanent: %v", err)
-			case core.IsUnavailable(err) != c.unavailable:
-				t.Errorf("unavailable = %t, want %t: %v", core.IsUnavailable(err), c.unavailable, err)
+			case outbox.IsUnavailable(err) != c.unavailable:
+				t.Errorf("unavailable = %t, want %t: %v", outbox.IsUnavailable(err), c.unavailable, err)
 			case !strings.Contains(err.Error(), c.want):
 				t.Errorf("error %q does not contain %q", err, c.want)
 			}
@@ -221,16 +221,16 @@ func TestEntryFailuresMapToMessages(t *testing.T) {
 	tr := f.transport(t, sqs.Config{})
 	in := prepared(t, messages(7, "T", "")...)
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
 	want := map[string]bool{in[1].ID: true, in[2].ID: false, in[3].ID: false, in[4].ID: false, in[5].ID: false}
 	if len(be.Failed) != len(want) {
 		t.Fatalf("failures %v, want messages 1 to 5", be)
 	}
 	for id, permanent := range want {
-		if e := be.Failed[id]; e == nil || core.IsPermanent(e) != permanent {
+		if e := be.Failed[id]; e == nil || outbox.IsPermanent(e) != permanent {
 			t.Errorf("message %s: %v, want permanent=%t", id, e, permanent)
 		}
 	}
@@ -307,11 +307,11 @@ func TestOneBadEntryDoesNotTakeTheBatchDown(t *testing.T) {
 	tr := f.transport(t, sqs.Config{})
 	msgs := prepared(t, messages(3, "T", "")...)
 	err := publishWithin(t, tr, 5*time.Second, msgs)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 1 || be.Failed[msgs[1].ID] == nil {
-		t.Fatalf("publish = %v, want a *core.BatchError naming only the bad message", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError naming only the bad message", err)
 	}
-	if !core.IsPermanent(be.Failed[msgs[1].ID]) {
+	if !outbox.IsPermanent(be.Failed[msgs[1].ID]) {
 		t.Errorf("the bad message's error is not permanent: %v", be.Failed[msgs[1].ID])
 	}
 	if n := calls.Load(); n != 4 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -48,10 +48,10 @@ func TestFIFOOrderWithinGroups(t *testing.T) {
 	url := s.createQueue(t, true)
 	tr := newTransport(t, sqs.Config{QueueURL: url, Concurrency: 4})
 	keys := []string{"a", "b", "c", "key with spaces ✓"}
-	var in []*core.Message
+	var in []*outbox.Message
 	for i := range 80 {
 		k := keys[i%len(keys)]
-		in = append(in, &core.Message{Type: "T", Key: k, Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))})
+		in = append(in, &outbox.Message{Type: "T", Key: k, Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))})
 	}
 	prepared(t, in...)
 	if err := tr.Publish(testCtx(t), in); err != nil {
@@ -91,25 +91,25 @@ func TestFIFOFailureHoldsBackItsKey(t *testing.T) {
 	url := s.createQueue(t, true)
 	tr := newTransport(t, sqs.Config{QueueURL: url})
 	in := prepared(t,
-		&core.Message{Type: "T", Key: "a", Payload: json.RawMessage(`0`)},
-		&core.Message{Type: "T", Key: "a", Payload: json.RawMessage(`1`)}, // oversized below
-		&core.Message{Type: "T", Key: "b", Payload: json.RawMessage(`2`)},
-		&core.Message{Type: "T", Key: "a", Payload: json.RawMessage(`3`)},
-		&core.Message{Type: "T", Payload: json.RawMessage(`4`)},
-		&core.Message{Type: "T", Key: "a", Payload: json.RawMessage(`5`)},
+		&outbox.Message{Type: "T", Key: "a", Payload: json.RawMessage(`0`)},
+		&outbox.Message{Type: "T", Key: "a", Payload: json.RawMessage(`1`)}, // oversized below
+		&outbox.Message{Type: "T", Key: "b", Payload: json.RawMessage(`2`)},
+		&outbox.Message{Type: "T", Key: "a", Payload: json.RawMessage(`3`)},
+		&outbox.Message{Type: "T", Payload: json.RawMessage(`4`)},
+		&outbox.Message{Type: "T", Key: "a", Payload: json.RawMessage(`5`)},
 	)
 	in[1].Payload = json.RawMessage(`"` + strings.Repeat("x", sqs.DefaultMaxMessageBytes) + `"`)
 
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
-	if len(be.Failed) != 3 || !core.IsPermanent(be.Failed[in[1].ID]) {
+	if len(be.Failed) != 3 || !outbox.IsPermanent(be.Failed[in[1].ID]) {
 		t.Fatalf("batch error %v, want message 1 permanent and 3, 5 held back", be)
 	}
 	for _, i := range []int{3, 5} {
-		if err := be.Failed[in[i].ID]; err == nil || core.IsPermanent(err) || !strings.Contains(err.Error(), "held back") {
+		if err := be.Failed[in[i].ID]; err == nil || outbox.IsPermanent(err) || !strings.Contains(err.Error(), "held back") {
 			t.Errorf("message %d: %v, want a retryable hold-back", i, err)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 	"go.uber.org/goleak"
@@ -125,9 +125,9 @@ func (s *server) createQueue(t testing.TB, fifo bool) string {
 type received struct {
 	Body  string
 	Attrs map[string]types.MessageAttributeValue
-	Msg   *core.Message // decoded from the envelope, with Key and Headers from the attributes
-	Group string        // FIFO MessageGroupId
-	Dedup string        // FIFO MessageDeduplicationId
+	Msg   *outbox.Message // decoded from the envelope, with Key and Headers from the attributes
+	Group string          // FIFO MessageGroupId
+	Dedup string          // FIFO MessageDeduplicationId
 }
 
 // receive reads and deletes messages from queueURL until it has n or ctx ends.
@@ -184,13 +184,13 @@ func (s *server) receive(ctx context.Context, queueURL string, n int, raw bool) 
 // decode reads a message the way a Go consumer would: the envelope (or the raw payload with
 // the outbox.id and outbox.type attributes), Key from outbox.key, the other attributes as
 // Headers.
-func decode(body string, attrs map[string]types.MessageAttributeValue, raw bool) (*core.Message, error) {
-	var m *core.Message
+func decode(body string, attrs map[string]types.MessageAttributeValue, raw bool) (*outbox.Message, error) {
+	var m *outbox.Message
 	if raw {
-		m = &core.Message{Payload: []byte(body), ID: str(attrs[sqs.AttributeID]), Type: str(attrs[sqs.AttributeType])}
+		m = &outbox.Message{Payload: []byte(body), ID: str(attrs[sqs.AttributeID]), Type: str(attrs[sqs.AttributeType])}
 	} else {
 		var err error
-		if m, err = core.DecodeEnvelope([]byte(body)); err != nil {
+		if m, err = outbox.DecodeEnvelope([]byte(body)); err != nil {
 			return nil, err
 		}
 	}
@@ -234,10 +234,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs core.Prepare on msgs, as a store's Add does, and returns them.
-func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
+// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := core.Prepare(context.Background(), msgs, core.WriteOptions{}); err != nil {
+	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -245,10 +245,10 @@ func prepared(t testing.TB, msgs ...*core.Message) []*core.Message {
 
 // messages returns n valid messages of type typ, all with key (which may be empty), with
 // payloads {"n":i}.
-func messages(n int, typ, key string) []*core.Message {
-	msgs := make([]*core.Message, n)
+func messages(n int, typ, key string) []*outbox.Message {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		msgs[i] = &outbox.Message{Type: typ, Key: key, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 	}
 	return msgs
 }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -22,7 +22,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	s := needServer(t)
 	url := s.createQueue(t, false)
 	tr := newTransport(t, sqs.Config{QueueURL: url})
-	in := prepared(t, &core.Message{
+	in := prepared(t, &outbox.Message{
 		Type:    "USER_CREATED",
 		Key:     "user-42",
 		Payload: json.RawMessage(`{"name":"Zoë \"the\" <admin>","tags":["a","b"],"n":1.5}`),
@@ -35,7 +35,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			"empty":        "",
 		},
 	})[0]
-	if err := tr.Publish(testCtx(t), []*core.Message{in}); err != nil {
+	if err := tr.Publish(testCtx(t), []*outbox.Message{in}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	got, err := s.receive(testCtx(t), url, 1, false)
@@ -92,8 +92,8 @@ func TestRawPayloadRoundTrip(t *testing.T) {
 	s := needServer(t)
 	url := s.createQueue(t, false)
 	tr := newTransport(t, sqs.Config{QueueURL: url, RawPayload: true})
-	in := prepared(t, &core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"order":7}`), Headers: map[string]string{"h": "v"}})[0]
-	if err := tr.Publish(testCtx(t), []*core.Message{in}); err != nil {
+	in := prepared(t, &outbox.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"order":7}`), Headers: map[string]string{"h": "v"}})[0]
+	if err := tr.Publish(testCtx(t), []*outbox.Message{in}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	got, err := s.receive(testCtx(t), url, 1, true)
@@ -121,11 +121,11 @@ func TestOversizedAmongNine(t *testing.T) {
 	big.Payload = json.RawMessage(`"` + strings.Repeat("x", sqs.DefaultMaxMessageBytes) + `"`)
 
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
+	var be *outbox.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("publish = %v, want a *core.BatchError", err)
+		t.Fatalf("publish = %v, want a *outbox.BatchError", err)
 	}
-	if len(be.Failed) != 1 || !core.IsPermanent(be.Failed[big.ID]) {
+	if len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[big.ID]) {
 		t.Fatalf("batch error %v, want only %s, permanent", be, big.ID)
 	}
 	if !strings.Contains(be.Failed[big.ID].Error(), "MaxMessageBytes") {
@@ -181,12 +181,12 @@ func TestHeadersThatDoNotFitAreSentPacked(t *testing.T) {
 		}
 		return h
 	}
-	fits := &core.Message{Type: "T", Payload: json.RawMessage(`1`), Headers: headers(9)} // + outbox.type = 10
-	tooMany := &core.Message{Type: "T", Key: "k", Payload: json.RawMessage(`2`), Headers: headers(9)}
-	badName := &core.Message{Type: "T", Payload: json.RawMessage(`3`), Headers: map[string]string{"has space": "v"}}
-	reserved := &core.Message{Type: "T", Payload: json.RawMessage(`4`), Headers: map[string]string{"AWS.trace": "v"}}
-	clash := &core.Message{Type: "T", Payload: json.RawMessage(`5`), Headers: map[string]string{sqs.AttributeType: "v"}}
-	control := &core.Message{Type: "T", Payload: json.RawMessage(`6`), Headers: map[string]string{"h": "a\x01b"}}
+	fits := &outbox.Message{Type: "T", Payload: json.RawMessage(`1`), Headers: headers(9)} // + outbox.type = 10
+	tooMany := &outbox.Message{Type: "T", Key: "k", Payload: json.RawMessage(`2`), Headers: headers(9)}
+	badName := &outbox.Message{Type: "T", Payload: json.RawMessage(`3`), Headers: map[string]string{"has space": "v"}}
+	reserved := &outbox.Message{Type: "T", Payload: json.RawMessage(`4`), Headers: map[string]string{"AWS.trace": "v"}}
+	clash := &outbox.Message{Type: "T", Payload: json.RawMessage(`5`), Headers: map[string]string{sqs.AttributeType: "v"}}
+	control := &outbox.Message{Type: "T", Payload: json.RawMessage(`6`), Headers: map[string]string{"h": "a\x01b"}}
 	in := prepared(t, fits, tooMany, badName, reserved, clash, control)
 	if err := tr.Publish(testCtx(t), in); err != nil {
 		t.Fatalf("publish = %v, want every message published", err)
@@ -202,7 +202,7 @@ func TestHeadersThatDoNotFitAreSentPacked(t *testing.T) {
 	if r := byID[fits.ID]; len(r.Attrs) != 10 {
 		t.Errorf("%s arrived with %d attributes, want its 9 headers and outbox.type", fits.ID, len(r.Attrs))
 	}
-	for _, m := range []*core.Message{tooMany, badName, reserved, clash, control} {
+	for _, m := range []*outbox.Message{tooMany, badName, reserved, clash, control} {
 		r := byID[m.ID]
 		v, ok := r.Attrs[sqs.AttributeHeaders]
 		var packed map[string]string
@@ -217,12 +217,12 @@ func TestInvalidCharacters(t *testing.T) {
 	s := needServer(t)
 	url := s.createQueue(t, false)
 	tr := newTransport(t, sqs.Config{QueueURL: url, RawPayload: true})
-	bad := &core.Message{Type: "T", Payload: json.RawMessage("\"\uFFFE\"")}
-	good := &core.Message{Type: "T", Payload: json.RawMessage(`"ok"`)}
+	bad := &outbox.Message{Type: "T", Payload: json.RawMessage("\"\uFFFE\"")}
+	good := &outbox.Message{Type: "T", Payload: json.RawMessage(`"ok"`)}
 	in := prepared(t, bad, good)
 	err := tr.Publish(testCtx(t), in)
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[bad.ID]) {
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[bad.ID]) {
 		t.Fatalf("publish = %v, want the bad message alone, permanent", err)
 	}
 	if _, err := s.receive(testCtx(t), url, 1, true); err != nil {
@@ -244,7 +244,7 @@ func TestRouting(t *testing.T) {
 			"ORDER_PLACED": orders,      // by URL
 			"USER_CREATED": name(users), // by name, resolved with GetQueueUrl
 		},
-		Route: func(m *core.Message) string {
+		Route: func(m *outbox.Message) string {
 			if strings.HasPrefix(m.Type, "AUDIT_") {
 				return name(audit)
 			}
@@ -252,11 +252,11 @@ func TestRouting(t *testing.T) {
 		},
 	})
 	in := prepared(t,
-		&core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)},
-		&core.Message{Type: "USER_CREATED", Payload: json.RawMessage(`2`)},
-		&core.Message{Type: "AUDIT_LOGIN", Payload: json.RawMessage(`3`)},
-		&core.Message{Type: "OTHER", Payload: json.RawMessage(`4`)},
-		&core.Message{Type: "USER_CREATED", Payload: json.RawMessage(`5`)},
+		&outbox.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)},
+		&outbox.Message{Type: "USER_CREATED", Payload: json.RawMessage(`2`)},
+		&outbox.Message{Type: "AUDIT_LOGIN", Payload: json.RawMessage(`3`)},
+		&outbox.Message{Type: "OTHER", Payload: json.RawMessage(`4`)},
+		&outbox.Message{Type: "USER_CREATED", Payload: json.RawMessage(`5`)},
 	)
 	// Twice, so the second publish uses the cached queue URLs.
 	for range 2 {
@@ -293,11 +293,11 @@ func TestRoutingUnclaimedType(t *testing.T) {
 	s := needServer(t)
 	orders := s.createQueue(t, false)
 	tr := newTransport(t, sqs.Config{Routes: map[string]string{"ORDER_PLACED": orders}})
-	routed := &core.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)}
-	stray := &core.Message{Type: "STRAY", Payload: json.RawMessage(`2`)}
+	routed := &outbox.Message{Type: "ORDER_PLACED", Payload: json.RawMessage(`1`)}
+	stray := &outbox.Message{Type: "STRAY", Payload: json.RawMessage(`2`)}
 	err := tr.Publish(testCtx(t), prepared(t, routed, stray))
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[stray.ID]) ||
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[stray.ID]) ||
 		!strings.Contains(be.Failed[stray.ID].Error(), `no queue for type "STRAY"`) {
 		t.Fatalf("publish = %v, want STRAY alone to fail permanently", err)
 	}
@@ -311,8 +311,8 @@ func TestClosed(t *testing.T) {
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, core.ErrClosed) {
-		t.Fatalf("publish after close = %v, want core.ErrClosed", err)
+	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("publish after close = %v, want outbox.ErrClosed", err)
 	}
 	if err := tr.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
@@ -378,14 +378,14 @@ func TestSizeMatchesTheServer(t *testing.T) {
 	// RawPayload: body = payload. Attributes: outbox.type=T (11+6+1), outbox.id=<36> (9+6+36),
 	// tenant=acme (6+6+4).
 	const attrs = 11 + 6 + 1 + 9 + 6 + 36 + 6 + 6 + 4
-	sized := func(total int) *core.Message {
-		return &core.Message{Type: "T", Headers: map[string]string{"tenant": "acme"},
+	sized := func(total int) *outbox.Message {
+		return &outbox.Message{Type: "T", Headers: map[string]string{"tenant": "acme"},
 			Payload: json.RawMessage(`"` + strings.Repeat("s", total-attrs-2) + `"`)}
 	}
 	fits, over := sized(2048), sized(2049)
 	err = tr.Publish(testCtx(t), prepared(t, fits, over))
-	var be *core.BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !core.IsPermanent(be.Failed[over.ID]) {
+	var be *outbox.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !outbox.IsPermanent(be.Failed[over.ID]) {
 		t.Fatalf("publish = %v, want only the 2049-byte message refused, permanently", err)
 	}
 	if !strings.Contains(be.Failed[over.ID].Error(), "2049 bytes") {

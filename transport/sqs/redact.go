@@ -6,13 +6,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // redactor hides what a queue URL or endpoint may carry besides its address: SQS URLs have no
 // query, so every query value (a presigned token, say) is masked, and so would be user
 // information, which Validate refuses anyway.
-var redactor = core.URLRedactor{}
+var redactor = outbox.URLRedactor{}
 
 // hiddenValue stands in for a queue name that looks like a mangled URL with user information or
 // a query: it may hold a secret.
@@ -112,10 +112,10 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		v.Route = "(func)"
 	}
 	if c.SecretAccessKey != "" {
-		v.SecretAccessKey = core.Redacted
+		v.SecretAccessKey = outbox.Redacted
 	}
 	if c.SessionToken != "" {
-		v.SessionToken = core.Redacted
+		v.SessionToken = outbox.Redacted
 	}
 	if c.AWSConfig != nil {
 		v.AWSConfig = "(caller's)"
@@ -156,10 +156,10 @@ func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
 		VisibilityTimeout: c.VisibilityTimeout, ExtendInterval: c.ExtendInterval, HandlerTimeout: c.HandlerTimeout,
 	}
 	if c.SecretAccessKey != "" {
-		v.SecretAccessKey = core.Redacted
+		v.SecretAccessKey = outbox.Redacted
 	}
 	if c.SessionToken != "" {
-		v.SessionToken = core.Redacted
+		v.SessionToken = outbox.Redacted
 	}
 	if c.AWSConfig != nil {
 		v.AWSConfig = "(caller's)"

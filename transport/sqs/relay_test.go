@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 // runRelay starts a relay from store to tr, stopped when the test ends.
-func runRelay(t *testing.T, store core.Store, tr core.Transport) *core.Relay {
+func runRelay(t *testing.T, store outbox.Store, tr outbox.Transport) *outbox.Relay {
 	t.Helper()
-	relay, err := core.NewRelay(store, tr, core.Config{
+	relay, err := outbox.NewRelay(store, tr, outbox.Config{
 		PollInterval: 50 * time.Millisecond,
-		Backoff:      core.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		Backoff:      outbox.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func runRelay(t *testing.T, store core.Store, tr core.Transport) *core.Relay {
 	return relay
 }
 
-func waitCounts(t *testing.T, store core.Inspector, cond func(core.Counts) bool) core.Counts {
+func waitCounts(t *testing.T, store outbox.Inspector, cond func(outbox.Counts) bool) outbox.Counts {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -63,14 +63,14 @@ func TestRelayDeadLettersWhatSQSCannotTake(t *testing.T) {
 	store := memstore.New()
 	store.MaxPayloadBytes = 1 << 20 // the store takes what the queue will not
 	good := messages(50, "T", "")
-	big := &core.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}
+	big := &outbox.Message{Type: "T", Payload: json.RawMessage(`"` + strings.Repeat("x", 300<<10) + `"`)}
 	if err := store.Add(testCtx(t), append(good, big)...); err != nil {
 		t.Fatal(err)
 	}
 	runRelay(t, store, newTransport(t, sqs.Config{QueueURL: url}))
 
-	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 && c.Dead == 1 })
-	dead, err := store.ListDead(testCtx(t), core.DeadFilter{})
+	waitCounts(t, store, func(c outbox.Counts) bool { return c.Pending == 0 && c.Dead == 1 })
+	dead, err := store.ListDead(testCtx(t), outbox.DeadFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestRelayRetriesThrottling(t *testing.T) {
 		t.Fatal(err)
 	}
 	relay := runRelay(t, store, f.transport(t, sqs.Config{}))
-	waitCounts(t, store, func(c core.Counts) bool { return c.Pending == 0 })
+	waitCounts(t, store, func(c outbox.Counts) bool { return c.Pending == 0 })
 	if st := relay.Stats(); st.Dead != 0 || st.Published != 30 || st.Failed != 0 || st.Released == 0 {
 		t.Errorf("stats %+v: want 30 published after some released batches, nothing failed or dead", st)
 	}
@@ -129,7 +129,7 @@ func TestOrderedRelayOnFIFOQueue(t *testing.T) {
 	if !tr.KeepsKeyOrder() {
 		t.Fatal("a FIFO queue transport does not keep key order")
 	}
-	relay, err := core.NewRelay(store, tr, core.Config{Ordered: true, BatchSize: 50, PollInterval: 50 * time.Millisecond})
+	relay, err := outbox.NewRelay(store, tr, outbox.Config{Ordered: true, BatchSize: 50, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // queue is a resolved destination.
@@ -22,7 +22,7 @@ type queue struct {
 type router struct {
 	client *awssqs.Client
 	routes map[string]string
-	route  func(*core.Message) string
+	route  func(*outbox.Message) string
 	def    string
 
 	mu       sync.Mutex
@@ -41,13 +41,13 @@ func newRouter(client *awssqs.Client, c Config) *router {
 }
 
 // destination returns the queue URL or name m goes to.
-func (r *router) destination(m *core.Message) (string, error) {
+func (r *router) destination(m *outbox.Message) (string, error) {
 	dest := r.routes[m.Type]
 	if dest == "" && r.route != nil {
 		dest = r.route(m)
 		if dest != "" {
 			if err := checkQueue(dest); err != nil {
-				return "", core.Permanent(fmt.Errorf("sqs: message %s: Route returned a bad queue: %v", m.ID, err))
+				return "", outbox.Permanent(fmt.Errorf("sqs: message %s: Route returned a bad queue: %v", m.ID, err))
 			}
 		}
 	}
@@ -55,7 +55,7 @@ func (r *router) destination(m *core.Message) (string, error) {
 		dest = r.def
 	}
 	if dest == "" {
-		return "", core.Permanent(fmt.Errorf("sqs: message %s: no queue for type %q (no route claims it and QueueURL is empty)", m.ID, m.Type))
+		return "", outbox.Permanent(fmt.Errorf("sqs: message %s: no queue for type %q (no route claims it and QueueURL is empty)", m.ID, m.Type))
 	}
 	return dest, nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -16,9 +16,9 @@ func harness(s *server, fifo bool) outboxtest.TransportFactory {
 		tr := newTransport(t, sqs.Config{QueueURL: url})
 		return outboxtest.TransportHarness{
 			Transport: tr,
-			Receive: func(ctx context.Context, n int) ([]*core.Message, error) {
+			Receive: func(ctx context.Context, n int) ([]*outbox.Message, error) {
 				got, err := s.receive(ctx, url, n, false)
-				msgs := make([]*core.Message, len(got))
+				msgs := make([]*outbox.Message, len(got))
 				for i, r := range got {
 					msgs[i] = r.Msg
 				}

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Transport publishes outbox messages to Amazon SQS. It is safe for concurrent use.
@@ -51,7 +51,7 @@ func (t *Transport) Client() *awssqs.Client { return t.client }
 // String describes the transport without secrets.
 func (t *Transport) String() string { return "sqs.Transport(" + t.cfg.String() + ")" }
 
-// Close makes further publishes fail with core.ErrClosed and closes the idle connections of the
+// Close makes further publishes fail with outbox.ErrClosed and closes the idle connections of the
 // HTTP client New built. It does not wait for publishes in flight, and leaves a Client or
 // AWSConfig you passed alone.
 func (t *Transport) Close() error {
@@ -66,23 +66,23 @@ func (t *Transport) Close() error {
 
 // Publish sends msgs with SendMessageBatch: up to 10 messages and MaxBatchBytes per call, up to
 // Concurrency calls in flight. It returns nil when SQS accepted every message; a
-// *core.BatchError naming the messages that failed when some did; or, when every message failed
+// *outbox.BatchError naming the messages that failed when some did; or, when every message failed
 // for one reason (a missing queue, an unreachable endpoint), that error. Errors that blame the
 // destination (a missing queue, refused credentials, throttling, server errors, no answer) are
-// marked core.Unavailable, so the relay pauses instead of charging attempts; errors that blame a
-// message and that no retry can fix are marked core.Permanent: a message too large, or one SQS
+// marked outbox.Unavailable, so the relay pauses instead of charging attempts; errors that blame a
+// message and that no retry can fix are marked outbox.Permanent: a message too large, or one SQS
 // rejects as its sender's fault. A call refused because of one bad entry is sent again one entry
 // per call, so only that message fails. See errors.go for the codes.
 //
 // On a FIFO queue, messages with the same Key are sent in the order given, and once one of them
 // fails the later ones with that Key are held back (retryable failures), so a retry never
 // overtakes. Messages without a Key promise no order and never wait.
-func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	if t.closed.Load() {
-		return fmt.Errorf("sqs: publish: %w", core.ErrClosed)
+		return fmt.Errorf("sqs: publish: %w", outbox.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqs: publish: %w", err)
@@ -127,12 +127,12 @@ func (t *Transport) Publish(ctx context.Context, msgs []*core.Message) error {
 // outcome collects what happened to each message of one Publish call. Each index is written
 // by one goroutine only.
 type outcome struct {
-	msgs []*core.Message
+	msgs []*outbox.Message
 	errs []error
 	call []bool // the error came from a whole failed call, not from the message itself
 }
 
-func newOutcome(msgs []*core.Message) *outcome {
+func newOutcome(msgs []*outbox.Message) *outcome {
 	return &outcome{msgs: msgs, errs: make([]error, len(msgs)), call: make([]bool, len(msgs))}
 }
 
@@ -164,7 +164,7 @@ func (o *outcome) err() error {
 		// unreachable endpoint, a cancelled context): one error says it best.
 		return first
 	}
-	be := core.NewBatchError()
+	be := outbox.NewBatchError()
 	for i, err := range o.errs {
 		if err != nil {
 			be.Add(o.msgs[i].ID, err)
@@ -173,7 +173,7 @@ func (o *outcome) err() error {
 	return be
 }
 
-// KeepsKeyOrder implements core.KeyOrderer. It is true when every queue the transport can send
+// KeepsKeyOrder implements outbox.KeyOrderer. It is true when every queue the transport can send
 // to is a FIFO queue (a name or URL ending in .fifo) and no Route function can pick another:
 // then Publish sends each Key's messages in the order given (one SendMessageBatch after another
 // for a Key spread over several calls) and, once one fails, holds back the later ones of that Key

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Defaults of Config and of retention.
@@ -41,12 +41,12 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	c = c.withDefaults()
 	if c.Database == "" {
-		return &core.ConfigError{Component: component, Field: "Database", Problem: "is empty"}
+		return &outbox.ConfigError{Component: component, Field: "Database", Problem: "is empty"}
 	}
-	if err := core.CheckIdentifier(component, "Database", c.Database); err != nil {
+	if err := outbox.CheckIdentifier(component, "Database", c.Database); err != nil {
 		return err
 	}
-	return core.CheckIdentifier(component, "Collection", c.Collection)
+	return outbox.CheckIdentifier(component, "Collection", c.Collection)
 }
 
 // String describes the config.

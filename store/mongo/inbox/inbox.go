@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ErrTransactionsUnsupported is matched (errors.Is) by Handle's error when the server cannot run
@@ -46,7 +46,7 @@ type Inbox struct {
 // sends nothing; call EnsureIndexes once.
 func New(client *mongo.Client, cfg Config) (*Inbox, error) {
 	if client == nil {
-		return nil, invalid("new", core.InvalidArgument("client", "is nil"))
+		return nil, invalid("new", outbox.InvalidArgument("client", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func (p *handlerPanic) Error() string {
 // fn panics it aborts and the panic is re-raised. Either way nothing is recorded, so a
 // redelivery is processed. fn must pass its ctx to every operation, must not end the
 // transaction, and may run more than once (see the package documentation).
-func (in *Inbox) Handle(ctx context.Context, consumer string, msg *core.Message, fn func(ctx context.Context) error) (duplicate bool, err error) {
+func (in *Inbox) Handle(ctx context.Context, consumer string, msg *outbox.Message, fn func(ctx context.Context) error) (duplicate bool, err error) {
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err
 	}

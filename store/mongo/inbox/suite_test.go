@@ -12,7 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/mongo/inbox"
 )
@@ -29,7 +29,7 @@ func harness(t *testing.T, client *mongo.Client, db string) outboxtest.InboxHarn
 	effects := client.Database(db).Collection("effects")
 	records := client.Database(db).Collection(inbox.DefaultCollection)
 	return outboxtest.InboxHarness{
-		Handle: func(ctx context.Context, consumer string, msg *core.Message, fn outboxtest.InboxFunc) (bool, error) {
+		Handle: func(ctx context.Context, consumer string, msg *outbox.Message, fn outboxtest.InboxFunc) (bool, error) {
 			var handler func(context.Context) error
 			if fn != nil {
 				handler = func(ctx context.Context) error {
@@ -82,7 +82,7 @@ func testWithoutTransactions(t *testing.T, uri string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := &core.Message{ID: "0192d6f0-0000-7000-8000-000000000001", Type: "T"}
+	msg := &outbox.Message{ID: "0192d6f0-0000-7000-8000-000000000001", Type: "T"}
 	var ran atomic.Bool
 	for range 2 { // the verdict is remembered, and stays the same
 		dup, err := in.Handle(testCtx(t), "billing", msg, func(context.Context) error { ran.Store(true); return nil })
@@ -120,7 +120,7 @@ func TestConfig(t *testing.T) {
 		{inbox.Config{Database: "a.b"}, "Database"},
 		{inbox.Config{Database: "shop", Collection: "in$box"}, "Collection"},
 	} {
-		if _, err := inbox.New(client, c.cfg); !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), c.field) {
+		if _, err := inbox.New(client, c.cfg); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("New(%v) = %v, want a config error naming %s", c.cfg, err, c.field)
 		}
 	}

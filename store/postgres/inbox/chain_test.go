@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/postgres/inbox"
 )
@@ -20,12 +20,12 @@ func TestChaining(t *testing.T) {
 	pool := testPool(t)
 	schema := newSchema(t, pool)
 	ctx := context.Background()
-	outbox, err := postgres.New(ctx, postgres.Config{Pool: pool, Schema: schema})
+	store, err := postgres.New(ctx, postgres.Config{Pool: pool, Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { outbox.Close() })
-	if err := outbox.EnsureSchema(ctx); err != nil {
+	t.Cleanup(func() { store.Close() })
+	if err := store.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
 	in, err := inbox.New(pool, inbox.Config{Schema: schema})
@@ -41,7 +41,7 @@ func TestChaining(t *testing.T) {
 	}
 
 	failAfterEmit := false
-	step := func(msg *core.Message) (bool, error) {
+	step := func(msg *outbox.Message) (bool, error) {
 		return in.Handle(ctx, "inventory", msg, func(ctx context.Context, tx pgx.Tx) error {
 			var order struct{ Qty int }
 			if err := json.Unmarshal(msg.Payload, &order); err != nil {
@@ -50,11 +50,11 @@ func TestChaining(t *testing.T) {
 			if _, err := tx.Exec(ctx, "UPDATE "+stock+" SET reserved = reserved + $1 WHERE sku = 'sku-1'", order.Qty); err != nil {
 				return err
 			}
-			event, err := core.NewMessage("STOCK_RESERVED", map[string]any{"order": msg.ID})
+			event, err := outbox.NewMessage("STOCK_RESERVED", map[string]any{"order": msg.ID})
 			if err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, event); err != nil {
+			if err := store.Add(ctx, tx, event); err != nil {
 				return err
 			}
 			if failAfterEmit {
@@ -74,11 +74,11 @@ func TestChaining(t *testing.T) {
 		return reserved, events
 	}
 
-	placed := []*core.Message{{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":3}`)}, {Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":4}`)}}
-	if err := core.Prepare(ctx, placed, core.WriteOptions{}); err != nil {
+	placed := []*outbox.Message{{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":3}`)}, {Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":4}`)}}
+	if err := outbox.Prepare(ctx, placed, outbox.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []*core.Message{placed[0], placed[0].Clone(), placed[0]} {
+	for _, m := range []*outbox.Message{placed[0], placed[0].Clone(), placed[0]} {
 		if _, err := step(m); err != nil {
 			t.Fatal(err)
 		}

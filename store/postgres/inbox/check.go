@@ -3,23 +3,23 @@ package inbox
 import (
 	"fmt"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// Bounds on what Handle records (core's, the same for every store).
+// Bounds on what Handle records (the root package's, the same for every store).
 const (
 	// MaxConsumerLength bounds a consumer name, in bytes.
-	MaxConsumerLength = core.MaxInboxConsumerLength
+	MaxConsumerLength = outbox.MaxInboxConsumerLength
 	// MaxIDLength bounds a message ID, in bytes.
-	MaxIDLength = core.MaxInboxIDLength
+	MaxIDLength = outbox.MaxInboxIDLength
 )
 
 // invalid wraps a bad argument of op with the package's prefix.
 func invalid(op string, err error) error { return fmt.Errorf("%s: %s: %w", component, op, err) }
 
-// checkArgs validates what Handle is given (core.CheckInboxArgs), naming the first problem.
-func checkArgs(op, consumer string, msg *core.Message, noFn bool) error {
-	if err := core.CheckInboxArgs(consumer, msg, noFn); err != nil {
+// checkArgs validates what Handle is given (outbox.CheckInboxArgs), naming the first problem.
+func checkArgs(op, consumer string, msg *outbox.Message, noFn bool) error {
+	if err := outbox.CheckInboxArgs(consumer, msg, noFn); err != nil {
 		return invalid(op, err)
 	}
 	return nil

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/postgres/inbox"
 )
@@ -23,35 +23,35 @@ func Example_chaining() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	outbox, err := postgres.New(ctx, postgres.Config{Pool: pool})
+	store, err := postgres.New(ctx, postgres.Config{Pool: pool})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer outbox.Close()
+	defer store.Close()
 	in, err := inbox.New(pool, inbox.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
 
 	// What a consumer (sqs.NewConsumer, memory.NewConsumer) calls for each delivery.
-	handle := func(ctx context.Context, msg *core.Message) error {
+	handle := func(ctx context.Context, msg *outbox.Message) error {
 		_, err := in.Handle(ctx, "inventory", msg, func(ctx context.Context, tx pgx.Tx) error {
 			var order struct {
 				SKU string `json:"sku"`
 				Qty int    `json:"qty"`
 			}
 			if err := json.Unmarshal(msg.Payload, &order); err != nil {
-				return core.Permanent(err)
+				return outbox.Permanent(err)
 			}
 			if _, err := tx.Exec(ctx, "UPDATE stock SET reserved = reserved + $1 WHERE sku = $2", order.Qty, order.SKU); err != nil {
 				return err
 			}
-			event, err := core.NewMessage("STOCK_RESERVED", map[string]any{"order": msg.ID, "sku": order.SKU, "qty": order.Qty})
+			event, err := outbox.NewMessage("STOCK_RESERVED", map[string]any{"order": msg.ID, "sku": order.SKU, "qty": order.Qty})
 			if err != nil {
 				return err
 			}
 			event.Key = order.SKU
-			return outbox.Add(ctx, tx, event) // same tx: emitted only if this step commits
+			return store.Add(ctx, tx, event) // same tx: emitted only if this step commits
 		})
 		return err // a duplicate is nil: acknowledge it
 	}

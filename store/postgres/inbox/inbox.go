@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Inbox records which messages each consumer has processed, in a PostgreSQL table. It is safe
@@ -28,7 +28,7 @@ type queries struct {
 // EnsureSchema and retention. It does not create the table: call EnsureSchema or run SchemaSQL.
 func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	if pool == nil {
-		return nil, invalid("new", core.InvalidArgument("pool", "is nil"))
+		return nil, invalid("new", outbox.InvalidArgument("pool", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (in *Inbox) Config() Config { return in.cfg }
 // rolls back and re-raises. Either way nothing is recorded, so a redelivery is processed. fn
 // must do its work with tx and must not commit or roll it back. A failed commit is returned as
 // an error; whether it took effect, a redelivery finds out.
-func (in *Inbox) Handle(ctx context.Context, consumer string, msg *core.Message, fn func(ctx context.Context, tx pgx.Tx) error) (duplicate bool, err error) {
+func (in *Inbox) Handle(ctx context.Context, consumer string, msg *outbox.Message, fn func(ctx context.Context, tx pgx.Tx) error) (duplicate bool, err error) {
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err
 	}
@@ -93,9 +93,9 @@ func (in *Inbox) Handle(ctx context.Context, consumer string, msg *core.Message,
 
 // HandleSQL is Handle for database/sql users: it runs in a transaction of db, which may come
 // from any PostgreSQL driver (pgx's stdlib, lib/pq). The inbox table is the same.
-func (in *Inbox) HandleSQL(ctx context.Context, db *sql.DB, consumer string, msg *core.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+func (in *Inbox) HandleSQL(ctx context.Context, db *sql.DB, consumer string, msg *outbox.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if db == nil {
-		return false, invalid("handle", core.InvalidArgument("db", "is nil"))
+		return false, invalid("handle", outbox.InvalidArgument("db", "is nil"))
 	}
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres/inbox"
 )
@@ -48,7 +48,7 @@ func (h *harness) inbox() string   { return pgx.Identifier{h.schema, inbox.Defau
 
 func (h *harness) suite(t *testing.T, viaSQL *sql.DB) outboxtest.InboxHarness {
 	return outboxtest.InboxHarness{
-		Handle: func(ctx context.Context, consumer string, msg *core.Message, fn outboxtest.InboxFunc) (bool, error) {
+		Handle: func(ctx context.Context, consumer string, msg *outbox.Message, fn outboxtest.InboxFunc) (bool, error) {
 			if viaSQL != nil {
 				var handler func(context.Context, *sql.Tx) error
 				if fn != nil {
@@ -138,7 +138,7 @@ func TestConfig(t *testing.T) {
 		{inbox.Config{Table: strings.Repeat("t", 64)}, "Table"},
 	} {
 		_, err := inbox.New(pool, c.cfg)
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%v) = %v, want a config error naming %s", c.cfg, err, c.want)
 		}
 	}
@@ -180,7 +180,7 @@ func TestEnsureSchemaConcurrent(t *testing.T) {
 
 func TestHandleSQLNilDB(t *testing.T) {
 	h := newHarness(t)
-	_, err := h.in.HandleSQL(context.Background(), nil, "billing", &core.Message{ID: "x"}, func(context.Context, *sql.Tx) error { return nil })
+	_, err := h.in.HandleSQL(context.Background(), nil, "billing", &outbox.Message{ID: "x"}, func(context.Context, *sql.Tx) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "postgres inbox: handle: invalid argument: db is nil") {
 		t.Fatalf("HandleSQL(nil db) = %v", err)
 	}

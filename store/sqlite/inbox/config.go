@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Defaults of Config and of retention.
@@ -39,11 +39,11 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if err := core.CheckIdentifier(component, "Table", c.Table); err != nil {
+	if err := outbox.CheckIdentifier(component, "Table", c.Table); err != nil {
 		return err
 	}
 	if strings.HasPrefix(strings.ToLower(c.Table), "sqlite_") {
-		return &core.ConfigError{Component: component, Field: "Table", Problem: fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", c.Table)}
+		return &outbox.ConfigError{Component: component, Field: "Table", Problem: fmt.Sprintf("%q uses the prefix sqlite_, which SQLite reserves", c.Table)}
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // nowMillis is SQLite's clock in milliseconds since the Unix epoch (julianday works on every
@@ -30,7 +30,7 @@ type queries struct {
 // New does not create the table: call EnsureSchema or run SchemaSQL.
 func New(db *sql.DB, cfg Config) (*Inbox, error) {
 	if db == nil {
-		return nil, invalid("new", core.InvalidArgument("db", "is nil"))
+		return nil, invalid("new", outbox.InvalidArgument("db", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (in *Inbox) Config() Config { return in.cfg }
 // rolls back and re-raises. Either way nothing is recorded, so a redelivery is processed. fn
 // must do its work with tx (with a one-connection pool, a query on the *sql.DB itself would
 // wait for Handle) and must not commit or roll it back.
-func (in *Inbox) Handle(ctx context.Context, consumer string, msg *core.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+func (in *Inbox) Handle(ctx context.Context, consumer string, msg *outbox.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err
 	}

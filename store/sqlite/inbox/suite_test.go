@@ -12,7 +12,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 )
@@ -50,7 +50,7 @@ func harness(t *testing.T, conns int) outboxtest.InboxHarness {
 	db := openDB(t, conns)
 	in := newInbox(t, db)
 	return outboxtest.InboxHarness{
-		Handle: func(ctx context.Context, consumer string, msg *core.Message, fn outboxtest.InboxFunc) (bool, error) {
+		Handle: func(ctx context.Context, consumer string, msg *outbox.Message, fn outboxtest.InboxFunc) (bool, error) {
 			var handler func(context.Context, *sql.Tx) error
 			if fn != nil {
 				handler = func(ctx context.Context, tx *sql.Tx) error {
@@ -97,7 +97,7 @@ func TestConfig(t *testing.T) {
 	db := openDB(t, 1)
 	for _, table := range []string{"bad-name", `x"; drop table y; --`, "sqlite_inbox", strings.Repeat("t", 64)} {
 		_, err := inbox.New(db, inbox.Config{Table: table})
-		if !errors.Is(err, core.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
+		if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), "Table") {
 			t.Errorf("New(Table %q) = %v, want a config error naming Table", table, err)
 		}
 	}

@@ -37,19 +37,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// Store wraps a core.Store and journals its Claim, Ack and Nack. The wrapped store's Notifier
+// Store wraps a outbox.Store and journals its Claim, Ack and Nack. The wrapped store's Notifier
 // stays reachable through it.
 type Store struct {
-	next core.Store
+	next outbox.Store
 	mu   sync.Mutex
 	f    *os.File
 }
 
 // Wrap opens (appending to) the journal at path and wraps next with it.
-func Wrap(next core.Store, path string) (*Store, error) {
+func Wrap(next outbox.Store, path string) (*Store, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -85,8 +85,8 @@ func (s *Store) releasing(start time.Time, ids []string) error {
 	return s.write('R', start, start, ids)
 }
 
-// Claim implements core.Store.
-func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+// Claim implements outbox.Store.
+func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	start := time.Now()
 	msgs, err := s.next.Claim(ctx, req)
 	if err != nil || len(msgs) == 0 {
@@ -104,7 +104,7 @@ func (s *Store) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Messa
 	return msgs, nil
 }
 
-// Ack implements core.Store.
+// Ack implements outbox.Store.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
 	start := time.Now()
 	if err := s.releasing(start, ids); err != nil {
@@ -117,8 +117,8 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	return n, s.write('A', start, time.Now(), ids)
 }
 
-// Nack implements core.Store.
-func (s *Store) Nack(ctx context.Context, token string, failures []core.Failure) (int, error) {
+// Nack implements outbox.Store.
+func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
 	start := time.Now()
 	ids := make([]string, len(failures))
 	for i, f := range failures {
@@ -177,7 +177,7 @@ func MarkKilled(path string, signalled, died time.Time) error {
 
 // Listen forwards to the wrapped store's Notifier.
 func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
-	n, ok := s.next.(core.Notifier)
+	n, ok := s.next.(outbox.Notifier)
 	if !ok {
 		return nil, errors.New("journal: wrapped store has no notifier")
 	}

@@ -13,7 +13,7 @@ import (
 
 	memstore "github.com/txoutbox/outbox/store/memory"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -53,7 +53,7 @@ func TestInDoubt(t *testing.T) {
 		t.Fatal(err)
 	}
 	const lease = time.Minute
-	claimed, err := s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 10, Lease: lease})
+	claimed, err := s.Claim(ctx, outbox.ClaimRequest{Token: "r", Limit: 10, Lease: lease})
 	if err != nil || len(claimed) != 6 {
 		t.Fatalf("claim: %d messages, %v", len(claimed), err)
 	}
@@ -61,7 +61,7 @@ func TestInDoubt(t *testing.T) {
 	if _, err := s.Ack(ctx, "r", id[:2]); err != nil { // 0, 1: acked in time
 		t.Fatal(err)
 	}
-	if _, err := s.Nack(ctx, "r", []core.Failure{
+	if _, err := s.Nack(ctx, "r", []outbox.Failure{
 		{ID: id[2], Error: outboxtest.ErrInjected.Error(), Release: true}, // 2: never sent
 		{ID: id[3], Error: "context deadline exceeded", Release: true},    // 3: may have been sent
 	}); err != nil {
@@ -269,12 +269,12 @@ func TestJournalSlotAndKill(t *testing.T) {
 	if err := s.Slot(true, time.UnixMilli(500), "slot"); err != nil {
 		t.Fatal(err)
 	}
-	claimed, err := s.Claim(ctx, core.ClaimRequest{Token: "r", Limit: 10, Lease: time.Minute})
+	claimed, err := s.Claim(ctx, outbox.ClaimRequest{Token: "r", Limit: 10, Lease: time.Minute})
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %d messages, %v", len(claimed), err)
 	}
 	id := outboxtest.IDs(claimed)
-	if _, err := s.Nack(ctx, "r", []core.Failure{{ID: id[0], Error: "boom", Delay: time.Second}, {ID: id[1], Error: "down", Release: true}}); err != nil {
+	if _, err := s.Nack(ctx, "r", []outbox.Failure{{ID: id[0], Error: "boom", Delay: time.Second}, {ID: id[1], Error: "down", Release: true}}); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Close()

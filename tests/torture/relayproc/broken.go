@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // ackFirstStore is a deliberately broken relay store for the torture suite's control scenario:
@@ -14,10 +14,10 @@ import (
 // a kill before it) loses its events for good. The control scenario runs it to prove that the
 // checker catches a loss rather than passing whatever happens.
 type ackFirstStore struct {
-	core.Store
+	outbox.Store
 }
 
-func (s ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s ackFirstStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	msgs, err := s.Store.Claim(ctx, req)
 	if err != nil || len(msgs) == 0 {
 		return msgs, err
@@ -34,7 +34,7 @@ func (s ackFirstStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*cor
 
 // Listen keeps the wrapped store's notifications.
 func (s ackFirstStore) Listen(ctx context.Context) (<-chan struct{}, error) {
-	if n, ok := s.Store.(core.Notifier); ok {
+	if n, ok := s.Store.(outbox.Notifier); ok {
 		return n.Listen(ctx)
 	}
 	return nil, errors.New("relayproc: store has no notifier")
@@ -43,9 +43,9 @@ func (s ackFirstStore) Listen(ctx context.Context) (<-chan struct{}, error) {
 // twiceTransport is deliberately broken: it publishes every batch twice, so each message is
 // duplicated although its relay settled it in time. The control scenario expects the checker's
 // duplicate check (the journals) to catch it.
-type twiceTransport struct{ core.Transport }
+type twiceTransport struct{ outbox.Transport }
 
-func (t twiceTransport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t twiceTransport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if err := t.Transport.Publish(ctx, msgs); err != nil {
 		return err
 	}
@@ -55,10 +55,10 @@ func (t twiceTransport) Publish(ctx context.Context, msgs []*core.Message) error
 // reverseTransport is deliberately broken: it publishes each batch in reverse order, so a
 // relay that claims several messages of one key at once (not in ordered mode) sends them last
 // first. The control scenario expects the checker's order check to catch it.
-type reverseTransport struct{ core.Transport }
+type reverseTransport struct{ outbox.Transport }
 
-func (t reverseTransport) Publish(ctx context.Context, msgs []*core.Message) error {
-	reversed := make([]*core.Message, len(msgs))
+func (t reverseTransport) Publish(ctx context.Context, msgs []*outbox.Message) error {
+	reversed := make([]*outbox.Message, len(msgs))
 	for i, m := range msgs {
 		reversed[len(msgs)-1-i] = m
 	}
@@ -69,16 +69,16 @@ func (t reverseTransport) Publish(ctx context.Context, msgs []*core.Message) err
 // of the configured lease, so other relays claim what this one is still publishing. The
 // control scenario expects the checker's exclusive-claim check (the journals, which assume the
 // configured lease) to catch it.
-type shortLeaseStore struct{ core.Store }
+type shortLeaseStore struct{ outbox.Store }
 
-func (s shortLeaseStore) Claim(ctx context.Context, req core.ClaimRequest) ([]*core.Message, error) {
+func (s shortLeaseStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.Message, error) {
 	req.Lease = time.Millisecond
 	return s.Store.Claim(ctx, req)
 }
 
 // Listen keeps the wrapped store's notifications.
 func (s shortLeaseStore) Listen(ctx context.Context) (<-chan struct{}, error) {
-	if n, ok := s.Store.(core.Notifier); ok {
+	if n, ok := s.Store.(outbox.Notifier); ok {
 		return n.Listen(ctx)
 	}
 	return nil, errors.New("relayproc: store has no notifier")
@@ -89,11 +89,11 @@ func (s shortLeaseStore) Listen(ctx context.Context) (<-chan struct{}, error) {
 // the time. The WAL control lane expects the checks of the slot's confirmed position to catch
 // what that relay lets the slot confirm.
 type delayTransport struct {
-	core.Transport
+	outbox.Transport
 	delay time.Duration
 }
 
-func (t delayTransport) Publish(ctx context.Context, msgs []*core.Message) error {
+func (t delayTransport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()

@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
 // brokerTransport builds the transport of cfg.Transport, unwrapped. release closes it.
-func brokerTransport(ctx context.Context, cfg Config) (core.Transport, func(), error) {
+func brokerTransport(ctx context.Context, cfg Config) (outbox.Transport, func(), error) {
 	switch cfg.Transport {
 	case "nats":
 		return natsTransport(ctx, cfg)
@@ -44,7 +44,7 @@ func brokerTransport(ctx context.Context, cfg Config) (core.Transport, func(), e
 // natsTransport connects to NATS, retrying while the server does not answer (a relay started
 // while the broker restarts), until ctx ends. Once connected, the transport reconnects by
 // itself.
-func natsTransport(ctx context.Context, cfg Config) (core.Transport, func(), error) {
+func natsTransport(ctx context.Context, cfg Config) (outbox.Transport, func(), error) {
 	publishTimeout := cfg.PublishTimeout
 	if publishTimeout == 0 {
 		publishTimeout = cfg.Lease / 2 // the relay's default
@@ -62,7 +62,7 @@ func natsTransport(ctx context.Context, cfg Config) (core.Transport, func(), err
 		if err == nil {
 			return tr, func() { _ = tr.Close() }, nil
 		}
-		var cfgErr *core.ConfigError
+		var cfgErr *outbox.ConfigError
 		if errors.As(err, &cfgErr) {
 			return nil, nil, fmt.Errorf("relayproc: %w", err)
 		}

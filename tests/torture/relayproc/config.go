@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Config is what one relay process runs with. Every field has a flag of the same name in
@@ -49,7 +49,7 @@ type Config struct {
 	RabbitMQQueue string
 	// Ordered runs the relay in ordered mode (per-Key order). Default false.
 	Ordered bool
-	// Owner names the relay's leases. Default core.DefaultOwner() (host, pid, random).
+	// Owner names the relay's leases. Default outbox.DefaultOwner() (host, pid, random).
 	Owner string
 	// Lease is how long a claim reserves its messages. Default 3s: a killed relay's messages
 	// are published again by another within seconds.
@@ -130,7 +130,7 @@ func (c Config) withDefaults() Config {
 		c.Endpoint = envOr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 	}
 	if c.Owner == "" {
-		c.Owner = core.DefaultOwner()
+		c.Owner = outbox.DefaultOwner()
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
@@ -163,10 +163,10 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate names the first wrong field by its flag. Components validate their own part again
-// (postgres.Config, sqs.Config, core.Config); this catches what they would report less clearly.
+// (postgres.Config, sqs.Config, outbox.Config); this catches what they would report less clearly.
 func (c Config) Validate() error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "relayproc", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "relayproc", Field: field, Problem: problem}
 	}
 	switch {
 	case c.Schema == "":

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -49,7 +49,7 @@ func TestParseFlags(t *testing.T) {
 				}
 				return
 			}
-			var ce *core.ConfigError
+			var ce *outbox.ConfigError
 			if !errors.As(err, &ce) || ce.Field != tt.field {
 				t.Fatalf("parseFlags = %+v, %v; want a ConfigError naming %s", cfg, err, tt.field)
 			}
@@ -71,7 +71,7 @@ func TestParseFlagsRequired(t *testing.T) {
 		{[]string{"-schema", "s", "-transport", "rabbitmq", "-rabbitmq-url", "amqp://h/"}, "rabbitmq-queue"},
 	} {
 		_, err := parseFlags(tt.args, io.Discard)
-		var ce *core.ConfigError
+		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.field {
 			t.Errorf("parseFlags(%q) = %v; want a ConfigError naming %s", tt.args, err, tt.field)
 		}

@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/tests/torture/journal"
@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopWatch()
 	}
 
-	relay, err := core.NewRelay(relayStore, transport, core.Config{
+	relay, err := outbox.NewRelay(relayStore, transport, outbox.Config{
 		BatchSize:      cfg.BatchSize,
 		Concurrency:    cfg.Concurrency,
 		PollInterval:   cfg.PollInterval,
@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxAttempts:    cfg.MaxAttempts,
 		// Short retries, so that a message failed by the fault kit is published again within
 		// seconds (an outage charges no attempt and waits for the relay's own probes).
-		Backoff: core.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax},
+		Backoff: outbox.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax},
 		Logger:  log,
 	})
 	if err != nil {
@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // newTransport builds the transport (SQS, NATS or RabbitMQ), wrapped with the fault kit when
 // failure rates are set and with the control scenario's breakage when asked for. release
 // closes its connections.
-func newTransport(ctx context.Context, cfg Config) (t core.Transport, release func(), err error) {
+func newTransport(ctx context.Context, cfg Config) (t outbox.Transport, release func(), err error) {
 	base, release, err := brokerTransport(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -151,7 +151,7 @@ func newTransport(ctx context.Context, cfg Config) (t core.Transport, release fu
 
 // wrapStore returns the store as the relay sees it: with the control scenario's breakage when
 // asked for, and journaled when a journal is set (j, nil otherwise; the caller closes it).
-func wrapStore(store *postgres.Store, cfg Config) (s core.Store, j *journal.Store, err error) {
+func wrapStore(store *postgres.Store, cfg Config) (s outbox.Store, j *journal.Store, err error) {
 	s = store
 	if cfg.AckBeforePublish {
 		s = ackFirstStore{s}
@@ -232,7 +232,7 @@ func connect(ctx context.Context, cfg Config, log *zap.Logger) (*postgres.Store,
 		if err == nil {
 			return store, nil
 		}
-		var cfgErr *core.ConfigError
+		var cfgErr *outbox.ConfigError
 		if errors.As(err, &cfgErr) {
 			return nil, fmt.Errorf("relayproc: %w", err)
 		}

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	memstore "github.com/txoutbox/outbox/store/memory"
 )
 
@@ -21,9 +21,9 @@ import (
 func Backlog(ctx context.Context, n int, typ string) (*memstore.Store, error) {
 	st := memstore.New()
 	for i := 0; i < n; i += 1000 {
-		batch := make([]*core.Message, min(1000, n-i))
+		batch := make([]*outbox.Message, min(1000, n-i))
 		for j := range batch {
-			batch[j] = &core.Message{Type: typ, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i+j))}
+			batch[j] = &outbox.Message{Type: typ, Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i+j))}
 		}
 		if err := st.Add(ctx, batch...); err != nil {
 			return nil, err
@@ -47,16 +47,16 @@ func Median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// RelayDrain publishes msgs through an in-memory store and core.Relay with cfg (MaxAttempts
+// RelayDrain publishes msgs through an in-memory store and outbox.Relay with cfg (MaxAttempts
 // forced to 1, so a misbehaving broker shows at once) to tr, from a full backlog until every
 // message is settled, and returns events/s. what names the benchmark in errors.
-func RelayDrain(ctx context.Context, what string, tr core.Transport, cfg core.Config, msgs []*core.Message) (float64, error) {
+func RelayDrain(ctx context.Context, what string, tr outbox.Transport, cfg outbox.Config, msgs []*outbox.Message) (float64, error) {
 	store := memstore.New()
 	if err := store.Add(ctx, msgs...); err != nil {
 		return 0, err
 	}
 	cfg.MaxAttempts = 1
-	relay, err := core.NewRelay(store, tr, cfg)
+	relay, err := outbox.NewRelay(store, tr, cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -152,11 +152,11 @@ type Deliveries struct {
 }
 
 // Record is a memory-transport subscriber.
-func (d *Deliveries) Record(_ context.Context, m *core.Message) error {
+func (d *Deliveries) Record(_ context.Context, m *outbox.Message) error {
 	now := time.Now()
 	ns, err := strconv.ParseInt(m.Headers[SentHeader], 10, 64)
 	if err != nil {
-		return core.Permanent(fmt.Errorf("benchutil: message without %s header", SentHeader))
+		return outbox.Permanent(fmt.Errorf("benchutil: message without %s header", SentHeader))
 	}
 	d.mu.Lock()
 	d.latencies = append(d.latencies, now.Sub(time.Unix(0, ns)))

@@ -1,5 +1,5 @@
 // Package corebench measures the relay engine itself, with no database or broker in the way:
-// core.Relay draining an in-memory store (memstore.Store) to the memory transport,
+// outbox.Relay draining an in-memory store (memstore.Store) to the memory transport,
 // against a raw claim-publish-ack loop over the same store and transport in the same run. The
 // ratio says how much the relay's scheduling costs; the engine must never be the bottleneck.
 package corebench
@@ -9,8 +9,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -89,7 +89,7 @@ func relay(ctx context.Context, o Options) (float64, error) {
 	tr := memory.New()
 	// An hour's poll interval: only the relay's own "batch was full, claim again" loop and the
 	// store's notifications drive it, as under load.
-	r, err := core.NewRelay(st, tr, core.Config{BatchSize: o.BatchSize, Concurrency: o.Concurrency, PollInterval: time.Hour})
+	r, err := outbox.NewRelay(st, tr, outbox.Config{BatchSize: o.BatchSize, Concurrency: o.Concurrency, PollInterval: time.Hour})
 	if err != nil {
 		return 0, err
 	}
@@ -111,7 +111,7 @@ func rawLoop(ctx context.Context, o Options) (float64, error) {
 		return 0, err
 	}
 	tr := memory.New()
-	req := core.ClaimRequest{Token: "raw", Limit: o.BatchSize, Lease: time.Minute}
+	req := outbox.ClaimRequest{Token: "raw", Limit: o.BatchSize, Lease: time.Minute}
 	began := time.Now()
 	for done := 0; done < o.Events; {
 		msgs, err := st.Claim(ctx, req)

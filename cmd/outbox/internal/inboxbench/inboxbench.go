@@ -27,8 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	pginbox "github.com/txoutbox/outbox/store/postgres/inbox"
 	sqliteinbox "github.com/txoutbox/outbox/store/sqlite/inbox"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 // path delivers msgs to handle through one kind of consumer at concurrency c and returns the
 // rate; dups is the rate of a second delivery of every message (memory only, else 0).
-type path func(ctx context.Context, msgs []*core.Message, c int, handle func(context.Context, *core.Message) error, again bool) (rate, dups float64, err error)
+type path func(ctx context.Context, msgs []*outbox.Message, c int, handle func(context.Context, *outbox.Message) error, again bool) (rate, dups float64, err error)
 
 func measure(ctx context.Context, o Options, db *database, consumer string, p path) (Row, error) {
 	row := Row{Database: db.name, Consumer: consumer, Messages: o.Messages, Concurrency: o.Concurrency}
@@ -179,16 +179,16 @@ func measure(ctx context.Context, o Options, db *database, consumer string, p pa
 }
 
 // messages returns n prepared messages as a consumer decodes them.
-func messages(n, round int) ([]*core.Message, error) {
-	msgs := make([]*core.Message, n)
+func messages(n, round int) ([]*outbox.Message, error) {
+	msgs := make([]*outbox.Message, n)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(fmt.Sprintf(`{"round":%d,"n":%d}`, round, i))}
+		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(fmt.Sprintf(`{"round":%d,"n":%d}`, round, i))}
 	}
-	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
 }
 
 // memoryPath publishes msgs from c goroutines to a memory consumer of concurrency c.
-func memoryPath(ctx context.Context, msgs []*core.Message, c int, handle func(context.Context, *core.Message) error, again bool) (float64, float64, error) {
+func memoryPath(ctx context.Context, msgs []*outbox.Message, c int, handle func(context.Context, *outbox.Message) error, again bool) (float64, float64, error) {
 	tr := memory.New()
 	cons, err := memory.NewConsumer(tr, memory.ConsumerConfig{Concurrency: c}, handle)
 	if err != nil {
@@ -232,7 +232,7 @@ func memoryPath(ctx context.Context, msgs []*core.Message, c int, handle func(co
 // sqsPath fills a fresh queue with msgs (untimed), then times an SQS consumer of concurrency c
 // until it deleted them all.
 func sqsPath(endpoint string) path {
-	return func(ctx context.Context, msgs []*core.Message, c int, handle func(context.Context, *core.Message) error, _ bool) (float64, float64, error) {
+	return func(ctx context.Context, msgs []*outbox.Message, c int, handle func(context.Context, *outbox.Message) error, _ bool) (float64, float64, error) {
 		conn := sqs.Config{Region: "us-east-1", AccessKeyID: "AKIAINBOXBENCH", SecretAccessKey: "inboxbench", Endpoint: endpoint}
 		admin := conn
 		admin.QueueURL = "unused"
@@ -265,7 +265,7 @@ func sqsPath(endpoint string) path {
 		cons, err := sqs.NewConsumer(ctx, sqs.ConsumerConfig{
 			QueueURL: url, Region: conn.Region, AccessKeyID: conn.AccessKeyID, SecretAccessKey: conn.SecretAccessKey, Endpoint: endpoint,
 			Concurrency: c, WaitTime: time.Second,
-		}, func(ctx context.Context, m *core.Message) error {
+		}, func(ctx context.Context, m *outbox.Message) error {
 			if err := handle(ctx, m); err != nil {
 				return err
 			}
@@ -297,7 +297,7 @@ func sqsPath(endpoint string) path {
 // database is the consumer's database: a business table, an inbox, and the two handlers.
 type database struct {
 	name       string
-	raw, inbox func(context.Context, *core.Message) error
+	raw, inbox func(context.Context, *outbox.Message) error
 	reset      func(context.Context) error
 	count      func(context.Context) (int, error)
 	close      func()
@@ -325,13 +325,13 @@ func openPostgres(ctx context.Context, url string) (*database, error) {
 	insert := "INSERT INTO " + effects + " VALUES ($1, $2)"
 	return &database{
 		name: "postgres",
-		raw: func(ctx context.Context, m *core.Message) error {
+		raw: func(ctx context.Context, m *outbox.Message) error {
 			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				_, err := tx.Exec(ctx, insert, m.ID, string(m.Payload))
 				return err
 			})
 		},
-		inbox: func(ctx context.Context, m *core.Message) error {
+		inbox: func(ctx context.Context, m *outbox.Message) error {
 			_, err := in.Handle(ctx, "bench", m, func(ctx context.Context, tx pgx.Tx) error {
 				_, err := tx.Exec(ctx, insert, m.ID, string(m.Payload))
 				return err
@@ -370,13 +370,13 @@ func openSQLite(ctx context.Context, path string) (*database, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("inboxbench: sqlite: %w", err)
 	}
-	write := func(ctx context.Context, tx *sql.Tx, m *core.Message) error {
+	write := func(ctx context.Context, tx *sql.Tx, m *outbox.Message) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO effects VALUES (?, ?)", m.ID, string(m.Payload))
 		return err
 	}
 	return &database{
 		name: "sqlite",
-		raw: func(ctx context.Context, m *core.Message) error {
+		raw: func(ctx context.Context, m *outbox.Message) error {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return err
@@ -387,7 +387,7 @@ func openSQLite(ctx context.Context, path string) (*database, error) {
 			}
 			return tx.Commit()
 		},
-		inbox: func(ctx context.Context, m *core.Message) error {
+		inbox: func(ctx context.Context, m *outbox.Message) error {
 			_, err := in.Handle(ctx, "bench", m, func(ctx context.Context, tx *sql.Tx) error { return write(ctx, tx, m) })
 			return err
 		},

@@ -5,9 +5,9 @@
 // transport's batch size limit and compression, no linger, Concurrency goroutines each producing
 // BatchSize records and waiting for their answers, the records carrying the key, envelope and
 // outbox.* headers the transport sends: once building each record from its message in the loop
-// (core's envelope encoder, as any program publishing outbox messages must), which is the raw
+// (the root package's envelope encoder, as any program publishing outbox messages must), which is the raw
 // baseline, and once with the records built beforehand, the ceiling of the client and the
-// brokers alone. And once through the outbox: an in-memory store, core.Relay with the same
+// brokers alone. And once through the outbox: an in-memory store, outbox.Relay with the same
 // Concurrency and BatchSize, and the Kafka transport with that Concurrency of flushes in
 // flight. All three warm up (connect, learn the topic, get a producer ID) before their clock
 // starts. Rounds alternate the three so that the machine's state affects them alike. The result
@@ -44,8 +44,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -258,16 +258,16 @@ func (b *bench) transportConfig(topic string) kafka.Config {
 }
 
 // events returns cfg.Events prepared messages.
-func (b *bench) events() ([]*core.Message, error) {
+func (b *bench) events() ([]*outbox.Message, error) {
 	pad := strings.Repeat("x", max(0, b.cfg.PayloadBytes-30))
-	msgs := make([]*core.Message, b.cfg.Events)
+	msgs := make([]*outbox.Message, b.cfg.Events)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 		if b.cfg.Keys > 0 {
 			msgs[i].Key = "key-" + strconv.Itoa(i%b.cfg.Keys)
 		}
 	}
-	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
 }
 
 // raw produces the events with one franz-go client, Concurrency goroutines each producing
@@ -301,10 +301,10 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	}
 	defer cl.Close()
 
-	build := func(msgs []*core.Message) ([]*kgo.Record, error) {
+	build := func(msgs []*outbox.Message) ([]*kgo.Record, error) {
 		recs := make([]*kgo.Record, len(msgs))
 		for i, m := range msgs {
-			value, err := core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
+			value, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
 			if err != nil {
 				return nil, err
 			}
@@ -317,7 +317,7 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 		}
 		return recs, nil
 	}
-	var batches [][]*core.Message
+	var batches [][]*outbox.Message
 	var built [][]*kgo.Record
 	for i := 0; i < len(msgs); i += b.cfg.BatchSize {
 		batch := msgs[i:min(i+b.cfg.BatchSize, len(msgs))]
@@ -445,8 +445,8 @@ func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
 	var wg sync.WaitGroup
 	for i := range b.cfg.Concurrency {
 		wg.Go(func() {
-			m := []*core.Message{{Type: "BENCH_WARM_UP", Payload: json.RawMessage(`{}`)}}
-			if errs[i] = core.Prepare(ctx, m, core.WriteOptions{}); errs[i] == nil {
+			m := []*outbox.Message{{Type: "BENCH_WARM_UP", Payload: json.RawMessage(`{}`)}}
+			if errs[i] = outbox.Prepare(ctx, m, outbox.WriteOptions{}); errs[i] == nil {
 				errs[i] = tr.Publish(ctx, m)
 			}
 		})
@@ -458,7 +458,7 @@ func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
 	return nil
 }
 
-// relay publishes the events through an in-memory store, core.Relay and the Kafka transport,
+// relay publishes the events through an in-memory store, outbox.Relay and the Kafka transport,
 // from a full backlog until the store is drained. It returns events/s and the most Publish
 // calls that were in flight at once.
 func (b *bench) relay(ctx context.Context) (float64, int64, error) {
@@ -479,7 +479,7 @@ func (b *bench) relay(ctx context.Context) (float64, int64, error) {
 		return 0, 0, err
 	}
 	c := &counting{Transport: tr}
-	rate, err := benchutil.RelayDrain(ctx, "kafkabench", c, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.Concurrency, Ordered: b.cfg.Ordered}, msgs)
+	rate, err := benchutil.RelayDrain(ctx, "kafkabench", c, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.Concurrency, Ordered: b.cfg.Ordered}, msgs)
 	return rate, c.peak.Load(), err
 }
 
@@ -490,7 +490,7 @@ type counting struct {
 	now, peak atomic.Int64
 }
 
-func (c *counting) Publish(ctx context.Context, msgs []*core.Message) error {
+func (c *counting) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	n := c.now.Add(1)
 	defer c.now.Add(-1)
 	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {

@@ -5,10 +5,10 @@
 // measurements. Twice straight through nats.go's PublishMsgAsync on one connection, at most
 // MaxPending PubAcks outstanding, every PubAck awaited, the messages carrying the envelope and
 // the headers the transport sends (Nats-Msg-Id, outbox.type): once building each message from
-// its core.Message in the loop (core's envelope encoder, as any program publishing outbox
+// its outbox.Message in the loop (the root package's envelope encoder, as any program publishing outbox
 // messages must), which is the raw baseline, and once with the messages built beforehand, the
 // ceiling of the client and the server alone. And once through the outbox: an in-memory store,
-// core.Relay and the NATS transport, on the same connection with the same MaxPending. Rounds
+// outbox.Relay and the NATS transport, on the same connection with the same MaxPending. Rounds
 // alternate the three so that the machine's state affects them alike. The result is the
 // relay's rate as a ratio to the raw rate; the design target is at least 0.8.
 //
@@ -29,8 +29,8 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -234,13 +234,13 @@ func (b *bench) teardown() {
 
 // events returns cfg.Events prepared messages with fresh IDs, so the stream's duplicate
 // window never drops one.
-func (b *bench) events() ([]*core.Message, error) {
+func (b *bench) events() ([]*outbox.Message, error) {
 	pad := strings.Repeat("x", max(0, b.cfg.PayloadBytes-30))
-	msgs := make([]*core.Message, b.cfg.Events)
+	msgs := make([]*outbox.Message, b.cfg.Events)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: subjectType, Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		msgs[i] = &outbox.Message{Type: subjectType, Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 	}
-	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
 }
 
 // purge empties the stream between measurements and checks it held n messages.
@@ -260,7 +260,7 @@ func (b *bench) purge(ctx context.Context, n int) error {
 
 // raw publishes the events with PublishMsgAsync directly and awaits every PubAck. With
 // preEncoded the messages are built before the clock starts; otherwise each is built from its
-// core.Message in the loop, as a program publishing outbox messages by hand would. It returns
+// outbox.Message in the loop, as a program publishing outbox messages by hand would. It returns
 // events/s.
 func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	msgs, err := b.events()
@@ -268,8 +268,8 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 		return 0, err
 	}
 	subject := b.prefix + "." + subjectType
-	build := func(m *core.Message) (*natsgo.Msg, error) {
-		body, err := core.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
+	build := func(m *outbox.Message) (*natsgo.Msg, error) {
+		body, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
 		if err != nil {
 			return nil, err
 		}
@@ -313,14 +313,14 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	return float64(len(msgs)) / elapsed.Seconds(), b.purge(ctx, len(msgs))
 }
 
-// relay publishes the events through an in-memory store, core.Relay and the NATS transport,
+// relay publishes the events through an in-memory store, outbox.Relay and the NATS transport,
 // from a full backlog until the store is drained. It returns events/s.
 func (b *bench) relay(ctx context.Context) (float64, error) {
 	msgs, err := b.events()
 	if err != nil {
 		return 0, err
 	}
-	rate, err := benchutil.RelayDrain(ctx, "natsbench", b.tr, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency}, msgs)
+	rate, err := benchutil.RelayDrain(ctx, "natsbench", b.tr, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency}, msgs)
 	if err != nil {
 		return 0, err
 	}

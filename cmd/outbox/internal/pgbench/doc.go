@@ -5,7 +5,7 @@
 //
 // Scenarios:
 //   - WriteOverhead: a one-row business transaction with and without Add of one event.
-//   - Drain: a backlog drained through core.Relay to the memory transport, against a raw
+//   - Drain: a backlog drained through outbox.Relay to the memory transport, against a raw
 //     DELETE ... FOR UPDATE SKIP LOCKED RETURNING loop and a held-transaction relay loop.
 //   - Latency: end-to-end latency at a steady write rate, woken by NOTIFY and by polling only.
 //

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -47,7 +47,7 @@ type DrainResult struct {
 	Rounds      int `json:"rounds"`
 	BatchSize   int `json:"batch_size"`
 	Concurrency int `json:"concurrency"`
-	// RelayPerSec: core.Relay with the lease store (claim UPDATE, ack DELETE) to memory.
+	// RelayPerSec: outbox.Relay with the lease store (claim UPDATE, ack DELETE) to memory.
 	RelayPerSec float64 `json:"relay_events_per_sec"`
 	// RawPerSec: DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT RawLimit)
 	// RETURNING * in a loop, publishing nothing.
@@ -124,7 +124,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 
 func (sb *sandbox) relayDrain(ctx context.Context, batch, concurrency, events int, ordered bool) (float64, error) {
 	transport := memory.New()
-	relay, err := core.NewRelay(sb.store, transport, core.Config{BatchSize: batch, Concurrency: concurrency, Ordered: ordered})
+	relay, err := outbox.NewRelay(sb.store, transport, outbox.Config{BatchSize: batch, Concurrency: concurrency, Ordered: ordered})
 	if err != nil {
 		return 0, err
 	}
@@ -219,9 +219,9 @@ RETURNING id::text, type, key, payload::text, created_at`, t, batch)
 			if err != nil {
 				return err
 			}
-			var msgs []*core.Message
+			var msgs []*outbox.Message
 			for rows.Next() {
-				var m core.Message
+				var m outbox.Message
 				var payload string
 				if err := rows.Scan(&m.ID, &m.Type, &m.Key, &payload, &m.CreatedAt); err != nil {
 					rows.Close()

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -59,7 +59,7 @@ type LatencyResult struct {
 }
 
 // storeOnly hides every optional capability of a store, the Notifier in particular.
-type storeOnly struct{ core.Store }
+type storeOnly struct{ outbox.Store }
 
 // Latency writes events at a steady rate while a relay delivers them, and reports percentiles.
 func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (LatencyResult, error) {
@@ -82,14 +82,14 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	var deliveries benchutil.Deliveries
 	transport := memory.New()
 	transport.Subscribe(deliveries.Record)
-	var store core.Store = sb.store
+	var store outbox.Store = sb.store
 	if o.PollOnly {
 		store = storeOnly{sb.store}
 	}
 	if o.Ordered && o.Keys <= 0 {
 		o.Keys = 100
 	}
-	relay, err := core.NewRelay(store, transport, core.Config{PollInterval: o.PollInterval, Ordered: o.Ordered})
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{PollInterval: o.PollInterval, Ordered: o.Ordered})
 	if err != nil {
 		return LatencyResult{}, err
 	}
@@ -100,7 +100,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 
 	var written atomic.Int64
 	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
-		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+		m := &outbox.Message{Type: "ORDER_CREATED", Payload: samplePayload,
 			Headers: map[string]string{benchutil.SentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
 		if o.Ordered {
 			m.Key = "order-" + strconv.FormatInt(written.Add(1)%int64(o.Keys), 10)

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -90,9 +90,9 @@ func (sb *sandbox) fill(ctx context.Context, n int) error { return sb.fillKeys(c
 func (sb *sandbox) fillKeys(ctx context.Context, n, keys int) error {
 	const per = 1000
 	for done := 0; done < n; done += per {
-		batch := make([]*core.Message, 0, per)
+		batch := make([]*outbox.Message, 0, per)
 		for i := done; i < n && i < done+per; i++ {
-			batch = append(batch, &core.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%keys), Payload: samplePayload})
+			batch = append(batch, &outbox.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%keys), Payload: samplePayload})
 		}
 		if err := pgx.BeginFunc(ctx, sb.pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, batch...) }); err != nil {
 			return fmt.Errorf("pgbench: fill: %w", err)

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -100,7 +100,7 @@ func WriteOverhead(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (Wri
 			if _, err := tx.Exec(ctx, insert, "c-42", "129.90"); err != nil {
 				return err
 			}
-			return sb.store.Add(ctx, tx, &core.Message{Type: "ORDER_CREATED", Key: key(), Payload: samplePayload})
+			return sb.store.Add(ctx, tx, &outbox.Message{Type: "ORDER_CREATED", Key: key(), Payload: samplePayload})
 		}
 	}
 	outbox := withKey(func() string { return "order-" + strconv.FormatInt(nextKey.Add(1), 10) })

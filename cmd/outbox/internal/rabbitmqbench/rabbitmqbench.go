@@ -5,7 +5,7 @@
 // through amqp091-go on a confirm-mode channel — messages built beforehand with the properties
 // and headers the transport sends (persistent, mandatory, message-id, type, outbox.type), at
 // most Window confirms outstanding, every confirm awaited — the ceiling of the client and the
-// broker; and once through the outbox: an in-memory store, core.Relay and the RabbitMQ
+// broker; and once through the outbox: an in-memory store, outbox.Relay and the RabbitMQ
 // transport, whose BatchSize × RelayConcurrency messages in flight equal the same Window.
 // Rounds alternate raw and relay so that the machine's state affects both alike, and the queue
 // is purged between measurements. The result is the relay's rate as a ratio to the raw rate;
@@ -27,8 +27,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -204,13 +204,13 @@ func (b *bench) teardown() {
 }
 
 // events returns cfg.Events prepared messages.
-func (b *bench) events() ([]*core.Message, error) {
+func (b *bench) events() ([]*outbox.Message, error) {
 	pad := strings.Repeat("x", max(0, b.cfg.PayloadBytes-30))
-	msgs := make([]*core.Message, b.cfg.Events)
+	msgs := make([]*outbox.Message, b.cfg.Events)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 	}
-	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
 }
 
 func (b *bench) purge() error {
@@ -233,7 +233,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	}
 	pubs := make([]amqp.Publishing, len(msgs))
 	for i, m := range msgs {
-		body, err := core.EncodeEnvelope(nil, m)
+		body, err := outbox.EncodeEnvelope(nil, m)
 		if err != nil {
 			return 0, err
 		}
@@ -280,7 +280,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	return float64(len(msgs)) / time.Since(start).Seconds(), nil
 }
 
-// relay publishes the events through an in-memory store, core.Relay and the transport, from a
+// relay publishes the events through an in-memory store, outbox.Relay and the transport, from a
 // full backlog until the store is drained. It returns events/s.
 func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err := b.purge(); err != nil {
@@ -290,5 +290,5 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return benchutil.RelayDrain(ctx, "rabbitmqbench", b.tr, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency}, msgs)
+	return benchutil.RelayDrain(ctx, "rabbitmqbench", b.tr, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency}, msgs)
 }

@@ -5,20 +5,20 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
-// RelayCollector exposes a relay's counters (core.Relay.Stats) at each scrape, so the metrics
+// RelayCollector exposes a relay's counters (outbox.Relay.Stats) at each scrape, so the metrics
 // cost nothing on the publish path.
 type RelayCollector struct {
-	Stats func() core.Stats
+	Stats func() outbox.Stats
 
 	claimed, published, failed, dead, released, stale, batches, lag *prometheus.Desc
 	transportUp, transportDown                                      *prometheus.Desc
 }
 
 // NewRelayCollector returns a collector of stats.
-func NewRelayCollector(stats func() core.Stats) *RelayCollector {
+func NewRelayCollector(stats func() outbox.Stats) *RelayCollector {
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	return &RelayCollector{
 		Stats:     stats,
@@ -69,18 +69,18 @@ func (c *RelayCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.transportDown, down)
 }
 
-// StoreCollector exposes the store's own view (core.Inspector.Counts) at each scrape: the
+// StoreCollector exposes the store's own view (outbox.Inspector.Counts) at each scrape: the
 // backlog and dead letters that no relay counter can see, such as those left by other relays.
 // Counts reads the whole table, so scrape every few seconds, not faster.
 type StoreCollector struct {
-	Inspector core.Inspector
+	Inspector outbox.Inspector
 	Timeout   time.Duration
 
 	messages, oldest, up *prometheus.Desc
 }
 
 // NewStoreCollector returns a collector of ins's counts, each read bounded by timeout.
-func NewStoreCollector(ins core.Inspector, timeout time.Duration) *StoreCollector {
+func NewStoreCollector(ins outbox.Inspector, timeout time.Duration) *StoreCollector {
 	return &StoreCollector{
 		Inspector: ins,
 		Timeout:   timeout,
@@ -107,12 +107,12 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
-	gauge := func(status core.Status, v int64) {
+	gauge := func(status outbox.Status, v int64) {
 		ch <- prometheus.MustNewConstMetric(c.messages, prometheus.GaugeValue, float64(v), string(status))
 	}
-	gauge(core.StatusPending, counts.Pending)
-	gauge(core.StatusDelivered, counts.Delivered)
-	gauge(core.StatusDead, counts.Dead)
+	gauge(outbox.StatusPending, counts.Pending)
+	gauge(outbox.StatusDelivered, counts.Delivered)
+	gauge(outbox.StatusDead, counts.Dead)
 	age := 0.0
 	if !counts.OldestPending.IsZero() {
 		age = max(0, time.Since(counts.OldestPending).Seconds())

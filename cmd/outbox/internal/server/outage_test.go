@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -58,8 +58,8 @@ func TestHealthAndMetricsShowATransportOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := memory.New()
-	tr.FailAll(core.Unavailable(errors.New("memory: broker down for maintenance")))
-	relay, err := core.NewRelay(store, tr, core.Config{PollInterval: 20 * time.Millisecond, Lease: time.Second})
+	tr.FailAll(outbox.Unavailable(errors.New("memory: broker down for maintenance")))
+	relay, err := outbox.NewRelay(store, tr, outbox.Config{PollInterval: 20 * time.Millisecond, Lease: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

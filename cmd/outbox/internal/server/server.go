@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 )
 
 // Config says what the endpoints report. Every field but Stats and CheckTimeout is required.
@@ -24,9 +24,9 @@ type Config struct {
 	Running func() bool
 	// Ping checks that the store answers; /healthz calls it with a timeout of CheckTimeout.
 	Ping func(ctx context.Context) error
-	// Stats returns the relay's counters (core.Relay.Stats): /healthz fails while they say the
+	// Stats returns the relay's counters (outbox.Relay.Stats): /healthz fails while they say the
 	// transport is unavailable. Default: the transport is not checked.
-	Stats func() core.Stats
+	Stats func() outbox.Stats
 	// Registry holds the collectors /metrics exposes.
 	Registry *prometheus.Registry
 	// Slot reports on the replication slot of a PostgreSQL store in WAL mode: /healthz fails

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -39,9 +39,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	if err := store.Add(context.Background(), outboxtest.NewMessages(3, "ORDER_PLACED", "")...); err != nil {
 		t.Fatal(err)
 	}
-	stats := core.Stats{Published: 7, Dead: 1, LastLag: 1500 * time.Millisecond}
+	stats := outbox.Stats{Published: 7, Dead: 1, LastLag: 1500 * time.Millisecond}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewRelayCollector(func() core.Stats { return stats }), NewStoreCollector(store, time.Second))
+	reg.MustRegister(NewRelayCollector(func() outbox.Stats { return stats }), NewStoreCollector(store, time.Second))
 	srv, err := Start("127.0.0.1:0", Config{
 		Running:  running.Load,
 		Registry: reg,
@@ -95,10 +95,10 @@ func TestHealthAndMetrics(t *testing.T) {
 }
 
 // failingInspector reports every count as failed.
-type failingInspector struct{ core.Inspector }
+type failingInspector struct{ outbox.Inspector }
 
-func (failingInspector) Counts(context.Context) (core.Counts, error) {
-	return core.Counts{}, errors.New("down")
+func (failingInspector) Counts(context.Context) (outbox.Counts, error) {
+	return outbox.Counts{}, errors.New("down")
 }
 
 func TestStoreCollectorReportsTheStoreDown(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -113,16 +113,16 @@ func drain(ctx context.Context, path string, bl Backlog, batch int, ordered bool
 	events := bl.Keys * bl.PerKey
 	const per = 1000
 	for done := 0; done < events; done += per {
-		msgs := make([]*core.Message, 0, per)
+		msgs := make([]*outbox.Message, 0, per)
 		for i := done; i < events && i < done+per; i++ {
-			msgs = append(msgs, &core.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%bl.Keys), Payload: payload})
+			msgs = append(msgs, &outbox.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%bl.Keys), Payload: payload})
 		}
 		if _, err := sqlite.Execute(ctx, store, func(context.Context, *sql.Tx) (any, error) { return nil, nil }, msgs...); err != nil {
 			return 0, fmt.Errorf("sqlitebench: fill: %w", err)
 		}
 	}
 	transport := memory.New()
-	relay, err := core.NewRelay(store, transport, core.Config{BatchSize: batch, Concurrency: 1, Ordered: ordered})
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{BatchSize: batch, Concurrency: 1, Ordered: ordered})
 	if err != nil {
 		return 0, err
 	}

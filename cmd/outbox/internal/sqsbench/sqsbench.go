@@ -3,7 +3,7 @@
 // Run publishes the same events twice against an SQS endpoint (normally the fauxqs emulator):
 // once straight through SendMessageBatch, with pre-encoded bodies, N calls in flight — the
 // ceiling of the SDK client and the server — and once through the outbox: an in-memory store,
-// core.Relay and the SQS transport, whose SendMessageBatch calls use the same SDK client and the
+// outbox.Relay and the SQS transport, whose SendMessageBatch calls use the same SDK client and the
 // same N in flight. The result is the relay's rate as a ratio to the raw rate, both measured in
 // the same run, interleaved, so the machine's state affects both alike. The design target is a
 // ratio of at least 0.7.
@@ -28,8 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -215,16 +215,16 @@ func (b *bench) newQueue(ctx context.Context, what string) (string, error) {
 }
 
 // events returns cfg.Events prepared messages.
-func (b *bench) events() ([]*core.Message, error) {
+func (b *bench) events() ([]*outbox.Message, error) {
 	pad := strings.Repeat("x", max(0, b.cfg.PayloadBytes-30))
-	msgs := make([]*core.Message, b.cfg.Events)
+	msgs := make([]*outbox.Message, b.cfg.Events)
 	for i := range msgs {
-		msgs[i] = &core.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
+		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 		if b.cfg.FIFOGroup {
 			msgs[i].Key = fifoGroup
 		}
 	}
-	return msgs, core.Prepare(context.Background(), msgs, core.WriteOptions{})
+	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
 }
 
 // raw publishes the events with SendMessageBatch directly: bodies encoded beforehand, the
@@ -242,7 +242,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	for i := 0; i < len(msgs); i += sqs.MaxBatchEntries {
 		var entries []types.SendMessageBatchRequestEntry
 		for j, m := range msgs[i:min(i+sqs.MaxBatchEntries, len(msgs))] {
-			body, err := core.EncodeEnvelope(nil, m)
+			body, err := outbox.EncodeEnvelope(nil, m)
 			if err != nil {
 				return 0, err
 			}
@@ -299,7 +299,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	return float64(len(msgs)) / elapsed.Seconds(), nil
 }
 
-// relay publishes the events through an in-memory store, core.Relay and the SQS transport on
+// relay publishes the events through an in-memory store, outbox.Relay and the SQS transport on
 // the same client, from a full backlog until the store is drained. It returns events/s.
 func (b *bench) relay(ctx context.Context) (float64, error) {
 	url, err := b.newQueue(ctx, "relay")
@@ -315,5 +315,5 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return benchutil.RelayDrain(ctx, "sqsbench", tr, core.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, Ordered: b.cfg.FIFOGroup}, msgs)
+	return benchutil.RelayDrain(ctx, "sqsbench", tr, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, Ordered: b.cfg.FIFOGroup}, msgs)
 }

@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
@@ -157,11 +157,11 @@ func (o Options) fits(kind Kind) error {
 }
 
 // fitsMode checks the PostgreSQL mode and that the WAL settings come with WAL mode. Its errors
-// are *core.ConfigError naming the option (PostgresMode, WAL.Slot, ...), so the command can
+// are *outbox.ConfigError naming the option (PostgresMode, WAL.Slot, ...), so the command can
 // report them under their own flag.
 func (o Options) fitsMode(kind Kind) error {
 	bad := func(field, problem string) error {
-		return &core.ConfigError{Component: "storeurl", Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: "storeurl", Field: field, Problem: problem}
 	}
 	switch o.PostgresMode {
 	case "", ModeTable, ModeWAL:

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -166,7 +166,7 @@ func TestPostgresMode(t *testing.T) {
 		{"postgres://localhost/db", Options{PostgresMode: ModeWAL, WAL: postgres.WALConfig{Slot: "Upper"}}, "WAL.Slot"},
 	} {
 		_, err := Parse(tt.raw, tt.opts)
-		var ce *core.ConfigError
+		var ce *outbox.ConfigError
 		if !errors.As(err, &ce) || ce.Field != tt.field {
 			t.Errorf("Parse(%q, %+v) = %v, want a config error of %s", tt.raw, tt.opts, err, tt.field)
 		}

@@ -18,8 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -38,8 +38,8 @@ type DrainOptions struct {
 	Rounds int
 }
 
-// DrainResult compares draining a backlog written while no relay ran: core.Relay over the WAL
-// mode's slot, core.Relay over the table mode's table, and a raw pglogrepl loop that only reads
+// DrainResult compares draining a backlog written while no relay ran: outbox.Relay over the WAL
+// mode's slot, outbox.Relay over the table mode's table, and a raw pglogrepl loop that only reads
 // the slot and confirms, on backlogs of the same events. PeakRSS is the process's peak resident
 // memory during each drain (sampled every 10ms), BaseRSS the resident memory before it; the
 // memory transport's record of what it received is emptied as the drain goes, so neither counts
@@ -125,7 +125,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 	return r, nil
 }
 
-// relayDrain drains the sandbox's backlog through core.Relay to the memory transport.
+// relayDrain drains the sandbox's backlog through outbox.Relay to the memory transport.
 func relayDrain(ctx context.Context, sb *sandbox, events int) (drainRun, error) {
 	if err := sb.reopen(ctx); err != nil { // a reader of its own, started by the relay
 		return drainRun{}, err
@@ -133,13 +133,13 @@ func relayDrain(ctx context.Context, sb *sandbox, events int) (drainRun, error) 
 	transport := memory.New()
 	var got atomic.Int64
 	done := make(chan struct{})
-	transport.Subscribe(func(context.Context, *core.Message) error {
+	transport.Subscribe(func(context.Context, *outbox.Message) error {
 		if got.Add(1) == int64(events) {
 			close(done)
 		}
 		return nil
 	})
-	relay, err := core.NewRelay(sb.store, transport, core.Config{BatchSize: DrainBatchSize, Concurrency: DrainConcurrency})
+	relay, err := outbox.NewRelay(sb.store, transport, outbox.Config{BatchSize: DrainBatchSize, Concurrency: DrainConcurrency})
 	if err != nil {
 		return drainRun{}, err
 	}

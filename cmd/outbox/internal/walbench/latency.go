@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/transport/memory"
 )
 
@@ -122,7 +122,7 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 	var deliveries benchutil.Deliveries
 	transport := memory.New()
 	transport.Subscribe(deliveries.Record)
-	relay, err := core.NewRelay(sb.store, transport, core.Config{})
+	relay, err := outbox.NewRelay(sb.store, transport, outbox.Config{})
 	if err != nil {
 		return samples{}, err
 	}
@@ -135,7 +135,7 @@ func latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions, wal bool
 	}
 
 	commits, elapsed, err := benchutil.SteadyWrites(ctx, o.Clients, o.Rate, total, func(ctx context.Context, sent time.Time) error {
-		m := &core.Message{Type: "ORDER_CREATED", Payload: samplePayload,
+		m := &outbox.Message{Type: "ORDER_CREATED", Payload: samplePayload,
 			Headers: map[string]string{benchutil.SentHeader: strconv.FormatInt(sent.UnixNano(), 10)}}
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, m) })
 	})

@@ -4,7 +4,7 @@
 // (in cmd/outbox/internal/walbench) call the scenarios:
 //
 //   - Write: a one-row business transaction alone, with a table-mode Add, with a WAL-mode Add.
-//   - Drain: a backlog written while no relay ran, drained through core.Relay to the memory
+//   - Drain: a backlog written while no relay ran, drained through outbox.Relay to the memory
 //     transport in WAL mode and in table mode, and by a raw pglogrepl loop that only reads the
 //     slot and confirms; with the process's peak RSS during each drain.
 //   - Latency: end-to-end latency at a steady rate in WAL mode and in table mode, beside the
@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox/core"
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -136,9 +136,9 @@ func (sb *sandbox) fill(ctx context.Context, n int) error {
 	for w := range writers {
 		wg.Go(func() {
 			for done := w * per; done < n; done += writers * per {
-				batch := make([]*core.Message, 0, per)
+				batch := make([]*outbox.Message, 0, per)
 				for i := done; i < n && i < done+per; i++ {
-					batch = append(batch, &core.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%1000), Payload: samplePayload})
+					batch = append(batch, &outbox.Message{Type: "ORDER_CREATED", Key: fmt.Sprintf("order-%d", i%1000), Payload: samplePayload})
 				}
 				if err := pgx.BeginFunc(ctx, sb.pool, func(tx pgx.Tx) error { return sb.store.Add(ctx, tx, batch...) }); err != nil {
 					errs[w] = fmt.Errorf("walbench: fill: %w", err)

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
-	"github.com/txoutbox/outbox/core"
 	"github.com/txoutbox/outbox/store/postgres"
 )
 
@@ -123,7 +123,7 @@ func Write(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (WriteResult
 				return err
 			}
 			key := "order-" + strconv.FormatInt(nextKey.Add(1), 10)
-			return sb.store.Add(ctx, tx, &core.Message{Type: "ORDER_CREATED", Key: key, Payload: samplePayload})
+			return sb.store.Add(ctx, tx, &outbox.Message{Type: "ORDER_CREATED", Key: key, Payload: samplePayload})
 		}
 	}
 	roundTrip := func(ctx context.Context, tx pgx.Tx) error {
@@ -153,7 +153,7 @@ func Write(ctx context.Context, pool *pgxpool.Pool, o WriteOptions) (WriteResult
 			_, err := postgres.Execute(ctx, sb.store, func(ctx context.Context, tx pgx.Tx) (struct{}, error) {
 				_, err := tx.Exec(ctx, insert, "c-42", "129.90")
 				return struct{}{}, err
-			}, &core.Message{Type: "ORDER_CREATED", Key: key, Payload: samplePayload})
+			}, &outbox.Message{Type: "ORDER_CREATED", Key: key, Payload: samplePayload})
 			return err
 		}
 	}

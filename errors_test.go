@@ -1,0 +1,50 @@
+package outbox_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/txoutbox/outbox"
+)
+
+func TestPermanent(t *testing.T) {
+	base := errors.New("queue does not exist")
+	p := outbox.Permanent(base)
+	if !outbox.IsPermanent(p) || !errors.Is(p, base) || p.Error() != base.Error() {
+		t.Fatalf("Permanent(%v) = %v", base, p)
+	}
+	if !outbox.IsPermanent(fmt.Errorf("sqs: %w", p)) {
+		t.Fatal("wrapping lost the permanent mark")
+	}
+	if outbox.IsPermanent(base) || outbox.Permanent(nil) != nil {
+		t.Fatal("plain errors are not permanent; Permanent(nil) is nil")
+	}
+}
+
+func TestBatchError(t *testing.T) {
+	be := outbox.NewBatchError()
+	if be.ErrOrNil() != nil {
+		t.Fatal("empty batch error is not nil")
+	}
+	transient := errors.New("throttled")
+	be.Add("a", transient)
+	be.Add("b", outbox.Permanent(errors.New("too big")))
+	err := be.ErrOrNil()
+	if !errors.Is(err, transient) || outbox.IsPermanent(err) {
+		t.Fatalf("mixed batch error: is transient %v, permanent %v", errors.Is(err, transient), outbox.IsPermanent(err))
+	}
+	if !strings.Contains(err.Error(), "2 message(s) failed") || !strings.Contains(err.Error(), "a: throttled") {
+		t.Fatalf("message %q", err)
+	}
+	all := outbox.NewBatchError()
+	all.Add("b", outbox.Permanent(errors.New("too big")))
+	if !outbox.IsPermanent(all) {
+		t.Fatal("a batch error whose every failure is permanent is permanent")
+	}
+	pe := &outbox.PublishError{Transport: "sqs", Type: "T", Err: transient}
+	if !errors.Is(pe, transient) || pe.Error() != "sqs: publish T: throttled" {
+		t.Fatalf("publish error %q", pe)
+	}
+}

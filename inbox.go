@@ -1,0 +1,60 @@
+package outbox
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Bounds on what an inbox records, the same for every store's inbox.
+const (
+	// MaxInboxConsumerLength bounds a consumer name, in bytes.
+	MaxInboxConsumerLength = 255
+	// MaxInboxIDLength bounds the ID of a message an inbox records, in bytes. Outbox IDs are
+	// UUIDs; other producers' IDs are accepted as text up to this length.
+	MaxInboxIDLength = 255
+)
+
+// inboxMessageError is a bad message given to an inbox: a bad argument that is also an invalid
+// message, so it matches both ErrInvalidArgument and ErrInvalidMessage.
+type inboxMessageError struct{ what, problem string }
+
+func (e *inboxMessageError) Error() string { return "invalid argument: " + e.what + " " + e.problem }
+func (e *inboxMessageError) Is(target error) bool {
+	return target == ErrInvalidArgument || target == ErrInvalidMessage
+}
+
+// CheckInboxArgs validates what every store's inbox Handle is given (a consumer name, a message
+// with an ID, a handler: fnIsNil reports a nil one), naming the first problem. Stores wrap the
+// error with their prefix.
+func CheckInboxArgs(consumer string, msg *Message, fnIsNil bool) error {
+	if p := inboxTextProblem(consumer, MaxInboxConsumerLength); p != "" {
+		return InvalidArgument("consumer", p)
+	}
+	if msg == nil {
+		return &inboxMessageError{"message", "is nil"}
+	}
+	if p := inboxTextProblem(msg.ID, MaxInboxIDLength); p != "" {
+		return &inboxMessageError{"message id", p}
+	}
+	if fnIsNil {
+		return InvalidArgument("fn", "is nil")
+	}
+	return nil
+}
+
+// inboxTextProblem says what makes s unusable as a consumer name or message ID, or "".
+func inboxTextProblem(s string, limit int) string {
+	switch {
+	case s == "":
+		return "is empty"
+	case len(s) > limit:
+		return fmt.Sprintf("is %d bytes long; the limit is %d", len(s), limit)
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return fmt.Sprintf("%q contains a control character", s)
+	}
+	return ""
+}

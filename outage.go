@@ -1,0 +1,81 @@
+package outbox
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// outageBackoff spaces the probes of an unavailable transport. Its cap is short so that the
+// relay is back at full speed within about a second of the broker's return.
+var outageBackoff = Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.2}
+
+// probeBatch bounds the batch that probes an unavailable transport.
+const probeBatch = 10
+
+// outage is the relay's view of its transport: up, or down since a time. While it is down the
+// relay claims nothing but one probe batch at a time, and charges no attempt for what fails.
+type outage struct {
+	mu      sync.Mutex
+	since   time.Time // zero while the transport is up
+	cause   string
+	probes  int  // consecutive failed probes
+	probing bool // a worker holds the probe
+}
+
+// begin records that a publish failed because the transport is unavailable.
+func (o *outage) begin(log *zap.Logger, now time.Time, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.since.IsZero() {
+		o.probes++
+		return
+	}
+	o.since, o.cause, o.probes = now, err.Error(), 0
+	log.Warn("transport unavailable: pausing, probing with small batches; no attempts are charged", zap.Error(err))
+}
+
+// end records that the transport published again (or that there is nothing to find out with).
+func (o *outage) end(log *zap.Logger, now time.Time, why string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		return
+	}
+	log.Info("transport available again: resuming", zap.Duration("down_for", now.Sub(o.since)), zap.Int("probes", o.probes+1), zap.String("why", why))
+	o.since, o.cause, o.probes = time.Time{}, "", 0
+}
+
+// probe reports whether the transport is down and, if so, whether the caller now holds the
+// probe (it must call probeDone) and how long to wait before probing.
+func (o *outage) probe() (delay time.Duration, probing, down bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		return 0, false, false
+	}
+	if o.probing {
+		return 0, false, true
+	}
+	o.probing = true
+	return outageBackoff.Delay(o.probes + 1), true, true
+}
+
+func (o *outage) probeDone() {
+	o.mu.Lock()
+	o.probing = false
+	o.mu.Unlock()
+}
+
+func (o *outage) over() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.since.IsZero()
+}
+
+func (o *outage) state() (since time.Time, cause string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.since, o.cause
+}

@@ -1,0 +1,17 @@
+module github.com/txoutbox/outbox/outboxfx
+
+go 1.26.0
+
+require (
+	github.com/txoutbox/outbox v0.1.0
+	go.uber.org/fx v1.24.0
+	go.uber.org/goleak v1.3.0
+	go.uber.org/zap v1.28.0
+)
+
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	go.uber.org/dig v1.19.0 // indirect
+	go.uber.org/multierr v1.10.0 // indirect
+	golang.org/x/sys v0.0.0-20220412211240-33da011f77ad // indirect
+)
