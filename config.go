@@ -90,7 +90,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = zap.NewNop()
 	}
 	if c.Owner == "" {
-		c.Owner = DefaultOwner()
+		c.Owner = defaultOwner()
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -150,8 +150,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// DefaultOwner returns a lease owner unique to this relay: host, process and a random suffix.
-func DefaultOwner() string {
+// defaultOwner returns a lease owner unique to this relay: host, process and a random suffix.
+func defaultOwner() string {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "relay"

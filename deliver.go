@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/txoutbox/outbox/internal/attempts"
+	"github.com/txoutbox/outbox/internal/text"
 	"go.uber.org/zap"
 )
 
@@ -23,7 +25,7 @@ var (
 // otherwise recorded as a failure, dead-lettered, or released without an attempt.
 func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 	ctx, cancel := context.WithTimeout(rn.ctx, r.cfg.PublishTimeout)
-	outcome := r.send(WithMaxAttempts(ctx, r.cfg.MaxAttempts), msgs)
+	outcome := r.send(attempts.With(ctx, r.cfg.MaxAttempts), msgs)
 	timedOut := ctx.Err() != nil && rn.ctx.Err() == nil
 	cancel()
 	aborted := rn.ctx.Err() != nil // Stop's deadline passed: not the messages' fault
@@ -205,10 +207,10 @@ func (r *Relay) failure(m *Message, cause error, aborted, timedOut bool) Failure
 	case IsUnavailable(cause) || (timedOut && errors.Is(cause, context.DeadlineExceeded)):
 		// A lone unavailable message (others went through) waits a backoff step; when the whole
 		// batch failed this way the relay pauses instead (see deliver).
-		return Failure{ID: m.ID, Error: StorableText(cause.Error()), Release: true, Delay: r.cfg.Backoff.Delay(1)}
+		return Failure{ID: m.ID, Error: text.Storable(cause.Error()), Release: true, Delay: r.cfg.Backoff.Delay(1)}
 	}
 	attempt := m.Attempts + 1
-	text := StorableText(cause.Error())
+	text := text.Storable(cause.Error())
 	if IsPermanent(cause) || attempt >= r.cfg.MaxAttempts {
 		r.log.Error("message dead-lettered",
 			zap.String("id", m.ID), zap.String("type", m.Type), zap.String("key", m.Key),

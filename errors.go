@@ -49,9 +49,7 @@ type ArgumentError struct {
 	Problem string
 }
 
-// InvalidArgument returns an *ArgumentError, which matches ErrInvalidArgument. Stores wrap it
-// with their prefix: "postgres: add: invalid argument: tx is nil".
-func InvalidArgument(arg, problem string) error { return &ArgumentError{Arg: arg, Problem: problem} }
+func invalidArgument(arg, problem string) error { return &ArgumentError{Arg: arg, Problem: problem} }
 
 func (e *ArgumentError) Error() string        { return "invalid argument: " + e.Arg + " " + e.Problem }
 func (e *ArgumentError) Is(target error) bool { return target == ErrInvalidArgument }

@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -56,7 +55,7 @@ type Message struct {
 // NewMessage returns a message of type typ whose payload is v as JSON. A []byte,
 // json.RawMessage or string payload is taken as JSON text and must be valid JSON.
 func NewMessage(typ string, v any) (*Message, error) {
-	payload, err := MarshalJSON(v)
+	payload, err := marshalJSON(v)
 	if err != nil {
 		return nil, &FieldError{Field: "payload", Problem: err.Error()}
 	}
@@ -67,9 +66,9 @@ func NewMessage(typ string, v any) (*Message, error) {
 	return m, nil
 }
 
-// MarshalJSON encodes v as JSON, except that []byte, json.RawMessage and string values are taken
+// marshalJSON encodes v as JSON, except that []byte, json.RawMessage and string values are taken
 // as JSON text already and only checked.
-func MarshalJSON(v any) (json.RawMessage, error) {
+func marshalJSON(v any) (json.RawMessage, error) {
 	var raw []byte
 	switch v := v.(type) {
 	case nil:
@@ -174,54 +173,4 @@ func (m *Message) Clone() *Message {
 		}
 	}
 	return &c
-}
-
-// WriteHook runs on every message a store writes, before it is validated and stored, with the
-// writer's context. The tracing middleware uses one to copy the current trace context into
-// Headers, so the publish span can continue the trace of the request that wrote the event.
-type WriteHook func(ctx context.Context, m *Message)
-
-// WriteOptions is what a store's write side passes to Prepare.
-type WriteOptions struct {
-	// MaxPayloadBytes bounds Payload plus Result. Default DefaultMaxPayloadBytes.
-	MaxPayloadBytes int
-	// Hooks run on each message in order.
-	Hooks []WriteHook
-	// Now is the write time. Default time.Now().
-	Now time.Time
-}
-
-// Prepare readies msgs for storage: it runs the write hooks, assigns ID (UUIDv7) and CreatedAt
-// where unset, and validates each message. Every store's Add calls it, so a message is checked
-// the same way whichever backend stores it. The error names the message index and the field.
-func Prepare(ctx context.Context, msgs []*Message, opts WriteOptions) error {
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	now = now.UTC().Truncate(time.Millisecond)
-	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("message %d: %w", i, &FieldError{Field: "message", Problem: "is nil"})
-		}
-		for _, hook := range opts.Hooks {
-			hook(ctx, m)
-		}
-		if err := m.Validate(opts.MaxPayloadBytes); err != nil {
-			return fmt.Errorf("message %d (type %q): %w", i, m.Type, err)
-		}
-		if m.ID == "" {
-			id, err := uuid.NewV7()
-			if err != nil {
-				return fmt.Errorf("message %d: new id: %w", i, err)
-			}
-			m.ID = id.String()
-		}
-		if m.CreatedAt.IsZero() {
-			m.CreatedAt = now
-		} else {
-			m.CreatedAt = m.CreatedAt.UTC().Truncate(time.Millisecond)
-		}
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func TestMessageValidate(t *testing.T) {
@@ -89,7 +90,7 @@ func TestPrepare(t *testing.T) {
 		{Type: "A", Payload: json.RawMessage(`{}`)},
 		{Type: "B", Payload: json.RawMessage(`{}`), CreatedAt: now.Add(-time.Hour)},
 	}
-	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{Hooks: []outbox.WriteHook{hook}, Now: now}); err != nil {
+	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{Hooks: []backend.WriteHook{hook}, Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	id0, err := uuid.Parse(msgs[0].ID)
@@ -110,15 +111,15 @@ func TestPrepare(t *testing.T) {
 	}
 
 	bad := []*outbox.Message{{Type: "A", Payload: json.RawMessage(`{}`)}, {Type: "B", Payload: json.RawMessage(`nope`)}}
-	err = outbox.Prepare(ctx, bad, outbox.WriteOptions{})
+	err = backend.Prepare(ctx, bad, backend.WriteOptions{})
 	if err == nil || !strings.Contains(err.Error(), "message 1") || !strings.Contains(err.Error(), `"B"`) {
 		t.Fatalf("error %v does not name the message", err)
 	}
-	if err := outbox.Prepare(ctx, []*outbox.Message{nil}, outbox.WriteOptions{}); !errors.Is(err, outbox.ErrInvalidMessage) {
+	if err := backend.Prepare(ctx, []*outbox.Message{nil}, backend.WriteOptions{}); !errors.Is(err, outbox.ErrInvalidMessage) {
 		t.Fatalf("nil message: %v", err)
 	}
 	small := []*outbox.Message{{Type: "A", Payload: json.RawMessage(`"12345"`)}}
-	if err := outbox.Prepare(ctx, small, outbox.WriteOptions{MaxPayloadBytes: 4}); !errors.Is(err, outbox.ErrInvalidMessage) {
+	if err := backend.Prepare(ctx, small, backend.WriteOptions{MaxPayloadBytes: 4}); !errors.Is(err, outbox.ErrInvalidMessage) {
 		t.Fatalf("store limit not applied: %v", err)
 	}
 }

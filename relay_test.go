@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	memstore "github.com/txoutbox/outbox/store/memory"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -136,7 +137,7 @@ func TestRelayPassesMaxAttemptsToMiddleware(t *testing.T) {
 	spy := func(next outbox.Handler) outbox.Handler {
 		return func(ctx context.Context, msgs []*outbox.Message) error {
 			select {
-			case seen <- outbox.MaxAttempts(ctx):
+			case seen <- backend.MaxAttempts(ctx):
 			default:
 			}
 			return next(ctx, msgs)
@@ -147,7 +148,7 @@ func TestRelayPassesMaxAttemptsToMiddleware(t *testing.T) {
 	if got := <-seen; got != 7 {
 		t.Fatalf("MaxAttempts(ctx) = %d in middleware, want 7", got)
 	}
-	if outbox.MaxAttempts(context.Background()) != 0 {
+	if backend.MaxAttempts(context.Background()) != 0 {
 		t.Fatal("MaxAttempts outside a relay must be 0")
 	}
 }

@@ -60,11 +60,11 @@ type ClaimRequest struct {
 func (r ClaimRequest) Validate() error {
 	switch {
 	case r.Token == "":
-		return InvalidArgument("claim request Token", "is empty")
+		return invalidArgument("claim request Token", "is empty")
 	case r.Limit <= 0:
-		return InvalidArgument("claim request Limit", "must be positive")
+		return invalidArgument("claim request Limit", "must be positive")
 	case r.Lease <= 0:
-		return InvalidArgument("claim request Lease", "must be positive")
+		return invalidArgument("claim request Lease", "must be positive")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/middleware/metrics"
@@ -35,7 +36,7 @@ func encodingTransport() outbox.Handler {
 	return func(ctx context.Context, msgs []*outbox.Message) error {
 		for _, m := range msgs {
 			var err error
-			if buf, err = outbox.EncodeEnvelope(buf[:0], m); err != nil {
+			if buf, err = backend.EncodeEnvelope(buf[:0], m); err != nil {
 				return err
 			}
 		}
@@ -47,7 +48,7 @@ func benchBatches(b *testing.B) [][]*outbox.Message {
 	out := make([][]*outbox.Message, batches)
 	for i := range out {
 		out[i] = outboxtest.NewMessages(batchSize, "ORDER_PLACED", fmt.Sprintf("order-%d", i))
-		if err := outbox.Prepare(context.Background(), out[i], outbox.WriteOptions{}); err != nil {
+		if err := backend.Prepare(context.Background(), out[i], backend.WriteOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,9 +3,11 @@ package middleware_test
 import (
 	"context"
 	"fmt"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
+
+	"github.com/txoutbox/outbox/backend"
+	memstore "github.com/txoutbox/outbox/store/memory"
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/dedup"
@@ -29,7 +31,7 @@ func Example() {
 
 	trace := tracing.Config{} // global TracerProvider, W3C trace context
 	store := memstore.New()
-	store.WriteHooks = []outbox.WriteHook{trace.WriteHook()}
+	store.WriteHooks = []backend.WriteHook{trace.WriteHook()}
 
 	seen, err := dedup.NewMemoryStore(dedup.MemoryConfig{})
 	if err != nil {

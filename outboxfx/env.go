@@ -5,14 +5,15 @@ import (
 	"os"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 )
 
 // Settings returns the OUTBOX_* variables ConfigFromEnv reads: the relay's own
-// (outbox.RelaySettings, shared with the outbox command, so both read the same names with the
+// (envconfig.RelaySettings, shared with the outbox command, so both read the same names with the
 // same defaults) and OUTBOX_DISABLED.
-func Settings() []outbox.Setting[Config] {
-	return append(outbox.Nest(outbox.RelaySettings(), func(c *Config) *outbox.Config { return &c.Relay }),
-		outbox.BoolSetting("OUTBOX_DISABLED", "Disabled", "false", "build the relay but never start it (processes that only write events)",
+func Settings() []envconfig.Setting[Config] {
+	return append(envconfig.Nest(envconfig.RelaySettings(), func(c *Config) *outbox.Config { return &c.Relay }),
+		envconfig.BoolSetting("OUTBOX_DISABLED", "Disabled", "false", "build the relay but never start it (processes that only write events)",
 			func(c *Config) *bool { return &c.Disabled }))
 }
 
@@ -47,11 +48,11 @@ func ConfigFromEnv() (Config, error) { return ConfigFromLookup(os.LookupEnv) }
 func ConfigFromLookup(lookup func(string) (string, bool)) (Config, error) {
 	var cfg Config
 	settings := Settings()
-	if err := outbox.LoadSettings(&cfg, settings, lookup); err != nil {
+	if err := envconfig.LoadSettings(&cfg, settings, lookup); err != nil {
 		return Config{}, fmt.Errorf("outboxfx: %w", err)
 	}
 	if err := cfg.Relay.Validate(); err != nil {
-		if s, ok := outbox.SettingFor(settings, err); ok {
+		if s, ok := envconfig.SettingFor(settings, err); ok {
 			return Config{}, fmt.Errorf("outboxfx: %s: %w", s.Env, err)
 		}
 		return Config{}, fmt.Errorf("outboxfx: %w", err)

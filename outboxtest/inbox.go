@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // InboxFunc stands for a consumer's handler in the inbox suite. effect applies the business
@@ -87,7 +88,7 @@ func (s *inboxSuite) needTransactions(t *testing.T) {
 func inboxMessage(t *testing.T) *outbox.Message {
 	t.Helper()
 	msgs := NewMessages(1, "INBOX_TEST", "")
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs[0]

@@ -6,12 +6,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // testCorrupt: a stored message damaged behind the store's back goes dead with a reason at its
 // first claim, while the rest flow; in ordered mode it blocks its key (it is the key's dead head)
 // and what follows it in the same claim is handed back, not published. Failure text of any shape
-// is stored as outbox.StorableText makes it.
+// is stored as backend.StorableText makes it.
 func (s *storeSuite) testCorrupt(t *testing.T) {
 	t.Run("ErrorText", s.testErrorText)
 	if s.newStore(t).Corrupt == nil {
@@ -64,7 +65,7 @@ func ordered2(token string) outbox.ClaimRequest {
 }
 
 // testErrorText: a failure's text with invalid UTF-8, NUL bytes and 10 KiB is stored as
-// outbox.StorableText makes it (stores apply it to what they are given too).
+// backend.StorableText makes it (stores apply it to what they are given too).
 func (s *storeSuite) testErrorText(t *testing.T) {
 	if !s.f.Inspector {
 		t.Skip("store has no inspector to read the last error back")
@@ -82,8 +83,8 @@ func (s *storeSuite) testErrorText(t *testing.T) {
 		t.Fatalf("list dead = %v, %v", dead, err)
 	}
 	got := dead[0].LastError
-	if want := outbox.StorableText(text); got != want {
-		t.Fatalf("stored error text (%d bytes, valid UTF-8 %v, NUL %v) is not outbox.StorableText of the failure (%d bytes)",
+	if want := backend.StorableText(text); got != want {
+		t.Fatalf("stored error text (%d bytes, valid UTF-8 %v, NUL %v) is not backend.StorableText of the failure (%d bytes)",
 			len(got), utf8.ValidString(got), strings.ContainsRune(got, 0), len(want))
 	}
 }

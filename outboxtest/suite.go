@@ -12,7 +12,7 @@ type StoreHarness struct {
 	// Store is the store under test.
 	Store outbox.Store
 	// Add writes msgs in one committed transaction through the backend's write side, which runs
-	// outbox.Prepare on them (so IDs and CreatedAt are assigned and bad messages refused).
+	// backend.Prepare on them (so IDs and CreatedAt are assigned and bad messages refused).
 	Add func(ctx context.Context, msgs ...*outbox.Message) error
 	// AddRolledBack writes msgs in a transaction that is then rolled back. Required when
 	// StoreFeatures.Transactions is set.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func (s *transportSuite) receive(t *testing.T, h TransportHarness, n int) []*outbox.Message {
@@ -25,7 +26,7 @@ func (s *transportSuite) receive(t *testing.T, h TransportHarness, n int) []*out
 
 func prepared(t *testing.T, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

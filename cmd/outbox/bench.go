@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/inboxbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/kafkabench"
@@ -132,7 +132,7 @@ func (b *benchFlags) scrub(text string) string {
 	text = storeurl.Scrub(text, b.store)
 	for _, u := range []string{b.natsURL, b.rabbitmqURL} {
 		if u != "" {
-			text = outbox.ScrubSecrets(text, outbox.URLRedactor{}.Secrets(u))
+			text = backend.ScrubSecrets(text, backend.URLRedactor{}.Secrets(u))
 		}
 	}
 	return text

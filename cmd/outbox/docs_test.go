@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite the generated part of docs/cli.md")
@@ -24,7 +24,7 @@ func docsTable() string {
 	b.WriteString("| Variable | Flag | Default | Meaning |\n| --- | --- | --- | --- |\n")
 	for _, s := range allSettings() {
 		flagName := "`--" + s.flag + "`"
-		if s.kind == outbox.KindSecret {
+		if s.kind == envconfig.KindSecret {
 			flagName = "none: environment only"
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.env, flagName, s.def, strings.ReplaceAll(s.doc, "|", `\|`))

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -143,7 +144,7 @@ func TestRelayToKafka(t *testing.T) {
 	for len(got["orders"])+len(got["others"]) < len(orders)+len(others) && ctx.Err() == nil {
 		fetches := cl.PollFetches(ctx)
 		fetches.EachRecord(func(rec *kgo.Record) {
-			m, err := outbox.DecodeEnvelope(rec.Value)
+			m, err := backend.DecodeEnvelope(rec.Value)
 			if err != nil {
 				t.Errorf("record on %s is not an envelope: %v", rec.Topic, err)
 				return
@@ -316,7 +317,7 @@ func TestRelayToRabbitMQ(t *testing.T) {
 		select {
 		case d := <-deliveries:
 			got[d.MessageId]++
-			if m, err := outbox.DecodeEnvelope(d.Body); err != nil || m.ID != d.MessageId || d.DeliveryMode != amqp.Persistent {
+			if m, err := backend.DecodeEnvelope(d.Body); err != nil || m.ID != d.MessageId || d.DeliveryMode != amqp.Persistent {
 				t.Errorf("delivery %s: envelope %v, %v; mode %d", d.MessageId, m, err, d.DeliveryMode)
 			}
 		case <-timeout:

@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -178,7 +178,7 @@ func receive(ctx context.Context, client *awssqs.Client, url string) *inbox {
 			failures = 0
 			var del []types.DeleteMessageBatchRequestEntry
 			for i, m := range out.Messages {
-				msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+				msg, err := backend.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 				if err != nil {
 					in.fail(fmt.Errorf("decode %q: %w", aws.ToString(m.Body), err))
 					continue

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
@@ -173,7 +174,7 @@ func printed(t *testing.T, relays ...*relayProcess) map[string]bool {
 			if line == "" {
 				continue
 			}
-			m, err := outbox.DecodeEnvelope([]byte(line))
+			m, err := backend.DecodeEnvelope([]byte(line))
 			if err != nil {
 				continue // a line still being written
 			}

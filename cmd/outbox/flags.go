@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 )
 
 // flags is a command's flag set plus the environment variable behind each flag. Defaults from
@@ -23,7 +24,7 @@ type flags struct {
 	// secrets are variables read from the environment only: credentials, never flags.
 	secrets []secretVar
 	// kinds says what each flag's value is, for errors that must not repeat the value.
-	kinds map[string]outbox.SettingKind
+	kinds map[string]envconfig.SettingKind
 	// fields names the flag of each config field, by component ("relay", "sqs"), so a
 	// validation error is reported under the flag the user wrote.
 	fields map[[2]string]string
@@ -40,7 +41,7 @@ func newFlags(cmd, usage string) *flags {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line by exitCode; help by parse
 	fs.Usage = func() {}
-	return &flags{fs: fs, cmd: cmd, usage: usage, kinds: map[string]outbox.SettingKind{}, fields: map[[2]string]string{}, given: map[string]bool{}}
+	return &flags{fs: fs, cmd: cmd, usage: usage, kinds: map[string]envconfig.SettingKind{}, fields: map[[2]string]string{}, given: map[string]bool{}}
 }
 
 // env makes the environment variable v the default of flag name, and says so in --help.
@@ -55,10 +56,10 @@ func (f *flags) env(name, v string) {
 
 // addSettings offers each setting as a flag of its name, filled from its variable when the
 // command line does not set it; a secret setting is read from its variable only.
-func addSettings[C any](f *flags, component string, c *C, settings []outbox.Setting[C]) {
+func addSettings[C any](f *flags, component string, c *C, settings []envconfig.Setting[C]) {
 	for _, s := range settings {
 		set := func(v string) error { return s.Set(c, strings.TrimSpace(v)) }
-		if s.Kind == outbox.KindSecret {
+		if s.Kind == envconfig.KindSecret {
 			f.secrets = append(f.secrets, secretVar{env: s.Env, set: set})
 			f.fields[[2]string{component, s.Field}] = s.Env
 			continue
@@ -67,7 +68,7 @@ func addSettings[C any](f *flags, component string, c *C, settings []outbox.Sett
 		if s.Default != "" && s.Default != "false" && s.Default != "none" {
 			usage += " (default " + s.Default + ")"
 		}
-		f.fs.Var(&settingValue{set: set, isBool: s.Kind == outbox.KindBool}, s.Flag(), usage)
+		f.fs.Var(&settingValue{set: set, isBool: s.Kind == envconfig.KindBool}, s.Flag(), usage)
 		f.env(s.Flag(), s.Env)
 		f.kinds[s.Flag()] = s.Kind
 		if s.Field != "" {
@@ -180,25 +181,25 @@ func (f *flags) want(name string) string {
 			if g, isGetter := fl.Value.(flag.Getter); isGetter {
 				switch g.Get().(type) {
 				case int, int64, uint, uint64:
-					kind = outbox.KindInt
+					kind = envconfig.KindInt
 				case time.Duration:
-					kind = outbox.KindDuration
+					kind = envconfig.KindDuration
 				case float64:
-					kind = outbox.KindNumber
+					kind = envconfig.KindNumber
 				case bool:
-					kind = outbox.KindBool
+					kind = envconfig.KindBool
 				}
 			}
 		}
 	}
 	switch kind {
-	case outbox.KindInt:
+	case envconfig.KindInt:
 		return "not an integer"
-	case outbox.KindDuration:
+	case envconfig.KindDuration:
 		return "not a duration (examples: 500ms, 30s, 1m)"
-	case outbox.KindNumber:
+	case envconfig.KindNumber:
 		return "not a number"
-	case outbox.KindBool:
+	case envconfig.KindBool:
 		return "not true or false"
 	case "":
 		return "invalid value"
@@ -228,7 +229,7 @@ func (f *flags) printHelp(w io.Writer) {
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		kind := ""
 		switch k := f.kinds[fl.Name]; {
-		case k == outbox.KindBool:
+		case k == envconfig.KindBool:
 		case k != "":
 			kind = " " + string(k)
 		default:
@@ -237,11 +238,11 @@ func (f *flags) printHelp(w io.Writer) {
 				if g, ok := fl.Value.(flag.Getter); ok {
 					switch g.Get().(type) {
 					case int:
-						kind = " " + string(outbox.KindInt)
+						kind = " " + string(envconfig.KindInt)
 					case time.Duration:
-						kind = " " + string(outbox.KindDuration)
+						kind = " " + string(envconfig.KindDuration)
 					case string:
-						kind = " " + string(outbox.KindString)
+						kind = " " + string(envconfig.KindString)
 					}
 				}
 			}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -25,41 +25,41 @@ type kafkaFlags struct {
 // kafkaSettings are the OUTBOX_KAFKA_* variables. The Kafka transport's package has no
 // Settings of its own, so the command lists them; the fields are kafka.Config's, as its
 // validation errors name them, so that each error is reported under its flag.
-func kafkaSettings() []outbox.Setting[kafkaFlags] {
-	return []outbox.Setting[kafkaFlags]{
-		outbox.StringSetting("OUTBOX_KAFKA_BROKERS", "Brokers", "none", "seed brokers, host:port[,host:port…]",
+func kafkaSettings() []envconfig.Setting[kafkaFlags] {
+	return []envconfig.Setting[kafkaFlags]{
+		envconfig.StringSetting("OUTBOX_KAFKA_BROKERS", "Brokers", "none", "seed brokers, host:port[,host:port…]",
 			func(k *kafkaFlags) *string { return &k.brokers }),
-		outbox.StringSetting("OUTBOX_KAFKA_TOPIC", "Topic", "none", "topic of messages no route claims",
+		envconfig.StringSetting("OUTBOX_KAFKA_TOPIC", "Topic", "none", "topic of messages no route claims",
 			func(k *kafkaFlags) *string { return &k.cfg.Topic }),
-		outbox.StringSetting("OUTBOX_KAFKA_ROUTES", "Routes", "none", "topics by message type: TYPE=TOPIC[,TYPE=TOPIC…]",
+		envconfig.StringSetting("OUTBOX_KAFKA_ROUTES", "Routes", "none", "topics by message type: TYPE=TOPIC[,TYPE=TOPIC…]",
 			func(k *kafkaFlags) *string { return &k.routes }),
-		outbox.BoolSetting("OUTBOX_KAFKA_RAW_PAYLOAD", "RawPayload", "false", "send the payload alone as the record value instead of the JSON envelope",
+		envconfig.BoolSetting("OUTBOX_KAFKA_RAW_PAYLOAD", "RawPayload", "false", "send the payload alone as the record value instead of the JSON envelope",
 			func(k *kafkaFlags) *bool { return &k.cfg.RawPayload }),
-		outbox.StringSetting("OUTBOX_KAFKA_CLIENT_ID", "ClientID", kafka.DefaultClientID, "client.id announced to the brokers",
+		envconfig.StringSetting("OUTBOX_KAFKA_CLIENT_ID", "ClientID", kafka.DefaultClientID, "client.id announced to the brokers",
 			func(k *kafkaFlags) *string { return &k.cfg.ClientID }),
-		outbox.StringSetting("OUTBOX_KAFKA_SASL_MECHANISM", "SASL.Mechanism", "none", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with OUTBOX_KAFKA_SASL_USER and OUTBOX_KAFKA_SASL_PASSWORD",
+		envconfig.StringSetting("OUTBOX_KAFKA_SASL_MECHANISM", "SASL.Mechanism", "none", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with OUTBOX_KAFKA_SASL_USER and OUTBOX_KAFKA_SASL_PASSWORD",
 			func(k *kafkaFlags) *string { return &k.sasl.Mechanism }),
-		outbox.StringSetting("OUTBOX_KAFKA_SASL_USER", "SASL.User", "none", "SASL user name",
+		envconfig.StringSetting("OUTBOX_KAFKA_SASL_USER", "SASL.User", "none", "SASL user name",
 			func(k *kafkaFlags) *string { return &k.sasl.User }),
-		outbox.SecretSetting("OUTBOX_KAFKA_SASL_PASSWORD", "SASL.Password", "SASL password",
+		envconfig.SecretSetting("OUTBOX_KAFKA_SASL_PASSWORD", "SASL.Password", "SASL password",
 			func(k *kafkaFlags) *string { return &k.sasl.Password }),
-		outbox.BoolSetting("OUTBOX_KAFKA_TLS", "", "false", "connect with TLS (turned on by the file settings below too)",
+		envconfig.BoolSetting("OUTBOX_KAFKA_TLS", "", "false", "connect with TLS (turned on by the file settings below too)",
 			func(k *kafkaFlags) *bool { return &k.tls }),
-		outbox.StringSetting("OUTBOX_KAFKA_CA_FILE", "", "the system roots", "PEM file of the CAs that verify the brokers",
+		envconfig.StringSetting("OUTBOX_KAFKA_CA_FILE", "", "the system roots", "PEM file of the CAs that verify the brokers",
 			func(k *kafkaFlags) *string { return &k.caFile }),
-		outbox.StringSetting("OUTBOX_KAFKA_CERT_FILE", "", "none", "PEM client certificate",
+		envconfig.StringSetting("OUTBOX_KAFKA_CERT_FILE", "", "none", "PEM client certificate",
 			func(k *kafkaFlags) *string { return &k.certFile }),
-		outbox.StringSetting("OUTBOX_KAFKA_KEY_FILE", "", "none", "PEM key of the client certificate",
+		envconfig.StringSetting("OUTBOX_KAFKA_KEY_FILE", "", "none", "PEM key of the client certificate",
 			func(k *kafkaFlags) *string { return &k.keyFile }),
-		outbox.IntSetting("OUTBOX_KAFKA_MAX_MESSAGE_BYTES", "MaxMessageBytes", strconv.Itoa(kafka.DefaultMaxMessageBytes), "largest record as Kafka counts it; keep it at or below the topics' max.message.bytes",
+		envconfig.IntSetting("OUTBOX_KAFKA_MAX_MESSAGE_BYTES", "MaxMessageBytes", strconv.Itoa(kafka.DefaultMaxMessageBytes), "largest record as Kafka counts it; keep it at or below the topics' max.message.bytes",
 			func(k *kafkaFlags) *int { return &k.cfg.MaxMessageBytes }),
-		outbox.StringSetting("OUTBOX_KAFKA_COMPRESSION", "Compression", kafka.CompressionNone, "none, gzip, snappy, lz4 or zstd",
+		envconfig.StringSetting("OUTBOX_KAFKA_COMPRESSION", "Compression", kafka.CompressionNone, "none, gzip, snappy, lz4 or zstd",
 			func(k *kafkaFlags) *string { return &k.cfg.Compression }),
-		outbox.IntSetting("OUTBOX_KAFKA_CONCURRENCY", "Concurrency", strconv.Itoa(kafka.DefaultConcurrency), "flushes in flight, each on a producer client of its own",
+		envconfig.IntSetting("OUTBOX_KAFKA_CONCURRENCY", "Concurrency", strconv.Itoa(kafka.DefaultConcurrency), "flushes in flight, each on a producer client of its own",
 			func(k *kafkaFlags) *int { return &k.cfg.Concurrency }),
-		outbox.DurationSetting("OUTBOX_KAFKA_DELIVERY_TIMEOUT", "DeliveryTimeout", docDuration(kafka.DefaultDeliveryTimeout), "how long the producer tries to deliver a record; keep it below the relay's publish timeout",
+		envconfig.DurationSetting("OUTBOX_KAFKA_DELIVERY_TIMEOUT", "DeliveryTimeout", docDuration(kafka.DefaultDeliveryTimeout), "how long the producer tries to deliver a record; keep it below the relay's publish timeout",
 			func(k *kafkaFlags) *time.Duration { return &k.cfg.DeliveryTimeout }),
-		outbox.DurationSetting("OUTBOX_KAFKA_DIAL_TIMEOUT", "DialTimeout", docDuration(kafka.DefaultDialTimeout), "bound on connecting to one broker",
+		envconfig.DurationSetting("OUTBOX_KAFKA_DIAL_TIMEOUT", "DialTimeout", docDuration(kafka.DefaultDialTimeout), "bound on connecting to one broker",
 			func(k *kafkaFlags) *time.Duration { return &k.cfg.DialTimeout }),
 	}
 }

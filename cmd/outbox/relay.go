@@ -17,6 +17,7 @@ import (
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/server"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/envconfig"
 )
 
 const relayUsage = `Usage: outbox relay --store URL [--transport sqs|kafka|nats|rabbitmq|memory] [transport flags] [flags]
@@ -49,7 +50,7 @@ type relayFlags struct {
 
 func addRelayFlags(f *flags) *relayFlags {
 	r := &relayFlags{listen: defaultListen, logLevel: "info", f: f}
-	addSettings(f, "relay", &r.cfg, outbox.RelaySettings())
+	addSettings(f, "relay", &r.cfg, envconfig.RelaySettings())
 	addSettings(f, "", r, relayCommandSettings())
 	return r
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -191,7 +192,7 @@ func TestRelayToMemoryPrintsEnvelopes(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, line := range lines {
-		m, err := outbox.DecodeEnvelope([]byte(line))
+		m, err := backend.DecodeEnvelope([]byte(line))
 		if err != nil || m.Type != "USER_CREATED" {
 			t.Fatalf("envelope %q: %v", line, err)
 		}

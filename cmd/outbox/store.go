@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
@@ -78,7 +79,7 @@ func (s *storeFlags) scrub(text string) string {
 func scrubURLs(text, raw, replication string) string {
 	text = storeurl.Scrub(text, raw)
 	if replication != "" {
-		text = outbox.ScrubSecrets(text, postgres.ConnStringSecrets(replication))
+		text = backend.ScrubSecrets(text, postgres.ConnStringSecrets(replication))
 	}
 	return text
 }
@@ -102,8 +103,8 @@ func (s *storeFlags) open(ctx context.Context, cmd string, timeout time.Duration
 	return ctx, store, func() { _ = store.Close(); cancel() }, nil
 }
 
-// backend is what the commands need of a store: every backend of this repository has it all.
-type backend interface {
+// storeBackend is what the commands need of a store: every backend of this repository has it all.
+type storeBackend interface {
 	outbox.Store
 	outbox.Inspector
 	EnsureSchema(ctx context.Context) error
@@ -112,7 +113,7 @@ type backend interface {
 
 // openedStore is a connected store with a cheap liveness check for /healthz.
 type openedStore struct {
-	backend
+	storeBackend
 	ping func(ctx context.Context) error
 	name string // redacted URL and table, for logs
 	// wal is the PostgreSQL store in WAL mode, for its slot; nil in every other case.
@@ -130,7 +131,7 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 	case storeurl.Postgres:
 		var s *postgres.Store
 		if s, err = postgres.New(ctx, t.Postgres); err == nil {
-			o = &openedStore{backend: s, ping: s.Pool().Ping}
+			o = &openedStore{storeBackend: s, ping: s.Pool().Ping}
 			if t.Postgres.WAL != nil {
 				o.wal = s
 			}
@@ -138,12 +139,12 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 	case storeurl.Mongo:
 		var s *mongo.Store
 		if s, err = mongo.New(ctx, t.Mongo); err == nil {
-			o = &openedStore{backend: s, ping: func(ctx context.Context) error { return s.Client().Ping(ctx, nil) }}
+			o = &openedStore{storeBackend: s, ping: func(ctx context.Context) error { return s.Client().Ping(ctx, nil) }}
 		}
 	case storeurl.SQLite:
 		var s *sqlite.Store
 		if s, err = sqlite.New(ctx, t.SQLite); err == nil {
-			o = &openedStore{backend: s, ping: s.DB().PingContext}
+			o = &openedStore{storeBackend: s, ping: s.DB().PingContext}
 		}
 	default:
 		err = fmt.Errorf("unknown store kind %q", t.Kind)

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -236,7 +237,7 @@ func (p *printTransport) Publish(ctx context.Context, msgs []*outbox.Message) er
 	for _, m := range msgs {
 		var err error
 		start := len(buf)
-		if buf, err = outbox.EncodeEnvelope(buf, m); err != nil {
+		if buf, err = backend.EncodeEnvelope(buf, m); err != nil {
 			buf = buf[:start]
 			failed.Add(m.ID, err) // EncodeEnvelope marks a corrupt message permanent
 			continue

@@ -20,7 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/mongo"
 )
@@ -123,7 +123,7 @@ func TestExampleAgainstReplicaSetAndSQS(t *testing.T) {
 		}
 		failures = 0
 		for _, m := range res.Messages {
-			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := backend.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil || msg.Type != "USER_CREATED" {
 				t.Fatalf("body %q: %v", aws.ToString(m.Body), err)
 			}

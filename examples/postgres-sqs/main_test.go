@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -108,7 +108,7 @@ func TestExampleAgainstPostgresAndSQS(t *testing.T) {
 		}
 		failures = 0
 		for _, m := range res.Messages {
-			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := backend.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil || msg.Type != "USER_CREATED" {
 				t.Fatalf("body %q: %v", aws.ToString(m.Body), err)
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -77,7 +78,7 @@ func run(ctx context.Context, w io.Writer) error {
 	// receives the same JSON envelope either way.
 	broker := memory.New()
 	broker.Subscribe(func(_ context.Context, m *outbox.Message) error {
-		envelope, err := outbox.EncodeEnvelope(nil, m)
+		envelope, err := backend.EncodeEnvelope(nil, m)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"go.uber.org/goleak"
 )
 
@@ -46,7 +46,7 @@ func TestRun(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &raw); err != nil || len(raw) != 5 {
 			t.Fatalf("envelope %s: want exactly id, eventType, payload, result, timestamp (%v)", body, err)
 		}
-		m, err := outbox.DecodeEnvelope([]byte(body))
+		m, err := backend.DecodeEnvelope([]byte(body))
 		if err != nil {
 			t.Fatalf("envelope %s: %v", body, err)
 		}

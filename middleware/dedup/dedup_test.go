@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/middleware/dedup"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -20,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func messages(t *testing.T, n int) []*outbox.Message {
 	t.Helper()
 	msgs := outboxtest.NewMessages(n, "ORDER_PLACED", "")
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"go.uber.org/zap"
 )
 
@@ -74,7 +75,7 @@ func (c Config) log(ctx context.Context, log *zap.Logger, msgs []*outbox.Message
 		if c.IncludePayload {
 			fields = append(fields, zap.String("payload", string(m.Payload)))
 		}
-		if outbox.FailureIsFinal(ctx, m, cause) {
+		if backend.FailureIsFinal(ctx, m, cause) {
 			log.Error("message will be dead-lettered", append(fields, zap.Bool("permanent", outbox.IsPermanent(cause)))...)
 		} else {
 			log.Warn("message publish failed; it will be retried", fields...)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/middleware/logging"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
@@ -31,7 +32,7 @@ func setup(t *testing.T, cfg logging.Config, n int) (outbox.Handler, *memory.Tra
 	for _, m := range msgs {
 		m.Payload = []byte(`{"card":"4111 1111 1111 1111"}`)
 	}
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
@@ -49,7 +50,7 @@ func TestLevelsAndFields(t *testing.T) {
 	broker.FailIDs(errors.New("throttled"), msgs[1].ID, msgs[2].ID)
 	broker.FailIDs(outbox.Permanent(errors.New("message too large")), msgs[3].ID)
 
-	if err := h(outbox.WithMaxAttempts(context.Background(), 5), msgs); err == nil {
+	if err := h(backend.WithMaxAttempts(context.Background(), 5), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -149,7 +150,7 @@ func (c Config) record(ctx context.Context, ins *instruments, msgs []*outbox.Mes
 			if !m.CreatedAt.IsZero() {
 				ins.lag.Record(ctx, now.Sub(m.CreatedAt).Seconds(), ins.typeOption(m.Type))
 			}
-		case outbox.FailureIsFinal(ctx, m, cause):
+		case backend.FailureIsFinal(ctx, m, cause):
 			t.dead++
 		default:
 			t.failed++

@@ -3,9 +3,11 @@ package metrics_test
 import (
 	"context"
 	"errors"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"testing"
 	"time"
+
+	"github.com/txoutbox/outbox/backend"
+	memstore "github.com/txoutbox/outbox/store/memory"
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/metrics"
@@ -68,7 +70,7 @@ func TestCountersAndHistograms(t *testing.T) {
 	msgs := append(orders, refunds...)
 	// Written two seconds ago, so the lag of what is published is at least that.
 	written := time.Now().Add(-2 * time.Second)
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{Now: written}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{Now: written}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
@@ -77,7 +79,7 @@ func TestCountersAndHistograms(t *testing.T) {
 	refunds[1].Attempts = 2 // its third and last attempt
 	broker.FailIDs(errors.New("throttled"), refunds[1].ID)
 
-	if err := outbox.Chain(broker.Publish, mw)(outbox.WithMaxAttempts(context.Background(), 3), msgs); err == nil {
+	if err := outbox.Chain(broker.Publish, mw)(backend.WithMaxAttempts(context.Background(), 3), msgs); err == nil {
 		t.Fatal("want the transport's BatchError")
 	}
 

@@ -19,6 +19,7 @@ import (
 	"maps"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -60,14 +61,14 @@ func (c Config) Validate() error {
 }
 
 // WriteHook returns the hook that stores the writer's trace context in each message's headers.
-func (c Config) WriteHook() outbox.WriteHook {
+func (c Config) WriteHook() backend.WriteHook {
 	return WriteHook(c.withDefaults().Propagator)
 }
 
-// WriteHook returns a outbox.WriteHook that injects the trace context of the writer's ctx into the
+// WriteHook returns a backend.WriteHook that injects the trace context of the writer's ctx into the
 // message's Headers with p (propagation.TraceContext{} when nil). A ctx without a span adds no
 // header.
-func WriteHook(p propagation.TextMapPropagator) outbox.WriteHook {
+func WriteHook(p propagation.TextMapPropagator) backend.WriteHook {
 	if p == nil {
 		p = propagation.TraceContext{}
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	memstore "github.com/txoutbox/outbox/store/memory"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/txoutbox/outbox/backend"
+	memstore "github.com/txoutbox/outbox/store/memory"
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/middleware/tracing"
@@ -51,7 +53,7 @@ func TestTraceFlowsFromWriterToBroker(t *testing.T) {
 	cfg := tracing.Config{TracerProvider: tp, System: "memory"}
 
 	store := memstore.New()
-	store.WriteHooks = []outbox.WriteHook{cfg.WriteHook()}
+	store.WriteHooks = []backend.WriteHook{cfg.WriteHook()}
 	reqCtx, request := tp.Tracer("service").Start(ctx, "POST /orders")
 	msg := outboxtest.NewMessages(1, "ORDER_PLACED", "order-7")[0]
 	if err := store.Add(reqCtx, msg); err != nil {
@@ -115,7 +117,7 @@ func TestFailedMessagesMarkTheirSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs := outboxtest.NewMessages(2, "ORDER_PLACED", "")
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	broker := memory.New()
@@ -174,8 +176,8 @@ func TestWriteHookNeverFailsAFullMessage(t *testing.T) {
 	for i := range outbox.MaxHeaders {
 		m.Headers[fmt.Sprintf("h%d", i)] = "v"
 	}
-	opts := outbox.WriteOptions{Hooks: []outbox.WriteHook{tracing.WriteHook(nil)}}
-	if err := outbox.Prepare(ctx, []*outbox.Message{m}, opts); err != nil {
+	opts := backend.WriteOptions{Hooks: []backend.WriteHook{tracing.WriteHook(nil)}}
+	if err := backend.Prepare(ctx, []*outbox.Message{m}, opts); err != nil {
 		t.Fatalf("a message already at the header limit failed to write: %v", err)
 	}
 	if _, ok := m.Headers["traceparent"]; ok || len(m.Headers) != outbox.MaxHeaders {

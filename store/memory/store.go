@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Store is an in-memory outbox.Store with a transactional write side. It passes the full
@@ -25,7 +26,7 @@ type Store struct {
 	// MaxPayloadBytes bounds Payload plus Result. Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes.
-	WriteHooks []outbox.WriteHook
+	WriteHooks []backend.WriteHook
 
 	mu        sync.Mutex
 	queue     *list.List            // of *entry: every undelivered message (pending or dead), in write order
@@ -82,13 +83,13 @@ type Tx struct {
 // Begin starts a write transaction.
 func (s *Store) Begin() *Tx { return &Tx{store: s} }
 
-// Add validates msgs (outbox.Prepare) and stages them.
+// Add validates msgs (backend.Prepare) and stages them.
 func (tx *Tx) Add(ctx context.Context, msgs ...*outbox.Message) error {
 	if tx.done {
 		return fmt.Errorf("memory: add: transaction already ended")
 	}
-	opts := outbox.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
-	if err := outbox.Prepare(ctx, msgs, opts); err != nil {
+	opts := backend.WriteOptions{MaxPayloadBytes: tx.store.MaxPayloadBytes, Hooks: tx.store.WriteHooks}
+	if err := backend.Prepare(ctx, msgs, opts); err != nil {
 		return fmt.Errorf("memory: add: %w", err)
 	}
 	for _, m := range msgs {
@@ -241,7 +242,7 @@ func (s *Store) remove(el *list.Element) {
 
 // Ack implements outbox.Store.
 func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error) {
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("memory: ack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -270,7 +271,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 
 // Nack implements outbox.Store.
 func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failure) (int, error) {
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("memory: nack: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -291,13 +292,13 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 		switch {
 		case f.Dead:
 			e.msg.Attempts++
-			e.lastError = outbox.StorableText(f.Error)
+			e.lastError = backend.StorableText(f.Error)
 			e.status, e.diedAt = outbox.StatusDead, now
 		case f.Release:
 			e.availableAt = now.Add(f.Delay)
 		default:
 			e.msg.Attempts++
-			e.lastError = outbox.StorableText(f.Error)
+			e.lastError = backend.StorableText(f.Error)
 			e.availableAt = now.Add(f.Delay)
 		}
 	}
@@ -433,7 +434,7 @@ func matchDead(f outbox.DeadFilter, m *outbox.Message) bool {
 // DeleteDelivered implements outbox.Retention.
 func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
 	if limit <= 0 {
-		return 0, fmt.Errorf("memory: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("memory: delete delivered: %w", backend.InvalidArgument("limit", "must be positive"))
 	}
 	cutoff := time.Now().Add(-olderThan)
 	s.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -142,7 +143,7 @@ func BenchmarkWrite(b *testing.B) {
 		for b.Loop() {
 			write(func(ctx context.Context) error {
 				m := outboxtest.NewMessages(1, "BENCH", "k")[0]
-				if err := outbox.Prepare(ctx, []*outbox.Message{m}, outbox.WriteOptions{}); err != nil {
+				if err := backend.Prepare(ctx, []*outbox.Message{m}, backend.WriteOptions{}); err != nil {
 					return err
 				}
 				_, err := s.coll.InsertOne(ctx, newDocument(m, 0, time.Now()))

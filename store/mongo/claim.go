@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // candidate is a message that looks claimable, read without decoding the whole document so a
@@ -158,7 +159,7 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.M
 			return nil, err
 		}
 	}
-	sieve := outbox.ClaimSieve{Backend: "mongo", Ordered: req.Ordered}
+	sieve := backend.ClaimSieve{Backend: "mongo", Ordered: req.Ordered}
 	msgs := make([]*outbox.Message, 0, len(got))
 	var release []outbox.Failure
 	for _, c := range got {
@@ -195,7 +196,7 @@ func (s *Store) deadLetterCorrupt(ctx context.Context, id bson.RawValue, token s
 			{Key: "$set", Value: bson.D{
 				{Key: fStatus, Value: string(outbox.StatusDead)},
 				{Key: fDeadAt, Value: now},
-				{Key: fLastError, Value: outbox.StorableText("mongo: corrupt message: " + reason.Error())},
+				{Key: fLastError, Value: backend.StorableText("mongo: corrupt message: " + reason.Error())},
 			}},
 			{Key: "$unset", Value: leaseFields},
 		})

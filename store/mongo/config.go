@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // maxDocumentPayload bounds MaxPayloadBytes: a MongoDB document holds at most 16 MiB, and the
@@ -41,7 +42,7 @@ type Config struct {
 	// at most 15 MiB (a MongoDB document holds 16 MiB).
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes, before validation. Default none.
-	WriteHooks []outbox.WriteHook
+	WriteHooks []backend.WriteHook
 	// ConnectTimeout bounds New's connect and ping. Default 10s.
 	ConnectTimeout time.Duration
 }
@@ -92,10 +93,10 @@ func (c Config) Validate() error {
 		return bad("ConnectTimeout", "is negative")
 	}
 	// Names safe in every namespace, log line and shell command.
-	if err := outbox.CheckIdentifier("mongo", "Database", c.Database); err != nil {
+	if err := backend.CheckIdentifier("mongo", "Database", c.Database); err != nil {
 		return err
 	}
-	if err := outbox.CheckIdentifier("mongo", "Collection", c.Collection); err != nil {
+	if err := backend.CheckIdentifier("mongo", "Collection", c.Collection); err != nil {
 		return err
 	}
 	for i, h := range c.WriteHooks {

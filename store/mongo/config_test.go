@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -37,7 +38,7 @@ func TestConfigValidate(t *testing.T) {
 		{"NegativePayload", func(c Config) Config { c.MaxPayloadBytes = -1; return c }, "MaxPayloadBytes"},
 		{"HugePayload", func(c Config) Config { c.MaxPayloadBytes = 16 << 20; return c }, "MaxPayloadBytes"},
 		{"NegativeTimeout", func(c Config) Config { c.ConnectTimeout = -time.Second; return c }, "ConnectTimeout"},
-		{"NilHook", func(c Config) Config { c.WriteHooks = []outbox.WriteHook{nil}; return c }, "WriteHooks[0]"},
+		{"NilHook", func(c Config) Config { c.WriteHooks = []backend.WriteHook{nil}; return c }, "WriteHooks[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,7 +61,7 @@ func TestConfigValidate(t *testing.T) {
 			{URI: "mongodb://127.0.0.1:27017", Database: "app"},
 			{URI: "mongodb+srv://cluster.example.com/app?retryWrites=true"},
 			{Client: client, Database: "app", Collection: "events_v2", KeepDelivered: true, DeliveredTTL: time.Hour},
-			{URI: "mongodb://h/app", MaxPayloadBytes: 15 << 20, WriteHooks: []outbox.WriteHook{func(context.Context, *outbox.Message) {}}},
+			{URI: "mongodb://h/app", MaxPayloadBytes: 15 << 20, WriteHooks: []backend.WriteHook{func(context.Context, *outbox.Message) {}}},
 		} {
 			if err := cfg.Validate(); err != nil {
 				t.Errorf("Validate(%s) = %v", cfg, err)

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Field names of an outbox document.
@@ -208,7 +209,7 @@ func decodeDocument(raw bson.Raw) (*storedMessage, error) {
 		}
 	}
 	// the root package's rule for stored messages: what Add would have accepted, bar the size limit.
-	if err := sm.Message.ValidateStored(); err != nil {
+	if err := backend.ValidateStored(&sm.Message); err != nil {
 		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	return &sm, nil

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // harmlessOptions are the connection-string options whose values may be shown. Every other
@@ -25,7 +25,7 @@ var harmlessOptions = []string{
 }
 
 // redactor is the one place this module decides what of a connection string may be shown.
-var redactor = outbox.URLRedactor{Harmless: harmlessOptions}
+var redactor = backend.URLRedactor{Harmless: harmlessOptions}
 
 // hiddenURI stands in for a connection string that is not mongodb://…: all of it may be secret.
 const hiddenURI = "(connection string hidden: not a mongodb:// URI)"
@@ -41,7 +41,7 @@ func RedactURI(uri string) string {
 }
 
 // URISecrets returns the secrets RedactURI hides in uri, as written and unescaped, so they can
-// be scrubbed from a driver's error text (outbox.ScrubSecrets).
+// be scrubbed from a driver's error text (backend.ScrubSecrets).
 func URISecrets(uri string) []string { return redactor.Secrets(uri) }
 
 // redactURI is RedactURI for an optional URI: "" stays "".
@@ -59,7 +59,7 @@ func redactError(err error, uri string) error {
 		return err
 	}
 	text := err.Error()
-	redacted := outbox.ScrubSecrets(text, URISecrets(uri))
+	redacted := backend.ScrubSecrets(text, URISecrets(uri))
 	if redacted == text {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 )
 
@@ -28,7 +29,7 @@ func TestSeqFollowsCommitOrder(t *testing.T) {
 	ctx := testCtx(t)
 	// b is built (and so gets its UUIDv7) before a: ID order and commit order disagree.
 	b := outboxtest.NewMessages(1, "B", "k")[0]
-	if err := outbox.Prepare(ctx, []*outbox.Message{b}, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(ctx, []*outbox.Message{b}, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond)

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
@@ -20,7 +21,7 @@ func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, li
 		return 0, err
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("mongo: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("mongo: delete delivered: %w", backend.InvalidArgument("limit", "must be positive"))
 	}
 	cutoff := s.now(ctx).Add(-olderThan)
 	old := bson.D{

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // settleChunk bounds the IDs of one statement.
@@ -31,10 +32,10 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.checkOpen("ack"); err != nil {
 		return 0, err
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("mongo: ack: %w", err)
 	}
-	ids = outbox.SettleableIDs(ids)
+	ids = backend.SettleableIDs(ids)
 	var now time.Time
 	if s.cfg.KeepDelivered && len(ids) > 0 {
 		now = s.now(ctx)
@@ -75,7 +76,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 	if err := s.checkOpen("nack"); err != nil {
 		return 0, err
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("mongo: nack: %w", err)
 	}
 	if len(failures) == 0 {
@@ -93,7 +94,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 				update = bson.D{
 					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
 					{Key: "$set", Value: bson.D{
-						{Key: fLastError, Value: outbox.StorableText(f.Error)},
+						{Key: fLastError, Value: backend.StorableText(f.Error)},
 						{Key: fStatus, Value: string(outbox.StatusDead)},
 						{Key: fDeadAt, Value: now},
 					}},
@@ -104,7 +105,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 				update = bson.D{
 					{Key: "$inc", Value: bson.D{{Key: fAttempts, Value: 1}}},
 					{Key: "$set", Value: bson.D{
-						{Key: fLastError, Value: outbox.StorableText(f.Error)},
+						{Key: fLastError, Value: backend.StorableText(f.Error)},
 						{Key: fAvailableAt, Value: now.Add(max(f.Delay, 0))},
 					}},
 				}

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // maxKnownKeys bounds the memory of keys whose counter document exists; past it the memory
@@ -20,7 +21,7 @@ const maxKnownKeys = 100_000
 
 // Add stores msgs in the transaction that ctx carries: the callback ctx of
 // session.WithTransaction, or a ctx made with mongo.NewSessionContext around a session that
-// started a transaction. The messages commit or abort with it. Add runs outbox.Prepare (write
+// started a transaction. The messages commit or abort with it. Add runs backend.Prepare (write
 // hooks, ID, CreatedAt, validation) first, so a bad message is refused before anything is sent.
 //
 // Outside a transaction Add returns ErrNoTransaction, and on a server without transactions
@@ -50,7 +51,7 @@ func (s *Store) add(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
+	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
 		return fmt.Errorf("mongo: add: %w", err)
 	}
 	seqs, err := s.nextSeqs(ctx, msgs)

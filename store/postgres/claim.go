@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // claimTable leases up to req.Limit due rows under req.Token in one statement (see queries.claim
@@ -70,7 +71,7 @@ func (s *Store) claimTable(ctx context.Context, req outbox.ClaimRequest) ([]*out
 	if req.Ordered {
 		got, failures = inRuns(got)
 	}
-	sieve := outbox.ClaimSieve{Backend: "postgres", Ordered: req.Ordered}
+	sieve := backend.ClaimSieve{Backend: "postgres", Ordered: req.Ordered}
 	msgs := make([]*outbox.Message, 0, len(got))
 	for _, c := range got {
 		if f, ok := sieve.Sort(&c.msg.Message, c.msg.corrupt); !ok {
@@ -174,7 +175,7 @@ func scanMessage(rows pgx.Rows, lead ...any) (stored, error) {
 	}
 	if m.corrupt == nil {
 		// The columns' types guarantee JSON; this catches what a hand-made row can still break.
-		m.corrupt = m.ValidateStored()
+		m.corrupt = backend.ValidateStored(&m.Message)
 	}
 	return m, nil
 }

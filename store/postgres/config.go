@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Config says where the outbox table lives and how the store treats it. Connect with URL, with
@@ -66,7 +67,7 @@ type Config struct {
 	NotifyInterval time.Duration
 	// WriteHooks run on every written message before it is validated (e.g. to copy trace context
 	// into Headers). Default none.
-	WriteHooks []outbox.WriteHook
+	WriteHooks []backend.WriteHook
 	// WAL switches the store to logical-replication mode (see WALConfig). Nil: table mode.
 	WAL *WALConfig
 }
@@ -159,7 +160,7 @@ func (c Config) Validate() error {
 }
 
 func checkIdentifier(field, name string) error {
-	return outbox.CheckIdentifier("postgres", field, name)
+	return backend.CheckIdentifier("postgres", field, name)
 }
 
 func contains(list []string, s string) bool {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Counts reports how many messages are pending (including leased), delivered (kept with
@@ -37,7 +38,7 @@ func deadWhere(f outbox.DeadFilter) (string, []any) {
 	conds := []string{"status = 'dead'"}
 	var args []any
 	if len(f.IDs) > 0 {
-		args = append(args, outbox.SettleableIDs(f.IDs))
+		args = append(args, backend.SettleableIDs(f.IDs))
 		conds = append(conds, fmt.Sprintf("id = ANY($%d::uuid[])", len(args)))
 	}
 	if f.Type != "" {

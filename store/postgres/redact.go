@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // harmlessParams are the connection parameters whose values may be shown, in URLs
@@ -26,7 +26,7 @@ var harmlessParams = []string{
 
 // redactor hides the secrets of postgres:// URLs: the one place this module decides what of a
 // connection string may be shown.
-var redactor = outbox.URLRedactor{Harmless: harmlessParams}
+var redactor = backend.URLRedactor{Harmless: harmlessParams}
 
 // hiddenConnString stands in for a connection string that does not parse: all of it may be secret.
 const hiddenConnString = "(connection string hidden: it does not parse)"
@@ -48,14 +48,14 @@ func RedactConnString(s string) string {
 		if isHarmless(kv.key) {
 			parts[i] = kv.key + "=" + kv.raw
 		} else {
-			parts[i] = kv.key + "=" + outbox.Redacted
+			parts[i] = kv.key + "=" + backend.Redacted
 		}
 	}
 	return strings.Join(parts, " ")
 }
 
 // ConnStringSecrets returns the secrets RedactConnString hides in s, as written and unquoted or
-// unescaped, so they can be scrubbed from a driver's error text (outbox.ScrubSecrets).
+// unescaped, so they can be scrubbed from a driver's error text (backend.ScrubSecrets).
 func ConnStringSecrets(s string) []string {
 	if _, ok := redactor.Redact(s); ok {
 		return redactor.Secrets(s)
@@ -156,7 +156,7 @@ func (c Config) String() string {
 	default:
 		b.WriteString("host=" + d.Host + " port=" + strconv.Itoa(d.Port) + " database=" + d.Database + " user=" + d.User + " sslmode=" + d.SSLMode)
 		if c.Password != "" {
-			b.WriteString(" password=" + outbox.Redacted)
+			b.WriteString(" password=" + backend.Redacted)
 		}
 	}
 	if c.ListenURL != "" {
@@ -221,7 +221,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		v.WAL = &w
 	}
 	if c.Password != "" {
-		v.Password = outbox.Redacted
+		v.Password = backend.Redacted
 	}
 	if c.Pool != nil {
 		v.Pool = "(caller's)"

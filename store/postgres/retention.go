@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // DeleteDelivered deletes at most limit messages delivered more than olderThan ago by the
@@ -16,7 +16,7 @@ func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, li
 		return 0, fmt.Errorf("postgres: delete delivered: %w", err)
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("postgres: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("postgres: delete delivered: %w", backend.InvalidArgument("limit", "must be positive"))
 	}
 	tag, err := s.pool.Exec(ctx, s.q.deleteDelivered, olderThan.Microseconds(), limit)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // ackTable marks the rows delivered, or deletes them, depending on KeepDelivered, and returns
@@ -14,10 +15,10 @@ func (s *Store) ackTable(ctx context.Context, token string, ids []string) (int, 
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	ids = outbox.SettleableIDs(ids)
+	ids = backend.SettleableIDs(ids)
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -35,17 +36,17 @@ func (s *Store) nackTable(ctx context.Context, token string, failures []outbox.F
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
 	n := len(failures)
 	ids, texts, delays := make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n)
 	dead, release := make([]bool, 0, n), make([]bool, 0, n)
 	for _, f := range failures {
-		if len(outbox.SettleableIDs([]string{f.ID})) == 0 {
+		if len(backend.SettleableIDs([]string{f.ID})) == 0 {
 			continue // not a message of this store: unknown IDs are ignored
 		}
-		ids, texts = append(ids, f.ID), append(texts, outbox.StorableText(f.Error))
+		ids, texts = append(ids, f.ID), append(texts, backend.StorableText(f.Error))
 		delays = append(delays, max(f.Delay, 0).Microseconds())
 		dead, release = append(dead, f.Dead), append(release, f.Release && !f.Dead)
 	}

@@ -28,7 +28,7 @@ const (
 //
 // where every string is a uvarint length and its bytes. It keeps every field a Message is
 // written with and needs no escaping, so the payload travels byte for byte. m has been through
-// outbox.Prepare: its ID is a UUID.
+// backend.Prepare: its ID is a UUID.
 func encodeWAL(m *outbox.Message) ([]byte, error) {
 	id, err := uuid.Parse(m.ID)
 	if err != nil {

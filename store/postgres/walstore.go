@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // How often a WAL-mode claim looks at the table when its last look found nothing due: spilled
@@ -188,7 +189,7 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: ack: %w", err)
 	}
 	n, table := s.wal.buf.settleHeld(token, ids)
@@ -210,7 +211,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("postgres: nack: %w", err)
 	}
 	w := s.wal
@@ -283,7 +284,7 @@ func (s *Store) spill(ctx context.Context, spills []spill) error {
 		}
 		delays[i] = max(f.Delay, 0).Microseconds()
 		dead[i] = f.Dead
-		if t := outbox.StorableText(f.Error); t != "" {
+		if t := backend.StorableText(f.Error); t != "" {
 			texts[i] = &t
 		}
 	}
@@ -324,7 +325,7 @@ func (s *Store) spillCorrupt(ctx context.Context, corrupt []corruptWAL) error {
 			if _, err := uuid.Parse(c.msg.ID); err == nil {
 				id = c.msg.ID
 			}
-			if outbox.StorableText(c.msg.Key) == c.msg.Key {
+			if backend.StorableText(c.msg.Key) == c.msg.Key {
 				m.Key = c.msg.Key
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // maxUnanswered is how many requests for a reply in a row, with no data between them, make the
@@ -333,7 +334,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 					for i, part := range parts {
 						msg, err := decodeWAL(part)
 						if err == nil {
-							err = msg.ValidateStored()
+							err = backend.ValidateStored(msg)
 						}
 						if err != nil {
 							corrupt = append(corrupt, corruptWAL{lsn: m.LSN, part: i, content: append([]byte(nil), part...), msg: msg, err: err})

@@ -12,11 +12,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Add stores msgs inside the caller's transaction, in one statement, and signals listening
 // relays; the signal, like the rows, only takes effect if tx commits. In WAL mode the statement
-// writes them into the WAL instead (pg_logical_emit_message), which the slot streams on commit. It runs outbox.Prepare first
+// writes them into the WAL instead (pg_logical_emit_message), which the slot streams on commit. It runs backend.Prepare first
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written.
 func (s *Store) Add(ctx context.Context, tx pgx.Tx, msgs ...*outbox.Message) error {
@@ -80,18 +81,18 @@ func (s *Store) AddSQL(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message)
 }
 
 // prepare runs what Add and AddSQL check before writing: an open store, a transaction, and
-// outbox.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
+// backend.Prepare on msgs. It reports write=false with a nil error when there is nothing to write.
 func (s *Store) prepare(ctx context.Context, noTx bool, msgs []*outbox.Message) (write bool, err error) {
 	if err := s.checkOpen(); err != nil {
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
 	if noTx {
-		return false, fmt.Errorf("postgres: add: %w", outbox.InvalidArgument("tx", "is nil"))
+		return false, fmt.Errorf("postgres: add: %w", backend.InvalidArgument("tx", "is nil"))
 	}
 	if len(msgs) == 0 {
 		return false, nil
 	}
-	err = outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	err = backend.Prepare(ctx, msgs, backend.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
 	if err != nil {
 		return false, fmt.Errorf("postgres: add: %w", err)
 	}
@@ -170,10 +171,10 @@ func columnsOf(msgs []*outbox.Message) columns {
 func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx pgx.Tx) (T, error), msgs ...*outbox.Message) (result T, err error) {
 	var zero T
 	if s == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", outbox.InvalidArgument("store", "is nil"))
+		return zero, fmt.Errorf("postgres: execute: %w", backend.InvalidArgument("store", "is nil"))
 	}
 	if fn == nil {
-		return zero, fmt.Errorf("postgres: execute: %w", outbox.InvalidArgument("fn", "is nil"))
+		return zero, fmt.Errorf("postgres: execute: %w", backend.InvalidArgument("fn", "is nil"))
 	}
 	if err := s.checkOpen(); err != nil {
 		return zero, fmt.Errorf("postgres: execute: %w", err)

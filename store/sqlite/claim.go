@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // idChunk bounds the IDs one Ack statement lists.
@@ -95,7 +96,7 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.M
 
 	// RETURNING reports rows in no particular order; the sieve needs seq order.
 	slices.SortFunc(got, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
-	sieve := outbox.ClaimSieve{Backend: "sqlite", Ordered: req.Ordered}
+	sieve := backend.ClaimSieve{Backend: "sqlite", Ordered: req.Ordered}
 	msgs := make([]*outbox.Message, 0, len(got))
 	for _, c := range got {
 		f, ok := sieve.Sort(c.msg, c.corrupt)
@@ -222,7 +223,7 @@ func decodeRow(m *outbox.Message, headers sql.NullString) error {
 			return &outbox.FieldError{Field: "headers", Problem: "are not a JSON object of strings"}
 		}
 	}
-	return m.ValidateStored()
+	return backend.ValidateStored(m)
 }
 
 // inTx runs fn in one write transaction: a batch of statements costs one commit.

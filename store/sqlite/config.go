@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Config configures a Store. Exactly one of Path, DSN and DB says which database to use.
@@ -33,7 +34,7 @@ type Config struct {
 	// Default outbox.DefaultMaxPayloadBytes.
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes, before it is validated. Default none.
-	WriteHooks []outbox.WriteHook
+	WriteHooks []backend.WriteHook
 	// BusyTimeout is how long a connection waits for another process's write lock before failing
 	// with SQLITE_BUSY. Used with Path and DSN. Default 5s.
 	BusyTimeout time.Duration
@@ -120,7 +121,7 @@ func (c Config) Validate() error {
 
 // checkTable accepts the identifiers every store accepts, except SQLite's reserved prefix.
 func checkTable(table string) error {
-	if err := outbox.CheckIdentifier("sqlite", "Table", table); err != nil {
+	if err := backend.CheckIdentifier("sqlite", "Table", table); err != nil {
 		return err
 	}
 	if strings.HasPrefix(strings.ToLower(table), "sqlite_") {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -24,7 +25,7 @@ func TestConfigValidate(t *testing.T) {
 		{"PathOnly", sqlite.Config{Path: "a.db"}, ""},
 		{"DSNOnly", sqlite.Config{DSN: "file:a.db?_pragma=busy_timeout(100)"}, ""},
 		{"DBOnly", sqlite.Config{DB: db}, ""},
-		{"AllOptions", sqlite.Config{Path: "a.db", Table: "events_2", KeepDelivered: true, MaxPayloadBytes: 10, WriteHooks: []outbox.WriteHook{hook}, BusyTimeout: time.Second, MaxOpenConns: 4}, ""},
+		{"AllOptions", sqlite.Config{Path: "a.db", Table: "events_2", KeepDelivered: true, MaxPayloadBytes: 10, WriteHooks: []backend.WriteHook{hook}, BusyTimeout: time.Second, MaxOpenConns: 4}, ""},
 		{"Nothing", sqlite.Config{}, "Path"},
 		{"PathAndDSN", sqlite.Config{Path: "a.db", DSN: "b.db"}, "Path"},
 		{"PathAndDB", sqlite.Config{Path: "a.db", DB: db}, "Path"},
@@ -45,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 		{"TinyBusyTimeout", sqlite.Config{Path: "a.db", BusyTimeout: time.Microsecond}, "BusyTimeout"},
 		{"NegativeConns", sqlite.Config{Path: "a.db", MaxOpenConns: -1}, "MaxOpenConns"},
 		{"ConnsWithOwnDB", sqlite.Config{DB: db, MaxOpenConns: 2}, "MaxOpenConns"},
-		{"NilHook", sqlite.Config{Path: "a.db", WriteHooks: []outbox.WriteHook{hook, nil}}, "WriteHooks[1]"},
+		{"NilHook", sqlite.Config{Path: "a.db", WriteHooks: []backend.WriteHook{hook, nil}}, "WriteHooks[1]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

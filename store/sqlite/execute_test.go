@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
@@ -207,7 +208,7 @@ func TestWriteBadInput(t *testing.T) {
 		}
 	})
 	t.Run("WriteHooks", func(t *testing.T) {
-		hooked := open(t, sqlite.Config{WriteHooks: []outbox.WriteHook{func(_ context.Context, m *outbox.Message) {
+		hooked := open(t, sqlite.Config{WriteHooks: []backend.WriteHook{func(_ context.Context, m *outbox.Message) {
 			m.Headers = map[string]string{"traceparent": "00-abc-def-01"}
 		}}})
 		add(t, hooked, msg("T", ""))

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // DeleteDelivered implements outbox.Retention: it deletes at most limit messages delivered more
@@ -16,7 +16,7 @@ func (s *Store) DeleteDelivered(ctx context.Context, olderThan time.Duration, li
 		return 0, fmt.Errorf("sqlite: delete delivered: %w", err)
 	}
 	if limit <= 0 {
-		return 0, fmt.Errorf("sqlite: delete delivered: %w", outbox.InvalidArgument("limit", "must be positive"))
+		return 0, fmt.Errorf("sqlite: delete delivered: %w", backend.InvalidArgument("limit", "must be positive"))
 	}
 	res, err := s.execWrite(ctx, `DELETE FROM `+s.q.table+` WHERE seq IN (
 		SELECT seq FROM `+s.q.table+` WHERE status = 'delivered' AND delivered_at < ? ORDER BY delivered_at LIMIT ?)`,

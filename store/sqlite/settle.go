@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Ack implements outbox.Store: it deletes the messages, or marks them delivered with
@@ -15,10 +16,10 @@ func (s *Store) Ack(ctx context.Context, token string, ids []string) (int, error
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("sqlite: ack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("sqlite: ack: %w", err)
 	}
-	ids = outbox.SettleableIDs(ids)
+	ids = backend.SettleableIDs(ids)
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -65,7 +66,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 	if err := s.checkOpen(); err != nil {
 		return 0, fmt.Errorf("sqlite: nack: %w", err)
 	}
-	if err := outbox.CheckToken(token); err != nil {
+	if err := backend.CheckToken(token); err != nil {
 		return 0, fmt.Errorf("sqlite: nack: %w", err)
 	}
 	if len(failures) == 0 {
@@ -86,7 +87,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 		defer stmt.Close()
 		for _, f := range failures {
 			release := f.Release && !f.Dead
-			attempt, text := 1, any(outbox.StorableText(f.Error))
+			attempt, text := 1, any(backend.StorableText(f.Error))
 			if release {
 				attempt, text = 0, nil
 			}

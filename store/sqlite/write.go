@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // insertChunk is how many rows one INSERT statement carries: 8 parameters each stays far below
@@ -15,7 +16,7 @@ import (
 const insertChunk = 64
 
 // Add stores msgs in tx, so they commit or roll back with the caller's business change. It runs
-// outbox.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
+// backend.Prepare on them (write hooks, ID, CreatedAt, validation) and writes them with one
 // multi-row INSERT per insertChunk messages. tx may come from any *sql.DB on the same file.
 //
 // A store opened from Path or DSN wakes its relay when tx commits. On a Config.DB, call Notify
@@ -36,7 +37,7 @@ func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*out
 	if len(msgs) == 0 {
 		return nil
 	}
-	err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
+	err := backend.Prepare(ctx, msgs, backend.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks})
 	if err != nil {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}

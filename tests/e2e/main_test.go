@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
@@ -216,7 +217,7 @@ func (b *broker) consumeOne(ctx context.Context, url string, stats *consumeStats
 		failures = 0
 		var del []types.DeleteMessageBatchRequestEntry
 		for i, m := range out.Messages {
-			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := backend.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil {
 				return fmt.Errorf("decode %q: %w", aws.ToString(m.Body), err)
 			}

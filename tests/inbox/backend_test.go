@@ -34,8 +34,8 @@ type consumerSide struct {
 	close   func()
 }
 
-// backend is one database kind on both sides: the producer's outbox and the consumer's inbox.
-type backend struct {
+// database is one database kind on both sides: the producer's outbox and the consumer's inbox.
+type database struct {
 	name    string
 	store   outbox.Store
 	inspect outbox.Inspector
@@ -59,7 +59,7 @@ func payloadN(m *outbox.Message) (int, error) {
 	return *p.N, nil
 }
 
-func postgresBackend(t *testing.T) *backend {
+func postgresBackend(t *testing.T) *database {
 	t.Helper()
 	ctx := testCtx(t)
 	pool, err := pgxpool.New(ctx, postgresURL())
@@ -93,7 +93,7 @@ func postgresBackend(t *testing.T) *backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(cs.close)
-	return &backend{
+	return &database{
 		name: "postgres", store: store, inspect: store, consumer: cs, schema: schema,
 		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := postgres.Execute(ctx, store, func(ctx context.Context, tx pgx.Tx) (struct{}, error) {
@@ -170,7 +170,7 @@ func openPostgresConsumer(ctx context.Context, url, schema string, create bool) 
 	}, nil
 }
 
-func sqliteBackend(t *testing.T) *backend {
+func sqliteBackend(t *testing.T) *database {
 	t.Helper()
 	ctx := testCtx(t)
 	dir := t.TempDir()
@@ -188,7 +188,7 @@ func sqliteBackend(t *testing.T) *backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(cs.close)
-	return &backend{
+	return &database{
 		name: "sqlite", store: store, inspect: store, consumer: cs,
 		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := sqlite.Execute(ctx, store, func(ctx context.Context, tx *sql.Tx) (struct{}, error) {

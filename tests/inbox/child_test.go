@@ -75,7 +75,7 @@ type child struct {
 }
 
 // startChild starts a consumer process of queueURL over b's consumer database.
-func startChild(t *testing.T, b *backend, queueURL string) *child {
+func startChild(t *testing.T, b *database, queueURL string) *child {
 	t.Helper()
 	c := &child{handling: make(chan string, 1)}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")

@@ -49,7 +49,7 @@ var errHandlerFault = errors.New("handler failed after its change (injected)")
 func TestExactlyOnce(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		open func(*testing.T) *backend
+		open func(*testing.T) *database
 	}{{"PostgreSQL", postgresBackend}, {"SQLite", sqliteBackend}, {"MongoDB", mongoBackend}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -59,7 +59,7 @@ func TestExactlyOnce(t *testing.T) {
 	}
 }
 
-func exactlyOnce(t *testing.T, b *backend) {
+func exactlyOnce(t *testing.T, b *database) {
 	ctx := testCtx(t)
 	url, admin := newQueue(t)
 	tr := transport(t, url)

@@ -23,7 +23,7 @@ import (
 // It has no consumer process to kill: a client killed mid-transaction leaves its transaction
 // open on the server until transactionLifetimeLimitSeconds (60s by default) aborts it, which is
 // correct (the record and the effect are never committed) but longer than this test may take.
-func mongoBackend(t *testing.T) *backend {
+func mongoBackend(t *testing.T) *database {
 	t.Helper()
 	uri := os.Getenv("OUTBOX_TEST_MONGO_URI")
 	if uri == "" {
@@ -49,7 +49,7 @@ func mongoBackend(t *testing.T) *backend {
 		t.Fatal(err)
 	}
 	t.Cleanup(cs.close)
-	return &backend{
+	return &database{
 		name: "mongo", store: store, inspect: store, consumer: cs,
 		write: func(ctx context.Context, m *outbox.Message, commit bool) error {
 			_, err := outboxmongo.Execute(ctx, store, func(ctx context.Context) (struct{}, error) {

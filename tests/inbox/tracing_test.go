@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/middleware/tracing"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/transport/sqs"
@@ -49,7 +50,7 @@ func TestTraceContinues(t *testing.T) {
 
 	// The writer's store copies the request's trace context into the event's headers.
 	pg := b.store.(*postgres.Store)
-	hooked, err := postgres.New(ctx, postgres.Config{Pool: pg.Pool(), Schema: b.schema, WriteHooks: []outbox.WriteHook{tc.WriteHook()}})
+	hooked, err := postgres.New(ctx, postgres.Config{Pool: pg.Pool(), Schema: b.schema, WriteHooks: []backend.WriteHook{tc.WriteHook()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -101,7 +101,7 @@ func (c *consumer) record(brokerID string, redelivered bool, body []byte, key st
 		}
 		c.seen[brokerID] = true
 	}
-	msg, err := outbox.DecodeEnvelope(body)
+	msg, err := backend.DecodeEnvelope(body)
 	if err != nil {
 		c.bad = append(c.bad, fmt.Sprintf("%v: %.200s", err, body))
 		return

@@ -13,6 +13,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -84,7 +85,7 @@ func (c *consumer) receive(ctx context.Context) {
 				continue
 			}
 			c.seen[sqsID] = true
-			msg, err := outbox.DecodeEnvelope([]byte(aws.ToString(m.Body)))
+			msg, err := backend.DecodeEnvelope([]byte(aws.ToString(m.Body)))
 			if err != nil {
 				c.bad = append(c.bad, fmt.Sprintf("%v: %.200s", err, aws.ToString(m.Body)))
 				continue

@@ -48,7 +48,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads record values as the bare payload, with the ID and Type in the
 	// outbox.id and outbox.type headers, as a Transport with RawPayload sends them. Default
-	// false: values are envelopes, decoded with outbox.DecodeEnvelope.
+	// false: values are envelopes, decoded with backend.DecodeEnvelope.
 	RawPayload bool
 	// ClientID is the client.id sent to the brokers. Default "outbox" (DefaultClientID).
 	ClientID string

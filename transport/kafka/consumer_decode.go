@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // decodeRecord turns a record back into the message the Transport sent: the envelope (or, raw,
@@ -18,7 +19,7 @@ func decodeRecord(r *kgo.Record, raw bool) (*outbox.Message, error) {
 		m = &outbox.Message{Payload: json.RawMessage(r.Value)}
 	} else {
 		var err error
-		if m, err = outbox.DecodeEnvelope(r.Value); err != nil {
+		if m, err = backend.DecodeEnvelope(r.Value); err != nil {
 			return nil, fmt.Errorf("kafka consumer: %w", err)
 		}
 	}

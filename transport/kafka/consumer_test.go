@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -393,7 +394,7 @@ func TestConsumerStartsOnce(t *testing.T) {
 func TestConsumerSkipsMalformed(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
-	env, err := outbox.EncodeEnvelope(nil, prepared(t, messages(1, "T", "")...)[0])
+	env, err := backend.EncodeEnvelope(nil, prepared(t, messages(1, "T", "")...)[0])
 	if err != nil {
 		t.Fatal(err)
 	}

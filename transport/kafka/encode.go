@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // The record headers the transport adds to the message's Headers.
@@ -61,7 +62,7 @@ func (t *Transport) encode(m *outbox.Message, topic string) (*kgo.Record, error)
 		r.Value = []byte(m.Payload)
 	} else {
 		// Sized for the envelope's fields around payload and result, so it is allocated once.
-		v, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+len(m.ID)+len(m.Type)+96), m)
+		v, err := backend.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+len(m.ID)+len(m.Type)+96), m)
 		if err != nil {
 			return nil, err // already permanent, and names the message
 		}

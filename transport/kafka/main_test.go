@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/kafka"
 	"go.uber.org/goleak"
@@ -242,7 +243,7 @@ func decode(r *kgo.Record, raw bool) (*outbox.Message, error) {
 		m = &outbox.Message{Payload: json.RawMessage(r.Value)}
 	} else {
 		var err error
-		if m, err = outbox.DecodeEnvelope(r.Value); err != nil {
+		if m, err = backend.DecodeEnvelope(r.Value); err != nil {
 			return nil, err
 		}
 	}
@@ -273,10 +274,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+// prepared runs backend.Prepare on msgs, as a store's Add does, and returns them.
 func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
 
@@ -51,7 +52,7 @@ func TestRecordShape(t *testing.T) {
 			t.Errorf("unkeyed envelope record has header %s", h.Key)
 		}
 	}
-	env, err := outbox.DecodeEnvelope(keyed.Rec.Value)
+	env, err := backend.DecodeEnvelope(keyed.Rec.Value)
 	if err != nil || env.ID != in[0].ID || env.Type != "T" || !env.CreatedAt.Equal(in[0].CreatedAt) {
 		t.Errorf("envelope %+v, %v", env, err)
 	}

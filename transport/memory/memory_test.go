@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/memory"
 )
@@ -30,7 +31,7 @@ func TestInjectedFailures(t *testing.T) {
 	ctx := context.Background()
 	tr := memory.New()
 	msgs := outboxtest.NewMessages(3, "T", "")
-	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -74,7 +75,7 @@ func TestSubscribers(t *testing.T) {
 		return nil
 	})
 	msgs := append(outboxtest.NewMessages(2, "OK", ""), outboxtest.NewMessages(1, "REJECT", "")...)
-	if err := outbox.Prepare(ctx, msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err := tr.Publish(ctx, msgs)

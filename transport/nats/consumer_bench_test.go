@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -64,7 +65,7 @@ func rawRead(b *testing.B, st *stream, durable string, events, concurrency int) 
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				if _, err := outbox.DecodeEnvelope(m.Data()); err != nil {
+				if _, err := backend.DecodeEnvelope(m.Data()); err != nil {
 					b.Error(err)
 				}
 				if err := m.DoubleAck(context.Background()); err != nil {

@@ -68,7 +68,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type headers, as a Transport with RawPayload sends them. Default false: bodies are
-	// envelopes, decoded with outbox.DecodeEnvelope.
+	// envelopes, decoded with backend.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once. The consumer holds at most twice as many
 	// messages: those running, and as many pulled ahead so the next pull request overlaps the

@@ -8,6 +8,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // decodeReceived turns a message read from JetStream back into the message the Transport
@@ -33,7 +34,7 @@ func decodeReceived(body []byte, h natsgo.Header, raw bool) (*outbox.Message, er
 		msg.Payload = append(json.RawMessage(nil), body...) // the handler may keep it
 	} else {
 		var err error
-		if msg, err = outbox.DecodeEnvelope(body); err != nil {
+		if msg, err = backend.DecodeEnvelope(body); err != nil {
 			return nil, fmt.Errorf("nats consumer: decode: %w", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/sqlite"
 	"github.com/txoutbox/outbox/store/sqlite/inbox"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
@@ -52,7 +53,7 @@ func TestConsumerExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range msgs { // the injected duplicates: the same body and headers, a new stream message
-		body, err := outbox.EncodeEnvelope(nil, m)
+		body, err := backend.EncodeEnvelope(nil, m)
 		if err != nil {
 			t.Fatal(err)
 		}

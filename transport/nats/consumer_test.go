@@ -14,6 +14,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -194,7 +195,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the dead message by its sequence: %v", err)
 	}
-	if got, err := outbox.DecodeEnvelope(raw.Data); err != nil || got.ID != poison.ID {
+	if got, err := backend.DecodeEnvelope(raw.Data); err != nil || got.ID != poison.ID {
 		t.Fatalf("advisory names %v (%v), want the poison message %s", got, err, poison.ID)
 	}
 	// The counters follow each nak once it is sent: wait for them rather than read them at once.

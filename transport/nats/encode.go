@@ -7,6 +7,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // The headers the transport adds to the message's own Headers.
@@ -38,7 +39,7 @@ func (t *Transport) encode(m *outbox.Message, subject string, maxBytes int, slab
 		body = m.Payload
 	} else {
 		start := len(*slab)
-		b, err := outbox.EncodeEnvelope(*slab, m)
+		b, err := backend.EncodeEnvelope(*slab, m)
 		if err != nil {
 			return nil, err // already permanent, and names the message
 		}

@@ -14,6 +14,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 	"go.uber.org/goleak"
@@ -186,7 +187,7 @@ func decode(body []byte, h natsgo.Header, raw bool) (*outbox.Message, error) {
 		m = &outbox.Message{Payload: body, ID: h.Get(outboxnats.HeaderID), Type: h.Get(outboxnats.HeaderType)}
 	} else {
 		var err error
-		if m, err = outbox.DecodeEnvelope(body); err != nil {
+		if m, err = backend.DecodeEnvelope(body); err != nil {
 			return nil, err
 		}
 	}
@@ -226,10 +227,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+// prepared runs backend.Prepare on msgs, as a store's Add does, and returns them.
 func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

@@ -6,7 +6,7 @@ import (
 )
 
 // Secrets are kept out of every text the package makes. URLs are redacted here rather than by
-// outbox.URLRedactor because NATS puts a token where other URLs put the user name
+// backend.URLRedactor because NATS puts a token where other URLs put the user name
 // (nats://token@host): the whole user information is secret.
 
 // secrets returns every secret the config holds, so errors can be scrubbed of them.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
 
@@ -22,7 +22,7 @@ func TestSettings(t *testing.T) {
 	}
 	var cfg outboxnats.Config
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	if err := outbox.LoadSettings(&cfg, outboxnats.Settings(), lookup); err != nil {
+	if err := envconfig.LoadSettings(&cfg, outboxnats.Settings(), lookup); err != nil {
 		t.Fatal(err)
 	}
 	want := outboxnats.Config{
@@ -41,7 +41,7 @@ func TestSettings(t *testing.T) {
 
 	// The other credentials load too; every credential is a secret (never a flag).
 	for _, s := range outboxnats.Settings() {
-		secret := s.Kind == outbox.KindSecret
+		secret := s.Kind == envconfig.KindSecret
 		if want := strings.Contains("Password Token NKeySeed Credentials", s.Field); secret != want {
 			t.Errorf("%s: secret %t, want %t", s.Env, secret, want)
 		}
@@ -50,7 +50,7 @@ func TestSettings(t *testing.T) {
 		}
 	}
 	var tok outboxnats.Config
-	if err := outbox.LoadSettings(&tok, outboxnats.Settings(), func(k string) (string, bool) {
+	if err := envconfig.LoadSettings(&tok, outboxnats.Settings(), func(k string) (string, bool) {
 		v, ok := map[string]string{"OUTBOX_NATS_TOKEN": "t", "OUTBOX_NATS_NKEY_SEED": "s", "OUTBOX_NATS_CREDENTIALS": "c", "OUTBOX_NATS_CREDS_FILE": "f"}[k]
 		return v, ok
 	}); err != nil || tok.Token != "t" || tok.NKeySeed != "s" || tok.Credentials != "c" || tok.CredsFile != "f" {
@@ -58,10 +58,10 @@ func TestSettings(t *testing.T) {
 	}
 
 	// A validation error maps back to its variable.
-	if s, ok := outbox.SettingFor(outboxnats.Settings(), outboxnats.Config{MaxPending: -1}.Validate()); !ok || s.Env != "OUTBOX_NATS_MAX_PENDING" {
+	if s, ok := envconfig.SettingFor(outboxnats.Settings(), outboxnats.Config{MaxPending: -1}.Validate()); !ok || s.Env != "OUTBOX_NATS_MAX_PENDING" {
 		t.Errorf("a negative MaxPending maps to %+v, %t", s, ok)
 	}
-	if err := outbox.LoadSettings(&cfg, outboxnats.Settings(), func(k string) (string, bool) {
+	if err := envconfig.LoadSettings(&cfg, outboxnats.Settings(), func(k string) (string, bool) {
 		return "soon", k == "OUTBOX_NATS_ACK_TIMEOUT"
 	}); err == nil || !strings.Contains(err.Error(), "OUTBOX_NATS_ACK_TIMEOUT") {
 		t.Errorf("a bad duration = %v, want an error naming the variable", err)

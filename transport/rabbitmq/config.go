@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Defaults and limits of Config.
@@ -217,7 +218,7 @@ func (c Config) String() string {
 		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
 	}
 	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:" + outbox.Redacted)
+		b.WriteString(" KeyPassword:" + backend.Redacted)
 	}
 	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s WriteTimeout:%s ReconnectMin:%s ReconnectMax:%s}",
 		c.DialTimeout, c.Heartbeat, c.WriteTimeout, c.ReconnectMin, c.ReconnectMax)

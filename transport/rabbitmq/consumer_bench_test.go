@@ -10,6 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkConsumerVsRaw(b *testing.B) {
 		for i := range msgs {
 			msgs[i] = &outbox.Message{Type: "BENCH", Payload: []byte(`{"order":12345,"amount":"19.99","currency":"EUR","customer":"c-42"}`)}
 		}
-		if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+		if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		for i := 0; i < backlog; i += 250 {
@@ -94,7 +95,7 @@ func rawConsume(b *testing.B, q string, backlog, concurrency int) {
 			for {
 				select {
 				case d := <-deliveries:
-					if _, err := outbox.DecodeEnvelope(d.Body); err != nil {
+					if _, err := backend.DecodeEnvelope(d.Body); err != nil {
 						b.Error(err)
 					}
 					if err := d.Ack(false); err != nil {

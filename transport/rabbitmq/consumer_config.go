@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"go.uber.org/zap"
 )
 
@@ -53,7 +54,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID in the message-id property and
 	// the Type in the type property, as a Transport with RawPayload sends them. Default false:
-	// bodies are envelopes, decoded with outbox.DecodeEnvelope.
+	// bodies are envelopes, decoded with backend.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once; it is also the prefetch count (basic.qos),
 	// so the broker never hands the consumer a message it has no handler for. Default 8
@@ -124,7 +125,7 @@ func (c ConsumerConfig) String() string {
 		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
 	}
 	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:" + outbox.Redacted)
+		b.WriteString(" KeyPassword:" + backend.Redacted)
 	}
 	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s ConnectionName:%q RawPayload:%t Concurrency:%d HandlerTimeout:%s}",
 		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax, c.ConnectionName, c.RawPayload, c.Concurrency, c.HandlerTimeout)

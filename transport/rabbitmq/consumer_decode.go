@@ -7,6 +7,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // decodeDelivery turns a delivery back into the message the Transport sent: the envelope (or,
@@ -29,7 +30,7 @@ func decodeDelivery(d *amqp.Delivery, raw bool) (*outbox.Message, error) {
 		}
 	} else {
 		var err error
-		if msg, err = outbox.DecodeEnvelope(d.Body); err != nil {
+		if msg, err = backend.DecodeEnvelope(d.Body); err != nil {
 			return nil, fmt.Errorf("rabbitmq consumer: %w", err)
 		}
 	}

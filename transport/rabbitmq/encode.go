@@ -5,6 +5,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // The headers the transport adds to the message's Headers.
@@ -42,7 +43,7 @@ func (t *Transport) encode(index int, m *outbox.Message) (outgoing, error) {
 	var body []byte
 	if t.cfg.RawPayload {
 		body = m.Payload
-	} else if body, err = outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+160), m); err != nil {
+	} else if body, err = backend.EncodeEnvelope(make([]byte, 0, len(m.Payload)+len(m.Result)+160), m); err != nil {
 		return o, err // already permanent, and names the message
 	}
 	if limit := int(t.maxBytes.Load()); len(body) > limit {

@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"go.uber.org/goleak"
@@ -182,7 +183,7 @@ func decode(d amqp.Delivery, raw bool) (*outbox.Message, error) {
 		m = &outbox.Message{ID: d.MessageId, Type: d.Type, Payload: d.Body}
 	} else {
 		var err error
-		if m, err = outbox.DecodeEnvelope(d.Body); err != nil {
+		if m, err = backend.DecodeEnvelope(d.Body); err != nil {
 			return nil, err
 		}
 	}
@@ -226,10 +227,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+// prepared runs backend.Prepare on msgs, as a store's Add does, and returns them.
 func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

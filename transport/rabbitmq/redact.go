@@ -3,12 +3,12 @@ package rabbitmq
 import (
 	"net/url"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // redactor hides the password of an AMQP URL and every query value but those of the
 // parameters amqp091-go reads that carry no secret (a key file's path is not its password).
-var redactor = outbox.URLRedactor{Harmless: []string{
+var redactor = backend.URLRedactor{Harmless: []string{
 	"heartbeat", "connection_timeout", "channel_max", "auth_mechanism",
 	"server_name_indication", "certfile", "keyfile", "cacertfile",
 }}
@@ -17,7 +17,7 @@ var redactor = outbox.URLRedactor{Harmless: []string{
 const hiddenURL = "(unparsable URL hidden: it may hold a secret)"
 
 // RedactURL returns an AMQP URL fit for logs: the password and every query value not known
-// harmless replaced by outbox.Redacted. A string that does not parse as a URL is hidden whole.
+// harmless replaced by backend.Redacted. A string that does not parse as a URL is hidden whole.
 func RedactURL(raw string) string {
 	if raw == "" {
 		return ""
@@ -35,7 +35,7 @@ func redacted(secret string) string {
 	if secret == "" {
 		return ""
 	}
-	return outbox.Redacted
+	return backend.Redacted
 }
 
 // scrubbed is an error whose text has the config's secrets removed, for errors of the client
@@ -57,7 +57,7 @@ func scrub(cfg Config, err error) error {
 	if cfg.KeyPassword != "" {
 		secrets = append(secrets, cfg.KeyPassword)
 	}
-	text := outbox.ScrubSecrets(err.Error(), secrets)
+	text := backend.ScrubSecrets(err.Error(), secrets)
 	if text == err.Error() {
 		return err
 	}

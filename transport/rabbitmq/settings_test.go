@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
@@ -17,7 +17,7 @@ func TestSettings(t *testing.T) {
 		"OUTBOX_RABBITMQ_RECONNECT_MIN": "10ms", "OUTBOX_RABBITMQ_RECONNECT_MAX": "2s", "OUTBOX_RABBITMQ_CONNECTION_NAME": "svc",
 	}
 	var cfg rabbitmq.Config
-	if err := outbox.LoadSettings(&cfg, rabbitmq.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+	if err := envconfig.LoadSettings(&cfg, rabbitmq.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
 	want := rabbitmq.Config{URL: "amqps://u:p@rabbit/prod", Exchange: "events", RoutingKey: "ev.{type}", RawPayload: true,
@@ -34,11 +34,11 @@ func TestSettings(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if s, ok := outbox.SettingFor(rabbitmq.Settings(), rabbitmq.Config{}.Validate()); !ok || s.Env != "OUTBOX_RABBITMQ_URL" {
+	if s, ok := envconfig.SettingFor(rabbitmq.Settings(), rabbitmq.Config{}.Validate()); !ok || s.Env != "OUTBOX_RABBITMQ_URL" {
 		t.Errorf("an empty URL maps to %+v, %t", s, ok)
 	}
 	for _, s := range rabbitmq.Settings() {
-		if (s.Kind == outbox.KindSecret) != (s.Field == "KeyPassword") {
+		if (s.Kind == envconfig.KindSecret) != (s.Field == "KeyPassword") {
 			t.Errorf("%s: kind %s", s.Env, s.Kind)
 		}
 	}

@@ -50,7 +50,7 @@ type ConsumerConfig struct {
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type attributes, as a Transport with RawPayload sends them. Default false: bodies
-	// are envelopes, decoded with outbox.DecodeEnvelope.
+	// are envelopes, decoded with backend.DecodeEnvelope.
 	RawPayload bool
 	// Concurrency is how many handlers run at once. Default 8 (DefaultConsumerConcurrency); at
 	// most 1000.

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // decodeReceived turns a received SQS message back into the message the Transport sent: the
@@ -34,7 +35,7 @@ func decodeReceived(m types.Message, raw bool) (*outbox.Message, error) {
 		}
 	} else {
 		var err error
-		if msg, err = outbox.DecodeEnvelope([]byte(body)); err != nil {
+		if msg, err = backend.DecodeEnvelope([]byte(body)); err != nil {
 			return nil, fmt.Errorf("sqs consumer: %w", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // The message attributes the transport adds to the message's Headers.
@@ -57,7 +58,7 @@ func (t *Transport) encode(index int, m *outbox.Message, q queue, buf []byte) (e
 		e.body = string(m.Payload)
 	} else {
 		var err error
-		buf, err = outbox.EncodeEnvelope(buf[:0], m)
+		buf, err = backend.EncodeEnvelope(buf[:0], m)
 		if err != nil {
 			return e, buf, err // already permanent, and names the message
 		}

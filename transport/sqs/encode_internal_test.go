@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func TestInvalidText(t *testing.T) {
@@ -94,7 +95,7 @@ func TestLargestAcceptedMessageFits(t *testing.T) {
 		Result:  json.RawMessage(`1`),
 	}
 	m.Payload = json.RawMessage(`"` + strings.Repeat("x", outbox.DefaultMaxPayloadBytes-len(m.Result)-2) + `"`)
-	if err := outbox.Prepare(context.Background(), []*outbox.Message{m}, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), []*outbox.Message{m}, backend.WriteOptions{}); err != nil {
 		t.Fatalf("the store would refuse the test message: %v", err)
 	}
 	cfg := Config{QueueURL: "https://sqs.us-east-1.amazonaws.com/1/q.fifo"}.withDefaults()

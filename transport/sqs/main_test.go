@@ -16,6 +16,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/sqs"
 	"go.uber.org/goleak"
@@ -190,7 +191,7 @@ func decode(body string, attrs map[string]types.MessageAttributeValue, raw bool)
 		m = &outbox.Message{Payload: []byte(body), ID: str(attrs[sqs.AttributeID]), Type: str(attrs[sqs.AttributeType])}
 	} else {
 		var err error
-		if m, err = outbox.DecodeEnvelope([]byte(body)); err != nil {
+		if m, err = backend.DecodeEnvelope([]byte(body)); err != nil {
 			return nil, err
 		}
 	}
@@ -234,10 +235,10 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// prepared runs outbox.Prepare on msgs, as a store's Add does, and returns them.
+// prepared runs backend.Prepare on msgs, as a store's Add does, and returns them.
 func prepared(t testing.TB, msgs ...*outbox.Message) []*outbox.Message {
 	t.Helper()
-	if err := outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return msgs

@@ -6,13 +6,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // redactor hides what a queue URL or endpoint may carry besides its address: SQS URLs have no
 // query, so every query value (a presigned token, say) is masked, and so would be user
 // information, which Validate refuses anyway.
-var redactor = outbox.URLRedactor{}
+var redactor = backend.URLRedactor{}
 
 // hiddenValue stands in for a queue name that looks like a mangled URL with user information or
 // a query: it may hold a secret.
@@ -112,10 +112,10 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		v.Route = "(func)"
 	}
 	if c.SecretAccessKey != "" {
-		v.SecretAccessKey = outbox.Redacted
+		v.SecretAccessKey = backend.Redacted
 	}
 	if c.SessionToken != "" {
-		v.SessionToken = outbox.Redacted
+		v.SessionToken = backend.Redacted
 	}
 	if c.AWSConfig != nil {
 		v.AWSConfig = "(caller's)"
@@ -156,10 +156,10 @@ func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
 		VisibilityTimeout: c.VisibilityTimeout, ExtendInterval: c.ExtendInterval, HandlerTimeout: c.HandlerTimeout,
 	}
 	if c.SecretAccessKey != "" {
-		v.SecretAccessKey = outbox.Redacted
+		v.SecretAccessKey = backend.Redacted
 	}
 	if c.SessionToken != "" {
-		v.SessionToken = outbox.Redacted
+		v.SessionToken = backend.Redacted
 	}
 	if c.AWSConfig != nil {
 		v.AWSConfig = "(caller's)"

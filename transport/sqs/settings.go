@@ -3,32 +3,32 @@ package sqs
 import (
 	"strconv"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 )
 
 // Settings returns the OUTBOX_SQS_* environment variables of Config, in the vocabulary every
-// component shares (outbox.Setting): a program configured from its environment loads them with
-// outbox.LoadSettings, and the outbox command offers each as a flag of the same name
+// component shares (envconfig.Setting): a program configured from its environment loads them with
+// envconfig.LoadSettings, and the outbox command offers each as a flag of the same name
 // (--sqs-queue-url), except the credentials, which it reads from the environment only.
-func Settings() []outbox.Setting[Config] {
-	return []outbox.Setting[Config]{
-		outbox.StringSetting("OUTBOX_SQS_QUEUE_URL", "QueueURL", "none", "SQS queue URL or name; a name ending in .fifo is a FIFO queue",
+func Settings() []envconfig.Setting[Config] {
+	return []envconfig.Setting[Config]{
+		envconfig.StringSetting("OUTBOX_SQS_QUEUE_URL", "QueueURL", "none", "SQS queue URL or name; a name ending in .fifo is a FIFO queue",
 			func(c *Config) *string { return &c.QueueURL }),
-		outbox.StringSetting("OUTBOX_SQS_REGION", "Region", "AWS_REGION or the shared profile's", "AWS region",
+		envconfig.StringSetting("OUTBOX_SQS_REGION", "Region", "AWS_REGION or the shared profile's", "AWS region",
 			func(c *Config) *string { return &c.Region }),
-		outbox.StringSetting("OUTBOX_SQS_ENDPOINT", "Endpoint", "AWS's", "SQS endpoint, e.g. http://127.0.0.1:4566 for an emulator",
+		envconfig.StringSetting("OUTBOX_SQS_ENDPOINT", "Endpoint", "AWS's", "SQS endpoint, e.g. http://127.0.0.1:4566 for an emulator",
 			func(c *Config) *string { return &c.Endpoint }),
-		outbox.StringSetting("OUTBOX_SQS_DEFAULT_GROUP", "DefaultGroupID", DefaultGroupID, "FIFO MessageGroupId of messages without a key",
+		envconfig.StringSetting("OUTBOX_SQS_DEFAULT_GROUP", "DefaultGroupID", DefaultGroupID, "FIFO MessageGroupId of messages without a key",
 			func(c *Config) *string { return &c.DefaultGroupID }),
-		outbox.BoolSetting("OUTBOX_SQS_RAW_PAYLOAD", "RawPayload", "false", "send the payload alone as the body instead of the JSON envelope",
+		envconfig.BoolSetting("OUTBOX_SQS_RAW_PAYLOAD", "RawPayload", "false", "send the payload alone as the body instead of the JSON envelope",
 			func(c *Config) *bool { return &c.RawPayload }),
-		outbox.IntSetting("OUTBOX_SQS_CONCURRENCY", "Concurrency", strconv.Itoa(DefaultConcurrency), "SendMessageBatch calls in flight",
+		envconfig.IntSetting("OUTBOX_SQS_CONCURRENCY", "Concurrency", strconv.Itoa(DefaultConcurrency), "SendMessageBatch calls in flight",
 			func(c *Config) *int { return &c.Concurrency }),
-		outbox.SecretSetting("OUTBOX_SQS_ACCESS_KEY_ID", "AccessKeyID", "static credentials: the access key ID (default: the AWS default chain)",
+		envconfig.SecretSetting("OUTBOX_SQS_ACCESS_KEY_ID", "AccessKeyID", "static credentials: the access key ID (default: the AWS default chain)",
 			func(c *Config) *string { return &c.AccessKeyID }),
-		outbox.SecretSetting("OUTBOX_SQS_SECRET_ACCESS_KEY", "SecretAccessKey", "static credentials: the secret access key",
+		envconfig.SecretSetting("OUTBOX_SQS_SECRET_ACCESS_KEY", "SecretAccessKey", "static credentials: the secret access key",
 			func(c *Config) *string { return &c.SecretAccessKey }),
-		outbox.SecretSetting("OUTBOX_SQS_SESSION_TOKEN", "SessionToken", "static credentials: the session token of temporary ones",
+		envconfig.SecretSetting("OUTBOX_SQS_SESSION_TOKEN", "SessionToken", "static credentials: the session token of temporary ones",
 			func(c *Config) *string { return &c.SessionToken }),
 	}
 }

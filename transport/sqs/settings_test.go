@@ -3,7 +3,7 @@ package sqs_test
 import (
 	"testing"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/envconfig"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
@@ -14,7 +14,7 @@ func TestSettings(t *testing.T) {
 		"OUTBOX_SQS_ACCESS_KEY_ID": "AK", "OUTBOX_SQS_SECRET_ACCESS_KEY": "SK", "OUTBOX_SQS_SESSION_TOKEN": "ST",
 	}
 	var cfg sqs.Config
-	if err := outbox.LoadSettings(&cfg, sqs.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+	if err := envconfig.LoadSettings(&cfg, sqs.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
 	want := sqs.Config{QueueURL: "orders.fifo", Region: "local", Endpoint: "http://127.0.0.1:4566", DefaultGroupID: "g",
@@ -27,7 +27,7 @@ func TestSettings(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if s, ok := outbox.SettingFor(sqs.Settings(), sqs.Config{}.Validate()); !ok || s.Env != "OUTBOX_SQS_QUEUE_URL" {
+	if s, ok := envconfig.SettingFor(sqs.Settings(), sqs.Config{}.Validate()); !ok || s.Env != "OUTBOX_SQS_QUEUE_URL" {
 		t.Errorf("an empty QueueURL maps to %+v, %t", s, ok)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Defaults of Config and of retention.
@@ -43,10 +44,10 @@ func (c Config) Validate() error {
 	if c.Database == "" {
 		return &outbox.ConfigError{Component: component, Field: "Database", Problem: "is empty"}
 	}
-	if err := outbox.CheckIdentifier(component, "Database", c.Database); err != nil {
+	if err := backend.CheckIdentifier(component, "Database", c.Database); err != nil {
 		return err
 	}
-	return outbox.CheckIdentifier(component, "Collection", c.Collection)
+	return backend.CheckIdentifier(component, "Collection", c.Collection)
 }
 
 // String describes the config.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	outboxmongo "github.com/txoutbox/outbox/store/mongo"
 	"sync"
+
+	"github.com/txoutbox/outbox/backend"
+	outboxmongo "github.com/txoutbox/outbox/store/mongo"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -46,7 +48,7 @@ type Inbox struct {
 // sends nothing; call EnsureIndexes once.
 func New(client *mongo.Client, cfg Config) (*Inbox, error) {
 	if client == nil {
-		return nil, invalid("new", outbox.InvalidArgument("client", "is nil"))
+		return nil, invalid("new", backend.InvalidArgument("client", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

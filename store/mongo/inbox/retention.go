@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/txoutbox/outbox/backend"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/txoutbox/outbox"
 )
 
 // DeleteOlderThan deletes at most limit records processed more than olderThan ago, by the
@@ -64,7 +63,7 @@ func (in *Inbox) Prune(ctx context.Context, olderThan time.Duration) (int, error
 
 func checkRetention(olderThan time.Duration, limit int) error {
 	bad := func(field, problem string) error {
-		return invalid("delete older than", outbox.InvalidArgument(field, problem))
+		return invalid("delete older than", backend.InvalidArgument(field, problem))
 	}
 	switch {
 	case olderThan <= 0:

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/postgres/inbox"
 )
@@ -75,7 +76,7 @@ func TestChaining(t *testing.T) {
 	}
 
 	placed := []*outbox.Message{{Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":3}`)}, {Type: "ORDER_PLACED", Payload: json.RawMessage(`{"qty":4}`)}}
-	if err := outbox.Prepare(ctx, placed, outbox.WriteOptions{}); err != nil {
+	if err := backend.Prepare(ctx, placed, backend.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range []*outbox.Message{placed[0], placed[0].Clone(), placed[0]} {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Defaults of Config and of retention.
@@ -42,13 +42,13 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate names the first invalid field. Identifiers must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$
-// (outbox.CheckIdentifier); they are quoted as well.
+// (backend.CheckIdentifier); they are quoted as well.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if err := outbox.CheckIdentifier(component, "Schema", c.Schema); err != nil {
+	if err := backend.CheckIdentifier(component, "Schema", c.Schema); err != nil {
 		return err
 	}
-	if err := outbox.CheckIdentifier(component, "Table", c.Table); err != nil {
+	if err := backend.CheckIdentifier(component, "Table", c.Table); err != nil {
 		return err
 	}
 	return nil

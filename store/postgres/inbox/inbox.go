@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Inbox records which messages each consumer has processed, in a PostgreSQL table. It is safe
@@ -28,7 +29,7 @@ type queries struct {
 // EnsureSchema and retention. It does not create the table: call EnsureSchema or run SchemaSQL.
 func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	if pool == nil {
-		return nil, invalid("new", outbox.InvalidArgument("pool", "is nil"))
+		return nil, invalid("new", backend.InvalidArgument("pool", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -95,7 +96,7 @@ func (in *Inbox) Handle(ctx context.Context, consumer string, msg *outbox.Messag
 // from any PostgreSQL driver (pgx's stdlib, lib/pq). The inbox table is the same.
 func (in *Inbox) HandleSQL(ctx context.Context, db *sql.DB, consumer string, msg *outbox.Message, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if db == nil {
-		return false, invalid("handle", outbox.InvalidArgument("db", "is nil"))
+		return false, invalid("handle", backend.InvalidArgument("db", "is nil"))
 	}
 	if err := checkArgs("handle", consumer, msg, fn == nil); err != nil {
 		return false, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Defaults of Config and of retention.
@@ -39,7 +40,7 @@ func (c Config) withDefaults() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	c = c.withDefaults()
-	if err := outbox.CheckIdentifier(component, "Table", c.Table); err != nil {
+	if err := backend.CheckIdentifier(component, "Table", c.Table); err != nil {
 		return err
 	}
 	if strings.HasPrefix(strings.ToLower(c.Table), "sqlite_") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // nowMillis is SQLite's clock in milliseconds since the Unix epoch (julianday works on every
@@ -30,7 +31,7 @@ type queries struct {
 // New does not create the table: call EnsureSchema or run SchemaSQL.
 func New(db *sql.DB, cfg Config) (*Inbox, error) {
 	if db == nil {
-		return nil, invalid("new", outbox.InvalidArgument("db", "is nil"))
+		return nil, invalid("new", backend.InvalidArgument("db", "is nil"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

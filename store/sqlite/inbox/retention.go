@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // DeleteOlderThan deletes at most limit records processed more than olderThan ago, by the
@@ -43,7 +43,7 @@ func (in *Inbox) Prune(ctx context.Context, olderThan time.Duration) (int, error
 
 func checkRetention(olderThan time.Duration, limit int) error {
 	bad := func(field, problem string) error {
-		return invalid("delete older than", outbox.InvalidArgument(field, problem))
+		return invalid("delete older than", backend.InvalidArgument(field, problem))
 	}
 	switch {
 	case olderThan <= 0:

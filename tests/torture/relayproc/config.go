@@ -49,7 +49,7 @@ type Config struct {
 	RabbitMQQueue string
 	// Ordered runs the relay in ordered mode (per-Key order). Default false.
 	Ordered bool
-	// Owner names the relay's leases. Default outbox.DefaultOwner() (host, pid, random).
+	// Owner names the relay's leases. Default fmt.Sprintf("relayproc-%d", os.Getpid()) (host, pid, random).
 	Owner string
 	// Lease is how long a claim reserves its messages. Default 3s: a killed relay's messages
 	// are published again by another within seconds.
@@ -130,7 +130,7 @@ func (c Config) withDefaults() Config {
 		c.Endpoint = envOr("OUTBOX_TEST_SQS_ENDPOINT", "http://127.0.0.1:4566")
 	}
 	if c.Owner == "" {
-		c.Owner = outbox.DefaultOwner()
+		c.Owner = fmt.Sprintf("relayproc-%d", os.Getpid())
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second

@@ -28,6 +28,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	pginbox "github.com/txoutbox/outbox/store/postgres/inbox"
 	sqliteinbox "github.com/txoutbox/outbox/store/sqlite/inbox"
@@ -184,7 +185,7 @@ func messages(n, round int) ([]*outbox.Message, error) {
 	for i := range msgs {
 		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(fmt.Sprintf(`{"round":%d,"n":%d}`, round, i))}
 	}
-	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
+	return msgs, backend.Prepare(context.Background(), msgs, backend.WriteOptions{})
 }
 
 // memoryPath publishes msgs from c goroutines to a memory consumer of concurrency c.

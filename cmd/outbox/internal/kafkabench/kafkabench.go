@@ -45,6 +45,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
@@ -267,7 +268,7 @@ func (b *bench) events() ([]*outbox.Message, error) {
 			msgs[i].Key = "key-" + strconv.Itoa(i%b.cfg.Keys)
 		}
 	}
-	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
+	return msgs, backend.Prepare(context.Background(), msgs, backend.WriteOptions{})
 }
 
 // raw produces the events with one franz-go client, Concurrency goroutines each producing
@@ -304,7 +305,7 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	build := func(msgs []*outbox.Message) ([]*kgo.Record, error) {
 		recs := make([]*kgo.Record, len(msgs))
 		for i, m := range msgs {
-			value, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
+			value, err := backend.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
 			if err != nil {
 				return nil, err
 			}
@@ -446,7 +447,7 @@ func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
 	for i := range b.cfg.Concurrency {
 		wg.Go(func() {
 			m := []*outbox.Message{{Type: "BENCH_WARM_UP", Payload: json.RawMessage(`{}`)}}
-			if errs[i] = outbox.Prepare(ctx, m, outbox.WriteOptions{}); errs[i] == nil {
+			if errs[i] = backend.Prepare(ctx, m, backend.WriteOptions{}); errs[i] == nil {
 				errs[i] = tr.Publish(ctx, m)
 			}
 		})

@@ -30,6 +30,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	outboxnats "github.com/txoutbox/outbox/transport/nats"
 )
@@ -240,7 +241,7 @@ func (b *bench) events() ([]*outbox.Message, error) {
 	for i := range msgs {
 		msgs[i] = &outbox.Message{Type: subjectType, Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 	}
-	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
+	return msgs, backend.Prepare(context.Background(), msgs, backend.WriteOptions{})
 }
 
 // purge empties the stream between measurements and checks it held n messages.
@@ -269,7 +270,7 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 	}
 	subject := b.prefix + "." + subjectType
 	build := func(m *outbox.Message) (*natsgo.Msg, error) {
-		body, err := outbox.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
+		body, err := backend.EncodeEnvelope(make([]byte, 0, len(m.Payload)+128), m)
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
@@ -210,7 +211,7 @@ func (b *bench) events() ([]*outbox.Message, error) {
 	for i := range msgs {
 		msgs[i] = &outbox.Message{Type: "BENCH_EVENT", Payload: json.RawMessage(`{"n":` + strconv.Itoa(i) + `,"pad":"` + pad + `"}`)}
 	}
-	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
+	return msgs, backend.Prepare(context.Background(), msgs, backend.WriteOptions{})
 }
 
 func (b *bench) purge() error {
@@ -233,7 +234,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	}
 	pubs := make([]amqp.Publishing, len(msgs))
 	for i, m := range msgs {
-		body, err := outbox.EncodeEnvelope(nil, m)
+		body, err := backend.EncodeEnvelope(nil, m)
 		if err != nil {
 			return 0, err
 		}

@@ -29,6 +29,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/benchutil"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
@@ -224,7 +225,7 @@ func (b *bench) events() ([]*outbox.Message, error) {
 			msgs[i].Key = fifoGroup
 		}
 	}
-	return msgs, outbox.Prepare(context.Background(), msgs, outbox.WriteOptions{})
+	return msgs, backend.Prepare(context.Background(), msgs, backend.WriteOptions{})
 }
 
 // raw publishes the events with SendMessageBatch directly: bodies encoded beforehand, the
@@ -242,7 +243,7 @@ func (b *bench) raw(ctx context.Context) (float64, error) {
 	for i := 0; i < len(msgs); i += sqs.MaxBatchEntries {
 		var entries []types.SendMessageBatchRequestEntry
 		for j, m := range msgs[i:min(i+sqs.MaxBatchEntries, len(msgs))] {
-			body, err := outbox.EncodeEnvelope(nil, m)
+			body, err := backend.EncodeEnvelope(nil, m)
 			if err != nil {
 				return 0, err
 			}

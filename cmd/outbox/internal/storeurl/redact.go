@@ -3,7 +3,7 @@ package storeurl
 import (
 	"strings"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
 )
@@ -11,7 +11,7 @@ import (
 // What a store URL may show is decided by its backend's module, once (postgres.RedactConnString,
 // mongo.RedactURI: allow-lists of harmless parameters), so the command and the libraries never
 // disagree. SQLite's URL is a path; of its query only these options are known to be harmless.
-var sqliteRedactor = outbox.URLRedactor{Harmless: []string{"mode", "cache", "immutable", "vfs", "_txlock", "_time_format"}}
+var sqliteRedactor = backend.URLRedactor{Harmless: []string{"mode", "cache", "immutable", "vfs", "_txlock", "_time_format"}}
 
 // hiddenURL stands in for a store URL no backend recognises: it might be a DSN with a password.
 const hiddenURL = "(unrecognised store URL, hidden)"
@@ -39,14 +39,14 @@ func Redact(raw string) string {
 // Scrub removes the secrets of raw — what Redact masks, as written and URL-unescaped — from
 // text: for error messages of drivers that might quote the connection string.
 func Scrub(text, raw string) string {
-	return outbox.ScrubSecrets(text, secrets(raw))
+	return backend.ScrubSecrets(text, secrets(raw))
 }
 
 func secrets(raw string) []string {
 	kind, err := kindOf(raw)
 	if err != nil {
 		// Unrecognised: every secret-looking part, and the string itself.
-		return append(outbox.URLRedactor{}.Secrets(raw), raw)
+		return append(backend.URLRedactor{}.Secrets(raw), raw)
 	}
 	switch kind {
 	case Postgres:

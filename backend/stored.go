@@ -1,54 +1,40 @@
-package outbox
+package backend
 
 import (
-	"strings"
-	"unicode/utf8"
-
 	"github.com/google/uuid"
+	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/internal/text"
 )
 
 // The Store contract's edge cases, decided once here so that every store behaves alike.
 
 // MaxErrorText bounds the error text a store keeps for a failed message, in bytes.
-const MaxErrorText = 2048
+const MaxErrorText = text.MaxError
 
 // StorableText makes a failure's text storable in any store: valid UTF-8 (invalid bytes become
 // U+FFFD), no NUL bytes (PostgreSQL text cannot hold them), and at most MaxErrorText bytes, cut
 // on a rune boundary. The relay applies it to every Failure; stores apply it again to what they
 // are given, so a Failure made by hand cannot break a write either.
-func StorableText(s string) string {
-	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 && len(s) <= MaxErrorText {
-		return s
-	}
-	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
-	if len(s) <= MaxErrorText {
-		return s
-	}
-	cut := MaxErrorText
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
+func StorableText(s string) string { return text.Storable(s) }
 
 // ValidateStored reports what makes a message read back from a store corrupt: its ID is not a
 // UUID, or it breaks any rule Validate enforces at write time except the payload size limit
 // (which may have been larger when it was written). A store dead-letters such a message with
 // CorruptFailure instead of returning it from Claim, so it can never stall or crash the relay.
-func (m *Message) ValidateStored() error {
+func ValidateStored(m *outbox.Message) error {
 	if m == nil {
-		return &FieldError{Field: "message", Problem: "is nil"}
+		return &outbox.FieldError{Field: "message", Problem: "is nil"}
 	}
 	if m.ID == "" {
-		return &FieldError{Field: "id", Problem: "is empty"}
+		return &outbox.FieldError{Field: "id", Problem: "is empty"}
 	}
 	return m.Validate(1 << 40)
 }
 
 // CorruptFailure is the Failure that dead-letters a stored message ValidateStored rejected;
 // backend names the store ("postgres") in the reason.
-func CorruptFailure(backend, id string, problem error) Failure {
-	return Failure{ID: id, Error: StorableText(backend + ": corrupt message: " + problem.Error()), Dead: true}
+func CorruptFailure(backend, id string, problem error) outbox.Failure {
+	return outbox.Failure{ID: id, Error: StorableText(backend + ": corrupt message: " + problem.Error()), Dead: true}
 }
 
 // SettleableIDs returns the IDs that can name a stored message (UUIDs), in order. Stores ignore
@@ -64,7 +50,7 @@ func SettleableIDs(ids []string) []string {
 }
 
 // CheckToken is what Ack and Nack check first: a claim always has a token, so an empty one is a
-// caller's mistake, reported as ErrInvalidArgument rather than silently settling nothing.
+// caller's mistake, reported as outbox.ErrInvalidArgument rather than silently settling nothing.
 func CheckToken(token string) error {
 	if token == "" {
 		return InvalidArgument("token", "is empty")
@@ -84,7 +70,7 @@ type ClaimSieve struct {
 
 // Sort reports ok when m is returned; otherwise the Failure to settle it with under the claim's
 // token. corrupt is what ValidateStored (or the store's decoding) found wrong, or nil.
-func (s *ClaimSieve) Sort(m *Message, corrupt error) (f Failure, ok bool) {
+func (s *ClaimSieve) Sort(m *outbox.Message, corrupt error) (f outbox.Failure, ok bool) {
 	keyed := s.Ordered && m.Key != ""
 	switch {
 	case corrupt != nil:
@@ -96,7 +82,7 @@ func (s *ClaimSieve) Sort(m *Message, corrupt error) (f Failure, ok bool) {
 		}
 		return CorruptFailure(s.Backend, m.ID, corrupt), false
 	case keyed && s.stopped[m.Key]:
-		return Failure{ID: m.ID, Release: true}, false
+		return outbox.Failure{ID: m.ID, Release: true}, false
 	}
-	return Failure{}, true
+	return outbox.Failure{}, true
 }

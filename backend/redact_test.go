@@ -1,14 +1,14 @@
-package outbox_test
+package backend_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func TestURLRedactor(t *testing.T) {
-	r := outbox.URLRedactor{Harmless: []string{"sslmode", "replicaSet"}}
+	r := backend.URLRedactor{Harmless: []string{"sslmode", "replicaSet"}}
 	for _, tt := range []struct{ in, want string }{
 		{"postgres://u:pw1@h:5432/db", "postgres://u:xxxxx@h:5432/db"},
 		{"postgres://u@h/db?sslmode=require&sslpassword=pw2", "postgres://u@h/db?sslmode=require&sslpassword=xxxxx"},
@@ -23,7 +23,7 @@ func TestURLRedactor(t *testing.T) {
 		if !ok || got != tt.want {
 			t.Errorf("Redact(%q) = %q, %t; want %q", tt.in, got, ok, tt.want)
 		}
-		text := outbox.ScrubSecrets("driver said: "+tt.in+" and "+strings.ReplaceAll(tt.in, "%40", "@"), r.Secrets(tt.in))
+		text := backend.ScrubSecrets("driver said: "+tt.in+" and "+strings.ReplaceAll(tt.in, "%40", "@"), r.Secrets(tt.in))
 		for _, secret := range []string{"pw1", "pw2", "p@w3", "tok4", "pw5", "tokenonly", "frag6"} {
 			if strings.Contains(got, secret) || strings.Contains(text, secret) {
 				t.Errorf("%q: secret %q shows in %q or %q", tt.in, secret, got, text)
@@ -33,7 +33,7 @@ func TestURLRedactor(t *testing.T) {
 	if _, ok := r.Redact("host=h password=pw"); ok {
 		t.Error("a key=value string passed as a URL")
 	}
-	if got := outbox.ScrubSecrets("a secret, ab", []string{"ab", "secret"}); got != "a xxxxx, ab" {
+	if got := backend.ScrubSecrets("a secret, ab", []string{"ab", "secret"}); got != "a xxxxx, ab" {
 		t.Errorf("ScrubSecrets = %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package outbox_test
+package backend_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 func TestEncodeEnvelope(t *testing.T) {
@@ -17,7 +18,7 @@ func TestEncodeEnvelope(t *testing.T) {
 		Result:    json.RawMessage(`{"insertedId":"1"}`),
 		CreatedAt: time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC),
 	}
-	got, err := outbox.EncodeEnvelope(nil, m)
+	got, err := backend.EncodeEnvelope(nil, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,11 +27,11 @@ func TestEncodeEnvelope(t *testing.T) {
 		t.Fatalf("envelope\n got %s\nwant %s", got, want)
 	}
 	m.Result, m.Type = nil, `quote"and\slash`
-	got, _ = outbox.EncodeEnvelope(nil, m)
+	got, _ = backend.EncodeEnvelope(nil, m)
 	if !strings.Contains(string(got), `"result":null`) || !json.Valid(got) {
 		t.Fatalf("envelope without result: %s", got)
 	}
-	back, err := outbox.DecodeEnvelope(got)
+	back, err := backend.DecodeEnvelope(got)
 	if err != nil || back.Type != m.Type || back.ID != m.ID || back.Result != nil || !back.CreatedAt.Equal(m.CreatedAt.Truncate(time.Millisecond)) {
 		t.Fatalf("round trip = %+v, %v", back, err)
 	}
@@ -41,7 +42,7 @@ func TestEncodeEnvelopeRefusesCorruptJSON(t *testing.T) {
 		{ID: "x", Type: "T", Payload: json.RawMessage(`{"a":`)},
 		{ID: "x", Type: "T", Payload: json.RawMessage(`{}`), Result: json.RawMessage(`nope`)},
 	} {
-		if _, err := outbox.EncodeEnvelope(nil, m); err == nil || !outbox.IsPermanent(err) {
+		if _, err := backend.EncodeEnvelope(nil, m); err == nil || !outbox.IsPermanent(err) {
 			t.Fatalf("corrupt message encoded: err = %v", err)
 		}
 	}
@@ -58,7 +59,7 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		`{"id":"1","eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00Z"} {}`: "trailing",
 		`{"id":1,"eventType":"T","payload":{},"timestamp":"2024-01-01T00:00:00.000Z"}`:  "envelope",
 	} {
-		if _, err := outbox.DecodeEnvelope([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := backend.DecodeEnvelope([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("decode %s: error %v, want it to mention %q", body, err, want)
 		}
 	}
@@ -72,15 +73,15 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"id":"\u00e9","eventType":"T\"","payload":1e400,"timestamp":"2024-01-01T00:00:00Z"}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m, err := outbox.DecodeEnvelope(body)
+		m, err := backend.DecodeEnvelope(body)
 		if err != nil {
 			return
 		}
-		again, err := outbox.EncodeEnvelope(nil, m)
+		again, err := backend.EncodeEnvelope(nil, m)
 		if err != nil {
 			t.Fatalf("decoded %q but cannot encode it: %v", body, err)
 		}
-		back, err := outbox.DecodeEnvelope(again)
+		back, err := backend.DecodeEnvelope(again)
 		if err != nil {
 			t.Fatalf("re-encoded envelope %s does not decode: %v", again, err)
 		}

@@ -1,4 +1,4 @@
-package outbox_test
+package backend_test
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 var identifierRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -17,7 +18,7 @@ func TestCheckIdentifier(t *testing.T) {
 		"": false, strings.Repeat("a", 64): false, "1outbox": false, "outbox; drop table users": false,
 		`out"box`: false, "out-box": false, "outbox\x00": false, "schéma": false, "a.b": false,
 	} {
-		err := outbox.CheckIdentifier("postgres", "Table", name)
+		err := backend.CheckIdentifier("postgres", "Table", name)
 		if (err == nil) != ok {
 			t.Errorf("CheckIdentifier(%q) = %v, want ok=%v", name, err, ok)
 		}
@@ -33,7 +34,7 @@ func FuzzCheckIdentifier(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		err := outbox.CheckIdentifier("c", "f", name)
+		err := backend.CheckIdentifier("c", "f", name)
 		if want := identifierRE.MatchString(name); (err == nil) != want {
 			t.Fatalf("CheckIdentifier(%q) = %v, pattern says %v", name, err, want)
 		}

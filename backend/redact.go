@@ -1,4 +1,4 @@
-package outbox
+package backend
 
 import (
 	"net/url"

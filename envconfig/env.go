@@ -1,4 +1,4 @@
-package outbox
+package envconfig
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/txoutbox/outbox"
 )
 
 // SettingKind is what a Setting's value is, for parsing, help and docs.
@@ -26,13 +28,13 @@ const (
 // its documented default and meaning. A list of them is the one vocabulary that every way of
 // configuring the relay shares: outboxfx.ConfigFromEnv reads the variables, the outbox command
 // offers each as a flag of the same name (OUTBOX_BATCH_SIZE is --batch-size), and the docs of
-// both are checked against the list. RelaySettings is the list of Config; a transport or store
+// both are checked against the list. RelaySettings is the list of outbox.Config; a transport or store
 // adds its own (say []Setting[sqs.Config]) and a program nests lists with Nest.
 type Setting[C any] struct {
 	// Env is the variable, OUTBOX_ and upper case: OUTBOX_BATCH_SIZE.
 	Env string
-	// Field is the field of C it sets, as ConfigError.Field names it (BatchSize,
-	// Backoff.Initial), so a validation error can name the variable. "" when it sets none.
+	// Field is the field of C it sets, as outbox.ConfigError.Field names it (BatchSize,
+	// outbox.Backoff.Initial), so a validation error can name the variable. "" when it sets none.
 	Field string
 	// Kind says how the value parses.
 	Kind SettingKind
@@ -50,40 +52,40 @@ func (s Setting[C]) Flag() string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.Env, "OUTBOX_")), "_", "-")
 }
 
-// RelaySettings returns the variables of Config, in the order the docs list them. Logger,
-// Middleware and Clock are code, not settings.
-func RelaySettings() []Setting[Config] {
-	return []Setting[Config]{
-		IntSetting("OUTBOX_BATCH_SIZE", "BatchSize", strconv.Itoa(DefaultBatchSize), "messages per claim and per publish",
-			func(c *Config) *int { return &c.BatchSize }),
-		IntSetting("OUTBOX_CONCURRENCY", "Concurrency", strconv.Itoa(DefaultConcurrency), "claim-publish-ack cycles in flight",
-			func(c *Config) *int { return &c.Concurrency }),
-		DurationSetting("OUTBOX_POLL_INTERVAL", "PollInterval", docDuration(DefaultPollInterval), "how often an idle relay looks for work without a notification",
-			func(c *Config) *time.Duration { return &c.PollInterval }),
-		DurationSetting("OUTBOX_LEASE", "Lease", docDuration(DefaultLease), "how long a claimed message stays reserved for this relay",
-			func(c *Config) *time.Duration { return &c.Lease }),
+// RelaySettings returns the variables of outbox.Config, in the order the docs list them. Logger,
+// outbox.Middleware and Clock are code, not settings.
+func RelaySettings() []Setting[outbox.Config] {
+	return []Setting[outbox.Config]{
+		IntSetting("OUTBOX_BATCH_SIZE", "BatchSize", strconv.Itoa(outbox.DefaultBatchSize), "messages per claim and per publish",
+			func(c *outbox.Config) *int { return &c.BatchSize }),
+		IntSetting("OUTBOX_CONCURRENCY", "Concurrency", strconv.Itoa(outbox.DefaultConcurrency), "claim-publish-ack cycles in flight",
+			func(c *outbox.Config) *int { return &c.Concurrency }),
+		DurationSetting("OUTBOX_POLL_INTERVAL", "PollInterval", docDuration(outbox.DefaultPollInterval), "how often an idle relay looks for work without a notification",
+			func(c *outbox.Config) *time.Duration { return &c.PollInterval }),
+		DurationSetting("OUTBOX_LEASE", "Lease", docDuration(outbox.DefaultLease), "how long a claimed message stays reserved for this relay",
+			func(c *outbox.Config) *time.Duration { return &c.Lease }),
 		DurationSetting("OUTBOX_PUBLISH_TIMEOUT", "PublishTimeout", "Lease/2", "bound on one publish; below the lease",
-			func(c *Config) *time.Duration { return &c.PublishTimeout }),
-		IntSetting("OUTBOX_MAX_ATTEMPTS", "MaxAttempts", strconv.Itoa(DefaultMaxAttempts), "failed publishes that make a message dead",
-			func(c *Config) *int { return &c.MaxAttempts }),
-		DurationSetting("OUTBOX_BACKOFF_INITIAL", "Backoff.Initial", docDuration(DefaultBackoffInitial), "delay before the first retry of a failed message",
-			func(c *Config) *time.Duration { return &c.Backoff.Initial }),
-		DurationSetting("OUTBOX_BACKOFF_MAX", "Backoff.Max", docDuration(DefaultBackoffMax), "longest delay between retries",
-			func(c *Config) *time.Duration { return &c.Backoff.Max }),
-		NumberSetting("OUTBOX_BACKOFF_MULTIPLIER", "Backoff.Multiplier", strconv.FormatFloat(DefaultBackoffMultiplier, 'g', -1, 64), "growth of the delay after each failure",
-			func(c *Config) *float64 { return &c.Backoff.Multiplier }),
-		NumberSetting("OUTBOX_BACKOFF_JITTER", "Backoff.Jitter", strconv.FormatFloat(DefaultBackoffJitter, 'g', -1, 64), "random spread of each delay, as a fraction either way; negative for none",
-			func(c *Config) *float64 { return &c.Backoff.Jitter }),
+			func(c *outbox.Config) *time.Duration { return &c.PublishTimeout }),
+		IntSetting("OUTBOX_MAX_ATTEMPTS", "MaxAttempts", strconv.Itoa(outbox.DefaultMaxAttempts), "failed publishes that make a message dead",
+			func(c *outbox.Config) *int { return &c.MaxAttempts }),
+		DurationSetting("OUTBOX_BACKOFF_INITIAL", "Backoff.Initial", docDuration(outbox.DefaultBackoffInitial), "delay before the first retry of a failed message",
+			func(c *outbox.Config) *time.Duration { return &c.Backoff.Initial }),
+		DurationSetting("OUTBOX_BACKOFF_MAX", "Backoff.Max", docDuration(outbox.DefaultBackoffMax), "longest delay between retries",
+			func(c *outbox.Config) *time.Duration { return &c.Backoff.Max }),
+		NumberSetting("OUTBOX_BACKOFF_MULTIPLIER", "Backoff.Multiplier", strconv.FormatFloat(outbox.DefaultBackoffMultiplier, 'g', -1, 64), "growth of the delay after each failure",
+			func(c *outbox.Config) *float64 { return &c.Backoff.Multiplier }),
+		NumberSetting("OUTBOX_BACKOFF_JITTER", "Backoff.Jitter", strconv.FormatFloat(outbox.DefaultBackoffJitter, 'g', -1, 64), "random spread of each delay, as a fraction either way; negative for none",
+			func(c *outbox.Config) *float64 { return &c.Backoff.Jitter }),
 		BoolSetting("OUTBOX_ORDERED", "Ordered", "false", "publish messages with the same key strictly one after another",
-			func(c *Config) *bool { return &c.Ordered }),
+			func(c *outbox.Config) *bool { return &c.Ordered }),
 		StringSetting("OUTBOX_OWNER", "Owner", "host-pid-random", "lease owner name of this relay",
-			func(c *Config) *string { return &c.Owner }),
-		DurationSetting("OUTBOX_SHUTDOWN_TIMEOUT", "ShutdownTimeout", docDuration(DefaultShutdownTimeout), "how long a stop waits for the batches in flight",
-			func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+			func(c *outbox.Config) *string { return &c.Owner }),
+		DurationSetting("OUTBOX_SHUTDOWN_TIMEOUT", "ShutdownTimeout", docDuration(outbox.DefaultShutdownTimeout), "how long a stop waits for the batches in flight",
+			func(c *outbox.Config) *time.Duration { return &c.ShutdownTimeout }),
 		DurationSetting("OUTBOX_RETAIN_DELIVERED", "RetainDelivered", "0: keep them", "with a store keeping delivered messages, delete those delivered longer ago than this",
-			func(c *Config) *time.Duration { return &c.RetainDelivered }),
-		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", docDuration(DefaultCleanupInterval), "how often the deletion of delivered messages runs",
-			func(c *Config) *time.Duration { return &c.CleanupInterval }),
+			func(c *outbox.Config) *time.Duration { return &c.RetainDelivered }),
+		DurationSetting("OUTBOX_CLEANUP_INTERVAL", "CleanupInterval", docDuration(outbox.DefaultCleanupInterval), "how often the deletion of delivered messages runs",
+			func(c *outbox.Config) *time.Duration { return &c.CleanupInterval }),
 	}
 }
 
@@ -117,10 +119,10 @@ func LoadSettings[C any](c *C, settings []Setting[C], lookup func(string) (strin
 	return errors.Join(errs...)
 }
 
-// SettingFor returns the setting of settings that sets the field a *ConfigError in err names,
+// SettingFor returns the setting of settings that sets the field a *outbox.ConfigError in err names,
 // so that a validation error can be reported under the variable or flag the user wrote.
 func SettingFor[C any](settings []Setting[C], err error) (Setting[C], bool) {
-	var ce *ConfigError
+	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field == "" {
 		return Setting[C]{}, false
 	}
@@ -133,7 +135,7 @@ func SettingFor[C any](settings []Setting[C], err error) (Setting[C], bool) {
 }
 
 // Nest lifts settings of an inner config C to an outer one P, whose field returns the C inside
-// a P: outboxfx.Config holds a Config, the outbox command holds a Config and a transport's.
+// a P: outboxfx.Config holds a outbox.Config, the outbox command holds a outbox.Config and a transport's.
 func Nest[P, C any](settings []Setting[C], field func(*P) *C) []Setting[P] {
 	out := make([]Setting[P], len(settings))
 	for i, s := range settings {

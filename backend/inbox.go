@@ -1,10 +1,12 @@
-package outbox
+package backend
 
 import (
 	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/txoutbox/outbox"
 )
 
 // Bounds on what an inbox records, the same for every store's inbox.
@@ -17,18 +19,18 @@ const (
 )
 
 // inboxMessageError is a bad message given to an inbox: a bad argument that is also an invalid
-// message, so it matches both ErrInvalidArgument and ErrInvalidMessage.
+// message, so it matches both outbox.ErrInvalidArgument and outbox.ErrInvalidMessage.
 type inboxMessageError struct{ what, problem string }
 
 func (e *inboxMessageError) Error() string { return "invalid argument: " + e.what + " " + e.problem }
 func (e *inboxMessageError) Is(target error) bool {
-	return target == ErrInvalidArgument || target == ErrInvalidMessage
+	return target == outbox.ErrInvalidArgument || target == outbox.ErrInvalidMessage
 }
 
 // CheckInboxArgs validates what every store's inbox Handle is given (a consumer name, a message
 // with an ID, a handler: fnIsNil reports a nil one), naming the first problem. Stores wrap the
 // error with their prefix.
-func CheckInboxArgs(consumer string, msg *Message, fnIsNil bool) error {
+func CheckInboxArgs(consumer string, msg *outbox.Message, fnIsNil bool) error {
 	if p := inboxTextProblem(consumer, MaxInboxConsumerLength); p != "" {
 		return InvalidArgument("consumer", p)
 	}

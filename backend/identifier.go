@@ -1,6 +1,10 @@
-package outbox
+package backend
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/txoutbox/outbox"
+)
 
 // MaxIdentifierLength is the longest schema, table or collection name a store accepts: the
 // PostgreSQL limit, which every backend shares so a config moves between them unchanged.
@@ -11,7 +15,7 @@ const MaxIdentifierLength = 63
 // never has anything to hide. The error names component and field.
 func CheckIdentifier(component, field, name string) error {
 	bad := func(problem string) error {
-		return &ConfigError{Component: component, Field: field, Problem: problem}
+		return &outbox.ConfigError{Component: component, Field: field, Problem: problem}
 	}
 	if name == "" {
 		return bad("is empty")

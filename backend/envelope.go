@@ -1,4 +1,4 @@
-package outbox
+package backend
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/txoutbox/outbox"
 )
 
 // EnvelopeTimeLayout is how the envelope writes timestamps: ISO-8601 in UTC with milliseconds,
@@ -24,15 +26,15 @@ type Envelope struct {
 
 // EncodeEnvelope appends the envelope of m to dst. It fails, permanently, when the stored payload
 // or result is not valid JSON (a corrupt row): publishing it would break every consumer.
-func EncodeEnvelope(dst []byte, m *Message) ([]byte, error) {
+func EncodeEnvelope(dst []byte, m *outbox.Message) ([]byte, error) {
 	if !json.Valid(m.Payload) {
-		return dst, Permanent(fmt.Errorf("envelope: message %s: payload is not valid JSON", m.ID))
+		return dst, outbox.Permanent(fmt.Errorf("envelope: message %s: payload is not valid JSON", m.ID))
 	}
 	result := m.Result
 	if len(result) == 0 {
 		result = json.RawMessage("null")
 	} else if !json.Valid(result) {
-		return dst, Permanent(fmt.Errorf("envelope: message %s: result is not valid JSON", m.ID))
+		return dst, outbox.Permanent(fmt.Errorf("envelope: message %s: result is not valid JSON", m.ID))
 	}
 	dst = append(dst, `{"id":`...)
 	dst = appendJSONString(dst, m.ID)
@@ -48,9 +50,9 @@ func EncodeEnvelope(dst []byte, m *Message) ([]byte, error) {
 	return dst, nil
 }
 
-// DecodeEnvelope parses a published body back into a Message (ID, Type, Payload, Result,
+// DecodeEnvelope parses a published body back into a outbox.Message (ID, Type, Payload, Result,
 // CreatedAt). It is what a Go consumer calls; it rejects a body missing any required field.
-func DecodeEnvelope(body []byte) (*Message, error) {
+func DecodeEnvelope(body []byte) (*outbox.Message, error) {
 	var env Envelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&env); err != nil {
@@ -77,7 +79,7 @@ func DecodeEnvelope(body []byte) (*Message, error) {
 		// Only four-digit years in UTC can be written back in the same format.
 		return nil, fmt.Errorf("envelope: timestamp %q is outside years 0001-9999 in UTC", env.Timestamp)
 	}
-	m := &Message{ID: env.ID, Type: env.EventType, Payload: env.Payload, CreatedAt: ts.UTC()}
+	m := &outbox.Message{ID: env.ID, Type: env.EventType, Payload: env.Payload, CreatedAt: ts.UTC()}
 	if !bytes.Equal(env.Result, []byte("null")) {
 		m.Result = env.Result
 	}
