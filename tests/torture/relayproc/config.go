@@ -49,7 +49,7 @@ type Config struct {
 	RabbitMQQueue string
 	// Ordered runs the relay in ordered mode (per-Key order). Default false.
 	Ordered bool
-	// Owner names the relay's leases. Default fmt.Sprintf("relayproc-%d", os.Getpid()) (host, pid, random).
+	// Owner names the relay's leases. Default relayproc-<pid>.
 	Owner string
 	// Lease is how long a claim reserves its messages. Default 3s: a killed relay's messages
 	// are published again by another within seconds.
