@@ -142,8 +142,19 @@ func (f *flags) parse(e *env, args []string, positional bool) error {
 func (f *flags) parseError(err error) error {
 	msg := err.Error()
 	switch {
-	case strings.HasPrefix(msg, "flag provided but not defined: "):
-		return usagef(f.cmd, "unknown flag (not repeated: it may hold a secret)")
+	case strings.HasPrefix(msg, "flag provided but not defined: -"):
+		// The flag package cuts the value off at "=": what is left is a name, repeated only
+		// when it looks like one (never a URL or token typed after --).
+		name := strings.TrimPrefix(msg, "flag provided but not defined: -")
+		if nameOrNothing("", name) == "" {
+			return usagef(f.cmd, "unknown flag (not repeated: it may hold a secret)")
+		}
+		var names []string
+		f.fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+		if s := suggest(name, names); s != "" {
+			return usagef(f.cmd, "unknown flag --%s (did you mean --%s?)", name, s)
+		}
+		return usagef(f.cmd, "unknown flag --%s", name)
 	case strings.HasPrefix(msg, "flag needs an argument: -"):
 		if name := strings.TrimPrefix(msg, "flag needs an argument: -"); f.fs.Lookup(name) != nil {
 			return usagef(f.cmd, "%s needs a value", f.describe(name))

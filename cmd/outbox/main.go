@@ -46,6 +46,7 @@ func commands() []command {
 		{"status", "count messages by status; show the oldest pending and stalled keys", runStatus},
 		{"dead", "list, requeue or purge dead letters", runDead},
 		{"bench", "measure the relay against raw baselines; JSON on stdout", runBench},
+		{"version", "print the version of the command and of the outbox modules in it", runVersion},
 	}
 }
 
@@ -56,7 +57,8 @@ Usage:
 
 Commands:
 %s
-Run "outbox <command> --help" for a command's flags and environment variables.
+Run "outbox help <command>" or "outbox <command> --help" for a command's flags and environment
+variables, "outbox --version" for the version.
 Exit codes: 0 success, 1 failure at run time, 2 bad command line or environment.
 `
 
@@ -75,16 +77,38 @@ func run(ctx context.Context, e *env, args []string) int {
 		return 2
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		printUsage(e.stdout)
 		return 0
+	case "-version", "--version":
+		printVersion(e)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			printUsage(e.stdout)
+			return 0
+		}
+		// "outbox help relay" is "outbox relay --help".
+		args = []string{args[1], "--help"}
 	}
+	var names []string
 	for _, c := range commands() {
 		if c.name == args[0] {
 			return exitCode(e.stderr, c.run(ctx, e, args[1:]))
 		}
+		names = append(names, c.name)
 	}
-	// Never repeat what was not understood: it may be a connection string typed first.
-	fmt.Fprintln(e.stderr, `outbox: unknown command (not repeated: it may hold a secret); want relay, migrate, status, dead or bench (see "outbox --help")`)
+	// A plain word is named, with the command it was probably meant to be; anything else is not
+	// repeated: it may be a connection string typed first.
+	msg := "outbox: unknown command"
+	if name := nameOrNothing("", args[0]); name != "" {
+		msg += fmt.Sprintf(" %q", args[0])
+		if s := suggest(args[0], names); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+	} else {
+		msg += " (not repeated: it may hold a secret)"
+	}
+	fmt.Fprintf(e.stderr, "%s; want %s (see \"outbox --help\")\n", msg, strings.Join(names, ", "))
 	return 2
 }

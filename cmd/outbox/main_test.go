@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -46,8 +47,13 @@ func TestUsageErrors(t *testing.T) {
 		want string // in the one stderr line
 	}{
 		{"no command", nil, nil, "no command given"},
-		{"unknown command", []string{"deploy"}, nil, "unknown command (not repeated"},
-		{"unknown flag", []string{"relay", "--bogus"}, nil, "unknown flag (not repeated"},
+		{"unknown command", []string{"deploy"}, nil, `unknown command "deploy"; want relay,`},
+		{"mistyped command", []string{"rleay"}, nil, `unknown command "rleay" (did you mean "relay"?)`},
+		{"secret as command", []string{"postgres://app:" + secret + "@h/db"}, nil, "unknown command (not repeated"},
+		{"unknown flag", []string{"relay", "--bogus"}, nil, "unknown flag --bogus"},
+		{"mistyped flag", []string{"relay", "--stor", pgURL}, nil, "unknown flag --stor (did you mean --store?)"},
+		{"mistyped flag with value", []string{"status", "--stroe=" + pgURL}, nil, "unknown flag --stroe (did you mean --store?)"},
+		{"secret as flag", []string{"relay", "--" + pgURL}, nil, "unknown flag (not repeated"},
 		{"flag without value", []string{"relay", "--store"}, nil, "--store (OUTBOX_STORE) needs a value"},
 		{"bad int", []string{"relay", "--batch-size", "many"}, nil, "--batch-size (OUTBOX_BATCH_SIZE): not an integer"},
 		{"bad duration", []string{"relay", "--lease", pgURL}, nil, "--lease (OUTBOX_LEASE): not a duration"},
@@ -128,6 +134,7 @@ func TestHelp(t *testing.T) {
 		{"--help"}, {"help"}, {"-h"},
 		{"relay", "--help"}, {"migrate", "-h"}, {"status", "--help"}, {"bench", "--help"},
 		{"dead", "--help"}, {"dead", "list", "--help"}, {"dead", "requeue", "--help"}, {"dead", "purge", "--help"},
+		{"help", "relay"}, {"help", "status"}, {"version", "--help"},
 	} {
 		code, stdout, stderr := runCLI(t, map[string]string{"OUTBOX_STORE": "postgres://u:hidden@h/db"}, args...)
 		if code != 0 || stderr != "" || !strings.Contains(stdout, "Usage") {
@@ -137,11 +144,37 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%v: help shows the environment's store URL", args)
 		}
 	}
+	_, relayHelp, _ := runCLI(t, nil, "relay", "--help")
+	if _, viaHelp, _ := runCLI(t, nil, "help", "relay"); viaHelp != relayHelp {
+		t.Errorf("outbox help relay printed something else than outbox relay --help")
+	}
 	_, stdout, _ := runCLI(t, nil, "relay", "--help")
 	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-ordered", "-listen",
 		"-kafka-brokers", "OUTBOX_KAFKA_SASL_PASSWORD", "-nats-url", "OUTBOX_NATS_NKEY_SEED", "-rabbitmq-url", "OUTBOX_RABBITMQ_KEY_PASSWORD"} {
 		if !strings.Contains(stdout, strings.TrimPrefix(want, "-")) {
 			t.Errorf("relay help lacks %q", want)
+		}
+	}
+}
+
+// outbox version and --version name the command's module version and Go's, on stdout.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, stderr := runCLI(t, nil, args...)
+		if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "outbox ") || !strings.Contains(stdout, runtime.Version()) {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q", args, code, stderr, stdout)
+		}
+	}
+	if code, _, stderr := runCLI(t, nil, "version", "extra"); code != 2 || !strings.Contains(stderr, "unexpected argument") {
+		t.Errorf("version extra: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	names := []string{"relay", "migrate", "status", "dead", "bench", "version"}
+	for in, want := range map[string]string{"rleay": "relay", "relya": "relay", "migarte": "migrate", "stat": "status", "dea": "dead", "deploy": "", "x": "", "postgres://u:p@h": ""} {
+		if got := suggest(in, names); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
