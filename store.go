@@ -27,7 +27,7 @@ type Store interface {
 	// head gets its turn: no key starves.
 	//
 	// A stored message that cannot be turned back into a valid Message (see
-	// Message.ValidateStored) is moved to dead with the reason instead of being returned.
+	// backend.ValidateStored) is moved to dead with the reason instead of being returned.
 	Claim(ctx context.Context, req ClaimRequest) ([]*Message, error)
 	// Ack marks messages delivered (or deletes them, per the store's retention mode) and returns
 	// how many it settled. Only the claim that leased a message can ack it: an ID whose lease
