@@ -147,7 +147,7 @@ func TestRelayEndToEnd(t *testing.T) {
 		t.Fatalf("only %d events arrived while the relay ran:\n%s", in.count(), first.logs.String())
 	}
 	code, body := httpGet(t, "http://"+first.addr+"/metrics")
-	if code != http.StatusOK || !strings.Contains(body, "outbox_relay_published_total ") ||
+	if code != http.StatusOK || !strings.Contains(body, "outbox_relay_published_total ") || !strings.Contains(body, "outbox_relay_publish_duration_seconds_count ") ||
 		!strings.Contains(body, `outbox_messages{status="dead"} 1`) || !strings.Contains(body, "outbox_store_up 1") {
 		t.Errorf("metrics (%d) lack the relay's and the store's series:\n%s", code, body)
 	}

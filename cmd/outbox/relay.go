@@ -139,6 +139,8 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 
 	cfg := rf.cfg
 	cfg.Logger = log
+	publishDuration, timePublish := server.NewPublishDuration()
+	cfg.Middleware = append(cfg.Middleware, timePublish)
 	relay, err := outbox.NewRelay(store, transport, cfg)
 	if err != nil {
 		return err
@@ -157,6 +159,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			server.NewRelayCollector(relay.Stats),
+			publishDuration,
 			server.NewStoreCollector(store, 5*time.Second),
 		)
 		sc := server.Config{Running: running.Load, Ping: store.ping, Stats: relay.Stats, Registry: reg}

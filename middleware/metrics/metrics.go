@@ -90,19 +90,19 @@ func (c Config) Middleware() (outbox.Middleware, error) {
 	m := c.MeterProvider.Meter(ScopeName)
 	ins := &instruments{}
 	var err, e error
-	ins.published, e = m.Int64Counter("outbox.messages.published", metric.WithUnit("{message}"),
+	ins.published, e = m.Int64Counter("outbox.relay.published", metric.WithUnit("{message}"),
 		metric.WithDescription("Messages the transport accepted."))
 	err = errors.Join(err, e)
-	ins.failed, e = m.Int64Counter("outbox.messages.failed", metric.WithUnit("{message}"),
+	ins.failed, e = m.Int64Counter("outbox.relay.failed", metric.WithUnit("{message}"),
 		metric.WithDescription("Failed publishes that will be retried."))
 	err = errors.Join(err, e)
-	ins.dead, e = m.Int64Counter("outbox.messages.dead", metric.WithUnit("{message}"),
+	ins.dead, e = m.Int64Counter("outbox.relay.dead", metric.WithUnit("{message}"),
 		metric.WithDescription("Failed publishes that move their message to dead: permanent errors and last attempts."))
 	err = errors.Join(err, e)
-	ins.duration, e = m.Float64Histogram("outbox.publish.duration", metric.WithUnit("s"),
+	ins.duration, e = m.Float64Histogram("outbox.relay.publish.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to publish one batch."), metric.WithExplicitBucketBoundaries(secondsBuckets...))
 	err = errors.Join(err, e)
-	ins.lag, e = m.Float64Histogram("outbox.lag", metric.WithUnit("s"),
+	ins.lag, e = m.Float64Histogram("outbox.relay.lag", metric.WithUnit("s"),
 		metric.WithDescription("Time from a message's creation to its publish."), metric.WithExplicitBucketBoundaries(secondsBuckets...))
 	err = errors.Join(err, e)
 	if err != nil {

@@ -85,9 +85,9 @@ func TestCountersAndHistograms(t *testing.T) {
 
 	got := collect(t, reader)
 	for name, want := range map[string]map[string]int64{
-		"outbox.messages.published": {"ORDER_PLACED": 1, "REFUND_ISSUED": 1},
-		"outbox.messages.failed":    {"ORDER_PLACED": 1},
-		"outbox.messages.dead":      {"ORDER_PLACED": 1, "REFUND_ISSUED": 1},
+		"outbox.relay.published": {"ORDER_PLACED": 1, "REFUND_ISSUED": 1},
+		"outbox.relay.failed":    {"ORDER_PLACED": 1},
+		"outbox.relay.dead":      {"ORDER_PLACED": 1, "REFUND_ISSUED": 1},
 	} {
 		if got[name] == nil {
 			t.Errorf("%s not recorded", name)
@@ -98,17 +98,17 @@ func TestCountersAndHistograms(t *testing.T) {
 		}
 	}
 
-	dur, ok := got["outbox.publish.duration"].(metricdata.Histogram[float64])
+	dur, ok := got["outbox.relay.publish.duration"].(metricdata.Histogram[float64])
 	if !ok || len(dur.DataPoints) != 1 || dur.DataPoints[0].Count != 1 {
-		t.Fatalf("publish duration = %+v, want one batch recorded", got["outbox.publish.duration"])
+		t.Fatalf("publish duration = %+v, want one batch recorded", got["outbox.relay.publish.duration"])
 	}
 	if outcome, _ := dur.DataPoints[0].Attributes.Value("outcome"); outcome.AsString() != "partial" {
 		t.Errorf("outcome = %q, want partial", outcome.AsString())
 	}
 
-	lag, ok := got["outbox.lag"].(metricdata.Histogram[float64])
+	lag, ok := got["outbox.relay.lag"].(metricdata.Histogram[float64])
 	if !ok {
-		t.Fatalf("lag = %T", got["outbox.lag"])
+		t.Fatalf("lag = %T", got["outbox.relay.lag"])
 	}
 	var n uint64
 	for _, dp := range lag.DataPoints {
