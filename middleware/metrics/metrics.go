@@ -78,10 +78,12 @@ func (ins *instruments) typeOption(typ string) metric.MeasurementOption {
 // Middleware returns the metrics middleware, or an error when cfg is invalid or an instrument
 // cannot be created.
 //
-// Instruments: outbox.messages.published, outbox.messages.failed (will be retried) and
-// outbox.messages.dead, counters with attribute outbox.message.type; outbox.publish.duration, a
-// histogram of each batch's publish time with attribute outcome (ok, partial, error); and
-// outbox.lag, a histogram of each published message's time from creation to publish, by type.
+// Instruments: outbox.relay.published, outbox.relay.failed (will be retried) and
+// outbox.relay.dead, counters with attribute outbox.message.type; outbox.relay.publish.duration,
+// a histogram of each batch's publish time with attribute outcome (ok, partial, error); and
+// outbox.relay.lag, a histogram of each published message's time from creation to publish, by
+// type. A Prometheus exporter names them as the outbox daemon does (outbox_relay_published_total,
+// outbox_relay_publish_duration_seconds), so one dashboard serves both.
 func (c Config) Middleware() (outbox.Middleware, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
