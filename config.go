@@ -26,7 +26,11 @@ type Config struct {
 	Lease time.Duration
 	// PublishTimeout bounds one Publish call, so that a hung broker never outlives the lease and
 	// causes duplicates. Default Lease/2; it must be below Lease and at least MinPublishTimeout.
-	// A publish that runs out of time counts as a broker outage (no attempt is charged).
+	// A publish that runs out of time counts as a broker outage at first (no attempt is
+	// charged), and its messages become suspects: the relay publishes them apart from the rest
+	// from then on, so that one message whose publish never completes ends up alone. A suspect
+	// that runs out of time alone while publishes without it succeed is charged an attempt, and
+	// goes dead after MaxAttempts instead of stalling the relay.
 	PublishTimeout time.Duration
 	// MaxAttempts is how many failed publishes move a message to dead. Default 25.
 	MaxAttempts int

@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/txoutbox/outbox/internal/attempts"
@@ -24,11 +26,23 @@ var (
 // deliver publishes msgs, claimed under token, and settles each: acked when published,
 // otherwise recorded as a failure, dead-lettered, or released without an attempt.
 func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
-	ctx, cancel := context.WithTimeout(rn.ctx, r.cfg.PublishTimeout)
-	outcome := r.send(attempts.With(ctx, r.cfg.MaxAttempts), msgs)
-	timedOut := ctx.Err() != nil && rn.ctx.Err() == nil
-	cancel()
+	up := r.outage.over()
+	calls, held := r.plan(msgs)
+	r.publishCalls(rn, calls)
 	aborted := rn.ctx.Err() != nil // Stop's deadline passed: not the messages' fault
+	// The transport is up for this batch when no outage was known before or after its
+	// publishes, and the publish of its messages that are not suspects did not fail for one.
+	up = up && r.outage.over() && !calls[0].down()
+	callOf := func(string) *call { return calls[0] }
+	if len(calls) > 1 {
+		byID := make(map[string]*call, len(msgs))
+		for _, c := range calls {
+			for _, m := range c.msgs {
+				byID[m.ID] = c
+			}
+		}
+		callOf = func(id string) *call { return byID[id] }
+	}
 
 	var (
 		acks      = make([]string, 0, len(msgs))
@@ -38,16 +52,24 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 		outageErr error // set while every message failed for an outage
 		// blocked holds, per key, the delay of the first message of that key that was not
 		// published: in ordered mode the key's later messages wait that long too.
-		blocked map[string]time.Duration
+		blocked  map[string]time.Duration
+		suspect  []string // timed out, released without an attempt
+		cleared  []string // published or dead: no longer suspects
+		anyTimed bool
 	)
 	if r.cfg.Ordered {
 		blocked = map[string]time.Duration{}
 	}
 	for _, m := range msgs {
-		cause := outcome[m.ID]
 		if delay, held := blocked[m.Key]; held && m.Key != "" {
 			failures = append(failures, Failure{ID: m.ID, Error: errHeldBack.Error(), Delay: delay, Release: true})
 			continue
+		}
+		cause, timedOut, lone := errNotSent, false, false
+		if !held[m.ID] {
+			c := callOf(m.ID)
+			cause, timedOut, lone = c.outcome[m.ID], c.timedOut, c.lone
+			anyTimed = anyTimed || timedOut
 		}
 		if cause == nil {
 			published = true
@@ -57,7 +79,14 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 			}
 			continue
 		}
-		f := r.failure(m, cause, aborted, timedOut)
+		timeout := !aborted && timedOut && isTimeout(cause)
+		f := r.failure(m, cause, aborted, timeout, timeout && lone && up)
+		switch {
+		case f.Dead:
+			cleared = append(cleared, m.ID)
+		case f.Release && timeout:
+			suspect = append(suspect, m.ID)
+		}
 		if f.Release && !aborted && cause != errNotSent && outageErr == nil {
 			outageErr = cause
 		}
@@ -68,6 +97,9 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 			}
 		}
 		failures = append(failures, f)
+	}
+	if anyTimed || len(calls) > 1 {
+		r.suspects.update(suspect, append(cleared, acks...))
 	}
 
 	switch {
@@ -93,6 +125,104 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 		r.settle(rn, "nack", len(failures), func(ctx context.Context) (int, error) { return r.store.Nack(ctx, token, failures) })
 		r.count(failures)
 	}
+}
+
+// A call is one Publish of a part of a claimed batch, under its own PublishTimeout.
+type call struct {
+	msgs     []*Message
+	lone     bool // a suspect published alone
+	outcome  map[string]error
+	timedOut bool // PublishTimeout ran out (not Stop's deadline)
+}
+
+// down reports whether the call published nothing and failed as an outage does: by running out
+// of time or with the transport unavailable. An empty call (every message of the batch was a
+// suspect) is not down.
+func (c *call) down() bool {
+	if len(c.msgs) == 0 {
+		return false
+	}
+	for _, m := range c.msgs {
+		err := c.outcome[m.ID]
+		if err == nil || !(IsUnavailable(err) || (c.timedOut && isTimeout(err))) {
+			return false
+		}
+	}
+	return true
+}
+
+// isTimeout reports whether err is what a publish that ran out of time returns.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || IsUnavailable(err)
+}
+
+// plan splits a claimed batch into the calls that publish it: calls[0] holds every message that
+// is not a suspect (it may be empty), and the suspects follow in up to suspectGroups groups. In
+// ordered mode a suspect goes out only as the first of its key in the batch, and what follows it
+// in its key is held: released unpublished, as behind any message not yet acknowledged.
+func (r *Relay) plan(msgs []*Message) (calls []*call, held map[string]bool) {
+	sus := r.suspects.among(msgs)
+	if sus == nil {
+		return []*call{{msgs: msgs}}, nil
+	}
+	var (
+		rest, suspected []*Message
+		inRest, stopped map[string]bool // ordered: keys with a message in rest, keys at a suspect
+	)
+	held = map[string]bool{}
+	if r.cfg.Ordered {
+		inRest, stopped = map[string]bool{}, map[string]bool{}
+	}
+	for _, m := range msgs {
+		keyed := r.cfg.Ordered && m.Key != ""
+		switch {
+		case keyed && stopped[m.Key]:
+			held[m.ID] = true
+		case !sus[m.ID]:
+			rest = append(rest, m)
+			if keyed {
+				inRest[m.Key] = true
+			}
+		case keyed && inRest[m.Key]:
+			stopped[m.Key] = true
+			held[m.ID] = true
+		default:
+			if keyed {
+				stopped[m.Key] = true
+			}
+			suspected = append(suspected, m)
+		}
+	}
+	calls = []*call{{msgs: rest}}
+	n := min(len(suspected), suspectGroups)
+	for i := range n {
+		group := suspected[i*len(suspected)/n : (i+1)*len(suspected)/n]
+		calls = append(calls, &call{msgs: group, lone: len(group) == 1})
+	}
+	return calls, held
+}
+
+// publishCalls runs the calls, side by side when there are several, each under its own
+// PublishTimeout, so that a batch with suspects takes no longer than one without.
+func (r *Relay) publishCalls(rn *run, calls []*call) {
+	one := func(c *call) {
+		if len(c.msgs) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(rn.ctx, r.cfg.PublishTimeout)
+		c.outcome = r.send(attempts.With(ctx, r.cfg.MaxAttempts), c.msgs)
+		c.timedOut = ctx.Err() != nil && rn.ctx.Err() == nil
+		cancel()
+	}
+	if len(calls) == 1 {
+		one(calls[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { one(c) })
+	}
+	wg.Wait()
 }
 
 func allReleased(failures []Failure) bool {
@@ -197,14 +327,17 @@ func outcomes(msgs []*Message, err error) map[string]error {
 
 // failure decides what becomes of a message whose publish failed: released without an attempt
 // when it was not its fault (stop, outage, held back), dead when no retry can help or its
-// attempts are spent, otherwise failed with an attempt and a backoff.
-func (r *Relay) failure(m *Message, cause error, aborted, timedOut bool) Failure {
+// attempts are spent, otherwise failed with an attempt and a backoff. timeout says the publish
+// ran out of PublishTimeout; charge, that the timeout concerns the message (see suspects).
+func (r *Relay) failure(m *Message, cause error, aborted, timeout, charge bool) Failure {
 	switch {
 	case aborted:
 		return Failure{ID: m.ID, Error: errStopping.Error(), Release: true}
 	case cause == errNotSent:
 		return Failure{ID: m.ID, Error: errNotSent.Error(), Release: true}
-	case IsUnavailable(cause) || (timedOut && errors.Is(cause, context.DeadlineExceeded)):
+	case timeout && charge:
+		cause = fmt.Errorf("publish timed out after %v, alone, while publishes without it succeeded: %w", r.cfg.PublishTimeout, cause)
+	case IsUnavailable(cause) || timeout:
 		// A lone unavailable message (others went through) waits a backoff step; when the whole
 		// batch failed this way the relay pauses instead (see deliver).
 		return Failure{ID: m.ID, Error: text.Storable(cause.Error()), Release: true, Delay: r.cfg.Backoff.Delay(1)}

@@ -79,3 +79,64 @@ func (o *outage) state() (since time.Time, cause string) {
 	defer o.mu.Unlock()
 	return o.since, o.cause
 }
+
+// A publish that runs out of PublishTimeout may mean that the broker hangs, or that one message
+// in the batch never completes (one the broker holds forever, a consumer-side hook that
+// blocks). The relay cannot tell them apart from one timeout, so it charges nothing at first
+// and remembers the batch's messages as suspects. When it claims suspects again it publishes
+// them apart from the rest, in up to suspectGroups groups side by side, so the publishes
+// without them show whether the transport works, and a hanging message ends up alone after a
+// few claims. A suspect that times out alone while the transport is up (the relay is not
+// paused for an outage, and no publish of the same batch without suspects failed for one) is
+// charged an attempt: the timeout concerns it, and after MaxAttempts it is dead.
+const (
+	suspectGroups = 8
+	// maxSuspects bounds the memory of suspects; past it new ones are not remembered (they
+	// are treated as any other message, as a relay that restarted would).
+	maxSuspects = 10_000
+)
+
+// suspects are the IDs of messages whose publish timed out without an attempt charged.
+type suspects struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+}
+
+// among returns which of msgs are suspects, or nil when none is.
+func (s *suspects) among(msgs []*Message) map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ids) == 0 {
+		return nil
+	}
+	var found map[string]bool
+	for _, m := range msgs {
+		if _, ok := s.ids[m.ID]; ok {
+			if found == nil {
+				found = map[string]bool{}
+			}
+			found[m.ID] = true
+		}
+	}
+	return found
+}
+
+// update adds the IDs of add and forgets those of drop (published or dead).
+func (s *suspects) update(add, drop []string) {
+	if len(add) == 0 && len(drop) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range drop {
+		delete(s.ids, id)
+	}
+	for _, id := range add {
+		if s.ids == nil {
+			s.ids = map[string]struct{}{}
+		}
+		if len(s.ids) < maxSuspects {
+			s.ids[id] = struct{}{}
+		}
+	}
+}

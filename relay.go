@@ -34,6 +34,7 @@ type Relay struct {
 	log      *zap.Logger
 	tokens   tokens
 	outage   outage
+	suspects suspects // messages whose publish timed out, uncharged: see outage.go
 
 	claimed, published, failed, dead, released, stale, batches atomic.Int64
 	lastLag                                                    atomic.Int64
