@@ -16,7 +16,7 @@ const migrateUsage = `Usage: outbox migrate --store URL [--schema S] [--table T 
        outbox migrate --drop-slot --store postgres://… --postgres-mode wal [--wal-slot S]
 
 Creates the outbox table and its indexes, or adds what an older version lacks: the backend's
-EnsureSchema (MongoDB: EnsureIndexes). It is idempotent and safe to run from several replicas at
+EnsureSchema. It is idempotent and safe to run from several replicas at
 once. --print-sql prints the DDL instead, for migration tools (golang-migrate, goose, atlas),
 without connecting; without --store it prints PostgreSQL's.
 

@@ -57,12 +57,12 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 		return err
 	}
 	// new OutboxService({ db: mongodb, ... }) and ensureOutboxTable().
-	store, err := mongo.New(ctx, mongo.Config{URI: cfg.MongoURI, Database: cfg.Database})
+	store, err := mongo.New(ctx, mongo.Config{URI: mongo.URI(cfg.MongoURI), Database: cfg.Database})
 	if err != nil {
 		return err
 	}
 	defer store.Close() // the origin's close()
-	if err := store.EnsureIndexes(ctx); err != nil {
+	if err := store.EnsureSchema(ctx); err != nil {
 		return err
 	}
 	users := store.Collection().Database().Collection("users")

@@ -12,6 +12,16 @@ import (
 	"github.com/txoutbox/outbox/backend"
 )
 
+// Documented defaults of Config, exported so that docs, the CLI and other wiring cannot drift
+// from them.
+const (
+	// DefaultCollection is the outbox collection; its per-key sequence counters live in
+	// DefaultCollection+"_seq".
+	DefaultCollection = "outbox"
+	// DefaultConnectTimeout bounds New's connect and ping.
+	DefaultConnectTimeout = 10 * time.Second
+)
+
 // maxDocumentPayload bounds MaxPayloadBytes: a MongoDB document holds at most 16 MiB, and the
 // message's other fields need some of it.
 const maxDocumentPayload = 15 << 20
@@ -19,17 +29,18 @@ const maxDocumentPayload = 15 << 20
 // Config configures a Store. Set URI or Client, not both.
 type Config struct {
 	// URI is the connection string, e.g. mongodb://user:pass@host:27017/app?replicaSet=rs0.
-	// The Store connects with it and disconnects on Close. Its password never appears in errors
-	// or String(). Required unless Client is set.
-	URI string
+	// The Store connects with it and disconnects on Close. It prints with its password and
+	// option values masked (see URI), so neither appears in %v, JSON or errors. Required
+	// unless Client is set.
+	URI URI
 	// Client is the caller's own connected client. The Store uses it and never disconnects it.
 	// Default nil (connect to URI).
-	Client *mongo.Client
+	Client *mongo.Client `json:"-"`
 	// Database holds the outbox collection. Default: the database named in URI's path; required
 	// when there is none or when Client is set.
 	Database string
 	// Collection is the outbox collection; its per-key sequence counters live in
-	// Collection+"_seq". Default "outbox".
+	// Collection+"_seq". Default "outbox" (DefaultCollection).
 	Collection string
 	// KeepDelivered keeps acknowledged messages with status "delivered" (status tracking, and
 	// Retention deletes them later). Default false: Ack deletes them.
@@ -42,23 +53,23 @@ type Config struct {
 	// at most 15 MiB (a MongoDB document holds 16 MiB).
 	MaxPayloadBytes int
 	// WriteHooks run on every message Add writes, before validation. Default none.
-	WriteHooks []backend.WriteHook
-	// ConnectTimeout bounds New's connect and ping. Default 10s.
+	WriteHooks []backend.WriteHook `json:"-"`
+	// ConnectTimeout bounds New's connect and ping. Default 10s (DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
 	if c.Collection == "" {
-		c.Collection = "outbox"
+		c.Collection = DefaultCollection
 	}
 	if c.Database == "" && c.Client == nil {
-		c.Database = uriDatabase(c.URI)
+		c.Database = uriDatabase(c.URI.Reveal())
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = 10 * time.Second
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	return c
 }
@@ -75,7 +86,7 @@ func (c Config) Validate() error {
 		return bad("URI", "is empty (set URI or Client)")
 	case c.URI != "" && c.Client != nil:
 		return bad("URI", "is set together with Client (set one)")
-	case c.URI != "" && !strings.HasPrefix(c.URI, "mongodb://") && !strings.HasPrefix(c.URI, "mongodb+srv://"):
+	case c.URI != "" && !strings.HasPrefix(c.URI.Reveal(), "mongodb://") && !strings.HasPrefix(c.URI.Reveal(), "mongodb+srv://"):
 		return bad("URI", "must start with mongodb:// or mongodb+srv://")
 	case c.Database == "":
 		return bad("Database", "is empty (and URI names no database)")

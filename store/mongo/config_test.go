@@ -64,7 +64,7 @@ func TestConfigValidate(t *testing.T) {
 			{URI: "mongodb://h/app", MaxPayloadBytes: 15 << 20, WriteHooks: []backend.WriteHook{func(context.Context, *outbox.Message) {}}},
 		} {
 			if err := cfg.Validate(); err != nil {
-				t.Errorf("Validate(%s) = %v", cfg, err)
+				t.Errorf("Validate(%+v) = %v", cfg, err)
 			}
 		}
 	})
@@ -73,7 +73,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{URI: "mongodb://a:27017,b:27017/shop?replicaSet=rs0"}.withDefaults()
 	if c.Database != "shop" || c.Collection != "outbox" || c.MaxPayloadBytes != outbox.DefaultMaxPayloadBytes || c.ConnectTimeout != 10*time.Second {
-		t.Fatalf("defaults = %s", c)
+		t.Fatalf("defaults = %+v", c)
 	}
 	if c := (Config{URI: "mongodb://h/shop", Database: "other"}).withDefaults(); c.Database != "other" {
 		t.Fatalf("an explicit Database was replaced by the URI's: %q", c.Database)
@@ -83,8 +83,8 @@ func TestConfigDefaults(t *testing.T) {
 func TestCredentialsNeverShown(t *testing.T) {
 	const secret = "s3cr%2Ft" // URL-escaped in the URI; "s3cr/t" once unescaped
 	uri := "mongodb://app:" + secret + "@db1:27017,db2:27017/shop?authSource=admin"
-	cfg := Config{URI: uri}
-	for _, text := range []string{cfg.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), redactURI(uri)} {
+	cfg := Config{URI: URI(uri)}
+	for _, text := range []string{cfg.URI.String(), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), redactURI(uri)} {
 		if strings.Contains(text, "s3cr") {
 			t.Fatalf("the password shows in %q", text)
 		}
@@ -96,7 +96,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 		t.Fatalf("a URI without a password was changed: %q", got)
 	}
 	cause := errors.New(`dial failed for mongodb://app:s3cr%2Ft@db1 (password "s3cr/t")`)
-	err := redactError(cause, uri)
+	err := redactError(cause, URI(uri))
 	if strings.Contains(err.Error(), "s3cr") {
 		t.Fatalf("the password shows in the error %q", err)
 	}

@@ -20,7 +20,7 @@ func ExampleExecute() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	if err := store.EnsureIndexes(ctx); err != nil {
+	if err := store.EnsureSchema(ctx); err != nil {
 		log.Fatal(err)
 	}
 	orders := store.Client().Database("shop").Collection("orders")

@@ -66,7 +66,7 @@ func testDatabase(t testing.TB) string {
 // database when the test ends. A server that cannot be reached is handled by need.
 func openStore(t testing.TB, uri string, need func(error), cfg Config) *Store {
 	t.Helper()
-	cfg.URI = uri
+	cfg.URI = URI(uri)
 	if cfg.Database == "" {
 		cfg.Database = testDatabase(t)
 	}
@@ -86,8 +86,8 @@ func openStore(t testing.TB, uri string, need func(error), cfg Config) *Store {
 			t.Errorf("close: %v", err)
 		}
 	})
-	if err := s.EnsureIndexes(testCtx(t)); err != nil {
-		t.Fatalf("ensure indexes: %v", err)
+	if err := s.EnsureSchema(testCtx(t)); err != nil {
+		t.Fatalf("ensure schema: %v", err)
 	}
 	return s
 }

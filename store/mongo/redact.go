@@ -3,7 +3,7 @@ package mongo
 import (
 	"encoding/json"
 	"fmt"
-	"time"
+	"strconv"
 
 	"github.com/txoutbox/outbox/backend"
 )
@@ -31,8 +31,8 @@ var redactor = backend.URLRedactor{Harmless: harmlessOptions}
 const hiddenURI = "(connection string hidden: not a mongodb:// URI)"
 
 // RedactURI returns a connection string fit for logs and output: the password and the value of
-// every option not known to be harmless are masked. Config's String, GoString and MarshalJSON,
-// the store's errors and the outbox command use it.
+// every option not known to be harmless are masked. URI's printers, the store's errors and
+// the outbox command use it.
 func RedactURI(uri string) string {
 	if out, ok := redactor.Redact(uri); ok {
 		return out
@@ -54,12 +54,12 @@ func redactURI(uri string) string {
 
 // redactError returns err with every secret of the URI (raw or unescaped) replaced, for errors
 // from the driver that may quote the connection string or its options.
-func redactError(err error, uri string) error {
+func redactError(err error, uri URI) error {
 	if err == nil || uri == "" {
 		return err
 	}
 	text := err.Error()
-	redacted := backend.ScrubSecrets(text, URISecrets(uri))
+	redacted := backend.ScrubSecrets(text, URISecrets(uri.Reveal()))
 	if redacted == text {
 		return err
 	}
@@ -75,41 +75,33 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.text }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// String describes the config with the URI's secrets masked.
-func (c Config) String() string {
-	client := "nil"
-	if c.Client != nil {
-		client = "set"
+// URI is a MongoDB connection string that never shows its secrets: under every fmt verb, in
+// JSON and as text it prints as RedactURI does (password and option values not known to be
+// harmless masked), so a Config holding one needs no printer of its own. Reveal returns the
+// string itself, for the driver.
+type URI string
+
+// Reveal returns the connection string. Call it only to hand it to the driver.
+func (u URI) Reveal() string { return string(u) }
+
+// String returns the connection string redacted, or "" for an empty URI.
+func (u URI) String() string { return redactURI(string(u)) }
+
+// GoString is String quoted, for %#v.
+func (u URI) GoString() string { return strconv.Quote(u.String()) }
+
+// Format prints String under every verb, so %x or %q cannot bypass it.
+func (u URI) Format(f fmt.State, verb rune) {
+	switch {
+	case verb == 'q', verb == 'v' && f.Flag('#'):
+		fmt.Fprint(f, u.GoString())
+	default:
+		fmt.Fprint(f, u.String())
 	}
-	return fmt.Sprintf("mongo.Config{URI: %q, Client: %s, Database: %q, Collection: %q, KeepDelivered: %t, DeliveredTTL: %s, MaxPayloadBytes: %d, WriteHooks: %d, ConnectTimeout: %s}",
-		redactURI(c.URI), client, c.Database, c.Collection, c.KeepDelivered, c.DeliveredTTL, c.MaxPayloadBytes, len(c.WriteHooks), c.ConnectTimeout)
 }
 
-// GoString keeps %#v from printing the URI's secrets.
-func (c Config) GoString() string { return c.String() }
+// MarshalJSON encodes String.
+func (u URI) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
 
-// MarshalJSON encodes the config the way json.Marshal would, field names included, with the
-// URI's secrets masked and the caller's client and hooks reduced to whether they are set: what a
-// structured logger (zap.Reflect) writes.
-func (c Config) MarshalJSON() ([]byte, error) {
-	type shown struct {
-		URI             string        `json:"URI,omitempty"`
-		Client          string        `json:"Client,omitempty"`
-		Database        string        `json:"Database,omitempty"`
-		Collection      string        `json:"Collection,omitempty"`
-		KeepDelivered   bool          `json:"KeepDelivered"`
-		DeliveredTTL    time.Duration `json:"DeliveredTTL,omitempty"`
-		MaxPayloadBytes int           `json:"MaxPayloadBytes,omitempty"`
-		WriteHooks      int           `json:"WriteHooks,omitempty"`
-		ConnectTimeout  time.Duration `json:"ConnectTimeout,omitempty"`
-	}
-	v := shown{
-		URI: redactURI(c.URI), Database: c.Database, Collection: c.Collection, KeepDelivered: c.KeepDelivered,
-		DeliveredTTL: c.DeliveredTTL, MaxPayloadBytes: c.MaxPayloadBytes, WriteHooks: len(c.WriteHooks),
-		ConnectTimeout: c.ConnectTimeout,
-	}
-	if c.Client != nil {
-		v.Client = "(caller's)"
-	}
-	return json.Marshal(v)
-}
+// MarshalText encodes String, for encoders that use encoding.TextMarshaler.
+func (u URI) MarshalText() ([]byte, error) { return []byte(u.String()), nil }

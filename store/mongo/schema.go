@@ -12,7 +12,7 @@ import (
 	"github.com/txoutbox/outbox"
 )
 
-// index is one index EnsureIndexes creates: the preferred form, and the plain form used where
+// index is one index EnsureSchema creates: the preferred form, and the plain form used where
 // the server lacks partial or TTL indexes (FerretDB). Both serve the same queries.
 type index struct {
 	name     string
@@ -52,12 +52,13 @@ func (s *Store) indexes() []index {
 	}}
 }
 
-// EnsureIndexes creates the outbox collection's indexes (and so the collection and its counter
-// collection). It is idempotent: existing indexes of the same name are left alone. It fails
-// when an index of the same name exists with other keys or options, naming it; drop that index
-// to let EnsureIndexes create the current form.
-func (s *Store) EnsureIndexes(ctx context.Context) error {
-	if err := s.checkOpen("ensure indexes"); err != nil {
+// EnsureSchema creates the outbox collection's indexes (and so the collection and its counter
+// collection): MongoDB has no schema beyond them, and the name is the one every store uses. It
+// is idempotent: existing indexes of the same name are left alone. It fails when an index of
+// the same name exists with other keys or options, naming it; drop that index to let
+// EnsureSchema create the current form.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	if err := s.checkOpen("ensure schema"); err != nil {
 		return err
 	}
 	for _, ix := range s.indexes() {
@@ -68,13 +69,10 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	// The counters collection only needs its _id index; creating it here keeps collection
 	// creation out of the writers' transactions.
 	if err := s.client.Database(s.cfg.Database).CreateCollection(ctx, s.seqs.Name()); err != nil && !isNamespaceExists(err) {
-		return s.wrap("ensure indexes: create "+s.seqs.Name(), err)
+		return s.wrap("ensure schema: create "+s.seqs.Name(), err)
 	}
 	return nil
 }
-
-// EnsureSchema is EnsureIndexes, under the name the other stores use.
-func (s *Store) EnsureSchema(ctx context.Context) error { return s.EnsureIndexes(ctx) }
 
 func (s *Store) createIndex(ctx context.Context, ix index) error {
 	opts := options.Index().SetName(ix.name)
@@ -91,9 +89,9 @@ func (s *Store) createIndex(ctx context.Context, ix index) error {
 	if err != nil {
 		var ce mongo.CommandError
 		if errors.As(err, &ce) && (ce.Code == 85 || ce.Code == 86) { // IndexOptionsConflict, IndexKeySpecsConflict
-			return s.wrap(fmt.Sprintf("ensure indexes: index %q exists with other keys or options (drop it to recreate)", ix.name), err)
+			return s.wrap(fmt.Sprintf("ensure schema: index %q exists with other keys or options (drop it to recreate)", ix.name), err)
 		}
-		return s.wrap("ensure indexes: create "+ix.name, err)
+		return s.wrap("ensure schema: create "+ix.name, err)
 	}
 	return nil
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 )
 
 // Every form a secret can take in a Config, each with its own marker: the test fails when any
@@ -28,23 +31,36 @@ var secretConfigs = []struct {
 	{"srv", "mongodb+srv://app:pw-srv@cluster.invalid/shop?authMechanismProperties=AWS_SESSION_TOKEN:srv-tok", []string{"pw-srv", "srv-tok"}},
 }
 
+// renderings are every way a Config reaches a log, an output or an error: the fmt verbs, on
+// the value, a pointer and a struct holding it, and JSON (what zap.Reflect writes).
+func renderings(t *testing.T, cfg Config) map[string]string {
+	t.Helper()
+	shown := map[string]string{}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+		shown[verb] = fmt.Sprintf(verb, cfg)
+		shown["pointer "+verb] = fmt.Sprintf(verb, &cfg)
+		shown["in a struct "+verb] = fmt.Sprintf(verb, struct{ Store Config }{cfg})
+	}
+	shown["in an error"] = fmt.Errorf("start: %v", cfg).Error()
+	for name, v := range map[string]any{"json": cfg, "json pointer": &cfg, "json in a map": map[string]any{"store": cfg}} {
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		shown[name] = string(out)
+	}
+	return shown
+}
+
+// TestConfigNeverShowsSecrets puts every config of the module, with each form a secret can
+// take, through every rendering, its validation and its connection error.
 func TestConfigNeverShowsSecrets(t *testing.T) {
+	hook := func(context.Context, *outbox.Message) {}
 	for _, tt := range secretConfigs {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{URI: tt.uri, ConnectTimeout: time.Second}
-			shown := map[string]string{
-				"String()": cfg.String(), "GoString()": cfg.GoString(), "RedactURI": RedactURI(tt.uri),
-				"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg),
-				"pointer %v": fmt.Sprintf("%v", &cfg), "pointer %+v": fmt.Sprintf("%+v", &cfg), "pointer %#v": fmt.Sprintf("%#v", &cfg),
-				"in a struct %+v": fmt.Sprintf("%+v", struct{ Store Config }{cfg}),
-			}
-			for name, v := range map[string]any{"json": cfg, "json pointer": &cfg, "json in a map": map[string]any{"store": cfg}} {
-				out, err := json.Marshal(v)
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				shown[name] = string(out)
-			}
+			cfg := Config{URI: URI(tt.uri), ConnectTimeout: time.Second, WriteHooks: []backend.WriteHook{hook}}
+			shown := renderings(t, cfg)
+			shown["RedactURI"] = RedactURI(tt.uri)
 			if err := cfg.Validate(); err != nil {
 				shown["Validate"] = err.Error()
 			}
@@ -59,16 +75,20 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 				t.Fatal("connected to a closed port")
 			}
 			unescaped, _ := url.QueryUnescape(tt.uri)
-			shown["driver error quoting the URI"] = redactError(fmt.Errorf("cannot use %s (%s)", tt.uri, unescaped), tt.uri).Error()
+			shown["driver error quoting the URI"] = redactError(fmt.Errorf("cannot use %s (%s)", tt.uri, unescaped), cfg.URI).Error()
 			_, token, _ := strings.Cut(tt.uri, "AWS_SESSION_TOKEN:")
 			token, _, _ = strings.Cut(token, "&")
-			shown["driver error quoting the token"] = redactError(fmt.Errorf("sts refused token %q", token), tt.uri).Error()
+			shown["driver error quoting the token"] = redactError(fmt.Errorf("sts refused token %q", token), cfg.URI).Error()
 			for form, text := range shown {
 				for _, secret := range tt.secrets {
 					if strings.Contains(text, secret) {
 						t.Errorf("%s shows secret %q: %s", form, secret, text)
 					}
 				}
+			}
+			// What is not secret still shows, so the config is worth logging.
+			if v := shown["%+v"]; !strings.Contains(v, "127.0.0.1:1") && !strings.Contains(v, "cluster.invalid") {
+				t.Errorf("%%+v lost the host: %s", v)
 			}
 		})
 	}

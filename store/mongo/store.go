@@ -42,7 +42,7 @@ var (
 )
 
 // New validates cfg and returns a Store on cfg.Client, or on a client it connects to cfg.URI
-// (checked with a ping within cfg.ConnectTimeout). It creates nothing: call EnsureIndexes once.
+// (checked with a ping within cfg.ConnectTimeout). It creates nothing: call EnsureSchema once.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	s := &Store{cfg: cfg, client: cfg.Client, keys: map[string]struct{}{}}
 	if s.client == nil {
-		client, err := mongo.Connect(options.Client().ApplyURI(cfg.URI).SetConnectTimeout(cfg.ConnectTimeout))
+		client, err := mongo.Connect(options.Client().ApplyURI(cfg.URI.Reveal()).SetConnectTimeout(cfg.ConnectTimeout))
 		if err != nil {
 			return nil, fmt.Errorf("mongo: connect: %w", redactError(err, cfg.URI))
 		}
@@ -59,7 +59,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		cancel()
 		if err != nil {
 			_ = client.Disconnect(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("mongo: connect %s: %w", redactURI(cfg.URI), redactError(err, cfg.URI))
+			return nil, fmt.Errorf("mongo: connect %s: %w", cfg.URI, redactError(err, cfg.URI))
 		}
 		s.client, s.owned = client, true
 	}

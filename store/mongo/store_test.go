@@ -78,7 +78,7 @@ func TestCorruptDocumentDeadLettered(t *testing.T) {
 	}
 }
 
-func TestEnsureIndexes(t *testing.T) {
+func TestEnsureSchema(t *testing.T) {
 	s := openFerret(t, Config{KeepDelivered: true, DeliveredTTL: time.Hour})
 	ctx := testCtx(t)
 	// openFerret created them once; again must be a no-op, whatever the server supports.
@@ -111,8 +111,8 @@ func TestEnsureIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnsureIndexes(ctx); err == nil || !strings.Contains(err.Error(), `"outbox_key_seq"`) {
-		t.Fatalf("EnsureIndexes over a conflicting index = %v, want an error naming it", err)
+	if err := s.EnsureSchema(ctx); err == nil || !strings.Contains(err.Error(), `"outbox_key_seq"`) {
+		t.Fatalf("EnsureSchema over a conflicting index = %v, want an error naming it", err)
 	}
 }
 
@@ -251,7 +251,7 @@ func TestClose(t *testing.T) {
 		"Counts":    func() error { _, err := own.Counts(ctx); return err },
 		"Listen":    func() error { _, err := own.Listen(ctx); return err },
 		"Retention": func() error { _, err := own.DeleteDelivered(ctx, time.Hour, 1); return err },
-		"Indexes":   func() error { return own.EnsureIndexes(ctx) },
+		"Indexes":   func() error { return own.EnsureSchema(ctx) },
 	} {
 		if err := call(); !errors.Is(err, outbox.ErrClosed) {
 			t.Errorf("%s after close = %v, want outbox.ErrClosed", name, err)

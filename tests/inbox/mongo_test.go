@@ -31,7 +31,7 @@ func mongoBackend(t *testing.T) *database {
 	}
 	ctx := testCtx(t)
 	db := "inbox_e2e_" + randomSuffix()
-	store, err := outboxmongo.New(ctx, outboxmongo.Config{URI: uri, Database: db})
+	store, err := outboxmongo.New(ctx, outboxmongo.Config{URI: outboxmongo.URI(uri), Database: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func mongoBackend(t *testing.T) *database {
 		_ = store.Client().Database(db).Drop(ctx)
 		_ = store.Close()
 	})
-	if err := store.EnsureIndexes(ctx); err != nil {
+	if err := store.EnsureSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cs, err := openMongoConsumer(ctx, uri, db+"_c")
@@ -75,7 +75,7 @@ func openMongoConsumer(ctx context.Context, uri, db string) (consumerSide, error
 	}
 	in, err := mongoinbox.New(client, mongoinbox.Config{Database: db})
 	if err == nil {
-		err = in.EnsureIndexes(ctx)
+		err = in.EnsureSchema(ctx)
 	}
 	effects := client.Database(db).Collection("effects")
 	if err == nil {

@@ -8,7 +8,7 @@
 // aborts the transaction with its record, so the broker's redelivery is processed normally.
 //
 //	in, err := inbox.New(client, inbox.Config{Database: "shop"})
-//	err = in.EnsureIndexes(ctx)
+//	err = in.EnsureSchema(ctx)
 //	dup, err := in.Handle(ctx, "billing", msg, func(ctx context.Context) error {
 //		_, err := accounts.UpdateOne(ctx, bson.D{{"_id", id}}, bson.D{{"$inc", bson.D{{"balance", -amount}}}})
 //		return err // ctx carries the transaction: use it for every operation

@@ -45,7 +45,7 @@ type Inbox struct {
 }
 
 // New returns an inbox over cfg's collection, using client (which it never disconnects). It
-// sends nothing; call EnsureIndexes once.
+// sends nothing; call EnsureSchema once.
 func New(client *mongo.Client, cfg Config) (*Inbox, error) {
 	if client == nil {
 		return nil, invalid("new", backend.InvalidArgument("client", "is nil"))
@@ -60,14 +60,14 @@ func New(client *mongo.Client, cfg Config) (*Inbox, error) {
 // Config returns the config with defaults applied.
 func (in *Inbox) Config() Config { return in.cfg }
 
-// EnsureIndexes creates the index retention reads (processed_at). It is idempotent.
-func (in *Inbox) EnsureIndexes(ctx context.Context) error {
+// EnsureSchema creates the index retention reads (processed_at). It is idempotent.
+func (in *Inbox) EnsureSchema(ctx context.Context) error {
 	_, err := in.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: fProcessedAt, Value: 1}},
 		Options: options.Index().SetName(fProcessedAt),
 	})
 	if err != nil {
-		return fmt.Errorf("%s: ensure indexes: %w", component, err)
+		return fmt.Errorf("%s: ensure schema: %w", component, err)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func harness(t *testing.T, client *mongo.Client, db string) outboxtest.InboxHarn
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.EnsureIndexes(testCtx(t)); err != nil {
+	if err := in.EnsureSchema(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	effects := client.Database(db).Collection("effects")
@@ -97,8 +97,8 @@ func testWithoutTransactions(t *testing.T, uri string) {
 		t.Fatalf("a record was written without a transaction (%t, %v)", ok, err)
 	}
 	for range 2 {
-		if err := in.EnsureIndexes(testCtx(t)); err != nil {
-			t.Fatalf("EnsureIndexes: %v", err)
+		if err := in.EnsureSchema(testCtx(t)); err != nil {
+			t.Fatalf("EnsureSchema: %v", err)
 		}
 	}
 	if _, err := in.DeleteOlderThan(testCtx(t), time.Hour, 0); err == nil || !strings.Contains(err.Error(), "limit") {

@@ -83,7 +83,7 @@ func Parse(raw string, o Options) (Target, error) {
 		if db == "" {
 			db = uriDatabase(raw) // what the store would take, named here so output can show it
 		}
-		t.Mongo = mongo.Config{URI: raw, Database: db, Collection: o.Collection, KeepDelivered: o.KeepDelivered}
+		t.Mongo = mongo.Config{URI: mongo.URI(raw), Database: db, Collection: o.Collection, KeepDelivered: o.KeepDelivered}
 		err = t.Mongo.Validate()
 	case SQLite:
 		t.SQLite = sqlite.Config{Path: sqlitePath(raw), Table: o.Table, KeepDelivered: o.KeepDelivered}

@@ -98,7 +98,7 @@ func TestConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Mongo.URI != "mongodb://h1,h2/app?replicaSet=rs0" || got.Mongo.Database != "app" || got.Table() != "app.outbox" {
+	if got.Mongo.URI.Reveal() != "mongodb://h1,h2/app?replicaSet=rs0" || got.Mongo.Database != "app" || got.Table() != "app.outbox" {
 		t.Errorf("mongo config %+v, table %q", got.Mongo, got.Table())
 	}
 }
