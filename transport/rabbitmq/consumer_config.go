@@ -46,7 +46,7 @@ type ConsumerConfig struct {
 	Heartbeat   time.Duration
 	// ReconnectMin and ReconnectMax bound the wait before dialing again after the connection
 	// dropped or a dial failed: it starts at the minimum and doubles up to the maximum.
-	// Default 100ms and 5s.
+	// Default 100ms and 500ms (DefaultReconnectMin, DefaultReconnectMax).
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
 	// ConnectionName is shown in the broker's management UI. Default "outbox consumer".

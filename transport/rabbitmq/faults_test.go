@@ -15,7 +15,10 @@ type proxy struct {
 	ln     net.Listener
 	target string
 	muted  atomic.Bool
-	wg     sync.WaitGroup
+	// refusing makes the proxy close every new connection at once, as a broker that is down
+	// does (set it, then cut the connections that are open).
+	refusing atomic.Bool
+	wg       sync.WaitGroup
 	// stall, while held, stops the proxy reading what the client sends, as a broker does while
 	// it blocks publishers: the client's writes fill the socket buffers and then block.
 	stall sync.RWMutex
@@ -56,6 +59,10 @@ func (p *proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.refusing.Load() {
+			_ = c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
