@@ -117,7 +117,7 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 			}
 		}
 	case storeurl.SQLite:
-		ddl, err = sqlite.Schema(orDefault(sf.opts.Table, "outbox"))
+		ddl, err = sqlite.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
 	default:
 		return usagef(cmd, "--print-sql: %s has no SQL; run outbox migrate against it to create its indexes", kind)
 	}

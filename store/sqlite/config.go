@@ -25,7 +25,7 @@ type Config struct {
 	// package documentation on notifications.
 	DB *sql.DB
 	// Table is the outbox table. It must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$ and is always
-	// quoted. Default "outbox".
+	// quoted. Default "outbox" (DefaultTable).
 	Table string
 	// KeepDelivered keeps acknowledged messages as delivered, for status tracking and
 	// outbox.Retention, instead of deleting them. Default false: Ack deletes.
@@ -36,32 +36,40 @@ type Config struct {
 	// WriteHooks run on every message Add writes, before it is validated. Default none.
 	WriteHooks []backend.WriteHook
 	// BusyTimeout is how long a connection waits for another process's write lock before failing
-	// with SQLITE_BUSY. Used with Path and DSN. Default 5s.
+	// with SQLITE_BUSY. Used with Path and DSN. Default 5s (DefaultBusyTimeout).
 	BusyTimeout time.Duration
-	// MaxOpenConns bounds the connections the store opens (Path and DSN). Default 1: SQLite
-	// runs one writer at a time anyway, and with one connection concurrent writers in this
-	// process wait in database/sql, bounded by their context, instead of contending for the
-	// file lock. Raise it for read-heavy use of DB(); writers then rely on BusyTimeout.
+	// MaxOpenConns bounds the connections the store opens (Path and DSN). Default 1
+	// (DefaultMaxOpenConns): SQLite runs one writer at a time anyway, and with one connection
+	// concurrent writers in this process wait in database/sql, bounded by their context,
+	// instead of contending for the file lock. Raise it for read-heavy use of DB(); writers then
+	// rely on BusyTimeout.
 	MaxOpenConns int
 }
 
+// Documented defaults of Config, exported so that docs, the CLI and other wiring cannot drift
+// from them.
 const (
-	defaultTable       = "outbox"
-	defaultBusyTimeout = 5 * time.Second
+	// DefaultTable is the outbox table.
+	DefaultTable = "outbox"
+	// DefaultBusyTimeout is how long a connection waits for another process's write lock.
+	DefaultBusyTimeout = 5 * time.Second
+	// DefaultMaxOpenConns bounds the connections the store opens: SQLite runs one writer at a
+	// time anyway.
+	DefaultMaxOpenConns = 1
 )
 
 func (c Config) withDefaults() Config {
 	if c.Table == "" {
-		c.Table = defaultTable
+		c.Table = DefaultTable
 	}
 	if c.MaxPayloadBytes == 0 {
 		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.BusyTimeout == 0 {
-		c.BusyTimeout = defaultBusyTimeout
+		c.BusyTimeout = DefaultBusyTimeout
 	}
 	if c.MaxOpenConns == 0 {
-		c.MaxOpenConns = 1
+		c.MaxOpenConns = DefaultMaxOpenConns
 	}
 	return c
 }
@@ -152,7 +160,7 @@ func DSN(path string, busyTimeout time.Duration) string {
 // withOptions adds to dsn the connection options it does not set itself.
 func withOptions(dsn string, busyTimeout time.Duration) string {
 	if busyTimeout <= 0 {
-		busyTimeout = defaultBusyTimeout
+		busyTimeout = DefaultBusyTimeout
 	}
 	var q url.Values
 	if i := strings.IndexByte(dsn, '?'); i >= 0 {

@@ -93,14 +93,14 @@ func TestNewOpenErrors(t *testing.T) {
 	})
 }
 
-func TestSchema(t *testing.T) {
-	ddl, err := sqlite.Schema("events")
+func TestSchemaSQL(t *testing.T) {
+	ddl, err := sqlite.SchemaSQL("events")
 	if err != nil || !strings.Contains(ddl, `CREATE TABLE IF NOT EXISTS "events"`) {
-		t.Fatalf("Schema(events) = %q, %v", ddl, err)
+		t.Fatalf("SchemaSQL(events) = %q, %v", ddl, err)
 	}
 	for _, bad := range []string{"", "a b", `x"`, "sqlite_master"} {
-		if _, err := sqlite.Schema(bad); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
-			t.Fatalf("Schema(%q) error = %v", bad, err)
+		if _, err := sqlite.SchemaSQL(bad); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.HasPrefix(err.Error(), "sqlite: ") {
+			t.Fatalf("SchemaSQL(%q) error = %v", bad, err)
 		}
 	}
 	// The DDL a migration tool runs and EnsureSchema agree, and both are idempotent.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Schema returns the DDL EnsureSchema runs for table, for users of migration tools
+// SchemaSQL returns the DDL EnsureSchema runs for table, for users of migration tools
 // (golang-migrate, goose, atlas). It is idempotent (IF NOT EXISTS throughout).
 //
 // Times are INTEGER Unix milliseconds. seq (the rowid) orders messages: SQLite has one writer at
@@ -17,7 +17,7 @@ import (
 // A pending message's available_at is when it may next be claimed: its retry time, or the end
 // of the lease it is under. One comparison thus covers "due" and "lease free or expired", and
 // one partial index serves both kinds of claim.
-func Schema(table string) (string, error) {
+func SchemaSQL(table string) (string, error) {
 	if err := checkTable(table); err != nil {
 		return "", err
 	}
