@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,6 +34,7 @@ type flusher struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed, and replaced, whenever a lane's state changes
 	closed  bool
+	next    int // the lane to look at first for an empty generation
 }
 
 // lane is one producer client with its generations.
@@ -119,21 +121,16 @@ func (f *flusher) join(ctx context.Context, bytes, n int) (*lane, *generation, e
 			f.mu.Unlock()
 			return nil, nil, outbox.ErrClosed
 		}
-		for _, l := range f.lanes {
+		if l := f.pickLocked(bytes, n); l != nil {
 			g := l.gen
-			if l.inflight != nil || g.sealed {
-				continue
+			if g.records == 0 {
+				l.gate.hold() // before anything of the generation is buffered
 			}
-			if g.records == 0 || (g.bytes+bytes <= f.maxBytes && g.records+n <= f.maxRecords) {
-				if g.records == 0 {
-					l.gate.hold() // before anything of the generation is buffered
-				}
-				g.bytes += bytes
-				g.records += n
-				g.producing++
-				f.mu.Unlock()
-				return l, g, nil
-			}
+			g.bytes += bytes
+			g.records += n
+			g.producing++
+			f.mu.Unlock()
+			return l, g, nil
 		}
 		// Every open generation is too full for this wave: flush them, so that new ones open.
 		for _, l := range f.lanes {
@@ -150,6 +147,31 @@ func (f *flusher) join(ctx context.Context, bytes, n int) (*lane, *generation, e
 			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// pickLocked returns the lane whose generation is to take a wave of bytes and n records, or nil
+// when none can: a generation filling up that has room, or else an idle lane's empty
+// generation. Idle lanes take turns opening generations, so that every lane's client keeps its
+// connections and producer ID warm, whatever the load.
+func (f *flusher) pickLocked(bytes, n int) *lane {
+	var empty *lane
+	for i := range f.lanes {
+		l := f.lanes[(f.next+i)%len(f.lanes)]
+		g := l.gen
+		switch {
+		case l.inflight != nil || g.sealed:
+		case g.records == 0:
+			if empty == nil {
+				empty = l
+			}
+		case g.bytes+bytes <= f.maxBytes && g.records+n <= f.maxRecords:
+			return l
+		}
+	}
+	if empty != nil {
+		f.next = (slices.Index(f.lanes, empty) + 1) % len(f.lanes)
+	}
+	return empty
 }
 
 // buffered says that a caller has buffered all its records of g on l.
