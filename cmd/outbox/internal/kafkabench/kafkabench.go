@@ -9,9 +9,12 @@
 // baseline, and once with the records built beforehand, the ceiling of the client and the
 // brokers alone. And once through the outbox: an in-memory store, outbox.Relay with the same
 // Concurrency and BatchSize, and the Kafka transport with that Concurrency of flushes in
-// flight. All three warm up (connect, learn the topic, get a producer ID) before their clock
-// starts. Rounds alternate the three so that the machine's state affects them alike. The result
-// is the relay's rate as a ratio to the raw rate; the design target is at least 0.8.
+// flight. All three warm up before their clock starts: the raw client produces a record to every
+// partition, and the transport publishes such a batch Concurrency times, one after another, so
+// that each of its producer clients has connected to every partition's leader, learned the
+// topic and got a producer ID. Rounds alternate the three so that the machine's state affects them alike. The result
+// is the relay's rate as a ratio to the raw rate; the design target is at least 0.8, in the
+// main shape (20000 events) and in a short-drain shape (2000 events, 15 rounds).
 //
 // With Ordered, the raw loop keeps each key's order as a plain client must: the goroutines
 // build their batches at once but hand them to the client in the events' order, so that the
@@ -74,6 +77,12 @@ type Config struct {
 	Concurrency int
 	// Rounds is how many times each measurement runs, raw and relay alternating. Default 9.
 	Rounds int
+	// ShortEvents is how many events each measurement of the short-drain shape publishes, run
+	// after the main one with the same settings otherwise: a drain of a few milliseconds, where
+	// start-up and the first batches weigh most. Default 2000; -1 skips the shape.
+	ShortEvents int
+	// ShortRounds is how many rounds the short-drain shape runs. Default 15.
+	ShortRounds int
 }
 
 func (c Config) withDefaults() Config {
@@ -97,6 +106,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Rounds == 0 {
 		c.Rounds = 9
+	}
+	if c.ShortEvents == 0 {
+		c.ShortEvents = 2000
+	}
+	if c.ShortRounds == 0 {
+		c.ShortRounds = 15
 	}
 	return c
 }
@@ -137,6 +152,9 @@ type Result struct {
 	// all rounds. In ordered mode it is how many batches over different keys the store's claims
 	// let the relay have out together: 1 means the relay published one batch at a time.
 	RelayPublishesInFlight int64 `json:"relay_publishes_in_flight"`
+	// Short is the short-drain shape's result: ShortEvents events per measurement, ShortRounds
+	// rounds. Nil when skipped.
+	Short *Result `json:"short,omitempty"`
 }
 
 // Target is the design goal for Result.Ratio.
@@ -148,13 +166,27 @@ func (r Result) JSON() string {
 	return string(b)
 }
 
-// Run measures the raw and the relay publishing rates. It creates a topic per measurement and
+// Run measures the raw and the relay publishing rates, in the main shape and then the
+// short-drain one. It creates a topic per measurement and
 // deletes them afterwards.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Events < 0 || cfg.PayloadBytes < 0 || cfg.Keys < -1 || cfg.Partitions < 0 || cfg.BatchSize < 0 || cfg.Concurrency < 0 || cfg.Rounds < 0 {
-		return Result{}, errors.New("kafkabench: config fields must not be negative (Keys may be -1)")
+	if cfg.Events < 0 || cfg.PayloadBytes < 0 || cfg.Keys < -1 || cfg.Partitions < 0 || cfg.BatchSize < 0 || cfg.Concurrency < 0 || cfg.Rounds < 0 || cfg.ShortEvents < -1 || cfg.ShortRounds < 0 {
+		return Result{}, errors.New("kafkabench: config fields must not be negative (Keys and ShortEvents may be -1)")
 	}
 	cfg = cfg.withDefaults()
+	res, err := runShape(ctx, cfg)
+	if err != nil || cfg.ShortEvents < 0 {
+		return res, err
+	}
+	short := cfg
+	short.Events, short.Rounds = cfg.ShortEvents, cfg.ShortRounds
+	sres, err := runShape(ctx, short)
+	res.Short = &sres
+	return res, err
+}
+
+// runShape measures one shape: cfg.Events events, cfg.Rounds rounds.
+func runShape(ctx context.Context, cfg Config) (Result, error) {
 	res := Result{
 		Events: cfg.Events, PayloadBytes: cfg.PayloadBytes, Keys: max(cfg.Keys, 0), Partitions: cfg.Partitions,
 		Ordered: cfg.Ordered, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency, Rounds: cfg.Rounds,
@@ -331,8 +363,13 @@ func (b *bench) raw(ctx context.Context, preEncoded bool) (float64, error) {
 			built = append(built, recs)
 		}
 	}
-	// Warm up before the clock starts: connect, learn the topic, get a producer ID.
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(`{}`)}).FirstErr(); err != nil {
+	// Warm up before the clock starts: connect to every partition's leader, learn the topic,
+	// get a producer ID.
+	var warm []*kgo.Record
+	for _, m := range b.warmUpEvents() {
+		warm = append(warm, &kgo.Record{Topic: topic, Key: []byte(m.Key), Value: []byte(`{}`)})
+	}
+	if err := cl.ProduceSync(ctx, warm...).FirstErr(); err != nil {
 		return 0, fmt.Errorf("kafkabench: raw warm-up: %w", err)
 	}
 	// In ordered mode a key's records must reach the client in the order of the events, so
@@ -438,23 +475,36 @@ func (b *bench) produce(ctx context.Context, cl *kgo.Client, batch []*kgo.Record
 	return nil
 }
 
-// warmUp publishes Concurrency messages at once through tr before the clock starts, so that
-// each of its producer clients has connected, learned the topic and got a producer ID, as the
-// raw client has.
-func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
-	errs := make([]error, b.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for i := range b.cfg.Concurrency {
-		wg.Go(func() {
-			m := []*outbox.Message{{Type: "BENCH_WARM_UP", Payload: json.RawMessage(`{}`)}}
-			if errs[i] = backend.Prepare(ctx, m, backend.WriteOptions{}); errs[i] == nil {
-				errs[i] = tr.Publish(ctx, m)
-			}
-		})
+// warmUpKeyPrefix starts the keys of warm-up records.
+const warmUpKeyPrefix = "warm-"
+
+// warmUpKeys is how many distinct keys a warm-up spreads its records over: enough for the
+// default partitioner to reach every partition of the benchmark's topics.
+const warmUpKeys = 256
+
+// warmUpEvents returns the records of a warm-up as messages: one per warm-up key, so that they
+// reach every partition, and so every broker that leads one.
+func (b *bench) warmUpEvents() []*outbox.Message {
+	msgs := make([]*outbox.Message, warmUpKeys)
+	for i := range msgs {
+		msgs[i] = &outbox.Message{Type: "BENCH_WARM_UP", Key: warmUpKeyPrefix + strconv.Itoa(i), Payload: json.RawMessage(`{}`)}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("kafkabench: relay warm-up: %w", err)
+	return msgs
+}
+
+// warmUp publishes through tr before the clock starts, Concurrency times one after another, so
+// that each of its producer clients (the lanes take turns) has connected to every partition's
+// leader, learned the topic and got a producer ID, as the raw client has.
+func (b *bench) warmUp(ctx context.Context, tr *kafka.Transport) error {
+	for range b.cfg.Concurrency {
+		m := b.warmUpEvents()
+		err := backend.Prepare(ctx, m, backend.WriteOptions{})
+		if err == nil {
+			err = tr.Publish(ctx, m)
+		}
+		if err != nil {
+			return fmt.Errorf("kafkabench: relay warm-up: %w", err)
+		}
 	}
 	return nil
 }

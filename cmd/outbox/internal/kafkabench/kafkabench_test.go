@@ -29,12 +29,15 @@ func TestRunSmall(t *testing.T) {
 		t.Run(fmt.Sprintf("ordered=%t", ordered), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			res, err := kafkabench.Run(ctx, kafkabench.Config{Brokers: brokers(), Events: 2000, Rounds: 1, Ordered: ordered})
+			res, err := kafkabench.Run(ctx, kafkabench.Config{Brokers: brokers(), Events: 2000, Rounds: 1, Ordered: ordered, ShortEvents: 500, ShortRounds: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.RawPerSec <= 0 || res.PreEncodedPerSec <= 0 || res.RelayPerSec <= 0 || res.Ratio <= 0 || len(res.RawRounds) != 1 || res.Ordered != ordered {
 				t.Fatalf("implausible result %s", res.JSON())
+			}
+			if s := res.Short; s == nil || s.Events != 500 || len(s.RoundRatios) != 2 || s.Ratio <= 0 || s.Ordered != ordered {
+				t.Fatalf("implausible short-drain result %s", res.JSON())
 			}
 		})
 	}
