@@ -17,7 +17,8 @@
 // the group. ctx bounds only that work. An error fails Start and Close is called.
 //
 // Receive(ctx, max) returns between 1 and max deliveries, blocking until at least one is there
-// or ctx ends (then it returns ctx's error, or nil and no deliveries). The runtime reserved max
+// or ctx ends (then it returns ctx's error, or nil and no deliveries); ctx ends when Stop
+// begins, and only then. The runtime reserved max
 // handler slots before the call, so nothing it returns waits hidden in a buffer. Pollers
 // (Config.Pollers) calls may run at once. A returned error is logged and counted, and Receive
 // is called again after a backoff (100ms doubling to 5s): reconnecting after a broker restart

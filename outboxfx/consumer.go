@@ -1,20 +1,17 @@
 package outboxfx
 
 import (
-	"context"
 	"fmt"
 
+	"github.com/txoutbox/outbox"
 	"go.uber.org/fx"
 )
 
-// Consumer is what a broker consumer offers its lifecycle: sqs.Consumer and memory.Consumer
-// implement it, and so can any transport's consumer. Start must not block on messages (it
-// starts the consumer's goroutines and returns); Stop stops receiving and waits for the
-// handlers in flight until its context ends.
-type Consumer interface {
-	Start(ctx context.Context) error
-	Stop(ctx context.Context) error
-}
+// Consumer is outbox.Consumer, what every transport's NewConsumer returns: Start must not
+// block on messages (it starts the consumer's goroutines and returns); Stop stops receiving,
+// waits for the handlers in flight until its context ends and gives back what they did not
+// finish.
+type Consumer = outbox.Consumer
 
 // ConsumerGroup is the fx value group ConsumerModule starts. Unlike middleware, consumers have
 // no order among them, so a group is the natural way for several to be provided.

@@ -16,10 +16,10 @@ import (
 func ExampleConsumerModule() {
 	broker := memory.New()
 	newConsumer := func() (*memory.Consumer, error) {
-		return memory.NewConsumer(broker, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
+		return memory.NewConsumer(context.Background(), memory.ConsumerConfig{Transport: broker, Handler: func(ctx context.Context, m *outbox.Message) error {
 			fmt.Println("handled", m.Type)
 			return nil
-		})
+		}})
 	}
 	app := fx.New(fx.NopLogger, fx.Provide(outboxfx.AsConsumer(newConsumer)), outboxfx.ConsumerModule)
 	ctx := context.Background()

@@ -25,10 +25,10 @@ func TestConsumerModule(t *testing.T) {
 	broker := memory.New()
 	var handled atomic.Int64
 	newConsumer := func(tr *memory.Transport) (*memory.Consumer, error) {
-		return memory.NewConsumer(tr, memory.ConsumerConfig{}, func(context.Context, *outbox.Message) error {
+		return memory.NewConsumer(context.Background(), memory.ConsumerConfig{Transport: tr, Handler: func(context.Context, *outbox.Message) error {
 			handled.Add(1)
 			return nil
-		})
+		}})
 	}
 	var consumer *memory.Consumer
 	app := fxtest.New(t,

@@ -3,11 +3,11 @@ package memory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
 
@@ -15,14 +15,16 @@ import (
 // longer takes: the message's publish fails, and the relay publishes it again later.
 var ErrConsumerStopped = errors.New("memory consumer: stopped")
 
-// ErrConsumerStarted is returned by Start on a consumer that was started before.
-var ErrConsumerStarted = errors.New("memory consumer: already started")
-
 // DefaultConsumerConcurrency is how many handlers a Consumer runs at once by default.
 const DefaultConsumerConcurrency = 1
 
-// ConsumerConfig configures a Consumer. The zero value of every field means its default.
+// ConsumerConfig configures a Consumer. The zero value of every optional field means its
+// default.
 type ConsumerConfig struct {
+	// Transport is the transport whose published messages the consumer handles. Required.
+	Transport *Transport
+	// Handler is called for each message, with a copy of it. Required.
+	Handler consume.Handler
 	// Concurrency is how many handlers run at once, across concurrent Publish calls.
 	// Default 1 (DefaultConsumerConcurrency).
 	Concurrency int
@@ -32,184 +34,127 @@ type ConsumerConfig struct {
 
 // Validate names the first invalid field.
 func (c ConsumerConfig) Validate() error {
-	if c.Concurrency < 0 {
-		return &outbox.ConfigError{Component: "memory consumer", Field: "Concurrency", Problem: "is negative"}
+	bad := func(field, problem string) error {
+		return &outbox.ConfigError{Component: "memory consumer", Field: field, Problem: problem}
+	}
+	switch {
+	case c.Transport == nil:
+		return bad("Transport", "is nil")
+	case c.Handler == nil:
+		return bad("Handler", "is nil")
+	case c.Concurrency < 0:
+		return bad("Concurrency", "is negative")
 	}
 	return nil
 }
 
-func (c ConsumerConfig) withDefaults() ConsumerConfig {
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConsumerConcurrency
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return c
-}
-
-// Consumer is the in-process counterpart of a broker consumer, with the same shape as the SQS
-// one (NewConsumer, Start, Stop, Run, Stats), so tests and the quickstart exercise the same
-// handler code. It subscribes to a Transport: each published message is handed to the handler
-// (a copy of it) inside Publish. A handler error or panic fails that message's publish, so the
-// relay publishes it again: the relay's retry plays the broker's redelivery, and duplicates
-// arise exactly as they do with a real broker when an ack is lost.
+// Consumer is the in-process counterpart of a broker consumer, built on the same runtime
+// (package consume) as the SQS, Kafka, NATS and RabbitMQ ones, so tests and the quickstart
+// exercise the same handler code. It subscribes to a Transport: each published message is
+// handed to the handler (a copy of it) inside Publish. A handler error or panic fails that
+// message's publish, so the relay publishes it again: the relay's retry and backoff play the
+// broker's redelivery (the runtime's nack delay is not used), and duplicates arise exactly as
+// they do with a real broker when an ack is lost. Nothing is malformed here, so nothing is
+// rejected.
 //
 // Unlike a queue, the transport keeps nothing for an absent consumer: messages published before
 // Start or after Stop never reach it.
 type Consumer struct {
-	tr     *Transport
-	cfg    ConsumerConfig
-	handle func(ctx context.Context, m *outbox.Message) error
-	log    *zap.Logger
-	slots  chan struct{}
-
-	mu          sync.Mutex
-	started     bool
-	stopping    atomic.Bool
-	unsubscribe func()
-	work        context.Context // cancelled when Stop gives up waiting
-	cancelWork  context.CancelFunc
-	wg          sync.WaitGroup
-	done        chan struct{}
-	stopOnce    sync.Once
-
-	received, handled, failed, inFlight atomic.Int64
+	*consume.Consumer
 }
 
 // ConsumerStats is a snapshot of a consumer's counters.
-type ConsumerStats struct {
-	// Received counts deliveries handed to the consumer (redeliveries included).
-	Received int64
-	// Handled counts handler calls that returned nil.
-	Handled int64
-	// Failed counts handler calls that returned an error or panicked, and deliveries refused
-	// while stopping; their publishes failed, so the relay sends them again.
-	Failed int64
-	// InFlight is how many handlers run now.
-	InFlight int64
-}
+type ConsumerStats = consume.Stats
 
-// NewConsumer returns a consumer of t's messages that calls handle for each. Start subscribes.
-func NewConsumer(t *Transport, cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
-	switch {
-	case t == nil:
-		return nil, &outbox.ConfigError{Component: "memory consumer", Field: "transport", Problem: "is nil"}
-	case handle == nil:
-		return nil, &outbox.ConfigError{Component: "memory consumer", Field: "handle", Problem: "is nil"}
-	}
+// NewConsumer returns a consumer of cfg.Transport's messages that calls cfg.Handler for each.
+// Start subscribes. ctx is unused: the memory transport has nothing to connect to.
+func NewConsumer(_ context.Context, cfg ConsumerConfig) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	work, cancel := context.WithCancel(context.Background())
-	return &Consumer{
-		tr: t, cfg: cfg, handle: handle, log: cfg.Logger.With(zap.String("component", "memory consumer")),
-		slots: make(chan struct{}, cfg.Concurrency), work: work, cancelWork: cancel, done: make(chan struct{}),
-	}, nil
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConsumerConcurrency
+	}
+	a := &adapter{tr: cfg.Transport, in: make(chan consume.Delivery), stopping: make(chan struct{})}
+	c, err := consume.New(a, consume.Config{
+		Name: "memory consumer", Handler: cfg.Handler, Concurrency: cfg.Concurrency, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{c}, nil
 }
 
-// Start subscribes the consumer to its transport. It does not block.
-func (c *Consumer) Start(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.started {
-		return ErrConsumerStarted
-	}
-	c.started = true
-	c.unsubscribe = c.tr.Subscribe(c.deliver)
+// adapter hands the messages of Publish calls to the runtime and blocks each call until its
+// message is settled: Ack makes it succeed, Nack fails it with the handler's error.
+type adapter struct {
+	tr       *Transport
+	in       chan consume.Delivery
+	once     sync.Once
+	stopping chan struct{} // closed when Stop begins: deliveries are refused
+	unsub    func()
+}
+
+func (a *adapter) Open(context.Context) error {
+	a.unsub = a.tr.Subscribe(a.deliver)
 	return nil
 }
 
-// Stop unsubscribes, refuses further deliveries (their publishes fail and are retried) and
-// waits for the handlers in flight. When ctx ends first it cancels their contexts and returns
-// ctx's error; a later Stop waits again. Stop on a consumer never started returns nil.
-func (c *Consumer) Stop(ctx context.Context) error {
-	c.mu.Lock()
-	started := c.started
-	c.mu.Unlock()
-	if !started {
-		c.cancelWork()
-		return nil
+// Receive waits for a Publish call's message. Its context ends only when Stop begins, so that
+// is when the subscription starts refusing.
+func (a *adapter) Receive(ctx context.Context, _ int) ([]consume.Delivery, error) {
+	select {
+	case d := <-a.in:
+		return []consume.Delivery{d}, nil
+	case <-ctx.Done():
+		a.stop()
+		return nil, ctx.Err()
 	}
-	c.stopOnce.Do(func() {
-		// Under mu, so that no delivery joins wg once Wait may have begun.
-		c.mu.Lock()
-		c.stopping.Store(true)
-		c.mu.Unlock()
-		c.unsubscribe()
-		go func() {
-			c.wg.Wait()
-			close(c.done)
-		}()
+}
+
+func (a *adapter) Close(context.Context) error {
+	a.stop()
+	return nil
+}
+
+func (a *adapter) stop() {
+	a.once.Do(func() {
+		close(a.stopping)
+		if a.unsub != nil {
+			a.unsub()
+		}
 	})
+}
+
+// deliver is the subscription: it runs inside Publish, with the publisher's context, which
+// bounds the handler too.
+func (a *adapter) deliver(ctx context.Context, m *outbox.Message) error {
+	s := settler{result: make(chan error, 1)}
 	select {
-	case <-c.done:
-		c.cancelWork()
-		return nil
-	case <-ctx.Done():
-		c.cancelWork()
-		return fmt.Errorf("memory consumer: stop: handlers still running: %w", ctx.Err())
-	}
-}
-
-// Run starts the consumer, waits for ctx to end and stops it, waiting for its handlers.
-func (c *Consumer) Run(ctx context.Context) error {
-	if err := c.Start(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return c.Stop(context.Background())
-}
-
-// Stats returns a snapshot of the counters.
-func (c *Consumer) Stats() ConsumerStats {
-	return ConsumerStats{Received: c.received.Load(), Handled: c.handled.Load(), Failed: c.failed.Load(), InFlight: c.inFlight.Load()}
-}
-
-// deliver is the subscription: it runs inside Publish, with the publisher's context, which is
-// also cancelled when Stop gives up waiting.
-func (c *Consumer) deliver(ctx context.Context, m *outbox.Message) error {
-	c.received.Add(1)
-	c.mu.Lock()
-	if c.stopping.Load() {
-		c.mu.Unlock()
-		c.failed.Add(1)
+	case <-a.stopping:
 		return ErrConsumerStopped
+	default:
 	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	defer c.wg.Done()
-
 	select {
-	case c.slots <- struct{}{}:
+	case a.in <- consume.Delivery{Message: m, Ref: m.ID, Context: ctx, Settler: s}:
+	case <-a.stopping:
+		return ErrConsumerStopped
 	case <-ctx.Done():
-		c.failed.Add(1)
 		return ctx.Err()
 	}
-	defer func() { <-c.slots }()
-	c.inFlight.Add(1)
-	defer c.inFlight.Add(-1)
+	return <-s.result // the runtime settles every delivery it received, stop or not
+}
 
-	hctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(c.work, cancel)
-	defer stop()
-	if err := c.call(hctx, m.Clone()); err != nil {
-		c.failed.Add(1)
-		c.log.Warn("handler failed; the message's publish fails and the relay sends it again",
-			zap.String("id", m.ID), zap.String("type", m.Type), zap.Error(err))
-		return err
-	}
-	c.handled.Add(1)
+type settler struct{ result chan error }
+
+func (s settler) Ack(context.Context) error { s.result <- nil; return nil }
+
+func (s settler) Nack(_ context.Context, _ time.Duration, cause error) error {
+	s.result <- cause
 	return nil
 }
 
-func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("memory consumer: handler panicked: %v", r)
-		}
-	}()
-	return c.handle(ctx, m)
+func (s settler) Reject(_ context.Context, cause error) error {
+	s.result <- outbox.Permanent(cause)
+	return nil
 }

@@ -13,9 +13,12 @@ import (
 func ExampleNewConsumer() {
 	ctx := context.Background()
 	broker := memory.New()
-	c, err := memory.NewConsumer(broker, memory.ConsumerConfig{}, func(ctx context.Context, m *outbox.Message) error {
-		fmt.Printf("%s %s\n", m.Type, m.Payload)
-		return nil
+	c, err := memory.NewConsumer(ctx, memory.ConsumerConfig{
+		Transport: broker,
+		Handler: func(ctx context.Context, m *outbox.Message) error {
+			fmt.Printf("%s %s\n", m.Type, m.Payload)
+			return nil
+		},
 	})
 	if err != nil {
 		panic(err)

@@ -191,7 +191,7 @@ func messages(n, round int) ([]*outbox.Message, error) {
 // memoryPath publishes msgs from c goroutines to a memory consumer of concurrency c.
 func memoryPath(ctx context.Context, msgs []*outbox.Message, c int, handle func(context.Context, *outbox.Message) error, again bool) (float64, float64, error) {
 	tr := memory.New()
-	cons, err := memory.NewConsumer(tr, memory.ConsumerConfig{Concurrency: c}, handle)
+	cons, err := memory.NewConsumer(ctx, memory.ConsumerConfig{Transport: tr, Handler: handle, Concurrency: c})
 	if err != nil {
 		return 0, 0, err
 	}
