@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/txoutbox/outbox/backend"
 )
@@ -74,6 +75,28 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.text }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// Format prints the config's fields under any verb, each by its own printer (URI redacted).
+// It re-lists nothing: without it, fmt would print a *Config held in another value raw under a
+// verb a pointer does not take (%s, %q, %t), skipping every field's own printer.
+func (c Config) Format(f fmt.State, verb rune) {
+	type fields Config // Config's fields, without this method
+	formatFields(f, verb, "mongo.Config", fields(c))
+}
+
+// formatFields prints a struct value as fmt would print it under %v, %+v or %#v (named name),
+// whatever the verb.
+func formatFields(f fmt.State, verb rune, name string, fields any) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		s := fmt.Sprintf("%#v", fields)
+		fmt.Fprint(f, name+s[strings.Index(s, "{"):])
+	case verb == 'v' && f.Flag('+'):
+		fmt.Fprintf(f, "%+v", fields)
+	default:
+		fmt.Fprintf(f, "%v", fields)
+	}
+}
 
 // URI is a MongoDB connection string that never shows its secrets: under every fmt verb, in
 // JSON and as text it prints as RedactURI does (password and option values not known to be

@@ -36,10 +36,12 @@ var secretConfigs = []struct {
 func renderings(t *testing.T, cfg Config) map[string]string {
 	t.Helper()
 	shown := map[string]string{}
-	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d", "%t"} {
 		shown[verb] = fmt.Sprintf(verb, cfg)
 		shown["pointer "+verb] = fmt.Sprintf(verb, &cfg)
 		shown["in a struct "+verb] = fmt.Sprintf(verb, struct{ Store Config }{cfg})
+		shown["pointer in a struct "+verb] = fmt.Sprintf(verb, struct{ Store *Config }{&cfg})
+		shown["pointer in an interface "+verb] = fmt.Sprintf(verb, struct{ Store any }{&cfg})
 	}
 	shown["in an error"] = fmt.Errorf("start: %v", cfg).Error()
 	for name, v := range map[string]any{"json": cfg, "json pointer": &cfg, "json in a map": map[string]any{"store": cfg}} {
