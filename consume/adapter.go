@@ -14,8 +14,9 @@ import (
 // error.
 type Handler func(ctx context.Context, m *outbox.Message) error
 
-// ErrStopped is the cause the runtime gives Nack for a delivery it hands back unhandled
-// because the consumer stops.
+// ErrStopped is (or wraps, for a handler cancelled by Stop) the cause the runtime gives Nack
+// for a delivery it hands back because the consumer stops: an adapter that can makes it
+// visible again at once (errors.Is(cause, ErrStopped)).
 var ErrStopped = errors.New("consume: consumer stopped")
 
 // Adapter is what a broker supplies to the runtime. The package doc states the contract: Open

@@ -396,7 +396,7 @@ func (c *Consumer) process(t *tracked) error {
 			c.reject(t, err, log)
 		case c.work.Err() != nil:
 			log.Warn("handler stopped; the delivery is given back", zap.Error(err))
-			c.nack(t, 0, err)
+			c.nack(t, 0, fmt.Errorf("%w: %w", ErrStopped, err))
 		default:
 			delay := c.cfg.Backoff.Delay(attempt)
 			log.Warn("handler failed; the delivery is given back", zap.Error(err), zap.Duration("delay", delay))

@@ -62,6 +62,9 @@ type ConsumerFeatures struct {
 	// next delivery: the backoff the transport's consumer was configured with in the harness
 	// (rounded as its broker counts). Default 0: not checked.
 	MinRedeliveryDelay time.Duration
+	// DedupesPublishes: the broker drops a second publish of a message ID (SQS FIFO's
+	// deduplication by ID); the duplicates case then counts on redeliveries only.
+	DedupesPublishes bool
 	// Wait bounds each wait for deliveries. Default 30s.
 	Wait time.Duration
 }

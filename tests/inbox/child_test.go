@@ -48,14 +48,15 @@ func runChild() int {
 	}
 	cfg := consumerConfig(os.Getenv(childQueueEnv))
 	cfg.Concurrency, cfg.ReceiveBatch, cfg.VisibilityTimeout, cfg.ExtendInterval = 1, 1, time.Second, -1
-	c, err := sqs.NewConsumer(ctx, cfg, func(ctx context.Context, m *outbox.Message) error {
+	cfg.Handler = func(ctx context.Context, m *outbox.Message) error {
 		_, err := cs.handle(ctx, "billing", m, func(context.Context) error {
 			fmt.Fprintln(os.Stdout, handlingPrefix+m.ID)
 			time.Sleep(time.Hour) // killed here, mid-transaction
 			return nil
 		})
 		return err
-	})
+	}
+	c, err := sqs.NewConsumer(ctx, cfg)
 	if err == nil {
 		err = c.Start(ctx)
 	}

@@ -172,7 +172,8 @@ func exactlyOnce(t *testing.T, b *database) {
 			cfg = sqs.ConsumerConfig{QueueURL: url, Client: lostDeletesClient}
 		}
 		cfg.Concurrency, cfg.VisibilityTimeout, cfg.ExtendInterval, cfg.WaitTime = 4, time.Second, -1, time.Second
-		c, err := sqs.NewConsumer(ctx, cfg, handler)
+		cfg.Handler = handler
+		c, err := sqs.NewConsumer(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

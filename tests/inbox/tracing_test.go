@@ -79,11 +79,13 @@ func TestTraceContinues(t *testing.T) {
 	defer func() { _ = relay.Stop(context.Background()) }()
 
 	var done atomic.Bool
-	c, err := sqs.NewConsumer(ctx, consumerConfig(url), traced(tp, func(ctx context.Context, m *outbox.Message) error {
+	cfg := consumerConfig(url)
+	cfg.Handler = traced(tp, func(ctx context.Context, m *outbox.Message) error {
 		_, err := b.consumer.handle(ctx, "billing", m, func(context.Context) error { return nil })
 		done.Store(err == nil)
 		return err
-	}))
+	})
+	c, err := sqs.NewConsumer(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
 
@@ -37,6 +38,9 @@ type ConsumerConfig struct {
 	// QueueURL is the queue to consume: a URL or a name (resolved once with GetQueueUrl).
 	// Required.
 	QueueURL string
+	// Handler is called for each message; nil deletes it, an error leaves it for redelivery.
+	// Required.
+	Handler consume.Handler
 
 	// Region, AccessKeyID, SecretAccessKey, SessionToken, Endpoint, AWSConfig and Client are
 	// as in Config. Default: the default AWS credential chain and the region's endpoint.
@@ -75,6 +79,11 @@ type ConsumerConfig struct {
 	ExtendInterval time.Duration
 	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
 	HandlerTimeout time.Duration
+	// Backoff, when set, makes a failed message visible again after the backoff's delay for
+	// its receive count (ChangeMessageVisibility, rounded up to whole seconds, at most 12h).
+	// Default zero: it stays hidden until its VisibilityTimeout ends, as SQS redelivers by
+	// itself, with no request.
+	Backoff outbox.Backoff
 	// Logger receives the consumer's logs. Default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -120,6 +129,12 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.QueueURL == "" {
 		return bad("QueueURL", "is empty")
+	}
+	if c.Handler == nil {
+		return bad("Handler", "is nil")
+	}
+	if err := c.Backoff.Validate("sqs consumer", "Backoff"); err != nil {
+		return err
 	}
 	if err := c.transportConfig().Validate(); err != nil {
 		return err

@@ -20,9 +20,10 @@ func ExampleNewConsumer() {
 		QueueURL:    "orders", // give the queue a redrive policy: failures are left to it
 		Region:      "eu-west-1",
 		Concurrency: 16,
-	}, func(ctx context.Context, m *outbox.Message) error {
-		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
-		return nil // nil deletes the message; an error leaves it for redelivery
+		Handler: func(ctx context.Context, m *outbox.Message) error {
+			log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
+			return nil // nil deletes the message; an error leaves it for redelivery
+		},
 	})
 	if err != nil {
 		log.Fatal(err)

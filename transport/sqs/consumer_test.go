@@ -26,7 +26,8 @@ func newConsumer(t *testing.T, cfg sqs.ConsumerConfig, handle func(context.Conte
 	if cfg.Client == nil && cfg.AWSConfig == nil {
 		cfg.Endpoint, cfg.Region, cfg.AccessKeyID, cfg.SecretAccessKey = endpoint(), testRegion, testKey, testSecret
 	}
-	c, err := sqs.NewConsumer(context.Background(), cfg, handle)
+	cfg.Handler = handle
+	c, err := sqs.NewConsumer(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("NewConsumer(%v): %v", cfg, err)
 	}
@@ -94,7 +95,7 @@ func TestConsumerRoundTrip(t *testing.T) {
 	c := newConsumer(t, sqs.ConsumerConfig{QueueURL: url, Concurrency: 4}, got.handle)
 	startConsumer(t, c)
 	waitFor(t, 20*time.Second, "25 messages", func() bool { return got.len() == 25 })
-	waitFor(t, 10*time.Second, "25 deletes", func() bool { return c.Stats().Deleted == 25 })
+	waitFor(t, 10*time.Second, "25 deletes", func() bool { return c.Stats().Acked == 25 })
 	for _, want := range sent {
 		m := got.msgs[want.ID]
 		switch {
@@ -116,7 +117,7 @@ func TestConsumerRoundTrip(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	srv.expectNothing(t, url, 1500*time.Millisecond)
-	if err := c.Start(testCtx(t)); !errors.Is(err, sqs.ErrConsumerStarted) {
+	if err := c.Start(testCtx(t)); !errors.Is(err, outbox.ErrConsumerStarted) {
 		t.Fatalf("second Start: %v", err)
 	}
 }
@@ -163,7 +164,7 @@ func TestConsumerFailureRedelivered(t *testing.T) {
 			return nil
 		})
 	startConsumer(t, c)
-	waitFor(t, 20*time.Second, "the third delivery to be handled", func() bool { return c.Stats().Deleted == 1 })
+	waitFor(t, 20*time.Second, "the third delivery to be handled", func() bool { return c.Stats().Acked == 1 })
 	st := c.Stats()
 	if st.Received != 3 || st.Failed != 2 || st.Handled != 1 {
 		t.Fatalf("stats %+v, want 3 received, 2 failed, 1 handled", st)
@@ -203,7 +204,7 @@ func TestConsumerExtendsVisibility(t *testing.T) {
 			return nil
 		})
 	startConsumer(t, c)
-	waitFor(t, 20*time.Second, "the slow handler to finish", func() bool { return c.Stats().Deleted == 1 })
+	waitFor(t, 20*time.Second, "the slow handler to finish", func() bool { return c.Stats().Acked == 1 })
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("the handler ran %d times; the message was redelivered while it ran", n)
 	}
@@ -226,7 +227,7 @@ func TestConsumerMalformed(t *testing.T) {
 	if err := c.Stop(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if st := c.Stats(); calls.Load() != 0 || st.Deleted != 0 {
+	if st := c.Stats(); calls.Load() != 0 || st.Acked != 0 {
 		t.Fatalf("a malformed message reached the handler or was deleted: calls %d, stats %+v", calls.Load(), st)
 	}
 }
@@ -300,7 +301,7 @@ func TestConsumerFIFOOrder(t *testing.T) {
 		return nil
 	})
 	startConsumer(t, c)
-	waitFor(t, 20*time.Second, "30 deletes", func() bool { return c.Stats().Deleted == 30 })
+	waitFor(t, 20*time.Second, "30 deletes", func() bool { return c.Stats().Acked == 30 })
 	mu.Lock()
 	defer mu.Unlock()
 	for k := range 3 {
@@ -314,7 +315,7 @@ func TestConsumerFIFOOrder(t *testing.T) {
 }
 
 func TestConsumerConfig(t *testing.T) {
-	base := sqs.ConsumerConfig{QueueURL: "orders", Region: testRegion}
+	base := sqs.ConsumerConfig{QueueURL: "orders", Region: testRegion, Handler: func(context.Context, *outbox.Message) error { return nil }}
 	cases := []struct {
 		edit  func(*sqs.ConsumerConfig)
 		field string
@@ -329,6 +330,8 @@ func TestConsumerConfig(t *testing.T) {
 		{func(c *sqs.ConsumerConfig) { c.VisibilityTimeout = 500 * time.Millisecond }, "VisibilityTimeout"},
 		{func(c *sqs.ConsumerConfig) { c.VisibilityTimeout, c.ExtendInterval = 2*time.Second, 2*time.Second }, "ExtendInterval"},
 		{func(c *sqs.ConsumerConfig) { c.HandlerTimeout = -1 }, "HandlerTimeout"},
+		{func(c *sqs.ConsumerConfig) { c.Handler = nil }, "Handler"},
+		{func(c *sqs.ConsumerConfig) { c.Backoff.Initial = -1 }, "Backoff.Initial"},
 		{func(c *sqs.ConsumerConfig) { c.AccessKeyID = "AKIA" }, "SecretAccessKey"},
 	}
 	for _, tc := range cases {
@@ -342,7 +345,9 @@ func TestConsumerConfig(t *testing.T) {
 	if err := base.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	if _, err := sqs.NewConsumer(context.Background(), base, nil); err == nil || !strings.Contains(err.Error(), "handle") {
+	noHandler := base
+	noHandler.Handler = nil
+	if _, err := sqs.NewConsumer(context.Background(), noHandler); err == nil || !strings.Contains(err.Error(), "Handler") {
 		t.Fatalf("NewConsumer without a handler: %v", err)
 	}
 	secret := base

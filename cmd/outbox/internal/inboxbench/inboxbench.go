@@ -266,14 +266,15 @@ func sqsPath(endpoint string) path {
 		cons, err := sqs.NewConsumer(ctx, sqs.ConsumerConfig{
 			QueueURL: url, Region: conn.Region, AccessKeyID: conn.AccessKeyID, SecretAccessKey: conn.SecretAccessKey, Endpoint: endpoint,
 			Concurrency: c, WaitTime: time.Second,
-		}, func(ctx context.Context, m *outbox.Message) error {
-			if err := handle(ctx, m); err != nil {
-				return err
-			}
-			if handled.Add(1) == int64(len(msgs)) {
-				close(done)
-			}
-			return nil
+			Handler: func(ctx context.Context, m *outbox.Message) error {
+				if err := handle(ctx, m); err != nil {
+					return err
+				}
+				if handled.Add(1) == int64(len(msgs)) {
+					close(done)
+				}
+				return nil
+			},
 		})
 		if err != nil {
 			return 0, 0, err
