@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/envconfig"
 	"github.com/txoutbox/outbox/transport/kafka"
 )
@@ -18,6 +19,7 @@ type kafkaFlags struct {
 	cfg                       kafka.Config
 	brokers, routes           string
 	sasl                      kafka.SASL
+	saslPassword              string
 	tls                       bool
 	caFile, certFile, keyFile string
 }
@@ -42,7 +44,7 @@ func kafkaSettings() []envconfig.Setting[kafkaFlags] {
 		envconfig.StringSetting("OUTBOX_KAFKA_SASL_USER", "SASL.User", "none", "SASL user name",
 			func(k *kafkaFlags) *string { return &k.sasl.User }),
 		envconfig.SecretSetting("OUTBOX_KAFKA_SASL_PASSWORD", "SASL.Password", "SASL password",
-			func(k *kafkaFlags) *string { return &k.sasl.Password }),
+			func(k *kafkaFlags) *string { return &k.saslPassword }),
 		envconfig.BoolSetting("OUTBOX_KAFKA_TLS", "", "false", "connect with TLS (turned on by the file settings below too)",
 			func(k *kafkaFlags) *bool { return &k.tls }),
 		envconfig.StringSetting("OUTBOX_KAFKA_CA_FILE", "", "the system roots", "PEM file of the CAs that verify the brokers",
@@ -53,7 +55,7 @@ func kafkaSettings() []envconfig.Setting[kafkaFlags] {
 			func(k *kafkaFlags) *string { return &k.keyFile }),
 		envconfig.IntSetting("OUTBOX_KAFKA_MAX_MESSAGE_BYTES", "MaxMessageBytes", strconv.Itoa(kafka.DefaultMaxMessageBytes), "largest record as Kafka counts it; keep it at or below the topics' max.message.bytes",
 			func(k *kafkaFlags) *int { return &k.cfg.MaxMessageBytes }),
-		envconfig.StringSetting("OUTBOX_KAFKA_COMPRESSION", "Compression", kafka.CompressionNone, "none, gzip, snappy, lz4 or zstd",
+		envconfig.StringSetting("OUTBOX_KAFKA_COMPRESSION", "Compression", kafka.DefaultCompression, "none, gzip, snappy, lz4 or zstd",
 			func(k *kafkaFlags) *string { return &k.cfg.Compression }),
 		envconfig.IntSetting("OUTBOX_KAFKA_CONCURRENCY", "Concurrency", strconv.Itoa(kafka.DefaultConcurrency), "flushes in flight, each on a producer client of its own",
 			func(k *kafkaFlags) *int { return &k.cfg.Concurrency }),
@@ -101,9 +103,10 @@ func (k *kafkaFlags) config(cmd string, f *flags) (kafka.Config, error) {
 			cfg.Routes[typ] = topic
 		}
 	}
-	if k.sasl != (kafka.SASL{}) {
+	if k.sasl != (kafka.SASL{}) || k.saslPassword != "" {
 		s := k.sasl
 		s.Mechanism = strings.ToUpper(s.Mechanism)
+		s.Password = outbox.Secret(k.saslPassword)
 		cfg.SASL = &s
 	}
 	if k.tls || k.caFile != "" || k.certFile != "" || k.keyFile != "" {

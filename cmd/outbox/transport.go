@@ -134,7 +134,7 @@ func (t *transportFlags) open(ctx context.Context, cmd string, e *env, log *zap.
 		if err != nil {
 			return nil, nil, err
 		}
-		tr, err := kafka.New(cfg)
+		tr, err := kafka.New(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -130,11 +130,14 @@ func TestKafkaFlagsMakeTheConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := kafka.Config{
-		Brokers: []string{"10.0.0.1:9092", "10.0.0.2:9093"}, Topic: "events",
-		Routes:     map[string]string{"ORDER_PLACED": "orders", "USER_CREATED": "users"},
-		RawPayload: true, ClientID: "relay-1",
-		SASL:            &kafka.SASL{Mechanism: kafka.SASLScramSHA256, User: "relay", Password: "kafka-pw"},
-		MaxMessageBytes: 500000, Compression: "zstd", Concurrency: 8, DeliveryTimeout: 7 * time.Second, DialTimeout: 2 * time.Second,
+		Connection: kafka.Connection{
+			Brokers: []string{"10.0.0.1:9092", "10.0.0.2:9093"}, ClientID: "relay-1", DialTimeout: 2 * time.Second,
+			SASL: &kafka.SASL{Mechanism: kafka.SASLScramSHA256, User: "relay", Password: "kafka-pw"},
+		},
+		Topic:           "events",
+		Routes:          map[string]string{"ORDER_PLACED": "orders", "USER_CREATED": "users"},
+		RawPayload:      true,
+		MaxMessageBytes: 500000, Compression: "zstd", Concurrency: 8, DeliveryTimeout: 7 * time.Second,
 	}
 	if cfg.TLS == nil {
 		t.Error("--kafka-tls left TLS off")

@@ -36,7 +36,7 @@ type handler = func(ctx context.Context, m *outbox.Message) error
 func openBroker(ctx context.Context, cfg config, handle handler) (*broker, error) {
 	switch cfg.Transport {
 	case "kafka":
-		return openKafka(cfg, handle)
+		return openKafka(ctx, cfg, handle)
 	case "nats":
 		return openNATS(ctx, cfg, handle)
 	default:
@@ -46,7 +46,7 @@ func openBroker(ctx context.Context, cfg config, handle handler) (*broker, error
 
 // openKafka publishes to a topic of 3 partitions: each user's events share a record key (the
 // event's Key), hence a partition, hence an order.
-func openKafka(cfg config, handle handler) (*broker, error) {
+func openKafka(ctx context.Context, cfg config, handle handler) (*broker, error) {
 	b := &broker{where: "Kafka topic " + cfg.KafkaTopic, close: func() {}}
 	brokers := cfg.KafkaBrokers
 	if cfg.KafkaFake {
@@ -57,12 +57,12 @@ func openKafka(cfg config, handle handler) (*broker, error) {
 		brokers, b.close = fake.ListenAddrs(), fake.Close
 		b.where += " (in-process kfake cluster)"
 	}
-	tr, err := kafka.New(kafka.Config{Brokers: brokers, Topic: cfg.KafkaTopic})
+	tr, err := kafka.New(ctx, kafka.Config{Connection: kafka.Connection{Brokers: brokers}, Topic: cfg.KafkaTopic})
 	if err != nil {
 		b.close()
 		return nil, err
 	}
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topics: []string{cfg.KafkaTopic}, Group: cfg.KafkaTopic + "-example"}, handle)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, Topics: []string{cfg.KafkaTopic}, Group: cfg.KafkaTopic + "-example"}, handle)
 	if err != nil {
 		_ = tr.Close()
 		b.close()

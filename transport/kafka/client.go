@@ -71,11 +71,11 @@ func ClientOptions(cfg Config) ([]kgo.Opt, error) {
 func saslMechanism(s SASL) sasl.Mechanism {
 	switch s.Mechanism {
 	case SASLScramSHA256:
-		return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()
+		return scram.Auth{User: s.User, Pass: s.Password.Reveal()}.AsSha256Mechanism()
 	case SASLScramSHA512:
-		return scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()
+		return scram.Auth{User: s.User, Pass: s.Password.Reveal()}.AsSha512Mechanism()
 	}
-	return plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()
+	return plain.Auth{User: s.User, Pass: s.Password.Reveal()}.AsMechanism()
 }
 
 // compressionCodec returns the producer's codec preference for a Compression name, or nil for

@@ -37,6 +37,8 @@ const (
 	DefaultDeliveryTimeout = 10 * time.Second
 	// DefaultDialTimeout bounds connecting to one broker.
 	DefaultDialTimeout = 5 * time.Second
+	// DefaultCompression is the codec of record batches: none.
+	DefaultCompression = CompressionNone
 	// maxWaveRecords is how many records one flush sends at most; a longer Publish is produced
 	// in several flushes.
 	maxWaveRecords = 10000
@@ -58,108 +60,141 @@ const (
 	CompressionZstd   = "zstd"
 )
 
-// Config configures a Transport. The zero value of every field means its documented default.
-type Config struct {
+// Connection is how a client reaches the brokers: the settings a Transport (Config) and a
+// Consumer (ConsumerConfig) share, embedded in both. Secrets are outbox.Secret fields, so a
+// Connection prints and marshals without them, whatever the verb.
+type Connection struct {
 	// Brokers are the seed brokers, host:port each (e.g. 127.0.0.1:9092). Required. They carry
 	// no credentials: give those in SASL.
-	Brokers []string
+	Brokers BrokerList `json:"brokers"`
+	// ClientID is the client.id sent to the brokers (quotas and broker logs use it).
+	// Default "outbox" (DefaultClientID).
+	ClientID string `json:"client_id,omitempty"`
+	// SASL authenticates to the brokers. Default none.
+	SASL *SASL `json:"sasl,omitempty"`
+	// TLS, when set, connects to the brokers with TLS using this configuration (it is cloned;
+	// ServerName defaults to each broker's host). Default plaintext. It may hold private keys,
+	// so it is never marshalled (and prints as a pointer).
+	TLS *tls.Config `json:"-"`
+	// DialTimeout bounds connecting to one broker. Default 5s (DefaultDialTimeout).
+	DialTimeout time.Duration `json:"dial_timeout,omitempty"`
+}
+
+// BrokerList is a list of seed brokers that, printed or marshalled, hides the user
+// information of an entry that carries some (which Validate refuses, but a config can be
+// printed before it is validated).
+type BrokerList []string
+
+// Format prints the list with user information redacted, under every verb.
+func (b BrokerList) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		fmt.Fprintf(f, "%#v", []string(b.safe()))
+		return
+	}
+	fmt.Fprintf(f, "%q", []string(b.safe()))
+}
+
+// MarshalJSON writes the list with user information redacted.
+func (b BrokerList) MarshalJSON() ([]byte, error) { return json.Marshal([]string(b.safe())) }
+
+func (b BrokerList) safe() BrokerList {
+	if b == nil {
+		return nil
+	}
+	out := make(BrokerList, len(b))
+	for i, s := range b {
+		if at := strings.LastIndex(s, "@"); at >= 0 {
+			s = "xxxxx@" + s[at+1:]
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// Config configures a Transport. The zero value of every field means its documented default.
+type Config struct {
+	// Connection says how to reach the brokers: Brokers (required), ClientID, SASL, TLS and
+	// DialTimeout.
+	Connection
+
 	// Topic is where messages go that no route claims. Required unless Routes or Route is set;
 	// a message no route claims then fails permanently.
-	Topic string
+	Topic string `json:"topic,omitempty"`
 	// Routes sends messages of a Type to their own topic. It is consulted before Route.
 	// Default none.
-	Routes map[string]string
+	Routes map[string]string `json:"routes,omitempty"`
 	// Route picks a topic for a message; "" means fall back to Topic. It is called for
 	// messages whose Type is not in Routes, must be fast and safe for concurrent use, and must
 	// not keep m. A name Kafka cannot accept fails the message permanently. Default none.
-	Route func(m *outbox.Message) string
+	Route func(m *outbox.Message) string `json:"-"`
 
 	// RawPayload sends the message Payload alone as the record value, instead of the envelope
 	// {"id","eventType","payload","result","timestamp"}. The ID then travels in the outbox.id
 	// header. Default false.
-	RawPayload bool
-	// ClientID is the client.id sent to the brokers (quotas and broker logs use it).
-	// Default "outbox" (DefaultClientID).
-	ClientID string
-
-	// SASL authenticates to the brokers. Default none.
-	SASL *SASL
-	// TLS, when set, connects to the brokers with TLS using this configuration (it is cloned;
-	// ServerName defaults to each broker's host). Default plaintext.
-	TLS *tls.Config
+	RawPayload bool `json:"raw_payload"`
 
 	// MaxMessageBytes bounds one record as Kafka counts it in a batch of its own: key, value,
 	// header names and values, and the record and batch framing. A larger message fails
 	// permanently without being sent. It is also the producer's largest batch. Keep it at or
 	// below the topics' max.message.bytes. Default 1 MiB (DefaultMaxMessageBytes); at most
 	// 64 MiB.
-	MaxMessageBytes int
-	// Compression compresses record batches: none, gzip, snappy, lz4 or zstd. Default none.
-	Compression string
+	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+	// Compression compresses record batches: none, gzip, snappy, lz4 or zstd. Default none
+	// (DefaultCompression).
+	Compression string `json:"compression,omitempty"`
 	// Concurrency is how many flushes are in flight at once, each on a producer client of its
 	// own. Concurrent Publish calls share a flush (and its batches); while one flush waits for
 	// the brokers, the next fills. Default 4 (DefaultConcurrency); at most 64.
-	Concurrency int
+	Concurrency int `json:"concurrency,omitempty"`
 	// DeliveryTimeout bounds how long the producer tries to deliver a record, its own resends
 	// of a batch included, before reporting it failed. Default 10s (DefaultDeliveryTimeout).
 	// Keep it below the relay's PublishTimeout.
-	DeliveryTimeout time.Duration
-	// DialTimeout bounds connecting to one broker. Default 5s (DefaultDialTimeout).
-	DialTimeout time.Duration
+	DeliveryTimeout time.Duration `json:"delivery_timeout,omitempty"`
 }
 
-// SASL holds the credentials the producer authenticates with. Its String, GoString and
-// MarshalJSON never show the password.
+// Format prints c as %v does (with %+v and %#v's flags), under every verb. Its secrets are
+// outbox.Secret fields and print redacted; this is only for the other verbs: under %s, fmt
+// prints a pointer field that has no methods, such as TLS, as what it points to, and a
+// *tls.Config can hold private keys.
+func (c Config) Format(f fmt.State, verb rune) {
+	type plain Config // the fields, without this method
+	type Config plain // under its own name, for %#v
+	fmt.Fprintf(f, fmt.FormatString(f, 'v'), Config(c))
+}
+
+// SASL holds the credentials a client authenticates with. The password is an outbox.Secret:
+// it never prints or marshals.
 type SASL struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Required.
-	Mechanism string
+	Mechanism string `json:"mechanism"`
 	// User and Password are the credentials. Both required.
-	User     string
-	Password string
+	User     string        `json:"user"`
+	Password outbox.Secret `json:"password"`
 }
 
-// String describes the credentials without the password.
-func (s SASL) String() string {
-	return fmt.Sprintf("kafka.SASL{Mechanism:%q User:%q Password:%s}", s.Mechanism, s.User, redacted(s.Password))
-}
-
-// GoString keeps %#v from printing the password.
-func (s SASL) GoString() string { return s.String() }
-
-// MarshalJSON writes the credentials without the password.
-func (s SASL) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Mechanism string `json:"mechanism"`
-		User      string `json:"user"`
-		Password  string `json:"password"`
-	}{s.Mechanism, s.User, redacted(s.Password)})
-}
-
-func redacted(secret string) string {
-	if secret == "" {
-		return `""`
-	}
-	return "(redacted)"
-}
-
-func (c Config) withDefaults() Config {
+func (c Connection) withDefaults() Connection {
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
 	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	return c
+}
+
+func (c Config) withDefaults() Config {
+	c.Connection = c.Connection.withDefaults()
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.Compression == "" {
-		c.Compression = CompressionNone
+		c.Compression = DefaultCompression
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
 	if c.DeliveryTimeout == 0 {
 		c.DeliveryTimeout = DefaultDeliveryTimeout
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
 	}
 	return c
 }
@@ -267,75 +302,4 @@ func checkBroker(b string) error {
 		return fmt.Errorf("%q has no valid port", b)
 	}
 	return nil
-}
-
-// String describes the config without its secrets, so it can be logged.
-func (c Config) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "kafka.Config{Brokers:%q Topic:%q", safeBrokers(c.Brokers), c.Topic)
-	if len(c.Routes) > 0 {
-		fmt.Fprintf(&b, " Routes:%d", len(c.Routes))
-	}
-	if c.Route != nil {
-		b.WriteString(" Route:func")
-	}
-	if c.SASL != nil {
-		fmt.Fprintf(&b, " SASL:%s", c.SASL)
-	}
-	if c.TLS != nil {
-		b.WriteString(" TLS:on")
-	}
-	fmt.Fprintf(&b, " RawPayload:%t ClientID:%q MaxMessageBytes:%d Compression:%q Concurrency:%d DeliveryTimeout:%v DialTimeout:%v}",
-		c.RawPayload, c.ClientID, c.MaxMessageBytes, c.Compression, c.Concurrency, c.DeliveryTimeout, c.DialTimeout)
-	return b.String()
-}
-
-// GoString keeps %#v from printing the secrets too.
-func (c Config) GoString() string { return c.String() }
-
-// MarshalJSON writes the config without its secrets (and without Route, which is a function).
-func (c Config) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Brokers         []string          `json:"brokers"`
-		Topic           string            `json:"topic,omitempty"`
-		Routes          map[string]string `json:"routes,omitempty"`
-		Route           bool              `json:"route,omitempty"`
-		RawPayload      bool              `json:"raw_payload"`
-		ClientID        string            `json:"client_id,omitempty"`
-		SASL            *SASL             `json:"sasl,omitempty"`
-		TLS             bool              `json:"tls"`
-		MaxMessageBytes int               `json:"max_message_bytes,omitempty"`
-		Compression     string            `json:"compression,omitempty"`
-		Concurrency     int               `json:"concurrency,omitempty"`
-		DeliveryTimeout string            `json:"delivery_timeout,omitempty"`
-		DialTimeout     string            `json:"dial_timeout,omitempty"`
-	}{
-		Brokers: safeBrokers(c.Brokers), Topic: c.Topic, Routes: c.Routes, Route: c.Route != nil,
-		RawPayload: c.RawPayload, ClientID: c.ClientID, SASL: c.SASL, TLS: c.TLS != nil,
-		MaxMessageBytes: c.MaxMessageBytes, Compression: c.Compression, Concurrency: c.Concurrency,
-		DeliveryTimeout: durationText(c.DeliveryTimeout), DialTimeout: durationText(c.DialTimeout),
-	})
-}
-
-func durationText(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return d.String()
-}
-
-// safeBrokers returns the broker list with any entry that carries user information (which
-// Validate refuses, but a config can be printed before it is validated) replaced.
-func safeBrokers(brokers []string) []string {
-	if brokers == nil {
-		return nil
-	}
-	out := make([]string, len(brokers))
-	for i, b := range brokers {
-		if at := strings.LastIndex(b, "@"); at >= 0 {
-			b = "(redacted)@" + b[at+1:]
-		}
-		out[i] = b
-	}
-	return out
 }

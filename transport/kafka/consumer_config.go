@@ -1,8 +1,6 @@
 package kafka
 
 import (
-	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -37,61 +35,56 @@ const (
 // ConsumerConfig configures a Consumer. The zero value of every field means its documented
 // default.
 type ConsumerConfig struct {
-	// Brokers are the seed brokers, host:port each, without credentials (give those in SASL).
-	// Required.
-	Brokers []string
+	// Connection says how to reach the brokers, as a Transport's Config does: Brokers
+	// (required), ClientID, SASL, TLS and DialTimeout.
+	Connection
+
 	// Topics are the topics to consume. Required.
-	Topics []string
+	Topics []string `json:"topics"`
 	// Group is the consumer group: the partitions of Topics are divided among the group's
 	// members, and its committed offsets say where each partition resumes. Required.
-	Group string
+	Group string `json:"group"`
 
 	// RawPayload reads record values as the bare payload, with the ID and Type in the
 	// outbox.id and outbox.type headers, as a Transport with RawPayload sends them. Default
 	// false: values are envelopes, decoded with backend.DecodeEnvelope.
-	RawPayload bool
-	// ClientID is the client.id sent to the brokers. Default "outbox" (DefaultClientID).
-	ClientID string
-	// SASL authenticates to the brokers. Default none.
-	SASL *SASL
-	// TLS, when set, connects with TLS using this configuration (cloned). Default plaintext.
-	TLS *tls.Config
-	// DialTimeout bounds connecting to one broker. Default 5s (DefaultDialTimeout).
-	DialTimeout time.Duration
+	RawPayload bool `json:"raw_payload"`
 
 	// StartAtLatest makes a group with no committed offset for a partition start at its end.
 	// Default false: such a partition is read from its start, so no record written before
 	// the group first ran is skipped.
-	StartAtLatest bool
+	StartAtLatest bool `json:"start_at_latest"`
 	// Concurrency is how many partitions are handled at once; the records of one partition
 	// are handled one after the other, in offset order. Default 8
 	// (DefaultConsumerConcurrency); at most 1000.
-	Concurrency int
+	Concurrency int `json:"concurrency,omitempty"`
 	// MaxPollRecords is how many records one poll takes at most. Default 500
 	// (DefaultMaxPollRecords).
-	MaxPollRecords int
+	MaxPollRecords int `json:"max_poll_records,omitempty"`
 	// RetryBackoff is how long a partition rests after a failed handler before it is fetched
 	// again from the failed record; it doubles per consecutive failure of that partition up to
 	// MaxRetryBackoff. Default 500ms (DefaultRetryBackoff).
-	RetryBackoff time.Duration
+	RetryBackoff time.Duration `json:"retry_backoff,omitempty"`
 	// MaxRetryBackoff caps RetryBackoff's doubling. Default 30s (DefaultMaxRetryBackoff).
-	MaxRetryBackoff time.Duration
+	MaxRetryBackoff time.Duration `json:"max_retry_backoff,omitempty"`
 	// FetchMaxWait is how long a broker may hold an empty fetch. Default 500ms
 	// (DefaultFetchMaxWait).
-	FetchMaxWait time.Duration
+	FetchMaxWait time.Duration `json:"fetch_max_wait,omitempty"`
 	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
-	HandlerTimeout time.Duration
+	HandlerTimeout time.Duration `json:"handler_timeout,omitempty"`
 	// Logger receives the consumer's logs. Default zap.NewNop().
-	Logger *zap.Logger
+	Logger *zap.Logger `json:"-"`
+}
+
+// Format prints c as %v does, under every verb, as Config.Format does and for its reason.
+func (c ConsumerConfig) Format(f fmt.State, verb rune) {
+	type plain ConsumerConfig // the fields, without this method
+	type ConsumerConfig plain // under its own name, for %#v
+	fmt.Fprintf(f, fmt.FormatString(f, 'v'), ConsumerConfig(c))
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
-	if c.ClientID == "" {
-		c.ClientID = DefaultClientID
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
+	c.Connection = c.Connection.withDefaults()
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConsumerConcurrency
 	}
@@ -116,7 +109,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 // transportConfig is the part of c a Transport's Config shares: the connection. The topic is
 // only there to satisfy Config.Validate.
 func (c ConsumerConfig) transportConfig() Config {
-	return Config{Brokers: c.Brokers, Topic: "consumer", ClientID: c.ClientID, SASL: c.SASL, TLS: c.TLS, DialTimeout: c.DialTimeout}
+	return Config{Connection: c.Connection, Topic: "consumer"}
 }
 
 // Validate names the first missing or wrong field. It never repeats a secret.
@@ -185,51 +178,4 @@ func consumerOptions(c ConsumerConfig) []kgo.Opt {
 		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
 	}
 	return opts
-}
-
-// String describes the config without its secrets, so it can be logged.
-func (c ConsumerConfig) String() string {
-	s := fmt.Sprintf("kafka.ConsumerConfig{Brokers:%q Topics:%q Group:%q", safeBrokers(c.Brokers), c.Topics, c.Group)
-	if c.SASL != nil {
-		s += fmt.Sprintf(" SASL:%s", c.SASL)
-	}
-	if c.TLS != nil {
-		s += " TLS:on"
-	}
-	return s + fmt.Sprintf(" RawPayload:%t ClientID:%q DialTimeout:%v StartAtLatest:%t Concurrency:%d MaxPollRecords:%d RetryBackoff:%v MaxRetryBackoff:%v FetchMaxWait:%v HandlerTimeout:%v}",
-		c.RawPayload, c.ClientID, c.DialTimeout, c.StartAtLatest, c.Concurrency, c.MaxPollRecords, c.RetryBackoff, c.MaxRetryBackoff, c.FetchMaxWait, c.HandlerTimeout)
-}
-
-// GoString keeps %#v from printing the secrets too.
-func (c ConsumerConfig) GoString() string { return c.String() }
-
-// MarshalJSON writes the config without its secrets: the SASL password is redacted, and the
-// TLS configuration (which may hold private keys) and the Logger appear only as whether they
-// are set.
-func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Brokers         []string `json:"brokers"`
-		Topics          []string `json:"topics"`
-		Group           string   `json:"group"`
-		RawPayload      bool     `json:"raw_payload"`
-		ClientID        string   `json:"client_id,omitempty"`
-		SASL            *SASL    `json:"sasl,omitempty"`
-		TLS             bool     `json:"tls"`
-		DialTimeout     string   `json:"dial_timeout,omitempty"`
-		StartAtLatest   bool     `json:"start_at_latest"`
-		Concurrency     int      `json:"concurrency,omitempty"`
-		MaxPollRecords  int      `json:"max_poll_records,omitempty"`
-		RetryBackoff    string   `json:"retry_backoff,omitempty"`
-		MaxRetryBackoff string   `json:"max_retry_backoff,omitempty"`
-		FetchMaxWait    string   `json:"fetch_max_wait,omitempty"`
-		HandlerTimeout  string   `json:"handler_timeout,omitempty"`
-		Logger          bool     `json:"logger"`
-	}{
-		Brokers: safeBrokers(c.Brokers), Topics: c.Topics, Group: c.Group, RawPayload: c.RawPayload,
-		ClientID: c.ClientID, SASL: c.SASL, TLS: c.TLS != nil, DialTimeout: durationText(c.DialTimeout),
-		StartAtLatest: c.StartAtLatest, Concurrency: c.Concurrency, MaxPollRecords: c.MaxPollRecords,
-		RetryBackoff: durationText(c.RetryBackoff), MaxRetryBackoff: durationText(c.MaxRetryBackoff),
-		FetchMaxWait: durationText(c.FetchMaxWait), HandlerTimeout: durationText(c.HandlerTimeout),
-		Logger: c.Logger != nil,
-	})
 }

@@ -19,7 +19,7 @@ func ExampleNewConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers:     []string{"127.0.0.1:9092"},
+		Connection:  kafka.Connection{Brokers: []string{"127.0.0.1:9092"}},
 		Topics:      []string{"orders"},
 		Group:       "billing",
 		Concurrency: 8, // partitions handled at once

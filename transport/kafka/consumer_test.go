@@ -481,7 +481,7 @@ func TestConsumerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var handled atomic.Int64
-	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.brokers, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond},
+	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: c.brokers}, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond},
 		func(context.Context, *outbox.Message) error {
 			if handled.Add(1) == 3 {
 				cancel()

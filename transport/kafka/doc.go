@@ -2,10 +2,10 @@
 // claimed messages and it produces them as records with an idempotent producer and acks from
 // all in-sync replicas, returning only when the broker has answered for every record.
 //
-//	t, err := kafka.New(kafka.Config{
-//		Brokers: []string{"127.0.0.1:9092"},
-//		Topic:   "events",
-//		Routes:  map[string]string{"ORDER_PLACED": "orders"},
+//	t, err := kafka.New(ctx, kafka.Config{
+//		Connection: kafka.Connection{Brokers: []string{"127.0.0.1:9092"}},
+//		Topic:      "events",
+//		Routes:     map[string]string{"ORDER_PLACED": "orders"},
 //	})
 //	...
 //	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log"
+	"os"
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/kafka"
@@ -11,10 +12,11 @@ import (
 
 // A relay publishing to Kafka in ordered mode, ORDER_* events to a topic of their own.
 func Example() {
-	t, err := kafka.New(kafka.Config{
-		Brokers: []string{"127.0.0.1:9092"},
-		Topic:   "events",
-		Routes:  map[string]string{"ORDER_PLACED": "orders"},
+	ctx := context.Background()
+	t, err := kafka.New(ctx, kafka.Config{
+		Connection: kafka.Connection{Brokers: []string{"127.0.0.1:9092"}},
+		Topic:      "events",
+		Routes:     map[string]string{"ORDER_PLACED": "orders"},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -31,11 +33,14 @@ func Example() {
 
 // SASL/SCRAM over TLS, as managed clusters expect.
 func Example_saslOverTLS() {
-	t, err := kafka.New(kafka.Config{
-		Brokers: []string{"broker-1.example.com:9096", "broker-2.example.com:9096"},
-		Topic:   "events",
-		SASL:    &kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: "relay", Password: "from-your-secret-store"},
-		TLS:     &tls.Config{MinVersion: tls.VersionTLS12},
+	ctx := context.Background()
+	t, err := kafka.New(ctx, kafka.Config{
+		Connection: kafka.Connection{
+			Brokers: []string{"broker-1.example.com:9096", "broker-2.example.com:9096"},
+			SASL:    &kafka.SASL{Mechanism: kafka.SASLScramSHA512, User: "relay", Password: outbox.Secret(os.Getenv("KAFKA_PASSWORD"))},
+			TLS:     &tls.Config{MinVersion: tls.VersionTLS12},
+		},
+		Topic: "events",
 	})
 	if err != nil {
 		log.Fatal(err)

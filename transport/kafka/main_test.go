@@ -72,7 +72,7 @@ func startCluster(auth *kafka.SASL, opts ...kfake.Opt) (*cluster, error) {
 		c.fake, c.brokers = fake, fake.ListenAddrs()
 	}
 	// The transport's own client settings, so the admin client connects the same way.
-	adminOpts, err := kafka.ClientOptions(kafka.Config{Brokers: c.brokers, Topic: "unused", SASL: auth})
+	adminOpts, err := kafka.ClientOptions(kafka.Config{Connection: kafka.Connection{Brokers: c.brokers, SASL: auth}, Topic: "unused"})
 	if err != nil {
 		c.close()
 		return nil, err
@@ -173,9 +173,9 @@ func (c *cluster) newTransport(t testing.TB, cfg kafka.Config) *kafka.Transport 
 	if cfg.Brokers == nil {
 		cfg.Brokers = c.brokers
 	}
-	tr, err := kafka.New(cfg)
+	tr, err := kafka.New(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("kafka.New(%v): %v", cfg, err)
+		t.Fatalf("kafka.New(context.Background(), %v): %v", cfg, err)
 	}
 	t.Cleanup(func() { _ = tr.Close() })
 	return tr

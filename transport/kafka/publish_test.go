@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -231,7 +232,7 @@ func checkOnce(t *testing.T, in []*outbox.Message, got []received) {
 
 // Nothing listens on port 1: the publish fails within DeliveryTimeout, as an outage.
 func TestUnreachableBroker(t *testing.T) {
-	tr, err := kafka.New(kafka.Config{Brokers: []string{"127.0.0.1:1"}, Topic: "t", DeliveryTimeout: time.Second, DialTimeout: 200 * time.Millisecond})
+	tr, err := kafka.New(context.Background(), kafka.Config{Connection: kafka.Connection{Brokers: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond}, Topic: "t", DeliveryTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

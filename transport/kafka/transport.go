@@ -25,8 +25,12 @@ type Transport struct {
 var _ outbox.KeyOrderer = (*Transport)(nil)
 
 // New validates cfg and returns a Transport with its producer clients. It does not wait for
-// the brokers: the clients connect in the background and on the first publish.
-func New(cfg Config) (*Transport, error) {
+// the brokers: the clients connect in the background and on the first publish, so ctx only
+// bounds New itself (an ended ctx fails it).
+func New(ctx context.Context, cfg Config) (*Transport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("kafka: new: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -39,7 +43,7 @@ func New(cfg Config) (*Transport, error) {
 }
 
 // String describes the transport without secrets.
-func (t *Transport) String() string { return "kafka.Transport(" + t.cfg.String() + ")" }
+func (t *Transport) String() string { return fmt.Sprintf("kafka.Transport(%+v)", t.cfg) }
 
 // KeepsKeyOrder reports true: within one Publish the records of a Key reach their partition in
 // the order given, and once one of them fails none after it is published (see Publish).

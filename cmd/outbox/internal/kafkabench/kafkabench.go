@@ -287,7 +287,7 @@ func (b *bench) newTopic(ctx context.Context, what string) (string, error) {
 // transportConfig is the transport's configuration in both measurements; the raw client takes
 // its producer settings from it.
 func (b *bench) transportConfig(topic string) kafka.Config {
-	return kafka.Config{Brokers: b.brokers, Topic: topic, Concurrency: b.cfg.Concurrency}
+	return kafka.Config{Connection: kafka.Connection{Brokers: b.brokers}, Topic: topic, Concurrency: b.cfg.Concurrency}
 }
 
 // events returns cfg.Events prepared messages.
@@ -517,7 +517,7 @@ func (b *bench) relay(ctx context.Context) (float64, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	tr, err := kafka.New(b.transportConfig(topic))
+	tr, err := kafka.New(ctx, b.transportConfig(topic))
 	if err != nil {
 		return 0, 0, err
 	}
