@@ -38,11 +38,28 @@ type Config struct {
 	// Propagator writes trace context into headers and reads it back. Writer and relay must
 	// agree on it. Default propagation.TraceContext{} (W3C traceparent and tracestate).
 	Propagator propagation.TextMapPropagator
-	// System is the messaging.system attribute of publish spans, e.g. "aws_sqs". Default: none.
+	// Transport, when it is a Describer (every transport of this repository is), names each
+	// span's messaging.system and messaging.destination.name and the span itself
+	// ("publish orders.fifo"). Default none: spans are named after the message type.
+	Transport outbox.Transport
+	// System is the messaging.system attribute of publish spans, e.g. "aws_sqs". Default: the
+	// Transport's, or none.
 	System string
 }
 
+// Describer is what a transport tells the tracing middleware about where a message goes, in
+// OpenTelemetry's messaging terms: the messaging.system it is ("aws_sqs", "kafka", "nats",
+// "rabbitmq") and the destination of one message (its queue, topic, subject or exchange).
+// Destination returns "" when it cannot tell (a route the message does not match).
+type Describer interface {
+	MessagingSystem() string
+	Destination(m *outbox.Message) string
+}
+
 func (c Config) withDefaults() Config {
+	if d, ok := c.Transport.(Describer); ok && c.System == "" {
+		c.System = d.MessagingSystem()
+	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = otel.GetTracerProvider()
 	}
@@ -96,7 +113,12 @@ func (c Config) publish(ctx context.Context, tracer trace.Tracer, next outbox.Ha
 	out := make([]*outbox.Message, len(msgs))
 	for i, m := range msgs {
 		parent := c.Propagator.Extract(ctx, &headers{m: m})
-		spanCtx, span := tracer.Start(parent, "publish "+m.Type, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attributes(m)...))
+		destination := c.destination(m)
+		name := "publish " + m.Type // semconv's "{operation} {destination}", or the type without one
+		if destination != "" {
+			name = "publish " + destination
+		}
+		spanCtx, span := tracer.Start(parent, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(c.attributes(m, destination)...))
 		spans[i] = span
 		// The transport gets a copy whose headers name the publish span; the claimed message,
 		// which may be retried, keeps the writer's context.
@@ -125,7 +147,15 @@ func (c Config) publish(ctx context.Context, tracer trace.Tracer, next outbox.Ha
 	return err
 }
 
-func (c Config) attributes(m *outbox.Message) []attribute.KeyValue {
+// destination is the Transport's name for where m goes, or "".
+func (c Config) destination(m *outbox.Message) string {
+	if d, ok := c.Transport.(Describer); ok {
+		return d.Destination(m)
+	}
+	return ""
+}
+
+func (c Config) attributes(m *outbox.Message, destination string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("publish"),
@@ -138,6 +168,9 @@ func (c Config) attributes(m *outbox.Message) []attribute.KeyValue {
 	}
 	if c.System != "" {
 		attrs = append(attrs, semconv.MessagingSystemKey.String(c.System))
+	}
+	if destination != "" {
+		attrs = append(attrs, semconv.MessagingDestinationName(destination))
 	}
 	return attrs
 }

@@ -110,6 +110,34 @@ func TestTraceFlowsFromWriterToBroker(t *testing.T) {
 	}
 }
 
+// A transport that describes itself names the spans after the destination and sets
+// messaging.system and messaging.destination.name (OpenTelemetry's messaging conventions).
+func TestSpansNameTheTransportsDestination(t *testing.T) {
+	tp, exp := newProvider(t)
+	broker := memory.New()
+	mw, err := tracing.Config{TracerProvider: tp, Transport: broker}.Middleware()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := outboxtest.NewMessages(1, "ORDER_PLACED", "")
+	if err := backend.Prepare(context.Background(), msgs, backend.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Chain(broker.Publish, mw)(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	spans := publishSpans(exp)
+	if len(spans) != 1 || spans[0].Name != "publish memory" {
+		t.Fatalf("spans %+v, want one named publish memory", spans)
+	}
+	set := attribute.NewSet(spans[0].Attributes...)
+	system, _ := set.Value("messaging.system")
+	dest, _ := set.Value("messaging.destination.name")
+	if system.AsString() != "memory" || dest.AsString() != "memory" {
+		t.Errorf("messaging.system %q, messaging.destination.name %q; want memory, memory", system.AsString(), dest.AsString())
+	}
+}
+
 func TestFailedMessagesMarkTheirSpan(t *testing.T) {
 	tp, exp := newProvider(t)
 	mw, err := tracing.Config{TracerProvider: tp}.Middleware()
