@@ -1,0 +1,94 @@
+package mysql
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/txoutbox/outbox/backend"
+)
+
+// claimIndex is the index the claim's ORDER BY follows: pending rows in seq order. Without it a
+// SKIP LOCKED claim sorts, and locks, every row it scans, and concurrent claimers serialise.
+const claimIndex = "outbox_claim"
+
+// SchemaSQL returns the DDL that creates the outbox table, for migration tools. It is what
+// EnsureSchema runs, and it is idempotent.
+func SchemaSQL(table string) (string, error) {
+	if err := backend.CheckIdentifier("mysql", "Table", table); err != nil {
+		return "", err
+	}
+	return schemaSQL(quote(table)), nil
+}
+
+func schemaSQL(t string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	seq          BIGINT       NOT NULL AUTO_INCREMENT,
+	id           CHAR(36)     CHARACTER SET ascii NOT NULL,
+	type         VARCHAR(255) NOT NULL,
+	msg_key      VARCHAR(128) NOT NULL DEFAULT '',
+	payload      LONGTEXT     NOT NULL,
+	result       LONGTEXT     NULL,
+	headers      TEXT         NULL,
+	status       VARCHAR(9)   CHARACTER SET ascii NOT NULL DEFAULT 'pending',
+	attempts     INT          NOT NULL DEFAULT 0,
+	available_at DATETIME(6)  NOT NULL,
+	lease_owner  VARCHAR(255) NULL,
+	last_error   TEXT         NULL,
+	created_at   DATETIME(6)  NOT NULL,
+	delivered_at DATETIME(6)  NULL,
+	dead_at      DATETIME(6)  NULL,
+	PRIMARY KEY (seq),
+	UNIQUE KEY outbox_id (id),
+	KEY %s (status, seq),
+	KEY outbox_key (msg_key, seq),
+	KEY outbox_delivered (status, delivered_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex)
+}
+
+// EnsureSchema creates the table when missing and checks that the claim index is there with
+// its columns in order. A named lock (GET_LOCK) serialises replicas starting together.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("mysql: ensure schema: %w", err)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql: ensure schema: %w", err)
+	}
+	defer conn.Close()
+	lock := "outbox schema " + s.cfg.Table
+	var got int
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 30)", lock).Scan(&got); err != nil || got != 1 {
+		return fmt.Errorf("mysql: ensure schema %s: cannot take the schema lock (%v)", s.table, err)
+	}
+	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock) }()
+	if _, err := conn.ExecContext(ctx, schemaSQL(s.table)); err != nil {
+		return fmt.Errorf("mysql: ensure schema %s: %w", s.table, err)
+	}
+	return s.CheckSchema(ctx)
+}
+
+// CheckSchema verifies that the table has the claim index on (status, seq).
+func (s *Store) CheckSchema(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT column_name FROM information_schema.statistics
+WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index`, s.cfg.Table, claimIndex)
+	if err != nil {
+		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
+		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
+	}
+	if len(cols) != 2 || cols[0] != "status" || cols[1] != "seq" {
+		return fmt.Errorf("mysql: check schema %s: index %s is %v, want (status, seq): claims would sort and lock the backlog", s.table, claimIndex, cols)
+	}
+	return nil
+}

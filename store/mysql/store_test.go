@@ -1,0 +1,96 @@
+package mysql
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/txoutbox/outbox"
+)
+
+func TestCheckVersion(t *testing.T) {
+	for _, c := range []struct {
+		v  string
+		ok bool
+	}{
+		{"10.11.19-MariaDB-0+deb12u1", true}, {"10.6.0-MariaDB", true}, {"10.5.23-MariaDB", false},
+		{"8.0.1", true}, {"8.4.2", true}, {"8.0.0-dmr", false}, {"5.7.44-log", false},
+	} {
+		err := checkVersion(c.v)
+		if (err == nil) != c.ok {
+			t.Errorf("checkVersion(%q) = %v", c.v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), c.v) {
+			t.Errorf("error %q does not name the version", err)
+		}
+	}
+}
+
+func TestConfigHidesSecrets(t *testing.T) {
+	for _, c := range []Config{
+		{URL: "mysql://u:hunter2@127.0.0.1:1/db"},
+		{DSN: "u:hunter2@tcp(127.0.0.1:1)/db"},
+		{Host: "127.0.0.1", Port: 1, User: "u", Password: "hunter2"},
+	} {
+		for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c)} {
+			if strings.Contains(out, "hunter2") {
+				t.Errorf("config printed its secret: %s", out)
+			}
+		}
+		c.ConnectTimeout = 1
+		if _, err := New(context.Background(), c); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("New: %v", err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	var ce *outbox.ConfigError
+	for _, c := range []Config{
+		{URL: "mysql://a@b/c", DSN: "a@tcp(b)/c"}, {URL: "http://x/y"}, {DSN: "not a dsn("},
+		{Port: 70000}, {Table: "a;drop"}, {URL: "mysql://a@b/c", Host: "x"},
+	} {
+		if err := c.Validate(); !errors.As(err, &ce) {
+			t.Errorf("Validate(%+v) = %v, want a ConfigError", c, err)
+		}
+	}
+}
+
+func testURL() string {
+	if u := os.Getenv("OUTBOX_TEST_MYSQL_URL"); u != "" {
+		return u
+	}
+	return "mysql://outbox:outbox@127.0.0.1:3306/outbox_test"
+}
+
+func TestEnsureSchema(t *testing.T) {
+	ctx := context.Background()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	table := "outbox_" + hex.EncodeToString(b[:])
+	s, err := New(ctx, Config{URL: outbox.Secret(testURL()), Table: table})
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("MariaDB: %v", err)
+		}
+		t.Skipf("MariaDB not reachable (scripts/services/mariadb start): %v", err)
+	}
+	defer s.Close()
+	defer func() { _, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table) }()
+	for range 2 { // idempotent
+		if err := s.EnsureSchema(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.table+" DROP INDEX "+claimIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); err == nil {
+		t.Fatal("CheckSchema accepted a table without the claim index")
+	}
+}
