@@ -37,6 +37,11 @@ type Config struct {
 	Password outbox.Secret
 	// Table is the outbox table's name. Default DefaultTable.
 	Table string
+	// MaxPayloadBytes bounds Payload plus Result of each written message.
+	// Default outbox.DefaultMaxPayloadBytes.
+	MaxPayloadBytes int
+	// WriteHooks run on every written message before it is validated. Default none.
+	WriteHooks []backend.WriteHook
 	// ConnectTimeout bounds New's first connection. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 }
@@ -44,6 +49,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Table == "" {
 		c.Table = DefaultTable
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = outbox.DefaultMaxPayloadBytes
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
@@ -72,6 +80,8 @@ func (c Config) Validate() error {
 		return bad("Host", "and the other connection fields are set together with URL or DSN; give one of them")
 	case c.Port < 0 || c.Port > 65535:
 		return bad("Port", fmt.Sprintf("%d is not a TCP port", c.Port))
+	case c.MaxPayloadBytes < 0:
+		return bad("MaxPayloadBytes", "is negative")
 	case c.ConnectTimeout < 0:
 		return bad("ConnectTimeout", "is negative")
 	}
@@ -106,6 +116,7 @@ func (c Config) driverConfig() (*mysql.Config, error) {
 	// Times are stored and compared in UTC, on the server's clock.
 	cfg.ParseTime, cfg.Loc = true, time.UTC
 	cfg.Timeout = c.ConnectTimeout
+	cfg.MultiStatements = true // SchemaSQL is several statements
 	return cfg, nil
 }
 

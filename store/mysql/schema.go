@@ -17,11 +17,16 @@ func SchemaSQL(table string) (string, error) {
 	if err := backend.CheckIdentifier("mysql", "Table", table); err != nil {
 		return "", err
 	}
-	return schemaSQL(quote(table)), nil
+	return schemaSQL(quote(table), quote(table+"_keys")), nil
 }
 
-func schemaSQL(t string) string {
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+// schemaSQL creates the outbox table t and the key-lock table keys: Add locks one row of keys
+// per message key until commit, so writers of one key commit in seq order.
+func schemaSQL(t, keys string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[3]s (
+	lock_key BINARY(32) NOT NULL PRIMARY KEY
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS %[1]s (
 	seq          BIGINT       NOT NULL AUTO_INCREMENT,
 	id           CHAR(36)     CHARACTER SET ascii NOT NULL,
 	type         VARCHAR(255) NOT NULL,
@@ -39,10 +44,10 @@ func schemaSQL(t string) string {
 	dead_at      DATETIME(6)  NULL,
 	PRIMARY KEY (seq),
 	UNIQUE KEY outbox_id (id),
-	KEY %s (status, seq),
+	KEY %[2]s (status, seq),
 	KEY outbox_key (msg_key, seq),
 	KEY outbox_delivered (status, delivered_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys)
 }
 
 // EnsureSchema creates the table when missing and checks that the claim index is there with
@@ -62,7 +67,7 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		return fmt.Errorf("mysql: ensure schema %s: cannot take the schema lock (%v)", s.table, err)
 	}
 	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock) }()
-	if _, err := conn.ExecContext(ctx, schemaSQL(s.table)); err != nil {
+	if _, err := conn.ExecContext(ctx, schemaSQL(s.table, s.keys)); err != nil {
 		return fmt.Errorf("mysql: ensure schema %s: %w", s.table, err)
 	}
 	return s.CheckSchema(ctx)

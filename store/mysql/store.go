@@ -18,6 +18,7 @@ type Store struct {
 	cfg       Config
 	db        *sql.DB
 	table     string // quoted, safe to paste into SQL
+	keys      string // the key-lock table, quoted
 	version   string
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -38,7 +39,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql: open %s: invalid connection settings", dcfg.Addr)
 	}
-	s := &Store{cfg: cfg, db: sql.OpenDB(conn), table: quote(cfg.Table)}
+	s := &Store{cfg: cfg, db: sql.OpenDB(conn), table: quote(cfg.Table), keys: quote(cfg.Table + "_keys")}
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := s.db.QueryRowContext(pingCtx, "SELECT VERSION()").Scan(&s.version); err != nil {

@@ -68,7 +68,9 @@ func testURL() string {
 	return "mysql://outbox:outbox@127.0.0.1:3306/outbox_test"
 }
 
-func TestEnsureSchema(t *testing.T) {
+// testStore opens a store over a fresh table (dropped at the end) with its schema ensured.
+func testStore(t *testing.T) *Store {
+	t.Helper()
 	ctx := context.Background()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -80,13 +82,21 @@ func TestEnsureSchema(t *testing.T) {
 		}
 		t.Skipf("MariaDB not reachable (scripts/services/mariadb start): %v", err)
 	}
-	defer s.Close()
-	defer func() { _, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table) }()
+	t.Cleanup(func() {
+		_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys)
+		_ = s.Close()
+	})
 	for range 2 { // idempotent
 		if err := s.EnsureSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return s
+}
+
+func TestEnsureSchema(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
 	if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.table+" DROP INDEX "+claimIndex); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,126 @@
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
+)
+
+// Add stores msgs inside the caller's transaction, in one INSERT. It runs backend.Prepare first
+// (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
+// nothing is written. For every distinct key it first locks that key's row of the key-lock table
+// (sorted, so one Add never deadlocks with itself) until tx ends: writers of one key take turns,
+// so for one key seq order is commit order.
+func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("mysql: add: %w", err)
+	}
+	if tx == nil {
+		return fmt.Errorf("mysql: add: %w", backend.InvalidArgument("tx", "is nil"))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
+		return fmt.Errorf("mysql: add: %w", err)
+	}
+	if locks := s.keyLocks(msgs); len(locks) > 0 {
+		args := make([]any, len(locks))
+		for i, l := range locks {
+			args[i] = l
+		}
+		q := "INSERT INTO " + s.keys + " (lock_key) VALUES " + strings.TrimSuffix(strings.Repeat("(?),", len(locks)), ",") +
+			" ON DUPLICATE KEY UPDATE lock_key = lock_key"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("mysql: add: lock keys: %w", err)
+		}
+	}
+	args := make([]any, 0, 7*len(msgs))
+	for _, m := range msgs {
+		var result, headers any
+		if len(m.Result) > 0 {
+			result = string(m.Result)
+		}
+		if len(m.Headers) > 0 {
+			b, _ := json.Marshal(m.Headers) // a map of strings always encodes
+			headers = string(b)
+		}
+		args = append(args, m.ID, m.Type, m.Key, string(m.Payload), result, headers, m.CreatedAt.UTC())
+	}
+	q := "INSERT INTO " + s.table + " (id, type, msg_key, payload, result, headers, created_at, available_at) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6)),", len(msgs)), ",")
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("mysql: add %d message(s) to %s: %w", len(msgs), s.table, err)
+	}
+	return nil
+}
+
+// keyLocks returns the sorted, distinct key-lock rows of msgs' keys.
+func (s *Store) keyLocks(msgs []*outbox.Message) [][]byte {
+	var locks [][]byte
+	for _, m := range msgs {
+		if m.Key != "" {
+			sum := sha256.Sum256([]byte(m.Key))
+			locks = append(locks, sum[:])
+		}
+	}
+	slices.SortFunc(locks, bytes.Compare)
+	return slices.CompactFunc(locks, bytes.Equal)
+}
+
+// Execute is the origin package's executeWithOutbox: it begins a transaction, runs fn in it,
+// stores msgs (each carrying fn's result as JSON in Result, unless it has one already) and
+// commits. When fn fails, Add fails, the commit fails or fn panics, everything is rolled back and
+// the error is returned (the panic re-raised). It holds one connection at a time.
+func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx *sql.Tx) (T, error), msgs ...*outbox.Message) (result T, err error) {
+	var zero T
+	if s == nil {
+		return zero, fmt.Errorf("mysql: execute: %w", backend.InvalidArgument("store", "is nil"))
+	}
+	if fn == nil {
+		return zero, fmt.Errorf("mysql: execute: %w", backend.InvalidArgument("fn", "is nil"))
+	}
+	if err := s.checkOpen(); err != nil {
+		return zero, fmt.Errorf("mysql: execute: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return zero, fmt.Errorf("mysql: execute: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+	if result, err = fn(ctx, tx); err != nil {
+		return zero, err
+	}
+	if len(msgs) > 0 {
+		encoded, err := json.Marshal(result)
+		if err != nil {
+			return zero, fmt.Errorf("mysql: execute: encode result as JSON: %w", err)
+		}
+		for _, m := range msgs {
+			if m != nil && len(m.Result) == 0 && string(encoded) != "null" {
+				m.Result = encoded
+			}
+		}
+		if err := s.Add(ctx, tx, msgs...); err != nil {
+			return zero, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return zero, fmt.Errorf("mysql: execute: commit: %w", err)
+	}
+	committed = true
+	return result, nil
+}
