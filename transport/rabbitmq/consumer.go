@@ -356,7 +356,11 @@ func (c *Consumer) consume(s *consumerSession) (lost bool) {
 // channel), then the channel and connection closed.
 func (c *Consumer) shutdown(s *consumerSession) {
 	if err := s.ch.Cancel(s.tag, false); err != nil {
+		// Only a closed channel ends the deliveries now: without it the loop below would wait
+		// for ever, the connection would stay open and what the library holds for this
+		// consumer would stay unacknowledged, never redelivered.
 		c.log.Warn("cancel failed; closing the channel requeues the messages", zap.Error(classify("cancel", err)))
+		_ = s.ch.Close()
 	}
 	for d := range s.deliveries { // closed by Cancel, or by the channel closing
 		c.stats.received.Add(1)
