@@ -28,7 +28,9 @@ type FieldError struct {
 	Problem string
 }
 
-func (e *FieldError) Error() string        { return "invalid message: " + e.Field + " " + e.Problem }
+func (e *FieldError) Error() string { return "invalid message: " + e.Field + " " + e.Problem }
+
+// Is reports whether target is ErrInvalidMessage.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidMessage }
 
 // ConfigError names the config field that is wrong and why.
@@ -41,6 +43,8 @@ type ConfigError struct {
 func (e *ConfigError) Error() string {
 	return e.Component + ": invalid config: " + e.Field + " " + e.Problem
 }
+
+// Is reports whether target is ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
 // ArgumentError names the argument of a call that is wrong and why.
@@ -51,7 +55,9 @@ type ArgumentError struct {
 
 func invalidArgument(arg, problem string) error { return &ArgumentError{Arg: arg, Problem: problem} }
 
-func (e *ArgumentError) Error() string        { return "invalid argument: " + e.Arg + " " + e.Problem }
+func (e *ArgumentError) Error() string { return "invalid argument: " + e.Arg + " " + e.Problem }
+
+// Is reports whether target is ErrInvalidArgument.
 func (e *ArgumentError) Is(target error) bool { return target == ErrInvalidArgument }
 
 // BatchError reports a partial failure of Transport.Publish: the messages it names failed, every
