@@ -7,8 +7,13 @@ import (
 
 // Secret is a string that never shows itself: a password, a token, a key. A Config field of
 // this type prints as "xxxxx" under every fmt verb (%v %+v %#v %s %q %x), in JSON and in
-// errors, so a Config needs no printer of its own and a field added tomorrow cannot leak
-// through a String method that forgot it. An empty Secret prints as "" (unset is no secret).
+// errors, so a Config never re-lists its fields in a printer, and a field added tomorrow cannot
+// leak through a String method that forgot it. An empty Secret prints as "" (unset is no secret).
+//
+// One gap is fmt's, not the type's: printing a pointer to a struct inside another value with a
+// verb that is not %v (say %s of a struct holding a *Config), fmt turns off every String and
+// Format method below it and prints the fields raw. A Config that can be held by pointer closes
+// it with a one-line Format that prints every verb as %v, without listing its fields.
 //
 // Assign it from a string with a conversion: outbox.Secret(os.Getenv("AWS_SECRET_ACCESS_KEY")).
 // Reveal returns the value for the one place that needs it (the driver).
