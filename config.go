@@ -36,10 +36,12 @@ type Config struct {
 	MaxAttempts int
 	// Backoff spaces the retries of a failed message, and of failed store calls.
 	Backoff Backoff
-	// Ordered makes the relay publish messages with the same Key strictly one after the other:
-	// message n+1 is never published before message n was acknowledged. A failing or dead
-	// message blocks only its own Key. Default false.
-	Ordered bool
+	// Unordered lets the relay publish the messages of one Key out of order. By default (false)
+	// the relay publishes messages with the same Key strictly one after the other: message n+1
+	// is never published before message n was acknowledged, and a failing or dead message
+	// blocks only its own Key. Set it only when consumers do not care about order: it saves
+	// little (ordered mode runs near the unordered speed), and the relay logs a warning.
+	Unordered bool
 	// Logger receives the relay's structured logs. Default zap.NewNop().
 	Logger *zap.Logger
 	// Middleware wraps the transport; the first is the outermost.
@@ -164,3 +166,6 @@ func defaultOwner() string {
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
+
+// ordered reports whether the relay keeps per-key order: unless Unordered is set.
+func (c Config) ordered() bool { return !c.Unordered }

@@ -57,7 +57,7 @@ func (r *Relay) deliver(rn *run, token string, msgs []*Message) {
 		cleared  []string // published or dead: no longer suspects
 		anyTimed bool
 	)
-	if r.cfg.Ordered {
+	if r.cfg.ordered() {
 		blocked = map[string]time.Duration{}
 	}
 	for _, m := range msgs {
@@ -170,11 +170,11 @@ func (r *Relay) plan(msgs []*Message) (calls []*call, held map[string]bool) {
 		inRest, stopped map[string]bool // ordered: keys with a message in rest, keys at a suspect
 	)
 	held = map[string]bool{}
-	if r.cfg.Ordered {
+	if r.cfg.ordered() {
 		inRest, stopped = map[string]bool{}, map[string]bool{}
 	}
 	for _, m := range msgs {
-		keyed := r.cfg.Ordered && m.Key != ""
+		keyed := r.cfg.ordered() && m.Key != ""
 		switch {
 		case keyed && stopped[m.Key]:
 			held[m.ID] = true
@@ -259,7 +259,7 @@ func (r *Relay) count(failures []Failure) {
 // ordered mode with any other transport, a key's run goes out in successive calls, one message
 // per key per call, and a key stops at its first failure.
 func (r *Relay) send(ctx context.Context, msgs []*Message) map[string]error {
-	if !r.cfg.Ordered || r.keyOrder {
+	if !r.cfg.ordered() || r.keyOrder {
 		return outcomes(msgs, r.publish(ctx, msgs))
 	}
 	out := make(map[string]error, len(msgs))

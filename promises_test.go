@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -189,7 +190,7 @@ func TestPromiseOrderedPerKey(t *testing.T) {
 	faulty.SetFailRate(0.1)
 	faulty.SetPartialRate(0.2)
 	written := write(t, st, 5_000, func(i int) string { return fmt.Sprint("aggregate-", i%100) })
-	startRelay(t, st, faulty, outbox.Config{Ordered: true, BatchSize: 100, Concurrency: 4})
+	startRelay(t, st, faulty, outbox.Config{BatchSize: 100, Concurrency: 4})
 	waitDelivered(t, tr, len(written), 60*time.Second)
 	r := outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{Ordered: true})
 	if r.OrderViolations != 0 {
@@ -204,7 +205,7 @@ func TestPromiseOrderedStuckKeyBlocksOnlyItself(t *testing.T) {
 	stuck := write(t, st, 3, func(int) string { return "stuck" })
 	others := write(t, st, 300, func(i int) string { return fmt.Sprint("k", i%10) })
 	faulty.FailIDs(errors.New("consumer rejects it"), stuck[0].ID)
-	startRelay(t, st, faulty, outbox.Config{Ordered: true})
+	startRelay(t, st, faulty, outbox.Config{})
 	waitDelivered(t, tr, len(others), 10*time.Second)
 	time.Sleep(100 * time.Millisecond)
 	for _, m := range tr.Received() {
@@ -358,5 +359,60 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// failFirstOnce publishes through to its transport, except that the first call holding the
+// message with ID id reports that message failed (and publishes the others of the call).
+type failFirstOnce struct {
+	outbox.Transport
+	id   string
+	mu   sync.Mutex
+	done bool
+}
+
+func (f *failFirstOnce) Publish(ctx context.Context, msgs []*outbox.Message) error {
+	f.mu.Lock()
+	fail := !f.done && slices.ContainsFunc(msgs, func(m *outbox.Message) bool { return m.ID == f.id })
+	f.done = f.done || fail
+	f.mu.Unlock()
+	if !fail {
+		return f.Transport.Publish(ctx, msgs)
+	}
+	rest := slices.DeleteFunc(slices.Clone(msgs), func(m *outbox.Message) bool { return m.ID == f.id })
+	if err := f.Transport.Publish(ctx, rest); err != nil {
+		return err
+	}
+	be := outbox.NewBatchError()
+	be.Add(f.id, errors.New("injected: first publish fails"))
+	return be
+}
+
+// Promise 4 holds with a zero Config: order per key is the default, not an option. Five
+// events on one key, the first one's first publish failing: a relay with no settings
+// publishes them in order; only Unordered lets the others overtake it.
+func TestPromiseOrderIsTheDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		unordered bool
+	}{{"default", false}, {"Unordered", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memstore.New()
+			tr := memory.New()
+			written := write(t, st, 5, func(int) string { return "order-1" })
+			startRelay(t, st, &failFirstOnce{Transport: tr, id: written[0].ID}, outbox.Config{Unordered: tc.unordered})
+			waitDelivered(t, tr, len(written), 10*time.Second)
+			var got []int
+			for _, m := range tr.Received() {
+				got = append(got, slices.IndexFunc(written, func(w *outbox.Message) bool { return w.ID == m.ID }))
+			}
+			inOrder := slices.Equal(got, []int{0, 1, 2, 3, 4})
+			if !tc.unordered && !inOrder {
+				t.Fatalf("a relay with a zero Config published the key's events as %v, want [0 1 2 3 4]", got)
+			}
+			if tc.unordered && inOrder {
+				t.Fatalf("Unordered published %v: the failed first event held the others back, so this test cannot tell the modes apart", got)
+			}
+		})
 	}
 }

@@ -157,7 +157,10 @@ func (r *Relay) Start(ctx context.Context) error {
 		go r.work(rn)
 	}
 	rn.kick()
-	r.log.Info("relay started", zap.Int("batch_size", r.cfg.BatchSize), zap.Int("concurrency", r.cfg.Concurrency), zap.Bool("ordered", r.cfg.Ordered))
+	r.log.Info("relay started", zap.Int("batch_size", r.cfg.BatchSize), zap.Int("concurrency", r.cfg.Concurrency), zap.Bool("ordered", r.cfg.ordered()))
+	if r.cfg.Unordered {
+		r.log.Warn("relay runs unordered (Config.Unordered): messages of one key may be published out of order, after a failed publish for instance")
+	}
 	return nil
 }
 
@@ -306,7 +309,7 @@ func (r *Relay) work(rn *run) {
 			others := r.busy.Add(1) - 1
 			n, err := r.cycle(rn, limit)
 			r.busy.Add(-1)
-			if r.cfg.Ordered && err == nil && n == 0 && others > 0 {
+			if r.cfg.ordered() && err == nil && n == 0 && others > 0 {
 				r.starved.Store(true)
 			}
 			if err != nil {
@@ -319,10 +322,10 @@ func (r *Relay) work(rn *run) {
 			if !r.outage.over() {
 				continue // the transport just became unavailable: probe it, or leave that to another
 			}
-			if n == 0 || (n < limit && !r.cfg.Ordered) {
+			if n == 0 || (n < limit && !r.cfg.ordered()) {
 				break
 			}
-			if n == limit && !(r.cfg.Ordered && r.starved.Load()) {
+			if n == limit && !(r.cfg.ordered() && r.starved.Load()) {
 				rn.kick()
 			}
 		}
@@ -366,7 +369,7 @@ func (r *Relay) cycle(rn *run, limit int) (int, error) {
 		Token:   token,
 		Limit:   limit,
 		Lease:   r.cfg.Lease,
-		Ordered: r.cfg.Ordered,
+		Ordered: r.cfg.ordered(),
 	})
 	if err != nil {
 		if rn.ctx.Err() != nil {

@@ -80,7 +80,7 @@ func TestPromiseOrderedHangingMessageBlocksOnlyItsKey(t *testing.T) {
 	others := write(t, st, 50, func(i int) string { return fmt.Sprint("k", i%10) })
 	var tries atomic.Int64
 	r := startRelay(t, st, hangingTransport(tr, run[0].ID, false, &tries),
-		outbox.Config{Ordered: true, MaxAttempts: 3, PublishTimeout: 100 * time.Millisecond})
+		outbox.Config{MaxAttempts: 3, PublishTimeout: 100 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

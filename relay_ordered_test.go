@@ -27,7 +27,7 @@ func TestOrderedDrainsFewKeysWithoutWaitingForPoll(t *testing.T) {
 				transport = outbox.TransportFunc(tr.Publish) // hides KeyOrderer
 			}
 			written := write(t, st, 2_000, func(i int) string { return fmt.Sprint("k", i%5) })
-			startRelay(t, st, transport, outbox.Config{Ordered: true, PollInterval: time.Hour, BatchSize: 50})
+			startRelay(t, st, transport, outbox.Config{PollInterval: time.Hour, BatchSize: 50})
 			waitDelivered(t, tr, len(written), 20*time.Second)
 			r := outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{Ordered: true})
 			if r.OrderViolations != 0 || r.Duplicates != 0 {
@@ -60,7 +60,7 @@ func TestOrderedRunsPerCall(t *testing.T) {
 				transport = keyOrderedTransport{counting}
 			}
 			write(t, st, 30, func(int) string { return "one-key" })
-			startRelay(t, st, transport, outbox.Config{Ordered: true, BatchSize: 10})
+			startRelay(t, st, transport, outbox.Config{BatchSize: 10})
 			waitDelivered(t, tr, 30, 10*time.Second)
 			want := int64(1)
 			if keepsOrder {
@@ -85,7 +85,7 @@ func TestOrderedDeadInTheMiddleOfARun(t *testing.T) {
 	run := write(t, st, 5, func(int) string { return "run" })
 	others := write(t, st, 20, func(i int) string { return fmt.Sprint("other", i%4) })
 	tr.FailIDs(outbox.Permanent(errors.New("rejected")), run[2].ID)
-	startRelay(t, st, tr, outbox.Config{Ordered: true})
+	startRelay(t, st, tr, outbox.Config{})
 	waitDelivered(t, tr, 2+len(others), 10*time.Second)
 	eventually(t, "the poison message to die", func() bool {
 		c, _ := st.Counts(context.Background())

@@ -56,10 +56,10 @@ func TestRelaySettingsDefaultsAreTheRelays(t *testing.T) {
 }
 
 func TestLoadSettings(t *testing.T) {
-	env := map[string]string{"OUTBOX_BATCH_SIZE": " 7 ", "OUTBOX_LEASE": "", "OUTBOX_BACKOFF_MAX": "2m", "OUTBOX_ORDERED": "maybe", "OUTBOX_CONCURRENCY": "x"}
+	env := map[string]string{"OUTBOX_BATCH_SIZE": " 7 ", "OUTBOX_LEASE": "", "OUTBOX_BACKOFF_MAX": "2m", "OUTBOX_UNORDERED": "maybe", "OUTBOX_CONCURRENCY": "x"}
 	var c outbox.Config
 	err := LoadSettings(&c, RelaySettings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err == nil || !strings.Contains(err.Error(), "OUTBOX_ORDERED") || !strings.Contains(err.Error(), "OUTBOX_CONCURRENCY") {
+	if err == nil || !strings.Contains(err.Error(), "OUTBOX_UNORDERED") || !strings.Contains(err.Error(), "OUTBOX_CONCURRENCY") {
 		t.Fatalf("err = %v, want both bad variables named", err)
 	}
 	if c.BatchSize != 7 || c.Lease != 0 || c.Backoff.Max != 2*time.Minute {

@@ -34,7 +34,7 @@ func Settings() []envconfig.Setting[Config] {
 //	OUTBOX_BACKOFF_MAX         [5m]               longest delay between retries
 //	OUTBOX_BACKOFF_MULTIPLIER  [2]                growth of the delay after each failure
 //	OUTBOX_BACKOFF_JITTER      [0.2]              random spread of each delay, as a fraction either way; negative for none
-//	OUTBOX_ORDERED             [false]            publish messages with the same key strictly one after another
+//	OUTBOX_UNORDERED           [false]            let messages with the same key go out of order (default: strictly one after another)
 //	OUTBOX_OWNER               [host-pid-random]  lease owner name of this relay
 //	OUTBOX_SHUTDOWN_TIMEOUT    [10s]              how long a stop waits for the batches in flight
 //	OUTBOX_RETAIN_DELIVERED    [0: keep them]     with a store keeping delivered messages, delete those delivered longer ago than this

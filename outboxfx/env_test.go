@@ -31,7 +31,7 @@ func TestConfigFromLookup(t *testing.T) {
 		"OUTBOX_BACKOFF_MAX":        "10m",
 		"OUTBOX_BACKOFF_MULTIPLIER": "3",
 		"OUTBOX_BACKOFF_JITTER":     "0.1",
-		"OUTBOX_ORDERED":            "true",
+		"OUTBOX_UNORDERED":          "true",
 		"OUTBOX_OWNER":              "orders-worker-1",
 		"OUTBOX_SHUTDOWN_TIMEOUT":   "5s",
 		"OUTBOX_RETAIN_DELIVERED":   "168h",
@@ -42,8 +42,8 @@ func TestConfigFromLookup(t *testing.T) {
 		Relay: outbox.Config{
 			BatchSize: 250, Concurrency: 4, PollInterval: 250 * time.Millisecond, Lease: time.Minute,
 			PublishTimeout: 20 * time.Second, MaxAttempts: 10,
-			Backoff: outbox.Backoff{Initial: 2 * time.Second, Max: 10 * time.Minute, Multiplier: 3, Jitter: 0.1},
-			Ordered: true, Owner: "orders-worker-1", ShutdownTimeout: 5 * time.Second,
+			Backoff:   outbox.Backoff{Initial: 2 * time.Second, Max: 10 * time.Minute, Multiplier: 3, Jitter: 0.1},
+			Unordered: true, Owner: "orders-worker-1", ShutdownTimeout: 5 * time.Second,
 			RetainDelivered: 168 * time.Hour, CleanupInterval: 10 * time.Minute,
 		},
 		Disabled: true,
@@ -61,7 +61,7 @@ func TestConfigFromLookup(t *testing.T) {
 		{name: "spaces around a value", env: map[string]string{"OUTBOX_BATCH_SIZE": " 7 "}, want: outboxfx.Config{Relay: outbox.Config{BatchSize: 7}}},
 		{name: "not an integer", env: map[string]string{"OUTBOX_BATCH_SIZE": "lots"}, wantErr: []string{"OUTBOX_BATCH_SIZE", `"lots" is not an integer`}},
 		{name: "not a duration", env: map[string]string{"OUTBOX_POLL_INTERVAL": "5"}, wantErr: []string{"OUTBOX_POLL_INTERVAL", "not a duration"}},
-		{name: "not a boolean", env: map[string]string{"OUTBOX_ORDERED": "yes please"}, wantErr: []string{"OUTBOX_ORDERED", "not a boolean"}},
+		{name: "not a boolean", env: map[string]string{"OUTBOX_UNORDERED": "yes please"}, wantErr: []string{"OUTBOX_UNORDERED", "not a boolean"}},
 		{name: "not a number", env: map[string]string{"OUTBOX_BACKOFF_JITTER": "NaN"}, wantErr: []string{"OUTBOX_BACKOFF_JITTER", "not a number"}},
 		{
 			name:    "every unparsable variable is named",
@@ -102,7 +102,7 @@ func TestConfigFromLookup(t *testing.T) {
 			g.Backoff, w.Backoff = outbox.Backoff{}, outbox.Backoff{}
 			if g.BatchSize != w.BatchSize || g.Concurrency != w.Concurrency || g.PollInterval != w.PollInterval ||
 				g.Lease != w.Lease || g.PublishTimeout != w.PublishTimeout || g.MaxAttempts != w.MaxAttempts ||
-				g.Ordered != w.Ordered || g.Owner != w.Owner || g.ShutdownTimeout != w.ShutdownTimeout ||
+				g.Unordered != w.Unordered || g.Owner != w.Owner || g.ShutdownTimeout != w.ShutdownTimeout ||
 				g.RetainDelivered != w.RetainDelivered || g.CleanupInterval != w.CleanupInterval {
 				t.Errorf("got %+v, want %+v", g, w)
 			}

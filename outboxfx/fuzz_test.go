@@ -19,7 +19,7 @@ func FuzzConfigFromLookup(f *testing.F) {
 			"OUTBOX_CONCURRENCY":    concurrency,
 			"OUTBOX_POLL_INTERVAL":  poll,
 			"OUTBOX_LEASE":          lease,
-			"OUTBOX_ORDERED":        ordered,
+			"OUTBOX_UNORDERED":      ordered,
 			"OUTBOX_BACKOFF_JITTER": jitter,
 		}
 		cfg, err := outboxfx.ConfigFromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })

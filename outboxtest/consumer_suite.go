@@ -124,7 +124,7 @@ func (s *consumerSuite) relay(t *testing.T, tr outbox.Transport, msgs ...*outbox
 		t.Fatalf("add: %v", err)
 	}
 	r, err := outbox.NewRelay(st, tr, outbox.Config{
-		PollInterval: 10 * time.Millisecond, MaxAttempts: 1000, Ordered: true,
+		PollInterval: 10 * time.Millisecond, MaxAttempts: 1000,
 		Backoff: outbox.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	if err != nil {

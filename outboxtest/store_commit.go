@@ -34,7 +34,7 @@ func (s *storeSuite) testOrderedCommitOrder(t *testing.T) {
 			tr := memory.New()
 			var relay *outbox.Relay
 			if live {
-				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
+				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{PollInterval: 20 * time.Millisecond})
 			}
 			const rounds = 4
 			want := map[string][]string{} // key -> IDs in commit order
@@ -71,7 +71,7 @@ func (s *storeSuite) testOrderedCommitOrder(t *testing.T) {
 				}
 			}
 			if !live {
-				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{Ordered: true, PollInterval: 20 * time.Millisecond})
+				relay = startSuiteRelay(t, h.Store, tr, outbox.Config{PollInterval: 20 * time.Millisecond})
 			}
 			if err := tr.WaitFor(ctx, 2*rounds); err != nil {
 				t.Fatalf("published %d of %d: %v", tr.Len(), 2*rounds, err)

@@ -28,7 +28,7 @@ func (s *storeSuite) testRelay(t *testing.T) {
 			}
 			tr := memory.New()
 			relay, err := outbox.NewRelay(h.Store, tr, outbox.Config{
-				BatchSize: 25, Concurrency: 3, PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second, Ordered: ordered,
+				BatchSize: 25, Concurrency: 3, PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second, Unordered: !ordered,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -79,8 +79,8 @@ func (s *storeSuite) testRelayRunFailure(t *testing.T) {
 				transport = keyOrdered{outbox.TransportFunc(failing)}
 			}
 			relay := startSuiteRelay(t, h.Store, transport, outbox.Config{
-				Ordered: true, PollInterval: 20 * time.Millisecond,
-				Backoff: outbox.Backoff{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond},
+				PollInterval: 20 * time.Millisecond,
+				Backoff:      outbox.Backoff{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond},
 			})
 			ctx := testCtx(t)
 			if err := tr.WaitFor(ctx, len(run)+len(other)); err != nil {

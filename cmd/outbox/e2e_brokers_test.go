@@ -125,7 +125,7 @@ func TestRelayToKafka(t *testing.T) {
 		"--store", storeURL, "--transport", "kafka", "--kafka-brokers", strings.Join(cluster.ListenAddrs(), ","),
 		"--kafka-topic", "others", "--kafka-routes", "ORDER_PLACED=orders",
 		"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "relay",
-		"--listen", "off", "--poll-interval", "20ms", "--ordered")
+		"--listen", "off", "--poll-interval", "20ms")
 	if strings.Contains(r.stderr.String(), "does not keep key order") {
 		t.Errorf("the Kafka transport keeps key order, yet the relay says it does not:\n%s", r.stderr.String())
 	}
@@ -306,7 +306,7 @@ func TestRelayToRabbitMQ(t *testing.T) {
 	add(t, store, msgs...)
 	// The default exchange delivers to the queue the routing key names.
 	r := startRelayInProcess(t, map[string]string{"OUTBOX_RABBITMQ_URL": rabbitmqURL()}, "",
-		"--store", storeURL, "--transport", "rabbitmq", "--rabbitmq-routing-key", queue, "--listen", "off", "--poll-interval", "20ms", "--ordered")
+		"--store", storeURL, "--transport", "rabbitmq", "--rabbitmq-routing-key", queue, "--listen", "off", "--poll-interval", "20ms")
 	// Ordered without the transport's key order: the relay says what that costs, and how to avoid it.
 	if !strings.Contains(r.stderr.String(), "each publish carries at most one message per key; --rabbitmq-key-order") {
 		t.Errorf("no hint of --rabbitmq-key-order for an ordered relay:\n%s", r.stderr.String())

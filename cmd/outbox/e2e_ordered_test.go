@@ -9,7 +9,7 @@ import (
 	"github.com/txoutbox/outbox"
 )
 
-// TestOrderedRelayStalledKey: with --ordered and a FIFO queue, a dead message holds back the
+// TestOrderedRelayStalledKey: with the default ordered mode and a FIFO queue, a dead message holds back the
 // later messages of its key only; `outbox status` names the key; `outbox dead requeue --key`
 // releases it, and the key's messages then arrive in write order, the requeued one first.
 func TestOrderedRelayStalledKey(t *testing.T) {
@@ -32,7 +32,7 @@ func TestOrderedRelayStalledKey(t *testing.T) {
 
 	in := receive(h.ctx, h.client, h.queue)
 	defer in.close()
-	relay := startRelay(t, h.bin, h.environ, "--ordered")
+	relay := startRelay(t, h.bin, h.environ)
 
 	if !in.waitFor(30*time.Second, func() bool { return in.count() >= len(flowing) }) {
 		t.Fatalf("%d of the other key's events arrived:\n%s", in.count(), relay.logs.String())

@@ -57,7 +57,7 @@ func TestUsageErrors(t *testing.T) {
 		{"flag without value", []string{"relay", "--store"}, nil, "--store (OUTBOX_STORE) needs a value"},
 		{"bad int", []string{"relay", "--batch-size", "many"}, nil, "--batch-size (OUTBOX_BATCH_SIZE): not an integer"},
 		{"bad duration", []string{"relay", "--lease", pgURL}, nil, "--lease (OUTBOX_LEASE): not a duration"},
-		{"bad bool", []string{"relay", "--ordered=" + secret}, nil, "--ordered (OUTBOX_ORDERED): not true or false"},
+		{"bad bool", []string{"relay", "--unordered=" + secret}, nil, "--unordered (OUTBOX_UNORDERED): not true or false"},
 		{"bad backoff from env", []string{"relay"}, map[string]string{"OUTBOX_STORE": pgURL, "OUTBOX_TRANSPORT": "memory", "OUTBOX_BACKOFF_JITTER": "2"}, "--backoff-jitter (OUTBOX_BACKOFF_JITTER): must be below 1"},
 		{"missing store", []string{"relay", "--transport", "memory"}, nil, "--store (OUTBOX_STORE): is empty"},
 		{"bad store scheme", []string{"status", "--store", "mysql://" + secret + "@h/db"}, nil, `unknown scheme "mysql"`},
@@ -149,7 +149,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("outbox help relay printed something else than outbox relay --help")
 	}
 	_, stdout, _ := runCLI(t, nil, "relay", "--help")
-	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-ordered", "-listen",
+	for _, want := range []string{"--store", "OUTBOX_STORE", "OUTBOX_SQS_SECRET_ACCESS_KEY", "-sqs-queue-url", "-unordered", "-listen",
 		"-kafka-brokers", "OUTBOX_KAFKA_SASL_PASSWORD", "-nats-url", "OUTBOX_NATS_NKEY_SEED", "-rabbitmq-url", "OUTBOX_RABBITMQ_KEY_PASSWORD"} {
 		if !strings.Contains(stdout, strings.TrimPrefix(want, "-")) {
 			t.Errorf("relay help lacks %q", want)

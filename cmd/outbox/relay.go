@@ -145,7 +145,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	if err != nil {
 		return err
 	}
-	if cfg.Ordered {
+	if !cfg.Unordered {
 		if ko, ok := transport.(outbox.KeyOrderer); !ok || !ko.KeepsKeyOrder() {
 			log.Info("ordered mode with a transport that does not keep key order within a batch: each publish carries at most one message per key"+keyOrderHint[tf.kind],
 				zap.String("transport", tf.kind))

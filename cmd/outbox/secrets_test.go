@@ -44,7 +44,7 @@ func TestCommandNeverShowsSecrets(t *testing.T) {
 		{"URL as a flag", []string{"relay", "-" + pgURL}, nil},
 		{"misspelt flag with a URL", []string{"status", "--stor=" + pgURL}, nil},
 		{"URL in the wrong flag", []string{"relay", "--lease", pgURL}, nil},
-		{"URL in a boolean flag", []string{"relay", "--ordered=" + pgURL}, nil},
+		{"URL in a boolean flag", []string{"relay", "--unordered=" + pgURL}, nil},
 		{"secret in a bad ID", []string{"dead", "list", "--store", "sqlite:x.db", "--id", "typed-secret"}, nil},
 		{"secret in a variable that does not parse", []string{"relay", "--store", "sqlite:x.db"}, map[string]string{"OUTBOX_BATCH_SIZE": "typed-secret"}},
 		{"postgres URL, runtime failure", []string{"status"}, withStore(pgURL, nil)},

@@ -42,7 +42,7 @@ func ExampleExecute() {
 	fmt.Println("order", orderID)
 
 	// A relay (usually in its own process) publishes what was committed.
-	relay, err := outbox.NewRelay(store, memory.New(), outbox.Config{Ordered: true})
+	relay, err := outbox.NewRelay(store, memory.New(), outbox.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func TestFourRelays(t *testing.T) {
 					store = openStore(t, cfg)
 				}
 				r, err := outbox.NewRelay(store, transport, outbox.Config{
-					BatchSize: 100, Concurrency: 2, PollInterval: 50 * time.Millisecond, Ordered: ordered,
+					BatchSize: 100, Concurrency: 2, PollInterval: 50 * time.Millisecond, Unordered: !ordered,
 					Owner: fmt.Sprintf("relay-%d", i),
 				})
 				if err != nil {

@@ -195,7 +195,7 @@ func (r *recorder) all() []*outbox.Message {
 func runRelay(t testing.TB, s outbox.Store, tr outbox.Transport, ordered bool) *outbox.Relay {
 	t.Helper()
 	r, err := outbox.NewRelay(s, tr, outbox.Config{
-		BatchSize: 50, Concurrency: 2, PollInterval: 50 * time.Millisecond, Ordered: ordered,
+		BatchSize: 50, Concurrency: 2, PollInterval: 50 * time.Millisecond, Unordered: !ordered,
 		Backoff: outbox.Backoff{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 	})
 	if err != nil {

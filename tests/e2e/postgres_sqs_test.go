@@ -249,7 +249,7 @@ func testPostgresRelaySQSFIFOOrdered(t *testing.T, wal bool) {
 	db := newDatabase(t, wal)
 	b := newBroker(t)
 	queue := b.createQueue(t, true)
-	startRelay(t, db.store, queue, outbox.Config{BatchSize: 100, Concurrency: 2, Ordered: true, PollInterval: 200 * time.Millisecond})
+	startRelay(t, db.store, queue, outbox.Config{BatchSize: 100, Concurrency: 2, PollInterval: 200 * time.Millisecond})
 	ctx := testCtx(t)
 	l := newLedger()
 	key := func(w int) string { return fmt.Sprintf("customer-%d", w) }

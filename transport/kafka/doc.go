@@ -8,7 +8,7 @@
 //		Routes:     map[string]string{"ORDER_PLACED": "orders"},
 //	})
 //	...
-//	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
+//	relay, err := outbox.NewRelay(store, t, outbox.Config{}) // ordered per key by default
 //
 // # What a consumer receives
 //

@@ -70,7 +70,7 @@ func TestRelayDrains(t *testing.T) {
 			if err := store.Add(testCtx(t), in...); err != nil {
 				t.Fatal(err)
 			}
-			relay := runRelay(t, store, c.newTransport(t, kafka.Config{Topic: topic}), outbox.Config{Ordered: ordered, BatchSize: 50, Concurrency: 3})
+			relay := runRelay(t, store, c.newTransport(t, kafka.Config{Topic: topic}), outbox.Config{Unordered: !ordered, BatchSize: 50, Concurrency: 3})
 			if counts := waitDrained(t, store); counts.Dead != 0 {
 				t.Fatalf("counts %+v: nothing should die", counts)
 			}
@@ -108,7 +108,7 @@ func TestRelayThroughFaults(t *testing.T) {
 	defer outage.Remove()
 
 	tr := c.newTransport(t, kafka.Config{Topic: topic, DeliveryTimeout: time.Second})
-	relay := runRelay(t, store, tr, outbox.Config{Ordered: true, BatchSize: 40, Concurrency: 2})
+	relay := runRelay(t, store, tr, outbox.Config{BatchSize: 40, Concurrency: 2})
 	if counts := waitDrained(t, store); counts.Dead != 0 {
 		t.Fatalf("counts %+v: nothing should die", counts)
 	}

@@ -41,7 +41,7 @@ func Example() {
 	}
 
 	var store outbox.Store // e.g. postgres.New(ctx, postgres.Config{...})
-	relay, err := outbox.NewRelay(store, t, outbox.Config{Ordered: true})
+	relay, err := outbox.NewRelay(store, t, outbox.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 	}
 	store := memstore.New()
 	relay := runRelay(t, store, tr, outbox.Config{
-		Ordered: ordered, BatchSize: batchSize, Concurrency: inFlight,
+		Unordered: !ordered, BatchSize: batchSize, Concurrency: inFlight,
 		// Far more attempts than the test can use: a message dead-lettered would mean the
 		// relay charged the outage to it.
 		MaxAttempts: 10000, Lease: 10 * time.Second, PublishTimeout: 3 * time.Second,

@@ -125,7 +125,7 @@ func TestRelayDrains(t *testing.T) {
 			if err := store.Add(testCtx(t), msgs...); err != nil {
 				t.Fatal(err)
 			}
-			relay := runRelay(t, store, tr, outbox.Config{Ordered: c.ordered})
+			relay := runRelay(t, store, tr, outbox.Config{Unordered: !c.ordered})
 			waitCounts(t, store, 30*time.Second, func(c outbox.Counts) bool { return c.Pending == 0 })
 			if st := relay.Stats(); st.Published != int64(len(msgs)) || st.Dead != 0 || st.Failed != 0 {
 				t.Fatalf("relay stats %+v, want %d published and nothing failed", st, len(msgs))
@@ -155,7 +155,7 @@ func TestRelayOrderedPoisonMessage(t *testing.T) {
 	if err := store.Add(testCtx(t), msgs...); err != nil {
 		t.Fatal(err)
 	}
-	relay := runRelay(t, store, tr, outbox.Config{Ordered: true, BatchSize: 50})
+	relay := runRelay(t, store, tr, outbox.Config{BatchSize: 50})
 
 	// k1 and k2 drain; k0 stops behind its dead message: 89 wait.
 	waitCounts(t, store, 30*time.Second, func(c outbox.Counts) bool { return c.Dead == 1 && c.Pending == 89 })

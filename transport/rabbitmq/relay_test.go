@@ -61,7 +61,7 @@ func TestRelayDrains(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr := newTransport(t, rabbitmq.Config{RoutingKey: q, KeyOrder: ordered})
-			relay := runRelay(t, store, tr, outbox.Config{Ordered: ordered, Concurrency: 4})
+			relay := runRelay(t, store, tr, outbox.Config{Unordered: !ordered, Concurrency: 4})
 			got, err := b.receive(testCtx(t), q, len(msgs), false)
 			if err != nil {
 				t.Fatal(err)

@@ -76,7 +76,7 @@ func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
 	rec := &recorder{next: tr, ids: map[string]bool{}}
 	relay := runRelay(t, store, rec, outbox.Config{
-		Ordered: ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
+		Unordered: !ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
 		// Generous, so that the outage cannot exhaust attempts whether or not the relay pauses
 		// on outbox.Unavailable instead of charging them.
 		MaxAttempts: 100000,

@@ -129,7 +129,7 @@ func TestOrderedRelayOnFIFOQueue(t *testing.T) {
 	if !tr.KeepsKeyOrder() {
 		t.Fatal("a FIFO queue transport does not keep key order")
 	}
-	relay, err := outbox.NewRelay(store, tr, outbox.Config{Ordered: true, BatchSize: 50, PollInterval: 50 * time.Millisecond})
+	relay, err := outbox.NewRelay(store, tr, outbox.Config{BatchSize: 50, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Concurrency:    cfg.Concurrency,
 		PollInterval:   cfg.PollInterval,
 		Lease:          cfg.Lease,
-		Ordered:        cfg.Ordered,
+		Unordered:      !cfg.Ordered,
 		Owner:          cfg.Owner,
 		PublishTimeout: cfg.PublishTimeout,
 		MaxAttempts:    cfg.MaxAttempts,

@@ -530,7 +530,7 @@ func (b *bench) relay(ctx context.Context) (float64, int64, error) {
 		return 0, 0, err
 	}
 	c := &counting{Transport: tr}
-	rate, err := benchutil.RelayDrain(ctx, "kafkabench", c, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.Concurrency, Ordered: b.cfg.Ordered}, msgs)
+	rate, err := benchutil.RelayDrain(ctx, "kafkabench", c, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.Concurrency, Unordered: !b.cfg.Ordered}, msgs)
 	return rate, c.peak.Load(), err
 }
 

@@ -124,7 +124,7 @@ func Drain(ctx context.Context, pool *pgxpool.Pool, o DrainOptions) (DrainResult
 
 func (sb *sandbox) relayDrain(ctx context.Context, batch, concurrency, events int, ordered bool) (float64, error) {
 	transport := memory.New()
-	relay, err := outbox.NewRelay(sb.store, transport, outbox.Config{BatchSize: batch, Concurrency: concurrency, Ordered: ordered})
+	relay, err := outbox.NewRelay(sb.store, transport, outbox.Config{BatchSize: batch, Concurrency: concurrency, Unordered: !ordered})
 	if err != nil {
 		return 0, err
 	}

@@ -89,7 +89,7 @@ func Latency(ctx context.Context, pool *pgxpool.Pool, o LatencyOptions) (Latency
 	if o.Ordered && o.Keys <= 0 {
 		o.Keys = 100
 	}
-	relay, err := outbox.NewRelay(store, transport, outbox.Config{PollInterval: o.PollInterval, Ordered: o.Ordered})
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{PollInterval: o.PollInterval, Unordered: !o.Ordered})
 	if err != nil {
 		return LatencyResult{}, err
 	}

@@ -122,7 +122,7 @@ func drain(ctx context.Context, path string, bl Backlog, batch int, ordered bool
 		}
 	}
 	transport := memory.New()
-	relay, err := outbox.NewRelay(store, transport, outbox.Config{BatchSize: batch, Concurrency: 1, Ordered: ordered})
+	relay, err := outbox.NewRelay(store, transport, outbox.Config{BatchSize: batch, Concurrency: 1, Unordered: !ordered})
 	if err != nil {
 		return 0, err
 	}

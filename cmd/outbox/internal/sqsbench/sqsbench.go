@@ -316,5 +316,5 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return benchutil.RelayDrain(ctx, "sqsbench", tr, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, Ordered: b.cfg.FIFOGroup}, msgs)
+	return benchutil.RelayDrain(ctx, "sqsbench", tr, outbox.Config{BatchSize: b.cfg.BatchSize, Concurrency: b.cfg.RelayConcurrency, Unordered: !b.cfg.FIFOGroup}, msgs)
 }
