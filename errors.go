@@ -20,7 +20,32 @@ var (
 	ErrInvalidArgument = errors.New("outbox: invalid argument")
 	// ErrRunning is returned by Start on a relay that is already running.
 	ErrRunning = errors.New("outbox: relay already running")
+	// ErrSchema matches (with errors.Is) every *SchemaError.
+	ErrSchema = errors.New("outbox: schema missing or not the outbox's")
 )
+
+// SchemaError says that a store's table (or collection) is missing, or is not laid out as the
+// outbox's, and what creates or upgrades it. Waiting does not fix it, so the relay's Start
+// returns it instead of retrying.
+type SchemaError struct {
+	Store   string // e.g. "postgres"
+	Table   string // the table as the store names it, e.g. public.outbox
+	Problem string // e.g. "does not exist", "has no column status"
+}
+
+func (e *SchemaError) Error() string {
+	fix := "create it with `outbox migrate` or the store's EnsureSchema (SchemaSQL prints the DDL)"
+	if e.Problem != SchemaMissing {
+		fix = "it is another table of that name: give the outbox its own (Config.Table, --table)"
+	}
+	return e.Store + ": table " + e.Table + " " + e.Problem + ": " + fix
+}
+
+// SchemaMissing is the Problem of a SchemaError whose table does not exist.
+const SchemaMissing = "does not exist"
+
+// Is reports whether target is ErrSchema.
+func (e *SchemaError) Is(target error) bool { return target == ErrSchema }
 
 // FieldError names the field of a message that cannot be stored and why.
 type FieldError struct {

@@ -48,3 +48,19 @@ func TestBatchError(t *testing.T) {
 		t.Fatalf("publish error %q", pe)
 	}
 }
+
+func TestSchemaErrorSaysWhatToDo(t *testing.T) {
+	missing := &outbox.SchemaError{Store: "postgres", Table: `"public"."outbox"`, Problem: outbox.SchemaMissing}
+	foreign := &outbox.SchemaError{Store: "sqlite", Table: "events", Problem: "is not an outbox table (no column seq)"}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{missing, "postgres: table \"public\".\"outbox\" does not exist: create it with `outbox migrate`"},
+		{foreign, "sqlite: table events is not an outbox table (no column seq): it is another table of that name"},
+	} {
+		if !errors.Is(tc.err, outbox.ErrSchema) || !strings.HasPrefix(tc.err.Error(), tc.want) {
+			t.Errorf("%v: want errors.Is ErrSchema and a message starting %q", tc.err, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,11 +127,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	return r.Stop(stopCtx)
 }
 
-// Start launches the relay's goroutines and returns at once: it never waits for the store or
-// the transport (notifications are set up in the background; the relay polls until they work).
-// ctx only bounds starting; the relay runs until Stop.
+// Start launches the relay's goroutines and returns: it never waits for the transport, nor for
+// a store that is down (notifications are set up in the background; the relay polls until they
+// work). A store that is a SchemaChecker is asked once, for at most schemaCheckTimeout, whether
+// its table is there: Start returns that error when it matches ErrSchema, and logs any other
+// and starts. ctx only bounds starting; the relay runs until Stop.
 func (r *Relay) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.checkSchema(ctx); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -409,4 +415,26 @@ func (r *Relay) retain(rn *run, ret Retention) {
 			}
 		}
 	}
+}
+
+// schemaCheckTimeout bounds Start's schema check: a store slow to answer is not waited for (its
+// claims will tell), one that answers says within this time whether its table is missing.
+const schemaCheckTimeout = time.Second
+
+// checkSchema returns the store's ErrSchema error, if it reports one within schemaCheckTimeout.
+func (r *Relay) checkSchema(ctx context.Context) error {
+	sc, ok := r.store.(SchemaChecker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, schemaCheckTimeout)
+	defer cancel()
+	err := sc.CheckSchema(ctx)
+	if errors.Is(err, ErrSchema) {
+		return err
+	}
+	if err != nil {
+		r.log.Warn("could not check the store's schema; starting anyway", zap.Error(err))
+	}
+	return nil
 }

@@ -85,6 +85,15 @@ type Failure struct {
 	Release bool
 }
 
+// SchemaChecker is implemented by stores that can tell whether their table exists with the
+// outbox's layout. CheckSchema returns an error matching ErrSchema when it does not, another
+// error when the store cannot be asked (it is unreachable), nil when all is well. The relay's
+// Start calls it, briefly, and fails on ErrSchema: a missing table is a deployment error that
+// no retry fixes.
+type SchemaChecker interface {
+	CheckSchema(ctx context.Context) error
+}
+
 // Notifier is implemented by stores that can wake the relay when messages are committed
 // (PostgreSQL LISTEN/NOTIFY, MongoDB change streams, an in-process signal). The relay keeps
 // polling as the correctness fallback, so a lost signal only delays delivery.

@@ -89,6 +89,9 @@ func deadCommand(ctx context.Context, e *env, op string, args []string) error {
 		return err
 	}
 	defer done()
+	if err := store.checkSchema(ctx); err != nil {
+		return failed(cmd, err)
+	}
 
 	switch op {
 	case "list":

@@ -141,7 +141,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	cfg.Logger = log
 	publishDuration, timePublish := server.NewPublishDuration()
 	cfg.Middleware = append(cfg.Middleware, timePublish)
-	relay, err := outbox.NewRelay(store, transport, cfg)
+	relay, err := outbox.NewRelay(store.backend, transport, cfg)
 	if err != nil {
 		return err
 	}

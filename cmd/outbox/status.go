@@ -88,6 +88,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer done()
+	if err := store.checkSchema(ctx); err != nil {
+		return failed(cmd, err)
+	}
 	report, err := status(ctx, store)
 	if err != nil {
 		return failed(cmd, err)

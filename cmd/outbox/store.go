@@ -114,8 +114,11 @@ type storeBackend interface {
 // openedStore is a connected store with a cheap liveness check for /healthz.
 type openedStore struct {
 	storeBackend
-	ping func(ctx context.Context) error
-	name string // redacted URL and table, for logs
+	// backend is the store itself, for the relay: the embedded interface hides what the relay
+	// looks for beyond it (Notifier, Retention, SchemaChecker, ...).
+	backend storeBackend
+	ping    func(ctx context.Context) error
+	name    string // redacted URL and table, for logs
 	// wal is the PostgreSQL store in WAL mode, for its slot; nil in every other case.
 	wal *postgres.Store
 }
@@ -153,7 +156,21 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 		return nil, errors.New(scrubURLs(fmt.Sprintf("open store %s: %v", name, err), raw, replicationURL(t)))
 	}
 	o.name = name
+	o.backend = o.storeBackend
 	return o, nil
+}
+
+// checkSchema returns the store's error when its table is missing or foreign (it then names
+// what to run), nil otherwise: a store that cannot be asked is left to the command's own call.
+func (o *openedStore) checkSchema(ctx context.Context) error {
+	sc, ok := o.backend.(outbox.SchemaChecker)
+	if !ok {
+		return nil
+	}
+	if err := sc.CheckSchema(ctx); errors.Is(err, outbox.ErrSchema) {
+		return err
+	}
+	return nil
 }
 
 // replicationURL is the WAL mode's replication connection string, or "".

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+)
+
+// A store whose table was never created: relay, status and dead say so at once, with what to
+// run, instead of retrying "no such table" for ever.
+func TestCommandsNameAMissingTable(t *testing.T) {
+	url := "sqlite:" + filepath.Join(t.TempDir(), "never-migrated.db")
+	for _, args := range [][]string{
+		{"relay", "--store", url, "--transport", "memory", "--listen", "off"},
+		{"status", "--store", url},
+		{"dead", "list", "--store", url},
+	} {
+		done := make(chan struct{})
+		var (
+			code   int
+			stderr string
+		)
+		go func() {
+			defer close(done)
+			code, _, stderr = runCLI(t, nil, args...)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("outbox %s still running after 10s with no table", args[0])
+		}
+		if code == 0 || !strings.Contains(stderr, "table outbox does not exist: create it with `outbox migrate`") {
+			t.Errorf("outbox %s: exit %d, stderr %q: want a failure naming the missing table and outbox migrate", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
+
+// The relay is handed the store itself, not the commands' view of it: the relay looks for the
+// store's wake-ups (Notifier), retention and schema check by type.
+func TestRelayGetsTheStoresCapabilities(t *testing.T) {
+	ctx := context.Background()
+	target, err := storeurl.Parse("sqlite:"+filepath.Join(t.TempDir(), "x.db"), storeurl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := openStore(ctx, target, "sqlite:x.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = o.Close() }()
+	var relayStore outbox.Store = o.backend
+	if _, ok := relayStore.(outbox.Notifier); !ok {
+		t.Error("the relay's store is no Notifier: the relay would only poll")
+	}
+	if _, ok := relayStore.(outbox.Retention); !ok {
+		t.Error("the relay's store is no Retention: --retain-delivered would delete nothing")
+	}
+	if _, ok := relayStore.(outbox.SchemaChecker); !ok {
+		t.Error("the relay's store is no SchemaChecker: a missing table would be retried for ever")
+	}
+}
