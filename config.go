@@ -42,7 +42,9 @@ type Config struct {
 	// blocks only its own Key. Set it only when consumers do not care about order: it saves
 	// little (ordered mode runs near the unordered speed), and the relay logs a warning.
 	Unordered bool
-	// Logger receives the relay's structured logs. Default zap.NewNop().
+	// Logger receives the relay's structured logs. Default zap.NewNop(). A service logging with
+	// log/slog passes SlogLogger(its *slog.Logger), as it does to every Logger field of the
+	// stores, transports and consumers.
 	Logger *zap.Logger
 	// Middleware wraps the transport; the first is the outermost.
 	Middleware []Middleware

@@ -7,7 +7,8 @@
 //     client, the transport over its own AWS config). The module provides neither.
 //   - []outbox.Middleware, optional: the publish middleware in order, the first outermost. It is
 //     one plain value, not a value group, because the order matters.
-//   - *zap.Logger: the relay's logger, unless Config.Relay.Logger is set.
+//   - *zap.Logger or *slog.Logger, optional: the relay's logger, unless Config.Relay.Logger is
+//     set (zap first when the application provides both; neither: no logs).
 //   - Config: the relay's tuning, e.g. from ConfigFromEnv.
 //
 // OnStart launches the relay's goroutines and returns at once; OnStop lets in-flight batches
@@ -37,6 +38,7 @@ package outboxfx
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/txoutbox/outbox"
 	"go.uber.org/fx"
@@ -61,12 +63,17 @@ type Params struct {
 	Store      outbox.Store
 	Transport  outbox.Transport
 	Middleware []outbox.Middleware `optional:"true"`
-	Logger     *zap.Logger
+	Logger     *zap.Logger         `optional:"true"`
+	Slog       *slog.Logger        `optional:"true"`
 	Config     Config
 }
 
 func provide(p Params) (*outbox.Relay, error) {
-	relay, err := NewRelay(p.Store, p.Transport, p.Middleware, p.Logger, p.Config)
+	logger := p.Logger
+	if logger == nil && p.Slog != nil {
+		logger = outbox.SlogLogger(p.Slog)
+	}
+	relay, err := NewRelay(p.Store, p.Transport, p.Middleware, logger, p.Config)
 	if err != nil {
 		return nil, err
 	}
