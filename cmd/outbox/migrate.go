@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
@@ -52,10 +54,24 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if *dropSlot {
 		return dropWAL(ctx, e, cmd, store)
 	}
+	_, checks := store.backend.(outbox.SchemaChecker)
+	var se *outbox.SchemaError
+	before := store.checkSchema(ctx)
+	wasMissing := errors.As(before, &se) && se.Problem == outbox.SchemaMissing
+	if before != nil && !wasMissing {
+		return failed(cmd, before) // another table of that name: creating indexes on it would fail
+	}
 	if err := store.EnsureSchema(ctx); err != nil {
 		return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
 	}
-	fmt.Fprintf(e.stdout, "schema of %s is up to date\n", store.name)
+	switch {
+	case !checks:
+		fmt.Fprintf(e.stdout, "schema of %s is up to date\n", store.name)
+	case wasMissing:
+		fmt.Fprintf(e.stdout, "created the table and indexes of %s: the schema is up to date\n", store.name)
+	default:
+		fmt.Fprintf(e.stdout, "%s exists: the schema is up to date\n", store.name)
+	}
 	if store.wal != nil {
 		st, err := store.wal.SlotStatus(ctx)
 		if err != nil {

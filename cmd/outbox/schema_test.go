@@ -9,6 +9,7 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/store/sqlite"
 )
 
 // A store whose table was never created: relay, status and dead say so at once, with what to
@@ -62,5 +63,31 @@ func TestRelayGetsTheStoresCapabilities(t *testing.T) {
 	}
 	if _, ok := relayStore.(outbox.SchemaChecker); !ok {
 		t.Error("the relay's store is no SchemaChecker: a missing table would be retried for ever")
+	}
+}
+
+// migrate says what it did: created the table, found it, or found another table of that name.
+func TestMigrateSaysWhatItDid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	url := "sqlite:" + path
+	for _, want := range []string{
+		"created the table and indexes of " + url + " (outbox): the schema is up to date",
+		url + " (outbox) exists: the schema is up to date",
+	} {
+		if code, out, stderr := runCLI(t, nil, "migrate", "--store", url); code != 0 || strings.TrimSpace(out) != want {
+			t.Errorf("migrate: exit %d, stdout %q, stderr %q: want %q", code, out, stderr, want)
+		}
+	}
+	s, err := sqlite.New(context.Background(), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if _, err := s.DB().Exec("CREATE TABLE events (id TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, nil, "migrate", "--store", url, "--table", "events")
+	if code == 0 || !strings.Contains(stderr, "table events is not an outbox table (no column seq, type,") {
+		t.Errorf("migrate over a foreign table: exit %d, stderr %q", code, stderr)
 	}
 }
