@@ -255,9 +255,27 @@ type relayProcess struct {
 	// stdout is what the relay printed: the envelopes of --transport memory.
 	stdout *syncBuffer
 	done   chan error // the exit, after stderr was read to its end
+	// running closes when the relay logs that it runs.
+	running chan struct{}
 }
 
 func startRelay(t *testing.T, bin string, environ []string, extra ...string) *relayProcess {
+	t.Helper()
+	p := launchRelay(t, bin, environ, extra...)
+	// The endpoints are served before the relay starts: /healthz says "not running" until then.
+	select {
+	case <-p.running:
+	case err := <-p.done:
+		t.Fatalf("relay exited at start: %v\n%s", err, p.logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("relay did not start:\n%s", p.logs.String())
+	}
+	return p
+}
+
+// launchRelay starts the relay binary and returns once it serves /healthz (p.addr), which it
+// does before it connects to anything; p.running closes when the relay runs.
+func launchRelay(t *testing.T, bin string, environ []string, extra ...string) *relayProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"relay", "--listen", "127.0.0.1:0", "--poll-interval", "100ms", "--shutdown-timeout", "20s"}, extra...)...)
 	cmd.Env = environ
@@ -265,13 +283,12 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProcess{cmd: cmd, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	p := &relayProcess{cmd: cmd, logs: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan error, 1), running: make(chan struct{})}
 	cmd.Stdout = p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
-	running := make(chan struct{})
 	go func() {
 		dec := json.NewDecoder(io.TeeReader(stderr, p.logs))
 		for {
@@ -283,7 +300,7 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 			case "serving /healthz and /metrics":
 				addr <- line.Addr
 			case "relay running":
-				close(running)
+				close(p.running)
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -301,14 +318,6 @@ func startRelay(t *testing.T, bin string, environ []string, extra ...string) *re
 		t.Fatalf("relay exited at start: %v\n%s", err, p.logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("relay did not start listening:\n%s", p.logs.String())
-	}
-	// The endpoints are served before the relay starts: /healthz says "not running" until then.
-	select {
-	case <-running:
-	case err := <-p.done:
-		t.Fatalf("relay exited at start: %v\n%s", err, p.logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("relay did not start:\n%s", p.logs.String())
 	}
 	return p
 }

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/txoutbox/outbox"
@@ -112,8 +109,28 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 	return failed(cmd, daemon(ctx, e, log, target, sf.url, tf, rf))
 }
 
-// daemon runs the relay until ctx ends, then drains it.
+// daemon runs the relay until ctx ends, then drains it. /healthz answers from the start: 503
+// saying what the relay waits for while it connects, so that a probe sees a live process.
 func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target, rawURL string, tf *transportFlags, rf *relayFlags) error {
+	var st startup
+	st.set("connecting to the transport (" + tf.kind + ")")
+	if rf.listen != "off" {
+		srv, err := server.Start(rf.listen, st.serverConfig(target, rawURL))
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", rf.listen, err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("serving /healthz and /metrics", zap.String("addr", srv.Addr()))
+	}
+	stopped := func(while string) error {
+		log.Info("signal received while "+while+"; exiting: nothing was claimed", zap.String("store", storeurl.Redact(rawURL)))
+		return nil
+	}
+
 	// The transport first: building it sends nothing, and what it finds wrong in the
 	// environment (no AWS region anywhere) is a usage error, reported before any connection.
 	transport, closeTransport, err := tf.open(ctx, "outbox relay", e, log, rf.cfg)
@@ -123,15 +140,16 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 			return tf.f.configError(err)
 		}
 		if ctx.Err() != nil {
-			return nil // signalled while waiting for the broker: nothing was claimed
+			return stopped("connecting to the transport")
 		}
 		return err
 	}
 	defer closeTransport()
+	st.set("connecting to the store")
 	store, err := openStore(ctx, target, rawURL)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // signalled while connecting: nothing was claimed, nothing to drain
+			return stopped("connecting to the store")
 		}
 		return err
 	}
@@ -151,45 +169,21 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 				zap.String("transport", tf.kind))
 		}
 	}
+	st.opened(store, relay, publishDuration)
 
-	var running atomic.Bool
-	if rf.listen != "off" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(
-			collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-			server.NewRelayCollector(relay.Stats),
-			publishDuration,
-			server.NewStoreCollector(store, 5*time.Second),
-		)
-		sc := server.Config{Running: running.Load, Ping: store.ping, Stats: relay.Stats, Registry: reg}
-		if store.wal != nil {
-			sc.Slot = slotHealth(store.wal, func(s string) string { return scrubURLs(s, rawURL, replicationURL(target)) })
-			reg.MustRegister(server.NewSlotCollector(sc.Slot, 5*time.Second))
-		}
-		srv, err := server.Start(rf.listen, sc)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", rf.listen, err)
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		log.Info("serving /healthz and /metrics", zap.String("addr", srv.Addr()))
-	}
-
+	st.set("starting the relay")
 	if err := relay.Start(ctx); err != nil {
 		if ctx.Err() != nil {
-			return nil // signalled while starting: nothing was claimed
+			return stopped("starting the relay")
 		}
 		return err
 	}
-	running.Store(true)
+	st.running.Store(true)
 	log.Info("relay running", zap.String("store", store.name), zap.String("transport", describe(transport)))
 
 	<-ctx.Done()
-	running.Store(false)
+	st.running.Store(false)
+	st.set("stopping")
 	log.Info("signal received; draining", zap.Duration("shutdown_timeout", rf.shutdownTimeout()))
 	stopCtx, cancel := context.WithTimeout(context.Background(), rf.shutdownTimeout())
 	defer cancel()

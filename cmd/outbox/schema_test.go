@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,4 +94,42 @@ func TestMigrateSaysWhatItDid(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "table events is not an outbox table (no column seq, type,") {
 		t.Errorf("migrate over a foreign table: exit %d, stderr %q", code, stderr)
 	}
+}
+
+// A relay whose broker is unreachable at start serves /healthz at once (503 saying what it
+// waits for), and a SIGINT while it waits exits 0 promptly with a log line.
+func TestRelayWaitingForItsBrokerAnswersHealthzAndStops(t *testing.T) {
+	bin := buildBinary(t)
+	url := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	if code, _, stderr := runCLI(t, nil, "migrate", "--store", url); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	dead := freeLoopbackAddr(t) // nothing listens there
+	p := launchRelay(t, bin, os.Environ(), "--store", url, "--transport", "nats", "--nats-url", "nats://"+dead)
+	code, body := httpGet(t, "http://"+p.addr+"/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "relay not running: connecting to the transport (nats)") {
+		t.Fatalf("/healthz while the broker is unreachable: %d %q", code, body)
+	}
+	begin := time.Now()
+	if code := p.signal(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d after SIGINT:\n%s", code, p.logs.String())
+	}
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("SIGINT took %v to stop the relay", took)
+	}
+	if !strings.Contains(p.logs.String(), "signal received while connecting to the transport") {
+		t.Errorf("no log line for the signal:\n%s", p.logs.String())
+	}
+}
+
+// freeLoopbackAddr returns a loopback address nothing listens on.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
 }

@@ -22,6 +22,9 @@ import (
 type Config struct {
 	// Running reports whether the relay runs: /healthz fails while it starts and once it stops.
 	Running func() bool
+	// Starting, when set, says what a relay that does not run yet waits for ("connecting to the
+	// transport (nats)"), for /healthz to show; "" when there is nothing to say.
+	Starting func() string
 	// Ping checks that the store answers; /healthz calls it with a timeout of CheckTimeout.
 	Ping func(ctx context.Context) error
 	// Stats returns the relay's counters (outbox.Relay.Stats): /healthz fails while they say the
@@ -114,6 +117,9 @@ type Health struct {
 	OK bool `json:"ok"`
 	// Running is false while the relay starts and once it stops.
 	Running bool `json:"running"`
+	// Starting says what a relay that does not run yet is doing: connecting to the transport,
+	// to the store, stopping.
+	Starting string `json:"starting,omitempty"`
 	// StoreOK is true when the store answered the ping in time; it is checked only while the
 	// relay runs.
 	StoreOK bool `json:"store_ok"`
@@ -133,7 +139,11 @@ func (h Health) Text(now time.Time) string {
 	}
 	var why []string
 	if !h.Running {
-		why = append(why, "relay not running")
+		if h.Starting != "" {
+			why = append(why, "relay not running: "+h.Starting)
+		} else {
+			why = append(why, "relay not running")
+		}
 	}
 	if h.TransportDownSince != nil {
 		why = append(why, fmt.Sprintf("transport unavailable since %s (%s ago): %s",
@@ -157,6 +167,9 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func health(cfg Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := Health{Running: cfg.Running()}
+		if !h.Running && cfg.Starting != nil {
+			h.Starting = cfg.Starting()
+		}
 		if h.Running {
 			ctx, cancel := context.WithTimeout(r.Context(), cfg.CheckTimeout)
 			// The driver's error is not shown: it may name hosts and users.
