@@ -29,15 +29,20 @@ type Options struct {
 
 // Result compares the relay with the raw loop.
 type Result struct {
-	Events      int       `json:"events"`
-	BatchSize   int       `json:"batch_size"`
-	Concurrency int       `json:"concurrency"`
-	Rounds      int       `json:"rounds"`
+	Events      int `json:"events"`
+	BatchSize   int `json:"batch_size"`
+	Concurrency int `json:"concurrency"`
+	Rounds      int `json:"rounds"`
+	// RelayPerSec is the relay with its default settings (ordered per key).
 	RelayPerSec float64   `json:"relay_events_per_sec"`
 	RawPerSec   float64   `json:"raw_events_per_sec"`
 	Ratio       float64   `json:"ratio"` // RelayPerSec / RawPerSec
 	RelayRuns   []float64 `json:"relay_runs"`
 	RawRuns     []float64 `json:"raw_runs"`
+	// UnorderedPerSec is the relay with Unordered set, in the same rounds.
+	UnorderedPerSec float64   `json:"unordered_events_per_sec"`
+	UnorderedRatio  float64   `json:"unordered_ratio"` // UnorderedPerSec / RawPerSec
+	UnorderedRuns   []float64 `json:"unordered_runs"`
 }
 
 // Run measures both, alternating, so that load from other processes hits them alike.
@@ -52,15 +57,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return r, err
 		}
-		relayed, err := relay(ctx, o)
+		relayed, err := relay(ctx, o, false)
+		if err != nil {
+			return r, err
+		}
+		unordered, err := relay(ctx, o, true)
 		if err != nil {
 			return r, err
 		}
 		r.RawRuns, r.RelayRuns = append(r.RawRuns, raw), append(r.RelayRuns, relayed)
+		r.UnorderedRuns = append(r.UnorderedRuns, unordered)
 	}
 	r.RawPerSec, r.RelayPerSec = benchutil.Median(r.RawRuns), benchutil.Median(r.RelayRuns)
+	r.UnorderedPerSec = benchutil.Median(r.UnorderedRuns)
 	if r.RawPerSec > 0 {
 		r.Ratio = r.RelayPerSec / r.RawPerSec
+		r.UnorderedRatio = r.UnorderedPerSec / r.RawPerSec
 	}
 	return r, nil
 }
@@ -81,7 +93,7 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-func relay(ctx context.Context, o Options) (float64, error) {
+func relay(ctx context.Context, o Options, unordered bool) (float64, error) {
 	st, err := benchutil.Backlog(ctx, o.Events, "BENCH_EVENT")
 	if err != nil {
 		return 0, err
@@ -89,7 +101,7 @@ func relay(ctx context.Context, o Options) (float64, error) {
 	tr := memory.New()
 	// An hour's poll interval: only the relay's own "batch was full, claim again" loop and the
 	// store's notifications drive it, as under load.
-	r, err := outbox.NewRelay(st, tr, outbox.Config{BatchSize: o.BatchSize, Concurrency: o.Concurrency, PollInterval: time.Hour})
+	r, err := outbox.NewRelay(st, tr, outbox.Config{BatchSize: o.BatchSize, Concurrency: o.Concurrency, PollInterval: time.Hour, Unordered: unordered})
 	if err != nil {
 		return 0, err
 	}
