@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,9 @@ const maxUnanswered = 3
 
 // errServerWaiting ends a session whose server waits for a confirmation the reader cannot give.
 var errServerWaiting = errors.New("the server keeps asking for a confirmation this reader cannot give yet (shutting down?); reconnecting")
+
+// errNotHolding refuses a write on behalf of a reader that no longer holds the slot.
+var errNotHolding = errors.New("this reader no longer holds the replication slot")
 
 // Reconnect delays of the WAL reader after a broken session (database restart, network).
 var streamBackoff = outbox.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
@@ -46,7 +50,14 @@ type walStream struct {
 	// slotChecked is when a write last found the slot there (unix nanos; see walWrite.emit).
 	slotChecked atomic.Int64
 	holding     atomic.Bool
-	lastSeen    atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
+	// pid is the server process of the replication connection while this reader holds the
+	// slot, 0 otherwise: writes on the reader's behalf (spills, the kept position) go through
+	// only while the slot's active_pid is still this one (see Store.spill).
+	pid atomic.Uint32
+	// fence is the advisory lock key that orders those writes before a new holder's snapshot
+	// of the table.
+	fence    int64
+	lastSeen atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
 	// inTable holds the undelivered messages in the table when this reader took the slot: a
 	// reader before it may have spilled some of what is streamed again up to catchUp (the WAL's
 	// end then; the earlier reader cannot have read further). Those are the table's to deliver:
@@ -79,6 +90,9 @@ func newWALStream(s *Store) *walStream {
 		spilled: map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("outbox wal slot\x00" + w.cfg.Slot))
+	w.fence = int64(h.Sum64())
 	return w
 }
 
@@ -107,9 +121,7 @@ func (w *walStream) run(ctx context.Context) {
 		w.setErr(err)
 		delay := streamBackoff.Delay(attempt)
 		if inUse(err) {
-			// Another reader holds the slot: stand by, and forget what this one had streamed
-			// (the holder streams it too).
-			w.buf.reset()
+			// Another reader holds the slot: stand by.
 			delay = w.cfg.TakeoverInterval
 		} else {
 			attempt++
@@ -184,7 +196,11 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	}
 	// The slot is ours. Where it stands, which keys have messages in the table that later ones
 	// of their key must queue behind, and which messages an earlier reader already wrote to the
-	// table are read before anything is streamed.
+	// table are read before anything is streamed, after the earlier reader's last writes to the
+	// table (see Store.spill): from here on they are refused.
+	if err := w.barrier(ctx); err != nil {
+		return true, err
+	}
 	var confirmed, now pglogrepl.LSN
 	err = w.s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = $1", w.cfg.Slot).Scan(&confirmed, &now)
 	if err != nil {
@@ -200,13 +216,21 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	if err != nil {
 		return true, err
 	}
+	w.pid.Store(conn.PID())
 	w.buf.start(max(confirmed, kept))
 	w.mu.Lock()
 	w.err, w.fatal, w.heldSince = nil, false, time.Now()
 	w.tableNext = time.Time{}
 	w.mu.Unlock()
 	w.holding.Store(true)
-	defer w.holding.Store(false)
+	// However the session ends, this reader no longer holds the slot: what it streamed is
+	// dropped (the next holder, perhaps a standby, streams it again), and nothing it handed out
+	// can be settled or spilled any more.
+	defer func() {
+		w.pid.Store(0)
+		w.buf.drop()
+		w.holding.Store(false)
+	}()
 	w.lastSeen.Store(time.Now().UnixNano())
 
 	beatCtx, stopBeat := context.WithCancel(ctx)
@@ -214,7 +238,54 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	beating.Go(func() { w.heartbeats(beatCtx) })
 	defer beating.Wait()
 	defer stopBeat()
-	return true, w.stream(ctx, conn)
+	err = w.stream(ctx, conn)
+	if ctx.Err() != nil {
+		w.letGo(conn)
+	}
+	return true, err
+}
+
+// barrier waits until no write on behalf of an earlier holder of the slot is in progress (they
+// hold the fence's lock shared; see Store.spill).
+func (w *walStream) barrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", w.fence)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the previous holder's writes: %w", err)
+	}
+	return nil
+}
+
+// letGo ends a session that stops cleanly (the store closes): it writes to the table the
+// unsettled messages that stand before settled ones (see walBuffer.stop), then confirms and
+// keeps everything settled before closing the connection, so the next holder streams nothing
+// that was acknowledged. A failure only costs what a crash would: duplicates.
+func (w *walStream) letGo(conn *pgconn.PgConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.ConnectTimeout)
+	defer cancel()
+	if rest := w.buf.stop(); len(rest) > 0 {
+		spills := make([]spill, len(rest))
+		for i, m := range rest {
+			spills[i] = spill{msg: m} // due now, no attempt: it was not published, or not acked
+		}
+		if w.s.spill(ctx, spills) == nil {
+			w.buf.stopSpilled(rest)
+		}
+	}
+	confirmed, _, _ := w.buf.position()
+	_ = w.persist(ctx, confirmed)
+	if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
+		return
+	}
+	// Ending the copy makes the server answer only after it has read the status update.
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.Conn().SetDeadline(d)
+	}
+	_, _ = pglogrepl.SendStandbyCopyDone(ctx, conn)
 }
 
 // stream reads the replication stream until it breaks.
@@ -306,7 +377,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 				if unanswered++; unanswered >= maxUnanswered {
 					// The server keeps asking for a position this reader cannot confirm yet
 					// (messages are unsettled): it is waiting for it to stop, as a server
-					// shutting down does. Let go; the unsettled messages stay here.
+					// shutting down does. Let go; the next session streams the unsettled ones again.
 					return errServerWaiting
 				}
 			}
@@ -539,8 +610,16 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 func (w *walStream) persist(ctx context.Context, pos pglogrepl.LSN) error {
 	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
 	defer cancel()
-	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed) VALUES ($1, $2)
-		ON CONFLICT (slot) DO UPDATE SET confirmed = greatest(`+w.positions+`.confirmed, excluded.confirmed), updated_at = now()`, w.cfg.Slot, pos)
+	pid := w.pid.Load()
+	if pid == 0 {
+		return errNotHolding
+	}
+	// Only while this reader still holds the slot: a reader that lost it writes nothing on the
+	// slot's behalf (see Store.fenced; a kept position needs no lock, it only ever names
+	// settled transactions).
+	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed)
+		SELECT $1::text, $2::pg_lsn WHERE EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1::text AND active_pid = $3)
+		ON CONFLICT (slot) DO UPDATE SET confirmed = greatest(`+w.positions+`.confirmed, excluded.confirmed), updated_at = now()`, w.cfg.Slot, pos, int32(pid))
 	return err
 }
 
