@@ -131,7 +131,7 @@ func openRabbitMQ(cfg config, handle handler) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := rabbitmq.NewConsumer(rabbitmq.ConsumerConfig{URL: cfg.RabbitMQURL, Queue: cfg.RabbitMQQueue}, handle)
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: cfg.RabbitMQURL, Queue: cfg.RabbitMQQueue, Handler: handle})
 	if err != nil {
 		_ = tr.Close()
 		return nil, err
