@@ -216,10 +216,11 @@ func (b *walBuffer) pending() (n int, oldest time.Time) {
 }
 
 // claim leases up to req.Limit claimable messages to req.Token, in stream order; in ordered
-// mode a key's run stops at its first message that is leased or not due, and keys for which
-// blocked reports true are handed back separately (their messages must go to the table behind
-// the key's spilled ones), leased like the others.
-func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(key string) bool) (out, held []*outbox.Message) {
+// mode a key's run stops at its first message that is leased or not due, and messages for which
+// blocked (given the key and the end of the message's transaction) reports true are handed
+// back separately (they must go to the table behind the key's spilled ones), leased like the
+// others.
+func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(key string, end pglogrepl.LSN) bool) (out, held []*outbox.Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.live {
@@ -244,7 +245,7 @@ func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(k
 		e.token, e.until = req.Token, now.Add(req.Lease)
 		m := e.msg
 		m.Headers = maps.Clone(m.Headers)
-		if keyed && blocked != nil && blocked(m.Key) {
+		if keyed && blocked != nil && blocked(m.Key, e.tx.end) {
 			held = append(held, &m)
 		} else {
 			out = append(out, &m)

@@ -242,7 +242,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 				w.tableDueBy(now.Add(max(sp.failure.Delay, 0)))
 			}
 			if sp.msg.Key != "" {
-				w.markSpilled(sp.msg.Key)
+				w.markSpilled(sp.msg.Key, 0)
 			}
 		}
 		n += w.buf.settle(token, spilledIDs)

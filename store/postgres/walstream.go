@@ -71,12 +71,15 @@ type walStream struct {
 	fatal     bool      // err needs an operator (slot missing, no permission, wal_level)
 	heldSince time.Time // when this reader took the slot
 	// spilled holds the keys that may have undelivered messages in the table: in ordered mode
-	// their streamed messages queue behind those. A key leaves it when a claim finds the table
-	// has none of its messages left; keys that get no further message are pruned by reloading
-	// the set from the table once it grows past spilledPrune.
-	spilled     map[string]bool
+	// their streamed messages queue behind those. Each maps to the stream position from which
+	// they do: 0 for all (a failed publish, or a key found in the table), the transaction's end
+	// for a corrupt message dead-lettered as it is streamed, so the key's events streamed before
+	// it still go out first. A key leaves it when a claim finds the table has none of its
+	// messages left; keys that get no further message are pruned by reloading the set from the
+	// table once it grows past spilledPrune.
+	spilled     map[string]pglogrepl.LSN
 	spilledRead time.Time                // when loadSpilled last read the set
-	marked      map[string]bool          // keys spilled while loadSpilled reads: kept whatever it reads
+	marked      map[string]pglogrepl.LSN // keys spilled while loadSpilled reads: kept whatever it reads
 	syncs       map[string]chan struct{} // heartbeat tokens Sync waits for
 	listeners   map[chan struct{}]struct{}
 	tableNext   time.Time // when the table must next be looked at for due rows
@@ -87,7 +90,7 @@ func newWALStream(s *Store) *walStream {
 		s: s, cfg: *s.cfg.WAL,
 		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
 		spillSQL: spillQuery(s.table), positions: positionTable(s.cfg.Schema, s.cfg.Table),
-		spilled: map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+		spilled: map[string]pglogrepl.LSN{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
 	h := fnv.New64a()
@@ -428,9 +431,10 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 					if err := w.s.spillCorrupt(ctx, corrupt); err != nil {
 						return err
 					}
+					// The key's events streamed before this transaction go out first.
 					for _, c := range corrupt {
 						if c.msg != nil && c.msg.Key != "" {
-							w.markSpilled(c.msg.Key)
+							w.markSpilled(c.msg.Key, m.TransactionEndLSN)
 						}
 					}
 				}
@@ -549,19 +553,29 @@ func (s *Store) Sync(ctx context.Context) error {
 	}
 }
 
-func (w *walStream) markSpilled(key string) {
+// markSpilled blocks key's streamed messages from position from on (0: all of them).
+func (w *walStream) markSpilled(key string, from pglogrepl.LSN) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.spilled[key] = true
+	blockFrom(w.spilled, key, from)
 	if w.marked != nil {
-		w.marked[key] = true
+		blockFrom(w.marked, key, from)
 	}
 }
 
-func (w *walStream) isSpilled(key string) bool {
+func blockFrom(set map[string]pglogrepl.LSN, key string, from pglogrepl.LSN) {
+	if at, ok := set[key]; !ok || from < at {
+		set[key] = from
+	}
+}
+
+// isSpilled reports whether key's message streamed in the transaction ending at end must queue
+// behind the key's messages in the table.
+func (w *walStream) isSpilled(key string, end pglogrepl.LSN) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.spilled[key]
+	from, ok := w.spilled[key]
+	return ok && end >= from
 }
 
 // loadSpilled reads the keys that have undelivered messages in the table (spilled by an earlier
@@ -569,7 +583,7 @@ func (w *walStream) isSpilled(key string) bool {
 // must queue behind them.
 func (w *walStream) loadSpilled(ctx context.Context) error {
 	w.mu.Lock()
-	w.marked = map[string]bool{}
+	w.marked = map[string]pglogrepl.LSN{}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -580,21 +594,27 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read spilled keys: %w", err)
 	}
-	keys := map[string]bool{}
+	var found []string
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
 			return fmt.Errorf("read spilled keys: %w", err)
 		}
-		keys[k] = true
+		found = append(found, k)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read spilled keys: %w", err)
 	}
 	w.mu.Lock()
-	for k := range w.marked {
-		keys[k] = true
+	// A key found in the table blocks all its streamed messages, unless this reader knows from
+	// where (it dead-lettered the key's corrupt message itself).
+	keys := make(map[string]pglogrepl.LSN, len(found))
+	for _, k := range found {
+		keys[k] = w.spilled[k]
+	}
+	for k, from := range w.marked {
+		blockFrom(keys, k, from)
 	}
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
