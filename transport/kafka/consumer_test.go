@@ -499,3 +499,40 @@ func TestConsumerRawNeedsID(t *testing.T) {
 		t.Errorf("stats %+v, want one malformed", s)
 	}
 }
+
+// At most Concurrency partitions are handled at once, however many a poll returns.
+func TestConsumerConcurrencyBoundsPartitions(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 4, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	var keys []string
+	taken := map[int32]bool{}
+	for i := 0; len(keys) < 4; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if p := partitionOf(k, 4); !taken[p] {
+			taken[p] = true
+			keys = append(keys, k)
+		}
+	}
+	var in []*outbox.Message
+	for _, k := range keys {
+		in = append(in, messages(5, "T", k)...)
+	}
+	if err := tr.Publish(testCtx(t), prepared(t, in...)); err != nil {
+		t.Fatal(err)
+	}
+	var running, most, handled atomic.Int64
+	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Concurrency: 2}, func(context.Context, *outbox.Message) error {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // a handler that takes a while, so that others overlap it
+		running.Add(-1)
+		handled.Add(1)
+		return nil
+	})
+	waitFor(t, 15*time.Second, "every record", func() bool { return handled.Load() == int64(len(in)) })
+	if m := most.Load(); m > 2 {
+		t.Errorf("%d handlers ran at once, want at most Concurrency (2)", m)
+	}
+}
