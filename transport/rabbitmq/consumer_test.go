@@ -516,3 +516,42 @@ func TestConsumerAbruptStopRedelivers(t *testing.T) {
 		}
 	}
 }
+
+// The broker stops answering (its bytes dropped by a proxy) while the consumer stops: Stop does
+// not wait for a cancel-ok that never comes. It returns within the cancel and close bounds, the
+// connection is closed, and the broker hands every message to the next consumer.
+func TestConsumerStopWithoutCancelOk(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	sent := prepared(t, messages(6, "T", "")...)
+	if err := queueTransport(t, q, false).Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, brokerHost(t))
+	entered := make(chan struct{}, len(sent))
+	a := newConsumer(t, rabbitmq.ConsumerConfig{URL: p.url(t, brokerURL()), Queue: q, Concurrency: 2}, func(ctx context.Context, m *outbox.Message) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	startConsumer(t, a)
+	for range 2 {
+		select {
+		case <-entered:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the handlers were not called: %+v", a.Stats())
+		}
+	}
+	p.muted.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_ = a.Stop(ctx) // past its deadline: the handlers still ran
+	if took, bound := time.Since(began), rabbitmq.DefaultCancelTimeout+5*time.Second; took > bound {
+		t.Fatalf("Stop took %v against a silent broker, want at most %v", took, bound)
+	}
+
+	got := newCollector()
+	startConsumer(t, newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, got.handle))
+	waitFor(t, 15*time.Second, "every message handled by the next consumer", func() bool { return got.len() == len(sent) })
+}
