@@ -18,7 +18,8 @@ import (
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written. For every distinct key it first locks that key's row of the key-lock table
 // (sorted, so one Add never deadlocks with itself) until tx ends: writers of one key take turns,
-// so for one key seq order is commit order.
+// so for one key seq order is commit order. Add cannot see the commit: call Notify after it to
+// wake this process's relay at once, or let it find the messages at its next poll.
 func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: add: %w", err)
