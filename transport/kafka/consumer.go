@@ -162,7 +162,7 @@ func (a *adapter) Open(ctx context.Context) error {
 		return outbox.Unavailable(err)
 	}
 	a.client = cl
-	a.log.Info("kafka consumer: joining", zap.Strings("topics", a.cfg.Topics), zap.Int("concurrency", a.cfg.Concurrency))
+	a.log.Info("joining the group", zap.Strings("topics", a.cfg.Topics), zap.Int("concurrency", a.cfg.Concurrency))
 	return nil
 }
 
@@ -204,17 +204,12 @@ func (a *adapter) Receive(ctx context.Context, max int) ([]consume.Delivery, err
 				return nil, ctx.Err()
 			}
 		}
-		if err := a.poll(ctx); err != nil || ctx.Err() != nil {
-			return nil, cmpErr(ctx.Err(), err)
+		if err := a.poll(ctx); ctx.Err() != nil {
+			return nil, ctx.Err()
+		} else if err != nil {
+			return nil, err
 		}
 	}
-}
-
-func cmpErr(first, second error) error {
-	if first != nil {
-		return first
-	}
-	return second
 }
 
 // take hands out up to max records of the batch, whole runs of the partitions that have none
@@ -319,10 +314,7 @@ func (a *adapter) poll(ctx context.Context) error {
 		return nil
 	}
 	a.client.AllowRebalance()
-	if fetchErr != nil {
-		return fetchErr
-	}
-	return nil
+	return fetchErr
 }
 
 // settler settles one record of a run.
