@@ -18,7 +18,10 @@
 //   - Every claim records its token as the lease holder; Ack and Nack settle only rows that
 //     still carry it, so a claim whose lease expired cannot settle what another claim holds.
 //   - Ordered claims take each key's run from its head (its oldest pending or dead row), oldest
-//     head first, and never two leases of one key.
+//     head first, and never two leases of one key. Finding heads reads past the pending rows
+//     of keys whose head is leased or waiting for its retry, one index probe each: behind
+//     10,000 such rows an ordered claim of 100 took 50 ms on MariaDB 10.11 here, against 5 ms
+//     for an unordered one.
 //   - A row that no longer decodes (changed behind the store's back) is dead-lettered with the
 //     reason at its first claim.
 //
