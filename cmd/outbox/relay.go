@@ -201,7 +201,7 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 // keyOrderHint says how to let an ordered relay send a key's consecutive messages in one batch.
 var keyOrderHint = map[string]string{
 	"nats":     "; --nats-keep-key-order lets it carry a key's consecutive messages",
-	"rabbitmq": "; --rabbitmq-key-order lets it carry a key's consecutive messages",
+	"rabbitmq": "; --rabbitmq-keep-key-order lets it carry a key's consecutive messages",
 	"sqs":      "; a FIFO queue (.fifo) keeps key order by itself",
 }
 

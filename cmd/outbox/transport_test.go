@@ -171,10 +171,10 @@ func TestNATSAndRabbitMQFlagsMakeTheConfig(t *testing.T) {
 	}
 
 	tf = parseTransport(t, map[string]string{"OUTBOX_RABBITMQ_URL": "amqp://relay:rmq-pw@10.0.0.1:5672/app"},
-		"--transport", "rabbitmq", "--rabbitmq-exchange", "events", "--rabbitmq-routing-key", "orders.{type}", "--rabbitmq-key-order",
+		"--transport", "rabbitmq", "--rabbitmq-exchange", "events", "--rabbitmq-routing-key", "orders.{type}", "--rabbitmq-keep-key-order",
 		"--rabbitmq-max-message-bytes", "1000000", "--rabbitmq-reconnect-max", "30s")
 	r := tf.rabbitmq
-	if r.URL != "amqp://relay:rmq-pw@10.0.0.1:5672/app" || r.Exchange != "events" || r.RoutingKey != "orders.{type}" || !r.KeyOrder ||
+	if r.URL != "amqp://relay:rmq-pw@10.0.0.1:5672/app" || r.Exchange != "events" || r.RoutingKey != "orders.{type}" || !r.KeepKeyOrder ||
 		r.MaxMessageBytes != 1000000 || r.ReconnectMax != 30*time.Second {
 		t.Errorf("rabbitmq config %v", r)
 	}

@@ -62,7 +62,7 @@ func openKafka(ctx context.Context, cfg config, handle handler) (*broker, error)
 		b.close()
 		return nil, err
 	}
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, Topics: []string{cfg.KafkaTopic}, Group: cfg.KafkaTopic + "-example"}, handle)
+	c, err := kafka.NewConsumer(ctx, kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: brokers}, Topics: []string{cfg.KafkaTopic}, Group: cfg.KafkaTopic + "-example", Handler: handle})
 	if err != nil {
 		_ = tr.Close()
 		b.close()
@@ -131,7 +131,7 @@ func openRabbitMQ(cfg config, handle handler) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := rabbitmq.NewConsumer(rabbitmq.ConsumerConfig{URL: cfg.RabbitMQURL, Queue: cfg.RabbitMQQueue}, handle)
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: cfg.RabbitMQURL, Queue: cfg.RabbitMQQueue, Handler: handle})
 	if err != nil {
 		_ = tr.Close()
 		return nil, err

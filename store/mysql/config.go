@@ -44,6 +44,9 @@ type Config struct {
 	WriteHooks []backend.WriteHook
 	// ConnectTimeout bounds New's first connection. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// KeepDelivered keeps acknowledged messages as delivered, for status tracking and
+	// outbox.Retention, instead of deleting them. Default false.
+	KeepDelivered bool
 }
 
 func (c Config) withDefaults() Config {

@@ -21,7 +21,9 @@ func SchemaSQL(table string) (string, error) {
 }
 
 // schemaSQL creates the outbox table t and the key-lock table keys: Add locks one row of keys
-// per message key until commit, so writers of one key commit in seq order.
+// per message key until commit, so writers of one key commit in seq order. outbox_key serves
+// ordered claims: whether a row has an undelivered predecessor of its key, and a key's pending
+// rows in seq order, are both range reads of it that never touch delivered rows.
 func schemaSQL(t, keys string) string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[3]s (
 	lock_key BINARY(32) NOT NULL PRIMARY KEY
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	PRIMARY KEY (seq),
 	UNIQUE KEY outbox_id (id),
 	KEY %[2]s (status, seq),
-	KEY outbox_key (msg_key, seq),
+	KEY outbox_key (msg_key, status, seq),
 	KEY outbox_delivered (status, delivered_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys)
 }

@@ -20,8 +20,13 @@ type Store struct {
 	table     string // quoted, safe to paste into SQL
 	keys      string // the key-lock table, quoted
 	version   string
+	hubKey    string
+	hub       *hub
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	mu        sync.Mutex
+	listeners map[chan struct{}]func() bool // Listen's channels and their context hooks
 }
 
 // New validates cfg, connects, and refuses a server without FOR UPDATE SKIP LOCKED. It does not
@@ -50,6 +55,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.db.Close()
 		return nil, err
 	}
+	s.hubKey = hubKey(dcfg.Addr, dcfg.DBName, cfg.Table)
+	s.hub = acquireHub(s.hubKey)
 	return s, nil
 }
 
@@ -93,10 +100,13 @@ func (s *Store) DB() *sql.DB { return s.db }
 // ServerVersion is what the server reported at New.
 func (s *Store) ServerVersion() string { return s.version }
 
-// Close closes the database handle. Every later call returns outbox.ErrClosed.
+// Close closes the database handle and the channels Listen returned. Every later call returns
+// outbox.ErrClosed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.closeListeners()
+		releaseHub(s.hubKey)
 		_ = s.db.Close()
 	})
 	return nil

@@ -18,7 +18,8 @@ import (
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
 // nothing is written. For every distinct key it first locks that key's row of the key-lock table
 // (sorted, so one Add never deadlocks with itself) until tx ends: writers of one key take turns,
-// so for one key seq order is commit order.
+// so for one key seq order is commit order. Add cannot see the commit: call Notify after it to
+// wake this process's relay at once, or let it find the messages at its next poll.
 func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: add: %w", err)
@@ -40,7 +41,7 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) er
 		q := "INSERT INTO " + s.keys + " (lock_key) VALUES " + strings.TrimSuffix(strings.Repeat("(?),", len(locks)), ",") +
 			" ON DUPLICATE KEY UPDATE lock_key = lock_key"
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("mysql: add: lock keys: %w", err)
+			return fmt.Errorf("mysql: add: lock keys: %w", s.explain(err))
 		}
 	}
 	args := make([]any, 0, 7*len(msgs))
@@ -58,7 +59,7 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) er
 	q := "INSERT INTO " + s.table + " (id, type, msg_key, payload, result, headers, created_at, available_at) VALUES " +
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6)),", len(msgs)), ",")
 	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("mysql: add %d message(s) to %s: %w", len(msgs), s.table, err)
+		return fmt.Errorf("mysql: add %d message(s) to %s: %w", len(msgs), s.table, s.explain(err))
 	}
 	return nil
 }
@@ -122,5 +123,8 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 		return zero, fmt.Errorf("mysql: execute: commit: %w", err)
 	}
 	committed = true
+	if len(msgs) > 0 {
+		s.Notify()
+	}
 	return result, nil
 }

@@ -136,3 +136,39 @@ func TestWALBackPressure(t *testing.T) {
 	}
 	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{Ordered: true})
 }
+
+// A corrupt message of key k streamed after a valid event of k does not hold that earlier
+// event: in ordered mode the block starts at the dead message, never before it. Checked to fail
+// (the earlier event queued in the table behind the dead one) with the key blocked whole.
+func TestWALLaterCorruptMessageHoldsNoEarlierEvent(t *testing.T) {
+	admin := adminPool(t)
+	s, cfg := newWALStore(t, nil)
+	ctx := context.Background()
+	first := msg(t, "T", "k", 1)
+	add(t, s, first)
+	invalid := &outbox.Message{ID: uuid.NewString(), Type: "T", Key: "k", Payload: []byte("{not json"), CreatedAt: time.Now()}
+	content, err := postgres.EncodeWAL(invalid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::bytea)", "outbox:"+cfg.Schema+".outbox", content); err != nil {
+		t.Fatal(err)
+	}
+	later, other := msg(t, "T", "k", 3), msg(t, "T", "j", 4)
+	walAdd(t, s, later, other)
+	tr := memory.New()
+	runRelay(t, s, tr, true)
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tr.WaitFor(waitCtx, 2); err != nil {
+		t.Fatalf("published %v; want k's first event and j's: %v", idsOf(tr.Received()), err)
+	}
+	got := map[string]bool{}
+	for _, m := range tr.Received() {
+		got[m.ID] = true
+	}
+	if !got[first.ID] || !got[other.ID] || got[later.ID] {
+		t.Fatalf("published first(k)=%t other(j)=%t later(k)=%t; want the first two only (later stays behind the dead one)",
+			got[first.ID], got[other.ID], got[later.ID])
+	}
+}

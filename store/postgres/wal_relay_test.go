@@ -470,8 +470,16 @@ func testWALExecute(t *testing.T, mode pgx.QueryExecMode) {
 // dropped, and it is neither published twice nor held by two relays at once (one from the
 // stream, one from the table). Checked to fail without the check.
 func TestWALRestreamedSpillStaysInTheTable(t *testing.T) {
-	// No status update goes out during the test, so the slot never confirms the spill.
-	s, cfg := newWALStore(t, func(c *postgres.Config) { c.WAL.StatusInterval = time.Hour })
+	// No status update goes out during the test, so the slot never confirms the spill, and the
+	// replication connection is cut before the store closes: a clean stop would confirm it.
+	p := startProxy(t, "127.0.0.1:5432")
+	s, cfg := newWALStore(t, func(c *postgres.Config) {
+		c.WAL.StatusInterval = time.Hour
+		c.WAL.ReplicationURL = "postgres://root@" + p.addr() + "/test?sslmode=disable"
+	})
+	wal := *cfg.WAL
+	wal.ReplicationURL = ""
+	cfg.WAL = &wal
 	ctx := context.Background()
 	m := msg(t, "T", "", 1)
 	walAdd(t, s, m)
@@ -481,6 +489,11 @@ func TestWALRestreamedSpillStaysInTheTable(t *testing.T) {
 	if _, err := s.Nack(ctx, "a", []outbox.Failure{{ID: m.ID, Error: "refused", Delay: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
+	p.cutAll()
+	waitFor(t, 10*time.Second, "the reader to lose the slot", func() bool {
+		st, err := s.SlotStatus(ctx)
+		return err == nil && !st.Holding
+	})
 	_ = s.Close() // dies before confirming
 
 	next := openStore(t, cfg)

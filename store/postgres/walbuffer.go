@@ -31,11 +31,16 @@ type walBuffer struct {
 	// become claimable (new ones, released ones).
 	space chan struct{}
 	ready func()
+	// live is true while the reader holds the slot. A reader that lost it (its replication
+	// connection ended) hands out nothing more from here and settles nothing: the next holder
+	// streams the same transactions again from the confirmed position.
+	live bool
 }
 
 type walTx struct {
 	end       pglogrepl.LSN
 	committed time.Time
+	size      int // messages it put in the buffer
 	unsettled int
 }
 
@@ -67,17 +72,70 @@ func (b *walBuffer) start(confirmed pglogrepl.LSN) {
 	defer b.mu.Unlock()
 	b.confirmed = max(b.confirmed, confirmed)
 	b.received = max(b.received, confirmed)
+	b.live = true
 }
 
-// reset forgets everything: the slot went to another reader, which streams these messages
-// itself. Settles of what was claimed from here no longer count.
-func (b *walBuffer) reset() {
+// drop forgets what is unsettled: the reader no longer holds the slot, and whoever takes it
+// next streams these messages again from the confirmed position. The leases handed out from
+// here are void: their Ack and Nack find nothing here, so they settle and spill nothing. The
+// settled position stays: whoever held the slot meanwhile, what this reader settled is settled,
+// and when it takes the slot again (a server restart) it need not stream that again.
+func (b *walBuffer) drop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.entries.Init()
 	clear(b.byID)
-	b.txs, b.received, b.confirmed = nil, 0, 0
+	b.txs, b.received = nil, b.confirmed
+	b.live = false
 	signal(b.space)
+}
+
+// stop ends the session cleanly: nothing more is handed out or settled, and it returns what
+// must be written to the table for the confirmed position to pass every settled message. The
+// position moves only to transaction ends, so that is every unsettled message of the
+// transactions up to the last one with a settled message (partly settled ones, and wholly
+// unsettled ones before them). The transactions after it are streamed again by the next
+// holder: cheaper than writing them to the table, and nothing of them was acknowledged.
+func (b *walBuffer) stop() []*outbox.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.live = false
+	last := -1
+	for i, tx := range b.txs {
+		if tx.unsettled < tx.size {
+			last = i
+		}
+	}
+	if last < 0 {
+		return nil
+	}
+	upTo := b.txs[last].end
+	var out []*outbox.Message
+	for el := b.entries.Front(); el != nil; el = el.Next() {
+		e := el.Value.(*walEntry)
+		if e.tx.end > upTo {
+			break // stream order is commit order
+		}
+		m := e.msg
+		out = append(out, &m)
+	}
+	return out
+}
+
+// stopSpilled settles, after a clean stop wrote them to the table, the messages stop returned.
+func (b *walBuffer) stopSpilled(msgs []*outbox.Message) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range msgs {
+		el, ok := b.byID[m.ID]
+		if !ok {
+			continue
+		}
+		b.entries.Remove(el)
+		delete(b.byID, m.ID)
+		el.Value.(*walEntry).tx.unsettled--
+	}
+	b.advance()
 }
 
 // full reports whether the reader should stop reading until the relay settles some messages.
@@ -95,15 +153,16 @@ func (b *walBuffer) add(end pglogrepl.LSN, committed time.Time, msgs []*outbox.M
 		return false
 	}
 	b.received = end
-	tx := &walTx{end: end, committed: committed, unsettled: len(msgs)}
+	tx := &walTx{end: end, committed: committed}
 	b.txs = append(b.txs, tx)
 	for _, m := range msgs {
 		if _, dup := b.byID[m.ID]; dup {
-			tx.unsettled-- // the same ID written twice: one delivery covers both
-			continue
+			continue // the same ID written twice: one delivery covers both
 		}
 		b.byID[m.ID] = b.entries.PushBack(&walEntry{msg: *m, tx: tx})
+		tx.size++
 	}
+	tx.unsettled = tx.size
 	b.advance()
 	if len(msgs) > 0 {
 		b.ready()
@@ -157,12 +216,16 @@ func (b *walBuffer) pending() (n int, oldest time.Time) {
 }
 
 // claim leases up to req.Limit claimable messages to req.Token, in stream order; in ordered
-// mode a key's run stops at its first message that is leased or not due, and keys for which
-// blocked reports true are handed back separately (their messages must go to the table behind
-// the key's spilled ones), leased like the others.
-func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(key string) bool) (out, held []*outbox.Message) {
+// mode a key's run stops at its first message that is leased or not due, and messages for which
+// blocked (given the key and the end of the message's transaction) reports true are handed
+// back separately (they must go to the table behind the key's spilled ones), leased like the
+// others.
+func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(key string, end pglogrepl.LSN) bool) (out, held []*outbox.Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.live {
+		return nil, nil
+	}
 	var closed map[string]bool
 	if req.Ordered {
 		closed = map[string]bool{}
@@ -182,7 +245,7 @@ func (b *walBuffer) claim(req outbox.ClaimRequest, now time.Time, blocked func(k
 		e.token, e.until = req.Token, now.Add(req.Lease)
 		m := e.msg
 		m.Headers = maps.Clone(m.Headers)
-		if keyed && blocked != nil && blocked(m.Key) {
+		if keyed && blocked != nil && blocked(m.Key, e.tx.end) {
 			held = append(held, &m)
 		} else {
 			out = append(out, &m)
@@ -256,8 +319,12 @@ func (b *walBuffer) release(token string, failures []outbox.Failure, now time.Ti
 	return n
 }
 
-// heldBy returns the entry id while the claim with token holds it. The caller holds b.mu.
+// heldBy returns the entry id while the claim with token holds it (never once the session
+// stopped). The caller holds b.mu.
 func (b *walBuffer) heldBy(id, token string) *walEntry {
+	if !b.live {
+		return nil
+	}
 	el, ok := b.byID[id]
 	if !ok {
 		return nil

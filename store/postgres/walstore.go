@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/backend"
 )
@@ -241,7 +242,7 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 				w.tableDueBy(now.Add(max(sp.failure.Delay, 0)))
 			}
 			if sp.msg.Key != "" {
-				w.markSpilled(sp.msg.Key)
+				w.markSpilled(sp.msg.Key, 0)
 			}
 		}
 		n += w.buf.settle(token, spilledIDs)
@@ -288,11 +289,43 @@ func (s *Store) spill(ctx context.Context, spills []spill) error {
 			texts[i] = &t
 		}
 	}
-	_, err := s.pool.Exec(ctx, s.wal.spillSQL, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, attempts, delays, dead, texts)
+	err := s.fenced(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, s.wal.spillSQL, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, attempts, delays, dead, texts)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("write %d message(s) to %s: %w", n, s.table, err)
 	}
 	return nil
+}
+
+// fenced runs fn in a transaction that commits only while this reader holds the slot. A reader
+// whose replication connection was cut may not know it yet while a standby takes the slot and
+// streams the same transactions; what the old reader wrote to the table after the new one read
+// it would be delivered a second time from there. So the write holds the fence's lock shared
+// and checks that the slot's reader is still this one; a new holder takes the lock exclusively
+// (walStream.barrier) after it has the slot and before it reads the table, so every write
+// either commits before that read or finds the slot taken.
+func (s *Store) fenced(ctx context.Context, fn func(pgx.Tx) error) error {
+	w := s.wal
+	pid := w.pid.Load()
+	if pid == 0 {
+		return errNotHolding
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var holds bool
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($1)", w.fence); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2)", w.cfg.Slot, int32(pid)).Scan(&holds)
+		if err != nil {
+			return err
+		}
+		if !holds {
+			return errNotHolding
+		}
+		return fn(tx)
+	})
 }
 
 func messagesOf(spills []spill) []*outbox.Message {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,9 @@ const maxUnanswered = 3
 
 // errServerWaiting ends a session whose server waits for a confirmation the reader cannot give.
 var errServerWaiting = errors.New("the server keeps asking for a confirmation this reader cannot give yet (shutting down?); reconnecting")
+
+// errNotHolding refuses a write on behalf of a reader that no longer holds the slot.
+var errNotHolding = errors.New("this reader no longer holds the replication slot")
 
 // Reconnect delays of the WAL reader after a broken session (database restart, network).
 var streamBackoff = outbox.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
@@ -46,7 +50,14 @@ type walStream struct {
 	// slotChecked is when a write last found the slot there (unix nanos; see walWrite.emit).
 	slotChecked atomic.Int64
 	holding     atomic.Bool
-	lastSeen    atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
+	// pid is the server process of the replication connection while this reader holds the
+	// slot, 0 otherwise: writes on the reader's behalf (spills, the kept position) go through
+	// only while the slot's active_pid is still this one (see Store.spill).
+	pid atomic.Uint32
+	// fence is the advisory lock key that orders those writes before a new holder's snapshot
+	// of the table.
+	fence    int64
+	lastSeen atomic.Int64 // unix nanos of the last transaction streamed (heartbeat timing)
 	// inTable holds the undelivered messages in the table when this reader took the slot: a
 	// reader before it may have spilled some of what is streamed again up to catchUp (the WAL's
 	// end then; the earlier reader cannot have read further). Those are the table's to deliver:
@@ -60,12 +71,15 @@ type walStream struct {
 	fatal     bool      // err needs an operator (slot missing, no permission, wal_level)
 	heldSince time.Time // when this reader took the slot
 	// spilled holds the keys that may have undelivered messages in the table: in ordered mode
-	// their streamed messages queue behind those. A key leaves it when a claim finds the table
-	// has none of its messages left; keys that get no further message are pruned by reloading
-	// the set from the table once it grows past spilledPrune.
-	spilled     map[string]bool
+	// their streamed messages queue behind those. Each maps to the stream position from which
+	// they do: 0 for all (a failed publish, or a key found in the table), the transaction's end
+	// for a corrupt message dead-lettered as it is streamed, so the key's events streamed before
+	// it still go out first. A key leaves it when a claim finds the table has none of its
+	// messages left; keys that get no further message are pruned by reloading the set from the
+	// table once it grows past spilledPrune.
+	spilled     map[string]pglogrepl.LSN
 	spilledRead time.Time                // when loadSpilled last read the set
-	marked      map[string]bool          // keys spilled while loadSpilled reads: kept whatever it reads
+	marked      map[string]pglogrepl.LSN // keys spilled while loadSpilled reads: kept whatever it reads
 	syncs       map[string]chan struct{} // heartbeat tokens Sync waits for
 	listeners   map[chan struct{}]struct{}
 	tableNext   time.Time // when the table must next be looked at for due rows
@@ -76,9 +90,12 @@ func newWALStream(s *Store) *walStream {
 		s: s, cfg: *s.cfg.WAL,
 		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
 		spillSQL: spillQuery(s.table), positions: positionTable(s.cfg.Schema, s.cfg.Table),
-		spilled: map[string]bool{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+		spilled: map[string]pglogrepl.LSN{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("outbox wal slot\x00" + w.cfg.Slot))
+	w.fence = int64(h.Sum64())
 	return w
 }
 
@@ -107,9 +124,7 @@ func (w *walStream) run(ctx context.Context) {
 		w.setErr(err)
 		delay := streamBackoff.Delay(attempt)
 		if inUse(err) {
-			// Another reader holds the slot: stand by, and forget what this one had streamed
-			// (the holder streams it too).
-			w.buf.reset()
+			// Another reader holds the slot: stand by.
 			delay = w.cfg.TakeoverInterval
 		} else {
 			attempt++
@@ -184,7 +199,11 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	}
 	// The slot is ours. Where it stands, which keys have messages in the table that later ones
 	// of their key must queue behind, and which messages an earlier reader already wrote to the
-	// table are read before anything is streamed.
+	// table are read before anything is streamed, after the earlier reader's last writes to the
+	// table (see Store.spill): from here on they are refused.
+	if err := w.barrier(ctx); err != nil {
+		return true, err
+	}
 	var confirmed, now pglogrepl.LSN
 	err = w.s.pool.QueryRow(ctx, "SELECT confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = $1", w.cfg.Slot).Scan(&confirmed, &now)
 	if err != nil {
@@ -200,13 +219,21 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	if err != nil {
 		return true, err
 	}
+	w.pid.Store(conn.PID())
 	w.buf.start(max(confirmed, kept))
 	w.mu.Lock()
 	w.err, w.fatal, w.heldSince = nil, false, time.Now()
 	w.tableNext = time.Time{}
 	w.mu.Unlock()
 	w.holding.Store(true)
-	defer w.holding.Store(false)
+	// However the session ends, this reader no longer holds the slot: what it streamed is
+	// dropped (the next holder, perhaps a standby, streams it again), and nothing it handed out
+	// can be settled or spilled any more.
+	defer func() {
+		w.pid.Store(0)
+		w.buf.drop()
+		w.holding.Store(false)
+	}()
 	w.lastSeen.Store(time.Now().UnixNano())
 
 	beatCtx, stopBeat := context.WithCancel(ctx)
@@ -214,7 +241,54 @@ func (w *walStream) session(ctx context.Context) (held bool, err error) {
 	beating.Go(func() { w.heartbeats(beatCtx) })
 	defer beating.Wait()
 	defer stopBeat()
-	return true, w.stream(ctx, conn)
+	err = w.stream(ctx, conn)
+	if ctx.Err() != nil {
+		w.letGo(conn)
+	}
+	return true, err
+}
+
+// barrier waits until no write on behalf of an earlier holder of the slot is in progress (they
+// hold the fence's lock shared; see Store.spill).
+func (w *walStream) barrier(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, w.s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", w.fence)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the previous holder's writes: %w", err)
+	}
+	return nil
+}
+
+// letGo ends a session that stops cleanly (the store closes): it writes to the table the
+// unsettled messages that stand before settled ones (see walBuffer.stop), then confirms and
+// keeps everything settled before closing the connection, so the next holder streams nothing
+// that was acknowledged. A failure only costs what a crash would: duplicates.
+func (w *walStream) letGo(conn *pgconn.PgConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.ConnectTimeout)
+	defer cancel()
+	if rest := w.buf.stop(); len(rest) > 0 {
+		spills := make([]spill, len(rest))
+		for i, m := range rest {
+			spills[i] = spill{msg: m} // due now, no attempt: it was not published, or not acked
+		}
+		if w.s.spill(ctx, spills) == nil {
+			w.buf.stopSpilled(rest)
+		}
+	}
+	confirmed, _, _ := w.buf.position()
+	_ = w.persist(ctx, confirmed)
+	if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
+		return
+	}
+	// Ending the copy makes the server answer only after it has read the status update.
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.Conn().SetDeadline(d)
+	}
+	_, _ = pglogrepl.SendStandbyCopyDone(ctx, conn)
 }
 
 // stream reads the replication stream until it breaks.
@@ -306,7 +380,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 				if unanswered++; unanswered >= maxUnanswered {
 					// The server keeps asking for a position this reader cannot confirm yet
 					// (messages are unsettled): it is waiting for it to stop, as a server
-					// shutting down does. Let go; the unsettled messages stay here.
+					// shutting down does. Let go; the next session streams the unsettled ones again.
 					return errServerWaiting
 				}
 			}
@@ -357,9 +431,10 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 					if err := w.s.spillCorrupt(ctx, corrupt); err != nil {
 						return err
 					}
+					// The key's events streamed before this transaction go out first.
 					for _, c := range corrupt {
 						if c.msg != nil && c.msg.Key != "" {
-							w.markSpilled(c.msg.Key)
+							w.markSpilled(c.msg.Key, m.TransactionEndLSN)
 						}
 					}
 				}
@@ -478,19 +553,29 @@ func (s *Store) Sync(ctx context.Context) error {
 	}
 }
 
-func (w *walStream) markSpilled(key string) {
+// markSpilled blocks key's streamed messages from position from on (0: all of them).
+func (w *walStream) markSpilled(key string, from pglogrepl.LSN) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.spilled[key] = true
+	blockFrom(w.spilled, key, from)
 	if w.marked != nil {
-		w.marked[key] = true
+		blockFrom(w.marked, key, from)
 	}
 }
 
-func (w *walStream) isSpilled(key string) bool {
+func blockFrom(set map[string]pglogrepl.LSN, key string, from pglogrepl.LSN) {
+	if at, ok := set[key]; !ok || from < at {
+		set[key] = from
+	}
+}
+
+// isSpilled reports whether key's message streamed in the transaction ending at end must queue
+// behind the key's messages in the table.
+func (w *walStream) isSpilled(key string, end pglogrepl.LSN) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.spilled[key]
+	from, ok := w.spilled[key]
+	return ok && end >= from
 }
 
 // loadSpilled reads the keys that have undelivered messages in the table (spilled by an earlier
@@ -498,7 +583,7 @@ func (w *walStream) isSpilled(key string) bool {
 // must queue behind them.
 func (w *walStream) loadSpilled(ctx context.Context) error {
 	w.mu.Lock()
-	w.marked = map[string]bool{}
+	w.marked = map[string]pglogrepl.LSN{}
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -509,21 +594,27 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read spilled keys: %w", err)
 	}
-	keys := map[string]bool{}
+	var found []string
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
 			return fmt.Errorf("read spilled keys: %w", err)
 		}
-		keys[k] = true
+		found = append(found, k)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read spilled keys: %w", err)
 	}
 	w.mu.Lock()
-	for k := range w.marked {
-		keys[k] = true
+	// A key found in the table blocks all its streamed messages, unless this reader knows from
+	// where (it dead-lettered the key's corrupt message itself).
+	keys := make(map[string]pglogrepl.LSN, len(found))
+	for _, k := range found {
+		keys[k] = w.spilled[k]
+	}
+	for k, from := range w.marked {
+		blockFrom(keys, k, from)
 	}
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
@@ -539,8 +630,16 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 func (w *walStream) persist(ctx context.Context, pos pglogrepl.LSN) error {
 	ctx, cancel := context.WithTimeout(ctx, w.s.cfg.ConnectTimeout)
 	defer cancel()
-	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed) VALUES ($1, $2)
-		ON CONFLICT (slot) DO UPDATE SET confirmed = greatest(`+w.positions+`.confirmed, excluded.confirmed), updated_at = now()`, w.cfg.Slot, pos)
+	pid := w.pid.Load()
+	if pid == 0 {
+		return errNotHolding
+	}
+	// Only while this reader still holds the slot: a reader that lost it writes nothing on the
+	// slot's behalf (see Store.fenced; a kept position needs no lock, it only ever names
+	// settled transactions).
+	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed)
+		SELECT $1::text, $2::pg_lsn WHERE EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1::text AND active_pid = $3)
+		ON CONFLICT (slot) DO UPDATE SET confirmed = greatest(`+w.positions+`.confirmed, excluded.confirmed), updated_at = now()`, w.cfg.Slot, pos, int32(pid))
 	return err
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
 
@@ -16,7 +17,8 @@ const (
 	DefaultConsumerConcurrency = 8
 	// MaxConsumerConcurrency bounds ConsumerConfig.Concurrency.
 	MaxConsumerConcurrency = 1000
-	// DefaultMaxPollRecords is how many records one poll hands to the handlers at most.
+	// DefaultMaxPollRecords is how many records one poll hands to the handlers at most (and
+	// so how many the consumer holds at once).
 	DefaultMaxPollRecords = 500
 	// DefaultRetryBackoff is how long a partition waits after a failed handler before its
 	// records are fetched again from the failed one; it doubles with each consecutive failure
@@ -38,6 +40,10 @@ type ConsumerConfig struct {
 	// Connection says how to reach the brokers, as a Transport's Config does: Brokers
 	// (required), ClientID, SASL, TLS and DialTimeout.
 	Connection
+
+	// Handler is called for each record's message; nil commits past the record, an error
+	// rewinds its partition to it. Required.
+	Handler consume.Handler `json:"-"`
 
 	// Topics are the topics to consume. Required.
 	Topics []string `json:"topics"`
@@ -120,6 +126,9 @@ func (c ConsumerConfig) Validate() error {
 	if err := c.transportConfig().Validate(); err != nil {
 		return err
 	}
+	if c.Handler == nil {
+		return bad("Handler", "is nil")
+	}
 	if len(c.Topics) == 0 {
 		return bad("Topics", "is empty")
 	}
@@ -151,9 +160,15 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
+// backoff is the runtime's backoff for a partition's consecutive failures: RetryBackoff
+// doubling up to MaxRetryBackoff, without jitter (a partition's rest is its own).
+func (c ConsumerConfig) backoff() outbox.Backoff {
+	return outbox.Backoff{Initial: c.RetryBackoff, Max: c.MaxRetryBackoff, Multiplier: 2, Jitter: -1}
+}
+
 // consumerOptions are the franz-go options of the consumer's client. Offsets are committed
 // only by the consumer, after the handlers (autocommit is off); a rebalance waits until the
-// records of the current poll are handled and committed, so a partition is never handed to
+// records of the current poll are settled and committed, so a partition is never handed to
 // another member while its records are being handled here.
 func consumerOptions(c ConsumerConfig) []kgo.Opt {
 	reset := kgo.NewOffset().AtStart()

@@ -16,7 +16,8 @@ import (
 )
 
 func TestConsumerConfigValidate(t *testing.T) {
-	ok := kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: []string{"127.0.0.1:9092"}}, Topics: []string{"events"}, Group: "billing"}
+	ok := kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: []string{"127.0.0.1:9092"}}, Topics: []string{"events"}, Group: "billing",
+		Handler: func(context.Context, *outbox.Message) error { return nil }}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
@@ -26,6 +27,7 @@ func TestConsumerConfigValidate(t *testing.T) {
 	}{
 		{"Brokers", func(c *kafka.ConsumerConfig) { c.Brokers = nil }},
 		{"Brokers[0]", func(c *kafka.ConsumerConfig) { c.Brokers = []string{"user:pw@host:1"} }},
+		{"Handler", func(c *kafka.ConsumerConfig) { c.Handler = nil }},
 		{"Topics", func(c *kafka.ConsumerConfig) { c.Topics = nil }},
 		{"Topics[1]", func(c *kafka.ConsumerConfig) { c.Topics = []string{"a", "b c"} }},
 		{"Group", func(c *kafka.ConsumerConfig) { c.Group = "" }},
@@ -45,12 +47,9 @@ func TestConsumerConfigValidate(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Field != tc.field {
 			t.Errorf("%s: Validate() = %v, want a ConfigError on %s", tc.field, err, tc.field)
 		}
-		if _, err := kafka.NewConsumer(cfg, func(context.Context, *outbox.Message) error { return nil }); err == nil {
+		if _, err := kafka.NewConsumer(context.Background(), cfg); err == nil {
 			t.Errorf("%s: NewConsumer accepted an invalid config", tc.field)
 		}
-	}
-	if _, err := kafka.NewConsumer(ok, nil); err == nil {
-		t.Error("NewConsumer accepted a nil handler")
 	}
 }
 
@@ -79,8 +78,10 @@ func TestConsumerConfigHidesSecrets(t *testing.T) {
 
 // Start fails, as an outage, when no broker answers within its context.
 func TestConsumerStartUnreachable(t *testing.T) {
-	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond}, Topics: []string{"t"}, Group: "g"},
-		func(context.Context, *outbox.Message) error { return nil })
+	cons, err := kafka.NewConsumer(context.Background(), kafka.ConsumerConfig{
+		Connection: kafka.Connection{Brokers: []string{"127.0.0.1:1"}, DialTimeout: 200 * time.Millisecond}, Topics: []string{"t"}, Group: "g",
+		Handler: func(context.Context, *outbox.Message) error { return nil },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,14 +18,15 @@ import (
 func ExampleNewConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+	c, err := kafka.NewConsumer(ctx, kafka.ConsumerConfig{
 		Connection:  kafka.Connection{Brokers: []string{"127.0.0.1:9092"}},
 		Topics:      []string{"orders"},
 		Group:       "billing",
 		Concurrency: 8, // partitions handled at once
-	}, func(ctx context.Context, m *outbox.Message) error {
-		log.Printf("%s %s (key %s): %s", m.Type, m.ID, m.Key, m.Payload)
-		return nil // nil commits past the record; an error rewinds its partition to it
+		Handler: func(ctx context.Context, m *outbox.Message) error {
+			log.Printf("%s %s (key %s): %s", m.Type, m.ID, m.Key, m.Payload)
+			return nil // nil commits past the record; an error rewinds its partition to it
+		},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -37,7 +37,8 @@ func newConsumer(t *testing.T, c *cluster, cfg kafka.ConsumerConfig, handle func
 	if cfg.FetchMaxWait == 0 {
 		cfg.FetchMaxWait = 100 * time.Millisecond
 	}
-	cons, err := kafka.NewConsumer(cfg, handle)
+	cfg.Handler = handle
+	cons, err := kafka.NewConsumer(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("NewConsumer(%v): %v", cfg, err)
 	}
@@ -84,6 +85,28 @@ func (c *cluster) committed(t *testing.T, group, topic string) int64 {
 		t.Fatalf("offset of %s/%s: %v", group, topic, o.Err)
 	}
 	return o.At
+}
+
+// assigned returns how many partitions the group's members are assigned, one count per member.
+func (c *cluster) assigned(t *testing.T, group string) []int {
+	t.Helper()
+	gs, err := c.admin.DescribeGroups(testCtx(t), group)
+	if err != nil {
+		t.Fatalf("describe group %s: %v", group, err)
+	}
+	var counts []int
+	for _, m := range gs[group].Members {
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			continue
+		}
+		n := 0
+		for _, tp := range a.Topics {
+			n += len(tp.Partitions)
+		}
+		counts = append(counts, n)
+	}
+	return counts
 }
 
 // recorder keeps what a handler saw, in order.
@@ -177,11 +200,10 @@ func TestConsumerRoundTrip(t *testing.T) {
 			}
 			checkConsumedKeyOrder(t, in, seen)
 			// The handler saw every message; the counters follow once each handler has returned.
-			waitFor(t, 10*time.Second, "every handler to return and a commit", func() bool {
-				s := cons.Stats()
-				return s.Commits > 0 && s.Handled >= int64(len(in))
+			waitFor(t, 10*time.Second, "every handler to return and its offset recorded", func() bool {
+				return cons.Stats().Acked >= int64(len(in))
 			})
-			if s := cons.Stats(); s.Handled < int64(len(in)) || s.Failed != 0 || s.Malformed != 0 || s.Partitions != 3 {
+			if s := cons.Stats(); s.Handled < int64(len(in)) || s.Failed != 0 || s.Malformed != 0 {
 				t.Errorf("stats %+v", s)
 			}
 		})
@@ -230,12 +252,12 @@ func TestConsumerHandlerErrorRedelivers(t *testing.T) {
 			if want := []int{0, 1, 2, 2, 2, 3, 4}; !slices.Equal(got, want) {
 				t.Errorf("handled %v, want %v (the later records wait for the failed one)", got, want)
 			}
-			if s := cons.Stats(); s.Failed != 2 || s.Handled != 5 || s.Paused != 0 {
+			if s := cons.Stats(); s.Failed != 2 || s.Handled != 5 || s.Requeued < 2 || s.Acked != 5 {
 				t.Errorf("stats %+v", s)
 			}
 			failed := logs.FilterMessageSnippet("handler failed").All()
-			if len(failed) != 2 || failed[0].ContextMap()["id"] != in[2].ID || failed[0].ContextMap()["offset"] != int64(2) {
-				t.Errorf("handler failure logs %+v, want two naming message %s at offset 2", failed, in[2].ID)
+			if len(failed) != 2 || failed[0].ContextMap()["id"] != in[2].ID || failed[0].ContextMap()["ref"] != topic+"/0@2" {
+				t.Errorf("handler failure logs %+v, want two naming message %s at %s/0@2", failed, in[2].ID, topic)
 			}
 			if n := logs.FilterMessageSnippet("partition rewound to its failed record").Len(); n != 2 {
 				t.Errorf("%d rewind logs, want 2", n)
@@ -260,8 +282,8 @@ func TestConsumerConcurrentMembers(t *testing.T) {
 			}))
 	}
 	waitFor(t, 20*time.Second, "both members assigned", func() bool {
-		a, b := cons[0].Stats().Partitions, cons[1].Stats().Partitions
-		return a > 0 && b > 0 && a+b == 4
+		n := c.assigned(t, group)
+		return len(n) == 2 && n[0] > 0 && n[1] > 0 && n[0]+n[1] == 4
 	})
 	var in []*outbox.Message
 	for i := range 200 {
@@ -332,60 +354,11 @@ func TestConsumerStopWaitsForHandler(t *testing.T) {
 	}
 }
 
-// A Stop whose context ends cancels the handler; its record is not committed, so the group
-// gets it again.
-func TestConsumerStopDeadlineLeavesRecord(t *testing.T) {
-	c := needCluster(t)
-	topic := c.createTopic(t, 1, nil)
-	tr := c.newTransport(t, kafka.Config{Topic: topic})
-	in := prepared(t, messages(1, "T", "k")...)
-	if err := tr.Publish(testCtx(t), in); err != nil {
-		t.Fatal(err)
-	}
-	group := topicName(t) + "-group"
-	entered := make(chan struct{})
-	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(ctx context.Context, _ *outbox.Message) error {
-		close(entered)
-		<-ctx.Done()
-		return ctx.Err()
-	})
-	<-entered
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := cons.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("stop = %v, want the deadline", err)
-	}
-	long, cancelLong := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancelLong()
-	if err := cons.Stop(long); err != nil {
-		t.Fatalf("second stop: %v", err)
-	}
-	if got := c.committed(t, group, topic); got != -1 {
-		t.Fatalf("committed offset %d for a cancelled handler, want none", got)
-	}
-	again := make(chan string, 1)
-	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group}, func(_ context.Context, m *outbox.Message) error {
-		select {
-		case again <- m.ID:
-		default:
-		}
-		return nil
-	})
-	select {
-	case id := <-again:
-		if id != in[0].ID {
-			t.Errorf("redelivered %s, want %s", id, in[0].ID)
-		}
-	case <-testCtx(t).Done():
-		t.Fatal("the record was not delivered again")
-	}
-}
-
 func TestConsumerStartsOnce(t *testing.T) {
 	c := needCluster(t)
 	topic := c.createTopic(t, 1, nil)
 	cons := newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}}, func(context.Context, *outbox.Message) error { return nil })
-	if err := cons.Start(testCtx(t)); !errors.Is(err, kafka.ErrConsumerStarted) {
+	if err := cons.Start(testCtx(t)); !errors.Is(err, outbox.ErrConsumerStarted) {
 		t.Errorf("second start = %v, want ErrConsumerStarted", err)
 	}
 }
@@ -415,8 +388,8 @@ func TestConsumerSkipsMalformed(t *testing.T) {
 	waitFor(t, 15*time.Second, "the valid message", func() bool { return rec.distinct() == 1 })
 	// The malformed records may sit in other partitions than the valid one: wait for their count.
 	waitFor(t, 15*time.Second, "both malformed records counted", func() bool { return cons.Stats().Malformed >= 2 })
-	if s := cons.Stats(); s.Malformed != 2 {
-		t.Errorf("stats %+v, want two malformed", s)
+	if s := cons.Stats(); s.Malformed != 2 || s.Rejected != 2 {
+		t.Errorf("stats %+v, want two malformed, rejected", s)
 	}
 }
 
@@ -481,13 +454,15 @@ func TestConsumerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var handled atomic.Int64
-	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Connection: kafka.Connection{Brokers: c.brokers}, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond},
-		func(context.Context, *outbox.Message) error {
+	cons, err := kafka.NewConsumer(context.Background(), kafka.ConsumerConfig{
+		Connection: kafka.Connection{Brokers: c.brokers}, Topics: []string{topic}, Group: group, FetchMaxWait: 100 * time.Millisecond,
+		Handler: func(context.Context, *outbox.Message) error {
 			if handled.Add(1) == 3 {
 				cancel()
 			}
 			return nil
-		})
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,5 +497,42 @@ func TestConsumerRawNeedsID(t *testing.T) {
 	waitFor(t, 15*time.Second, "the malformed record counted", func() bool { return cons.Stats().Malformed >= 1 })
 	if s := cons.Stats(); s.Malformed != 1 {
 		t.Errorf("stats %+v, want one malformed", s)
+	}
+}
+
+// At most Concurrency partitions are handled at once, however many a poll returns.
+func TestConsumerConcurrencyBoundsPartitions(t *testing.T) {
+	c := needCluster(t)
+	topic := c.createTopic(t, 4, nil)
+	tr := c.newTransport(t, kafka.Config{Topic: topic})
+	var keys []string
+	taken := map[int32]bool{}
+	for i := 0; len(keys) < 4; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if p := partitionOf(k, 4); !taken[p] {
+			taken[p] = true
+			keys = append(keys, k)
+		}
+	}
+	var in []*outbox.Message
+	for _, k := range keys {
+		in = append(in, messages(5, "T", k)...)
+	}
+	if err := tr.Publish(testCtx(t), prepared(t, in...)); err != nil {
+		t.Fatal(err)
+	}
+	var running, most, handled atomic.Int64
+	newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Concurrency: 2}, func(context.Context, *outbox.Message) error {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // a handler that takes a while, so that others overlap it
+		running.Add(-1)
+		handled.Add(1)
+		return nil
+	})
+	waitFor(t, 15*time.Second, "every record", func() bool { return handled.Load() == int64(len(in)) })
+	if m := most.Load(); m > 2 {
+		t.Errorf("%d handlers ran at once, want at most Concurrency (2)", m)
 	}
 }

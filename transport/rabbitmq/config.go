@@ -38,6 +38,8 @@ const (
 	// 2.8-4.1s after an outage).
 	DefaultReconnectMin = 100 * time.Millisecond
 	DefaultReconnectMax = 500 * time.Millisecond
+	// DefaultConnectionName names a Transport's connection in the broker's management UI.
+	DefaultConnectionName = "outbox"
 	// maxShortString is the AMQP limit on exchange names, routing keys and header names.
 	maxShortString = 255
 )
@@ -72,12 +74,12 @@ type Config struct {
 	// the transport then fails that message permanently and lowers its own bound to the one the
 	// broker reported.
 	MaxMessageBytes int
-	// KeyOrder makes one Publish keep the order of each Key and stop a Key at its first failure
+	// KeepKeyOrder makes one Publish keep the order of each Key and stop a Key at its first failure
 	// (outbox.KeyOrderer): a Key's second message is sent only once the broker confirmed its first,
 	// so a batch with n messages of one Key takes n round trips. Turn it on with the relay's
 	// Ordered mode, which then sends a Key's consecutive messages in one batch. Default false:
 	// every message of a batch is sent at once and confirmed as a whole.
-	KeyOrder bool
+	KeepKeyOrder bool
 
 	// TLS is the client TLS configuration for amqps URLs. Default: the system roots, or the
 	// files below. Not allowed with CAFile, CertFile or KeyFile.
@@ -106,7 +108,8 @@ type Config struct {
 	// Default 100ms and 500ms (DefaultReconnectMin, DefaultReconnectMax).
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
-	// ConnectionName is shown in the broker's management UI. Default "outbox".
+	// ConnectionName is shown in the broker's management UI. Default "outbox"
+	// (DefaultConnectionName).
 	ConnectionName string
 }
 
@@ -133,7 +136,7 @@ func (c Config) withDefaults() Config {
 		c.ReconnectMax = max(DefaultReconnectMax, c.ReconnectMin)
 	}
 	if c.ConnectionName == "" {
-		c.ConnectionName = "outbox"
+		c.ConnectionName = DefaultConnectionName
 	}
 	return c
 }
@@ -213,7 +216,7 @@ func (c Config) String() string {
 	if c.Route != nil {
 		b.WriteString(" Route:func")
 	}
-	fmt.Fprintf(&b, " RawPayload:%t MaxMessageBytes:%d KeyOrder:%t", c.RawPayload, c.MaxMessageBytes, c.KeyOrder)
+	fmt.Fprintf(&b, " RawPayload:%t MaxMessageBytes:%d KeepKeyOrder:%t", c.RawPayload, c.MaxMessageBytes, c.KeepKeyOrder)
 	if c.TLS != nil {
 		b.WriteString(" TLS:own")
 	}
@@ -244,7 +247,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Route           bool   `json:"route,omitempty"`
 		RawPayload      bool   `json:"raw_payload,omitempty"`
 		MaxMessageBytes int    `json:"max_message_bytes,omitempty"`
-		KeyOrder        bool   `json:"key_order,omitempty"`
+		KeepKeyOrder    bool   `json:"keep_key_order,omitempty"`
 		TLS             bool   `json:"tls_config,omitempty"`
 		CAFile          string `json:"ca_file,omitempty"`
 		CertFile        string `json:"cert_file,omitempty"`
@@ -258,7 +261,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		ConnectionName  string `json:"connection_name,omitempty"`
 	}{
 		URL: RedactURL(c.URL), Exchange: c.Exchange, RoutingKey: c.RoutingKey, Route: c.Route != nil,
-		RawPayload: c.RawPayload, MaxMessageBytes: c.MaxMessageBytes, KeyOrder: c.KeyOrder, TLS: c.TLS != nil,
+		RawPayload: c.RawPayload, MaxMessageBytes: c.MaxMessageBytes, KeepKeyOrder: c.KeepKeyOrder, TLS: c.TLS != nil,
 		CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, KeyPassword: redacted(c.KeyPassword),
 		DialTimeout: duration(c.DialTimeout), Heartbeat: duration(c.Heartbeat), WriteTimeout: duration(c.WriteTimeout),
 		ReconnectMin: duration(c.ReconnectMin), ReconnectMax: duration(c.ReconnectMax), ConnectionName: c.ConnectionName,

@@ -120,13 +120,13 @@ func rawConsume(b *testing.B, q string, backlog, concurrency int) {
 func consumerConsume(b *testing.B, q string, backlog, concurrency int) {
 	var done atomic.Int64
 	finished := make(chan struct{})
-	c, err := rabbitmq.NewConsumer(rabbitmq.ConsumerConfig{URL: brokerURL(), Queue: q, Concurrency: concurrency},
-		func(context.Context, *outbox.Message) error {
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: brokerURL(), Queue: q, Concurrency: concurrency,
+		Handler: func(context.Context, *outbox.Message) error {
 			if done.Add(1) == int64(backlog) {
 				close(finished)
 			}
 			return nil
-		})
+		}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/backend"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
 
@@ -21,6 +22,11 @@ const (
 	MaxConsumerConcurrency = 65535
 	// DefaultConsumerStopTimeout bounds Run's graceful stop once its context ends.
 	DefaultConsumerStopTimeout = 30 * time.Second
+	// DefaultConsumerConnectionName names a Consumer's connection in the broker's management UI.
+	DefaultConsumerConnectionName = "outbox consumer"
+	// DefaultCancelTimeout bounds the wait for the broker's basic.cancel-ok when a consumer
+	// closes; past it the connection is closed without it.
+	DefaultCancelTimeout = 2 * time.Second
 )
 
 // ConsumerConfig configures a Consumer. The connection fields (URL, TLS and its files,
@@ -34,6 +40,8 @@ type ConsumerConfig struct {
 	// (its arguments, such as x-queue-type, x-delivery-limit and x-dead-letter-exchange, are the
 	// service's decision).
 	Queue string
+	// Handler is called for each message; nil acknowledges it, an error requeues it. Required.
+	Handler consume.Handler
 
 	// TLS, CAFile, CertFile, KeyFile and KeyPassword are as in Config. Default: the system roots.
 	TLS         *tls.Config
@@ -49,7 +57,8 @@ type ConsumerConfig struct {
 	// Default 100ms and 500ms (DefaultReconnectMin, DefaultReconnectMax).
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
-	// ConnectionName is shown in the broker's management UI. Default "outbox consumer".
+	// ConnectionName is shown in the broker's management UI. Default "outbox consumer"
+	// (DefaultConsumerConnectionName).
 	ConnectionName string
 
 	// RawPayload reads bodies as the bare payload, with the ID in the message-id property and
@@ -71,7 +80,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.Concurrency = DefaultConsumerConcurrency
 	}
 	if c.ConnectionName == "" {
-		c.ConnectionName = "outbox consumer"
+		c.ConnectionName = DefaultConsumerConnectionName
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -97,6 +106,8 @@ func (c ConsumerConfig) Validate() error {
 		return err
 	}
 	switch {
+	case c.Handler == nil:
+		return bad("Handler", "is nil")
 	case c.Queue == "":
 		return bad("Queue", "is empty")
 	case len(c.Queue) > maxShortString:

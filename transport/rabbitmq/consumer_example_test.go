@@ -16,15 +16,16 @@ import (
 func ExampleNewConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	c, err := rabbitmq.NewConsumer(rabbitmq.ConsumerConfig{
+	c, err := rabbitmq.NewConsumer(ctx, rabbitmq.ConsumerConfig{
 		URL: "amqp://billing:secret@rabbit:5672/prod",
 		// A quorum queue declared with x-delivery-limit and x-dead-letter-exchange: failures
 		// are requeued until the limit, then dead-lettered.
 		Queue:       "billing.orders",
 		Concurrency: 16, // also the prefetch
-	}, func(ctx context.Context, m *outbox.Message) error {
-		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
-		return nil // nil acknowledges the message; an error requeues it
+		Handler: func(ctx context.Context, m *outbox.Message) error {
+			log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
+			return nil // nil acknowledges the message; an error requeues it
+		},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -48,11 +48,10 @@ func TestConsumerBrokerRestart(t *testing.T) {
 	waitFor(t, 15*time.Second, "the first 10 acknowledged", func() bool { return c.Stats().Acked == 10 })
 
 	n.ctlOrFail(t, "stop_app")
-	waitFor(t, 15*time.Second, "a failed reconnect", func() bool { return c.Stats().ConnectErrors >= 1 })
+	waitFor(t, 15*time.Second, "the connection lost", func() bool { return c.Stats().ReceiveErrors >= 1 })
 	close(release) // the handler finishes while the broker is down: its ack has no channel
 	waitFor(t, 15*time.Second, "the ack to fail", func() bool { return c.Stats().AckErrors == 1 })
 	n.ctlOrFail(t, "start_app")
-	waitFor(t, 30*time.Second, "the consumer to reconnect", func() bool { return c.Stats().Reconnects >= 1 })
 
 	after := prepared(t, messages(10, "T", "")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -15,9 +15,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 // newConsumer builds a consumer of queue on the test broker (unless cfg names another URL),
@@ -27,7 +24,8 @@ func newConsumer(t *testing.T, cfg rabbitmq.ConsumerConfig, handle func(context.
 	if cfg.URL == "" {
 		cfg.URL = brokerURL()
 	}
-	c, err := rabbitmq.NewConsumer(cfg, handle)
+	cfg.Handler = handle
+	c, err := rabbitmq.NewConsumer(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("NewConsumer(%v): %v", cfg, err)
 	}
@@ -123,7 +121,7 @@ func TestConsumerRoundTrip(t *testing.T) {
 	if n := b.count(t, q); n != 0 {
 		t.Fatalf("%d messages left in the queue after every one was acknowledged", n)
 	}
-	if err := c.Start(testCtx(t)); !errors.Is(err, rabbitmq.ErrConsumerStarted) {
+	if err := c.Start(testCtx(t)); !errors.Is(err, outbox.ErrConsumerStarted) {
 		t.Fatalf("second Start: %v", err)
 	}
 }
@@ -146,43 +144,6 @@ func TestConsumerRawPayload(t *testing.T) {
 			!m.CreatedAt.Equal(want.CreatedAt.Truncate(time.Second)) {
 			t.Fatalf("received %+v for %+v", m, want)
 		}
-	}
-}
-
-// A failed or panicking handler has its message requeued; the broker delivers it again.
-func TestConsumerFailureRedelivered(t *testing.T) {
-	b := needBroker(t)
-	q := b.queue(t, nil)
-	tr := queueTransport(t, q, false)
-	sent := prepared(t, messages(1, "T", "")...)
-	if err := tr.Publish(testCtx(t), sent); err != nil {
-		t.Fatal(err)
-	}
-	obs, logs := observer.New(zapcore.WarnLevel)
-	var calls atomic.Int64
-	var redelivered atomic.Bool
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Logger: zap.New(obs)}, func(ctx context.Context, m *outbox.Message) error {
-		switch calls.Add(1) {
-		case 1:
-			return errors.New("database briefly down")
-		case 2:
-			panic("handler bug")
-		}
-		redelivered.Store(m.ID == sent[0].ID)
-		return nil
-	})
-	startConsumer(t, c)
-	waitFor(t, 15*time.Second, "the third delivery to be acknowledged", func() bool { return c.Stats().Acked == 1 })
-	st := c.Stats()
-	if st.Received != 3 || st.Failed != 2 || st.Handled != 1 || st.Requeued != 2 || !redelivered.Load() {
-		t.Fatalf("stats %+v, want 3 received, 2 failed and requeued, 1 handled", st)
-	}
-	failures := logs.FilterMessageSnippet("handler failed").All()
-	if len(failures) != 2 || !strings.Contains(fmt.Sprint(failures[1].ContextMap()["error"]), "panicked: handler bug") {
-		t.Fatalf("failure logs: %+v", failures)
-	}
-	if id := failures[0].ContextMap()["id"]; id != sent[0].ID {
-		t.Fatalf("the failure log names message %v, want %s", id, sent[0].ID)
 	}
 }
 
@@ -326,77 +287,6 @@ func TestConsumerStopWaitsForHandler(t *testing.T) {
 	waitFor(t, 10*time.Second, "the two others back in the queue", func() bool { return b.count(t, q) == 2 })
 }
 
-// Stop waits for handlers until its deadline, then cancels them; their messages are requeued
-// and come to the next consumer.
-func TestConsumerStopDeadline(t *testing.T) {
-	b := needBroker(t)
-	q := b.queue(t, nil)
-	tr := queueTransport(t, q, false)
-	sent := prepared(t, messages(1, "T", "")...)
-	if err := tr.Publish(testCtx(t), sent); err != nil {
-		t.Fatal(err)
-	}
-	entered := make(chan struct{})
-	var cancelled atomic.Bool
-	c := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, func(ctx context.Context, m *outbox.Message) error {
-		close(entered)
-		<-ctx.Done()
-		cancelled.Store(true)
-		return ctx.Err()
-	})
-	startConsumer(t, c)
-	<-entered
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := c.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Stop past its deadline: %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Stop took %v with a 200ms deadline", d)
-	}
-	if err := c.Stop(testCtx(t)); err != nil {
-		t.Fatalf("second Stop: %v", err)
-	}
-	if !cancelled.Load() {
-		t.Fatal("the handler's context was not cancelled")
-	}
-	got := newCollector()
-	next := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, got.handle)
-	startConsumer(t, next)
-	waitFor(t, 15*time.Second, "the redelivery", func() bool { return got.len() == 1 })
-	if got.seen[0] != sent[0].ID {
-		t.Fatalf("redelivered %s, want %s", got.seen[0], sent[0].ID)
-	}
-}
-
-// When the connection drops, the consumer dials again and goes on; what was unacknowledged
-// comes back.
-func TestConsumerReconnects(t *testing.T) {
-	b := needBroker(t)
-	q := b.queue(t, nil)
-	tr := queueTransport(t, q, false)
-	p := newProxy(t, brokerHost(t))
-	got := newCollector()
-	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: p.url(t, brokerURL()), Queue: q, ReconnectMin: 20 * time.Millisecond}, got.handle)
-	startConsumer(t, c)
-	first := prepared(t, messages(5, "T", "")...)
-	if err := tr.Publish(testCtx(t), first); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "5 acks", func() bool { return c.Stats().Acked == 5 })
-	p.cut()
-	waitFor(t, 15*time.Second, "a reconnect", func() bool { return c.Stats().Reconnects >= 1 })
-	second := prepared(t, messages(5, "T", "")...)
-	if err := tr.Publish(testCtx(t), second); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "the messages sent after the reconnect", func() bool { return got.len() == 10 })
-	if p.connections() < 2 {
-		t.Fatalf("%d connections through the proxy, want a second one", p.connections())
-	}
-}
-
 // Start fails when the queue does not exist, as an outage.
 func TestConsumerStartMissingQueue(t *testing.T) {
 	needBroker(t)
@@ -409,13 +299,14 @@ func TestConsumerStartMissingQueue(t *testing.T) {
 
 func TestConsumerConfig(t *testing.T) {
 	const password = "s3cr3t-pw"
-	base := rabbitmq.ConsumerConfig{URL: "amqp://user:" + password + "@rabbit:5672/vhost", Queue: "orders"}
+	base := rabbitmq.ConsumerConfig{URL: "amqp://user:" + password + "@rabbit:5672/vhost", Queue: "orders", Handler: newCollector().handle}
 	cases := []struct {
 		edit  func(*rabbitmq.ConsumerConfig)
 		field string
 	}{
 		{func(c *rabbitmq.ConsumerConfig) { c.URL = "" }, "URL"},
 		{func(c *rabbitmq.ConsumerConfig) { c.URL = "http://rabbit" }, "URL"},
+		{func(c *rabbitmq.ConsumerConfig) { c.Handler = nil }, "Handler"},
 		{func(c *rabbitmq.ConsumerConfig) { c.Queue = "" }, "Queue"},
 		{func(c *rabbitmq.ConsumerConfig) { c.Queue = strings.Repeat("q", 256) }, "Queue"},
 		{func(c *rabbitmq.ConsumerConfig) { c.Concurrency = -1 }, "Concurrency"},
@@ -435,7 +326,9 @@ func TestConsumerConfig(t *testing.T) {
 	if err := base.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	if _, err := rabbitmq.NewConsumer(base, nil); err == nil || !strings.Contains(err.Error(), "handle") {
+	noHandler := base
+	noHandler.Handler = nil
+	if _, err := rabbitmq.NewConsumer(context.Background(), noHandler); !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), "Handler") {
 		t.Fatalf("NewConsumer without a handler: %v", err)
 	}
 	secret := base
@@ -444,7 +337,7 @@ func TestConsumerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := rabbitmq.NewConsumer(base, newCollector().handle)
+	c, err := rabbitmq.NewConsumer(context.Background(), base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,4 +451,107 @@ func TestConsumerStartRefused(t *testing.T) {
 	if !outbox.IsUnavailable(err) || strings.Contains(err.Error(), password) {
 		t.Fatalf("Start with a wrong password: %v", err)
 	}
+}
+
+// A consumer stopped abruptly, its Stop's deadline passing while handlers run and others ack,
+// hands back everything it held: the messages whose handlers it cancelled and those the
+// prefetch brought but no handler took. The next consumer handles every one. Twenty rounds,
+// each on a queue of its own, so the stop lands in different states.
+func TestConsumerAbruptStopRedelivers(t *testing.T) {
+	b := needBroker(t)
+	for round := range 20 {
+		q := b.queue(t, nil)
+		sent := prepared(t, messages(12, "T", "")...)
+		if err := queueTransport(t, q, false).Publish(testCtx(t), sent); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		done := map[string]bool{}
+		blocked := make(chan struct{}, len(sent))
+		a := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 4}, func(ctx context.Context, m *outbox.Message) error {
+			var p struct{ N int }
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				return err
+			}
+			if p.N%2 == 0 { // slower than the stop's deadline
+				blocked <- struct{}{}
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			mu.Lock()
+			done[m.ID] = true
+			mu.Unlock()
+			return nil
+		})
+		startConsumer(t, a)
+		for range 2 {
+			select {
+			case <-blocked:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("round %d: the slow handlers were not called: %+v", round, a.Stats())
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_ = a.Stop(ctx) // past its deadline: the handlers still ran
+		cancel()
+		acked := a.Stats().Acked
+
+		bc := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 4}, func(_ context.Context, m *outbox.Message) error {
+			mu.Lock()
+			done[m.ID] = true
+			mu.Unlock()
+			return nil
+		})
+		startConsumer(t, bc)
+		waitFor(t, 15*time.Second, fmt.Sprintf("round %d: every message handled by A or B", round), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(done) == len(sent) && acked+bc.Stats().Acked >= int64(len(sent))
+		})
+		if err := bc.Stop(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if n := b.count(t, q); n != 0 {
+			t.Fatalf("round %d: %d messages left in the queue; A %+v, B %+v", round, n, a.Stats(), bc.Stats())
+		}
+	}
+}
+
+// The broker stops answering (its bytes dropped by a proxy) while the consumer stops: Stop does
+// not wait for a cancel-ok that never comes. It returns within the cancel and close bounds, the
+// connection is closed, and the broker hands every message to the next consumer.
+func TestConsumerStopWithoutCancelOk(t *testing.T) {
+	b := needBroker(t)
+	q := b.queue(t, nil)
+	sent := prepared(t, messages(6, "T", "")...)
+	if err := queueTransport(t, q, false).Publish(testCtx(t), sent); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, brokerHost(t))
+	entered := make(chan struct{}, len(sent))
+	a := newConsumer(t, rabbitmq.ConsumerConfig{URL: p.url(t, brokerURL()), Queue: q, Concurrency: 2}, func(ctx context.Context, m *outbox.Message) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	startConsumer(t, a)
+	for range 2 {
+		select {
+		case <-entered:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the handlers were not called: %+v", a.Stats())
+		}
+	}
+	p.muted.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_ = a.Stop(ctx) // past its deadline: the handlers still ran
+	if took, bound := time.Since(began), rabbitmq.DefaultCancelTimeout+5*time.Second; took > bound {
+		t.Fatalf("Stop took %v against a silent broker, want at most %v", took, bound)
+	}
+
+	got := newCollector()
+	startConsumer(t, newConsumer(t, rabbitmq.ConsumerConfig{Queue: q}, got.handle))
+	waitFor(t, 15*time.Second, "every message handled by the next consumer", func() bool { return got.len() == len(sent) })
 }

@@ -71,7 +71,7 @@
 // Messages of one Publish go out in slice order on one channel, and RabbitMQ keeps a channel's
 // order into each queue, so a consumer of one queue sees them in that order. A failure does not
 // stop later messages, though: by default the whole batch is sent before any confirm is known.
-// With KeyOrder the transport keeps each Key's order and stops a Key at its first failure
+// With KeepKeyOrder the transport keeps each Key's order and stops a Key at its first failure
 // (outbox.KeyOrderer): a Key's next message is sent only after the broker confirmed the previous
 // one, so the relay's Ordered mode can hand it a Key's consecutive messages in one batch. A
 // batch then takes one round trip per message of its busiest Key. Competing consumers, requeues

@@ -12,10 +12,10 @@ import (
 // key, in ordered mode with the transport keeping each key's order within a batch.
 func Example() {
 	t, err := rabbitmq.New(rabbitmq.Config{
-		URL:        "amqp://outbox:secret@127.0.0.1:5672/",
-		Exchange:   "events", // declared by the service, e.g. a durable topic exchange
-		RoutingKey: "{type}.{key}",
-		KeyOrder:   true,
+		URL:          "amqp://outbox:secret@127.0.0.1:5672/",
+		Exchange:     "events", // declared by the service, e.g. a durable topic exchange
+		RoutingKey:   "{type}.{key}",
+		KeepKeyOrder: true,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/txoutbox/outbox v0.1.0
-	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
 )

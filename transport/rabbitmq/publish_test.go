@@ -318,7 +318,7 @@ func TestConcurrentPublishes(t *testing.T) {
 	outboxtest.CheckDelivery(t, all, delivered, outboxtest.DeliveryCheck{})
 }
 
-// With KeyOrder a Key stops at its first failure: its later messages are held back, never
+// With KeepKeyOrder a Key stops at its first failure: its later messages are held back, never
 // sent, while other keys flow; without it, the later messages are sent anyway.
 func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 	b := needBroker(t)
@@ -326,14 +326,14 @@ func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 	for _, keyOrder := range []bool{true, false} {
 		q := b.queue(t, nil)
 		b.bind(t, q, q, x)
-		tr := newTransport(t, rabbitmq.Config{Exchange: x, KeyOrder: keyOrder, Route: func(m *outbox.Message) (string, string) {
+		tr := newTransport(t, rabbitmq.Config{Exchange: x, KeepKeyOrder: keyOrder, Route: func(m *outbox.Message) (string, string) {
 			if m.Type == "UNROUTABLE" {
 				return x, "nowhere"
 			}
 			return x, q
 		}})
 		if tr.KeepsKeyOrder() != keyOrder {
-			t.Fatalf("KeepsKeyOrder = %t with KeyOrder %t", tr.KeepsKeyOrder(), keyOrder)
+			t.Fatalf("KeepsKeyOrder = %t with KeepKeyOrder %t", tr.KeepsKeyOrder(), keyOrder)
 		}
 		a, bb := messages(4, "T", "a"), messages(3, "T", "b")
 		a[1].Type = "UNROUTABLE"
@@ -346,7 +346,7 @@ func TestKeyOrderStopsAKeyAtItsFirstFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got[len(got)-1].Msg.ID != bb[2].ID {
-				t.Fatalf("without KeyOrder the batch goes out in slice order; last received %s", got[len(got)-1].Msg.ID)
+				t.Fatalf("without KeepKeyOrder the batch goes out in slice order; last received %s", got[len(got)-1].Msg.ID)
 			}
 			continue
 		}

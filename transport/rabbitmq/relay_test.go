@@ -60,7 +60,7 @@ func TestRelayDrains(t *testing.T) {
 			if err := store.Add(testCtx(t), msgs...); err != nil {
 				t.Fatal(err)
 			}
-			tr := newTransport(t, rabbitmq.Config{RoutingKey: q, KeyOrder: ordered})
+			tr := newTransport(t, rabbitmq.Config{RoutingKey: q, KeepKeyOrder: ordered})
 			relay := runRelay(t, store, tr, outbox.Config{Unordered: !ordered, Concurrency: 4})
 			got, err := b.receive(testCtx(t), q, len(msgs), false)
 			if err != nil {

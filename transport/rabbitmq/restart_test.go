@@ -67,13 +67,13 @@ func (r *recorder) failed() []string {
 
 // The broker restarts while a relay publishes a steady stream: once it is back, every message
 // is in the queue — 0 lost, 0 dead — and only messages whose publish was reported failed
-// appear twice. Ordered (relay Ordered mode, transport KeyOrder), each key's messages also
+// appear twice. Ordered (relay Ordered mode, transport KeepKeyOrder), each key's messages also
 // first arrive in write order.
 func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	b := n.broker(t)
 	q := b.queue(t, nil) // durable, and the messages are persistent: they survive the restart
 	store := memstore.New()
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeepKeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
 	rec := &recorder{next: tr, ids: map[string]bool{}}
 	relay := runRelay(t, store, rec, outbox.Config{
 		Unordered: !ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,

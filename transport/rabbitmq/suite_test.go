@@ -18,7 +18,7 @@ const suiteMaxBytes = 256 << 10
 func harness(b *broker, keyOrder bool) outboxtest.TransportFactory {
 	return func(t *testing.T) outboxtest.TransportHarness {
 		q := b.queue(t, nil)
-		tr := newTransport(t, rabbitmq.Config{RoutingKey: q, MaxMessageBytes: suiteMaxBytes, KeyOrder: keyOrder})
+		tr := newTransport(t, rabbitmq.Config{RoutingKey: q, MaxMessageBytes: suiteMaxBytes, KeepKeyOrder: keyOrder})
 		return outboxtest.TransportHarness{
 			Transport: tr,
 			Receive: func(ctx context.Context, n int) ([]*outbox.Message, error) {
@@ -38,7 +38,7 @@ func TestTransportSuite(t *testing.T) {
 	for _, keyOrder := range []bool{false, true} {
 		name := "AllAtOnce"
 		if keyOrder {
-			name = "KeyOrder"
+			name = "KeepKeyOrder"
 		}
 		t.Run(name, func(t *testing.T) {
 			outboxtest.RunTransportSuite(t, harness(b, keyOrder), outboxtest.TransportFeatures{

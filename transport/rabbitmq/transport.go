@@ -61,9 +61,9 @@ func New(cfg Config) (*Transport, error) {
 // String describes the transport without secrets.
 func (t *Transport) String() string { return "rabbitmq.Transport(" + t.cfg.String() + ")" }
 
-// KeepsKeyOrder reports whether Config.KeyOrder is set: then one Publish keeps each Key's order
+// KeepsKeyOrder reports whether Config.KeepKeyOrder is set: then one Publish keeps each Key's order
 // and stops a Key at its first failure (outbox.KeyOrderer).
-func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeyOrder }
+func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeepKeyOrder }
 
 // Close makes further publishes fail with outbox.ErrClosed and closes the connection. Messages
 // of a Publish still waiting for their confirms then fail (never reported published).
@@ -158,7 +158,7 @@ type dialing struct {
 // routing key or header name above the AMQP limit, a payload that is not JSON.
 //
 // Messages go out in slice order on one channel, so the broker keeps their order. With
-// KeyOrder, a Key's next message is sent only once its previous one was confirmed, and after
+// KeepKeyOrder, a Key's next message is sent only once its previous one was confirmed, and after
 // a Key's first failure its later messages are held back (failed, never sent).
 func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 	if len(msgs) == 0 {
@@ -212,7 +212,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []*outbox.Message) error {
 		ready[o.index] = o
 	}
 
-	if !t.cfg.KeyOrder {
+	if !t.cfg.KeepKeyOrder {
 		var batch []outgoing
 		for _, o := range ready {
 			if o != nil {

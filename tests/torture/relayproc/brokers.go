@@ -20,7 +20,7 @@ func brokerTransport(ctx context.Context, cfg Config) (outbox.Transport, func(),
 	case "rabbitmq":
 		tr, err := rabbitmq.New(rabbitmq.Config{
 			URL: cfg.RabbitMQURL, RoutingKey: cfg.RabbitMQQueue, // the default exchange: straight to the queue
-			KeyOrder: cfg.Ordered, MaxMessageBytes: cfg.MaxMessageBytes,
+			KeepKeyOrder: cfg.Ordered, MaxMessageBytes: cfg.MaxMessageBytes,
 			// Back soon after a broker restart: the scenario restarts it several times.
 			ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
 		})

@@ -1,27 +1,36 @@
-package rabbitmq_test
+package inbox
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
+	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/store/sqlite"
-	"github.com/txoutbox/outbox/store/sqlite/inbox"
+	sqliteinbox "github.com/txoutbox/outbox/store/sqlite/inbox"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 )
 
 // Every message published twice, handled by two competing consumers through an inbox, some
 // handlers failing after writing their effect on a first delivery: each message takes effect
 // exactly once, counted in the consumer's database.
-func TestConsumerExactlyOnceWithInbox(t *testing.T) {
-	b := needBroker(t)
-	q := b.queue(t, nil)
-	tr := queueTransport(t, q, false)
+func TestRabbitMQConsumerExactlyOnceWithInbox(t *testing.T) {
+	q := rabbitQueue(t)
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: rabbitURL(), RoutingKey: q}) // the default exchange: straight to the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
 
 	db, err := sql.Open("sqlite", sqlite.DSN(filepath.Join(t.TempDir(), "consumer.db"), 10*time.Second))
 	if err != nil {
@@ -29,7 +38,7 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 	}
 	db.SetMaxOpenConns(4)
 	t.Cleanup(func() { _ = db.Close() })
-	in, err := inbox.New(db, inbox.Config{})
+	in, err := sqliteinbox.New(db, sqliteinbox.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +50,13 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 	}
 
 	const n = 60
-	sent := prepared(t, messages(n, "PAYMENT", "")...)
+	sent := make([]*outbox.Message, n)
+	for i := range sent {
+		sent[i] = &outbox.Message{Type: "PAYMENT", Payload: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+	}
+	if err := backend.Prepare(testCtx(t), sent, backend.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	failFirst := map[string]bool{}
 	for i, m := range sent {
 		if i%10 == 3 {
@@ -79,10 +94,8 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 		mu.Unlock()
 		return err
 	}
-	c1 := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 3}, handle)
-	c2 := newConsumer(t, rabbitmq.ConsumerConfig{Queue: q, Concurrency: 3}, handle)
-	startConsumer(t, c1)
-	startConsumer(t, c2)
+	c1 := rabbitConsumer(t, q, handle)
+	c2 := rabbitConsumer(t, q, handle)
 	// Every delivery ends acknowledged: first deliveries once handled, duplicates at once,
 	// failed ones when the broker delivers them again.
 	waitFor(t, 15*time.Second, "every delivery acknowledged", func() bool { return c1.Stats().Acked+c2.Stats().Acked == 2*n })
@@ -91,7 +104,7 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if left := b.count(t, q); left != 0 {
+	if left := rabbitCount(t, q); left != 0 {
 		t.Fatalf("%d messages left in the queue", left)
 	}
 
@@ -127,4 +140,79 @@ func TestConsumerExactlyOnceWithInbox(t *testing.T) {
 	}
 	t.Logf("%d messages, %d deliveries, %d duplicates absorbed, %d handler failures after writing: %d effects, each once",
 		n, deliveries, duplicates, failures, len(effects))
+}
+
+func rabbitURL() string {
+	return outboxtest.ServiceAddr("OUTBOX_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+}
+
+// rabbitAdmin is a connection to the test broker, closed at cleanup; it skips the test (fails
+// it in CI) when the broker does not answer.
+func rabbitAdmin(t *testing.T) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.DialConfig(rabbitURL(), amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
+	if err != nil {
+		outboxtest.NeedService(t, "RabbitMQ at "+rabbitmq.RedactURL(rabbitURL()), err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// rabbitQueue declares a durable queue of this test, deleted at cleanup.
+func rabbitQueue(t *testing.T) string {
+	t.Helper()
+	conn := rabbitAdmin(t)
+	q := "outbox-test-inbox-" + randomSuffix()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		defer ch.Close()
+		_, _ = ch.QueueDelete(q, false, false, false)
+	})
+	return q
+}
+
+// rabbitCount returns how many messages queue q holds.
+func rabbitCount(t *testing.T, q string) int {
+	t.Helper()
+	ch, err := rabbitAdmin(t).Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Messages
+}
+
+// rabbitConsumer starts a consumer of q, three handlers at once, stopped at cleanup.
+func rabbitConsumer(t *testing.T, q string, handle func(context.Context, *outbox.Message) error) *rabbitmq.Consumer {
+	t.Helper()
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: rabbitURL(), Queue: q, Concurrency: 3, Handler: handle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return c
 }

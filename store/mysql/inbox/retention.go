@@ -1,0 +1,57 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/txoutbox/outbox/backend"
+)
+
+// DeleteOlderThan deletes at most limit records processed more than olderThan ago, by the
+// database's clock, and returns how many. Call it until it returns fewer than limit (or use
+// Prune); no single statement deletes more than limit rows. olderThan must outlast the
+// broker's redelivery horizon (see DefaultRetention): a message redelivered after its record is
+// gone is processed again.
+func (in *Inbox) DeleteOlderThan(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
+	if err := checkRetention(olderThan, limit); err != nil {
+		return 0, err
+	}
+	tag, err := in.db.ExecContext(ctx, in.q.prune, olderThan.Microseconds(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("%s: delete older than %v: %w", component, olderThan, err)
+	}
+	n, err := tag.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("%s: delete older than %v: %w", component, olderThan, err)
+	}
+	return int(n), nil
+}
+
+// Prune deletes every record older than olderThan in batches of DefaultPruneBatch and returns
+// how many it deleted. It stops early, with what it deleted so far, when ctx ends.
+func (in *Inbox) Prune(ctx context.Context, olderThan time.Duration) (int, error) {
+	total := 0
+	for {
+		n, err := in.DeleteOlderThan(ctx, olderThan, DefaultPruneBatch)
+		total += n
+		if err != nil || n < DefaultPruneBatch {
+			return total, err
+		}
+	}
+}
+
+func checkRetention(olderThan time.Duration, limit int) error {
+	bad := func(field, problem string) error {
+		return invalid("delete older than", backend.InvalidArgument(field, problem))
+	}
+	switch {
+	case olderThan <= 0:
+		return bad("olderThan", fmt.Sprintf("%v is not positive", olderThan))
+	case olderThan < time.Microsecond:
+		return bad("olderThan", fmt.Sprintf("%v is below 1µs, the resolution of processed_at", olderThan))
+	case limit <= 0:
+		return bad("limit", fmt.Sprintf("%d is not positive", limit))
+	}
+	return nil
+}
