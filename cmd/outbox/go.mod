@@ -17,6 +17,7 @@ require (
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/txoutbox/outbox v0.1.0
 	github.com/txoutbox/outbox/store/mongo v0.1.0
+	github.com/txoutbox/outbox/store/mysql v0.1.0
 	github.com/txoutbox/outbox/store/postgres v0.1.0
 	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	github.com/txoutbox/outbox/transport/kafka v0.1.0
@@ -29,6 +30,8 @@ require (
 )
 
 require (
+	filippo.io/edwards25519 v1.1.0 // indirect
+	github.com/go-sql-driver/mysql v1.9.2 // indirect
 	github.com/aws/aws-sdk-go-v2/config v1.33.18 // indirect
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.9 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.5.12 // indirect

@@ -60,7 +60,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad bool", []string{"relay", "--unordered=" + secret}, nil, "--unordered (OUTBOX_UNORDERED): not true or false"},
 		{"bad backoff from env", []string{"relay"}, map[string]string{"OUTBOX_STORE": pgURL, "OUTBOX_TRANSPORT": "memory", "OUTBOX_BACKOFF_JITTER": "2"}, "--backoff-jitter (OUTBOX_BACKOFF_JITTER): must be below 1"},
 		{"missing store", []string{"relay", "--transport", "memory"}, nil, "--store (OUTBOX_STORE): is empty"},
-		{"bad store scheme", []string{"status", "--store", "mysql://" + secret + "@h/db"}, nil, `unknown scheme "mysql"`},
+		{"bad store scheme", []string{"status", "--store", "oracle://" + secret + "@h/db"}, nil, `unknown scheme "oracle"`},
 		{"bad store URL", []string{"migrate", "--store", "postgres://app:" + secret + "@h:port/db"}, nil, "--store (OUTBOX_STORE): is not a valid URL"},
 		{"store from env", []string{"status"}, map[string]string{"OUTBOX_STORE": "nope"}, "--store (OUTBOX_STORE): has no scheme"},
 		{"bad env int", []string{"relay"}, map[string]string{"OUTBOX_STORE": pgURL, "OUTBOX_BATCH_SIZE": "x"}, "OUTBOX_BATCH_SIZE: invalid value for --batch-size"},

@@ -9,12 +9,13 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
 
 const migrateUsage = `Usage: outbox migrate --store URL [--schema S] [--table T | --collection C] [--postgres-mode wal]
-       outbox migrate --print-sql [--store postgres://…|sqlite:PATH] [--schema S] [--table T] [--postgres-mode wal]
+       outbox migrate --print-sql [--store postgres://…|mysql://…|sqlite:PATH] [--schema S] [--table T] [--postgres-mode wal]
        outbox migrate --drop-slot --store postgres://… --postgres-mode wal [--wal-slot S]
 
 Creates the outbox table and its indexes, or adds what an older version lacks: the backend's
@@ -134,6 +135,8 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 		}
 	case storeurl.SQLite:
 		ddl, err = sqlite.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
+	case storeurl.MySQL:
+		ddl, err = mysql.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
 	default:
 		return usagef(cmd, "--print-sql: %s has no SQL; run outbox migrate against it to create its indexes", kind)
 	}

@@ -22,11 +22,11 @@ const defaultListen = "127.0.0.1:9090"
 
 func storeSettings() []envconfig.Setting[storeFlags] {
 	return []envconfig.Setting[storeFlags]{
-		envconfig.StringSetting("OUTBOX_STORE", "", "none", "store URL: postgres://USER[:PASS]@HOST/DB, mongodb://HOST/DB?replicaSet=RS or sqlite:PATH",
+		envconfig.StringSetting("OUTBOX_STORE", "", "none", "store URL: postgres://USER[:PASS]@HOST/DB, mysql://USER[:PASS]@HOST:3306/DB, mongodb://HOST/DB?replicaSet=RS or sqlite:PATH",
 			func(s *storeFlags) *string { return &s.url }),
 		envconfig.StringSetting("OUTBOX_SCHEMA", "", "public", "postgres schema of the outbox table",
 			func(s *storeFlags) *string { return &s.opts.Schema }),
-		envconfig.StringSetting("OUTBOX_TABLE", "", "outbox", "outbox table, postgres and sqlite",
+		envconfig.StringSetting("OUTBOX_TABLE", "", "outbox", "outbox table, postgres, mysql and sqlite",
 			func(s *storeFlags) *string { return &s.opts.Table }),
 		envconfig.StringSetting("OUTBOX_COLLECTION", "", "outbox", "outbox collection, mongodb",
 			func(s *storeFlags) *string { return &s.opts.Collection }),

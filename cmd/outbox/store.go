@@ -10,6 +10,7 @@ import (
 	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
 	"github.com/txoutbox/outbox/store/mongo"
+	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -147,6 +148,11 @@ func openStore(ctx context.Context, t storeurl.Target, raw string) (*openedStore
 	case storeurl.SQLite:
 		var s *sqlite.Store
 		if s, err = sqlite.New(ctx, t.SQLite); err == nil {
+			o = &openedStore{storeBackend: s, ping: s.DB().PingContext}
+		}
+	case storeurl.MySQL:
+		var s *mysql.Store
+		if s, err = mysql.New(ctx, t.MySQL); err == nil {
 			o = &openedStore{storeBackend: s, ping: s.DB().PingContext}
 		}
 	default:

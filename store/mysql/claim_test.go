@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,28 @@ func TestMissingTableSaysHowToCreateIt(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "EnsureSchema") || !strings.HasPrefix(err.Error(), "mysql: ") {
 			t.Errorf("%s on a dropped table: %v", op, err)
 		}
+	}
+}
+
+// CheckSchema, which the relay's Start runs, tells a missing table and another table of the
+// same name from the outbox's, as *outbox.SchemaError.
+func TestCheckSchemaNamesMissingAndForeignTables(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("the outbox's own table: %v", err)
+	}
+	if _, err := s.DB().ExecContext(ctx, "DROP TABLE "+s.table); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); !errors.Is(err, outbox.ErrSchema) || !strings.Contains(err.Error(), "does not exist: create it with `outbox migrate`") {
+		t.Fatalf("a dropped table: %v", err)
+	}
+	if _, err := s.DB().ExecContext(ctx, "CREATE TABLE "+s.table+" (id INT PRIMARY KEY, status TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); !errors.Is(err, outbox.ErrSchema) || !strings.Contains(err.Error(), "is not an outbox table (no column seq, type, msg_key,") {
+		t.Fatalf("a foreign table: %v", err)
 	}
 }
 

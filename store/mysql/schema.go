@@ -75,8 +75,25 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	return s.CheckSchema(ctx)
 }
 
-// CheckSchema verifies that the table has the claim index on (status, seq).
+// outboxColumns are the outbox table's columns; a table missing one of them is another table
+// of the same name.
+var outboxColumns = []string{"seq", "id", "type", "msg_key", "payload", "result", "headers", "status",
+	"attempts", "available_at", "lease_owner", "last_error", "created_at", "delivered_at", "dead_at"}
+
+// CheckSchema verifies that the table exists with the outbox's columns (an *outbox.SchemaError
+// when not: errors.Is outbox.ErrSchema) and has the claim index on (status, seq). The relay
+// calls it at Start.
 func (s *Store) CheckSchema(ctx context.Context) error {
+	if err := s.checkOpen(); err != nil {
+		return fmt.Errorf("mysql: check schema: %w", err)
+	}
+	have, err := s.columns(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
+	}
+	if err := backend.CheckColumns("mysql", s.table, have, outboxColumns); err != nil {
+		return err
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT column_name FROM information_schema.statistics
 WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index`, s.cfg.Table, claimIndex)
 	if err != nil {
@@ -98,4 +115,23 @@ WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY s
 		return fmt.Errorf("mysql: check schema %s: index %s is %v, want (status, seq): claims would sort and lock the backlog", s.table, claimIndex, cols)
 	}
 	return nil
+}
+
+// columns returns the names of the table's columns; none when it does not exist.
+func (s *Store) columns(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
+WHERE table_schema = DATABASE() AND table_name = ?`, s.cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		have[c] = true
+	}
+	return have, rows.Err()
 }

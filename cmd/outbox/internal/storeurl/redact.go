@@ -13,6 +13,10 @@ import (
 // disagree. SQLite's URL is a path; of its query only these options are known to be harmless.
 var sqliteRedactor = backend.URLRedactor{Harmless: []string{"mode", "cache", "immutable", "vfs", "_txlock", "_time_format"}}
 
+// mysqlRedactor shows the MySQL URL's parameters that hold no secret (go-sql-driver/mysql's).
+var mysqlRedactor = backend.URLRedactor{Harmless: []string{"charset", "collation", "loc", "parseTime", "timeout",
+	"readTimeout", "writeTimeout", "tls", "maxAllowedPacket", "interpolateParams"}}
+
 // hiddenURL stands in for a store URL no backend recognises: it might be a DSN with a password.
 const hiddenURL = "(unrecognised store URL, hidden)"
 
@@ -28,6 +32,11 @@ func Redact(raw string) string {
 		return postgres.RedactConnString(raw)
 	case Mongo:
 		return mongo.RedactURI(raw)
+	case MySQL:
+		if r, ok := mysqlRedactor.Redact(raw); ok {
+			return r
+		}
+		return hiddenURL
 	}
 	path, query, hasQuery := strings.Cut(raw, "?")
 	if !hasQuery {
@@ -53,6 +62,8 @@ func secrets(raw string) []string {
 		return postgres.ConnStringSecrets(raw)
 	case Mongo:
 		return mongo.URISecrets(raw)
+	case MySQL:
+		return mysqlRedactor.Secrets(raw)
 	}
 	_, query, hasQuery := strings.Cut(raw, "?")
 	if !hasQuery {

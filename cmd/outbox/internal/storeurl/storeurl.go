@@ -11,6 +11,7 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/store/mongo"
+	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -23,13 +24,14 @@ const (
 	Postgres Kind = "postgres"
 	Mongo    Kind = "mongodb"
 	SQLite   Kind = "sqlite"
+	MySQL    Kind = "mysql" // MySQL 8 and MariaDB 10.6 or later
 )
 
 // Options are the store settings that live outside the URL, from flags or the environment.
 // Empty fields mean the backend's default.
 type Options struct {
 	Schema        string // postgres only; default "public"
-	Table         string // postgres and sqlite; default "outbox"
+	Table         string // postgres, mysql and sqlite; default "outbox"
 	Collection    string // mongodb only; default "outbox"
 	Database      string // mongodb only; default the database in the URL's path
 	KeepDelivered bool   // mark acknowledged messages delivered instead of deleting them
@@ -53,14 +55,15 @@ type Target struct {
 	Postgres postgres.Config
 	Mongo    mongo.Config
 	SQLite   sqlite.Config
+	MySQL    mysql.Config
 }
 
 // Parse reads a store URL — postgres://… or postgresql://…, mongodb://… or mongodb+srv://…,
-// sqlite:PATH — and combines it with o. The error names what is wrong and never repeats the
+// mysql://… (MySQL or MariaDB), sqlite:PATH — and combines it with o. The error names what is wrong and never repeats the
 // URL, which may hold a password.
 func Parse(raw string, o Options) (Target, error) {
 	if raw == "" {
-		return Target{}, errors.New("is empty: want postgres://…, mongodb://… or sqlite:PATH")
+		return Target{}, errors.New("is empty: want " + wantURL)
 	}
 	kind, err := kindOf(raw)
 	if err != nil {
@@ -88,6 +91,9 @@ func Parse(raw string, o Options) (Target, error) {
 	case SQLite:
 		t.SQLite = sqlite.Config{Path: sqlitePath(raw), Table: o.Table, KeepDelivered: o.KeepDelivered}
 		err = t.SQLite.Validate()
+	case MySQL:
+		t.MySQL = mysql.Config{URL: outbox.Secret(raw), Table: o.Table, KeepDelivered: o.KeepDelivered}
+		err = t.MySQL.Validate()
 	}
 	if err != nil {
 		return Target{}, err
@@ -95,11 +101,14 @@ func Parse(raw string, o Options) (Target, error) {
 	return t, nil
 }
 
+// wantURL lists the store URLs the command takes, for errors.
+const wantURL = "postgres://…, mysql://…, mongodb://… or sqlite:PATH"
+
 // kindOf picks the backend from the URL's scheme.
 func kindOf(raw string) (Kind, error) {
 	scheme, _, ok := strings.Cut(raw, ":")
 	if !ok || scheme == "" {
-		return "", errors.New("has no scheme: want postgres://…, mongodb://… or sqlite:PATH")
+		return "", errors.New("has no scheme: want " + wantURL)
 	}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
@@ -115,6 +124,14 @@ func kindOf(raw string) (Kind, error) {
 			return "", errors.New("a MongoDB URL starts with mongodb:// or mongodb+srv://")
 		}
 		return Mongo, nil
+	case "mysql", "mariadb":
+		if !strings.HasPrefix(raw[len(scheme):], "://") {
+			return "", errors.New("a MySQL URL starts with mysql://")
+		}
+		if _, err := url.Parse(raw); err != nil {
+			return "", urlProblem(err)
+		}
+		return MySQL, nil
 	case "sqlite", "sqlite3", "file":
 		if sqlitePath(raw) == "" {
 			return "", errors.New("names no file: want sqlite:PATH, e.g. sqlite:./outbox.db")
@@ -123,9 +140,9 @@ func kindOf(raw string) (Kind, error) {
 	}
 	// Never echo the whole URL; the scheme alone is safe to show.
 	if len(scheme) > 20 || strings.ContainsAny(scheme, "/@") {
-		return "", errors.New("has an unknown scheme: want postgres://…, mongodb://… or sqlite:PATH")
+		return "", errors.New("has an unknown scheme: want " + wantURL)
 	}
-	return "", fmt.Errorf("has unknown scheme %q: want postgres://…, mongodb://… or sqlite:PATH", scheme)
+	return "", fmt.Errorf("has unknown scheme %q: want %s", scheme, wantURL)
 }
 
 // sqlitePath returns the file of sqlite:PATH, sqlite://PATH or file:PATH.
@@ -213,13 +230,15 @@ func urlProblem(err error) error {
 }
 
 // Table names where the messages live, for logs and output: schema.table, database.collection
-// or the sqlite table.
+// or the MySQL or SQLite table.
 func (t Target) Table() string {
 	switch t.Kind {
 	case Postgres:
 		return orDefault(t.Postgres.Schema, "public") + "." + orDefault(t.Postgres.Table, "outbox")
 	case Mongo:
 		return t.Mongo.Database + "." + orDefault(t.Mongo.Collection, "outbox")
+	case MySQL:
+		return orDefault(t.MySQL.Table, "outbox")
 	}
 	return orDefault(t.SQLite.Table, "outbox")
 }

@@ -26,7 +26,7 @@ func TestParse(t *testing.T) {
 		{"empty", "", Options{}, "", "is empty"},
 		{"no scheme", "localhost:5432", Options{}, "", "unknown scheme"},
 		{"plain word", "nothing", Options{}, "", "has no scheme"},
-		{"unknown scheme", "mysql://localhost/db", Options{}, "", `unknown scheme "mysql"`},
+		{"unknown scheme", "oracle://localhost/db", Options{}, "", `unknown scheme "oracle"`},
 		{"postgres without slashes", "postgres:localhost", Options{}, "", "starts with postgres://"},
 		{"bad postgres URL", "postgres://u:p@host:notaport/db", Options{}, "", "invalid port"},
 		{"bad table", "postgres://localhost/db", Options{Table: "drop table;"}, "", "Table"},
@@ -63,7 +63,9 @@ func TestParseErrorsNeverShowThePassword(t *testing.T) {
 		"postgres://user:s3cretpw@host:notaport/db",
 		"postgres://user:s3cretpw@host/db?sslmode=nonsense",
 		"mongodb://user:s3cretpw@host",
-		"mysql://user:s3cretpw@host/db",
+		"mysql://user:s3cretpw@host:notaport/db",
+		"mysql://user:s3cretpw@host/db?charset=\x00",
+		"oracle://user:s3cretpw@host/db",
 		"user:s3cretpw@host/db",
 	} {
 		_, err := Parse(raw, Options{})
@@ -170,5 +172,24 @@ func TestPostgresMode(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Field != tt.field {
 			t.Errorf("Parse(%q, %+v) = %v, want a config error of %s", tt.raw, tt.opts, err, tt.field)
 		}
+	}
+}
+
+func TestMySQL(t *testing.T) {
+	got, err := Parse("mysql://relay:s3cretpw@127.0.0.1:3306/app?tls=true", Options{Table: "events", KeepDelivered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != MySQL || got.MySQL.Table != "events" || !got.MySQL.KeepDelivered || got.Table() != "events" {
+		t.Fatalf("got %+v", got)
+	}
+	if r := Redact("mysql://relay:s3cretpw@127.0.0.1:3306/app?tls=true&password=x2"); r != "mysql://relay:xxxxx@127.0.0.1:3306/app?tls=true&password=xxxxx" {
+		t.Errorf("Redact = %q", r)
+	}
+	if _, err := Parse("mysql://relay@127.0.0.1/app", Options{Schema: "public"}); err == nil || !strings.Contains(err.Error(), "--schema applies to postgres only") {
+		t.Errorf("--schema with mysql: %v", err)
+	}
+	if _, err := Parse("mysql://relay@127.0.0.1/app", Options{Table: "x; DROP TABLE y"}); err == nil {
+		t.Error("an SQL-ish table name was accepted")
 	}
 }
