@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -59,4 +61,31 @@ func inboxTextProblem(s string, limit int) string {
 		return fmt.Sprintf("%q contains a control character", s)
 	}
 	return ""
+}
+
+// CheckInboxRetention validates the arguments of an inbox's DeleteOlderThan: a positive age, at
+// least the resolution of the store's processed_at (0: any), and a positive limit.
+func CheckInboxRetention(olderThan time.Duration, limit int, resolution time.Duration) error {
+	switch {
+	case olderThan <= 0:
+		return InvalidArgument("olderThan", fmt.Sprintf("%v is not positive", olderThan))
+	case olderThan < resolution:
+		return InvalidArgument("olderThan", fmt.Sprintf("%v is below %v, the resolution of processed_at", olderThan, resolution))
+	case limit <= 0:
+		return InvalidArgument("limit", fmt.Sprintf("%d is not positive", limit))
+	}
+	return nil
+}
+
+// PruneInBatches calls deleteBatch with batch until it deletes fewer than batch or fails, and
+// returns how many it deleted in all: an inbox's Prune over its DeleteOlderThan.
+func PruneInBatches(ctx context.Context, batch int, deleteBatch func(ctx context.Context, limit int) (int, error)) (int, error) {
+	total := 0
+	for {
+		n, err := deleteBatch(ctx, batch)
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
 }

@@ -31,27 +31,14 @@ func (in *Inbox) DeleteOlderThan(ctx context.Context, olderThan time.Duration, l
 // Prune deletes every record older than olderThan in batches of DefaultPruneBatch and returns
 // how many it deleted. It stops early, with what it deleted so far, when ctx ends.
 func (in *Inbox) Prune(ctx context.Context, olderThan time.Duration) (int, error) {
-	total := 0
-	for {
-		n, err := in.DeleteOlderThan(ctx, olderThan, DefaultPruneBatch)
-		total += n
-		if err != nil || n < DefaultPruneBatch {
-			return total, err
-		}
-	}
+	return backend.PruneInBatches(ctx, DefaultPruneBatch, func(ctx context.Context, limit int) (int, error) {
+		return in.DeleteOlderThan(ctx, olderThan, limit)
+	})
 }
 
 func checkRetention(olderThan time.Duration, limit int) error {
-	bad := func(field, problem string) error {
-		return invalid("delete older than", backend.InvalidArgument(field, problem))
-	}
-	switch {
-	case olderThan <= 0:
-		return bad("olderThan", fmt.Sprintf("%v is not positive", olderThan))
-	case olderThan < time.Millisecond:
-		return bad("olderThan", fmt.Sprintf("%v is below 1ms, the resolution of processed_at", olderThan))
-	case limit <= 0:
-		return bad("limit", fmt.Sprintf("%d is not positive", limit))
+	if err := backend.CheckInboxRetention(olderThan, limit, time.Millisecond); err != nil {
+		return invalid("delete older than", err)
 	}
 	return nil
 }
