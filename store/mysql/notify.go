@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/txoutbox/outbox/backend"
 )
 
 // MySQL and MariaDB have no LISTEN/NOTIFY, so the wake-up is in-process: Execute, Notify,
@@ -12,10 +14,9 @@ import (
 // table. Writes from other processes are found by the relay's polling (outbox.Config's
 // PollInterval), which stays the correctness fallback either way.
 
-// hub broadcasts "new messages may have committed" to listeners.
+// hub is the wake-up signal of one outbox table, shared by the stores of this process.
 type hub struct {
-	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
+	*backend.Signal
 	refs int // stores holding it, guarded by hubsMu
 }
 
@@ -30,7 +31,7 @@ func acquireHub(key string) *hub {
 	defer hubsMu.Unlock()
 	h := hubs[key]
 	if h == nil {
-		h = &hub{subs: map[chan struct{}]struct{}{}}
+		h = &hub{Signal: backend.NewSignal()}
 		hubs[key] = h
 	}
 	h.refs++
@@ -53,36 +54,6 @@ func hubKey(addr, db, table string) string {
 	return addr + "\x00" + db + "\x00" + strings.ToLower(table)
 }
 
-// broadcast sends one coalescing signal to every listener; it never blocks.
-func (h *hub) broadcast() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a signal is already waiting; they coalesce
-		}
-	}
-}
-
-func (h *hub) subscribe() chan struct{} {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	h.subs[ch] = struct{}{}
-	h.mu.Unlock()
-	return ch
-}
-
-// unsubscribe closes ch once; later calls do nothing.
-func (h *hub) unsubscribe(ch chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
 // Listen implements outbox.Notifier: the channel receives a value after each Execute (or
 // Notify, Requeue, Purge) by a store of this process over the same table. The channel is
 // closed when ctx ends or the store is closed.
@@ -90,7 +61,7 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, fmt.Errorf("mysql: listen: %w", err)
 	}
-	ch := s.hub.subscribe()
+	ch := s.hub.Subscribe()
 	s.mu.Lock()
 	if s.listeners == nil {
 		s.listeners = map[chan struct{}]func() bool{}
@@ -99,7 +70,7 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 		s.mu.Lock()
 		delete(s.listeners, ch)
 		s.mu.Unlock()
-		s.hub.unsubscribe(ch)
+		s.hub.Unsubscribe(ch)
 	})
 	s.mu.Unlock()
 	if s.closed.Load() { // Close ran meanwhile and may have missed this listener
@@ -116,11 +87,11 @@ func (s *Store) closeListeners() {
 	s.mu.Unlock()
 	for ch, stop := range ls {
 		stop()
-		s.hub.unsubscribe(ch)
+		s.hub.Unsubscribe(ch)
 	}
 }
 
 // Notify wakes the relays of this process over this table. Execute does it after its commit;
 // call it after committing a transaction of your own in which you called Add, or let the relay
 // find the messages at its next poll.
-func (s *Store) Notify() { s.hub.broadcast() }
+func (s *Store) Notify() { s.hub.Broadcast() }

@@ -3,45 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"sync"
 )
-
-// hub broadcasts "new messages may have committed" to listeners.
-type hub struct {
-	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
-}
-
-// broadcast sends one coalescing signal to every listener. It never blocks: it runs inside
-// SQLite's commit hook.
-func (h *hub) broadcast() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a signal is already waiting; they coalesce
-		}
-	}
-}
-
-func (h *hub) subscribe() chan struct{} {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	h.subs[ch] = struct{}{}
-	h.mu.Unlock()
-	return ch
-}
-
-// unsubscribe closes ch once; later calls do nothing.
-func (h *hub) unsubscribe(ch chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
 
 // Listen implements outbox.Notifier: the channel receives a value after each commit that
 // inserted messages through a store over this file and table in this process (or called
@@ -52,7 +14,7 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 		return nil, fmt.Errorf("sqlite: listen: %w", err)
 	}
 	h := s.hub.Load()
-	ch := h.subscribe()
+	ch := h.Subscribe()
 	s.mu.Lock()
 	if s.listeners == nil {
 		s.listeners = map[chan struct{}]func() bool{}
@@ -61,7 +23,7 @@ func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
 		s.mu.Lock()
 		delete(s.listeners, ch)
 		s.mu.Unlock()
-		h.unsubscribe(ch)
+		h.Unsubscribe(ch)
 	})
 	s.mu.Unlock()
 	if s.closed.Load() { // Close ran meanwhile and may have missed this listener
@@ -79,7 +41,7 @@ func (s *Store) closeListeners() {
 	h := s.hub.Load()
 	for ch, stop := range ls {
 		stop()
-		h.unsubscribe(ch)
+		h.Unsubscribe(ch)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"sync"
+
+	"github.com/txoutbox/outbox/backend"
 )
 
 // What the stores of one process share per database file: a write lock, and per outbox table a
@@ -11,7 +13,7 @@ import (
 // relay and a CLI command, in one process.
 var (
 	writeLocks = newRegistry(func() *writeLock { return &writeLock{sem: make(chan struct{}, 1)} })
-	hubs       = newRegistry(func() *hub { return &hub{subs: map[chan struct{}]struct{}{}} })
+	hubs       = newRegistry(backend.NewSignal)
 )
 
 // writeLock serializes the write transactions of every store over one file in this process.

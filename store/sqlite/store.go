@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -24,7 +25,7 @@ type Store struct {
 	hooked bool   // our connections signal commits themselves
 	file   string // the database file, "" when in memory: the key of what stores share
 	wlock  *writeLock
-	hub    atomic.Pointer[hub]
+	hub    atomic.Pointer[backend.Signal]
 	q      queries
 	closed atomic.Bool
 	once   sync.Once
@@ -174,7 +175,7 @@ func (c *hookedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // signal wakes the listeners of every store over this file and table.
 func (s *Store) signal() {
 	if h := s.hub.Load(); h != nil {
-		h.broadcast()
+		h.Broadcast()
 	}
 }
 
