@@ -124,3 +124,17 @@ func TestWALLargeTransactionKeepsKeyOrder(t *testing.T) {
 		t.Fatalf("the reader held %d messages at once; MaxBuffered is 50", n)
 	}
 }
+
+func TestWALMaxBufferedBytesValidation(t *testing.T) {
+	for _, c := range []struct {
+		bytes int64
+		ok    bool
+	}{{0, true}, {1 << 20, true}, {-1, false}, {1000, false}} {
+		err := postgres.Config{URL: "postgres://localhost/db", WAL: &postgres.WALConfig{MaxBufferedBytes: c.bytes}}.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("MaxBufferedBytes %d: Validate() = %v", c.bytes, err)
+		} else if err != nil && !strings.Contains(err.Error(), "WAL.MaxBufferedBytes") {
+			t.Errorf("MaxBufferedBytes %d: %v does not name the field", c.bytes, err)
+		}
+	}
+}

@@ -24,9 +24,9 @@ type walBuffer struct {
 	// peak and peakBytes are the most held at once, buffered and pending (see room).
 	peak      int
 	peakBytes int64
-	entries *list.List // of *walEntry, unsettled, in stream (commit) order
-	byID    map[string]*list.Element
-	txs     []*walTx // streamed transactions not yet confirmable, in commit order
+	entries   *list.List // of *walEntry, unsettled, in stream (commit) order
+	byID      map[string]*list.Element
+	txs       []*walTx // streamed transactions not yet confirmable, in commit order
 	// received is the end of the last transaction taken in; a transaction streamed again after
 	// a reconnect ends at or before it and is skipped.
 	received pglogrepl.LSN
