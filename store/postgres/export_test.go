@@ -1,5 +1,7 @@
 package postgres
 
+import "context"
+
 // EncodeWAL is encodeWAL for the external tests, which forge WAL messages.
 var EncodeWAL = encodeWAL
 
@@ -10,3 +12,10 @@ func WALBufferPeak(s *Store) (int, int64) {
 	defer s.wal.buf.mu.Unlock()
 	return s.wal.buf.peak, s.wal.buf.peakBytes
 }
+
+// SetWALQueueHook sets a function run when a claim has looked which keys still have messages
+// in the table and before it queues streamed messages behind them.
+func SetWALQueueHook(f func()) { walQueueHook = f }
+
+// WALReloadSpilled reads the spilled keys again from the table, as a reconnect does.
+func WALReloadSpilled(s *Store) error { return s.wal.loadSpilled(context.Background()) }

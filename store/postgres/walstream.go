@@ -80,9 +80,13 @@ type walStream struct {
 	spilled     map[string]pglogrepl.LSN
 	spilledRead time.Time                // when loadSpilled last read the set
 	marked      map[string]pglogrepl.LSN // keys spilled while loadSpilled reads: kept whatever it reads
-	syncs       map[string]chan struct{} // heartbeat tokens Sync waits for
-	listeners   map[chan struct{}]struct{}
-	tableNext   time.Time // when the table must next be looked at for due rows
+	// queuing counts, per key, the claims writing its streamed messages to the table behind
+	// its spilled ones: a reload that reads the table before those rows are written (and after
+	// the key's earlier rows were delivered) keeps the key.
+	queuing   map[string]int
+	syncs     map[string]chan struct{} // heartbeat tokens Sync waits for
+	listeners map[chan struct{}]struct{}
+	tableNext time.Time // when the table must next be looked at for due rows
 }
 
 func newWALStream(s *Store) *walStream {
@@ -90,7 +94,7 @@ func newWALStream(s *Store) *walStream {
 		s: s, cfg: *s.cfg.WAL,
 		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
 		spillSQL: spillQuery(s.table), positions: positionTable(s.cfg.Schema, s.cfg.Table),
-		spilled: map[string]pglogrepl.LSN{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+		spilled: map[string]pglogrepl.LSN{}, queuing: map[string]int{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.cfg.MaxBufferedBytes, w.wake)
 	h := fnv.New64a()
@@ -726,6 +730,11 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	}
 	for k, from := range w.marked {
 		blockFrom(keys, k, from)
+	}
+	for k := range w.queuing {
+		if from, ok := w.spilled[k]; ok {
+			blockFrom(keys, k, from)
+		}
 	}
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()
