@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,10 @@ func TestWALLargeTransactionStaysWithinTheBound(t *testing.T) {
 	s, _ := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBuffered = 100 })
 	syncStore(t, s) // the reader holds the slot
 	written := bigTransaction(t, s, 2000, 32<<10)
+	var mem runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&mem)
+	before := mem.HeapAlloc >> 20
 	start := time.Now()
 	// About 2 s here, 8 s under the race detector: the server decodes 64 MiB.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -56,6 +61,9 @@ func TestWALLargeTransactionStaysWithinTheBound(t *testing.T) {
 		t.Fatalf("sync after a transaction past the bound: %v (after %v)", err, time.Since(start))
 	}
 	t.Logf("sync took %v", time.Since(start))
+	runtime.GC()
+	runtime.ReadMemStats(&mem)
+	t.Logf("live heap: %d MiB before sync (the test holds what it wrote), %d MiB after", before, mem.HeapAlloc>>20)
 	tr := memory.New()
 	runRelay(t, s, tr, false)
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
@@ -64,7 +72,9 @@ func TestWALLargeTransactionStaysWithinTheBound(t *testing.T) {
 		t.Fatalf("delivered %d of %d: %v", len(tr.Received()), len(written), err)
 	}
 	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{})
-	if n, bytes := postgres.WALBufferPeak(s); n > 100 {
+	n, bytes := postgres.WALBufferPeak(s)
+	t.Logf("the reader held at most %d messages, %d bytes", n, bytes)
+	if n > 100 {
 		t.Fatalf("the reader held %d messages (%d bytes) at once; MaxBuffered is 100", n, bytes)
 	}
 }
@@ -87,7 +97,9 @@ func TestWALBufferByteBound(t *testing.T) {
 		t.Fatalf("delivered %d of %d: %v", len(tr.Received()), len(written), err)
 	}
 	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{})
-	if n, bytes := postgres.WALBufferPeak(s); bytes > bound {
+	n, bytes := postgres.WALBufferPeak(s)
+	t.Logf("the reader held at most %d messages, %d bytes", n, bytes)
+	if bytes > bound {
 		t.Fatalf("the reader held %d bytes (%d messages) at once; MaxBufferedBytes is %d", bytes, n, bound)
 	}
 }
