@@ -114,7 +114,7 @@ func openNATS(ctx context.Context, cfg config, handle handler) (*broker, error) 
 	}); err != nil {
 		return fail(fmt.Errorf("consumer %s: %w", durable, err))
 	}
-	c, err := nats.NewConsumer(nats.ConsumerConfig{URL: cfg.NATSURL, Stream: cfg.NATSStream, Durable: durable}, handle)
+	c, err := nats.NewConsumer(ctx, nats.ConsumerConfig{URL: cfg.NATSURL, Stream: cfg.NATSStream, Durable: durable, Handler: handle})
 	if err != nil {
 		return fail(err)
 	}

@@ -17,17 +17,22 @@ import (
 // written to the table (spilled). Only the process holding the slot has a buffer, so leases
 // here use the process clock, the only clock involved.
 type walBuffer struct {
-	mu      sync.Mutex
-	max     int
-	entries *list.List // of *walEntry, unsettled, in stream (commit) order
-	byID    map[string]*list.Element
-	txs     []*walTx // streamed transactions not yet confirmable, in commit order
+	mu       sync.Mutex
+	max      int
+	maxBytes int64
+	bytes    int64 // of the entries (see walSize)
+	// peak and peakBytes are the most held at once, buffered and pending (see room).
+	peak      int
+	peakBytes int64
+	entries   *list.List // of *walEntry, unsettled, in stream (commit) order
+	byID      map[string]*list.Element
+	txs       []*walTx // streamed transactions not yet confirmable, in commit order
 	// received is the end of the last transaction taken in; a transaction streamed again after
 	// a reconnect ends at or before it and is skipped.
 	received pglogrepl.LSN
 	// confirmed is the end of the last transaction whose messages, and all before, are settled.
 	confirmed pglogrepl.LSN
-	// space receives a signal when the buffer drops below max; ready is called when messages
+	// space receives a signal when messages leave the buffer; ready is called when messages
 	// become claimable (new ones, released ones).
 	space chan struct{}
 	ready func()
@@ -46,15 +51,16 @@ type walTx struct {
 
 type walEntry struct {
 	msg   outbox.Message
+	size  int64
 	tx    *walTx
 	token string    // lease holder; "" when free
 	until time.Time // lease end
 	due   time.Time // a released message is claimable again from due
 }
 
-func newWALBuffer(max int, ready func()) *walBuffer {
+func newWALBuffer(max int, maxBytes int64, ready func()) *walBuffer {
 	return &walBuffer{
-		max: max, entries: list.New(), byID: map[string]*list.Element{},
+		max: max, maxBytes: maxBytes, entries: list.New(), byID: map[string]*list.Element{},
 		space: make(chan struct{}, 1), ready: ready,
 	}
 }
@@ -85,6 +91,7 @@ func (b *walBuffer) drop() {
 	defer b.mu.Unlock()
 	b.entries.Init()
 	clear(b.byID)
+	b.bytes = 0
 	b.txs, b.received = nil, b.confirmed
 	b.live = false
 	signal(b.space)
@@ -131,18 +138,68 @@ func (b *walBuffer) stopSpilled(msgs []*outbox.Message) {
 		if !ok {
 			continue
 		}
-		b.entries.Remove(el)
-		delete(b.byID, m.ID)
-		el.Value.(*walEntry).tx.unsettled--
+		b.remove(el)
 	}
 	b.advance()
+	signal(b.space)
+}
+
+// remove takes a settled entry out. The caller holds b.mu.
+func (b *walBuffer) remove(el *list.Element) {
+	e := el.Value.(*walEntry)
+	b.entries.Remove(el)
+	delete(b.byID, e.msg.ID)
+	b.bytes -= e.size
+	e.tx.unsettled--
 }
 
 // full reports whether the reader should stop reading until the relay settles some messages.
 func (b *walBuffer) full() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.entries.Len() >= b.max
+	return b.entries.Len() >= b.max || b.bytes >= b.maxBytes
+}
+
+// walSize is what a message counts for against MaxBufferedBytes: its variable parts.
+func walSize(m *outbox.Message) int64 {
+	n := len(m.ID) + len(m.Type) + len(m.Key) + len(m.Payload) + len(m.Result)
+	for k, v := range m.Headers {
+		n += len(k) + len(v)
+	}
+	return int64(n)
+}
+
+// fitsAlone reports whether n messages of the given bytes fit in an empty buffer.
+func (b *walBuffer) fitsAlone(n int, bytes int64) bool {
+	return n <= b.max && bytes <= b.maxBytes
+}
+
+// room reports whether n more messages of the given bytes, held by the reader beside the
+// buffer (a transaction it is receiving), keep it within its bounds, and records the peak.
+func (b *walBuffer) room(n int, bytes int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total, totalBytes := b.entries.Len()+n, b.bytes+bytes
+	if total > b.max || totalBytes > b.maxBytes {
+		return false
+	}
+	b.peak, b.peakBytes = max(b.peak, total), max(b.peakBytes, totalBytes)
+	return true
+}
+
+// holdsAny reports whether an unsettled message of one of keys is buffered.
+func (b *walBuffer) holdsAny(keys map[string]bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(keys) == 0 {
+		return false
+	}
+	for el := b.entries.Front(); el != nil; el = el.Next() {
+		if keys[el.Value.(*walEntry).msg.Key] {
+			return true
+		}
+	}
+	return false
 }
 
 // add takes in one committed transaction's messages, or skips it when it was taken in already.
@@ -159,10 +216,13 @@ func (b *walBuffer) add(end pglogrepl.LSN, committed time.Time, msgs []*outbox.M
 		if _, dup := b.byID[m.ID]; dup {
 			continue // the same ID written twice: one delivery covers both
 		}
-		b.byID[m.ID] = b.entries.PushBack(&walEntry{msg: *m, tx: tx})
+		size := walSize(m)
+		b.byID[m.ID] = b.entries.PushBack(&walEntry{msg: *m, size: size, tx: tx})
+		b.bytes += size
 		tx.size++
 	}
 	tx.unsettled = tx.size
+	b.peak, b.peakBytes = max(b.peak, b.entries.Len()), max(b.peakBytes, b.bytes)
 	b.advance()
 	if len(msgs) > 0 {
 		b.ready()
@@ -286,15 +346,11 @@ func (b *walBuffer) settleHeld(token string, ids []string) (n int, notHeld []str
 			continue
 		}
 		n++
-		b.entries.Remove(b.byID[id])
-		delete(b.byID, id)
-		e.tx.unsettled--
+		b.remove(b.byID[id])
 	}
 	if n > 0 {
 		b.advance()
-		if b.entries.Len() < b.max {
-			signal(b.space)
-		}
+		signal(b.space)
 	}
 	return n, notHeld
 }

@@ -32,9 +32,14 @@ type WALConfig struct {
 	// PostgreSQL itself (PgBouncer does not pass replication connections) as a role with the
 	// REPLICATION attribute. Default: the pool's connection settings.
 	ReplicationURL string
-	// MaxBuffered bounds the messages the reader holds that are streamed but not yet settled;
-	// past it the reader stops reading until the relay catches up. Default 20000.
+	// MaxBuffered bounds the messages the reader holds that are streamed but not yet settled,
+	// with those of a transaction it is still receiving; past it the reader stops reading until
+	// the relay catches up, and a transaction that does not fit is written to the table as it
+	// is decoded. Default 20000.
 	MaxBuffered int
+	// MaxBufferedBytes bounds the same messages in bytes (payload, result, headers, ID, type and
+	// key), the same way. Default DefaultWALMaxBufferedBytes (64 MiB).
+	MaxBufferedBytes int64
 	// StatusInterval is how often the reader reports to the server how far it has settled (the
 	// slot's confirmed position, which lets the server recycle WAL). A crash streams again what
 	// was published since the last report. Default 1s.
@@ -51,6 +56,9 @@ type WALConfig struct {
 	LagAlarmBytes int64
 }
 
+// DefaultWALMaxBufferedBytes is WALConfig.MaxBufferedBytes's default.
+const DefaultWALMaxBufferedBytes = 64 << 20
+
 // slotName matches PostgreSQL's rule for replication slot names.
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
@@ -63,6 +71,9 @@ func (w WALConfig) withDefaults(schema, table string) WALConfig {
 	}
 	if w.MaxBuffered == 0 {
 		w.MaxBuffered = 20000
+	}
+	if w.MaxBufferedBytes == 0 {
+		w.MaxBufferedBytes = DefaultWALMaxBufferedBytes
 	}
 	if w.StatusInterval == 0 {
 		w.StatusInterval = time.Second
@@ -105,6 +116,10 @@ func (w WALConfig) validate() error {
 		return bad("Publication", fmt.Sprintf("%q must be 1 to 63 of a-z, 0-9, _", w.Publication))
 	case w.MaxBuffered < 0:
 		return bad("MaxBuffered", "is negative")
+	case w.MaxBufferedBytes < 0:
+		return bad("MaxBufferedBytes", "is negative")
+	case w.MaxBufferedBytes > 0 && w.MaxBufferedBytes < 1<<20:
+		return bad("MaxBufferedBytes", "is under 1 MiB (one message may be up to 256 KiB)")
 	case w.StatusInterval < 0:
 		return bad("StatusInterval", "is negative")
 	case w.HeartbeatInterval < 0:

@@ -145,11 +145,21 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*ou
 		handBack(held)
 		return nil, err
 	}
+	if walQueueHook != nil {
+		walQueueHook()
+	}
 	var free, queue []*outbox.Message
+	// The keys being queued stay spilled whatever a reload of the set reads meanwhile (see
+	// walStream.queuing), and are marked again once their rows are written.
+	from := map[string]pglogrepl.LSN{}
 	w.mu.Lock()
 	for _, m := range held {
 		if still[m.Key] {
 			queue = append(queue, m)
+			if _, ok := from[m.Key]; !ok {
+				from[m.Key] = w.spilled[m.Key]
+				w.queuing[m.Key]++
+			}
 		} else {
 			delete(w.spilled, m.Key)
 			free = append(free, m)
@@ -163,7 +173,18 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*ou
 	for i, m := range queue {
 		spills[i] = spill{msg: m}
 	}
-	if err := s.spill(ctx, spills); err != nil {
+	err = s.spill(ctx, spills)
+	w.mu.Lock()
+	for k, at := range from {
+		if w.queuing[k]--; w.queuing[k] <= 0 {
+			delete(w.queuing, k)
+		}
+		if err == nil {
+			blockFrom(w.spilled, k, at)
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
 		handBack(queue) // the next claim tries again; the other keys go ahead
 		return free, nil
 	}
@@ -172,6 +193,10 @@ func (s *Store) queueBehindSpilled(ctx context.Context, token string, held []*ou
 	w.wake()
 	return free, nil
 }
+
+// walQueueHook, when set (by tests), runs in queueBehindSpilled between its look at the table
+// and its write.
+var walQueueHook func()
 
 func ids(msgs []*outbox.Message) []string {
 	out := make([]string, len(msgs))

@@ -80,9 +80,13 @@ type walStream struct {
 	spilled     map[string]pglogrepl.LSN
 	spilledRead time.Time                // when loadSpilled last read the set
 	marked      map[string]pglogrepl.LSN // keys spilled while loadSpilled reads: kept whatever it reads
-	syncs       map[string]chan struct{} // heartbeat tokens Sync waits for
-	listeners   map[chan struct{}]struct{}
-	tableNext   time.Time // when the table must next be looked at for due rows
+	// queuing counts, per key, the claims writing its streamed messages to the table behind
+	// its spilled ones: a reload that reads the table before those rows are written (and after
+	// the key's earlier rows were delivered) keeps the key.
+	queuing   map[string]int
+	syncs     map[string]chan struct{} // heartbeat tokens Sync waits for
+	listeners map[chan struct{}]struct{}
+	tableNext time.Time // when the table must next be looked at for due rows
 }
 
 func newWALStream(s *Store) *walStream {
@@ -90,9 +94,9 @@ func newWALStream(s *Store) *walStream {
 		s: s, cfg: *s.cfg.WAL,
 		prefix: walPrefix(s.cfg.Schema, s.cfg.Table), beat: walHeartbeatPrefix(s.cfg.Schema, s.cfg.Table),
 		spillSQL: spillQuery(s.table), positions: positionTable(s.cfg.Schema, s.cfg.Table),
-		spilled: map[string]pglogrepl.LSN{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
+		spilled: map[string]pglogrepl.LSN{}, queuing: map[string]int{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
-	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.wake)
+	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.cfg.MaxBufferedBytes, w.wake)
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("outbox wal slot\x00" + w.cfg.Slot))
 	w.fence = int64(h.Sum64())
@@ -296,8 +300,18 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 	var (
 		inTx      bool
 		committed time.Time
-		msgs      []*outbox.Message
-		corrupt   []corruptWAL
+		// fresh is false for a transaction taken in already (streamed again after a
+		// reconnect): its messages are skipped as they come.
+		fresh   bool
+		msgs    []*outbox.Message
+		pending int64 // bytes of msgs
+		// overflow is true once the transaction's messages do not fit in the buffer: from
+		// then on they are written to the table as they are decoded (spills, pending bytes of
+		// them), and none of it is buffered.
+		overflow    bool
+		spills      []*outbox.Message
+		spillsBytes int64
+		corrupt     []corruptWAL
 		// unanswered counts the server's requests for a reply since it last sent data.
 		unanswered int
 	)
@@ -316,7 +330,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 	nextStatus := time.Now().Add(w.cfg.StatusInterval)
 	recv := newDeadline(ctx, nextStatus)
 	defer recv.stop()
-	for {
+	tick := func() error {
 		if time.Now().After(nextStatus) {
 			// Sent at every interval even when nothing moved: it is also the keepalive that
 			// keeps wal_sender_timeout from ending the session.
@@ -326,14 +340,93 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			nextStatus = time.Now().Add(w.cfg.StatusInterval)
 			recv.reset(nextStatus)
 		}
-		if w.buf.full() {
-			// Back pressure: stop reading until the relay settles messages. The server keeps
-			// the WAL; the status updates keep the session alive meanwhile.
+		return nil
+	}
+	// await is back pressure: the reader stops reading until ready reports true, which
+	// messages leaving the buffer may bring. The server keeps the WAL; the status updates keep
+	// the session alive meanwhile. A Sync waiting meanwhile returns: its heartbeat is behind
+	// what the relay must settle first, and the relay has enough to claim.
+	await := func(ready func() bool) error {
+		for !ready() {
+			w.releaseSyncs()
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-w.buf.space:
 			case <-time.After(time.Until(nextStatus)):
+			}
+			if err := tick(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	notFull := func() bool { return !w.buf.full() }
+	// flush writes the overflowing transaction's messages decoded so far to the table, in
+	// order. A key's earlier messages still buffered go out first: the table could deliver
+	// these before them. Its later messages in the stream queue behind these in ordered mode.
+	flush := func() error {
+		if len(spills) == 0 {
+			return nil
+		}
+		keys := map[string]bool{}
+		for _, m := range spills {
+			if m.Key != "" {
+				keys[m.Key] = true
+			}
+		}
+		if err := await(func() bool { return !w.buf.holdsAny(keys) }); err != nil {
+			return err
+		}
+		batch := make([]spill, len(spills))
+		for i, m := range spills {
+			batch[i] = spill{msg: m} // due now, no attempt
+		}
+		if err := w.s.spill(ctx, batch); err != nil {
+			return fmt.Errorf("write a transaction past the buffer's bound to the table: %w", err)
+		}
+		for k := range keys {
+			w.markSpilled(k, 0)
+		}
+		w.tableDueBy(time.Now())
+		w.wake()
+		spills, spillsBytes = spills[:0], 0
+		return nil
+	}
+	// take holds a decoded message of the transaction until its COMMIT, or writes it to the
+	// table when the transaction does not fit in the buffer.
+	take := func(m *outbox.Message) error {
+		size := walSize(m)
+		if !overflow && !w.buf.fitsAlone(len(msgs)+1, pending+size) {
+			overflow = true
+			spills, spillsBytes, msgs, pending = append(spills[:0], msgs...), pending, msgs[:0], 0
+		}
+		if !overflow {
+			// It fits once the buffer has room: wait for it, as when the buffer is full.
+			if err := await(func() bool { return w.buf.room(len(msgs)+1, pending+size) }); err != nil {
+				return err
+			}
+			msgs, pending = append(msgs, m), pending+size
+			return nil
+		}
+		if !w.buf.room(len(spills)+1, spillsBytes+size) {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := await(func() bool { return w.buf.room(1, size) }); err != nil {
+				return err
+			}
+		}
+		spills, spillsBytes = append(spills, m), spillsBytes+size
+		return nil
+	}
+	for {
+		if err := tick(); err != nil {
+			return err
+		}
+		if !inTx && w.buf.full() {
+			if err := await(notFull); err != nil {
+				return err
 			}
 			continue
 		}
@@ -397,6 +490,8 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			switch m := logical.(type) {
 			case *pglogrepl.BeginMessage:
 				inTx, committed, msgs, corrupt = true, m.CommitTime, msgs[:0], corrupt[:0]
+				// A transaction's commit record starts at or after the end of the one before.
+				fresh, pending, overflow, spills, spillsBytes = m.FinalLSN >= w.received(), 0, false, spills[:0], 0
 			case *pglogrepl.LogicalDecodingMessage:
 				switch {
 				case m.Prefix == w.prefix && m.Transactional && inTx:
@@ -414,7 +509,12 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 							corrupt = append(corrupt, corruptWAL{lsn: m.LSN, part: i, content: append([]byte(nil), part...), msg: msg, err: err})
 							continue
 						}
-						msgs = append(msgs, msg)
+						if !fresh {
+							continue
+						}
+						if err := take(msg); err != nil {
+							return err
+						}
 					}
 				case m.Prefix == w.beat:
 					w.heard(string(m.Content))
@@ -425,6 +525,11 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 				}
 				inTx = false
 				w.lastSeen.Store(time.Now().UnixNano())
+				if overflow {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
 				if len(corrupt) > 0 && m.TransactionEndLSN > w.received() {
 					// Dead-lettered in the table before the transaction counts as taken in,
 					// so a crash here streams it again instead of losing it.
@@ -439,7 +544,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 					}
 				}
 				w.buf.add(m.TransactionEndLSN, committed, w.notInTable(m.TransactionEndLSN, msgs))
-				msgs = nil
+				msgs, pending = nil, 0
 			}
 		}
 	}
@@ -553,6 +658,16 @@ func (s *Store) Sync(ctx context.Context) error {
 	}
 }
 
+// releaseSyncs lets every waiting Sync return (see the reader's back pressure).
+func (w *walStream) releaseSyncs() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for token, c := range w.syncs {
+		close(c)
+		delete(w.syncs, token)
+	}
+}
+
 // markSpilled blocks key's streamed messages from position from on (0: all of them).
 func (w *walStream) markSpilled(key string, from pglogrepl.LSN) {
 	w.mu.Lock()
@@ -615,6 +730,11 @@ func (w *walStream) loadSpilled(ctx context.Context) error {
 	}
 	for k, from := range w.marked {
 		blockFrom(keys, k, from)
+	}
+	for k := range w.queuing {
+		if from, ok := w.spilled[k]; ok {
+			blockFrom(keys, k, from)
+		}
 	}
 	w.spilled, w.spilledRead = keys, time.Now()
 	w.mu.Unlock()

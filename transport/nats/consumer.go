@@ -4,38 +4,45 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
 
 // ErrConsumerStarted is returned by Start on a consumer that was started before: a consumer
 // runs once; make a new one to consume again.
-var ErrConsumerStarted = errors.New("nats consumer: already started")
+var ErrConsumerStarted = outbox.ErrConsumerStarted
 
 // maxFetchBatch bounds the messages one pull request asks for: nats.go buffers a request's
 // messages in channels sized by it, and a larger Concurrency is served by successive requests.
 const maxFetchBatch = 256
 
+// extendCheck is how often a running handler's message is looked at when ExtendInterval is
+// left to its default: the default depends on the durable consumer's AckWait, known only once
+// Start looked it up, so the runtime asks often and Extend marks the message when it is due.
+const extendCheck = 250 * time.Millisecond
+
 // Consumer reads the messages of a durable JetStream pull consumer and hands each to a handler,
-// Concurrency at a time. Acknowledgement is explicit and per message:
+// Concurrency at a time, on the consumer runtime of package consume. Acknowledgement is
+// explicit and per message:
 //
 //   - the handler returns nil: the message is acknowledged (Ack, confirmed by the server);
 //   - the handler fails (returns an error, panics, or its context ends): the message is
-//     nak'ed (NakDelay: at once, after a delay, or not at all so that AckWait expires), and
-//     JetStream delivers it again;
+//     nak'ed (with Backoff set, NakWithDelay of the backoff's delay; else as NakDelay says: at
+//     once, after a delay, or not at all so that AckWait expires), and JetStream delivers it
+//     again; a message a stopping consumer gives back is nak'ed at once;
 //   - the body or headers cannot be decoded: the message is terminated (Term), since no
 //     redelivery can decode it; the server emits a MSG_TERMINATED advisory for it.
 //
-// The consumer keeps no retry policy of its own: the durable consumer's governs. Its
-// MaxDeliver bounds the deliveries of a failing message: after the last one JetStream stops
-// delivering it and publishes a MAX_DELIVERIES advisory
+// The durable consumer's MaxDeliver bounds the deliveries of a failing message: after the last
+// one JetStream stops delivering it and publishes a MAX_DELIVERIES advisory
 // ($JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>) naming its stream sequence;
 // the message stays in the stream under the stream's retention. That advisory (or the
 // terminated one) is the dead-letter queue: subscribe to it, or capture it in a stream, and
@@ -47,440 +54,277 @@ const maxFetchBatch = 256
 // lost ack, or an AckWait that expired. Wrap the handler's work in an inbox's Handle (packages
 // store/postgres/inbox, store/sqlite/inbox, store/mongo/inbox) for an exactly-once effect.
 //
+// With KeepKeyOrder, the messages of one Key are handled in stream order, each after the one
+// before it was settled, and nothing of a Key overtakes a message whose handler failed (see
+// ConsumerConfig.KeepKeyOrder for what the durable consumer needs).
+//
 // The handler sees the message as the Transport published it: ID, Type, Payload, Result and
 // CreatedAt from the envelope, Key from outbox.key, every other header in Headers (traceparent
 // and tracestate among them), JetStream's Nats-* headers left out.
 type Consumer struct {
-	cfg    ConsumerConfig
-	handle func(ctx context.Context, m *outbox.Message) error
-	log    *zap.Logger
-	// slots bounds the messages held (running, waiting for a handler, or asked for by the
-	// fetcher): Concurrency plus as many again, so the next pull request overlaps the handlers'
-	// work. handlers bounds the handlers running.
-	slots    chan struct{}
-	handlers chan struct{}
-
-	mu       sync.Mutex
-	started  bool
-	nc       *natsgo.Conn
-	ownNC    bool
-	cons     jetstream.Consumer
-	extend   time.Duration
-	stopPoll context.CancelFunc
-	stopWork context.CancelFunc
-	done     chan struct{} // closed when the fetcher and every handler have returned
-	wg       sync.WaitGroup
-	stats    natsConsumerCounters
+	*consume.Consumer
+	a *adapter
 }
 
-type natsConsumerCounters struct {
-	received, handled, failed, malformed, acked, ackErrors, naked, nakErrors, extended, extendErrors, fetchErrors, inFlight atomic.Int64
-}
-
-// ConsumerStats is a snapshot of a consumer's counters since it started.
-type ConsumerStats struct {
-	// Received counts messages received from JetStream (redeliveries included).
-	Received int64
-	// Handled counts handler calls that returned nil.
-	Handled int64
-	// Failed counts handler calls that returned an error, panicked or timed out, and messages
-	// received but not handled because the consumer was stopping; all were left to redelivery.
-	Failed int64
-	// Malformed counts messages whose body or headers could not be decoded; they were
-	// terminated.
-	Malformed int64
-	// Acked counts acknowledgements the server confirmed; AckErrors the ones it did not (those
-	// messages are delivered again).
-	Acked, AckErrors int64
-	// Naked counts naks sent for failed messages; NakErrors the naks (or terms) that could not
-	// be sent (those messages come back when their AckWait ends).
-	Naked, NakErrors int64
-	// Extended counts InProgress marks sent for running handlers; ExtendErrors the failed ones.
-	Extended, ExtendErrors int64
-	// FetchErrors counts pull requests that failed.
-	FetchErrors int64
-	// InFlight is how many handlers run now.
-	InFlight int64
-}
+// ConsumerStats is a snapshot of a consumer's counters: Acked counts acks the server
+// confirmed, Requeued the naks, Rejected the terminated messages, Extended the InProgress
+// marks, ReceiveErrors the pull requests that failed.
+type ConsumerStats = consume.Stats
 
 // NewConsumer validates cfg and returns a consumer of the durable pull consumer cfg.Durable on
-// cfg.Stream that calls handle for each message. It sends nothing; Start (or Run) connects and
-// begins consuming. handle must be safe for concurrent use when Concurrency is above 1.
-func NewConsumer(cfg ConsumerConfig, handle func(ctx context.Context, m *outbox.Message) error) (*Consumer, error) {
-	if handle == nil {
-		return nil, &outbox.ConfigError{Component: "nats consumer", Field: "handle", Problem: "is nil"}
-	}
+// cfg.Stream that calls cfg.Handler for each message. It sends nothing; Start (or Run)
+// connects and begins consuming. The handler must be safe for concurrent use when Concurrency
+// is above 1.
+//
+// Start connects (unless the config has a Conn), looks the durable consumer up and checks that
+// it is a pull consumer with explicit acks. A server that cannot be reached, and a stream or
+// durable consumer that does not exist, fail Start with an error marked outbox.Unavailable:
+// starting again later can succeed. Stop closes only the connection Start made.
+func NewConsumer(_ context.Context, cfg ConsumerConfig) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Consumer{
-		cfg: cfg, handle: handle,
-		log:      cfg.Logger.With(zap.String("component", "nats consumer"), zap.String("stream", cfg.Stream), zap.String("durable", cfg.Durable)),
-		slots:    make(chan struct{}, 2*cfg.Concurrency),
-		handlers: make(chan struct{}, cfg.Concurrency),
-		done:     make(chan struct{}),
-	}, nil
+	a := &adapter{cfg: cfg, log: cfg.Logger.With(zap.String("stream", cfg.Stream), zap.String("durable", cfg.Durable))}
+	rc := consume.Config{
+		Name: "nats consumer", Handler: cfg.Handler, RawPayload: cfg.RawPayload,
+		Concurrency: cfg.Concurrency, ReceiveBatch: min(cfg.Concurrency, maxFetchBatch), Pollers: 1,
+		HandlerTimeout: cfg.HandlerTimeout, ExtendInterval: cfg.ExtendInterval, Backoff: cfg.Backoff,
+		StopTimeout: DefaultStopTimeout, SettleTimeout: cfg.AckTimeout, Logger: a.log,
+	}
+	if cfg.ExtendInterval == 0 {
+		rc.ExtendInterval = extendCheck
+	}
+	if cfg.KeepKeyOrder {
+		// The durable holds one unacked message (MaxAckPending 1): a pull request for more
+		// would only wait for messages the server cannot send before this one is acked.
+		rc.Concurrency, rc.ReceiveBatch = 1, 1
+	}
+	c, err := consume.New(a, rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{Consumer: c, a: a}, nil
 }
 
-// Start connects (unless the config has a Conn), looks the durable consumer up, checks that it
-// is a pull consumer with explicit acks, and starts fetching in the background; it does not
-// block on messages. ctx bounds only this start-up work: the consumer runs until Stop. A
-// server that cannot be reached, and a stream or durable consumer that does not exist, fail
-// Start with an error marked outbox.Unavailable: starting again later can succeed.
-func (c *Consumer) Start(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.started {
-		return ErrConsumerStarted
-	}
-	nc, own := c.cfg.Conn, false
+// adapter is the runtime's view of the durable consumer.
+type adapter struct {
+	cfg   ConsumerConfig
+	log   *zap.Logger
+	nc    *natsgo.Conn
+	ownNC bool
+	cons  jetstream.Consumer
+	// extend is how long a running handler's message goes without an InProgress mark.
+	extend time.Duration
+}
+
+// Open connects (unless the config has a Conn) and looks the durable consumer up. When the
+// lookup fails it closes the connection it made: Start may be called again.
+func (a *adapter) Open(ctx context.Context) error {
+	nc, own := a.cfg.Conn, false
 	if nc == nil {
 		var err error
-		if nc, err = connect(ctx, c.cfg.transportConfig()); err != nil {
-			return fmt.Errorf("nats consumer: start: %w", err)
+		if nc, err = connect(ctx, a.cfg.transportConfig()); err != nil {
+			return err
 		}
 		own = true
 	}
-	closeOwn := func() {
+	a.nc, a.ownNC = nc, own
+	if err := a.lookup(ctx); err != nil {
 		if own {
-			_ = nc.FlushTimeout(c.cfg.AckTimeout) // the last naks and terms reach the server
 			nc.Close()
 		}
+		a.nc = nil
+		return err
 	}
-	cons, extend, err := c.lookup(ctx, nc)
-	if err != nil {
-		closeOwn()
-		return fmt.Errorf("nats consumer: start: %w", err)
-	}
-	c.started, c.nc, c.ownNC, c.cons, c.extend = true, nc, own, cons, extend
-	pollCtx, stopPoll := context.WithCancel(context.Background())
-	workCtx, stopWork := context.WithCancel(context.Background())
-	c.stopPoll, c.stopWork = stopPoll, stopWork
-	c.wg.Add(1)
-	go c.poll(pollCtx, workCtx)
-	go func() {
-		c.wg.Wait()
-		closeOwn()
-		close(c.done)
-	}()
-	c.log.Info("consuming", zap.Int("concurrency", c.cfg.Concurrency), zap.Duration("extend_interval", extend))
+	a.log.Info("nats consumer: durable consumer found", zap.Duration("extend_interval", a.extend), zap.Bool("keep_key_order", a.cfg.KeepKeyOrder))
 	return nil
 }
 
-// lookup finds the durable consumer and returns it with the interval of its InProgress marks.
-func (c *Consumer) lookup(ctx context.Context, nc *natsgo.Conn) (jetstream.Consumer, time.Duration, error) {
-	js, err := jetstream.New(nc)
+// lookup finds the durable consumer, checks it, and sets the interval of the InProgress marks.
+func (a *adapter) lookup(ctx context.Context) error {
+	js, err := jetstream.New(a.nc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: %w", err)
+		return fmt.Errorf("jetstream: %w", err)
 	}
-	cons, err := js.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+	cons, err := js.Consumer(ctx, a.cfg.Stream, a.cfg.Durable)
 	if err != nil {
-		what := fmt.Errorf("durable consumer %s on stream %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+		what := fmt.Errorf("durable consumer %s on stream %s: %w", a.cfg.Durable, a.cfg.Stream, err)
 		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 			errors.Is(err, natsgo.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) ||
 			errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, natsgo.ErrConnectionClosed) {
-			return nil, 0, outbox.Unavailable(what)
+			return outbox.Unavailable(what)
 		}
-		return nil, 0, what
+		return what
 	}
 	info := cons.CachedInfo().Config
 	switch {
 	case info.DeliverSubject != "":
-		return nil, 0, fmt.Errorf("durable consumer %s on stream %s is a push consumer (DeliverSubject %q); create a pull consumer", c.cfg.Durable, c.cfg.Stream, info.DeliverSubject)
+		return fmt.Errorf("durable consumer %s on stream %s is a push consumer (DeliverSubject %q); create a pull consumer", a.cfg.Durable, a.cfg.Stream, info.DeliverSubject)
 	case info.AckPolicy != jetstream.AckExplicitPolicy:
-		return nil, 0, fmt.Errorf("durable consumer %s on stream %s acknowledges with %s; the consumer needs AckExplicit, so that a failed message is redelivered on its own", c.cfg.Durable, c.cfg.Stream, info.AckPolicy)
+		return fmt.Errorf("durable consumer %s on stream %s acknowledges with %s; the consumer needs AckExplicit, so that a failed message is redelivered on its own", a.cfg.Durable, a.cfg.Stream, info.AckPolicy)
+	case a.cfg.KeepKeyOrder && info.MaxAckPending != 1:
+		return fmt.Errorf("durable consumer %s on stream %s has MaxAckPending %d; KeepKeyOrder needs 1, so that JetStream holds the next messages until a failed one is acked", a.cfg.Durable, a.cfg.Stream, info.MaxAckPending)
 	}
 	ackWait := info.AckWait
 	if ackWait == 0 {
 		ackWait = 30 * time.Second // the server's default
 	}
-	extend := c.cfg.ExtendInterval
-	if extend == 0 {
-		extend = ackWait / 2
+	a.extend = a.cfg.ExtendInterval
+	if a.extend == 0 {
+		a.extend = ackWait / 2
 	}
-	if extend >= ackWait {
-		c.log.Warn("ExtendInterval is not below the durable consumer's AckWait: a slow handler's message is redelivered before it is marked in progress",
-			zap.Duration("extend_interval", extend), zap.Duration("ack_wait", ackWait))
+	if a.extend >= ackWait {
+		a.log.Warn("nats consumer: ExtendInterval is not below the durable consumer's AckWait: a slow handler's message is redelivered before it is marked in progress",
+			zap.Duration("extend_interval", a.extend), zap.Duration("ack_wait", ackWait))
 	}
-	return cons, extend, nil
+	a.cons = cons
+	return nil
 }
 
-// Stop stops fetching and waits for the handlers in flight to finish and their messages to be
-// acknowledged. When ctx ends first, it cancels the handlers' contexts (their messages are
-// nak'ed and delivered again) and returns ctx's error without waiting further; a later Stop
-// waits for them again. Messages the server sent to a pull request Stop cancelled, if any,
-// come back when their AckWait ends. Stop on a consumer never started returns nil.
-func (c *Consumer) Stop(ctx context.Context) error {
-	c.mu.Lock()
-	started := c.started
-	c.mu.Unlock()
-	if !started {
-		return nil
+// Close flushes the last acks and naks to the server and closes the connection Open made; the
+// server redelivers what was not acked when its AckWait ends.
+func (a *adapter) Close(context.Context) error {
+	if a.nc != nil && a.ownNC {
+		_ = a.nc.FlushTimeout(a.cfg.AckTimeout)
+		a.nc.Close()
 	}
-	c.stopPoll()
-	select {
-	case <-c.done:
-		c.stopWork() // nothing runs under it any more; release the context
-		return nil
-	case <-ctx.Done():
-		c.stopWork()
-		return fmt.Errorf("nats consumer: stop: handlers still running: %w", ctx.Err())
-	}
+	return nil
 }
 
-// Run starts the consumer and consumes until ctx ends, then stops it, waiting up to
-// DefaultStopTimeout for the handlers in flight. It returns nil after a clean stop.
-func (c *Consumer) Run(ctx context.Context) error {
-	if err := c.Start(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	stopCtx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
-	defer cancel()
-	return c.Stop(stopCtx)
-}
-
-// Stats returns a snapshot of the counters.
-func (c *Consumer) Stats() ConsumerStats {
-	s := &c.stats
-	return ConsumerStats{
-		Received: s.received.Load(), Handled: s.handled.Load(), Failed: s.failed.Load(), Malformed: s.malformed.Load(),
-		Acked: s.acked.Load(), AckErrors: s.ackErrors.Load(), Naked: s.naked.Load(), NakErrors: s.nakErrors.Load(),
-		Extended: s.extended.Load(), ExtendErrors: s.extendErrors.Load(), FetchErrors: s.fetchErrors.Load(),
-		InFlight: s.inFlight.Load(),
-	}
-}
-
-// poll pulls messages while pollCtx lasts, never more than there are free handler slots, and
-// starts a handler for each as it arrives.
-func (c *Consumer) poll(pollCtx, workCtx context.Context) {
-	defer c.wg.Done()
-	backoff := time.Duration(0)
-	// A pull request waits for Concurrency free slots: the handlers then still hold up to
-	// Concurrency messages, so they stay busy while the request brings the next ones, and
-	// requests are not spent on one message each.
-	want := min(c.cfg.Concurrency, maxFetchBatch)
+// Receive asks for max messages with a pull request that takes only what the stream has now;
+// when it has none (or max is 1), it waits up to FetchWait for one message, again until one
+// comes or ctx ends. A request never waits with messages in hand: those are the handlers' at
+// once.
+func (a *adapter) Receive(ctx context.Context, max int) ([]consume.Delivery, error) {
 	for {
-		n := 0
-		for n < want {
-			select {
-			case c.slots <- struct{}{}:
-				n++
-			case <-pollCtx.Done():
-				c.freeSlots(n)
-				return
+		if max > 1 { // a request for one returns with its message: it need not skip the wait
+			ds, err := a.fetch(ctx, max, false)
+			if len(ds) > 0 || err != nil || ctx.Err() != nil {
+				return ds, err
 			}
 		}
-	reserve:
-		for n < min(cap(c.slots), maxFetchBatch) {
-			select {
-			case c.slots <- struct{}{}:
-				n++
-			default:
-				break reserve
-			}
+		ds, err := a.fetch(ctx, 1, true)
+		if len(ds) > 0 || err != nil || ctx.Err() != nil {
+			return ds, err
 		}
-		got, err := c.fetch(pollCtx, workCtx, n)
-		c.freeSlots(n - got)
-		if pollCtx.Err() != nil {
-			return
-		}
-		if err != nil {
-			c.stats.fetchErrors.Add(1)
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			c.log.Warn("fetch failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
-			select {
-			case <-time.After(backoff):
-			case <-pollCtx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
 	}
 }
 
-// fetch sends one pull request for n messages and starts a handler for each message it brings,
-// each on one of the n reserved slots. It returns how many slots the handlers took.
-func (c *Consumer) fetch(pollCtx, workCtx context.Context, n int) (int, error) {
-	fctx, cancel := context.WithTimeout(pollCtx, c.cfg.FetchWait)
+func (a *adapter) fetch(ctx context.Context, n int, wait bool) ([]consume.Delivery, error) {
+	fctx, cancel := context.WithTimeout(ctx, a.cfg.FetchWait)
 	defer cancel()
-	batch, err := c.cons.Fetch(n, jetstream.FetchContext(fctx))
-	if err != nil {
-		return 0, fmt.Errorf("nats consumer: fetch: %w", err)
+	var batch jetstream.MessageBatch
+	var err error
+	if wait {
+		batch, err = a.cons.Fetch(n, jetstream.FetchContext(fctx))
+	} else {
+		batch, err = a.cons.FetchNoWait(n)
 	}
-	got := 0
+	if err != nil {
+		return nil, fmt.Errorf("nats consumer: fetch: %w", err)
+	}
+	var ds []consume.Delivery
 	for m := range batch.Messages() {
-		got++
-		c.stats.received.Add(1)
-		c.wg.Add(1)
-		go c.work(pollCtx, workCtx, m)
+		ds = append(ds, a.delivery(m))
 	}
 	switch err := batch.Error(); {
 	case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.Is(err, natsgo.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
-		return got, nil
+		return ds, nil
 	default:
-		return got, fmt.Errorf("nats consumer: fetch: %w", err)
+		return ds, fmt.Errorf("nats consumer: fetch: %w", err)
 	}
 }
 
-func (c *Consumer) freeSlots(n int) {
-	for range n {
-		<-c.slots
+// delivery turns a fetched message into the runtime's: its headers but JetStream's own
+// (Nats-*), which the server sets for the stream, not for the consumer; its delivery count;
+// with KeepKeyOrder its Key as the group.
+func (a *adapter) delivery(m jetstream.Msg) consume.Delivery {
+	d := consume.Delivery{Body: m.Data(), Settler: &settler{a: a, m: m, marked: time.Now()}}
+	if md, err := m.Metadata(); err == nil {
+		d.Attempt = int(md.NumDelivered)
+		d.Ref = "stream_seq " + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
-}
-
-// work handles one message on its slot and frees the slot when done.
-func (c *Consumer) work(pollCtx, workCtx context.Context, m jetstream.Msg) {
-	defer c.wg.Done()
-	defer func() { <-c.slots }()
-
-	log := &msgLog{log: c.log, m: m}
-	msg, err := decodeReceived(m.Data(), m.Headers(), c.cfg.RawPayload)
-	if err != nil {
-		c.stats.malformed.Add(1)
-		log.write(zap.ErrorLevel, "malformed message terminated: no redelivery can decode it", err)
-		if err := m.Term(); err != nil {
-			c.stats.nakErrors.Add(1)
-			log.write(zap.WarnLevel, "term failed; the message comes back when its AckWait ends", err)
+	h := m.Headers()
+	for name, vs := range h {
+		if len(vs) == 0 || len(name) >= 5 && strings.EqualFold(name[:5], "Nats-") {
+			continue
 		}
-		return
-	}
-	log.msg = msg
-	// Marked in progress from now on, so a message waiting for a free handler keeps its
-	// AckWait too.
-	stopExtending := c.keepInProgress(m, log)
-	acquired := false
-	select {
-	case c.handlers <- struct{}{}:
-		acquired = true
-	case <-pollCtx.Done():
-	}
-	if pollCtx.Err() != nil {
-		if acquired {
-			<-c.handlers
+		if d.Headers == nil {
+			d.Headers = make(map[string]string, len(h))
 		}
-		stopExtending()
-		c.stats.failed.Add(1)
-		c.nak(m, log) // stopping: hand it back for another consumer, or the next start
-		return
+		d.Headers[name] = vs[0] // the transport sends one value per name
 	}
-	c.stats.inFlight.Add(1)
-	hctx, cancel := context.WithCancel(workCtx)
-	if c.cfg.HandlerTimeout > 0 {
-		hctx, cancel = context.WithTimeout(workCtx, c.cfg.HandlerTimeout)
+	if a.cfg.KeepKeyOrder {
+		d.Group = d.Headers[HeaderKey]
 	}
-	err = c.call(hctx, msg)
-	cancel()
-	stopExtending()
-	<-c.handlers
-	c.stats.inFlight.Add(-1)
-	if err != nil {
-		c.stats.failed.Add(1)
-		log.write(zap.WarnLevel, "handler failed; the message is left to redelivery and the consumer's MaxDeliver", err)
-		c.nak(m, log)
-		return
-	}
-	c.stats.handled.Add(1)
-
-	// Not cancelled by Stop: the work is done, and a confirmed ack spares a redelivery.
-	actx, acancel := context.WithTimeout(context.Background(), c.cfg.AckTimeout)
-	err = m.DoubleAck(actx)
-	acancel()
-	if err != nil {
-		c.stats.ackErrors.Add(1)
-		log.write(zap.WarnLevel, "ack not confirmed; the message may be delivered again", err)
-		return
-	}
-	c.stats.acked.Add(1)
-	log.write(zap.DebugLevel, "handled", nil)
+	return d
 }
 
-// nak hands a failed message back to JetStream as NakDelay says.
-func (c *Consumer) nak(m jetstream.Msg, log *msgLog) {
+// settler settles one fetched message.
+type settler struct {
+	a  *adapter
+	m  jetstream.Msg
+	mu sync.Mutex
+	// marked is when the message's AckWait last started: its delivery or its last InProgress.
+	marked time.Time
+}
+
+// Ack acknowledges the message and waits for the server to confirm it.
+func (s *settler) Ack(ctx context.Context) error {
+	if err := s.m.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("nats consumer: ack: %w", err)
+	}
+	return nil
+}
+
+// Nack naks a message a stopping consumer gives back at once; a failed one after the backoff's
+// delay when Backoff is set, else as NakDelay says.
+func (s *settler) Nack(_ context.Context, delay time.Duration, cause error) error {
 	var err error
-	switch d := c.cfg.NakDelay; {
-	case d < 0:
-		return // AckWait expires, and the server redelivers
-	case d == 0:
-		err = m.Nak()
+	switch nd := s.a.cfg.NakDelay; {
+	case errors.Is(cause, consume.ErrStopped):
+		err = s.m.Nak()
+	case s.a.cfg.Backoff != (outbox.Backoff{}):
+		if delay > 0 {
+			err = s.m.NakWithDelay(delay)
+		} else {
+			err = s.m.Nak()
+		}
+	case nd < 0:
+		return nil // AckWait expires, and the server redelivers
+	case nd == 0:
+		err = s.m.Nak()
 	default:
-		err = m.NakWithDelay(d)
+		err = s.m.NakWithDelay(nd)
 	}
 	if err != nil {
-		c.stats.nakErrors.Add(1)
-		log.write(zap.WarnLevel, "nak failed; the message comes back when its AckWait ends", err)
-		return
+		return fmt.Errorf("nats consumer: nak: %w", err)
 	}
-	c.stats.naked.Add(1)
+	return nil
 }
 
-// call runs the handler, turning a panic into an error so one bad message cannot stop the
-// consumer.
-func (c *Consumer) call(ctx context.Context, m *outbox.Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("nats consumer: handler panicked: %v", r)
-		}
-	}()
-	return c.handle(ctx, m)
+// Reject terminates the message: no redelivery can decode it.
+func (s *settler) Reject(context.Context, error) error {
+	if err := s.m.Term(); err != nil {
+		return fmt.Errorf("nats consumer: term: %w", err)
+	}
+	return nil
 }
 
-// keepInProgress marks the message in progress every extend interval while its handler runs,
-// until the returned func is called.
-func (c *Consumer) keepInProgress(m jetstream.Msg, log *msgLog) (stop func()) {
-	if c.extend < 0 {
-		return func() {}
+// Extend marks the message in progress, which restarts its AckWait: at every call when
+// ExtendInterval is set, else once half the AckWait passed since it was delivered or last
+// marked.
+func (s *settler) Extend(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.a.cfg.ExtendInterval == 0 && time.Since(s.marked) < s.a.extend {
+		return nil // the runtime asks every extendCheck; the default interval has not passed
 	}
-	quit, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		tick := time.NewTicker(c.extend)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-tick.C:
-			}
-			if err := m.InProgress(); err != nil {
-				c.stats.extendErrors.Add(1)
-				log.write(zap.WarnLevel, "marking the message in progress failed", err)
-				continue
-			}
-			c.stats.extended.Add(1)
-		}
-	}()
-	return func() {
-		close(quit)
-		<-exited
+	if err := s.m.InProgress(); err != nil {
+		return fmt.Errorf("nats consumer: in progress: %w", err)
 	}
-}
-
-// msgLog logs about one message, building its fields (stream sequence, delivery count, ID,
-// type) only when an entry is written: most messages are handled without a word.
-type msgLog struct {
-	log *zap.Logger
-	m   jetstream.Msg
-	msg *outbox.Message // nil until decoded
-}
-
-func (l *msgLog) write(level zapcore.Level, text string, err error) {
-	ce := l.log.Check(level, text)
-	if ce == nil {
-		return
-	}
-	fields := make([]zap.Field, 0, 5)
-	if md, mdErr := l.m.Metadata(); mdErr == nil {
-		fields = append(fields, zap.Uint64("stream_seq", md.Sequence.Stream), zap.Uint64("delivered", md.NumDelivered))
-	}
-	if l.msg != nil {
-		fields = append(fields, zap.String("id", l.msg.ID), zap.String("type", l.msg.Type))
-	}
-	if err != nil {
-		fields = append(fields, zap.Error(err))
-	}
-	ce.Write(fields...)
+	s.marked = time.Now()
+	return nil
 }

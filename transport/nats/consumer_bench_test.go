@@ -91,8 +91,10 @@ func rawRead(b *testing.B, st *stream, durable string, events, concurrency int) 
 }
 
 func consumerRead(b *testing.B, st *stream, durable string, events, concurrency int) time.Duration {
-	c, err := outboxnats.NewConsumer(outboxnats.ConsumerConfig{URL: serverURL(), Stream: st.name, Durable: durable, Concurrency: concurrency},
-		func(context.Context, *outbox.Message) error { return nil })
+	c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{
+		URL: serverURL(), Stream: st.name, Durable: durable, Concurrency: concurrency,
+		Handler: func(context.Context, *outbox.Message) error { return nil },
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

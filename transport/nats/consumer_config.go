@@ -9,6 +9,7 @@ import (
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
 
@@ -44,6 +45,9 @@ type ConsumerConfig struct {
 	Stream string
 	// Durable is the name of the durable pull consumer on Stream. Required.
 	Durable string
+	// Handler is called for each message; nil acks it, an error naks it for redelivery.
+	// Required.
+	Handler consume.Handler
 
 	// URL, User, Password, Token, NKeySeed, CredsFile, Credentials, TLS, CAFile, CertFile,
 	// KeyFile, ConnectTimeout, ReconnectWait and Conn are as in Config. Start connects unless
@@ -70,12 +74,17 @@ type ConsumerConfig struct {
 	// outbox.type headers, as a Transport with RawPayload sends them. Default false: bodies are
 	// envelopes, decoded with backend.DecodeEnvelope.
 	RawPayload bool
-	// Concurrency is how many handlers run at once. The consumer holds at most twice as many
-	// messages: those running, and as many pulled ahead so the next pull request overlaps the
-	// handlers' work; a message waiting for a free handler is marked in progress like a
-	// running one, so its AckWait does not run out. Default 8 (DefaultConsumerConcurrency); at
-	// most 10000.
+	// Concurrency is how many handlers run at once. A pull request asks for as many messages
+	// as there are free handlers (at most 256), so no message waits unmarked in a buffer.
+	// Default 8 (DefaultConsumerConcurrency); at most 10000.
 	Concurrency int
+	// KeepKeyOrder handles the messages of one Key in stream order, each after the one before
+	// it was settled, and lets nothing of a Key overtake a message whose handler failed. It
+	// needs the durable consumer's MaxAckPending to be 1 (Start checks it): JetStream then
+	// holds the stream's next messages until the failed one is redelivered and acked, so the
+	// stream is consumed one message at a time, and Concurrency is not used. Default false: messages run Concurrency at a
+	// time, in any order.
+	KeepKeyOrder bool
 	// FetchWait is how long each pull request waits on the server for messages. Stop cancels a
 	// waiting request at once. Default 5s (DefaultFetchWait); at least 100ms.
 	FetchWait time.Duration
@@ -84,7 +93,11 @@ type ConsumerConfig struct {
 	// redelivery. Default half the durable consumer's AckWait; negative: never (a handler
 	// slower than AckWait then sees its message delivered again, which the inbox absorbs).
 	ExtendInterval time.Duration
-	// NakDelay is what a failed handler does with its message. Zero (the default): Nak, so the
+	// Backoff, when set, naks a failed message with NakWithDelay of the backoff's delay for its
+	// delivery count (NumDelivered). Default zero: NakDelay says what a failure does.
+	Backoff outbox.Backoff
+	// NakDelay is what a failed handler does with its message when Backoff is not set. Zero
+	// (the default): Nak, so the
 	// server redelivers it at once, or after the durable consumer's BackOff step where the
 	// server applies BackOff to naks. Positive: NakWithDelay(NakDelay). Negative: no answer at
 	// all, so the message is redelivered when its AckWait ends, after the BackOff steps when
@@ -93,7 +106,8 @@ type ConsumerConfig struct {
 	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
 	HandlerTimeout time.Duration
 	// AckTimeout bounds the wait for the server to confirm an Ack (acks are confirmed, so a
-	// lost one is counted and logged rather than assumed). Default 5s
+	// lost one is counted and logged rather than assumed), and each Nak, Term and InProgress.
+	// Default 5s
 	// (DefaultConsumerAckTimeout).
 	AckTimeout time.Duration
 	// Logger receives the consumer's logs. Default zap.NewNop().
@@ -143,6 +157,13 @@ func (c ConsumerConfig) Validate() error {
 		return bad("Durable", "is empty")
 	case !validStreamName(c.Durable):
 		return bad("Durable", fmt.Sprintf("%q is not a consumer name (no spaces, dots, *, >, / or \\)", c.Durable))
+	case c.Handler == nil:
+		return bad("Handler", "is nil")
+	case c.Backoff != (outbox.Backoff{}) && c.NakDelay != 0:
+		return bad("NakDelay", "is set with Backoff; set one")
+	}
+	if err := c.Backoff.Validate("nats consumer", "Backoff"); err != nil {
+		return err
 	}
 	if err := c.transportConfig().Validate(); err != nil {
 		return err
@@ -168,8 +189,8 @@ func (c ConsumerConfig) String() string {
 	if i := strings.Index(conn, " Subject:"); i >= 0 {
 		conn = conn[:i] // the transport's own tuning, not the consumer's
 	}
-	return fmt.Sprintf("nats.ConsumerConfig{Stream:%q Durable:%q %s RawPayload:%t Concurrency:%d FetchWait:%v ExtendInterval:%v NakDelay:%v HandlerTimeout:%v AckTimeout:%v}",
-		c.Stream, c.Durable, conn, c.RawPayload, c.Concurrency, c.FetchWait, c.ExtendInterval, c.NakDelay, c.HandlerTimeout, c.AckTimeout)
+	return fmt.Sprintf("nats.ConsumerConfig{Stream:%q Durable:%q %s RawPayload:%t Concurrency:%d KeepKeyOrder:%t FetchWait:%v ExtendInterval:%v NakDelay:%v HandlerTimeout:%v AckTimeout:%v}",
+		c.Stream, c.Durable, conn, c.RawPayload, c.Concurrency, c.KeepKeyOrder, c.FetchWait, c.ExtendInterval, c.NakDelay, c.HandlerTimeout, c.AckTimeout)
 }
 
 // GoString keeps %#v from printing the secrets too.
@@ -191,6 +212,7 @@ func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
 		Name           string `json:"name,omitempty"`
 		RawPayload     bool   `json:"raw_payload"`
 		Concurrency    int    `json:"concurrency,omitempty"`
+		KeepKeyOrder   bool   `json:"keep_key_order,omitempty"`
 		FetchWait      string `json:"fetch_wait"`
 		ExtendInterval string `json:"extend_interval"`
 		NakDelay       string `json:"nak_delay"`
@@ -199,7 +221,7 @@ func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
 	}{
 		Stream: c.Stream, Durable: c.Durable, URL: redactURLs(c.URL), Conn: c.Conn != nil, Auth: tc.auth(),
 		TLS: c.TLS != nil, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, Name: c.Name,
-		RawPayload: c.RawPayload, Concurrency: c.Concurrency, FetchWait: c.FetchWait.String(),
+		RawPayload: c.RawPayload, Concurrency: c.Concurrency, KeepKeyOrder: c.KeepKeyOrder, FetchWait: c.FetchWait.String(),
 		ExtendInterval: c.ExtendInterval.String(), NakDelay: c.NakDelay.String(),
 		HandlerTimeout: c.HandlerTimeout.String(), AckTimeout: c.AckTimeout.String(),
 	})

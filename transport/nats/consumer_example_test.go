@@ -40,14 +40,15 @@ func ExampleNewConsumer() {
 		log.Fatal(err)
 	}
 
-	c, err := outboxnats.NewConsumer(outboxnats.ConsumerConfig{
+	c, err := outboxnats.NewConsumer(ctx, outboxnats.ConsumerConfig{
 		Conn:        nc,
 		Stream:      "EVENTS",
 		Durable:     "billing",
 		Concurrency: 16,
-	}, func(ctx context.Context, m *outbox.Message) error {
-		log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
-		return nil // nil acks the message; an error naks it for redelivery
+		Handler: func(ctx context.Context, m *outbox.Message) error {
+			log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)
+			return nil // nil acks the message; an error naks it for redelivery
+		},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -6,10 +6,8 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.16
 	github.com/txoutbox/outbox v0.1.0
-	github.com/txoutbox/outbox/store/sqlite v0.1.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
-	modernc.org/sqlite v1.62.0
 )
 
 require (

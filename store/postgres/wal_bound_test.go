@@ -1,0 +1,152 @@
+package postgres_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/postgres"
+	"github.com/txoutbox/outbox/transport/memory"
+)
+
+// bigTransaction writes n messages of size bytes each in one transaction, in Adds of 100, keys
+// cycling through keys (none when empty).
+func bigTransaction(t *testing.T, s *postgres.Store, n, size int, keys ...string) []*outbox.Message {
+	t.Helper()
+	payload := `"` + strings.Repeat("x", size-2) + `"`
+	written := make([]*outbox.Message, n)
+	for i := range written {
+		key := ""
+		if len(keys) > 0 {
+			key = keys[i%len(keys)]
+		}
+		written[i] = msg(t, "T", key, payload)
+	}
+	err := pgx.BeginFunc(context.Background(), s.Pool(), func(tx pgx.Tx) error {
+		for i := 0; i < n; i += 100 {
+			if err := s.Add(context.Background(), tx, written[i:min(i+100, n)]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("add: %v", err)
+	}
+	return written
+}
+
+// One transaction larger than the buffer's bound is not held whole: what does not fit goes to
+// the table as it is decoded, the reader keeps reading (Sync returns), and a relay delivers
+// every event once. Checked to fail before the bound: all 2000 buffered, Sync timed out.
+func TestWALLargeTransactionStaysWithinTheBound(t *testing.T) {
+	s, _ := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBuffered = 100 })
+	syncStore(t, s) // the reader holds the slot
+	written := bigTransaction(t, s, 2000, 32<<10)
+	var mem runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&mem)
+	before := mem.HeapAlloc >> 20
+	start := time.Now()
+	// About 2 s here, 8 s under the race detector: the server decodes 64 MiB.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("sync after a transaction past the bound: %v (after %v)", err, time.Since(start))
+	}
+	t.Logf("sync took %v", time.Since(start))
+	runtime.GC()
+	runtime.ReadMemStats(&mem)
+	t.Logf("live heap: %d MiB before sync (the test holds what it wrote), %d MiB after", before, mem.HeapAlloc>>20)
+	tr := memory.New()
+	runRelay(t, s, tr, false)
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelWait()
+	if err := tr.WaitFor(waitCtx, len(written)); err != nil {
+		t.Fatalf("delivered %d of %d: %v", len(tr.Received()), len(written), err)
+	}
+	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{})
+	n, bytes := postgres.WALBufferPeak(s)
+	t.Logf("the reader held at most %d messages, %d bytes", n, bytes)
+	if n > 100 {
+		t.Fatalf("the reader held %d messages (%d bytes) at once; MaxBuffered is 100", n, bytes)
+	}
+}
+
+// The byte bound holds on its own: with MaxBufferedBytes 1 MiB, the reader never holds more.
+func TestWALBufferByteBound(t *testing.T) {
+	const bound = 1 << 20
+	s, _ := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBufferedBytes = bound })
+	syncStore(t, s)
+	var written []*outbox.Message
+	for range 3 {
+		written = append(written, bigTransaction(t, s, 200, 16<<10)...)
+	}
+	syncStore(t, s)
+	tr := memory.New()
+	runRelay(t, s, tr, false)
+	waitCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := tr.WaitFor(waitCtx, len(written)); err != nil {
+		t.Fatalf("delivered %d of %d: %v", len(tr.Received()), len(written), err)
+	}
+	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{})
+	n, bytes := postgres.WALBufferPeak(s)
+	t.Logf("the reader held at most %d messages, %d bytes", n, bytes)
+	if bytes > bound {
+		t.Fatalf("the reader held %d bytes (%d messages) at once; MaxBufferedBytes is %d", bytes, n, bound)
+	}
+}
+
+// In ordered mode the part of a large transaction that went to the table keeps each key's
+// order, behind the key's earlier events still in the buffer and ahead of its later ones.
+func TestWALLargeTransactionKeepsKeyOrder(t *testing.T) {
+	s, _ := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBuffered = 50 })
+	syncStore(t, s)
+	keys := []string{"k0", "k1", "k2", "k3"}
+	var written []*outbox.Message
+	for i := range 20 {
+		m := msg(t, "T", keys[i%4], i)
+		add(t, s, m)
+		written = append(written, m)
+	}
+	written = append(written, bigTransaction(t, s, 600, 1<<10, keys...)...)
+	for i := range 20 {
+		m := msg(t, "T", keys[i%4], i)
+		add(t, s, m)
+		written = append(written, m)
+	}
+	// The reader holds the first 20, and the large transaction waits for them to be settled.
+	syncStore(t, s)
+	tr := memory.New()
+	runRelay(t, s, tr, true)
+	waitCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := tr.WaitFor(waitCtx, len(written)); err != nil {
+		t.Fatalf("delivered %d of %d: %v", len(tr.Received()), len(written), err)
+	}
+	outboxtest.CheckDelivery(t, written, tr.Received(), outboxtest.DeliveryCheck{Ordered: true})
+	if n, _ := postgres.WALBufferPeak(s); n > 50 {
+		t.Fatalf("the reader held %d messages at once; MaxBuffered is 50", n)
+	}
+}
+
+func TestWALMaxBufferedBytesValidation(t *testing.T) {
+	for _, c := range []struct {
+		bytes int64
+		ok    bool
+	}{{0, true}, {1 << 20, true}, {-1, false}, {1000, false}} {
+		err := postgres.Config{URL: "postgres://localhost/db", WAL: &postgres.WALConfig{MaxBufferedBytes: c.bytes}}.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("MaxBufferedBytes %d: Validate() = %v", c.bytes, err)
+		} else if err != nil && !strings.Contains(err.Error(), "WAL.MaxBufferedBytes") {
+			t.Errorf("MaxBufferedBytes %d: %v does not name the field", c.bytes, err)
+		}
+	}
+}
