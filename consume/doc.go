@@ -14,7 +14,8 @@
 // # The adapter contract
 //
 // Open(ctx) is called once, by Start, before anything else: connect, resolve the queue, join
-// the group. ctx bounds only that work. An error fails Start and Close is called.
+// the group. ctx bounds only that work. An error fails Start: Open releases what it opened
+// itself (Close is not called), and Start may be called again.
 //
 // Receive(ctx, max) returns between 1 and max deliveries, blocking until at least one is there
 // or ctx ends (then it returns ctx's error, or nil and no deliveries); ctx ends when Stop
@@ -44,7 +45,7 @@
 // Config.ExtendInterval while the delivery's handler runs (SQS ChangeMessageVisibility,
 // JetStream InProgress). It is never called after the delivery was settled.
 //
-// Close(ctx) is called once, by Stop (or by Start after a failed Open), after every Receive
+// Close(ctx) is called once, by Stop, after every Receive
 // returned and every delivery was settled, or, when Stop's deadline and grace passed with a
 // handler still running, after the runtime gave that handler's delivery back with Nack: no
 // method of the adapter or of a delivery is called after Close. Close must make sure the
