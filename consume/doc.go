@@ -13,7 +13,7 @@
 //
 // # The adapter contract
 //
-// Open(ctx) is called once, by Start, before anything else: connect, resolve the queue, join
+// Open(ctx) is called by Start, before anything else: connect, resolve the queue, join
 // the group. ctx bounds only that work. An error fails Start: Open releases what it opened
 // itself (Close is not called), and Start may be called again.
 //
