@@ -282,8 +282,12 @@ func Provision(ctx context.Context, c ProvisionConfig) (ProvisionReport, error) 
 
 	for _, x := range p.Exchanges {
 		err := settle("exchange", x.Name, x.Type,
-			func(ch *amqp.Channel) error { return ch.ExchangeDeclarePassive(x.Name, x.Type, true, false, false, false, nil) },
-			func(ch *amqp.Channel) error { return ch.ExchangeDeclare(x.Name, x.Type, true, false, false, false, nil) })
+			func(ch *amqp.Channel) error {
+				return ch.ExchangeDeclarePassive(x.Name, x.Type, true, false, false, false, nil)
+			},
+			func(ch *amqp.Channel) error {
+				return ch.ExchangeDeclare(x.Name, x.Type, true, false, false, false, nil)
+			})
 		if err != nil {
 			return rep, err
 		}
