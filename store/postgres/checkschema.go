@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/txoutbox/outbox/backend"
 )
 
@@ -13,14 +15,26 @@ var outboxColumns = []string{"id", "seq", "type", "key", "payload", "result", "h
 	"attempts", "available_at", "lease_owner", "lease_until", "last_error", "created_at",
 	"delivered_at", "dead_at"}
 
-// CheckSchema reports, in one query, whether the outbox table exists with the outbox's columns:
-// an *outbox.SchemaError (errors.Is outbox.ErrSchema) naming what is missing when not, the
-// connection's error when the database cannot be asked. The relay calls it at Start.
+// CheckSchema reports whether the outbox table exists with the outbox's columns at a schema
+// version this code knows: an *outbox.SchemaError (errors.Is outbox.ErrSchema) naming what is
+// missing when not, a *SchemaVersionError (also ErrSchema) when a newer binary has upgraded it,
+// the connection's error when the database cannot be asked. The relay calls it at Start.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("postgres: check schema: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT a.attname FROM pg_attribute a
+	if err := s.checkColumns(ctx, s.pool); err != nil {
+		return err
+	}
+	return s.checkVersion(ctx)
+}
+
+// checkColumns is CheckSchema's verdict on the columns, in one query on q (the pool, or the
+// connection EnsureSchema holds its lock on, so a pool of one connection cannot deadlock).
+func (s *Store) checkColumns(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) error {
+	rows, err := q.Query(ctx, `SELECT a.attname FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`,
 		s.cfg.Schema, s.cfg.Table)

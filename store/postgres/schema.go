@@ -4,16 +4,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/outbox"
 )
 
 // SchemaSQL returns the DDL that creates the outbox table and its indexes in schema, for
-// migration tools (golang-migrate, goose, atlas). It is exactly what EnsureSchema runs, and it is
-// idempotent (IF NOT EXISTS throughout).
+// migration tools (golang-migrate, goose, atlas): schema version 1's layout, idempotent (IF NOT
+// EXISTS throughout). UpgradeSQL(schema, table, 0) is this and the version table EnsureSchema
+// records the layout in; UpgradeSQL from a later version is what an upgrade adds.
 //
 // Columns: seq gives insert order (claims are oldest first, ordered mode follows it per key);
 // status is pending, delivered or dead; available_at is when a pending message may next be
@@ -90,28 +94,21 @@ func lockKey(schema, table string) int64 {
 	return int64(h.Sum64())
 }
 
-// EnsureSchema creates the schema, table and indexes when missing (the origin package's
-// ensureOutboxTable), and in WAL mode the publication and replication slot too (WALSQL). It is
-// idempotent and safe to run from many processes at once: a transaction-scoped advisory lock
+// EnsureSchema creates the schema, table and indexes when missing, or brings a table of an
+// earlier layout to SchemaVersion (UpgradeSQL prints the same DDL), and records the version in
+// the version table beside it; in WAL mode it creates the publication and replication slot too
+// (WALSQL). A table made before versions were recorded is checked and recorded as version 1. A
+// table at a newer version than this code knows is refused with a *SchemaVersionError. It is
+// idempotent and safe to run from many processes at once: an advisory lock on the table
 // serialises them.
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("postgres: ensure schema: %w", err)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.cfg.Schema, s.cfg.Table)); err != nil {
-			return err
+	if err := s.migrate(ctx); err != nil {
+		if errors.Is(err, outbox.ErrSchema) {
+			return err // already says which table and why
 		}
-		// CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the database even when the
-		// schema exists, so only ask for it when the schema is missing.
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", s.cfg.Schema).Scan(&exists); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, schemaSQL(s.cfg.Schema, s.cfg.Table, !exists))
-		return err
-	})
-	if err != nil {
 		return fmt.Errorf("postgres: ensure schema %s: %w", s.table, err)
 	}
 	if s.wal != nil {
