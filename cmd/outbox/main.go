@@ -43,6 +43,7 @@ func commands() []command {
 	return []command{
 		{"relay", "publish stored messages to the broker until SIGTERM or SIGINT", runRelay},
 		{"migrate", "create or upgrade the outbox table and indexes", runMigrate},
+		{"provision", "create the stream, queues and dead letters the relay and consumers use", runProvision},
 		{"status", "count messages by status; show the oldest pending and stalled keys", runStatus},
 		{"dead", "list, requeue or purge dead letters", runDead},
 		{"bench", "measure the relay against raw baselines; JSON on stdout", runBench},

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/txoutbox/outbox/transport/nats"
+	"github.com/txoutbox/outbox/transport/rabbitmq"
+	"github.com/txoutbox/outbox/transport/sqs"
+)
+
+const provisionUsage = `Usage: outbox provision --transport nats|rabbitmq|sqs [transport flags] [provision flags]
+       outbox provision --print --transport nats|rabbitmq|sqs [transport flags] [provision flags]
+
+Creates what the relay publishes to and a consumer reads, with the transport flags the relay is
+given (the same connection, subject, exchange or queue):
+  nats      the JetStream stream --nats-stream capturing what --nats-subject makes ("outbox.>" for
+            the default outbox.{type}), file storage, a duplicate window of 10m (above the relay's
+            retry horizon with its defaults, 5m15s); with --nats-durable, a durable pull consumer
+            with explicit acks
+  rabbitmq  the exchange --rabbitmq-exchange (if any, topic unless --rabbitmq-exchange-type), the
+            quorum queue --rabbitmq-queue bound to it with the routing key's pattern, and a
+            dead-letter exchange and queue QUEUE.dead, named by the queue's x-dead-letter-exchange,
+            with x-delivery-limit 5
+  sqs       the queue --sqs-queue-url (a name or URL; .fifo makes a FIFO queue with content-based
+            deduplication off) and its dead-letter queue NAME-dead (NAME-dead.fifo), with a
+            RedrivePolicy of maxReceiveCount 5; it prints the queue's URL
+It is idempotent: what exists as asked is reported and left alone. An object that exists with
+other settings is never changed: it is reported, and the command exits 1. Kafka topics are not
+provisioned yet.
+
+--print prints what it would create as JSON without connecting: JetStream's stream and consumer
+configs, a RabbitMQ definitions file (rabbitmqctl import_definitions), or SQS's CreateQueue
+attributes.`
+
+// provisionFlags are the provision command's own flags, beside the transport's. Each is named
+// after its transport, so one given with another --transport is refused.
+type provisionFlags struct {
+	print   bool
+	timeout time.Duration
+
+	nats struct {
+		durable       string
+		ackWait       time.Duration
+		maxDeliver    int
+		maxAckPending int
+		duplicates    time.Duration
+		replicas      int
+		memory        bool
+	}
+	rabbitmq struct {
+		queue, exchangeType, bindingKey string
+		classic, noDeadLetter           bool
+		deliveryLimit                   int
+	}
+	sqs struct {
+		visibility      time.Duration
+		maxReceiveCount int
+		noDeadLetter    bool
+	}
+}
+
+func addProvisionFlags(f *flags) *provisionFlags {
+	p := &provisionFlags{}
+	fs := f.fs
+	fs.BoolVar(&p.print, "print", false, "print what would be created, as JSON, without connecting")
+	fs.DurationVar(&p.timeout, "timeout", time.Minute, "bound on the whole command")
+	fs.StringVar(&p.nats.durable, "nats-durable", "", "NATS: also create this durable pull consumer (AckExplicit) on the stream")
+	fs.DurationVar(&p.nats.ackWait, "nats-ack-wait", nats.DefaultProvisionAckWait, "NATS: the durable consumer's AckWait")
+	fs.IntVar(&p.nats.maxDeliver, "nats-max-deliver", nats.DefaultMaxDeliver, "NATS: the durable consumer's MaxDeliver (-1: no limit)")
+	fs.IntVar(&p.nats.maxAckPending, "nats-max-ack-pending", 0, "NATS: the durable consumer's MaxAckPending (1 for a consumer that keeps key order; 0: the server's)")
+	fs.DurationVar(&p.nats.duplicates, "nats-duplicates", nats.DefaultDuplicates, "NATS: the stream's duplicate window; keep it above the relay's retry horizon")
+	fs.IntVar(&p.nats.replicas, "nats-replicas", 1, "NATS: the stream's replicas")
+	fs.BoolVar(&p.nats.memory, "nats-memory-storage", false, "NATS: keep the stream in memory instead of files")
+	fs.StringVar(&p.rabbitmq.queue, "rabbitmq-queue", "", "RabbitMQ: the queue to declare and bind (required)")
+	fs.StringVar(&p.rabbitmq.exchangeType, "rabbitmq-exchange-type", rabbitmq.DefaultExchangeType, "RabbitMQ: the type of --rabbitmq-exchange: topic, direct, fanout or headers")
+	fs.StringVar(&p.rabbitmq.bindingKey, "rabbitmq-binding-key", "", `RabbitMQ: the binding key (default: the routing key template with {type} and {key} words as "#")`)
+	fs.BoolVar(&p.rabbitmq.classic, "rabbitmq-classic", false, "RabbitMQ: classic queues instead of quorum queues (no delivery limit)")
+	fs.IntVar(&p.rabbitmq.deliveryLimit, "rabbitmq-delivery-limit", 0, fmt.Sprintf("RabbitMQ: the quorum queue's x-delivery-limit (0: %d)", rabbitmq.DefaultDeliveryLimit))
+	fs.BoolVar(&p.rabbitmq.noDeadLetter, "rabbitmq-no-dead-letter", false, "RabbitMQ: no dead-letter exchange and queue")
+	fs.DurationVar(&p.sqs.visibility, "sqs-visibility-timeout", sqs.DefaultVisibilityTimeout, "SQS: the queue's VisibilityTimeout (whole seconds)")
+	fs.IntVar(&p.sqs.maxReceiveCount, "sqs-max-receive-count", 0, fmt.Sprintf("SQS: the RedrivePolicy's maxReceiveCount (0: %d)", sqs.DefaultMaxReceiveCount))
+	fs.BoolVar(&p.sqs.noDeadLetter, "sqs-no-dead-letter", false, "SQS: no dead-letter queue or redrive policy")
+	return p
+}
+
+// provisionLine is one object of a report, as printed.
+type provisionLine interface{ String() string }
+
+func runProvision(ctx context.Context, e *env, args []string) error {
+	const cmd = "outbox provision"
+	f := newFlags(cmd, provisionUsage)
+	tf := addTransportFlags(f)
+	pf := addProvisionFlags(f)
+	if err := f.parse(e, args, false); err != nil {
+		return err
+	}
+	if tf.kind == "kafka" || tf.kind == "memory" {
+		return usagef(cmd, "--transport %s: provisioning is for nats, rabbitmq and sqs (a Kafka topic is created with the broker's tools)", tf.kind)
+	}
+	if err := tf.check(cmd); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, pf.timeout)
+	defer cancel()
+
+	var plan any
+	var lines []provisionLine
+	var runErr error
+	var queueURL string
+	switch tf.kind {
+	case "nats":
+		cfg, _ := tf.natsConfig() // checked
+		pc := nats.ProvisionConfig{
+			Transport: cfg, Durable: pf.nats.durable, AckWait: pf.nats.ackWait, MaxDeliver: pf.nats.maxDeliver,
+			MaxAckPending: pf.nats.maxAckPending, Duplicates: pf.nats.duplicates, Replicas: pf.nats.replicas,
+			MemoryStorage: pf.nats.memory,
+		}
+		if cfg.Stream == "" {
+			return usagef(cmd, "%s: is empty; give the name of the stream to create (the relay checks its duplicate window when given it too)", f.describe("nats-stream"))
+		}
+		if pf.print {
+			p, err := pc.Plan()
+			if err != nil {
+				return f.configError(err)
+			}
+			plan = p
+			break
+		}
+		rep, err := nats.Provision(ctx, pc)
+		for _, o := range rep.Objects {
+			lines = append(lines, o)
+		}
+		runErr = err
+	case "rabbitmq":
+		cfg, _ := tf.rabbitmqConfig(cmd) // checked
+		if pf.rabbitmq.queue == "" {
+			return usagef(cmd, "--rabbitmq-queue: is empty; give the queue a consumer will read")
+		}
+		pc := rabbitmq.ProvisionConfig{
+			Transport: cfg, Queue: pf.rabbitmq.queue, ExchangeType: pf.rabbitmq.exchangeType,
+			BindingKey: pf.rabbitmq.bindingKey, Classic: pf.rabbitmq.classic,
+			DeliveryLimit: pf.rabbitmq.deliveryLimit, NoDeadLetter: pf.rabbitmq.noDeadLetter,
+		}
+		if pf.print {
+			p, err := pc.Plan()
+			if err != nil {
+				return f.configError(err)
+			}
+			plan = p
+			break
+		}
+		rep, err := rabbitmq.Provision(ctx, pc)
+		for _, o := range rep.Objects {
+			lines = append(lines, o)
+		}
+		runErr = err
+	case "sqs":
+		cfg, _ := tf.sqsConfig(cmd) // checked
+		pc := sqs.ProvisionConfig{
+			Transport: cfg, VisibilityTimeout: pf.sqs.visibility,
+			MaxReceiveCount: pf.sqs.maxReceiveCount, NoDeadLetter: pf.sqs.noDeadLetter,
+		}
+		if pf.print {
+			p, err := pc.Plan()
+			if err != nil {
+				return f.configError(err)
+			}
+			plan = p
+			break
+		}
+		rep, err := sqs.Provision(ctx, pc)
+		for _, o := range rep.Objects {
+			lines = append(lines, o)
+		}
+		queueURL, runErr = rep.QueueURL, err
+	}
+	if plan != nil {
+		out, err := json.MarshalIndent(plan, "", "  ")
+		if err != nil {
+			return failed(cmd, err)
+		}
+		fmt.Fprintln(e.stdout, string(out))
+		return nil
+	}
+	for _, l := range lines {
+		fmt.Fprintln(e.stdout, l.String())
+	}
+	if queueURL != "" {
+		fmt.Fprintf(e.stdout, "queue URL: %s\n", queueURL)
+	}
+	if runErr != nil {
+		if errors.Is(runErr, nats.ErrConflict) || errors.Is(runErr, rabbitmq.ErrConflict) || errors.Is(runErr, sqs.ErrConflict) {
+			return failed(cmd, fmt.Errorf("%w; change or remove it with the broker's tools, or give provision its settings", runErr))
+		}
+		return failed(cmd, runErr)
+	}
+	return nil
+}
