@@ -15,13 +15,18 @@ import (
 )
 
 const migrateUsage = `Usage: outbox migrate --store URL [--schema S] [--table T | --collection C] [--postgres-mode wal]
-       outbox migrate --print-sql [--store postgres://…|mysql://…|sqlite:PATH] [--schema S] [--table T] [--postgres-mode wal]
+       outbox migrate --print-sql [--from VERSION] [--store postgres://…|mysql://…|sqlite:PATH] [--schema S] [--table T] [--postgres-mode wal]
        outbox migrate --drop-slot --store postgres://… --postgres-mode wal [--wal-slot S]
 
 Creates the outbox table and its indexes, or adds what an older version lacks: the backend's
 EnsureSchema. It is idempotent and safe to run from several replicas at
 once. --print-sql prints the DDL instead, for migration tools (golang-migrate, goose, atlas),
 without connecting; without --store it prints PostgreSQL's.
+
+PostgreSQL records the table's schema version beside it (<table>_schema), and migrate prints the
+version it leaves; a table at a version newer than this binary knows is refused. --print-sql
+--from VERSION prints only what upgrades a table at VERSION (0, the default, is everything);
+outbox version --store URL shows the version a database is at.
 
 In PostgreSQL's WAL mode (--postgres-mode wal) it also creates the publication and the logical
 replication slot the relay reads (as a role with REPLICATION), and --print-sql prints their SQL
@@ -34,6 +39,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	f := newFlags(cmd, migrateUsage)
 	sf := addStoreFlags(f)
 	printSQL := f.fs.Bool("print-sql", false, "print the DDL instead of running it")
+	fromFlag := f.fs.Int("from", 0, "with --print-sql: the schema version the table is at, to print only what upgrades it (PostgreSQL; 0 is everything)")
 	dropSlot := f.fs.Bool("drop-slot", false, "WAL mode: drop the replication slot and the publication instead of creating anything")
 	timeout := f.fs.Duration("timeout", time.Minute, "bound on the whole migration")
 	if err := f.parse(e, args, false); err != nil {
@@ -44,8 +50,10 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 		return usagef(cmd, "--drop-slot and --print-sql exclude each other")
 	case *dropSlot && !sf.walMode():
 		return usagef(cmd, "--drop-slot: there is a replication slot only in WAL mode: add --postgres-mode wal (OUTBOX_POSTGRES_MODE=wal), with the --wal-slot the relay uses")
+	case f.given["from"] && !*printSQL:
+		return usagef(cmd, "--from goes with --print-sql: migrate itself reads the version from the database")
 	case *printSQL:
-		return printDDL(e, cmd, sf)
+		return printDDL(e, cmd, sf, *fromFlag)
 	}
 	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
 	if err != nil {
@@ -62,16 +70,35 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if before != nil && !wasMissing {
 		return failed(cmd, before) // another table of that name: creating indexes on it would fail
 	}
+	sv, versioned := store.backend.(schemaVersioner)
+	var from int
+	if versioned {
+		var err error
+		if from, err = sv.SchemaVersion(ctx); err != nil {
+			return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
+		}
+	}
 	if err := store.EnsureSchema(ctx); err != nil {
 		return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
+	}
+	at := ""
+	if versioned {
+		to, err := sv.SchemaVersion(ctx)
+		if err != nil {
+			return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
+		}
+		at = fmt.Sprintf(" at schema version %d", to)
+		if !wasMissing && from < to {
+			at = fmt.Sprintf(" upgraded from schema version %d to %d", from, to)
+		}
 	}
 	switch {
 	case !checks:
 		fmt.Fprintf(e.stdout, "schema of %s is up to date\n", store.name)
 	case wasMissing:
-		fmt.Fprintf(e.stdout, "created the table and indexes of %s: the schema is up to date\n", store.name)
+		fmt.Fprintf(e.stdout, "created the table and indexes of %s%s: the schema is up to date\n", store.name, at)
 	default:
-		fmt.Fprintf(e.stdout, "%s exists: the schema is up to date\n", store.name)
+		fmt.Fprintf(e.stdout, "%s exists%s: the schema is up to date\n", store.name, at)
 	}
 	if store.wal != nil {
 		st, err := store.wal.SlotStatus(ctx)
@@ -103,8 +130,13 @@ func dropWAL(ctx context.Context, e *env, cmd string, store *openedStore) error 
 	return nil
 }
 
-// printDDL prints the SQL EnsureSchema would run, connecting to nothing.
-func printDDL(e *env, cmd string, sf *storeFlags) error {
+// schemaVersioner is a store that records its table's schema version (PostgreSQL's, so far).
+type schemaVersioner interface {
+	SchemaVersion(ctx context.Context) (int, error)
+}
+
+// printDDL prints the SQL EnsureSchema would run from schema version from, connecting to nothing.
+func printDDL(e *env, cmd string, sf *storeFlags, from int) error {
 	if err := sf.checkGiven(cmd); err != nil {
 		return err
 	}
@@ -124,9 +156,15 @@ func printDDL(e *env, cmd string, sf *storeFlags) error {
 		ddl string
 		err error
 	)
+	if from != 0 && kind != storeurl.Postgres {
+		return usagef(cmd, "--from: only PostgreSQL records schema versions; %s's --print-sql is its whole DDL", kind)
+	}
 	switch kind {
 	case storeurl.Postgres:
-		ddl, err = postgres.SchemaSQL(orDefault(sf.opts.Schema, "public"), orDefault(sf.opts.Table, "outbox"))
+		ddl, err = postgres.UpgradeSQL(orDefault(sf.opts.Schema, "public"), orDefault(sf.opts.Table, "outbox"), from)
+		if ae := (*outbox.ArgumentError)(nil); errors.As(err, &ae) {
+			return usagef(cmd, "--from: %s", ae.Problem)
+		}
 		if err == nil && sf.walMode() {
 			var wal string
 			if wal, err = walDDL(sf); err == nil {

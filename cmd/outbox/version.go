@@ -6,20 +6,54 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
+
+	"github.com/txoutbox/outbox/store/postgres"
 )
 
-const versionUsage = `outbox version: print the version of the outbox command and of the outbox modules it is built from.
+const versionUsage = `outbox version: print the version of the outbox command, of the outbox modules it is built from
+and of the PostgreSQL table layout it knows; with a store, the schema version that store's table is at.
 
 Usage:
-  outbox version
+  outbox version [--store URL [--schema S] [--table T]]
   outbox --version`
 
-func runVersion(_ context.Context, e *env, args []string) error {
-	f := newFlags("outbox version", versionUsage)
+func runVersion(ctx context.Context, e *env, args []string) error {
+	const cmd = "outbox version"
+	f := newFlags(cmd, versionUsage)
+	sf := addStoreFlags(f)
+	timeout := f.fs.Duration("timeout", 10*time.Second, "with --store: bound on connecting and asking")
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
 	printVersion(e)
+	if sf.url == "" {
+		return nil
+	}
+	ctx, store, done, err := sf.open(ctx, cmd, *timeout)
+	if err != nil {
+		return err
+	}
+	defer done()
+	sv, ok := store.backend.(schemaVersioner)
+	if !ok {
+		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (only PostgreSQL does)\n", store.name)
+		return nil
+	}
+	v, err := sv.SchemaVersion(ctx)
+	if err != nil {
+		return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
+	}
+	switch {
+	case v == 0:
+		fmt.Fprintf(e.stdout, "%s: no outbox table (schema version 0): run outbox migrate\n", store.name)
+	case v < postgres.SchemaVersion:
+		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: run outbox migrate\n", store.name, v, postgres.SchemaVersion)
+	case v > postgres.SchemaVersion:
+		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: upgrade the binary\n", store.name, v, postgres.SchemaVersion)
+	default:
+		fmt.Fprintf(e.stdout, "%s: schema version %d, up to date\n", store.name, v)
+	}
 	return nil
 }
 
@@ -37,6 +71,7 @@ func printVersion(e *env) {
 			fmt.Fprintf(e.stdout, "  %s %s\n", dep.Path, moduleVersion(*dep))
 		}
 	}
+	fmt.Fprintf(e.stdout, "PostgreSQL schema version %d (the other stores do not record one yet)\n", postgres.SchemaVersion)
 }
 
 func moduleVersion(m debug.Module) string {
