@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/backend"
 )
 
@@ -23,14 +25,19 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("postgres: check schema: %w", err)
 	}
-	if err := s.checkColumns(ctx, s.pool); err != nil {
-		return err
+	err := s.checkColumns(ctx, s.pool)
+	if err == nil {
+		err = s.checkVersion(ctx)
 	}
-	return s.checkVersion(ctx)
+	if err != nil && !errors.Is(err, outbox.ErrSchema) {
+		return fmt.Errorf("postgres: check schema %s: %w", s.table, err)
+	}
+	return err
 }
 
 // checkColumns is CheckSchema's verdict on the columns, in one query on q (the pool, or the
-// connection EnsureSchema holds its lock on, so a pool of one connection cannot deadlock).
+// connection EnsureSchema holds its lock on, so a pool of one connection cannot deadlock): an
+// *outbox.SchemaError, or the database's error unwrapped for the caller to name its operation.
 func (s *Store) checkColumns(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }) error {
@@ -39,19 +46,19 @@ func (s *Store) checkColumns(ctx context.Context, q interface {
 		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`,
 		s.cfg.Schema, s.cfg.Table)
 	if err != nil {
-		return fmt.Errorf("postgres: check schema %s: %w", s.table, err)
+		return err
 	}
 	have := map[string]bool{}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return fmt.Errorf("postgres: check schema %s: %w", s.table, err)
+			return err
 		}
 		have[name] = true
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: check schema %s: %w", s.table, err)
+		return err
 	}
 	return backend.CheckColumns("postgres", s.table, have, outboxColumns)
 }

@@ -113,8 +113,10 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	switch err := s.checkColumns(ctx, s.pool); {
 	case errors.As(err, &se) && se.Problem == outbox.SchemaMissing:
 		return 0, nil
-	case err != nil:
+	case errors.Is(err, outbox.ErrSchema):
 		return 0, err
+	case err != nil:
+		return 0, fmt.Errorf("postgres: schema version %s: %w", s.table, err)
 	}
 	return 1, nil
 }
@@ -138,7 +140,7 @@ func (s *Store) recordedVersion(ctx context.Context, q queryRower) (v int, recor
 func (s *Store) checkVersion(ctx context.Context) error {
 	v, _, err := s.recordedVersion(ctx, s.pool)
 	if err != nil {
-		return fmt.Errorf("postgres: check schema %s: %w", s.table, err)
+		return err
 	}
 	if known := knownVersion(); v > known {
 		return &SchemaVersionError{Table: s.table, Version: v, Known: known}
