@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log"
 	"strings"
 	"sync"
 	"testing"
@@ -202,4 +204,18 @@ func actions(rep outboxnats.ProvisionReport) string {
 		s = append(s, o.Action+" "+o.Kind)
 	}
 	return strings.Join(s, ",")
+}
+
+// Provision creates the stream a transport publishes into and a durable consumer for a
+// Consumer, before either starts: a deployment's set-up step, safe to run at every start.
+func ExampleProvision() {
+	ctx := context.Background()
+	cfg := outboxnats.Config{URL: "nats://127.0.0.1:4222", Stream: "ORDERS"} // subjects outbox.{type}
+	rep, err := outboxnats.Provision(ctx, outboxnats.ProvisionConfig{Transport: cfg, Durable: "billing"})
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, outboxnats.ErrConflict): the stream exists with other settings
+	}
+	for _, o := range rep.Objects {
+		fmt.Println(o) // created stream ORDERS (subjects outbox.>, file storage, duplicates 10m0s)
+	}
 }

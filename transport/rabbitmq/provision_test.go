@@ -3,6 +3,8 @@ package rabbitmq_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +135,17 @@ func actions(rep rabbitmq.ProvisionReport) string {
 		s = append(s, o.Action+" "+o.Kind)
 	}
 	return strings.Join(s, ",")
+}
+
+// Provision declares the exchange the transport publishes to, the queue a Consumer reads and
+// its dead letters: a deployment's set-up step, safe to run at every start.
+func ExampleProvision() {
+	cfg := rabbitmq.Config{URL: "amqp://guest:guest@127.0.0.1:5672/", Exchange: "events"}
+	rep, err := rabbitmq.Provision(context.Background(), rabbitmq.ProvisionConfig{Transport: cfg, Queue: "billing"})
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, rabbitmq.ErrConflict): an object exists with other settings
+	}
+	for _, o := range rep.Objects {
+		fmt.Println(o) // created queue billing (quorum, durable, delivery limit 5, dead letters to billing.dead)
+	}
 }

@@ -3,6 +3,8 @@ package sqs_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +157,15 @@ func actions(rep sqs.ProvisionReport) string {
 		s = append(s, o.Action+" "+o.Kind)
 	}
 	return strings.Join(s, ",")
+}
+
+// Provision creates the queue and its dead-letter queue, and returns the queue's URL for the
+// transport and the consumer.
+func ExampleProvision() {
+	cfg := sqs.Config{Region: "eu-west-1", QueueURL: "orders.fifo"}
+	rep, err := sqs.Provision(context.Background(), sqs.ProvisionConfig{Transport: cfg})
+	if err != nil {
+		log.Fatal(err) // errors.Is(err, sqs.ErrConflict): a queue exists with other attributes
+	}
+	fmt.Println(rep.QueueURL)
 }
