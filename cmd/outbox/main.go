@@ -66,7 +66,7 @@ Exit codes: 0 success, 1 failure at run time, 2 bad command line or environment.
 func printUsage(w io.Writer) {
 	var b strings.Builder
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, usageText, b.String())
 }
