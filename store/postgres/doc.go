@@ -11,8 +11,9 @@
 // any number of relays share one table without a global lock, and a row that commits late is
 // still found: claims follow partial indexes over pending rows, never an offset cursor.
 //
-// The table is created by EnsureSchema (idempotent and safe when many replicas start at once),
-// or from the DDL that SchemaSQL returns, for golang-migrate, goose or atlas users. Everything
+// The table is created and upgraded by EnsureSchema (idempotent and safe when many replicas
+// start at once; the layout's version is kept in <table>_schema), or from the DDL UpgradeSQL
+// returns, for golang-migrate, goose or atlas users. Everything
 // works through PgBouncer in transaction pooling mode with pgx's simple protocol, except that
 // LISTEN needs a session: point Config.ListenURL at PostgreSQL itself in that setup.
 //

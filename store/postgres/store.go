@@ -45,7 +45,7 @@ var (
 
 // New validates cfg and returns a store. Unless cfg.Pool is given it opens a pool and checks
 // that the server answers within ConnectTimeout. It does not create the table: call
-// EnsureSchema, or apply SchemaSQL with your migration tool.
+// EnsureSchema, or apply UpgradeSQL's DDL with your migration tool.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
