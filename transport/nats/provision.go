@@ -65,30 +65,8 @@ type ProvisionConfig struct {
 	MaxAckPending int
 }
 
-// ProvisionObject is one object Provision looked at.
-type ProvisionObject struct {
-	// Kind is "stream" or "consumer".
-	Kind string `json:"kind"`
-	// Name is the object's name; a consumer's is STREAM/DURABLE.
-	Name string `json:"name"`
-	// Action is "created", "exists", or "conflict" for an object that exists with other
-	// settings (left as it is).
-	Action string `json:"action"`
-	// Detail says what the object is, or for a conflict what differs.
-	Detail string `json:"detail,omitempty"`
-}
-
-// String is the line the CLI prints: "created stream ORDERS (subjects outbox.>)".
-func (o ProvisionObject) String() string {
-	s := o.Action + " " + o.Kind + " " + o.Name
-	if o.Action == "exists" {
-		s = "exists: " + o.Kind + " " + o.Name
-	}
-	if o.Detail != "" {
-		s += " (" + o.Detail + ")"
-	}
-	return s
-}
+// ProvisionObject is one object Provision looked at: kinds "stream" and "consumer" (a consumer's Name is STREAM/DURABLE).
+type ProvisionObject = outbox.ProvisionObject
 
 // ProvisionReport lists what Provision created and what it found.
 type ProvisionReport struct {

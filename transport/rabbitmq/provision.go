@@ -54,30 +54,8 @@ type ProvisionConfig struct {
 	NoDeadLetter bool
 }
 
-// ProvisionObject is one object Provision looked at.
-type ProvisionObject struct {
-	// Kind is "exchange", "queue" or "binding".
-	Kind string `json:"kind"`
-	// Name is the object's name; a binding's is "EXCHANGE -> QUEUE".
-	Name string `json:"name"`
-	// Action is "created", "exists", "bound" for a binding (AMQP cannot tell whether it was
-	// there), or "conflict" for an object that exists with other settings (left as it is).
-	Action string `json:"action"`
-	// Detail says what the object is, or for a conflict what the broker said.
-	Detail string `json:"detail,omitempty"`
-}
-
-// String is the line the CLI prints: "created queue orders (quorum, ...)".
-func (o ProvisionObject) String() string {
-	s := o.Action + " " + o.Kind + " " + o.Name
-	if o.Action == "exists" {
-		s = "exists: " + o.Kind + " " + o.Name
-	}
-	if o.Detail != "" {
-		s += " (" + o.Detail + ")"
-	}
-	return s
-}
+// ProvisionObject is one object Provision looked at: kinds "exchange", "queue" and "binding" (a binding's Name is "EXCHANGE -> QUEUE", its Action "bound": AMQP cannot tell whether it was there).
+type ProvisionObject = outbox.ProvisionObject
 
 // ProvisionReport lists what Provision declared and what it found.
 type ProvisionReport struct {

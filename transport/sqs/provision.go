@@ -55,32 +55,8 @@ type ProvisionConfig struct {
 	NoDeadLetter bool
 }
 
-// ProvisionObject is one queue Provision looked at.
-type ProvisionObject struct {
-	// Kind is "queue" or "dead-letter queue".
-	Kind string `json:"kind"`
-	// Name is the queue's name.
-	Name string `json:"name"`
-	// Action is "created", "exists", or "conflict" for a queue that exists with other settings
-	// (left as it is).
-	Action string `json:"action"`
-	// URL is the queue's URL.
-	URL string `json:"url,omitempty"`
-	// Detail says what the queue is, or for a conflict what differs.
-	Detail string `json:"detail,omitempty"`
-}
-
-// String is the line the CLI prints: "created queue orders (standard, ...)".
-func (o ProvisionObject) String() string {
-	s := o.Action + " " + o.Kind + " " + o.Name
-	if o.Action == "exists" {
-		s = "exists: " + o.Kind + " " + o.Name
-	}
-	if o.Detail != "" {
-		s += " (" + o.Detail + ")"
-	}
-	return s
-}
+// ProvisionObject is one object Provision looked at: kinds "queue" and "dead-letter queue", with their URL.
+type ProvisionObject = outbox.ProvisionObject
 
 // ProvisionReport lists what Provision created and what it found, and the queue's URL.
 type ProvisionReport struct {
