@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"github.com/txoutbox/outbox/transport/sqs"
@@ -87,9 +88,6 @@ func addProvisionFlags(f *flags) *provisionFlags {
 	return p
 }
 
-// provisionLine is one object of a report, as printed.
-type provisionLine interface{ String() string }
-
 func runProvision(ctx context.Context, e *env, args []string) error {
 	const cmd = "outbox provision"
 	f := newFlags(cmd, provisionUsage)
@@ -108,7 +106,7 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 
 	var plan any
-	var lines []provisionLine
+	var objects []outbox.ProvisionObject
 	var runErr error
 	var queueURL string
 	switch tf.kind {
@@ -131,9 +129,7 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 			break
 		}
 		rep, err := nats.Provision(ctx, pc)
-		for _, o := range rep.Objects {
-			lines = append(lines, o)
-		}
+		objects = rep.Objects
 		runErr = err
 	case "rabbitmq":
 		cfg, _ := tf.rabbitmqConfig(cmd) // checked
@@ -154,9 +150,7 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 			break
 		}
 		rep, err := rabbitmq.Provision(ctx, pc)
-		for _, o := range rep.Objects {
-			lines = append(lines, o)
-		}
+		objects = rep.Objects
 		runErr = err
 	case "sqs":
 		cfg, _ := tf.sqsConfig(cmd) // checked
@@ -173,9 +167,7 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 			break
 		}
 		rep, err := sqs.Provision(ctx, pc)
-		for _, o := range rep.Objects {
-			lines = append(lines, o)
-		}
+		objects = rep.Objects
 		queueURL, runErr = rep.QueueURL, err
 	}
 	if plan != nil {
@@ -186,8 +178,8 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, string(out))
 		return nil
 	}
-	for _, l := range lines {
-		fmt.Fprintln(e.stdout, l.String())
+	for _, o := range objects {
+		fmt.Fprintln(e.stdout, o.String())
 	}
 	if queueURL != "" {
 		fmt.Fprintf(e.stdout, "queue URL: %s\n", queueURL)
