@@ -28,6 +28,9 @@ type Config struct {
 	// shorter than the store's defaults, so that a kill streams again little, a standby takes
 	// the slot over within a second and an idle slot advances within a scenario's drain.
 	WALStatusInterval, WALTakeoverInterval, WALHeartbeatInterval time.Duration
+	// WALReplicationURL is where the WAL mode's replication connection goes, when not to
+	// PostgresURL: the wal-replication-cut scenario points it at a proxy it cuts.
+	WALReplicationURL string
 	// Transport is the broker: sqs, nats or rabbitmq. Default sqs.
 	Transport string
 	// QueueURL is the SQS queue the relay publishes to; a .fifo URL is a FIFO queue. Required
@@ -242,6 +245,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.PostgresMode, "postgres-mode", "", "table or wal (default table)")
 	fs.DurationVar(&c.WALStatusInterval, "wal-status-interval", 0, "WAL mode: how often the slot's confirmed position is reported (default 200ms)")
 	fs.DurationVar(&c.WALTakeoverInterval, "wal-takeover-interval", 0, "WAL mode: how often a standby tries to take the slot (default 500ms)")
+	fs.StringVar(&c.WALReplicationURL, "wal-replication-url", "", "WAL mode: the replication connection's server (default -postgres-url)")
 	fs.DurationVar(&c.WALHeartbeatInterval, "wal-heartbeat-interval", 0, "WAL mode: heartbeat after this long without a streamed transaction (default 2s)")
 	fs.StringVar(&c.Transport, "transport", "", "sqs, nats or rabbitmq (default sqs)")
 	fs.StringVar(&c.QueueURL, "queue-url", "", "SQS queue URL (required with sqs; .fifo for a FIFO queue)")

@@ -226,7 +226,7 @@ func connect(ctx context.Context, cfg Config, log *zap.Logger) (*postgres.Store,
 	for attempt := 1; ; attempt++ {
 		pgCfg := postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second}
 		if cfg.PostgresMode == "wal" {
-			pgCfg.WAL = &postgres.WALConfig{StatusInterval: cfg.WALStatusInterval, TakeoverInterval: cfg.WALTakeoverInterval, HeartbeatInterval: cfg.WALHeartbeatInterval}
+			pgCfg.WAL = &postgres.WALConfig{StatusInterval: cfg.WALStatusInterval, TakeoverInterval: cfg.WALTakeoverInterval, HeartbeatInterval: cfg.WALHeartbeatInterval, ReplicationURL: cfg.WALReplicationURL}
 		}
 		store, err := postgres.New(ctx, pgCfg)
 		if err == nil {
