@@ -15,11 +15,20 @@ import (
 // Config is what one relay process runs with. Every field has a flag of the same name in
 // kebab case (-postgres-url, -schema, ...); the zero value of a field means its default.
 type Config struct {
-	// PostgresURL is the database holding the outbox. Default OUTBOX_TEST_POSTGRES_URL, or
-	// postgres://root@127.0.0.1:5432/test.
+	// Store is the outbox's database: postgres (store/postgres) or mysql (store/mysql, MySQL or
+	// MariaDB). Default postgres.
+	Store string
+	// PostgresURL is the database holding the outbox (postgres store). Default
+	// OUTBOX_TEST_POSTGRES_URL, or postgres://root@127.0.0.1:5432/test.
 	PostgresURL string
-	// Schema holds the outbox table. Required: every torture scenario has its own.
+	// Schema holds the outbox table (postgres store). Required with postgres: every torture
+	// scenario has its own.
 	Schema string
+	// MySQLURL is the database holding the outbox (mysql store), mysql://user:pass@host:port/db.
+	// Default OUTBOX_TEST_MYSQL_URL, or mysql://outbox:outbox@127.0.0.1:3306/outbox_test.
+	MySQLURL string
+	// MySQLTable is the outbox table's name (mysql store). Default outbox.
+	MySQLTable string
 	// PostgresMode is the store's mode: table (claims from the outbox table) or wal (messages
 	// streamed from the table's logical replication slot, postgres.WALConfig). Default table.
 	PostgresMode string
@@ -108,6 +117,15 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.Store == "" {
+		c.Store = "postgres"
+	}
+	if c.MySQLURL == "" {
+		c.MySQLURL = envOr("OUTBOX_TEST_MYSQL_URL", "mysql://outbox:outbox@127.0.0.1:3306/outbox_test")
+	}
+	if c.MySQLTable == "" {
+		c.MySQLTable = "outbox"
+	}
 	if c.PostgresURL == "" {
 		c.PostgresURL = envOr("OUTBOX_TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")
 	}
@@ -172,8 +190,12 @@ func (c Config) Validate() error {
 		return &outbox.ConfigError{Component: "relayproc", Field: field, Problem: problem}
 	}
 	switch {
-	case c.Schema == "":
+	case c.Store != "" && c.Store != "postgres" && c.Store != "mysql":
+		return bad("store", fmt.Sprintf("%q is not one of postgres, mysql", c.Store))
+	case c.Store != "mysql" && c.Schema == "":
 		return bad("schema", "is empty")
+	case c.Store == "mysql" && c.PostgresMode == "wal":
+		return bad("postgres-mode", "wal needs -store postgres")
 	case c.Transport != "" && c.Transport != "sqs" && c.Transport != "nats" && c.Transport != "rabbitmq":
 		return bad("transport", fmt.Sprintf("%q is not one of sqs, nats, rabbitmq", c.Transport))
 	case c.PostgresMode != "" && c.PostgresMode != "table" && c.PostgresMode != "wal":
@@ -240,8 +262,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("relayproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.Store, "store", "", "postgres or mysql (default postgres)")
+	fs.StringVar(&c.MySQLURL, "mysql-url", "", "MySQL or MariaDB URL, mysql://user:pass@host:port/db (default $OUTBOX_TEST_MYSQL_URL or mysql://outbox:outbox@127.0.0.1:3306/outbox_test)")
+	fs.StringVar(&c.MySQLTable, "mysql-table", "", "outbox table of the mysql store (default outbox)")
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL connection string (default $OUTBOX_TEST_POSTGRES_URL or postgres://root@127.0.0.1:5432/test)")
-	fs.StringVar(&c.Schema, "schema", "", "schema of the outbox table (required)")
+	fs.StringVar(&c.Schema, "schema", "", "schema of the outbox table (required with postgres)")
 	fs.StringVar(&c.PostgresMode, "postgres-mode", "", "table or wal (default table)")
 	fs.DurationVar(&c.WALStatusInterval, "wal-status-interval", 0, "WAL mode: how often the slot's confirmed position is reported (default 200ms)")
 	fs.DurationVar(&c.WALTakeoverInterval, "wal-takeover-interval", 0, "WAL mode: how often a standby tries to take the slot (default 500ms)")

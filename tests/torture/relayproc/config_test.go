@@ -22,6 +22,9 @@ func TestParseFlags(t *testing.T) {
 			"-publish-timeout", "2s", "-max-attempts", "3", "-backoff-initial", "100ms", "-backoff-max", "500ms"}, ""},
 		{"WAL mode", []string{"-postgres-mode", "wal", "-wal-status-interval", "100ms", "-wal-takeover-interval", "1s", "-wal-heartbeat-interval", "3s"}, ""},
 		{"unknown mode", []string{"-postgres-mode", "logical"}, "postgres-mode"},
+		{"MySQL store", []string{"-store", "mysql", "-mysql-url", "mysql://u:p@127.0.0.1:3306/d", "-mysql-table", "t"}, ""},
+		{"unknown store", []string{"-store", "oracle"}, "store"},
+		{"WAL mode on MySQL", []string{"-store", "mysql", "-postgres-mode", "wal"}, "postgres-mode"},
 		{"negative status interval", []string{"-wal-status-interval", "-1ms"}, "wal-status-interval"},
 		{"negative takeover interval", []string{"-wal-takeover-interval", "-1ms"}, "wal-takeover-interval"},
 		{"negative heartbeat interval", []string{"-wal-heartbeat-interval", "-1ms"}, "wal-heartbeat-interval"},
@@ -76,8 +79,9 @@ func TestParseFlagsRequired(t *testing.T) {
 			t.Errorf("parseFlags(%q) = %v; want a ConfigError naming %s", tt.args, err, tt.field)
 		}
 	}
-	// The brokers other than SQS need no queue URL.
+	// The brokers other than SQS need no queue URL, and the MySQL store no schema.
 	for _, args := range [][]string{
+		{"-store", "mysql", "-queue-url", "http://h/q"},
 		{"-schema", "s", "-transport", "nats", "-nats-subject", "s.{type}"},
 		{"-schema", "s", "-transport", "rabbitmq", "-rabbitmq-url", "amqp://h/", "-rabbitmq-queue", "q"},
 	} {
@@ -94,6 +98,7 @@ func TestDefaults(t *testing.T) {
 	t.Setenv("OUTBOX_TEST_POSTGRES_URL", "")
 	t.Setenv("OUTBOX_TEST_SQS_ENDPOINT", "")
 	t.Setenv("OUTBOX_TEST_NATS_URL", "")
+	t.Setenv("OUTBOX_TEST_MYSQL_URL", "")
 	c := Config{Schema: "s", QueueURL: "http://h/q"}.withDefaults()
 	if c.PostgresURL != "postgres://root@127.0.0.1:5432/test" || c.Endpoint != "http://127.0.0.1:4566" ||
 		c.Transport != "sqs" || c.NATSURL != "nats://127.0.0.1:4222" ||
@@ -102,5 +107,8 @@ func TestDefaults(t *testing.T) {
 		c.PublishTimeout != 0 || c.MaxAttempts != 0 || c.Owner == "" || c.FaultSeed == 0 || c.LogLevel != "warn" ||
 		c.PostgresMode != "table" || c.WALStatusInterval != 200*time.Millisecond || c.WALTakeoverInterval != 500*time.Millisecond || c.WALHeartbeatInterval != 2*time.Second {
 		t.Errorf("defaults: %+v", c)
+	}
+	if c.Store != "postgres" || c.MySQLURL != "mysql://outbox:outbox@127.0.0.1:3306/outbox_test" || c.MySQLTable != "outbox" {
+		t.Errorf("MySQL defaults: store %q, URL %q, table %q", c.Store, c.MySQLURL, c.MySQLTable)
 	}
 }

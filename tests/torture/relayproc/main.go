@@ -1,11 +1,12 @@
-// Command relayproc runs one outbox relay, from a PostgreSQL outbox to an SQS queue (or, with
-// -transport, a NATS JetStream stream or a RabbitMQ queue), as a process of its own: the
+// Command relayproc runs one outbox relay, from a PostgreSQL outbox (or, with -store mysql, a
+// MySQL or MariaDB one) to an SQS queue (or, with -transport, a NATS JetStream stream or a
+// RabbitMQ queue), as a process of its own: the
 // torture tests start several, SIGKILL them at random moments and restart them, as an
 // orchestrator would restart a crashed relay.
 //
 // It stops gracefully on SIGTERM or SIGINT (in-flight batches are published and acknowledged,
 // unpublished leases released), prints the relay's counters as one JSON line on stdout and
-// exits 0. Until PostgreSQL answers it keeps trying to connect, as a daemon started during a
+// exits 0. Until the database answers it keeps trying to connect, as a daemon started during a
 // database restart must. With -postgres-mode wal the store streams the messages from the table's
 // logical replication slot (the WAL mode) and the relay journals when its reader takes the slot
 // and when it no longer holds it, so that the tests know who streamed what.
@@ -13,6 +14,7 @@
 //	relayproc -schema s1 -queue-url http://127.0.0.1:4566/000000000000/q1 [-ordered] [-postgres-mode wal] ...
 //	relayproc -schema s1 -transport nats -nats-url nats://127.0.0.1:4222 -nats-subject s1.{type} ...
 //	relayproc -schema s1 -transport rabbitmq -rabbitmq-url amqp://guest:guest@127.0.0.1:5672/ -rabbitmq-queue q1 ...
+//	relayproc -store mysql -mysql-url mysql://outbox:outbox@127.0.0.1:3306/db1 -queue-url ...
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/tests/torture/journal"
 	"go.uber.org/zap"
@@ -65,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	store, err := connect(ctx, cfg, log)
+	store, pg, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -88,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.PostgresMode == "wal" {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		var watching sync.WaitGroup
-		watching.Go(func() { watchSlot(watchCtx, store, j, log) })
+		watching.Go(func() { watchSlot(watchCtx, pg, j, log) })
 		// Stopped before the store closes (the deferred Close runs after this).
 		defer watching.Wait()
 		defer stopWatch()
@@ -151,7 +154,7 @@ func newTransport(ctx context.Context, cfg Config) (t outbox.Transport, release 
 
 // wrapStore returns the store as the relay sees it: with the control scenario's breakage when
 // asked for, and journaled when a journal is set (j, nil otherwise; the caller closes it).
-func wrapStore(store *postgres.Store, cfg Config) (s outbox.Store, j *journal.Store, err error) {
+func wrapStore(store outbox.Store, cfg Config) (s outbox.Store, j *journal.Store, err error) {
 	s = store
 	if cfg.AckBeforePublish {
 		s = ackFirstStore{s}
@@ -220,26 +223,41 @@ type slotEvent struct {
 	at   time.Time
 }
 
-// connect opens the store, retrying while PostgreSQL does not answer (a relay restarted during
-// a database restart), until ctx ends.
-func connect(ctx context.Context, cfg Config, log *zap.Logger) (*postgres.Store, error) {
+// closingStore is an outbox.Store the process closes when it ends.
+type closingStore interface {
+	outbox.Store
+	Close() error
+}
+
+// connect opens the store of cfg.Store, retrying while the database does not answer (a relay
+// restarted during a database restart), until ctx ends. pg is the store again when it is
+// PostgreSQL's, for the WAL mode's slot status; nil otherwise.
+func connect(ctx context.Context, cfg Config, log *zap.Logger) (store closingStore, pg *postgres.Store, err error) {
 	for attempt := 1; ; attempt++ {
-		pgCfg := postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second}
-		if cfg.PostgresMode == "wal" {
-			pgCfg.WAL = &postgres.WALConfig{StatusInterval: cfg.WALStatusInterval, TakeoverInterval: cfg.WALTakeoverInterval, HeartbeatInterval: cfg.WALHeartbeatInterval, ReplicationURL: cfg.WALReplicationURL}
-		}
-		store, err := postgres.New(ctx, pgCfg)
-		if err == nil {
-			return store, nil
+		if cfg.Store == "mysql" {
+			var my *mysql.Store
+			my, err = mysql.New(ctx, mysql.Config{URL: outbox.Secret(cfg.MySQLURL), Table: cfg.MySQLTable, ConnectTimeout: 2 * time.Second})
+			if err == nil {
+				return my, nil, nil
+			}
+		} else {
+			pgCfg := postgres.Config{URL: cfg.PostgresURL, Schema: cfg.Schema, MaxConns: int32(cfg.Concurrency + 2), ConnectTimeout: 2 * time.Second}
+			if cfg.PostgresMode == "wal" {
+				pgCfg.WAL = &postgres.WALConfig{StatusInterval: cfg.WALStatusInterval, TakeoverInterval: cfg.WALTakeoverInterval, HeartbeatInterval: cfg.WALHeartbeatInterval, ReplicationURL: cfg.WALReplicationURL}
+			}
+			pg, err = postgres.New(ctx, pgCfg)
+			if err == nil {
+				return pg, pg, nil
+			}
 		}
 		var cfgErr *outbox.ConfigError
 		if errors.As(err, &cfgErr) {
-			return nil, fmt.Errorf("relayproc: %w", err)
+			return nil, nil, fmt.Errorf("relayproc: %w", err)
 		}
 		log.Warn("database unavailable; retrying", zap.Int("attempt", attempt), zap.Error(err))
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("relayproc: stopped before the database answered: %w", err)
+			return nil, nil, fmt.Errorf("relayproc: stopped before the database answered: %w", err)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
