@@ -8,8 +8,11 @@ import (
 )
 
 // outageBackoff spaces the probes of an unavailable transport. Its cap is short so that the
-// relay is back at full speed within about a second of the broker's return.
-var outageBackoff = Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.2}
+// relay publishes again within a second of the broker's return: a probe lands at most 700 ms
+// after it (jitter does not apply at the cap), and the dial it makes has the rest of the
+// second. Transports' own reconnect waits stay below the cap (RabbitMQ's is 500 ms), so that
+// every probe dials rather than failing inside such a wait.
+var outageBackoff = Backoff{Initial: 100 * time.Millisecond, Max: 700 * time.Millisecond, Multiplier: 2, Jitter: 0.2}
 
 // probeBatch bounds the batch that probes an unavailable transport.
 const probeBatch = 10
