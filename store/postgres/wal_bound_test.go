@@ -19,14 +19,24 @@ import (
 // cycling through keys (none when empty).
 func bigTransaction(t *testing.T, s *postgres.Store, n, size int, keys ...string) []*outbox.Message {
 	t.Helper()
+	perMessage := make([]string, n)
+	if len(keys) > 0 {
+		for i := range perMessage {
+			perMessage[i] = keys[i%len(keys)]
+		}
+	}
+	return keyedTransaction(t, s, size, perMessage)
+}
+
+// keyedTransaction writes one message of size bytes per entry of keys, with that key, in one
+// transaction, in Adds of 100.
+func keyedTransaction(t *testing.T, s *postgres.Store, size int, keys []string) []*outbox.Message {
+	t.Helper()
 	payload := `"` + strings.Repeat("x", size-2) + `"`
+	n := len(keys)
 	written := make([]*outbox.Message, n)
 	for i := range written {
-		key := ""
-		if len(keys) > 0 {
-			key = keys[i%len(keys)]
-		}
-		written[i] = msg(t, "T", key, payload)
+		written[i] = msg(t, "T", keys[i], payload)
 	}
 	err := pgx.BeginFunc(context.Background(), s.Pool(), func(tx pgx.Tx) error {
 		for i := 0; i < n; i += 100 {
@@ -148,5 +158,94 @@ func TestWALMaxBufferedBytesValidation(t *testing.T) {
 		} else if err != nil && !strings.Contains(err.Error(), "WAL.MaxBufferedBytes") {
 			t.Errorf("MaxBufferedBytes %d: %v does not name the field", c.bytes, err)
 		}
+	}
+}
+
+// A clean stop while a transaction too large for the buffer is being written to the table, part
+// of it delivered from there already: the next relay streams the transaction again, and sends
+// again nothing of it that was acknowledged. The reader is held in the middle of the transaction
+// by a message of key b streamed before it and leased for an hour: the batch of the large
+// transaction that reaches key b waits for it. Checked to fail (the next relay wrote the
+// delivered part to the table again and sent it a second time) without the record of the part
+// written.
+func TestWALCleanStopInLargeTransaction(t *testing.T) {
+	admin := adminPool(t)
+	s, cfg := newWALStore(t, func(c *postgres.Config) { c.WAL.MaxBufferedBytes = 1 << 20 })
+	ctx := context.Background()
+	hold := msg(t, "T", "b", 0)
+	walAdd(t, s, hold)
+	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "hold", Limit: 10, Lease: time.Hour, Ordered: true})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claimed %d, %v; want the held message", len(got), err)
+	}
+	// 3.2 MiB of key a, then key b: about three batches of a go to the table before the reader
+	// waits for the held message.
+	var keys []string
+	for range 200 {
+		keys = append(keys, "a")
+	}
+	for range 100 {
+		keys = append(keys, "b")
+	}
+	written := keyedTransaction(t, s, 16<<10, keys)
+	tr := &recorder{}
+	r := runRelay(t, s, tr, true)
+	waitFor(t, 30*time.Second, "part of the large transaction to be delivered from the table", func() bool { return tr.count() >= 100 })
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]bool{}
+	rows, err := admin.Query(ctx, "SELECT id::text FROM "+s.Table())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	for _, p := range tr.all() {
+		if !left[p.ID] {
+			acked[p.ID] = true
+		}
+	}
+	if len(acked) == 0 || len(acked) >= 200 {
+		t.Fatalf("%d of the large transaction's messages acknowledged before the stop; want part of key a", len(acked))
+	}
+
+	next := openStore(t, cfg)
+	tr2 := &recorder{}
+	runRelay(t, next, tr2, true)
+	want := append([]*outbox.Message{hold}, written...)
+	waitFor(t, 60*time.Second, "every unacknowledged message to be delivered", func() bool {
+		got := map[string]bool{}
+		for _, p := range tr2.all() {
+			got[p.ID] = true
+		}
+		for _, m := range want {
+			if !acked[m.ID] && !got[m.ID] {
+				return false
+			}
+		}
+		return true
+	})
+	settledAll(t, next)
+	again := 0
+	for _, p := range tr2.all() {
+		if acked[p.ID] {
+			again++
+		}
+	}
+	if again > 0 {
+		t.Fatalf("after a clean stop in a large transaction the next relay sent %d of its %d acknowledged messages again", again, len(acked))
 	}
 }

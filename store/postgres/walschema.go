@@ -25,8 +25,9 @@ func WALSQL(cfg Config) (string, error) {
 		return "", err
 	}
 	d := cfg.withDefaults()
-	return fmt.Sprintf("%s;\nCREATE PUBLICATION %s;\nSELECT pg_create_logical_replication_slot('%s', 'pgoutput');\n",
-		positionDDL(positionTable(d.Schema, d.Table)), pgx.Identifier{d.WAL.Publication}.Sanitize(), d.WAL.Slot), nil
+	pt := positionTable(d.Schema, d.Table)
+	return fmt.Sprintf("%s;\n%s;\nCREATE PUBLICATION %s;\nSELECT pg_create_logical_replication_slot('%s', 'pgoutput');\n",
+		positionDDL(pt), positionUpgradeDDL(pt), pgx.Identifier{d.WAL.Publication}.Sanitize(), d.WAL.Slot), nil
 }
 
 // positionTable is the quoted name of the table of confirmed positions, next to the outbox.
@@ -34,8 +35,17 @@ func positionTable(schema, table string) string {
 	return pgx.Identifier{schema, indexName(table, "wal")}.Sanitize()
 }
 
+// positionDDL creates the position table: per slot, the position the reader confirmed, and the
+// transaction too large for the buffer that is being written to the table as it is decoded
+// (tabled_tx, its commit position) with how many of its messages are there (tabled; see
+// walStream.flush).
 func positionDDL(table string) string {
-	return "CREATE TABLE IF NOT EXISTS " + table + " (slot text PRIMARY KEY, confirmed pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+	return "CREATE TABLE IF NOT EXISTS " + table + " (slot text PRIMARY KEY, confirmed pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), tabled_tx pg_lsn, tabled bigint NOT NULL DEFAULT 0)"
+}
+
+// positionUpgradeDDL adds the large transaction's columns to a position table created without them.
+func positionUpgradeDDL(table string) string {
+	return "ALTER TABLE " + table + " ADD COLUMN IF NOT EXISTS tabled_tx pg_lsn, ADD COLUMN IF NOT EXISTS tabled bigint NOT NULL DEFAULT 0"
 }
 
 // ensureWAL creates the position table, the publication and the slot when missing. Concurrent
@@ -48,7 +58,10 @@ func (s *Store) ensureWAL(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.cfg.Schema, s.cfg.Table)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, positionDDL(s.wal.positions))
+		if _, err := tx.Exec(ctx, positionDDL(s.wal.positions)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, positionUpgradeDDL(s.wal.positions))
 		return err
 	})
 	if err != nil {
@@ -79,6 +92,11 @@ func (s *Store) ensureWAL(ctx context.Context) error {
 func undefinedTable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
+}
+
+func undefinedColumn(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42703"
 }
 
 func alreadyExists(err error) bool {

@@ -295,6 +295,11 @@ type spill struct {
 // spill writes streamed messages to the table in one statement, in order. A message that is
 // there already (streamed again after a crash before the slot moved past it) is left as it is.
 func (s *Store) spill(ctx context.Context, spills []spill) error {
+	return s.spillThen(ctx, spills, nil)
+}
+
+// spillThen is spill, running then (when not nil) in the same transaction after the write.
+func (s *Store) spillThen(ctx context.Context, spills []spill, then func(pgx.Tx) error) error {
 	n := len(spills)
 	cols := columnsOf(messagesOf(spills))
 	attempts, delays := make([]int32, n), make([]int64, n)
@@ -315,8 +320,13 @@ func (s *Store) spill(ctx context.Context, spills []spill) error {
 		}
 	}
 	err := s.fenced(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, s.wal.spillSQL, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, attempts, delays, dead, texts)
-		return err
+		if _, err := tx.Exec(ctx, s.wal.spillSQL, cols.ids, cols.types, cols.keys, cols.payloads, cols.results, cols.headers, cols.created, attempts, delays, dead, texts); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("write %d message(s) to %s: %w", n, s.table, err)

@@ -65,6 +65,14 @@ type walStream struct {
 	// Only the reader's goroutine uses them.
 	inTable map[string]bool
 	catchUp pglogrepl.LSN
+	// tabled is what the position table recorded, when this reader took the slot, of a
+	// transaction too large for the buffer that was being written to the table as it was
+	// decoded: streamed again, its messages up to that count are the table's to deliver (see
+	// stream's flush). Only the reader's goroutine uses it.
+	tabled tabledTx
+	// record is false when the position table (or its large-transaction columns) is missing:
+	// then nothing is recorded there, and only the skipping is lost.
+	record bool
 
 	mu        sync.Mutex
 	err       error     // why the last session ended or could not start; nil while holding
@@ -311,7 +319,12 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		overflow    bool
 		spills      []*outbox.Message
 		spillsBytes int64
-		corrupt     []corruptWAL
+		// final is the transaction's commit position; skip counts its first messages still
+		// to be passed over (an earlier session wrote them to the table), tabled its
+		// messages in the table, those included.
+		final        pglogrepl.LSN
+		skip, tabled int64
+		corrupt      []corruptWAL
 		// unanswered counts the server's requests for a reply since it last sent data.
 		unanswered int
 	)
@@ -382,9 +395,23 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		for i, m := range spills {
 			batch[i] = spill{msg: m} // due now, no attempt
 		}
-		if err := w.s.spill(ctx, batch); err != nil {
+		// How much of the transaction is in the table is recorded with the write: the
+		// position cannot move into a transaction, so a reader stopping (or crashing) before
+		// its COMMIT leaves it to be streamed again whole, and the messages in the table
+		// (delivered and deleted from there, perhaps) must not be written there again.
+		var record func(pgx.Tx) error
+		if w.record {
+			n := tabled + int64(len(spills))
+			record = func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed, tabled_tx, tabled) VALUES ($1, '0/0', $2, $3)
+					ON CONFLICT (slot) DO UPDATE SET tabled_tx = excluded.tabled_tx, tabled = excluded.tabled`, w.cfg.Slot, final, n)
+				return err
+			}
+		}
+		if err := w.s.spillThen(ctx, batch, record); err != nil {
 			return fmt.Errorf("write a transaction past the buffer's bound to the table: %w", err)
 		}
+		tabled += int64(len(spills))
 		for k := range keys {
 			w.markSpilled(k, 0)
 		}
@@ -492,6 +519,10 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 				inTx, committed, msgs, corrupt = true, m.CommitTime, msgs[:0], corrupt[:0]
 				// A transaction's commit record starts at or after the end of the one before.
 				fresh, pending, overflow, spills, spillsBytes = m.FinalLSN >= w.received(), 0, false, spills[:0], 0
+				final, skip, tabled = m.FinalLSN, 0, 0
+				if fresh && w.tabled.tx != 0 && m.FinalLSN == w.tabled.tx {
+					skip, tabled = w.tabled.n, w.tabled.n
+				}
 			case *pglogrepl.LogicalDecodingMessage:
 				switch {
 				case m.Prefix == w.prefix && m.Transactional && inTx:
@@ -510,6 +541,10 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 							continue
 						}
 						if !fresh {
+							continue
+						}
+						if skip > 0 {
+							skip-- // in the table already, written there by an earlier session
 							continue
 						}
 						if err := take(msg); err != nil {
@@ -763,16 +798,42 @@ func (w *walStream) persist(ctx context.Context, pos pglogrepl.LSN) error {
 	return err
 }
 
-// kept reads the position persist kept; zero when there is none (or no table: a schema set up
-// without it only loses the skipping).
+// tabledTx names the first n messages of the transaction committed at tx as written to the table.
+type tabledTx struct {
+	tx pglogrepl.LSN
+	n  int64
+}
+
+// kept reads the position persist kept, zero when there is none, and the record of a large
+// transaction written to the table (see walStream.tabled). A schema set up without the table
+// (or, from an early version, without its large-transaction columns) only loses the skipping.
 func (w *walStream) kept(ctx context.Context) (pglogrepl.LSN, error) {
 	var pos pglogrepl.LSN
-	err := w.s.pool.QueryRow(ctx, "SELECT confirmed FROM "+w.positions+" WHERE slot = $1", w.cfg.Slot).Scan(&pos)
+	var tx *pglogrepl.LSN
+	var n int64
+	w.tabled, w.record = tabledTx{}, false
+	err := w.s.pool.QueryRow(ctx, "SELECT confirmed, tabled_tx, tabled FROM "+w.positions+" WHERE slot = $1", w.cfg.Slot).Scan(&pos, &tx, &n)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows), undefinedTable(err):
+	case errors.Is(err, pgx.ErrNoRows):
+		w.record = true
 		return 0, nil
+	case undefinedTable(err):
+		return 0, nil
+	case undefinedColumn(err):
+		err = w.s.pool.QueryRow(ctx, "SELECT confirmed FROM "+w.positions+" WHERE slot = $1", w.cfg.Slot).Scan(&pos)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read the kept position: %w", err)
+		}
+		return pos, nil
 	case err != nil:
 		return 0, fmt.Errorf("read the kept position: %w", err)
+	}
+	w.record = true
+	if tx != nil {
+		w.tabled = tabledTx{tx: *tx, n: n}
 	}
 	return pos, nil
 }
