@@ -149,7 +149,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 			ln.name, len(unexplained), unexplained[:min(5, len(unexplained))])
 	}
 	if ln.scenario.noDuplicates && rep.Duplicates > 0 {
-		broken("%s: %d duplicates in a scenario without kills or outages", ln.name, rep.Duplicates)
+		broken("%s: %d duplicates in a scenario without kills or outages (relays stopped only cleanly, if at all)", ln.name, rep.Duplicates)
 	}
 	// What a kill can cut: at most a full batch in each of the relay's cycles in flight. In WAL
 	// mode a holder's kill also cuts what it settled since its last status update, which the
@@ -164,7 +164,11 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 		}
 	}
 	if ln.spec.wal {
-		wr := checkWAL(ln, journals, broken)
+		tabledAt, err := ln.db.tabled(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", ln.name, err)
+		}
+		wr := checkWAL(ln, journals, tabledAt, broken)
 		res.wal = &wr
 	}
 

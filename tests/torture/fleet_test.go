@@ -43,6 +43,9 @@ type fleet struct {
 	bin  string
 	dir  string
 	args []string // common flags
+	// slotArgs, when set, adds flags of slot i's own (its replication proxy, its application
+	// name) to the common ones.
+	slotArgs func(i int) []string
 
 	mu       sync.Mutex
 	slots    []*relayProc
@@ -50,6 +53,7 @@ type fleet struct {
 	journals []string // one per process ever started
 	kills    int
 	pauses   int
+	stops    int      // clean stops of restartCleanly
 	crashes  []string // processes that exited without being told to
 	stats    []outbox.Stats
 }
@@ -67,9 +71,9 @@ type relayProc struct {
 	stopped bool // by a SIGTERM of ours
 }
 
-func newFleet(t *testing.T, bin, dir string, relays int, args []string) *fleet {
+func newFleet(t *testing.T, bin, dir string, relays int, args []string, slotArgs func(i int) []string) *fleet {
 	t.Helper()
-	f := &fleet{bin: bin, dir: dir, args: args, slots: make([]*relayProc, relays)}
+	f := &fleet{bin: bin, dir: dir, args: args, slotArgs: slotArgs, slots: make([]*relayProc, relays)}
 	for i := range relays {
 		if err := f.start(i); err != nil {
 			t.Fatal(err)
@@ -96,6 +100,9 @@ func (f *fleet) start(i int) error {
 		return err
 	}
 	args := append(append([]string(nil), f.args...), "-owner", name, "-journal", journal, "-fault-seed", fmt.Sprint(f.gen))
+	if f.slotArgs != nil {
+		args = append(args, f.slotArgs(i)...)
+	}
 	p.cmd = exec.Command(f.bin, args...)
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = logFile
@@ -150,6 +157,42 @@ func (f *fleet) kill(i int) error {
 	<-p.done
 	marked := journal.MarkKilled(p.journal, signalled, time.Now())
 	return errors.Join(f.start(i), marked)
+}
+
+// restartCleanly stops the process in slot i as a deployment does (SIGTERM), waits for it to
+// exit, which it must do cleanly (exit 0, its counters printed) within timeout, and starts its
+// replacement. A process that must be killed after timeout is reported, and replaced too.
+func (f *fleet) restartCleanly(i int, timeout time.Duration) error {
+	f.mu.Lock()
+	p := f.slots[i]
+	select {
+	case <-p.done: // it exited by itself; exited restarts it
+		f.mu.Unlock()
+		return nil
+	default:
+	}
+	p.stopped = true
+	f.stops++
+	f.mu.Unlock()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("SIGTERM %s: %w", p.name, err)
+	}
+	var stopErr error
+	select {
+	case <-p.done:
+		if p.exitErr != nil {
+			stopErr = fmt.Errorf("%s: exit after SIGTERM: %v: %s", p.name, p.exitErr, tail(p.stderr))
+		} else if err := json.Unmarshal(bytes.TrimSpace(p.stdout.Bytes()), new(outbox.Stats)); err != nil {
+			stopErr = fmt.Errorf("%s: stats line %q: %v", p.name, p.stdout.String(), err)
+		}
+	case <-time.After(timeout):
+		signalled := time.Now()
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		stopErr = errors.Join(fmt.Errorf("%s did not stop within %v of SIGTERM: %s", p.name, timeout, tail(p.stderr)),
+			journal.MarkKilled(p.journal, signalled, time.Now()))
+	}
+	return errors.Join(stopErr, f.start(i))
 }
 
 // pause freezes the process in slot i (SIGSTOP) for d, then resumes it (SIGCONT).
@@ -282,6 +325,12 @@ func (f *fleet) killCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.kills
+}
+
+func (f *fleet) stopCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stops
 }
 
 func (f *fleet) pauseCount() int {

@@ -34,6 +34,13 @@ type scenario struct {
 	rate     float64       // transactions per second per lane (each carries 1-3 events)
 	kills    int           // SIGKILLs of a random relay, at random moments
 	pauses   int           // SIGSTOPs of a random relay for relayPause, at random moments
+	// cleanStops are, per lane, SIGTERMs of a relay (the slot's holder two times in three, in
+	// WAL lanes), each restarted once it exited, at random moments (see stopCleanly).
+	cleanStops int
+	// replicationCuts are cuts of the replication path of each WAL lane's slot holder, its pool
+	// left working: every relay's replication connection goes through a proxy of its own,
+	// which closes its connections and refuses new ones for replicationCut (see cutReplication).
+	replicationCuts int
 	// pgRestartAt and sqsFreezeAt are when, into the run, PostgreSQL is stopped (for
 	// pgDowntime, then started) and the SQS server frozen (for sqsDowntime); 0 for never.
 	pgRestartAt, sqsFreezeAt time.Duration
@@ -66,6 +73,10 @@ const (
 	pgDowntime  = 3 * time.Second
 	sqsDowntime = 10 * time.Second
 	relayPause  = 5 * time.Second // longer than the 3s lease
+	// replicationCut is how long a holder's replication path stays cut: several takeover
+	// intervals, and as long as the lease, so that the old holder's retries meet a refusal and
+	// then a slot another relay holds.
+	replicationCut = 3 * time.Second
 	// queueMissing is how long a deleted queue stays missing before it is created again.
 	queueMissing = 5 * time.Second
 	// recoveryBound is how soon after an outage publishing must succeed again and delivery be
@@ -178,6 +189,18 @@ var scenarios = []scenario{
 	// new holder streams again what a killed one spilled but had not confirmed.
 	{name: "wal-partial-failures", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
 		duration: 12 * time.Second, rate: 25, kills: 6, partialRate: 0.2, callRate: 0.05},
+	// The holder's replication connection cut (a proxy closes it and refuses new ones for 3 s)
+	// while its pool still works, as a load balancer's idle cut or a partition of one path
+	// would: the standby takes the slot and streams again what was not confirmed, and the old
+	// holder must no longer hand out, settle or spill what it streamed. Duplicates only within
+	// what the journals leave in doubt; no claim of what another relay holds.
+	{name: "wal-replication-cut", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
+		duration: 20 * time.Second, rate: 25, replicationCuts: 4},
+	// Relays stopped cleanly (SIGTERM) and restarted, again and again, the holder two times in
+	// three: a clean stop confirms what it settled and writes to the table what it had not, so
+	// the next holder sends no acknowledged event again. Any duplicate fails.
+	{name: "wal-clean-restarts", lanes: []laneSpec{named(walMode(ordered(2)), "ordered"), named(walMode(unordered(2)), "unordered")},
+		duration: 20 * time.Second, rate: 25, cleanStops: 10, noDuplicates: true},
 	// A WAL-mode relay that acknowledges batches when it claims them and publishes them half a
 	// second later, killed now and then: the slot confirms what nobody published. The checks of
 	// the confirmed position must catch it, and the loss.
@@ -196,6 +219,13 @@ func (sc scenario) scaled(factor float64) scenario {
 	}
 	if sc.pauses > 0 {
 		sc.pauses = max(1, int(float64(sc.pauses)*factor))
+	}
+	if sc.cleanStops > 0 {
+		sc.cleanStops = max(1, int(float64(sc.cleanStops)*factor))
+	}
+	if sc.replicationCuts > 0 {
+		sc.replicationCuts = max(1, int(float64(sc.replicationCuts)*factor))
+		sc.duration = max(sc.duration, time.Duration(sc.replicationCuts)*(replicationCut+time.Second))
 	}
 	// Writing goes on for 5 s after each fault has ended.
 	for _, f := range []struct{ at, lasts time.Duration }{{sc.pgRestartAt, 0}, {sc.sqsFreezeAt, sc.downtime()}, {sc.queueMissingAt, queueMissing}} {

@@ -72,6 +72,14 @@ type lane struct {
 	slotWatch *slotWatch
 	lastWrite int64
 	caughtUp  time.Duration
+	// proxies carry each relay's replication connection in wal-replication-cut, one per fleet
+	// slot.
+	proxies []*cutProxy
+
+	mu           sync.Mutex
+	cuts         int             // replication cuts of the holder
+	cutTakeovers []time.Duration // from each cut to another relay holding the slot
+	holderStops  int             // clean stops of the relay holding the slot
 }
 
 // startLane creates a lane's schema and queue and starts its consumer and relays.
@@ -101,10 +109,20 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, pg
 	if spec.ordered {
 		args = append(args, "-ordered")
 	}
+	var slotArgs func(i int) []string // each relay's own flags: how to tell the holder
 	if spec.wal {
 		args = append(args, walFlags...)
+		ln.db.recordTabled(t)
 		ln.slotWatch = watchSlot(admin, ln.db.slot)
 		t.Cleanup(ln.slotWatch.stop)
+		if sc.replicationCuts > 0 {
+			ln.proxies, slotArgs = replicationProxies(t, pgURL, spec.relays)
+		} else {
+			var err error
+			if slotArgs, err = appNameFlags(pgURL, spec.relays); err != nil {
+				t.Fatalf("PostgreSQL URL: %v", err)
+			}
+		}
 	}
 	args = append(args, spec.flags...)
 	args = append(args, spec.sabotage...)
@@ -117,7 +135,7 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, pg
 		ln.consumer = startConsumer(sqsServer.client(), ln.queueURL, 2)
 	}
 	t.Cleanup(ln.consumer.stop)
-	ln.fleet = newFleet(t, bin, dir, spec.relays, args)
+	ln.fleet = newFleet(t, bin, dir, spec.relays, args, slotArgs)
 	return ln
 }
 
@@ -171,6 +189,12 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 	}
 	if sc.pauses > 0 {
 		faults.Go(func() { pauseRandomly(t, ctx, lanes, sc.pauses, sc.duration) })
+	}
+	if sc.cleanStops > 0 {
+		faults.Go(func() { stopCleanly(t, ctx, lanes, sc.cleanStops, sc.duration) })
+	}
+	if sc.replicationCuts > 0 {
+		faults.Go(func() { cutReplication(t, ctx, lanes, sc.replicationCuts, sc.duration) })
 	}
 	if sc.pgRestartAt > 0 {
 		faults.Go(func() {
@@ -304,6 +328,18 @@ func checkLanes(t *testing.T, sc scenario, lanes []*lane) []result {
 				"%d events in doubt only because a holder was cut before confirming them; the confirmed position passed %d of %d events sampled before the broker had them; "+
 				"%d events a killed relay held unsettled were not streamed again; confirmed past the last write %v after the drain",
 				r.name, w.takes, w.handovers, w.holderKills, r.kills, w.takeoverTimes(), w.repeatable, w.early, w.checked, w.notAgain, w.caughtUp.Round(time.Millisecond))
+		}
+		if stops := ln.fleet.stopCount(); stops > 0 {
+			ln.mu.Lock()
+			t.Logf("%s: %d clean stops (SIGTERM, then a restart), %d of them of the relay holding the slot", r.name, stops, ln.holderStops)
+			ln.mu.Unlock()
+		}
+		if len(ln.proxies) > 0 {
+			ln.mu.Lock()
+			cuts, taken := ln.cuts, len(ln.cutTakeovers)
+			ln.mu.Unlock()
+			t.Logf("%s: the holder's replication path cut %d times for %v, its pool working; another relay held the slot after %d of them, after (median, max) %s",
+				r.name, cuts, replicationCut, taken, ln.cutTimes())
 		}
 	}
 	return results

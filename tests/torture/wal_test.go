@@ -196,13 +196,14 @@ type walReport struct {
 //
 //   - Every sample of the confirmed position, taken at a moment T, must find each event it has
 //     passed (its transaction's end at or below the position) already accepted by the broker
-//     at T (SQS SentTimestamp), unless the event went to the table: poison, failures that
-//     charged an attempt (S lines), and in ordered mode the later events of their keys, which
-//     may have been queued behind them.
+//     at T (SQS SentTimestamp), or already written to the outbox table by T (tabledAt, see
+//     recordTabled: what a clean stop had not settled, or released), unless the event went to
+//     the table: poison, failures that charged an attempt (S lines), and in ordered mode the
+//     later events of their keys, which may have been queued behind them.
 //   - Every event a killed relay held without settling it must have been claimed again by
 //     another relay: for a streamed one, the next holder streamed it again from the confirmed
 //     position, which therefore had not passed it.
-func checkWAL(ln *lane, a journal.Analysis, broken func(format string, args ...any)) walReport {
+func checkWAL(ln *lane, a journal.Analysis, tabledAt map[string]time.Time, broken func(format string, args ...any)) walReport {
 	rep := walReport{takes: a.Takes, handovers: a.Handovers, holderKills: a.HolderKills, takeovers: a.Takeovers, notAgain: len(a.NotClaimedAgain), caughtUp: ln.caughtUp}
 	for id := range a.Repeatable {
 		if !a.InDoubt[id] {
@@ -259,6 +260,9 @@ func checkWAL(ln *lane, a journal.Analysis, broken func(format string, args ...a
 		}
 		rep.checked++
 		at, ok := accepted[id]
+		if tab, inTable := tabledAt[id]; inTable && !tab.After(samples[i].at) {
+			continue // written to the table before the position passed it
+		}
 		if !ok || at.After(samples[i].at) {
 			rep.early++
 			if len(early) < 3 {
