@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/txoutbox/outbox"
@@ -37,11 +38,13 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.M
 		return nil, fmt.Errorf("mysql: claim: %w", err)
 	}
 	var msgs []*outbox.Message
+	from, turn := s.cursor.start()
+	var last *string // the last key an ordered claim served
 	err := s.inTx(ctx, "claim", func(tx *sql.Tx) error {
 		var got []claimed
 		var err error
 		if req.Ordered {
-			got, err = s.lockRuns(ctx, tx, req.Limit)
+			got, last, err = s.lockRuns(ctx, tx, from, req.Limit)
 		} else {
 			got, err = s.lockDue(ctx, tx, "", req.Limit)
 		}
@@ -53,6 +56,9 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.M
 	})
 	if err != nil {
 		return nil, err
+	}
+	if last != nil {
+		s.cursor.advance(turn, *last)
 	}
 	return msgs, nil
 }
@@ -155,50 +161,49 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, req outbox.ClaimRequest, 
 
 // lockRuns is the ordered claim. A key's run starts at its head, its oldest undelivered
 // (pending or dead) row, which must be due, and goes on through the key's next rows while each
-// is due and no dead row lies between. It reads without locking, then locks what it chose:
+// is due and no dead row lies between. Keys take turns: the claim walks the keys in key order
+// from the one after where this store's previous ordered claim ended (keyCursor), round to it
+// again, and serves the first limit keys whose head is due. It reads without locking, then
+// locks what it chose:
 //
-//  1. the due heads, oldest first, up to limit: due rows of the claim index with no undelivered
-//     row of their key before them (an index-only probe of outbox_key), and due unkeyed rows;
-//  2. in one statement, each keyed head's pending rows after it, up to limit, and the key's
-//     first dead row after it, which ends the run;
-//  3. of heads and runs, the oldest limit rows by seq (a prefix of each run), locked with SKIP
-//     LOCKED and re-checked as due.
+//  1. the walk (walkKeys): a loose scan of the (status, msg_key, seq) index, one probe per key
+//     with pending rows, whatever their number, so keys whose head is leased or waiting for its
+//     retry cost one probe each and their backlogs are never read;
+//  2. the batch is shared out among the due keys in walk order: each keyed head, then each
+//     key's next rows up to its share (runRows), shares of runs that end early going to the
+//     runs that go on;
+//  3. the chosen rows are locked with SKIP LOCKED and re-checked as due.
 //
 // A key's rows are kept only while the locked rows are its run's first, second, third...: a
 // head another claim leased or acked meanwhile is not returned by the lock, so nothing of its
 // key is taken. Heads cannot be overtaken: writers of one key commit in seq order (Add's key
-// lock), so a row that commits after step 1 comes after every row of its key seen there.
+// lock), so a row that commits after the walk comes after every row of its key seen there, and
+// a dead row is only ever requeued, never written before a later one's head.
 //
-// Keys are served oldest head first; every key's head becomes the oldest in time, so none starves.
-func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, limit int) ([]claimed, error) {
-	heads, err := s.dueHeads(ctx, tx, limit)
-	if err != nil || len(heads) == 0 {
-		return nil, err
+// Sharing the batch keeps the turns short: with limit L and K keys due, every key is served
+// within ceil(K/L) claims, and a key due alone fills the batch with its run.
+func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int) ([]claimed, *string, error) {
+	keys, err := s.walkKeys(ctx, tx, from, limit)
+	if err != nil || len(keys) == 0 {
+		return nil, nil, err
 	}
-	plan := make([]planned, 0, len(heads))
-	var keyed []planned
-	for _, h := range heads {
-		plan = append(plan, h)
-		if h.key != "" {
-			keyed = append(keyed, h)
-		}
+	plan, err := s.shareOut(ctx, tx, keys, limit)
+	if err != nil || len(plan) == 0 {
+		return nil, nil, err
 	}
-	if len(keyed) > 0 {
-		rest, err := s.runTails(ctx, tx, keyed, limit)
-		if err != nil {
-			return nil, err
-		}
-		plan = append(plan, rest...)
+	// The key each planned row is run under, and the walk position of each key.
+	pos := map[string]int{}
+	for i, k := range keys {
+		pos[k.key] = i
 	}
 	slices.SortFunc(plan, func(a, b planned) int { return cmp.Compare(a.seq, b.seq) })
-	plan = plan[:min(len(plan), limit)]
 	args := make([]any, len(plan))
 	for i, p := range plan {
 		args[i] = p.seq
 	}
 	locked, err := s.lockDue(ctx, tx, " AND seq IN ("+marks(len(plan))+")", len(plan), args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	got := map[int64]claimed{}
 	for _, c := range locked {
@@ -206,6 +211,7 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, limit int) ([]claimed,
 	}
 	out := make([]claimed, 0, len(locked))
 	broken := map[string]bool{} // keys whose run lost a row to another claim
+	last := -1
 	for _, p := range plan {
 		c, ok := got[p.seq]
 		switch {
@@ -216,81 +222,239 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, limit int) ([]claimed,
 			}
 		default:
 			out = append(out, c)
+			last = max(last, pos[p.key])
 		}
 	}
-	return out, nil
+	if last < 0 {
+		return out, nil, nil
+	}
+	return out, &keys[last].key, nil
 }
 
-// planned is a row an ordered claim means to take.
+// planned is a row an ordered claim means to take, with the key it is run under.
 type planned struct {
 	seq int64
 	key string
 }
 
-func (s *Store) dueHeads(ctx context.Context, tx *sql.Tx, limit int) ([]planned, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT c.seq, c.msg_key FROM "+s.table+" AS c FORCE INDEX ("+claimIndex+
-		") WHERE c.status = 'pending' AND c.available_at <= "+now+" AND (c.msg_key = '' OR NOT EXISTS (SELECT 1 FROM "+s.table+
-		" AS p FORCE INDEX (outbox_key) WHERE p.msg_key = c.msg_key AND p.status IN ('pending', 'dead') AND p.seq < c.seq))"+
-		" ORDER BY c.seq LIMIT ?", limit)
+// walked is a key the walk found due: its head (0 for the unkeyed rows, which have none).
+type walked struct {
+	key  string
+	head int64
+}
+
+// walkKeys returns up to limit keys whose head is due, in key order after from and then from
+// the first key round to from itself. The unkeyed rows (”) count as one key, due when any of
+// them is. Each page of the walk is one statement: the loose index scan gives each key's oldest
+// pending row, and a key is due when that row is due and no dead row of the key comes before it.
+func (s *Store) walkKeys(ctx context.Context, tx *sql.Tx, from string, limit int) ([]walked, error) {
+	page := min(max(2*limit, 64), 1000)
+	var out []walked
+	// Two stretches: keys after from, then keys up to from (where '' is first).
+	for _, stretch := range []struct {
+		lower, upper string
+		wrapped      bool // from the first key (inclusive) up to from
+	}{{lower: from}, {lower: "", upper: from, wrapped: true}} {
+		lower, inclusive := stretch.lower, stretch.wrapped
+		for len(out) < limit {
+			keys, err := s.walkPage(ctx, tx, lower, inclusive, stretch.upper, stretch.wrapped, page)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range keys {
+				if k.due && len(out) < limit {
+					out = append(out, walked{key: k.key, head: k.head})
+				}
+			}
+			if len(keys) < page {
+				break
+			}
+			lower, inclusive = keys[len(keys)-1].key, false
+		}
+	}
+	return out, nil
+}
+
+type walkRow struct {
+	key  string
+	head int64
+	due  bool
+}
+
+// walkPage reads up to n keys with pending rows, after lower (or from it, inclusive), up to
+// upper when bounded, and whether each one's head is due.
+func (s *Store) walkPage(ctx context.Context, tx *sql.Tx, lower string, inclusive bool, upper string, bounded bool, n int) ([]walkRow, error) {
+	op := " > ?"
+	if inclusive {
+		op = " >= ?"
+	}
+	args := []any{lower}
+	where := "status = 'pending' AND msg_key" + op
+	if bounded {
+		where += " AND msg_key <= ?"
+		args = append(args, upper)
+	}
+	args = append(args, n)
+	// GROUP BY status, msg_key (not msg_key alone) is what MariaDB needs to see the loose scan.
+	q := "SELECT g.msg_key, g.head, IF(g.msg_key = '', EXISTS (SELECT 1 FROM " + s.table + " AS u FORCE INDEX (" + keyIndex +
+		") WHERE u.status = 'pending' AND u.msg_key = '' AND u.available_at <= " + now + "), h.available_at <= " + now +
+		" AND NOT EXISTS (SELECT 1 FROM " + s.table + " AS d FORCE INDEX (" + keyIndex + ") WHERE d.status = 'dead' AND d.msg_key = g.msg_key AND d.seq < g.head))" +
+		" FROM (SELECT msg_key, MIN(seq) AS head FROM " + s.table + " FORCE INDEX (" + keyIndex + ") WHERE " + where +
+		" GROUP BY status, msg_key ORDER BY status, msg_key LIMIT ?) AS g JOIN " + s.table + " AS h ON h.seq = g.head ORDER BY g.msg_key"
+	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []planned
+	var out []walkRow
 	for rows.Next() {
-		var p planned
-		if err := rows.Scan(&p.seq, &p.key); err != nil {
+		var w walkRow
+		if err := rows.Scan(&w.key, &w.head, &w.due); err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, w)
 	}
 	return out, rows.Err()
 }
 
-// runTails returns, for each keyed head, the rows after it that continue its run: pending,
-// due, in seq order, before the key's first later dead row and before its first row not due.
-func (s *Store) runTails(ctx context.Context, tx *sql.Tx, heads []planned, limit int) ([]planned, error) {
-	parts := make([]string, len(heads))
-	args := make([]any, 0, 5*len(heads))
-	for i, h := range heads {
-		parts[i] = "(SELECT r.seq, r.msg_key, r.available_at <= " + now + ", (SELECT MIN(d.seq) FROM " + s.table +
-			" AS d WHERE d.msg_key = ? AND d.status = 'dead' AND d.seq > ?) FROM " + s.table +
-			" AS r FORCE INDEX (outbox_key) WHERE r.msg_key = ? AND r.status = 'pending' AND r.seq > ? ORDER BY r.seq LIMIT ?)"
-		args = append(args, h.key, h.seq, h.key, h.seq, limit-1)
+// shareOut plans up to limit rows over the due keys: every keyed head, then the rows after
+// them, each key getting an equal share of what is left (the earlier keys in the walk one more
+// when it does not divide), again for the keys that used their whole share while rows are left
+// over from runs that ended early. The unkeyed rows' "run" is their due rows in seq order.
+func (s *Store) shareOut(ctx context.Context, tx *sql.Tx, keys []walked, limit int) ([]planned, error) {
+	var plan []planned
+	var open []openRun
+	for _, k := range keys {
+		if k.key == "" {
+			open = append(open, openRun{key: ""}) // from the first due unkeyed row
+			continue
+		}
+		plan = append(plan, planned{seq: k.head, key: k.key})
+		open = append(open, openRun{key: k.key, last: k.head})
+	}
+	for round := 0; round < 4 && len(plan) < limit && len(open) > 0; round++ {
+		left := limit - len(plan)
+		quota := make([]int, len(open))
+		for i := range open {
+			quota[i] = left / len(open)
+			if i < left%len(open) {
+				quota[i]++
+			}
+		}
+		got, err := s.runRows(ctx, tx, open, quota)
+		if err != nil {
+			return nil, err
+		}
+		var still []openRun
+		for i, r := range open {
+			rows := got[r.key]
+			for _, seq := range rows {
+				plan = append(plan, planned{seq: seq, key: r.key})
+			}
+			if quota[i] > 0 && len(rows) == quota[i] {
+				still = append(still, openRun{key: r.key, last: rows[len(rows)-1]})
+			} else if quota[i] == 0 {
+				still = append(still, r)
+			}
+		}
+		open = still
+	}
+	return plan, nil
+}
+
+// openRun is a run that may go on after its last planned row.
+type openRun struct {
+	key  string
+	last int64
+}
+
+// runRows returns, for each open run with a quota, up to quota seqs that continue it after
+// last, in seq order: a keyed run's pending rows while each is due and before the key's first
+// dead row after last; the unkeyed rows' due rows.
+func (s *Store) runRows(ctx context.Context, tx *sql.Tx, open []openRun, quota []int) (map[string][]int64, error) {
+	var parts []string
+	var args []any
+	for i, r := range open {
+		if quota[i] == 0 {
+			continue
+		}
+		if r.key == "" {
+			parts = append(parts, "(SELECT '', r.seq, 1, NULL FROM "+s.table+" AS r FORCE INDEX ("+keyIndex+
+				") WHERE r.status = 'pending' AND r.msg_key = '' AND r.seq > ? AND r.available_at <= "+now+" ORDER BY r.seq LIMIT ?)")
+			args = append(args, r.last, quota[i])
+			continue
+		}
+		// The walked key, not r.msg_key: keys the collation compares equal run as one.
+		parts = append(parts, "(SELECT ?, r.seq, r.available_at <= "+now+", (SELECT MIN(d.seq) FROM "+s.table+" AS d FORCE INDEX ("+keyIndex+
+			") WHERE d.status = 'dead' AND d.msg_key = ? AND d.seq > ?) FROM "+s.table+" AS r FORCE INDEX ("+keyIndex+
+			") WHERE r.status = 'pending' AND r.msg_key = ? AND r.seq > ? ORDER BY r.seq LIMIT ?)")
+		args = append(args, r.key, r.key, r.last, r.key, r.last, quota[i])
+	}
+	out := map[string][]int64{}
+	if len(parts) == 0 {
+		return out, nil
 	}
 	rows, err := tx.QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	type tail struct {
-		planned
+	type row struct {
+		key  string
+		seq  int64
 		due  bool
 		dead sql.NullInt64
 	}
-	var tails []tail
+	var all []row
 	for rows.Next() {
-		var t tail
-		if err := rows.Scan(&t.seq, &t.key, &t.due, &t.dead); err != nil {
+		var r row
+		if err := rows.Scan(&r.key, &r.seq, &r.due, &r.dead); err != nil {
 			return nil, err
 		}
-		tails = append(tails, t)
+		all = append(all, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	// UNION ALL promises no order; a run is read in seq order.
-	slices.SortFunc(tails, func(a, b tail) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(all, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
 	ended := map[string]bool{}
-	var out []planned
-	for _, t := range tails {
-		if ended[t.key] || !t.due || (t.dead.Valid && t.dead.Int64 < t.seq) {
-			ended[t.key] = true
+	for _, r := range all {
+		if ended[r.key] || !r.due || (r.dead.Valid && r.dead.Int64 < r.seq) {
+			ended[r.key] = true
 			continue
 		}
-		out = append(out, t.planned)
+		out[r.key] = append(out[r.key], r.seq)
 	}
 	return out, nil
+}
+
+// keyCursor is where a store's last ordered claim ended its walk over the keys. The next ordered
+// claim starts after it, so keys take turns: a key whose run was cut, or passed over while held,
+// comes up again before the walk returns to any key it has already served. It lives in the
+// process (one per Store), not the table: relays in other processes keep their own turns, and
+// racing claims only cost each other skipped rows, never order.
+type keyCursor struct {
+	mu   sync.Mutex
+	key  string
+	turn uint64 // counts moves, so a claim that started before another one moved on does not move it back
+}
+
+// start returns the key to walk from and the turn it belongs to.
+func (c *keyCursor) start() (string, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.key, c.turn
+}
+
+// advance moves the cursor to key, the last key of a claim that started at turn, unless another
+// claim moved it meanwhile.
+func (c *keyCursor) advance(turn uint64, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.turn == turn {
+		c.key, c.turn = key, turn+1
+	}
 }
 
 // marks returns n comma-separated placeholders.

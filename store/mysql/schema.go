@@ -3,6 +3,8 @@ package mysql
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/txoutbox/outbox/backend"
 )
@@ -10,6 +12,11 @@ import (
 // claimIndex is the index the claim's ORDER BY follows: pending rows in seq order. Without it a
 // SKIP LOCKED claim sorts, and locks, every row it scans, and concurrent claimers serialise.
 const claimIndex = "outbox_claim"
+
+// keyIndex is the ordered claim's: pending (and dead) rows by key, each key's in seq order, so
+// the walk over keys is a loose index scan (one probe per key, never its backlog) and a key's
+// run is a range read.
+const keyIndex = "outbox_key"
 
 // SchemaSQL returns the DDL that creates the outbox table, for migration tools. It is what
 // EnsureSchema runs, and it is idempotent.
@@ -47,9 +54,9 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	PRIMARY KEY (seq),
 	UNIQUE KEY outbox_id (id),
 	KEY %[2]s (status, seq),
-	KEY outbox_key (msg_key, status, seq),
+	KEY %[4]s (status, msg_key, seq),
 	KEY outbox_delivered (status, delivered_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys, keyIndex)
 }
 
 // EnsureSchema creates the table when missing and checks that the claim index is there with
@@ -81,8 +88,8 @@ var outboxColumns = []string{"seq", "id", "type", "msg_key", "payload", "result"
 	"attempts", "available_at", "lease_owner", "last_error", "created_at", "delivered_at", "dead_at"}
 
 // CheckSchema verifies that the table exists with the outbox's columns (an *outbox.SchemaError
-// when not: errors.Is outbox.ErrSchema) and has the claim index on (status, seq). The relay
-// calls it at Start.
+// when not: errors.Is outbox.ErrSchema), has the claim index on (status, seq) and the key index
+// on (status, msg_key, seq). The relay calls it at Start.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: check schema: %w", err)
@@ -94,8 +101,18 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := backend.CheckColumns("mysql", s.table, have, outboxColumns); err != nil {
 		return err
 	}
+	if err := s.checkIndex(ctx, claimIndex, []string{"status", "seq"}, "claims would sort and lock the backlog"); err != nil {
+		return err
+	}
+	return s.checkIndex(ctx, keyIndex, []string{"status", "msg_key", "seq"}, "ordered claims would read every blocked row")
+}
+
+// checkIndex verifies that the table's index name has the columns want, in order. A table from
+// before the key index led with status has outbox_key on (msg_key, status, seq): the error
+// gives the statement that rebuilds it.
+func (s *Store) checkIndex(ctx context.Context, name string, want []string, why string) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT column_name FROM information_schema.statistics
-WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index`, s.cfg.Table, claimIndex)
+WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY seq_in_index`, s.cfg.Table, name)
 	if err != nil {
 		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
 	}
@@ -106,15 +123,22 @@ WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY s
 		if err := rows.Scan(&c); err != nil {
 			return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
 		}
-		cols = append(cols, c)
+		cols = append(cols, strings.ToLower(c))
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
 	}
-	if len(cols) != 2 || cols[0] != "status" || cols[1] != "seq" {
-		return fmt.Errorf("mysql: check schema %s: index %s is %v, want (status, seq): claims would sort and lock the backlog", s.table, claimIndex, cols)
+	if slices.Equal(cols, want) {
+		return nil
 	}
-	return nil
+	fix := "ALTER TABLE " + s.table + " ADD INDEX " + name + " (" + strings.Join(want, ", ") + ")"
+	have := "missing"
+	if len(cols) > 0 {
+		have = "on (" + strings.Join(cols, ", ") + ")"
+		fix = "ALTER TABLE " + s.table + " DROP INDEX " + name + ", ADD INDEX " + name + " (" + strings.Join(want, ", ") + ")"
+	}
+	return fmt.Errorf("mysql: check schema %s: index %s is %s, want (%s): %s; fix with %s",
+		s.table, name, have, strings.Join(want, ", "), why, fix)
 }
 
 // columns returns the names of the table's columns; none when it does not exist.

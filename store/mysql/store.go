@@ -22,6 +22,7 @@ type Store struct {
 	version   string
 	hubKey    string
 	hub       *hub
+	cursor    keyCursor // where the next ordered claim starts walking the keys
 	closed    atomic.Bool
 	closeOnce sync.Once
 

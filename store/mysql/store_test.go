@@ -100,7 +100,37 @@ func TestEnsureSchema(t *testing.T) {
 	if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.table+" DROP INDEX "+claimIndex); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CheckSchema(ctx); err == nil {
-		t.Fatal("CheckSchema accepted a table without the claim index")
+	if err := s.CheckSchema(ctx); err == nil || !strings.Contains(err.Error(), "index outbox_claim is missing") {
+		t.Fatalf("CheckSchema of a table without the claim index = %v", err)
+	}
+}
+
+// The key index is checked too, and a table whose key index has the earlier column order
+// (msg_key, status, seq) gets an error that gives the statement rebuilding it, which works.
+func TestCheckSchemaKeyIndex(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.table+" DROP INDEX "+keyIndex+", ADD INDEX "+keyIndex+" (msg_key, status, seq)"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.CheckSchema(ctx)
+	if err == nil || !strings.Contains(err.Error(), "index outbox_key is on (msg_key, status, seq), want (status, msg_key, seq)") {
+		t.Fatalf("CheckSchema with the earlier key index = %v", err)
+	}
+	if err := s.EnsureSchema(ctx); err == nil {
+		t.Fatal("EnsureSchema accepted the earlier key index")
+	}
+	fix := err.Error()[strings.Index(err.Error(), "fix with ")+len("fix with "):]
+	if _, err := s.DB().ExecContext(ctx, fix); err != nil {
+		t.Fatalf("the fix %q: %v", fix, err)
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.table+" DROP INDEX "+keyIndex); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(ctx); err == nil || !strings.Contains(err.Error(), "index outbox_key is missing") {
+		t.Fatalf("CheckSchema without the key index = %v", err)
 	}
 }
