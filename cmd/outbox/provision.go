@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/transport/kafka"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
 	"github.com/txoutbox/outbox/transport/sqs"
 )
 
-const provisionUsage = `Usage: outbox provision --transport nats|rabbitmq|sqs [transport flags] [provision flags]
-       outbox provision --print --transport nats|rabbitmq|sqs [transport flags] [provision flags]
+const provisionUsage = `Usage: outbox provision --transport nats|rabbitmq|sqs|kafka [transport flags] [provision flags]
+       outbox provision --print --transport nats|rabbitmq|sqs|kafka [transport flags] [provision flags]
 
 Creates what the relay publishes to and a consumer reads, with the transport flags the relay is
 given (the same connection, subject, exchange or queue):
@@ -29,13 +32,16 @@ given (the same connection, subject, exchange or queue):
   sqs       the queue --sqs-queue-url (a name or URL; .fifo makes a FIFO queue with content-based
             deduplication off) and its dead-letter queue NAME-dead (NAME-dead.fifo), with a
             RedrivePolicy of maxReceiveCount 5; it prints the queue's URL
+  kafka     the topic --kafka-topic, the topics of --kafka-routes and --kafka-extra-topics, with
+            --kafka-partitions and --kafka-replication-factor (default: the brokers' defaults)
+            and max.message.bytes at --kafka-max-message-bytes; an existing topic whose
+            max.message.bytes is smaller is a conflict
 It is idempotent: what exists as asked is reported and left alone. An object that exists with
-other settings is never changed: it is reported, and the command exits 1. Kafka topics are not
-provisioned yet.
+other settings is never changed: it is reported, and the command exits 1.
 
 --print prints what it would create as JSON without connecting: JetStream's stream and consumer
-configs, a RabbitMQ definitions file (rabbitmqctl import_definitions), or SQS's CreateQueue
-attributes.`
+configs, a RabbitMQ definitions file (rabbitmqctl import_definitions), SQS's CreateQueue
+attributes, or the Kafka topics.`
 
 // provisionFlags are the provision command's own flags, beside the transport's. Each is named
 // after its transport, so one given with another --transport is refused.
@@ -62,6 +68,11 @@ type provisionFlags struct {
 		maxReceiveCount int
 		noDeadLetter    bool
 	}
+	kafka struct {
+		partitions        int
+		replicationFactor int
+		extraTopics       string
+	}
 }
 
 func addProvisionFlags(f *flags) *provisionFlags {
@@ -85,6 +96,9 @@ func addProvisionFlags(f *flags) *provisionFlags {
 	fs.DurationVar(&p.sqs.visibility, "sqs-visibility-timeout", sqs.DefaultVisibilityTimeout, "SQS: the queue's VisibilityTimeout (whole seconds)")
 	fs.IntVar(&p.sqs.maxReceiveCount, "sqs-max-receive-count", 0, fmt.Sprintf("SQS: the RedrivePolicy's maxReceiveCount (0: %d)", sqs.DefaultMaxReceiveCount))
 	fs.BoolVar(&p.sqs.noDeadLetter, "sqs-no-dead-letter", false, "SQS: no dead-letter queue or redrive policy")
+	fs.IntVar(&p.kafka.partitions, "kafka-partitions", -1, "Kafka: each topic's partitions (-1: the brokers' num.partitions)")
+	fs.IntVar(&p.kafka.replicationFactor, "kafka-replication-factor", -1, "Kafka: each topic's replicas (-1: the brokers' default.replication.factor)")
+	fs.StringVar(&p.kafka.extraTopics, "kafka-extra-topics", "", "Kafka: more topics to create, comma-separated")
 	return p
 }
 
@@ -96,8 +110,8 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
-	if tf.kind == "kafka" || tf.kind == "memory" {
-		return usagef(cmd, "--transport %s: provisioning is for nats, rabbitmq and sqs (a Kafka topic is created with the broker's tools)", tf.kind)
+	if tf.kind == "memory" {
+		return usagef(cmd, "--transport memory: provisioning is for nats, rabbitmq, sqs and kafka (the memory transport has nothing to create)")
 	}
 	if err := tf.check(cmd); err != nil {
 		return err
@@ -169,6 +183,35 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 		rep, err := sqs.Provision(ctx, pc)
 		objects = rep.Objects
 		queueURL, runErr = rep.QueueURL, err
+	case "kafka":
+		cfg, _ := tf.kafka.config(cmd, f) // checked
+		if pf.kafka.partitions < -1 || pf.kafka.partitions == 0 || pf.kafka.partitions > math.MaxInt32 {
+			return usagef(cmd, "--kafka-partitions: %d is not a partition count (-1 or at least 1)", pf.kafka.partitions)
+		}
+		if pf.kafka.replicationFactor < -1 || pf.kafka.replicationFactor == 0 || pf.kafka.replicationFactor > math.MaxInt16 {
+			return usagef(cmd, "--kafka-replication-factor: %d is not a replica count (-1 or at least 1)", pf.kafka.replicationFactor)
+		}
+		var extra []string
+		for _, name := range strings.Split(pf.kafka.extraTopics, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				extra = append(extra, name)
+			}
+		}
+		pc := kafka.ProvisionConfig{
+			Transport: cfg, Topics: extra,
+			Partitions: int32(pf.kafka.partitions), ReplicationFactor: int16(pf.kafka.replicationFactor),
+		}
+		if pf.print {
+			p, err := pc.Plan()
+			if err != nil {
+				return f.configError(err)
+			}
+			plan = p
+			break
+		}
+		rep, err := kafka.Provision(ctx, pc)
+		objects = rep.Objects
+		runErr = err
 	}
 	if plan != nil {
 		out, err := json.MarshalIndent(plan, "", "  ")
@@ -185,7 +228,7 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "queue URL: %s\n", queueURL)
 	}
 	if runErr != nil {
-		if errors.Is(runErr, nats.ErrConflict) || errors.Is(runErr, rabbitmq.ErrConflict) || errors.Is(runErr, sqs.ErrConflict) {
+		if errors.Is(runErr, nats.ErrConflict) || errors.Is(runErr, rabbitmq.ErrConflict) || errors.Is(runErr, sqs.ErrConflict) || errors.Is(runErr, kafka.ErrConflict) {
 			return failed(cmd, fmt.Errorf("%w; change or remove it with the broker's tools, or give provision its settings", runErr))
 		}
 		return failed(cmd, runErr)

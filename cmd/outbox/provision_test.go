@@ -13,8 +13,11 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/outboxtest"
 	"github.com/txoutbox/outbox/transport/nats"
 	"github.com/txoutbox/outbox/transport/rabbitmq"
@@ -255,8 +258,8 @@ func TestProvisionThenRelayToSQS(t *testing.T) {
 	}
 }
 
-// --print needs no broker, and kafka is refused with a reason.
-func TestProvisionPrintAndKafka(t *testing.T) {
+// --print needs no broker, and the memory transport is refused with a reason.
+func TestProvisionPrint(t *testing.T) {
 	code, stdout, stderr := runCLI(t, nil, "provision", "--print", "--transport", "nats", "--nats-stream", "ORDERS", "--nats-durable", "workers", "--nats-url", "nats://127.0.0.1:1")
 	var plan nats.ProvisionPlan
 	if err := json.Unmarshal([]byte(stdout), &plan); code != 0 || err != nil || plan.Stream.Name != "ORDERS" ||
@@ -267,10 +270,63 @@ func TestProvisionPrintAndKafka(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, `"QueueName": "orders-dead.fifo"`) || !strings.Contains(stdout, `"ContentBasedDeduplication": "false"`) {
 		t.Errorf("--print sqs: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "kafka"); code != 2 || !strings.Contains(stderr, "provisioning is for nats, rabbitmq and sqs") {
-		t.Errorf("kafka: exit %d\n%s", code, stderr)
+	code, stdout, stderr = runCLI(t, nil, "provision", "--print", "--transport", "kafka", "--kafka-brokers", "127.0.0.1:1",
+		"--kafka-topic", "orders", "--kafka-partitions", "6")
+	if code != 0 || !strings.Contains(stdout, `"name": "orders"`) || !strings.Contains(stdout, `"partitions": 6`) {
+		t.Errorf("--print kafka: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "kafka", "--kafka-brokers", "127.0.0.1:1", "--kafka-topic", "t", "--kafka-partitions", "0"); code != 2 || !strings.Contains(stderr, "--kafka-partitions: 0 is not a partition count") {
+		t.Errorf("kafka partitions 0: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "memory"); code != 2 || !strings.Contains(stderr, "nothing to create") {
+		t.Errorf("memory: exit %d\n%s", code, stderr)
 	}
 	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "rabbitmq", "--nats-durable", "x"); code != 2 || !strings.Contains(stderr, "--nats-durable does not apply to --transport rabbitmq") {
 		t.Errorf("a flag of another transport: exit %d\n%s", code, stderr)
 	}
+}
+
+// `outbox provision --transport kafka` creates the topics (the routes' too) with the partitions
+// asked for; a second run finds them; `outbox relay` publishes into them on a cluster that does
+// not create topics by itself.
+func TestProvisionThenRelayToKafka(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	args := []string{"--transport", "kafka", "--kafka-brokers", brokers, "--kafka-topic", "others", "--kafka-routes", "ORDER_PLACED=orders"}
+	provisionTwice(t, nil,
+		[]string{"created topic others (3 partitions", "created topic orders (3 partitions"},
+		[]string{"exists: topic others (3 partitions", "exists: topic orders (3 partitions"},
+		append(args, "--kafka-partitions", "3")...)
+
+	storeURL, store := sqliteStore(t)
+	msgs := append(outboxtest.NewMessages(10, "ORDER_PLACED", "order-1"), outboxtest.NewMessages(5, "USER_CREATED", "")...)
+	add(t, store, msgs...)
+	r := startRelayInProcess(t, nil, "", append([]string{"--store", storeURL, "--listen", "off", "--poll-interval", "20ms"}, args...)...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("orders", "others"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(got) < len(msgs) && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			m, err := backend.DecodeEnvelope(rec.Value)
+			if err != nil {
+				t.Errorf("record on %s is not an envelope: %v", rec.Topic, err)
+				return
+			}
+			got[m.ID]++
+		})
+	}
+	if code := r.stop(); code != 0 {
+		t.Fatalf("relay exit %d:\n%s", code, r.stderr.String())
+	}
+	checkAllArrived(t, msgs, got)
 }
