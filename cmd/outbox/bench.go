@@ -19,6 +19,7 @@ import (
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/inboxbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/kafkabench"
+	"github.com/txoutbox/outbox/cmd/outbox/internal/mysqlbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/natsbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/pgbench"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/rabbitmqbench"
@@ -28,7 +29,7 @@ import (
 	"github.com/txoutbox/outbox/cmd/outbox/internal/walbench"
 )
 
-const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…] [--sqs-endpoint URL]
+const benchUsage = `Usage: outbox bench [--only LIST] [--store postgres://…|mysql://…] [--sqs-endpoint URL]
                     [--kafka-brokers HOST:PORT,…] [--nats-url URL] [--rabbitmq-url URL] [flags]
 
 Runs the benchmarks and prints one JSON document on stdout; each result carries the raw baseline
@@ -41,6 +42,13 @@ Benchmarks (--only picks some, comma-separated):
   postgres-latency  end-to-end latency at a steady rate, vs the write transaction's own
   postgres-ordered  ordered drain of 1000, 10 and 1 keys vs the unordered drain of the same backlog
   sqlite-ordered    the same on SQLite, in a temporary file (no server)
+  mysql-write       MySQL/MariaDB (--store mysql://…): a one-row business transaction with and
+                    without the outbox write
+  mysql-drain       a backlog drained by the relay vs a raw SELECT … FOR UPDATE SKIP LOCKED +
+                    DELETE loop with the same concurrency
+  mysql-latency     end-to-end latency at 2000 events/s, woken by the in-process signal and by
+                    polling only (as writes of another process are found), vs the write's own
+  mysql-ordered     ordered drain of 1000, 10 and 1 keys vs the unordered drain of the same backlog
   wal-write         PostgreSQL's WAL mode: a one-row business transaction alone, with a
                     table-mode Add and with a WAL-mode Add
   wal-drain         a backlog of 1M events (--events) written while no relay ran, drained in WAL
@@ -54,17 +62,19 @@ Benchmarks (--only picks some, comma-separated):
   nats              relay -> NATS JetStream vs raw async publishes awaiting every PubAck
   rabbitmq          relay -> RabbitMQ vs raw publishes with confirms
 By default: core and kafka (on kfake unless --kafka-brokers is set: a few seconds);
-postgres-write, postgres-drain and postgres-latency when --store is a postgres URL; sqs with
---sqs-endpoint, nats with --nats-url, rabbitmq with --rabbitmq-url. postgres-ordered, inbox and
+postgres-write, postgres-drain and postgres-latency when --store is a postgres URL (mysql-write,
+mysql-drain and mysql-latency when it is a mysql URL); sqs with --sqs-endpoint, nats with
+--nats-url, rabbitmq with --rabbitmq-url. postgres-ordered, mysql-ordered, inbox and
 sqlite-ordered take a minute or more each, so they run only when --only names them, and so do
 wal-write, wal-drain and wal-latency (they need wal_level = logical; wal-drain takes minutes). Each
-benchmark works in a schema, file, queue, stream or topic of its own and removes it.`
+benchmark works in a schema, table, file, queue, stream or topic of its own and removes it.`
 
-var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "wal-write", "wal-drain", "wal-latency", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
+var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "mysql-write", "mysql-drain", "mysql-latency", "mysql-ordered", "wal-write", "wal-drain", "wal-latency", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
 
 type benchFlags struct {
 	only         string
 	store        string
+	storeKind    storeurl.Kind // of store, once selection has parsed it
 	sqsEndpoint  string
 	kafkaBrokers string
 	natsURL      string
@@ -88,7 +98,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	f := newFlags(cmd, benchUsage)
 	var b benchFlags
 	f.fs.StringVar(&b.only, "only", "", "comma-separated benchmarks to run (default: every one whose server is given)")
-	f.fs.StringVar(&b.store, "store", "", "PostgreSQL URL for the postgres benchmarks and inbox")
+	f.fs.StringVar(&b.store, "store", "", "PostgreSQL URL for the postgres benchmarks and inbox, or MySQL/MariaDB URL for the mysql ones")
 	f.env("store", "OUTBOX_STORE")
 	f.fs.StringVar(&b.sqsEndpoint, "sqs-endpoint", "", "SQS endpoint for the sqs benchmark and inbox, e.g. http://127.0.0.1:4566")
 	f.env("sqs-endpoint", "OUTBOX_SQS_ENDPOINT")
@@ -100,7 +110,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	f.env("rabbitmq-url", "OUTBOX_RABBITMQ_URL")
 	f.fs.IntVar(&b.events, "events", 0, "events per measurement: drains, broker runs, inbox (default: each benchmark's own, 3000 to 100000; wal-drain 1000000)")
 	f.fs.IntVar(&b.rounds, "rounds", 0, "rounds of each measurement (default: each benchmark's own)")
-	f.fs.DurationVar(&b.duration, "duration", 0, "postgres-latency and wal-latency: length of the steady load (default 10s)")
+	f.fs.DurationVar(&b.duration, "duration", 0, "postgres-latency, mysql-latency and wal-latency: length of the steady load (default 10s)")
 	if err := f.parse(e, args, false); err != nil {
 		return err
 	}
@@ -141,8 +151,10 @@ func (b *benchFlags) scrub(text string) string {
 // needs says what a benchmark needs that is not given, or "" when it can run.
 func (b *benchFlags) needs(name string) string {
 	switch {
-	case (strings.HasPrefix(name, "postgres") || strings.HasPrefix(name, "wal")) && b.store == "":
+	case (strings.HasPrefix(name, "postgres") || strings.HasPrefix(name, "wal")) && b.storeKind != storeurl.Postgres:
 		return "--store postgres://…"
+	case strings.HasPrefix(name, "mysql") && b.storeKind != storeurl.MySQL:
+		return "--store mysql://…"
 	case strings.HasPrefix(name, "sqs") && b.sqsEndpoint == "":
 		return "--sqs-endpoint"
 	case name == "nats" && b.natsURL == "":
@@ -168,9 +180,10 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 		if err != nil {
 			return nil, usagef(cmd, "--store (OUTBOX_STORE): %s", storeurl.Scrub(err.Error(), b.store))
 		}
-		if t.Kind != storeurl.Postgres {
-			return nil, usagef(cmd, "--store (OUTBOX_STORE): the benchmarks need a postgres:// URL, not %s", t.Kind)
+		if t.Kind != storeurl.Postgres && t.Kind != storeurl.MySQL {
+			return nil, usagef(cmd, "--store (OUTBOX_STORE): the benchmarks need a postgres:// URL or a mysql:// one, not %s", t.Kind)
 		}
+		b.storeKind = t.Kind
 	}
 	if b.sqsEndpoint != "" && !strings.HasPrefix(b.sqsEndpoint, "http://") && !strings.HasPrefix(b.sqsEndpoint, "https://") {
 		return nil, usagef(cmd, "--sqs-endpoint (OUTBOX_SQS_ENDPOINT): must start with http:// or https://")
@@ -187,8 +200,11 @@ func (b *benchFlags) selection(cmd string) ([]string, error) {
 	var run []string
 	if b.only == "" {
 		run = []string{"core"}
-		if b.store != "" {
+		switch b.storeKind {
+		case storeurl.Postgres:
 			run = append(run, "postgres-write", "postgres-drain", "postgres-latency")
+		case storeurl.MySQL:
+			run = append(run, "mysql-write", "mysql-drain", "mysql-latency")
 		}
 		for _, name := range []string{"sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"} {
 			if b.needs(name) == "" {
@@ -251,7 +267,19 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		return inboxbench.Run(ctx, inboxbench.Options{PostgresURL: b.store, SQLiteDir: dir, SQSEndpoint: b.sqsEndpoint, Messages: b.events, Rounds: b.rounds})
+		pgURL := ""
+		if b.storeKind == storeurl.Postgres {
+			pgURL = b.store
+		}
+		return inboxbench.Run(ctx, inboxbench.Options{PostgresURL: pgURL, SQLiteDir: dir, SQSEndpoint: b.sqsEndpoint, Messages: b.events, Rounds: b.rounds})
+	case "mysql-write":
+		return mysqlbench.WriteOverhead(ctx, b.store, mysqlbench.WriteOptions{Rounds: b.rounds})
+	case "mysql-drain":
+		return mysqlbench.Drain(ctx, b.store, mysqlbench.DrainOptions{Events: b.events, Rounds: b.rounds})
+	case "mysql-latency":
+		return mysqlbench.Latency(ctx, b.store, mysqlbench.LatencyOptions{Duration: b.duration})
+	case "mysql-ordered":
+		return mysqlbench.Ordered(ctx, b.store, mysqlbench.OrderedOptions{Rounds: b.rounds})
 	}
 	pool, err := pgbench.Connect(ctx, b.store, 16)
 	if err != nil {

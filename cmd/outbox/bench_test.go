@@ -10,8 +10,10 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/corebench"
 	"github.com/txoutbox/outbox/outboxtest"
+	"github.com/txoutbox/outbox/store/mysql"
 )
 
 func TestBenchCorePrintsJSONWithBaselineAndProgress(t *testing.T) {
@@ -47,6 +49,7 @@ func TestBenchCorePrintsJSONWithBaselineAndProgress(t *testing.T) {
 
 func TestBenchSelection(t *testing.T) {
 	const pg = "postgres://u@127.0.0.1:5432/db"
+	const my = "mysql://u:p@127.0.0.1:3306/db"
 	for _, tt := range []struct {
 		b    benchFlags
 		want []string
@@ -58,6 +61,8 @@ func TestBenchSelection(t *testing.T) {
 		{benchFlags{only: "sqlite-ordered, inbox,sqlite-ordered"}, []string{"sqlite-ordered", "inbox"}},
 		{benchFlags{only: "postgres-ordered", store: pg}, []string{"postgres-ordered"}},
 		{benchFlags{only: "kafka"}, []string{"kafka"}},
+		{benchFlags{store: my}, []string{"core", "mysql-write", "mysql-drain", "mysql-latency", "kafka"}},
+		{benchFlags{only: "mysql-drain,mysql-write,mysql-latency,mysql-ordered", store: my}, []string{"mysql-drain", "mysql-write", "mysql-latency", "mysql-ordered"}},
 		{benchFlags{only: "wal-write,wal-drain,wal-latency", store: pg}, []string{"wal-write", "wal-drain", "wal-latency"}},
 	} {
 		got, err := tt.b.selection("outbox bench")
@@ -76,6 +81,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--only", "rabbitmq"}, "--only rabbitmq: needs --rabbitmq-url"},
 		{[]string{"--only", "postgres-ordered"}, "--only postgres-ordered: needs --store"},
 		{[]string{"--only", "wal-drain"}, "--only wal-drain: needs --store"},
+		{[]string{"--only", "mysql-drain"}, "--only mysql-drain: needs --store mysql://"},
+		{[]string{"--only", "mysql-drain", "--store", "postgres://u:typed-secret@h:5432/db"}, "--only mysql-drain: needs --store mysql://"},
+		{[]string{"--only", "postgres-drain", "--store", "mysql://u:typed-secret@h:3306/db"}, "--only postgres-drain: needs --store postgres://"},
+		{[]string{"--store", "sqlite:x.db"}, "need a postgres:// URL or a mysql:// one"},
 		{[]string{"--kafka-brokers", "h:1,broker"}, "--kafka-brokers (OUTBOX_KAFKA_BROKERS): want host:port"},
 		{[]string{"--nats-url", "http://h:4222"}, "--nats-url (OUTBOX_NATS_URL): must start with nats:// or tls://"},
 		{[]string{"--rabbitmq-url", "http://guest:typed-secret@h:5672/"}, "--rabbitmq-url (OUTBOX_RABBITMQ_URL): must start with amqp://"},
@@ -173,5 +182,27 @@ func TestBenchWALDrain(t *testing.T) {
 		if v, ok := r[k].(float64); !ok || v <= 0 {
 			t.Errorf("wal-drain %s = %v, want a positive number: %v", k, r[k], r)
 		}
+	}
+}
+
+// The MySQL drain runs from the command at a small size against a mysql:// --store, beside its
+// raw SELECT ... SKIP LOCKED + DELETE loop, and reports real measurements.
+func TestBenchMySQLDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drains a backlog on MySQL")
+	}
+	store, err := mysql.New(t.Context(), mysql.Config{URL: outbox.Secret(mysqlURL()), ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		outboxtest.NeedService(t, "MySQL or MariaDB at "+mysqlURL(), err)
+	}
+	_ = store.Close()
+	r := benchResult(t, nil, "mysql-drain", "--store", mysqlURL(), "--events", "300", "--rounds", "1")
+	for _, k := range []string{"relay_events_per_sec", "raw_select_delete_events_per_sec", "ratio"} {
+		if v, ok := r[k].(float64); !ok || v <= 0 {
+			t.Errorf("mysql-drain %s = %v, want a positive number: %v", k, r[k], r)
+		}
+	}
+	if r["events"] != float64(300) || r["rounds"] != float64(1) {
+		t.Errorf("mysql-drain %v, want 300 events and 1 round", r)
 	}
 }
