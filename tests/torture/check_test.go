@@ -169,6 +169,21 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 			t.Fatalf("%s: %v", ln.name, err)
 		}
 		wr := checkWAL(ln, journals, tabledAt, broken)
+		// Promise 6 for the stream: a relay not holding the slot hands out only the table's.
+		outside, wrong, err := notHolding(ln.fleet.journalPaths(), tabledAt)
+		if err != nil {
+			t.Fatalf("%s: %v", ln.name, err)
+		}
+		wr.outsideClaims, wr.notHolding = outside, len(wrong)
+		if len(wrong) > 0 {
+			broken("%s: %d messages were handed out by a relay whose reader did not hold the slot, and were not in the table, e.g. %v",
+				ln.name, len(wrong), wrong[:min(3, len(wrong))])
+		}
+		for id := range tabledAt {
+			if !poison[id] {
+				wr.tabled++
+			}
+		}
 		res.wal = &wr
 	}
 

@@ -131,7 +131,9 @@ func replicationProxies(t *testing.T, pgURL string, relays int) ([]*cutProxy, fu
 
 // cutReplication cuts, n times in every WAL lane at random moments spread over about d, the
 // replication path of the relay holding the slot (its proxy) for replicationCut, and records
-// how soon another relay held the slot; a cut the standby did not take over within fails.
+// how soon another relay held the slot; a cut the standby did not take over within fails. A
+// surge comes first, so that the holder most likely has streamed messages it has not handed out
+// yet, or holds them in flight, when it is cut.
 func cutReplication(t *testing.T, ctx context.Context, lanes []*lane, n int, d time.Duration) {
 	gap := max(time.Second, (d-time.Duration(n)*replicationCut)/time.Duration(n))
 	var wg sync.WaitGroup
@@ -139,11 +141,17 @@ func cutReplication(t *testing.T, ctx context.Context, lanes []*lane, n int, d t
 		if len(ln.proxies) == 0 {
 			continue
 		}
+		surge := surger(ln)
 		wg.Go(func() {
-			for range n {
+			for k := range n {
 				if !sleep(ctx, time.Duration(float64(gap)*(0.5+rand.Float64()))) {
 					return
 				}
+				if err := surge.commit(ctx, k, burst); err != nil {
+					t.Errorf("%s: surge: %v", ln.name, err)
+					return
+				}
+				sleep(ctx, time.Duration(rand.IntN(40))*time.Millisecond)
 				if err := ln.cutHolder(ctx); err != nil {
 					t.Errorf("%s: %v", ln.name, err)
 				}

@@ -29,16 +29,25 @@ func appNameFlags(pgURL string, relays int) (func(i int) []string, error) {
 
 // stopCleanly stops a relay of every lane with SIGTERM n times, at random moments spread over
 // about d, and restarts it once it has exited: in a WAL lane the relay holding the slot two
-// times in three (when one holds it), a random one otherwise.
+// times in three (when one holds it), a random one otherwise. A surge comes first, so that a
+// stopping holder most likely has batches in flight and streamed messages it has not handed
+// out, part of one transaction among them: what its clean stop must confirm, or write to the
+// table.
 func stopCleanly(t *testing.T, ctx context.Context, lanes []*lane, n int, d time.Duration) {
-	gap := d / time.Duration(n)
+	gap := d / time.Duration(n) * 2 / 3 // a stop, its surge and the restart take about a second more
 	var wg sync.WaitGroup
 	for _, ln := range lanes {
+		surge := surger(ln)
 		wg.Go(func() {
-			for range n {
+			for k := range n {
 				if !sleep(ctx, time.Duration(float64(gap)*(0.5+rand.Float64()))) {
 					return
 				}
+				if err := surge.commit(ctx, k, burst); err != nil {
+					t.Errorf("%s: surge: %v", ln.name, err)
+					return
+				}
+				sleep(ctx, time.Duration(rand.IntN(40))*time.Millisecond)
 				i, holder := rand.IntN(ln.spec.relays), -1
 				if ln.spec.wal {
 					holder, _ = ln.holderSlot(ctx) // -1 when nobody holds it, or on an error

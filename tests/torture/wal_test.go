@@ -188,6 +188,9 @@ type walReport struct {
 	early                         int             // of them, confirmed before the broker had them
 	notAgain                      int             // events a killed relay held unsettled that nobody claimed again
 	caughtUp                      time.Duration
+	tabled                        int // events a relay wrote to the outbox table (poison aside)
+	outsideClaims                 int // claims by a relay whose reader did not hold the slot then
+	notHolding                    int // messages of them that were not in the table
 }
 
 // checkWAL checks, in a WAL lane, that the slot's confirmed position never passed an event
