@@ -183,16 +183,46 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, req outbox.ClaimRequest, 
 // Sharing the batch keeps the turns short: with limit L and K keys due, every key is served
 // within ceil(K/L) claims, and a key due alone fills the batch with its run.
 func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int) ([]claimed, *string, error) {
-	keys, err := s.walkKeys(ctx, tx, from, limit)
-	if err != nil || len(keys) == 0 {
-		return nil, nil, err
+	w := &walk{from: from, lower: from}
+	var (
+		out  []claimed
+		last *string
+	)
+	// A claim racing this one for the same keys takes some of their heads first. Then the walk
+	// goes on past the keys tried, with what is left of the batch, a few times at most.
+	for pass := 0; pass < maxPasses && len(out) < limit; pass++ {
+		keys, err := w.next(ctx, s, tx, limit-len(out))
+		if err != nil || len(keys) == 0 {
+			return nil, nil, err
+		}
+		got, lastKey, lost, err := s.lockPlan(ctx, tx, keys, limit-len(out))
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, got...)
+		if lastKey != nil {
+			last = lastKey
+		}
+		if !lost {
+			break
+		}
 	}
+	slices.SortFunc(out, func(a, b claimed) int { return cmp.Compare(a.seq, b.seq) })
+	return out, last, nil
+}
+
+// maxPasses bounds how often one ordered claim walks on past keys another claim took first.
+const maxPasses = 3
+
+// lockPlan shares limit rows out among the due keys, locks them and keeps each key's locked
+// run prefix. It returns the rows, the last key in walk order it took rows of, and whether any
+// key lost its head or a row of its run to another claim.
+func (s *Store) lockPlan(ctx context.Context, tx *sql.Tx, keys []walked, limit int) ([]claimed, *string, bool, error) {
 	plan, err := s.shareOut(ctx, tx, keys, limit)
 	if err != nil || len(plan) == 0 {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	// The key each planned row is run under, and the walk position of each key.
-	pos := map[string]int{}
+	pos := map[string]int{} // each key's place in the walk
 	for i, k := range keys {
 		pos[k.key] = i
 	}
@@ -203,7 +233,7 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int
 	}
 	locked, err := s.lockDue(ctx, tx, " AND seq IN ("+marks(len(plan))+")", len(plan), args...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	got := map[int64]claimed{}
 	for _, c := range locked {
@@ -211,12 +241,14 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int
 	}
 	out := make([]claimed, 0, len(locked))
 	broken := map[string]bool{} // keys whose run lost a row to another claim
+	lost := false
 	last := -1
 	for _, p := range plan {
 		c, ok := got[p.seq]
 		switch {
 		case p.key != "" && broken[p.key]:
 		case !ok:
+			lost = true
 			if p.key != "" {
 				broken[p.key] = true
 			}
@@ -226,9 +258,9 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int
 		}
 	}
 	if last < 0 {
-		return out, nil, nil
+		return out, nil, lost, nil
 	}
-	return out, &keys[last].key, nil
+	return out, &keys[last].key, lost, nil
 }
 
 // planned is a row an ordered claim means to take, with the key it is run under.
@@ -243,33 +275,43 @@ type walked struct {
 	head int64
 }
 
-// walkKeys returns up to limit keys whose head is due, in key order after from and then from
-// the first key round to from itself. The unkeyed rows (”) count as one key, due when any of
-// them is. Each page of the walk is one statement: the loose index scan gives each key's oldest
-// pending row, and a key is due when that row is due and no dead row of the key comes before it.
-func (s *Store) walkKeys(ctx context.Context, tx *sql.Tx, from string, limit int) ([]walked, error) {
-	page := min(max(2*limit, 64), 1000)
+// walk is an ordered claim's way round the keys: those after from, then from the first key
+// (the empty one, the unkeyed rows) up to from itself. lower is where it goes on.
+type walk struct {
+	from      string
+	lower     string
+	inclusive bool // lower itself is still to walk
+	wrapped   bool // in the stretch up to from
+	done      bool
+}
+
+// next returns up to n more keys whose head is due, in walk order. The unkeyed rows count as
+// one key, due when any of them is. Each page is one statement: the loose index scan gives each
+// key's oldest pending row, and a key is due when that row is due and no dead row of the key
+// comes before it.
+func (w *walk) next(ctx context.Context, s *Store, tx *sql.Tx, n int) ([]walked, error) {
+	page := min(max(2*n, 64), 1000)
 	var out []walked
-	// Two stretches: keys after from, then keys up to from (where '' is first).
-	for _, stretch := range []struct {
-		lower, upper string
-		wrapped      bool // from the first key (inclusive) up to from
-	}{{lower: from}, {lower: "", upper: from, wrapped: true}} {
-		lower, inclusive := stretch.lower, stretch.wrapped
-		for len(out) < limit {
-			keys, err := s.walkPage(ctx, tx, lower, inclusive, stretch.upper, stretch.wrapped, page)
-			if err != nil {
-				return nil, err
+	for len(out) < n && !w.done {
+		keys, err := s.walkPage(ctx, tx, w.lower, w.inclusive, w.from, w.wrapped, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			if len(out) == n {
+				return out, nil
 			}
-			for _, k := range keys {
-				if k.due && len(out) < limit {
-					out = append(out, walked{key: k.key, head: k.head})
-				}
+			w.lower, w.inclusive = k.key, false
+			if k.due {
+				out = append(out, walked{key: k.key, head: k.head})
 			}
-			if len(keys) < page {
-				break
+		}
+		if len(keys) < page {
+			if w.wrapped {
+				w.done = true
+			} else {
+				w.lower, w.inclusive, w.wrapped = "", true, true
 			}
-			lower, inclusive = keys[len(keys)-1].key, false
 		}
 	}
 	return out, nil

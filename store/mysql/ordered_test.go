@@ -133,3 +133,33 @@ func TestOrderedClaimCostBehindBlockedBacklog(t *testing.T) {
 	o, u := measure(true), measure(false)
 	t.Logf("claim of 100 behind 10,000 blocked rows of one key: ordered %v, unordered %v (%.1fx)", o, u, float64(o)/float64(u))
 }
+
+// A claim that finds the heads it walked to locked by a racing claim walks on past them with
+// the rest of its batch, instead of coming back short while other keys are due.
+func TestOrderedClaimWalksOnPastHeadsTakenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	for i := range 30 {
+		addKeyed(t, s, fmt.Sprintf("k%02d", i), 2)
+	}
+	// The racing claim: it holds the heads of the first ten keys, not yet leased.
+	racer, err := s.DB().BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer racer.Rollback()
+	rows, err := racer.QueryContext(ctx, "SELECT seq FROM "+s.table+" WHERE msg_key < 'k10' ORDER BY seq FOR UPDATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "a", Limit: 10, Lease: time.Minute, Ordered: true})
+	if err != nil || len(got) != 10 {
+		t.Fatalf("claim beside a racing one = %d messages, %v; want 10 from the keys it does not hold", len(got), err)
+	}
+	for _, m := range got {
+		if m.Key < "k10" {
+			t.Fatalf("claimed %s of key %s, which the racing claim holds", m.ID, m.Key)
+		}
+	}
+}
