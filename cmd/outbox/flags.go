@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (v *settingValue) IsBoolFlag() bool { return v.isBool }
 func (f *flags) parse(e *env, args []string, positional bool) error {
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			f.printHelp(e.stdout)
+			f.printHelp(e.stdout, chosenTransport(args, e.getenv("OUTBOX_TRANSPORT")))
 			return err
 		}
 		return f.parseError(err)
@@ -233,11 +234,17 @@ func (f *flags) configError(err error) error {
 	return usagef(f.cmd, "%v", err)
 }
 
-func (f *flags) printHelp(w io.Writer) {
+// printHelp prints the usage and the flags, grouped: the command's own, the store's, the WAL
+// mode's, and the transports', each transport's apart. When transport names one (--transport on
+// the command line or OUTBOX_TRANSPORT), only its flags are listed among the transports'.
+func (f *flags) printHelp(w io.Writer, transport string) {
 	fmt.Fprintln(w, strings.TrimSpace(f.usage))
-	fmt.Fprintln(w, "\nFlags:")
-	var lines []string
+	groups := map[string][]string{}
 	f.fs.VisitAll(func(fl *flag.Flag) {
+		group := flagGroup(fl.Name)
+		if transport != "" && slices.Contains(transportKinds, group) && group != transport {
+			return
+		}
 		kind := ""
 		switch k := f.kinds[fl.Name]; {
 		case k == envconfig.KindBool:
@@ -262,15 +269,81 @@ func (f *flags) printHelp(w io.Writer) {
 		if _, isSetting := f.kinds[fl.Name]; !isSetting && fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0" && fl.DefValue != "0s" && fl.DefValue != "[]" {
 			usage += " (default " + fl.DefValue + ")"
 		}
-		lines = append(lines, fmt.Sprintf("  --%s%s\n    \t%s", fl.Name, kind, usage))
+		groups[group] = append(groups[group], fmt.Sprintf("  --%s%s\n    \t%s", fl.Name, kind, usage))
 	})
-	sort.Strings(lines)
-	fmt.Fprintln(w, strings.Join(lines, "\n"))
-	if len(f.secrets) > 0 {
-		names := make([]string, len(f.secrets))
-		for i, s := range f.secrets {
-			names[i] = s.env
+	for _, g := range append([]string{"", "store", "wal"}, transportKinds...) {
+		lines := groups[g]
+		if len(lines) == 0 {
+			continue
 		}
+		sort.Strings(lines)
+		fmt.Fprintf(w, "\n%s:\n%s\n", groupTitle(g, len(groups) > 1), strings.Join(lines, "\n"))
+	}
+	if transport == "" && len(groups["sqs"]) > 0 && len(groups["kafka"]) > 0 {
+		fmt.Fprintln(w, "\nWith --transport KIND, --help lists only that transport's flags.")
+	}
+	var names []string
+	for _, s := range f.secrets {
+		if transport == "" || strings.HasPrefix(s.env, "OUTBOX_"+strings.ToUpper(transport)+"_") {
+			names = append(names, s.env)
+		}
+	}
+	if len(names) > 0 {
 		fmt.Fprintf(w, "\nFrom the environment only (credentials are never flags): %s.\n", strings.Join(names, ", "))
 	}
+}
+
+// storeFlagNames are the flag names of the store's settings that carry no store's prefix.
+var storeFlagNames = []string{"store", "schema", "table", "collection", "database", "keep-delivered", "retain-delivered", "cleanup-interval", "postgres-mode"}
+
+// flagGroup is the group --help lists a flag under: a transport's kind for its flags
+// (--nats-url: "nats"), "store", "wal", or "" for the command's own.
+func flagGroup(name string) string {
+	prefix, _, _ := strings.Cut(name, "-")
+	switch {
+	case slices.Contains(transportKinds, prefix) && name != prefix:
+		return prefix
+	case prefix == "wal":
+		return "wal"
+	case slices.Contains(storeFlagNames, name):
+		return "store"
+	}
+	return ""
+}
+
+func groupTitle(group string, several bool) string {
+	switch {
+	case !several:
+		return "Flags"
+	case group == "":
+		return "Flags"
+	case group == "store":
+		return "Store flags"
+	case group == "wal":
+		return "PostgreSQL WAL mode flags (with --postgres-mode wal)"
+	}
+	return transportNames[group] + " transport flags"
+}
+
+// transportNames are the transports' names as their projects write them.
+var transportNames = map[string]string{"sqs": "SQS", "kafka": "Kafka", "nats": "NATS", "rabbitmq": "RabbitMQ", "memory": "Memory"}
+
+// chosenTransport is the transport --help was asked about: the last --transport on the command
+// line (which may come after --help, where parsing stopped), else the environment's.
+func chosenTransport(args []string, fromEnv string) string {
+	kind := strings.TrimSpace(fromEnv)
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "transport" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			value = args[i+1]
+		}
+		kind = value
+	}
+	if !slices.Contains(transportKinds, kind) {
+		return ""
+	}
+	return kind
 }

@@ -155,6 +155,43 @@ func TestHelp(t *testing.T) {
 			t.Errorf("relay help lacks %q", want)
 		}
 	}
+	for _, want := range []string{"\nStore flags:\n", "\nPostgreSQL WAL mode flags", "\nNATS transport flags:\n", "\nKafka transport flags:\n", "only that transport's flags"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("relay help lacks the group %q", want)
+		}
+	}
+}
+
+// With a transport chosen, relay --help lists its flags and credentials and no other
+// transport's, whether --transport comes before --help, after it, or from the environment.
+func TestHelpOfOneTransport(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+	}{
+		{nil, []string{"relay", "--transport", "nats", "--help"}},
+		{nil, []string{"relay", "--help", "--transport=nats"}},
+		{map[string]string{"OUTBOX_TRANSPORT": "nats"}, []string{"relay", "--help"}},
+	} {
+		code, stdout, _ := runCLI(t, tc.vars, tc.args...)
+		if code != 0 {
+			t.Errorf("%v: exit %d", tc.args, code)
+		}
+		for _, want := range []string{"--nats-url", "OUTBOX_NATS_NKEY_SEED", "--store", "--batch-size", "--transport"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%v (env %v): help lacks %q", tc.args, tc.vars, want)
+			}
+		}
+		for _, other := range []string{"--kafka-brokers", "--sqs-queue-url", "--rabbitmq-url", "only that transport's flags"} {
+			if strings.Contains(stdout, other) {
+				t.Errorf("%v (env %v): help shows %q", tc.args, tc.vars, other)
+			}
+		}
+		_, secrets, _ := strings.Cut(stdout, "From the environment only")
+		if !strings.Contains(secrets, "OUTBOX_NATS_PASSWORD") || strings.Contains(secrets, "KAFKA") || strings.Contains(secrets, "SQS") {
+			t.Errorf("%v (env %v): the credentials line reads %q, want NATS's only", tc.args, tc.vars, secrets)
+		}
+	}
 }
 
 // outbox version and --version name the command's module version and Go's, on stdout.
