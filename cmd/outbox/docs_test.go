@@ -69,3 +69,30 @@ func TestDocsListEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// Every flag has an environment variable, or is one of the exceptions docs/cli.md lists by name.
+func TestDocsListTheFlagsWithoutVariable(t *testing.T) {
+	raw, err := os.ReadFile(docsPath)
+	if os.IsNotExist(err) {
+		t.Skip("docs/cli.md is not beside this module: run from the repository")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, exceptions, _ := strings.Cut(string(raw), "The exceptions, which hold no secret")
+	exceptions, _, _ = strings.Cut(exceptions, "\n\n")
+	for _, cmd := range [][]string{{"relay"}, {"migrate"}, {"status"}, {"dead", "list"}, {"dead", "requeue"}, {"dead", "purge"}, {"bench"}, {"version"}} {
+		_, help, _ := runCLI(t, nil, append(cmd, "--help")...)
+		lines := strings.Split(help, "\n")
+		for i, line := range lines {
+			name, ok := strings.CutPrefix(line, "  --")
+			if !ok || i+1 == len(lines) {
+				continue
+			}
+			name, _, _ = strings.Cut(name, " ")
+			if !strings.Contains(lines[i+1], "(env OUTBOX_") && !strings.Contains(exceptions, "`--"+name+"`") {
+				t.Errorf("outbox %s --%s has no variable and is not among docs/cli.md's exceptions", strings.Join(cmd, " "), name)
+			}
+		}
+	}
+}
