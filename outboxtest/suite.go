@@ -28,6 +28,21 @@ type StoreHarness struct {
 	// strings), so that it no longer passes the root package's Message.ValidateStored. Optional: the
 	// corrupt-message cases need it.
 	Corrupt func(ctx context.Context, id string) error
+	// Restart closes Store cleanly, as a process whose relay has stopped does, and returns a
+	// store over the same data as the next relay process opens it, once everything committed
+	// before is claimable from it (a streaming store has streamed it). The case must not use
+	// Store or the write functions after it. Optional: the clean-stop cases need it.
+	Restart func(t *testing.T) outbox.Store
+	// CutStream is for stores that stream what is written (the PostgreSQL WAL mode) and hold
+	// that stream alone: it cuts the path Store streams on while its other connections keep
+	// working (a partition of that one path, a load balancer's idle cut), and returns once Store
+	// has seen that its stream ended. Its reconnects on that path fail from then on. Optional,
+	// with Standby: the lost-stream case needs both.
+	CutStream func(t *testing.T)
+	// Standby opens another store over the same data, on a path of its own, and returns once it
+	// holds the stream that Store lost (after CutStream) and has streamed everything committed
+	// before, as a standby relay process takes over.
+	Standby func(t *testing.T) outbox.Store
 }
 
 // StoreFactory returns a fresh harness for t and registers its cleanup with t.Cleanup.
@@ -74,6 +89,8 @@ func RunStoreSuite(t *testing.T, newStore StoreFactory, f StoreFeatures) {
 	t.Run("BadInput", s.testBadInput)
 	t.Run("Corrupt", s.testCorrupt)
 	t.Run("Relay", s.testRelay)
+	t.Run("CleanStop", s.testCleanStop)
+	t.Run("LostStream", s.testLostStream)
 }
 
 type storeSuite struct {

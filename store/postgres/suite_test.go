@@ -69,6 +69,16 @@ func storeHarness(t *testing.T, s *postgres.Store, cfg postgres.Config) outboxte
 			return commit, s.Add(ctx, tx, msgs...)
 		},
 	}
+	// The next process after a clean stop: in WAL mode it takes the slot once the closed
+	// reader's server process has let go of it, and Sync returns once it has streamed.
+	h.Restart = func(t *testing.T) outbox.Store {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		next := openStore(t, cfg)
+		syncStore(t, next)
+		return next
+	}
 	if cfg.WAL == nil { // a message in the WAL cannot be damaged after it is written
 		h.Corrupt = func(ctx context.Context, id string) error {
 			// Headers that are not a JSON object of strings: what a hand-made fix may write.
