@@ -42,6 +42,8 @@ func storeSettings() []envconfig.Setting[storeFlags] {
 			func(s *storeFlags) *string { return &s.opts.WAL.ReplicationURL }),
 		int64Setting("OUTBOX_WAL_LAG_ALARM", "", "1073741824 (1 GiB)", "wal mode: slot lag in bytes (WAL written since the slot's confirmed position) past which /healthz fails and status warns",
 			func(s *storeFlags) *int64 { return &s.opts.WAL.LagAlarmBytes }),
+		int64Setting("OUTBOX_WAL_MAX_BUFFERED_BYTES", "", "67108864 (64 MiB)", "wal mode: bytes of streamed, unsettled messages the relay holds in memory (at least 1 MiB); a transaction larger than that goes to the table as it is decoded",
+			func(s *storeFlags) *int64 { return &s.opts.WAL.MaxBufferedBytes }),
 	}
 }
 
