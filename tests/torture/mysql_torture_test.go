@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,7 +25,8 @@ type mysqlScenario struct {
 	rate     float64       // transactions per second per lane (each carries 1-3 events)
 	kills    int           // SIGKILLs of a random relay, at random moments
 	// restarts are when, into the run, the scenario's private MariaDB is stopped for
-	// pgDowntime: a normal shutdown first, then a crash (SIGKILL), in turn. A scenario with
+	// pgDowntime, just after a surge of events: a normal shutdown first, then a crash
+	// (SIGKILL), in turn. A scenario with
 	// restarts runs on a server of its own (startPrivateMariaDB); the others on the machine's.
 	restarts []time.Duration
 	// sqsFreezeAt is when the SQS server is frozen, for sqsDown; 0 for never.
@@ -55,13 +57,18 @@ var mysqlScenarios = []mysqlScenario{
 		duration: 24 * time.Second, rate: 30, kills: 10, killsOnly: true},
 	// Relays broken on purpose, each in a way one of the checks must catch on MySQL.
 	{name: "mysql-control", lanes: []laneSpec{
-		broken(unordered(1), "ack-first-publish-twice", []string{"-ack-before-publish", "-publish-twice"},
+		// Batches of 5: the relays poll (no wake-up crosses processes on MySQL), so batches are
+		// larger than PostgreSQL's, and the second publish of a batch happens only when the
+		// fault kit failed none of it in the first.
+		broken(smallBatches(unordered(1), 5), "ack-first-publish-twice", []string{"-ack-before-publish", "-publish-twice"},
 			"were never delivered", "delivered more than once although"),
 		broken(unordered(2), "one-ms-leases", []string{"-short-claim-lease"}, "took messages another relay held"),
 		// The commit-order check on contended hot keys, with a relay that ignores order.
 		broken(contended(ordered(1), 5, 4, 4), "contended-reversed", []string{"-ordered=false", "-reverse-batches"}, "per-key order violations"),
 	}, duration: 10 * time.Second, rate: 40, partialRate: 0.2, control: true},
 }
+
+func smallBatches(l laneSpec, n int) laneSpec { l.batch = n; return l }
 
 // TestTortureMySQL runs the MySQL scenarios against MariaDB and prints their summary table.
 func TestTortureMySQL(t *testing.T) {
@@ -187,11 +194,23 @@ func runMySQLScenario(t *testing.T, sc mysqlScenario, admin *sql.DB, sqsServer *
 		faults.Go(func() { killRandomly(t, ctx, views, sc.kills, sc.duration) })
 	}
 	if len(sc.restarts) > 0 {
+		surgers := make([]*mysqlWriter, len(lanes))
+		for i, ln := range lanes {
+			surgers[i] = &mysqlWriter{writer: surger(ln.lane), db: ln.mdb}
+		}
 		faults.Go(func() {
 			for i, at := range sc.restarts {
 				if !sleep(ctx, time.Until(start.Add(at))) {
 					return
 				}
+				// A surge first, so that the relays most likely hold batches in flight when the
+				// server goes.
+				for _, w := range surgers {
+					if err := w.commit(ctx, i, burst); err != nil {
+						t.Errorf("%s: surge: %v", w.lane, err)
+					}
+				}
+				sleep(ctx, time.Duration(mrand.IntN(40))*time.Millisecond)
 				srv.restart(t, i%2 == 1)
 			}
 		})
