@@ -23,8 +23,8 @@ EnsureSchema. It is idempotent and safe to run from several replicas at
 once. --print-sql prints the DDL instead, for migration tools (golang-migrate, goose, atlas),
 without connecting; without --store it prints PostgreSQL's.
 
-PostgreSQL records the table's schema version beside it (<table>_schema), and migrate prints the
-version it leaves; a table at a version newer than this binary knows is refused. --print-sql
+PostgreSQL and SQLite record the table's schema version beside it (<table>_schema), and migrate
+prints the version it leaves; a table at a version newer than this binary knows is refused. --print-sql
 --from VERSION prints only what upgrades a table at VERSION (0, the default, is everything);
 outbox version --store URL shows the version a database is at.
 
@@ -39,7 +39,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	f := newFlags(cmd, migrateUsage)
 	sf := addStoreFlags(f)
 	printSQL := f.fs.Bool("print-sql", false, "print the DDL instead of running it")
-	fromFlag := f.fs.Int("from", 0, "with --print-sql: the schema version the table is at, to print only what upgrades it (PostgreSQL; 0 is everything)")
+	fromFlag := f.fs.Int("from", 0, "with --print-sql: the schema version the table is at, to print only what upgrades it (PostgreSQL, SQLite; 0 is everything)")
 	dropSlot := f.fs.Bool("drop-slot", false, "WAL mode: drop the replication slot and the publication instead of creating anything")
 	timeout := f.fs.Duration("timeout", time.Minute, "bound on the whole migration")
 	if err := f.parse(e, args, false); err != nil {
@@ -130,9 +130,18 @@ func dropWAL(ctx context.Context, e *env, cmd string, store *openedStore) error 
 	return nil
 }
 
-// schemaVersioner is a store that records its table's schema version (PostgreSQL's, so far).
+// schemaVersioner is a store that records its table's schema version (PostgreSQL's and
+// SQLite's, so far).
 type schemaVersioner interface {
 	SchemaVersion(ctx context.Context) (int, error)
+}
+
+// knownSchemaVersion is the newest schema version this binary knows for the store's backend.
+func knownSchemaVersion(backend any) int {
+	if _, ok := backend.(*sqlite.Store); ok {
+		return sqlite.SchemaVersion
+	}
+	return postgres.SchemaVersion
 }
 
 // printDDL prints the SQL EnsureSchema would run from schema version from, connecting to nothing.
@@ -156,8 +165,8 @@ func printDDL(e *env, cmd string, sf *storeFlags, from int) error {
 		ddl string
 		err error
 	)
-	if from != 0 && kind != storeurl.Postgres {
-		return usagef(cmd, "--from: only PostgreSQL records schema versions; %s's --print-sql is its whole DDL", kind)
+	if from != 0 && kind != storeurl.Postgres && kind != storeurl.SQLite {
+		return usagef(cmd, "--from: only PostgreSQL and SQLite record schema versions; %s's --print-sql is its whole DDL", kind)
 	}
 	switch kind {
 	case storeurl.Postgres:
@@ -172,7 +181,10 @@ func printDDL(e *env, cmd string, sf *storeFlags, from int) error {
 			}
 		}
 	case storeurl.SQLite:
-		ddl, err = sqlite.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
+		ddl, err = sqlite.UpgradeSQL(orDefault(sf.opts.Table, "outbox"), from)
+		if ae := (*outbox.ArgumentError)(nil); errors.As(err, &ae) {
+			return usagef(cmd, "--from: %s", ae.Problem)
+		}
 	case storeurl.MySQL:
 		ddl, err = mysql.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
 	default:

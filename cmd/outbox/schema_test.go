@@ -75,8 +75,8 @@ func TestMigrateSaysWhatItDid(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.db")
 	url := "sqlite:" + path
 	for _, want := range []string{
-		"created the table and indexes of " + url + " (outbox): the schema is up to date",
-		url + " (outbox) exists: the schema is up to date",
+		"created the table and indexes of " + url + " (outbox) at schema version 1: the schema is up to date",
+		url + " (outbox) exists at schema version 1: the schema is up to date",
 	} {
 		if code, out, stderr := runCLI(t, nil, "migrate", "--store", url); code != 0 || strings.TrimSpace(out) != want {
 			t.Errorf("migrate: exit %d, stdout %q, stderr %q: want %q", code, out, stderr, want)

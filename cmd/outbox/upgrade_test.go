@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func TestMigrateAndVersionShowTheSchemaVersion(t *testing.T) {
 		}
 	}
 	code, out, stderr := cli("version")
-	if code != 0 || !strings.Contains(out, "PostgreSQL schema version 1") || !strings.Contains(out, name+": schema version 1, up to date") {
+	if code != 0 || !strings.Contains(out, "schema versions: PostgreSQL 1, SQLite 1") || !strings.Contains(out, name+": schema version 1, up to date") {
 		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 
@@ -114,10 +115,30 @@ func TestMigratePrintSQLFrom(t *testing.T) {
 	}{
 		{[]string{"migrate", "--from", "1", "--store", postgresURL()}, "--from goes with --print-sql"},
 		{[]string{"migrate", "--print-sql", "--from", "2"}, "--from: version 2: this outbox knows versions 0 (nothing) to 1"},
-		{[]string{"migrate", "--print-sql", "--from", "1", "--store", "sqlite:x.db"}, "--from: only PostgreSQL records schema versions"},
+		{[]string{"migrate", "--print-sql", "--from", "1", "--store", "mysql://u@127.0.0.1:1/db"}, "--from: only PostgreSQL and SQLite record schema versions"},
+		{[]string{"migrate", "--print-sql", "--from", "2", "--store", "sqlite:x.db"}, "--from: version 2: this outbox knows versions 0 (nothing) to 1"},
 	} {
 		if code, _, stderr := runCLI(t, nil, tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q: want %q", tc.args, code, stderr, tc.want)
 		}
+	}
+}
+
+// SQLite records its schema version too: migrate and version say it, and --print-sql --from 1
+// prints only the version table (nothing upgrades version 1 yet).
+func TestMigrateAndVersionOnSQLite(t *testing.T) {
+	url := "sqlite:" + filepath.Join(t.TempDir(), "app.db")
+	if code, out, _ := runCLI(t, nil, "version", "--store", url); code != 0 || !strings.Contains(out, "no outbox table (schema version 0): run outbox migrate") {
+		t.Errorf("version before migrate: exit %d, stdout %q", code, out)
+	}
+	if code, out, stderr := runCLI(t, nil, "migrate", "--store", url); code != 0 || !strings.Contains(out, "at schema version 1") {
+		t.Errorf("migrate: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if code, out, _ := runCLI(t, nil, "version", "--store", url); code != 0 || !strings.Contains(out, "(outbox): schema version 1, up to date") {
+		t.Errorf("version after migrate: exit %d, stdout %q", code, out)
+	}
+	code, out, stderr := runCLI(t, nil, "migrate", "--print-sql", "--from", "1", "--store", url)
+	if code != 0 || !strings.Contains(out, `CREATE TABLE IF NOT EXISTS "outbox_schema"`) || strings.Contains(out, `CREATE TABLE IF NOT EXISTS "outbox" (`) {
+		t.Errorf("--print-sql --from 1: exit %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 }

@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/store/postgres"
+	"github.com/txoutbox/outbox/store/sqlite"
 )
 
 const versionUsage = `outbox version: print the version of the outbox command, of the outbox modules it is built from
-and of the PostgreSQL table layout it knows; with a store, the schema version that store's table is at.
+and the table layouts (schema versions) it knows; with a store, the schema version that store's table is at.
 
 Usage:
   outbox version [--store URL [--schema S] [--table T]]
@@ -37,20 +38,21 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	defer done()
 	sv, ok := store.backend.(schemaVersioner)
 	if !ok {
-		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (only PostgreSQL does)\n", store.name)
+		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (PostgreSQL and SQLite do)\n", store.name)
 		return nil
 	}
 	v, err := sv.SchemaVersion(ctx)
 	if err != nil {
 		return failed(cmd, fmt.Errorf("%s: %s", store.name, sf.scrub(err.Error())))
 	}
+	known := knownSchemaVersion(store.backend)
 	switch {
 	case v == 0:
 		fmt.Fprintf(e.stdout, "%s: no outbox table (schema version 0): run outbox migrate\n", store.name)
-	case v < postgres.SchemaVersion:
-		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: run outbox migrate\n", store.name, v, postgres.SchemaVersion)
-	case v > postgres.SchemaVersion:
-		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: upgrade the binary\n", store.name, v, postgres.SchemaVersion)
+	case v < known:
+		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: run outbox migrate\n", store.name, v, known)
+	case v > known:
+		fmt.Fprintf(e.stdout, "%s: schema version %d; this outbox knows up to %d: upgrade the binary\n", store.name, v, known)
 	default:
 		fmt.Fprintf(e.stdout, "%s: schema version %d, up to date\n", store.name, v)
 	}
@@ -71,7 +73,7 @@ func printVersion(e *env) {
 			fmt.Fprintf(e.stdout, "  %s %s\n", dep.Path, moduleVersion(*dep))
 		}
 	}
-	fmt.Fprintf(e.stdout, "PostgreSQL schema version %d (the other stores do not record one yet)\n", postgres.SchemaVersion)
+	fmt.Fprintf(e.stdout, "schema versions: PostgreSQL %d, SQLite %d (MySQL and MongoDB do not record one yet)\n", postgres.SchemaVersion, sqlite.SchemaVersion)
 }
 
 func moduleVersion(m debug.Module) string {

@@ -2,7 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/txoutbox/outbox"
 )
 
 // SchemaSQL returns the DDL EnsureSchema runs for table, for users of migration tools
@@ -89,8 +92,11 @@ END;
 func quote(ident string) string { return `"` + ident + `"` }
 
 // EnsureSchema creates the outbox table and its indexes when they are missing (the origin
-// package's ensureOutboxTable). It is idempotent and safe to run from several processes at once:
-// SQLite runs the DDL in one write transaction at a time.
+// package's ensureOutboxTable), or upgrades a table of an earlier schema version, and records
+// the version in <table>_schema. It refuses a table a newer binary upgraded
+// (*SchemaVersionError) and another table of that name (*outbox.SchemaError). It is idempotent
+// and safe to run from several processes at once: SQLite runs it in one write transaction at a
+// time, so a failure leaves the table as it was.
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("sqlite: ensure schema: %w", err)
@@ -100,7 +106,11 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		return fmt.Errorf("sqlite: ensure schema: %w", err)
 	}
 	defer end()
-	if _, err := tx.ExecContext(ctx, schema(s.cfg.Table)); err != nil {
+	if err := s.migrate(ctx, tx); err != nil {
+		var ve *SchemaVersionError
+		if errors.As(err, &ve) || errors.Is(err, outbox.ErrSchema) {
+			return err
+		}
 		return fmt.Errorf("sqlite: ensure schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
