@@ -60,6 +60,7 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]*outbox.M
 	if last != nil {
 		s.cursor.advance(turn, *last)
 	}
+	s.maybePrune(ctx)
 	return msgs, nil
 }
 

@@ -8,6 +8,13 @@
 // transaction ends, so two writers of one key take turns and a key's seq order is its commit
 // order: an ordered relay never lets the later-committing event out first.
 //
+// The key-lock table is pruned on the claim path (prune.go): once a minute per Store, claims
+// sweep it a page of 500 rows at a time, deleting the rows of keys with no pending or dead
+// message. A row is locked with FOR UPDATE SKIP LOCKED before it is deleted, so the row of a
+// writer still in its transaction is passed over, and writers that come while the prune holds
+// a row wait for it and then take turns on the row the first of them makes again. An idle
+// relay's sweep costs one or two queries a minute when nothing is to be deleted.
+//
 // The relay side implements outbox.Store, outbox.Notifier, outbox.Inspector and (with
 // Config.KeepDelivered) outbox.Retention. Start reading at claim.go:
 //
@@ -41,7 +48,9 @@
 // Schema: CheckSchema (and EnsureSchema after it) verifies the columns, the claim index
 // outbox_claim (status, seq) and the key index outbox_key (status, msg_key, seq). A table made
 // by an earlier, unreleased shape of this store, with outbox_key on (msg_key, status, seq), is
-// refused with the ALTER TABLE statement that rebuilds the index; no tagged release carried it.
+// refused with the ALTER TABLE statement that rebuilds the index, and a key-lock table without
+// its msg_key column gets it from EnsureSchema (CheckSchema names the ALTER TABLE); its old
+// rows are pruned as idle. No tagged release carried either earlier shape.
 //
 // binlog_format must be ROW (MIXED also works, since it logs unsafe statements as rows) when
 // binary logging is on: claims run at READ COMMITTED, and InnoDB refuses writes at READ COMMITTED

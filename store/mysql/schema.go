@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/backend"
 )
 
@@ -27,13 +28,18 @@ func SchemaSQL(table string) (string, error) {
 	return schemaSQL(quote(table), quote(table+"_keys")), nil
 }
 
+// keyColumn is the key-lock table's record of its row's key, which the prune reads.
+const keyColumn = "msg_key VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ''"
+
 // schemaSQL creates the outbox table t and the key-lock table keys: Add locks one row of keys
-// per message key until commit, so writers of one key commit in seq order. outbox_key serves
+// per message key until commit, so writers of one key commit in seq order; the claim path
+// prunes the rows of keys with no messages left (prune.go). outbox_key serves
 // ordered claims: whether a row has an undelivered predecessor of its key, and a key's pending
 // rows in seq order, are both range reads of it that never touch delivered rows.
 func schemaSQL(t, keys string) string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %[3]s (
-	lock_key BINARY(32) NOT NULL PRIMARY KEY
+	lock_key BINARY(32) NOT NULL PRIMARY KEY,
+	%[5]s
 ) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS %[1]s (
 	seq          BIGINT       NOT NULL AUTO_INCREMENT,
@@ -56,7 +62,7 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 	KEY %[2]s (status, seq),
 	KEY %[4]s (status, msg_key, seq),
 	KEY outbox_delivered (status, delivered_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys, keyIndex)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys, keyIndex, keyColumn)
 }
 
 // EnsureSchema creates the table when missing and checks that the claim index is there with
@@ -79,6 +85,17 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	if _, err := conn.ExecContext(ctx, schemaSQL(s.table, s.keys)); err != nil {
 		return fmt.Errorf("mysql: ensure schema %s: %w", s.table, err)
 	}
+	// A key table made before it recorded keys gains the column (an instant change); its old
+	// rows keep an empty msg_key, which the prune takes for idle.
+	have, err := s.columnsOf(ctx, s.cfg.Table+"_keys")
+	if err != nil {
+		return fmt.Errorf("mysql: ensure schema %s: %w", s.keys, err)
+	}
+	if have["lock_key"] && !have["msg_key"] {
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE "+s.keys+" ADD COLUMN "+keyColumn); err != nil {
+			return fmt.Errorf("mysql: ensure schema %s: add msg_key: %w", s.keys, err)
+		}
+	}
 	return s.CheckSchema(ctx)
 }
 
@@ -87,19 +104,30 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 var outboxColumns = []string{"seq", "id", "type", "msg_key", "payload", "result", "headers", "status",
 	"attempts", "available_at", "lease_owner", "last_error", "created_at", "delivered_at", "dead_at"}
 
-// CheckSchema verifies that the table exists with the outbox's columns (an *outbox.SchemaError
-// when not: errors.Is outbox.ErrSchema), has the claim index on (status, seq) and the key index
+// CheckSchema verifies that the table exists with the outbox's columns and the key-lock table
+// with its own (an *outbox.SchemaError when not: errors.Is outbox.ErrSchema), that the table has the claim index on (status, seq) and the key index
 // on (status, msg_key, seq). The relay calls it at Start.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: check schema: %w", err)
 	}
-	have, err := s.columns(ctx)
+	have, err := s.columnsOf(ctx, s.cfg.Table)
 	if err != nil {
 		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
 	}
 	if err := backend.CheckColumns("mysql", s.table, have, outboxColumns); err != nil {
 		return err
+	}
+	keys, err := s.columnsOf(ctx, s.cfg.Table+"_keys")
+	if err != nil {
+		return fmt.Errorf("mysql: check schema %s: %w", s.keys, err)
+	}
+	switch {
+	case !keys["lock_key"]:
+		return &outbox.SchemaError{Store: "mysql", Table: s.keys, Problem: outbox.SchemaMissing}
+	case !keys["msg_key"]:
+		return &outbox.SchemaError{Store: "mysql", Table: s.keys,
+			Problem: "has no column msg_key (made by an earlier shape of the store; EnsureSchema adds it, or ALTER TABLE " + s.keys + " ADD COLUMN " + keyColumn + ")"}
 	}
 	if err := s.checkIndex(ctx, claimIndex, []string{"status", "seq"}, "claims would sort and lock the backlog"); err != nil {
 		return err
@@ -141,10 +169,10 @@ WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ? ORDER BY s
 		s.table, name, have, strings.Join(want, ", "), why, fix)
 }
 
-// columns returns the names of the table's columns; none when it does not exist.
-func (s *Store) columns(ctx context.Context) (map[string]bool, error) {
+// columnsOf returns the names of table's columns; none when it does not exist.
+func (s *Store) columnsOf(ctx context.Context, table string) (map[string]bool, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT column_name FROM information_schema.columns
-WHERE table_schema = DATABASE() AND table_name = ?`, s.cfg.Table)
+WHERE table_schema = DATABASE() AND table_name = ?`, table)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,9 @@ type Store struct {
 	hubKey    string
 	hub       *hub
 	cursor    keyCursor // where the next ordered claim starts walking the keys
+	pruneMu   sync.Mutex
+	prune     pruneState // the key-lock table's sweep (prune.go)
+	pruneHeld func()     // tests: called while a prune holds the rows it will delete
 	closed    atomic.Bool
 	closeOnce sync.Once
 

@@ -34,11 +34,11 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) er
 		return fmt.Errorf("mysql: add: %w", err)
 	}
 	if locks := s.keyLocks(msgs); len(locks) > 0 {
-		args := make([]any, len(locks))
-		for i, l := range locks {
-			args[i] = l
+		args := make([]any, 0, 2*len(locks))
+		for _, l := range locks {
+			args = append(args, l.lock, l.key)
 		}
-		q := "INSERT INTO " + s.keys + " (lock_key) VALUES " + strings.TrimSuffix(strings.Repeat("(?),", len(locks)), ",") +
+		q := "INSERT INTO " + s.keys + " (lock_key, msg_key) VALUES " + strings.TrimSuffix(strings.Repeat("(?, ?),", len(locks)), ",") +
 			" ON DUPLICATE KEY UPDATE lock_key = lock_key"
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("mysql: add: lock keys: %w", s.explain(err))
@@ -64,17 +64,18 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) er
 	return nil
 }
 
-// keyLocks returns the sorted, distinct key-lock rows of msgs' keys.
-func (s *Store) keyLocks(msgs []*outbox.Message) [][]byte {
-	var locks [][]byte
+// keyLocks returns the key-lock rows of msgs' keys, distinct and sorted by lock_key. The row
+// records its key so that the prune (prune.go) can tell whether the key still has messages.
+func (s *Store) keyLocks(msgs []*outbox.Message) []keyRow {
+	var locks []keyRow
 	for _, m := range msgs {
 		if m.Key != "" {
 			sum := sha256.Sum256([]byte(m.Key))
-			locks = append(locks, sum[:])
+			locks = append(locks, keyRow{lock: sum[:], key: m.Key})
 		}
 	}
-	slices.SortFunc(locks, bytes.Compare)
-	return slices.CompactFunc(locks, bytes.Equal)
+	slices.SortFunc(locks, func(a, b keyRow) int { return bytes.Compare(a.lock, b.lock) })
+	return slices.CompactFunc(locks, func(a, b keyRow) bool { return bytes.Equal(a.lock, b.lock) })
 }
 
 // Execute is the origin package's executeWithOutbox: it begins a transaction, runs fn in it,
