@@ -184,6 +184,24 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 				wr.tabled++
 			}
 		}
+		// Promise 3 as the relays saw it: an acknowledged event handed out again, outside what
+		// the journals leave in doubt, was sent again even where the broker hides it.
+		again, err := claimedAfterAck(ln.fleet.journalPaths())
+		if err != nil {
+			t.Fatalf("%s: %v", ln.name, err)
+		}
+		var resent []string
+		for id := range again {
+			if !doubt[id] {
+				resent = append(resent, id)
+			}
+		}
+		wr.reclaimed, wr.resent = len(again), len(resent)
+		if len(resent) > 0 {
+			slices.Sort(resent)
+			broken("%s: %d acknowledged events were handed out again although no relay that held them was cut before confirming them, e.g. %v",
+				ln.name, len(resent), resent[:min(5, len(resent))])
+		}
 		res.wal = &wr
 	}
 

@@ -328,8 +328,9 @@ func checkLanes(t *testing.T, sc scenario, lanes []*lane) []result {
 				"%d events in doubt only because a holder was cut before confirming them; the confirmed position passed %d of %d events sampled before the broker had them; "+
 				"%d events a killed relay held unsettled were not streamed again; confirmed past the last write %v after the drain",
 				r.name, w.takes, w.handovers, w.holderKills, r.kills, w.takeoverTimes(), w.repeatable, w.early, w.checked, w.notAgain, w.caughtUp.Round(time.Millisecond))
-			t.Logf("%s: WAL mode: %d events (poison aside) written to the outbox table by a relay; %d claims by a relay not holding the slot, %d of their messages not in the table",
-				r.name, w.tabled, w.outsideClaims, w.notHolding)
+			t.Logf("%s: WAL mode: %d events (poison aside) written to the outbox table by a relay; %d claims by a relay not holding the slot, %d of their messages not in the table; "+
+				"%d acknowledged events handed out again, %d of them outside the doubt set",
+				r.name, w.tabled, w.outsideClaims, w.notHolding, w.reclaimed, w.resent)
 		}
 		if stops := ln.fleet.stopCount(); stops > 0 {
 			ln.mu.Lock()

@@ -25,6 +25,10 @@ type cutProxy struct {
 	mu     sync.Mutex
 	cut    bool
 	conns  map[net.Conn]struct{}
+	// wasCut and since say whether the proxy was ever cut, and how many connections it forwarded
+	// since it was last restored.
+	wasCut bool
+	since  int
 	wg     sync.WaitGroup
 }
 
@@ -68,6 +72,7 @@ func (p *cutProxy) accept() {
 			continue
 		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.since++
 		p.mu.Unlock()
 		p.wg.Go(func() { p.pipe(up, c) })
 		p.wg.Go(func() { p.pipe(c, up) })
@@ -90,7 +95,7 @@ func (p *cutProxy) pipe(dst, src net.Conn) {
 func (p *cutProxy) cutAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut = true
+	p.cut, p.wasCut = true, true
 	for c := range p.conns {
 		_ = c.Close()
 	}
@@ -98,8 +103,17 @@ func (p *cutProxy) cutAll() {
 
 func (p *cutProxy) restore() {
 	p.mu.Lock()
-	p.cut = false
+	p.cut, p.since = false, 0
 	p.mu.Unlock()
+}
+
+// reconnected reports whether the relay behind the proxy connected through it since its last
+// cut (or it was never cut): a relay cut off retries with a growing backoff, and until its
+// first retry after the restore it is no standby ready to take the slot.
+func (p *cutProxy) reconnected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.wasCut || p.since > 0
 }
 
 func (p *cutProxy) close() {
@@ -161,11 +175,23 @@ func cutReplication(t *testing.T, ctx context.Context, lanes []*lane, n int, d t
 	wg.Wait()
 }
 
-// cutHolder cuts the replication path of the lane's holder for replicationCut.
+// cutHolder cuts the replication path of the lane's holder for replicationCut, once every
+// other relay is back on its own path after an earlier cut.
 func (ln *lane) cutHolder(ctx context.Context) error {
-	holder, err := ln.waitHolder(ctx, 10*time.Second, -1)
-	if holder < 0 {
-		return fmt.Errorf("no relay held the slot for 10 s before a cut: %v", err)
+	var holder int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		holder, err = ln.holderSlot(ctx)
+		ready := holder >= 0
+		for i, p := range ln.proxies {
+			ready = ready && (i == holder || p.reconnected())
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 50*time.Millisecond) {
+			return fmt.Errorf("no relay held the slot with the others back on their paths for 10 s before a cut (holder %d, %v)", holder, err)
+		}
 	}
 	p := ln.proxies[holder]
 	cutAt := time.Now()

@@ -112,3 +112,60 @@ func notHoldingIn(path string, tabledAt map[string]time.Time) (outside int, wron
 	}
 	return outside, wrong, nil
 }
+
+// claimedAfterAck returns the messages that some relay claimed again after a relay's
+// acknowledgement of them had returned (an A line's end before the claim's start). In WAL mode
+// that is the slot streaming again an event that was published, and so a re-send, whether or
+// not the broker shows it: a FIFO queue drops a second send of one message ID within its
+// deduplication window.
+func claimedAfterAck(paths []string) (map[string]bool, error) {
+	acked := map[string]int64{} // message ID -> end of its first acknowledgement
+	type claim struct {
+		start int64
+		ids   []string
+	}
+	var claims []claim
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+		for sc.Scan() {
+			fields := strings.SplitN(sc.Text(), " ", 4)
+			if len(fields) != 4 || (fields[0] != "A" && fields[0] != "C") {
+				continue
+			}
+			start, err1 := strconv.ParseInt(fields[1], 10, 64)
+			end, err2 := strconv.ParseInt(fields[2], 10, 64)
+			if err1 != nil || err2 != nil {
+				continue // cut short by a kill
+			}
+			ids := strings.Split(fields[3], ",")
+			if fields[0] == "C" {
+				claims = append(claims, claim{start, ids})
+				continue
+			}
+			for _, id := range ids {
+				if at, ok := acked[id]; !ok || end < at {
+					acked[id] = end
+				}
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("journal: %s: %w", path, err)
+		}
+	}
+	again := map[string]bool{}
+	for _, c := range claims {
+		for _, id := range c.ids {
+			if at, ok := acked[id]; ok && c.start > at {
+				again[id] = true
+			}
+		}
+	}
+	return again, nil
+}

@@ -51,8 +51,8 @@ func (ln *lane) holderSlot(ctx context.Context) (int, error) {
 	return -1, fmt.Errorf("the slot %s is held by a connection named %q, not a relay of the lane", ln.db.slot, strings.TrimSpace(name))
 }
 
-// waitHolder waits up to timeout for a relay to hold the lane's slot and returns its fleet
-// slot, or -1 when none took it in time.
+// waitHolder waits up to timeout for a relay other than fleet slot not's to hold the lane's
+// slot and returns its fleet slot, or -1 when none took it in time.
 func (ln *lane) waitHolder(ctx context.Context, timeout time.Duration, not int) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {

@@ -191,6 +191,8 @@ type walReport struct {
 	tabled                        int // events a relay wrote to the outbox table (poison aside)
 	outsideClaims                 int // claims by a relay whose reader did not hold the slot then
 	notHolding                    int // messages of them that were not in the table
+	reclaimed                     int // acknowledged events handed out again
+	resent                        int // of them, outside what the journals leave in doubt
 }
 
 // checkWAL checks, in a WAL lane, that the slot's confirmed position never passed an event
