@@ -164,8 +164,13 @@ func (r *Relay) Start(ctx context.Context) error {
 	}
 	rn.kick()
 	r.log.Info("relay started", zap.Int("batch_size", r.cfg.BatchSize), zap.Int("concurrency", r.cfg.Concurrency), zap.Bool("ordered", r.cfg.ordered()))
-	if r.cfg.Unordered {
+	switch {
+	case r.cfg.Unordered:
 		r.log.Warn("relay runs unordered (Config.Unordered): messages of one key may be published out of order, after a failed publish for instance")
+	case !r.keyOrder:
+		// Order holds either way; what the transport's default costs is round trips on busy keys.
+		r.log.Info("ordered mode with a transport that does not keep key order within a publish: each publish carries at most one message per key " +
+			"(a transport that keeps it, such as NATS or RabbitMQ with KeepKeyOrder or an SQS FIFO queue, takes a key's consecutive messages in one publish)")
 	}
 	return nil
 }

@@ -163,11 +163,9 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 	if err != nil {
 		return err
 	}
-	if !cfg.Unordered {
-		if ko, ok := transport.(outbox.KeyOrderer); !ok || !ko.KeepsKeyOrder() {
-			log.Info("ordered mode with a transport that does not keep key order within a batch: each publish carries at most one message per key"+keyOrderHint[tf.kind],
-				zap.String("transport", tf.kind))
-		}
+	if ko, ok := transport.(outbox.KeyOrderer); !cfg.Unordered && keyOrderHint[tf.kind] != "" && (!ok || !ko.KeepsKeyOrder()) {
+		// The relay logs what this costs; the command knows the flag that changes it.
+		log.Info("hint: " + keyOrderHint[tf.kind])
 	}
 	st.opened(store, relay, publishDuration)
 
@@ -200,9 +198,9 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 
 // keyOrderHint says how to let an ordered relay send a key's consecutive messages in one batch.
 var keyOrderHint = map[string]string{
-	"nats":     "; --nats-keep-key-order lets it carry a key's consecutive messages",
-	"rabbitmq": "; --rabbitmq-keep-key-order lets it carry a key's consecutive messages",
-	"sqs":      "; a FIFO queue (.fifo) keeps key order by itself",
+	"nats":     "--nats-keep-key-order lets a publish carry a key's consecutive messages",
+	"rabbitmq": "--rabbitmq-keep-key-order lets a publish carry a key's consecutive messages",
+	"sqs":      "a FIFO queue (.fifo) keeps key order by itself",
 }
 
 // describe names a transport for logs; the SQS transport's String redacts its credentials.
