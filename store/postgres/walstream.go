@@ -29,6 +29,11 @@ var errServerWaiting = errors.New("the server keeps asking for a confirmation th
 // errNotHolding refuses a write on behalf of a reader that no longer holds the slot.
 var errNotHolding = errors.New("this reader no longer holds the replication slot")
 
+// spillBatchShare is the share of MaxBufferedBytes one batch of a large transaction written
+// to the table may hold: while it is written the batch is held three times over (the
+// messages, the statement's arguments, their encoding on the wire).
+const spillBatchShare = 8
+
 // Reconnect delays of the WAL reader after a broken session (database restart, network).
 var streamBackoff = outbox.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0.2}
 
@@ -45,6 +50,10 @@ type walStream struct {
 	spillSQL string
 	// positions is the quoted table where the reader keeps the position it confirmed.
 	positions string
+
+	// spillBatch bounds the bytes of one batch of a large transaction written to the table
+	// (see stream's take).
+	spillBatch int64
 
 	startOnce sync.Once
 	// slotChecked is when a write last found the slot there (unix nanos; see walWrite.emit).
@@ -105,6 +114,7 @@ func newWALStream(s *Store) *walStream {
 		spilled: map[string]pglogrepl.LSN{}, queuing: map[string]int{}, syncs: map[string]chan struct{}{}, listeners: map[chan struct{}]struct{}{},
 	}
 	w.buf = newWALBuffer(w.cfg.MaxBuffered, w.cfg.MaxBufferedBytes, w.wake)
+	w.spillBatch = w.cfg.MaxBufferedBytes / spillBatchShare
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("outbox wal slot\x00" + w.cfg.Slot))
 	w.fence = int64(h.Sum64())
@@ -379,44 +389,52 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 	// order. A key's earlier messages still buffered go out first: the table could deliver
 	// these before them. Its later messages in the stream queue behind these in ordered mode.
 	flush := func() error {
-		if len(spills) == 0 {
-			return nil
-		}
-		keys := map[string]bool{}
-		for _, m := range spills {
-			if m.Key != "" {
-				keys[m.Key] = true
+		for len(spills) > 0 {
+			// At most spillBatch bytes per statement, but at least one message.
+			n, bytes := 1, walSize(spills[0])
+			for n < len(spills) && bytes+walSize(spills[n]) <= w.spillBatch {
+				bytes += walSize(spills[n])
+				n++
 			}
-		}
-		if err := await(func() bool { return !w.buf.holdsAny(keys) }); err != nil {
-			return err
-		}
-		batch := make([]spill, len(spills))
-		for i, m := range spills {
-			batch[i] = spill{msg: m} // due now, no attempt
-		}
-		// How much of the transaction is in the table is recorded with the write: the
-		// position cannot move into a transaction, so a reader stopping (or crashing) before
-		// its COMMIT leaves it to be streamed again whole, and the messages in the table
-		// (delivered and deleted from there, perhaps) must not be written there again.
-		var record func(pgx.Tx) error
-		if w.record {
-			n := tabled + int64(len(spills))
-			record = func(tx pgx.Tx) error {
-				_, err := tx.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed, tabled_tx, tabled) VALUES ($1, '0/0', $2, $3)
-					ON CONFLICT (slot) DO UPDATE SET tabled_tx = excluded.tabled_tx, tabled = excluded.tabled`, w.cfg.Slot, final, n)
+			chunk := spills[:n]
+			keys := map[string]bool{}
+			for _, m := range chunk {
+				if m.Key != "" {
+					keys[m.Key] = true
+				}
+			}
+			if err := await(func() bool { return !w.buf.holdsAny(keys) }); err != nil {
 				return err
 			}
+			batch := make([]spill, len(chunk))
+			for i, m := range chunk {
+				batch[i] = spill{msg: m} // due now, no attempt
+			}
+			// How much of the transaction is in the table is recorded with the write: the
+			// position cannot move into a transaction, so a reader stopping (or crashing)
+			// before its COMMIT leaves it to be streamed again whole, and the messages in the
+			// table (delivered and deleted from there, perhaps) must not be written there again.
+			var record func(pgx.Tx) error
+			if w.record {
+				total := tabled + int64(n)
+				record = func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed, tabled_tx, tabled) VALUES ($1, '0/0', $2, $3)
+						ON CONFLICT (slot) DO UPDATE SET tabled_tx = excluded.tabled_tx, tabled = excluded.tabled`, w.cfg.Slot, final, total)
+					return err
+				}
+			}
+			if err := w.s.spillThen(ctx, batch, record); err != nil {
+				return fmt.Errorf("write a transaction past the buffer's bound to the table: %w", err)
+			}
+			tabled += int64(n)
+			for k := range keys {
+				w.markSpilled(k, 0)
+			}
+			w.tableDueBy(time.Now())
+			w.wake()
+			clear(chunk) // written: nothing here keeps them
+			spills, spillsBytes = spills[n:], spillsBytes-bytes
 		}
-		if err := w.s.spillThen(ctx, batch, record); err != nil {
-			return fmt.Errorf("write a transaction past the buffer's bound to the table: %w", err)
-		}
-		tabled += int64(len(spills))
-		for k := range keys {
-			w.markSpilled(k, 0)
-		}
-		w.tableDueBy(time.Now())
-		w.wake()
 		spills, spillsBytes = spills[:0], 0
 		return nil
 	}
@@ -426,7 +444,9 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 		size := walSize(m)
 		if !overflow && !w.buf.fitsAlone(len(msgs)+1, pending+size) {
 			overflow = true
-			spills, spillsBytes, msgs, pending = append(spills[:0], msgs...), pending, msgs[:0], 0
+			spills, spillsBytes = append(spills[:0], msgs...), pending
+			clear(msgs) // moved to spills: the backing array must not keep them once written
+			msgs, pending = msgs[:0], 0
 		}
 		if !overflow {
 			// It fits once the buffer has room: wait for it, as when the buffer is full.
@@ -436,7 +456,7 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			msgs, pending = append(msgs, m), pending+size
 			return nil
 		}
-		if !w.buf.room(len(spills)+1, spillsBytes+size) {
+		if len(spills) > 0 && spillsBytes+size > w.spillBatch || !w.buf.room(len(spills)+1, spillsBytes+size) {
 			if err := flush(); err != nil {
 				return err
 			}
