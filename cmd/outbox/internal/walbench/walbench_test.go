@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"testing"
 	"time"
 
@@ -146,5 +147,43 @@ func BenchmarkLatency(b *testing.B) {
 		b.ReportMetric(r.WAL.BeyondCommitP99Ms, "wal-p99-beyond-commit-ms")
 		b.ReportMetric(r.Table.P99Ms, "table-p99-ms")
 		logJSON(b, r)
+	}
+}
+
+// The large-transaction scenario at a toy size (its real size: BenchmarkLargeTx): every event
+// published once, through a reader bounded at 1 MiB.
+func TestLargeTxSmall(t *testing.T) {
+	p := pool(t)
+	schemas0, slots0 := leftovers(t, p)
+	r, err := walbench.LargeTx(context.Background(), p, walbench.LargeTxOptions{Events: 300, PayloadBytes: 16 << 10, MaxBufferedBytes: 1 << 20})
+	if err != nil || r.Duplicates != 0 || r.Missing != 0 || r.PendingAfter != 0 || r.PeakRSSMiB <= 0 || r.WALMiB < r.PayloadMiB || r.EventsPerSec <= 0 {
+		t.Fatalf("LargeTx = %+v, %v", r, err)
+	}
+	if schemas, slots := leftovers(t, p); schemas > schemas0 || slots > slots0 {
+		t.Fatalf("%d schemas and %d slots left behind", schemas-schemas0, slots-slots0)
+	}
+	out, _ := json.Marshal(r)
+	t.Logf("%s", out)
+}
+
+// Sizes of BenchmarkLargeTx: 100k × 32 KiB (3.2 GB of WAL) by default; the server's
+// max_slot_wal_keep_size must hold about twice the payload.
+var (
+	largeEvents = flag.Int("large-events", 100000, "BenchmarkLargeTx: events in the one transaction")
+	largeSize   = flag.Int("large-size", 32<<10, "BenchmarkLargeTx: payload bytes per event")
+	largeBound  = flag.Int64("large-max-buffered-bytes", 0, "BenchmarkLargeTx: the reader's MaxBufferedBytes (0: its default)")
+)
+
+func BenchmarkLargeTx(b *testing.B) {
+	p := pool(b)
+	for b.Loop() {
+		r, err := walbench.LargeTx(context.Background(), p, walbench.LargeTxOptions{Events: *largeEvents, PayloadBytes: *largeSize, MaxBufferedBytes: *largeBound})
+		logJSON(b, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.PeakRSSMiB, "peak-rss-MiB")
+		b.ReportMetric(r.PeakOverBound, "peak-over-base-vs-bound")
+		b.ReportMetric(r.EventsPerSec, "events/s")
 	}
 }
