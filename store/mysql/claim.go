@@ -167,7 +167,7 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, req outbox.ClaimRequest, 
 // again, and serves the first limit keys whose head is due. It reads without locking, then
 // locks what it chose:
 //
-//  1. the walk (walkKeys): a loose scan of the (status, msg_key, seq) index, one probe per key
+//  1. the walk (walk.next): a loose scan of the (status, msg_key, seq) index, one probe per key
 //     with pending rows, whatever their number, so keys whose head is leased or waiting for its
 //     retry cost one probe each and their backlogs are never read;
 //  2. the batch is shared out among the due keys in walk order: each keyed head, then each
@@ -182,7 +182,7 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, req outbox.ClaimRequest, 
 // a dead row is only ever requeued, never written before a later one's head.
 //
 // Sharing the batch keeps the turns short: with limit L and K keys due, every key is served
-// within ceil(K/L) claims, and a key due alone fills the batch with its run.
+// within ceil(K/L) claims of one claimer, and a key due alone fills the batch with its run.
 func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int) ([]claimed, *string, error) {
 	w := &walk{from: from, lower: from}
 	var (
@@ -193,8 +193,11 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int
 	// goes on past the keys tried, with what is left of the batch, a few times at most.
 	for pass := 0; pass < maxPasses && len(out) < limit; pass++ {
 		keys, err := w.next(ctx, s, tx, limit-len(out))
-		if err != nil || len(keys) == 0 {
+		if err != nil {
 			return nil, nil, err
+		}
+		if len(keys) == 0 {
+			break // round to the start: what an earlier pass locked is the batch
 		}
 		got, lastKey, lost, err := s.lockPlan(ctx, tx, keys, limit-len(out))
 		if err != nil {

@@ -148,7 +148,7 @@ func TestOrderedClaimWalksOnPastHeadsTakenMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer racer.Rollback()
-	rows, err := racer.QueryContext(ctx, "SELECT seq FROM "+s.table+" WHERE msg_key < 'k10' ORDER BY seq FOR UPDATE")
+	rows, err := racer.QueryContext(ctx, "SELECT seq FROM "+s.table+" WHERE status = 'pending' AND msg_key < 'k10' FOR UPDATE")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,5 +161,29 @@ func TestOrderedClaimWalksOnPastHeadsTakenMeanwhile(t *testing.T) {
 		if m.Key < "k10" {
 			t.Fatalf("claimed %s of key %s, which the racing claim holds", m.ID, m.Key)
 		}
+	}
+}
+
+// A claim that loses some keys to a racing claim and finds no other key due still returns the
+// runs it did lock.
+func TestOrderedClaimKeepsWhatItLockedWhenTheWalkEnds(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	for i := range 4 {
+		addKeyed(t, s, fmt.Sprintf("k%02d", i), 1)
+	}
+	racer, err := s.DB().BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer racer.Rollback()
+	rows, err := racer.QueryContext(ctx, "SELECT seq FROM "+s.table+" WHERE status = 'pending' AND msg_key = 'k01' FOR UPDATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "a", Limit: 10, Lease: time.Minute, Ordered: true})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claim with one of four keys held elsewhere = %d messages, %v; want the other 3", len(got), err)
 	}
 }
