@@ -391,12 +391,14 @@ func (c *Consumer) process(t *tracked) error {
 		c.stats.failed.Add(1)
 		attempt := max(t.d.Attempt, 1)
 		switch {
+		case c.work.Err() != nil:
+			// Stop cancelled the handler: the message did not fail, the consumer stopped, so
+			// even a last delivery is given back rather than rejected.
+			log.Warn("handler stopped; the delivery is given back", zap.Error(err))
+			c.nack(t, 0, fmt.Errorf("%w: %w", ErrStopped, err))
 		case c.cfg.MaxDeliveries > 0 && t.d.Attempt >= c.cfg.MaxDeliveries:
 			log.Error("handler failed on its last delivery; rejected", zap.Error(err))
 			c.reject(t, err, log)
-		case c.work.Err() != nil:
-			log.Warn("handler stopped; the delivery is given back", zap.Error(err))
-			c.nack(t, 0, fmt.Errorf("%w: %w", ErrStopped, err))
 		default:
 			delay := c.cfg.Backoff.Delay(attempt)
 			log.Warn("handler failed; the delivery is given back", zap.Error(err), zap.Duration("delay", delay))
