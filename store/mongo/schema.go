@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -53,14 +54,45 @@ func (s *Store) indexes() []index {
 }
 
 // EnsureSchema creates the outbox collection's indexes (and so the collection and its counter
-// collection): MongoDB has no schema beyond them, and the name is the one every store uses. It
-// is idempotent: existing indexes of the same name are left alone. It fails when an index of
-// the same name exists with other keys or options, naming it; drop that index to let
-// EnsureSchema create the current form.
+// collection), or adds what an earlier schema version lacks, and records the version in
+// <collection>_schema: MongoDB has no schema beyond indexes, and the name is the one every store
+// uses. It is idempotent: existing indexes of the same name are left alone. It fails when an
+// index of the same name exists with other keys or options, naming it (drop that index to let
+// EnsureSchema create the current form), and refuses a collection a newer binary upgraded
+// (*SchemaVersionError).
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.checkOpen("ensure schema"); err != nil {
 		return err
 	}
+	v, err := s.recordedVersion(ctx)
+	if err != nil {
+		return s.wrap("ensure schema", err)
+	}
+	known := knownVersion()
+	if v > known {
+		return &SchemaVersionError{Collection: s.coll.Name(), Version: v, Known: known}
+	}
+	if v == known {
+		// Nothing to upgrade; the indexes are still checked (cheaply: creating an existing index
+		// is a no-op), so one changed or dropped behind the store's back is reported or made again.
+		return s.ensureIndexes(ctx)
+	}
+	for _, m := range migrations[v:] {
+		if err := m.run(s, ctx); err != nil {
+			return err
+		}
+		// Recorded after it ran: a migration is idempotent, so a run cut short between the
+		// two is done again by the next EnsureSchema.
+		_, err := s.versions().InsertOne(ctx, bson.D{{Key: "_id", Value: m.version}, {Key: "applied_at", Value: time.Now().UTC()}})
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
+			return s.wrap(fmt.Sprintf("ensure schema: record version %d", m.version), err)
+		}
+	}
+	return nil
+}
+
+// ensureIndexes is schema version 1: the indexes and the counter collection.
+func (s *Store) ensureIndexes(ctx context.Context) error {
 	for _, ix := range s.indexes() {
 		if err := s.createIndex(ctx, ix); err != nil {
 			return err
