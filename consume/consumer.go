@@ -286,8 +286,8 @@ type tracked struct {
 
 // link chains the runs of one group: a run waits for the one before it.
 type link struct {
-	done   chan struct{}
-	failed bool // set before done is closed
+	done  chan struct{}
+	cause error // why the run ended early, nil when it was handled; set before done is closed
 }
 
 // dispatch splits ds into runs (one per group, in the order received; one per delivery without
@@ -328,7 +328,10 @@ func (c *Consumer) run(run []*tracked, prev, next *link) {
 	var cause error
 	if prev != nil {
 		<-prev.done
-		if prev.failed {
+		switch {
+		case errors.Is(prev.cause, ErrStopped):
+			cause = fmt.Errorf("%w: %w", ErrStopped, errEarlier)
+		case prev.cause != nil:
 			cause = errEarlier
 		}
 	}
@@ -341,7 +344,7 @@ func (c *Consumer) run(run []*tracked, prev, next *link) {
 		<-c.slots
 	}
 	if next != nil {
-		next.failed = cause != nil
+		next.cause = cause
 		close(next.done)
 		c.mu.Lock()
 		if g := run[0].d.Group; c.groups[g] == next {
@@ -395,7 +398,8 @@ func (c *Consumer) process(t *tracked) error {
 			// Stop cancelled the handler: the message did not fail, the consumer stopped, so
 			// even a last delivery is given back rather than rejected.
 			log.Warn("handler stopped; the delivery is given back", zap.Error(err))
-			c.nack(t, 0, fmt.Errorf("%w: %w", ErrStopped, err))
+			err = fmt.Errorf("%w: %w", ErrStopped, err) // the rest of its run is given back as stopped too
+			c.nack(t, 0, err)
 		case c.cfg.MaxDeliveries > 0 && t.d.Attempt >= c.cfg.MaxDeliveries:
 			log.Error("handler failed on its last delivery; rejected", zap.Error(err))
 			c.reject(t, err, log)

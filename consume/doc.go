@@ -58,7 +58,8 @@
 // earlier run to finish. The first delivery of a run that is not handled (its handler failed,
 // it was malformed, the consumer stops) ends the run: the rest of it, and later runs of that
 // group already received, are given back with Nack(ctx, 0, cause) in order, without being
-// handled, so nothing overtakes the failed message when the broker redelivers it. An adapter
+// handled, so nothing overtakes the failed message when the broker redelivers it. When the run
+// ended because the consumer stops, cause wraps ErrStopped for all of them. An adapter
 // that keeps per-key order (SQS FIFO message groups, a Kafka partition, a NATS or RabbitMQ
 // queue with KeepKeyOrder) sets Group; the others leave it empty and every delivery runs on
 // its own, Concurrency at a time.

@@ -174,24 +174,45 @@ func (f *fakeAdapter) settleOf(t *testing.T, ref string) event {
 	return event{}
 }
 
-// waitFor waits until cond holds, re-checking on every event, and fails the test after wait.
+// waitFor waits until cond holds and fails the test after wait.
 func (f *fakeAdapter) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	if !f.until(cond) {
+		t.Fatalf("after %v, still waiting for %s; events %v", wait, what, f.snapshot())
+	}
+}
+
+// until waits until cond holds, re-checking on every event and every few milliseconds (for
+// what follows the last event, a counter); it reports false after wait. Handlers use it.
+func (f *fakeAdapter) until(cond func() bool) bool {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		f.mu.Lock()
 		changed := f.changed
 		f.mu.Unlock()
 		if cond() {
-			return
+			return true
 		}
 		select {
 		case <-changed:
+		case <-tick.C:
 		case <-deadline.C:
-			t.Fatalf("after %v, still waiting for %s; events %v", wait, what, f.snapshot())
+			return false
 		}
 	}
+}
+
+// index returns the position of ref's first event of kind, -1 when there is none.
+func (f *fakeAdapter) index(kind, ref string) int {
+	for i, e := range f.snapshot() {
+		if e.kind == kind && e.ref == ref {
+			return i
+		}
+	}
+	return -1
 }
 
 // check fails the test with the contract violations seen, and when every delivery handed out
