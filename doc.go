@@ -45,6 +45,7 @@
 // and its default), and relay.go with deliver.go (the engine: claim, publish, ack or nack) and
 // outage.go (pausing and probing during a broker outage). secret.go holds Secret, the type
 // config fields use for passwords and tokens.
+// To write a store, transport, middleware or consumer adapter, read docs/extending.md next.
 //
 // # The repository
 //
