@@ -9,6 +9,9 @@
 //     slot and confirms; with the process's peak RSS during each drain.
 //   - Latency: end-to-end latency at a steady rate in WAL mode and in table mode, beside the
 //     write transaction's own.
+//   - LargeTx: one transaction far larger than the WAL reader's buffer (100k × 32 KiB by
+//     default), drained through outbox.Relay, with the process's peak RSS beside the reader's
+//     bound (go test -bench LargeTx only).
 //
 // Every scenario works in schemas of its own (and their slots), dropped afterwards.
 package walbench
