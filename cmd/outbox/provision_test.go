@@ -206,7 +206,7 @@ func TestProvisionThenRelayToRabbitMQ(t *testing.T) {
 	add(t, store, msgs...)
 	r := startRelayInProcess(t, vars, "", append(flags, "--store", storeURL, "--listen", "off", "--poll-interval", "20ms")...)
 	var got received
-	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: rabbitmqURL(), Queue: queue, Handler: got.handle})
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(rabbitmqURL())}, Queue: queue, Handler: got.handle})
 	if err != nil {
 		t.Fatal(err)
 	}

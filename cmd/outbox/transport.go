@@ -150,7 +150,7 @@ func (t *transportFlags) open(ctx context.Context, cmd string, e *env, log *zap.
 		if err != nil {
 			return nil, nil, err
 		}
-		tr, err := rabbitmq.New(cfg)
+		tr, err := rabbitmq.New(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -127,11 +127,11 @@ func openRabbitMQ(cfg config, handle handler) (*broker, error) {
 	if err := declareQueue(cfg.RabbitMQURL, cfg.RabbitMQQueue); err != nil {
 		return nil, err
 	}
-	tr, err := rabbitmq.New(rabbitmq.Config{URL: cfg.RabbitMQURL, RoutingKey: cfg.RabbitMQQueue})
+	tr, err := rabbitmq.New(context.Background(), rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(cfg.RabbitMQURL)}, RoutingKey: cfg.RabbitMQQueue})
 	if err != nil {
 		return nil, err
 	}
-	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: cfg.RabbitMQURL, Queue: cfg.RabbitMQQueue, Handler: handle})
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(cfg.RabbitMQURL)}, Queue: cfg.RabbitMQQueue, Handler: handle})
 	if err != nil {
 		_ = tr.Close()
 		return nil, err

@@ -26,7 +26,7 @@ import (
 // exactly once, counted in the consumer's database.
 func TestRabbitMQConsumerExactlyOnceWithInbox(t *testing.T) {
 	q := rabbitQueue(t)
-	tr, err := rabbitmq.New(rabbitmq.Config{URL: rabbitURL(), RoutingKey: q}) // the default exchange: straight to the queue
+	tr, err := rabbitmq.New(context.Background(), rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(rabbitURL())}, RoutingKey: q}) // the default exchange: straight to the queue
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func rabbitCount(t *testing.T, q string) int {
 // rabbitConsumer starts a consumer of q, three handlers at once, stopped at cleanup.
 func rabbitConsumer(t *testing.T, q string, handle func(context.Context, *outbox.Message) error) *rabbitmq.Consumer {
 	t.Helper()
-	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: rabbitURL(), Queue: q, Concurrency: 3, Handler: handle})
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(rabbitURL())}, Queue: q, Concurrency: 3, Handler: handle})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -37,11 +35,14 @@ import (
 //
 // When the connection or channel drops, every unacknowledged message goes back to the queue
 // (the broker requeues a channel's unacknowledged deliveries when it closes) and the consumer
-// dials again, waiting ReconnectMin, doubling up to ReconnectMax, between attempts. A handler
+// dials again, waiting ReconnectMin, doubling up to ReconnectMax, between attempts (with
+// Connection.Conn, it opens a channel again on that connection, and waits while it is closed:
+// see Connection.Conn). A handler
 // still running from the lost connection finishes, but its acknowledgement cannot reach the
 // broker any more: its message is delivered again, a duplicate that an inbox absorbs. Stop
 // cancels the consumer (basic.cancel, waiting at most DefaultCancelTimeout for the broker's
-// answer) and closes the connection, so the broker requeues whatever it sent and was not
+// answer) and closes the connection (only its channel on a Connection.Conn), so the broker
+// requeues whatever it sent and was not
 // settled, the messages prefetched but never handed to a handler included.
 //
 // Order: a queue hands its messages out in order, and a requeued message goes back to its
@@ -71,28 +72,19 @@ type ConsumerStats = consume.Stats
 // NewConsumer validates cfg and returns a consumer of cfg.Queue that calls cfg.Handler for each
 // message. It does not connect; Start (or Run) does, and fails (as outbox.Unavailable) when the
 // broker cannot be reached or the queue does not exist. The handler must be safe for
-// concurrent use when Concurrency is above 1. ctx is not used yet: it is there for the
-// connection a later version may share with the Transport.
+// concurrent use when Concurrency is above 1. ctx is not used yet: it is there so that every
+// consumer's NewConsumer has the same form.
 func NewConsumer(_ context.Context, cfg ConsumerConfig) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	conn := cfg.transportConfig().withDefaults()
-	tc, err := tlsConfig(conn)
+	tc, err := tlsConfig(cfg.Connection)
 	if err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(conn.URL) // Validate parsed it
-	port := u.Port()
-	if port == "" {
-		port = "5672"
-		if u.Scheme == "amqps" {
-			port = "5671"
-		}
-	}
 	a := &adapter{
-		cfg: cfg, conn: conn, tls: tc, addr: net.JoinHostPort(u.Hostname(), port),
+		cfg: cfg, conn: cfg.Connection, tls: tc, addr: cfg.addr(),
 		log: cfg.Logger.With(zap.String("component", "rabbitmq consumer"), zap.String("queue", cfg.Queue)),
 	}
 	// One poller: it takes what the prefetch brought, up to the free handler slots, in one call.
@@ -108,7 +100,7 @@ func NewConsumer(_ context.Context, cfg ConsumerConfig) (*Consumer, error) {
 }
 
 // String describes the consumer without secrets.
-func (c *Consumer) String() string { return "rabbitmq.Consumer(" + c.a.cfg.String() + ")" }
+func (c *Consumer) String() string { return fmt.Sprintf("rabbitmq.Consumer(%v)", c.a.cfg) }
 
 // errLost is what Receive returns when the connection or channel was lost.
 var errLost = errors.New("rabbitmq consumer: connection or channel lost; dialing again")
@@ -117,7 +109,7 @@ var errLost = errors.New("rabbitmq consumer: connection or channel lost; dialing
 // dialed again after a loss.
 type adapter struct {
 	cfg  ConsumerConfig
-	conn Config // the connection part of cfg, defaults applied
+	conn Connection // cfg.Connection, defaults applied
 	tls  *tls.Config
 	addr string // host:port, for errors and logs (never the URL, which holds the password)
 	log  *zap.Logger
@@ -133,14 +125,22 @@ type adapter struct {
 // consumerSession is one connection and the channel consuming on it.
 type consumerSession struct {
 	conn       *amqp.Connection
+	owned      bool // conn was dialed for this session, not given as Connection.Conn
 	ch         *amqp.Channel
 	tag        string
 	deliveries <-chan amqp.Delivery
 }
 
-// close closes the channel and the connection, not waiting longer than closeTimeout for a
-// broker that stopped answering. Closing the channel requeues whatever it left unacknowledged.
+// close closes the channel and the connection (only the channel of a given one), not waiting
+// longer than closeTimeout for a broker that stopped answering. Closing the channel requeues
+// whatever it left unacknowledged.
 func (s *consumerSession) close() {
+	if !s.owned {
+		if s.ch != nil {
+			closeChannel(s.ch)
+		}
+		return
+	}
 	_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
 }
 
@@ -353,35 +353,11 @@ func consumerTag() string {
 // connect dials the broker, opens a channel with a prefetch of Concurrency and consumes the
 // queue with manual acknowledgements. Its errors are classified.
 func (a *adapter) connect(ctx context.Context) (*consumerSession, error) {
-	timeout := a.conn.DialTimeout
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(a.conn.ConnectionName)
-	conn, err := amqp.DialConfig(a.conn.URL, amqp.Config{
-		Heartbeat:       a.conn.Heartbeat,
-		TLSClientConfig: a.tls.Clone(),
-		Properties:      props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: timeout}
-			nc, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// Bounds TLS and the AMQP handshake; the library clears it once connected.
-			deadline := time.Now().Add(timeout)
-			if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-				deadline = dl
-			}
-			if err := nc.SetDeadline(deadline); err != nil {
-				nc.Close()
-				return nil, err
-			}
-			return &boundedConn{Conn: nc, timeout: a.conn.WriteTimeout}, nil
-		},
-	})
+	conn, owned, err := a.conn.open(ctx, a.tls)
 	if err != nil {
 		return nil, classify("connect to "+a.addr, scrub(a.conn, err))
 	}
-	s := &consumerSession{conn: conn, tag: consumerTag()}
+	s := &consumerSession{conn: conn, owned: owned, tag: consumerTag()}
 	fail := func(op string, err error) (*consumerSession, error) {
 		s.close()
 		var ae *amqp.Error

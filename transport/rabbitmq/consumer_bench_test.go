@@ -27,7 +27,7 @@ func BenchmarkConsumerVsRaw(b *testing.B) {
 	b.Cleanup(func() { _ = conn.Close() }) // after the queue's cleanup, which needs it
 	br := &broker{url: brokerURL(), admin: conn}
 	q := br.queue(b, nil)
-	tr, err := rabbitmq.New(rabbitmq.Config{URL: brokerURL(), RoutingKey: q})
+	tr, err := rabbitmq.New(context.Background(), rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(brokerURL())}, RoutingKey: q})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,7 +120,9 @@ func rawConsume(b *testing.B, q string, backlog, concurrency int) {
 func consumerConsume(b *testing.B, q string, backlog, concurrency int) {
 	var done atomic.Int64
 	finished := make(chan struct{})
-	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{URL: brokerURL(), Queue: q, Concurrency: concurrency,
+	c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(brokerURL())},
+		Queue:       q,
+		Concurrency: concurrency,
 		Handler: func(context.Context, *outbox.Message) error {
 			if done.Add(1) == int64(backlog) {
 				close(finished)

@@ -1,14 +1,10 @@
 package rabbitmq
 
 import (
-	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/txoutbox/outbox"
-	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
 )
@@ -29,58 +25,41 @@ const (
 	DefaultCancelTimeout = 2 * time.Second
 )
 
-// ConsumerConfig configures a Consumer. The connection fields (URL, TLS and its files,
-// DialTimeout, Heartbeat, ReconnectMin, ReconnectMax) mean what they mean in Config. The zero
-// value of every field but URL and Queue means its documented default.
+// ConsumerConfig configures a Consumer. The zero value of every field but URL (or Conn), Queue
+// and Handler means its documented default.
 type ConsumerConfig struct {
-	// URL is the broker, as in Config. Required. Its password never appears in String, errors
-	// or logs.
-	URL string
+	// Connection says how to reach the broker, as a Transport's Config does: URL (required
+	// unless Conn is set) or Conn, TLS and its files, KeyPassword, DialTimeout, Heartbeat,
+	// WriteTimeout, ReconnectMin and ReconnectMax (the wait before dialing again after the
+	// connection dropped or a dial failed), and ConnectionName (default "outbox consumer",
+	// DefaultConsumerConnectionName).
+	Connection
+
 	// Queue is the queue to consume. Required. It must exist: the consumer never declares it
 	// (its arguments, such as x-queue-type, x-delivery-limit and x-dead-letter-exchange, are the
 	// service's decision).
-	Queue string
+	Queue string `json:"queue"`
 	// Handler is called for each message; nil acknowledges it, an error requeues it. Required.
-	Handler consume.Handler
-
-	// TLS, CAFile, CertFile, KeyFile and KeyPassword are as in Config. Default: the system roots.
-	TLS         *tls.Config
-	CAFile      string
-	CertFile    string
-	KeyFile     string
-	KeyPassword string
-	// DialTimeout and Heartbeat are as in Config. Default 10s each.
-	DialTimeout time.Duration
-	Heartbeat   time.Duration
-	// ReconnectMin and ReconnectMax bound the wait before dialing again after the connection
-	// dropped or a dial failed: it starts at the minimum and doubles up to the maximum.
-	// Default 100ms and 500ms (DefaultReconnectMin, DefaultReconnectMax).
-	ReconnectMin time.Duration
-	ReconnectMax time.Duration
-	// ConnectionName is shown in the broker's management UI. Default "outbox consumer"
-	// (DefaultConsumerConnectionName).
-	ConnectionName string
+	Handler consume.Handler `json:"-"`
 
 	// RawPayload reads bodies as the bare payload, with the ID in the message-id property and
 	// the Type in the type property, as a Transport with RawPayload sends them. Default false:
 	// bodies are envelopes, decoded with backend.DecodeEnvelope.
-	RawPayload bool
+	RawPayload bool `json:"raw_payload,omitempty"`
 	// Concurrency is how many handlers run at once; it is also the prefetch count (basic.qos),
 	// so the broker never hands the consumer a message it has no handler for. Default 8
 	// (DefaultConsumerConcurrency); at most 65535.
-	Concurrency int
+	Concurrency int `json:"concurrency,omitempty"`
 	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
-	HandlerTimeout time.Duration
+	HandlerTimeout time.Duration `json:"handler_timeout,omitempty"`
 	// Logger receives the consumer's logs. Default zap.NewNop().
-	Logger *zap.Logger
+	Logger *zap.Logger `json:"-"`
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	c.Connection = c.Connection.withDefaults(DefaultConsumerConnectionName)
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConsumerConcurrency
-	}
-	if c.ConnectionName == "" {
-		c.ConnectionName = DefaultConsumerConnectionName
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -88,21 +67,12 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	return c
 }
 
-// transportConfig is the part of c a Transport's Config shares: the connection.
-func (c ConsumerConfig) transportConfig() Config {
-	return Config{
-		URL: c.URL, TLS: c.TLS, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, KeyPassword: c.KeyPassword,
-		DialTimeout: c.DialTimeout, Heartbeat: c.Heartbeat, ReconnectMin: c.ReconnectMin, ReconnectMax: c.ReconnectMax,
-		ConnectionName: c.ConnectionName,
-	}
-}
-
 // Validate names the first missing or wrong field. It never repeats a secret.
 func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
 		return &outbox.ConfigError{Component: "rabbitmq consumer", Field: field, Problem: problem}
 	}
-	if err := c.transportConfig().Validate(); err != nil {
+	if err := c.Connection.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -122,53 +92,9 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
-// String describes the config without its secrets, so it can be logged.
-func (c ConsumerConfig) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "rabbitmq.ConsumerConfig{URL:%q Queue:%q", RedactURL(c.URL), c.Queue)
-	if c.TLS != nil {
-		b.WriteString(" TLS:own")
-	}
-	if c.CAFile != "" {
-		fmt.Fprintf(&b, " CAFile:%q", c.CAFile)
-	}
-	if c.CertFile != "" {
-		fmt.Fprintf(&b, " CertFile:%q KeyFile:%q", c.CertFile, c.KeyFile)
-	}
-	if c.KeyPassword != "" {
-		b.WriteString(" KeyPassword:" + backend.Redacted)
-	}
-	fmt.Fprintf(&b, " DialTimeout:%s Heartbeat:%s ReconnectMin:%s ReconnectMax:%s ConnectionName:%q RawPayload:%t Concurrency:%d HandlerTimeout:%s}",
-		c.DialTimeout, c.Heartbeat, c.ReconnectMin, c.ReconnectMax, c.ConnectionName, c.RawPayload, c.Concurrency, c.HandlerTimeout)
-	return b.String()
-}
-
-// GoString keeps %#v from printing the secrets too.
-func (c ConsumerConfig) GoString() string { return c.String() }
-
-// MarshalJSON writes the config without its secrets (the URL's password, KeyPassword) and
-// without the fields JSON cannot carry (TLS, Logger).
-func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		URL            string `json:"url"`
-		Queue          string `json:"queue"`
-		TLS            bool   `json:"tls_config,omitempty"`
-		CAFile         string `json:"ca_file,omitempty"`
-		CertFile       string `json:"cert_file,omitempty"`
-		KeyFile        string `json:"key_file,omitempty"`
-		KeyPassword    string `json:"key_password,omitempty"`
-		DialTimeout    string `json:"dial_timeout,omitempty"`
-		Heartbeat      string `json:"heartbeat,omitempty"`
-		ReconnectMin   string `json:"reconnect_min,omitempty"`
-		ReconnectMax   string `json:"reconnect_max,omitempty"`
-		ConnectionName string `json:"connection_name,omitempty"`
-		RawPayload     bool   `json:"raw_payload,omitempty"`
-		Concurrency    int    `json:"concurrency,omitempty"`
-		HandlerTimeout string `json:"handler_timeout,omitempty"`
-	}{
-		URL: RedactURL(c.URL), Queue: c.Queue, TLS: c.TLS != nil, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile,
-		KeyPassword: redacted(c.KeyPassword), DialTimeout: duration(c.DialTimeout), Heartbeat: duration(c.Heartbeat),
-		ReconnectMin: duration(c.ReconnectMin), ReconnectMax: duration(c.ReconnectMax), ConnectionName: c.ConnectionName,
-		RawPayload: c.RawPayload, Concurrency: c.Concurrency, HandlerTimeout: duration(c.HandlerTimeout),
-	})
+// Format prints c as %v does, under every verb, as Config.Format does and for its reason.
+func (c ConsumerConfig) Format(f fmt.State, verb rune) {
+	type plain ConsumerConfig // the fields, without this method
+	type ConsumerConfig plain // under its own name, for %#v
+	fmt.Fprintf(f, fmt.FormatString(f, 'v'), ConsumerConfig(c))
 }

@@ -17,7 +17,7 @@ func ExampleNewConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	c, err := rabbitmq.NewConsumer(ctx, rabbitmq.ConsumerConfig{
-		URL: "amqp://billing:secret@rabbit:5672/prod",
+		Connection: rabbitmq.Connection{URL: "amqp://billing:secret@rabbit:5672/prod"},
 		// A quorum queue declared with x-delivery-limit and x-dead-letter-exchange: failures
 		// are requeued until the limit, then dead-lettered.
 		Queue:       "billing.orders",

@@ -21,13 +21,13 @@ func TestConsumerBrokerRestart(t *testing.T) {
 	n := startNode(t)
 	b := n.broker(t)
 	q := b.queue(t, nil)
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(n.url), ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond}, RoutingKey: q})
 
 	entered, release := make(chan struct{}), make(chan struct{})
 	var holdCalls atomic.Int64
 	var mu sync.Mutex
 	handled := map[string]int{}
-	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: n.url, Queue: q, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond},
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(n.url), ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond}, Queue: q},
 		func(ctx context.Context, m *outbox.Message) error {
 			if m.Type == "HOLD" && holdCalls.Add(1) == 1 {
 				close(entered)

@@ -23,8 +23,10 @@ func consumerHarness(b *broker, concurrency int) outboxtest.ConsumerFactory {
 			Transport: newTransport(t, rabbitmq.Config{RoutingKey: q, KeepKeyOrder: true}),
 			NewConsumer: func(t *testing.T, h consume.Handler) outboxtest.ConsumerUnderTest {
 				c, err := rabbitmq.NewConsumer(context.Background(), rabbitmq.ConsumerConfig{
-					URL: p.url(t, brokerURL()), Queue: q, Handler: h, Concurrency: concurrency,
-					ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+					Connection:  rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, brokerURL())), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond},
+					Queue:       q,
+					Handler:     h,
+					Concurrency: concurrency,
 				})
 				if err != nil {
 					t.Fatal(err)

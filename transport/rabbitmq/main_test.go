@@ -210,10 +210,10 @@ func decode(d amqp.Delivery, raw bool) (*outbox.Message, error) {
 // cleanup.
 func newTransport(t testing.TB, cfg rabbitmq.Config) *rabbitmq.Transport {
 	t.Helper()
-	if cfg.URL == "" {
-		cfg.URL = brokerURL()
+	if cfg.URL == "" && cfg.Conn == nil {
+		cfg.URL = rabbitmq.URL(brokerURL())
 	}
-	tr, err := rabbitmq.New(cfg)
+	tr, err := rabbitmq.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("rabbitmq.New(%v): %v", cfg, err)
 	}

@@ -30,8 +30,8 @@ var ErrConflict = errors.New("exists with other settings")
 // to (when it has one), a durable queue bound to it, and that queue's dead-letter exchange and
 // queue. The zero value of every field but Queue means its documented default.
 type ProvisionConfig struct {
-	// Transport is the Config of the transport that will publish. Its URL and TLS fields are
-	// how Provision connects; its Exchange is the exchange declared (none for the default
+	// Transport is the Config of the transport that will publish. Its Connection is how
+	// Provision connects (a Connection.Conn is used and left open); its Exchange is the exchange declared (none for the default
 	// exchange, which routes by queue name), and its RoutingKey gives the binding key.
 	Transport Config
 	// Queue is the queue a Consumer reads. Required.
@@ -130,8 +130,11 @@ func (c ProvisionConfig) Plan() (ProvisionPlan, error) {
 		return ProvisionPlan{}, bad("BindingKey", fmt.Sprintf("is above the AMQP limit of %d bytes", maxShortString))
 	}
 	vhost := "/"
-	if u, err := url.Parse(t.URL); err == nil && len(u.Path) > 1 {
+	if u, err := url.Parse(t.URL.Reveal()); err == nil && len(u.Path) > 1 {
 		vhost, _ = url.PathUnescape(u.Path[1:])
+	}
+	if t.Conn != nil && t.Conn.Config.Vhost != "" {
+		vhost = t.Conn.Config.Vhost
 	}
 	var p ProvisionPlan
 	args := map[string]any{}
@@ -195,29 +198,41 @@ func Provision(ctx context.Context, c ProvisionConfig) (ProvisionReport, error) 
 	if err != nil {
 		return rep, err
 	}
-	t := c.Transport.withDefaults()
-	tc, err := tlsConfig(t)
-	if err != nil {
-		return rep, err
+	t := c.Transport.withDefaults().Connection
+	conn := t.Conn // a connection the service gave: its channels are closed, never it
+	if conn == nil {
+		tc, err := tlsConfig(t)
+		if err != nil {
+			return rep, err
+		}
+		props := amqp.NewConnectionProperties()
+		props.SetClientConnectionName(t.ConnectionName)
+		conn, err = amqp.DialConfig(string(t.URL), amqp.Config{
+			Heartbeat: t.Heartbeat, TLSClientConfig: tc, Properties: props,
+			Dial: amqp.DefaultDial(t.DialTimeout),
+		})
+		if err != nil {
+			return rep, classify("provision: connect to "+t.URL.String(), scrub(t, err))
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+		defer stop()
+	} else if conn.IsClosed() {
+		return rep, classify("provision: connect to "+t.addr(), errConnClosed)
 	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(t.ConnectionName)
-	conn, err := amqp.DialConfig(t.URL, amqp.Config{
-		Heartbeat: t.Heartbeat, TLSClientConfig: tc, Properties: props,
-		Dial: amqp.DefaultDial(t.DialTimeout),
-	})
-	if err != nil {
-		return rep, classify("provision: connect to "+RedactURL(t.URL), scrub(t, err))
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
 
 	// A failed declaration closes its channel, so each check runs on a channel of its own.
 	declare := func(do func(ch *amqp.Channel) error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		ch, err := conn.Channel()
 		if err != nil {
 			return err
+		}
+		if t.Conn != nil { // the service's connection stays open: ctx ends the channel
+			stop := context.AfterFunc(ctx, func() { _ = ch.Close() })
+			defer stop()
 		}
 		err = do(ch)
 		if err == nil {

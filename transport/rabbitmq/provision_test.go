@@ -35,7 +35,7 @@ func provisioned(t *testing.T, b *broker, queue, exchange string) {
 
 func TestProvisionPlan(t *testing.T) {
 	p, err := rabbitmq.ProvisionConfig{
-		Transport: rabbitmq.Config{URL: "amqp://u:secret@host/prod", Exchange: "events", RoutingKey: "orders.{type}"},
+		Transport: rabbitmq.Config{Connection: rabbitmq.Connection{URL: "amqp://u:secret@host/prod"}, Exchange: "events", RoutingKey: "orders.{type}"},
 		Queue:     "orders",
 	}.Plan()
 	if err != nil {
@@ -51,7 +51,7 @@ func TestProvisionPlan(t *testing.T) {
 	if b := p.Bindings[1]; b.Source != "events" || b.Destination != "orders" || b.RoutingKey != "orders.#" {
 		t.Errorf("binding %+v", b)
 	}
-	if _, err := (rabbitmq.ProvisionConfig{Transport: rabbitmq.Config{URL: "amqp://h/"}}).Plan(); err == nil || !strings.Contains(err.Error(), "Queue") {
+	if _, err := (rabbitmq.ProvisionConfig{Transport: rabbitmq.Config{Connection: rabbitmq.Connection{URL: "amqp://h/"}}}).Plan(); err == nil || !strings.Contains(err.Error(), "Queue") {
 		t.Errorf("no queue: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestProvisionThenRelayAndConsume(t *testing.T) {
 	b := needBroker(t)
 	queue, exchange := name(t, "q"), name(t, "x")
 	provisioned(t, b, queue, exchange)
-	tcfg := rabbitmq.Config{URL: b.url, Exchange: exchange, RoutingKey: "orders.{type}"}
+	tcfg := rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(b.url)}, Exchange: exchange, RoutingKey: "orders.{type}"}
 	pc := rabbitmq.ProvisionConfig{Transport: tcfg, Queue: queue, DeliveryLimit: 2}
 
 	rep, err := rabbitmq.Provision(testCtx(t), pc)
@@ -115,7 +115,7 @@ func TestProvisionConflict(t *testing.T) {
 	b := needBroker(t)
 	queue := b.queue(t, amqp.Table{"x-queue-type": "classic"})
 	provisioned(t, b, queue, "")
-	pc := rabbitmq.ProvisionConfig{Transport: rabbitmq.Config{URL: b.url}, Queue: queue}
+	pc := rabbitmq.ProvisionConfig{Transport: rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(b.url)}}, Queue: queue}
 	rep, err := rabbitmq.Provision(testCtx(t), pc)
 	if !errors.Is(err, rabbitmq.ErrConflict) || !strings.Contains(err.Error(), "queue "+queue+": ") {
 		t.Fatalf("err %v, want a conflict on the queue", err)
@@ -140,7 +140,7 @@ func actions(rep rabbitmq.ProvisionReport) string {
 // Provision declares the exchange the transport publishes to, the queue a Consumer reads and
 // its dead letters: a deployment's set-up step, safe to run at every start.
 func ExampleProvision() {
-	cfg := rabbitmq.Config{URL: "amqp://guest:guest@127.0.0.1:5672/", Exchange: "events"}
+	cfg := rabbitmq.Config{Connection: rabbitmq.Connection{URL: "amqp://guest:guest@127.0.0.1:5672/"}, Exchange: "events"}
 	rep, err := rabbitmq.Provision(context.Background(), rabbitmq.ProvisionConfig{Transport: cfg, Queue: "billing"})
 	if err != nil {
 		log.Fatal(err) // errors.Is(err, rabbitmq.ErrConflict): an object exists with other settings

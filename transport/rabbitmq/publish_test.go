@@ -204,7 +204,7 @@ func TestUnconfirmedNeverReportedPublished(t *testing.T) {
 	q := b.queue(t, nil)
 	u, _ := url.Parse(b.url)
 	p := newProxy(t, u.Host)
-	tr := newTransport(t, rabbitmq.Config{URL: p.url(t, b.url), RoutingKey: q, ReconnectMin: time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, b.url)), ReconnectMin: time.Millisecond}, RoutingKey: q})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "warm-up", "")...)); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func waitPublished(t *testing.T, tr outbox.Transport, msgs []*outbox.Message) {
 // An unreachable broker is an outage; a Publish inside the reconnect backoff fails at once
 // without dialing.
 func TestConnectionRefused(t *testing.T) {
-	tr := newTransport(t, rabbitmq.Config{URL: "amqp://guest:guest@127.0.0.1:1/", ReconnectMin: time.Hour, ReconnectMax: time.Hour})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: "amqp://guest:guest@127.0.0.1:1/", ReconnectMin: time.Hour, ReconnectMax: time.Hour}})
 	msgs := prepared(t, messages(2, "T", "")...)
 	err := tr.Publish(testCtx(t), msgs)
 	if !outbox.IsUnavailable(err) || !strings.Contains(err.Error(), "connect to 127.0.0.1:1") {
@@ -277,7 +277,7 @@ func TestAccessRefused(t *testing.T) {
 	b := needBroker(t)
 	u, _ := url.Parse(b.url)
 	u.User = url.UserPassword("outbox-nobody", "wrong-password-never-printed")
-	tr := newTransport(t, rabbitmq.Config{URL: u.String(), RoutingKey: "q"})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(u.String())}, RoutingKey: "q"})
 	err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...))
 	if !outbox.IsUnavailable(err) || outbox.IsPermanent(err) {
 		t.Fatalf("publish with a wrong password = %v, want an outage", err)
@@ -380,7 +380,7 @@ func TestCancelledWhileWaiting(t *testing.T) {
 	q := b.queue(t, nil)
 	u, _ := url.Parse(b.url)
 	p := newProxy(t, u.Host)
-	tr := newTransport(t, rabbitmq.Config{URL: p.url(t, b.url), RoutingKey: q})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, b.url))}, RoutingKey: q})
 	t.Cleanup(p.cut) // before the transport's Close, which would wait for a close-ok in vain
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "warm-up", "")...)); err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestStalledWritesFail(t *testing.T) {
 	q := b.queue(t, nil)
 	u, _ := url.Parse(b.url)
 	p := newProxy(t, u.Host)
-	tr := newTransport(t, rabbitmq.Config{URL: p.url(t, b.url), RoutingKey: q, WriteTimeout: 300 * time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, b.url)), WriteTimeout: 300 * time.Millisecond}, RoutingKey: q})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "warm-up", "")...)); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func TestBackSoonAfterTheBrokerReturns(t *testing.T) {
 	b := needBroker(t)
 	q := b.queue(t, nil)
 	p := newProxy(t, brokerHost(t))
-	tr := newTransport(t, rabbitmq.Config{URL: p.url(t, brokerURL()), RoutingKey: q})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, brokerURL()))}, RoutingKey: q})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestRelayBackSoonAfterTheBrokerReturns(t *testing.T) {
 	b := needBroker(t)
 	q := b.queue(t, nil)
 	p := newProxy(t, brokerHost(t))
-	tr := &timedTransport{Transport: newTransport(t, rabbitmq.Config{URL: p.url(t, brokerURL()), RoutingKey: q})}
+	tr := &timedTransport{Transport: newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(p.url(t, brokerURL()))}, RoutingKey: q})}
 	store := memstore.New()
 	relay := runRelay(t, store, tr, outbox.Config{MaxAttempts: 2})
 

@@ -31,13 +31,6 @@ func RedactURL(raw string) string {
 	return hiddenURL
 }
 
-func redacted(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return backend.Redacted
-}
-
 // scrubbed is an error whose text has the config's secrets removed, for errors of the client
 // library that might quote the URL; errors.Is and errors.As still see the original.
 type scrubbed struct {
@@ -49,13 +42,13 @@ func (e *scrubbed) Error() string { return e.text }
 func (e *scrubbed) Unwrap() error { return e.err }
 
 // scrub removes cfg's secrets from err's text.
-func scrub(cfg Config, err error) error {
+func scrub(cfg Connection, err error) error {
 	if err == nil {
 		return nil
 	}
-	secrets := redactor.Secrets(cfg.URL)
+	secrets := redactor.Secrets(cfg.URL.Reveal())
 	if cfg.KeyPassword != "" {
-		secrets = append(secrets, cfg.KeyPassword)
+		secrets = append(secrets, cfg.KeyPassword.Reveal())
 	}
 	text := backend.ScrubSecrets(err.Error(), secrets)
 	if text == err.Error() {

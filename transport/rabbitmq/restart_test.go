@@ -73,7 +73,7 @@ func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 	b := n.broker(t)
 	q := b.queue(t, nil) // durable, and the messages are persistent: they survive the restart
 	store := memstore.New()
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, KeepKeyOrder: ordered, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(n.url), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}, RoutingKey: q, KeepKeyOrder: ordered})
 	rec := &recorder{next: tr, ids: map[string]bool{}}
 	relay := runRelay(t, store, rec, outbox.Config{
 		Unordered: !ordered, Concurrency: 2, BatchSize: 50, PublishTimeout: 5 * time.Second, Lease: 20 * time.Second,
@@ -161,7 +161,7 @@ func testRestartMidStream(t *testing.T, n *node, ordered bool) {
 func testBlocked(t *testing.T, n *node) {
 	b := n.broker(t)
 	q := b.queue(t, nil)
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(n.url)}, RoutingKey: q})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "warm-up", "")...)); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func testBlocked(t *testing.T, n *node) {
 func testBrokerMaxMessageSize(t *testing.T, n *node) {
 	b := n.broker(t)
 	q := b.queue(t, nil)
-	tr := newTransport(t, rabbitmq.Config{URL: n.url, RoutingKey: q, ReconnectMin: time.Millisecond})
+	tr := newTransport(t, rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(n.url), ReconnectMin: time.Millisecond}, RoutingKey: q})
 	msgs := prepared(t, messages(5, "T", "")...)
 	msgs[2].Payload = []byte(`"` + strings.Repeat("x", 2*privateMaxBytes) + `"`)
 	be := batchError(t, tr.Publish(testCtx(t), msgs))

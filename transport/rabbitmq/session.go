@@ -23,6 +23,7 @@ import (
 // order, and resolves the waiting Publish calls.
 type session struct {
 	conn     *amqp.Connection
+	owned    bool // conn was dialed for this session, not given as Connection.Conn
 	ch       *amqp.Channel
 	maxBytes *atomic.Int64 // the transport's size bound, lowered to the broker's when it reports one
 
@@ -98,44 +99,24 @@ func (r *round) settle(err error) []error {
 
 // dial opens a session. Its errors are classified.
 func (t *Transport) dial(ctx context.Context) (*session, error) {
-	timeout := t.cfg.DialTimeout
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(t.cfg.ConnectionName)
-	conn, err := amqp.DialConfig(t.cfg.URL, amqp.Config{
-		Heartbeat:       t.cfg.Heartbeat,
-		TLSClientConfig: t.tls.Clone(),
-		Properties:      props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: timeout}
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			// Bounds TLS and the AMQP handshake; the library clears it once connected.
-			deadline := time.Now().Add(timeout)
-			if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-				deadline = dl
-			}
-			if err := c.SetDeadline(deadline); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return &boundedConn{Conn: c, timeout: t.cfg.WriteTimeout}, nil
-		},
-	})
+	conn, owned, err := t.cfg.open(ctx, t.tls)
 	if err != nil {
-		return nil, classify("connect to "+t.addr, scrub(t.cfg, err))
+		return nil, classify("connect to "+t.addr, scrub(t.cfg.Connection, err))
 	}
 	ch, err := conn.Channel()
 	if err == nil {
 		err = ch.Confirm(false)
 	}
 	if err != nil {
-		_ = conn.Close()
-		return nil, classify("open confirm channel", scrub(t.cfg, err))
+		if owned {
+			_ = conn.Close()
+		} else if ch != nil {
+			closeChannel(ch)
+		}
+		return nil, classify("open confirm channel", scrub(t.cfg.Connection, err))
 	}
 	s := &session{
-		conn: conn, ch: ch, maxBytes: &t.maxBytes,
+		conn: conn, owned: owned, ch: ch, maxBytes: &t.maxBytes,
 		pending:   map[uint64]*waiter{},
 		exchanges: map[string]bool{"": true}, // the default exchange always exists
 		writing:   make(chan struct{}, 1),
@@ -174,6 +155,17 @@ func (c *boundedConn) Write(b []byte) (int, error) {
 // closes, then fails whatever is still waiting.
 func (s *session) listen(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return, blocks <-chan amqp.Blocking, chClosed, connClosed <-chan *amqp.Error) {
 	defer close(s.done)
+	if !s.owned {
+		// A given connection outlives the session, and the library waits on every channel
+		// registered with NotifyBlocked: take its notifications until it closes.
+		all := blocks
+		defer func() {
+			go func() {
+				for range all {
+				}
+			}()
+		}()
+	}
 	var cause *amqp.Error
 	note := func(e *amqp.Error, ok bool) {
 		if ok && e != nil && (cause == nil || e.Code != amqp.ChannelError) {
@@ -340,10 +332,19 @@ func (s *session) isLost() bool {
 // stopped answering does not hang until the heartbeat gives up.
 const closeTimeout = 2 * time.Second
 
-// close closes the connection and waits for listen to finish.
+// close closes the connection (only the channel of a given one) and waits for listen to
+// finish.
 func (s *session) close() {
-	_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
-	<-s.done
+	if s.owned {
+		_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
+		<-s.done
+		return
+	}
+	closeChannel(s.ch)
+	select {
+	case <-s.done:
+	case <-time.After(closeTimeout): // the broker never answered; the connection's heartbeat ends it
+	}
 }
 
 // checkExchange reports whether exchange exists, asking the broker once per connection with a

@@ -15,7 +15,7 @@ import (
 func Settings() []envconfig.Setting[Config] {
 	return []envconfig.Setting[Config]{
 		envconfig.StringSetting("OUTBOX_RABBITMQ_URL", "URL", "none", "broker URL: amqp://USER:PASS@HOST:5672/VHOST, amqps://… for TLS",
-			func(c *Config) *string { return &c.URL }),
+			func(c *Config) *string { return (*string)(&c.URL) }),
 		envconfig.StringSetting("OUTBOX_RABBITMQ_EXCHANGE", "Exchange", `"" (the default exchange)`, "exchange to publish to; it must exist",
 			func(c *Config) *string { return &c.Exchange }),
 		envconfig.StringSetting("OUTBOX_RABBITMQ_ROUTING_KEY", "RoutingKey", DefaultRoutingKey, "routing key template: {type} and {key} are replaced per message",
@@ -33,7 +33,7 @@ func Settings() []envconfig.Setting[Config] {
 		envconfig.StringSetting("OUTBOX_RABBITMQ_KEY_FILE", "KeyFile", "none", "PEM key of the client certificate",
 			func(c *Config) *string { return &c.KeyFile }),
 		envconfig.SecretSetting("OUTBOX_RABBITMQ_KEY_PASSWORD", "KeyPassword", "password of an encrypted KeyFile",
-			func(c *Config) *string { return &c.KeyPassword }),
+			func(c *Config) *string { return (*string)(&c.KeyPassword) }),
 		envconfig.DurationSetting("OUTBOX_RABBITMQ_DIAL_TIMEOUT", "DialTimeout", DefaultDialTimeout.String(), "bound on connecting, TLS and the AMQP handshake",
 			func(c *Config) *time.Duration { return &c.DialTimeout }),
 		envconfig.DurationSetting("OUTBOX_RABBITMQ_HEARTBEAT", "Heartbeat", DefaultHeartbeat.String(), "AMQP heartbeat interval",
@@ -44,7 +44,7 @@ func Settings() []envconfig.Setting[Config] {
 			func(c *Config) *time.Duration { return &c.ReconnectMin }),
 		envconfig.DurationSetting("OUTBOX_RABBITMQ_RECONNECT_MAX", "ReconnectMax", DefaultReconnectMax.String(), "longest wait between connection attempts",
 			func(c *Config) *time.Duration { return &c.ReconnectMax }),
-		envconfig.StringSetting("OUTBOX_RABBITMQ_CONNECTION_NAME", "ConnectionName", "outbox", "connection name shown by the broker",
+		envconfig.StringSetting("OUTBOX_RABBITMQ_CONNECTION_NAME", "ConnectionName", DefaultConnectionName, "connection name shown by the broker",
 			func(c *Config) *string { return &c.ConnectionName }),
 	}
 }

@@ -20,10 +20,12 @@ func TestSettings(t *testing.T) {
 	if err := envconfig.LoadSettings(&cfg, rabbitmq.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
-	want := rabbitmq.Config{URL: "amqps://u:p@rabbit/prod", Exchange: "events", RoutingKey: "ev.{type}", RawPayload: true,
-		MaxMessageBytes: 1024, KeepKeyOrder: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", KeyPassword: "kp",
-		DialTimeout: 3 * time.Second, Heartbeat: 5 * time.Second, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 2 * time.Second,
-		ConnectionName: "svc"}
+	want := rabbitmq.Config{Connection: rabbitmq.Connection{URL: "amqps://u:p@rabbit/prod", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", KeyPassword: "kp", DialTimeout: 3 * time.Second, Heartbeat: 5 * time.Second, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 2 * time.Second, ConnectionName: "svc"},
+		Exchange:        "events",
+		RoutingKey:      "ev.{type}",
+		RawPayload:      true,
+		MaxMessageBytes: 1024,
+		KeepKeyOrder:    true}
 	if cfg.URL != want.URL || cfg.Exchange != want.Exchange || cfg.RoutingKey != want.RoutingKey || cfg.RawPayload != want.RawPayload ||
 		cfg.MaxMessageBytes != want.MaxMessageBytes || cfg.KeepKeyOrder != want.KeepKeyOrder || cfg.CAFile != want.CAFile ||
 		cfg.CertFile != want.CertFile || cfg.KeyFile != want.KeyFile || cfg.KeyPassword != want.KeyPassword ||

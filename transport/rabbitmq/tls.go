@@ -12,7 +12,7 @@ import (
 // tlsConfig builds the client TLS configuration from cfg: cfg.TLS as given, or one made from
 // the CA, certificate and key files; nil when none is set (an amqps URL then uses the system
 // roots). Its errors name the field and never repeat the key password.
-func tlsConfig(cfg Config) (*tls.Config, error) {
+func tlsConfig(cfg Connection) (*tls.Config, error) {
 	if cfg.TLS != nil {
 		return cfg.TLS, nil
 	}
@@ -43,7 +43,7 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 		if err != nil {
 			return nil, bad("KeyFile", err)
 		}
-		if keyPEM, err = decryptKey(keyPEM, cfg.KeyPassword); err != nil {
+		if keyPEM, err = decryptKey(keyPEM, cfg.KeyPassword.Reveal()); err != nil {
 			return nil, bad("KeyFile", err)
 		}
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +16,8 @@ import (
 //
 // It never retries a message: retrying belongs to the relay's backoff and middleware/retry. It
 // reconnects by itself, though: a Publish after the connection was lost dials again, no sooner
-// than the reconnect backoff allows.
+// than the reconnect backoff allows (with Connection.Conn, it opens a channel again on that
+// connection, and fails while it is closed).
 type Transport struct {
 	cfg      Config
 	tls      *tls.Config
@@ -35,37 +34,32 @@ type Transport struct {
 	closed atomic.Bool
 }
 
-// New validates cfg and returns a Transport. It does not connect: the first Publish does.
-func New(cfg Config) (*Transport, error) {
+// New validates cfg and returns a Transport. It does not connect: the first Publish does (or,
+// with Connection.Conn, opens its channel on that connection). ctx is not used yet: it is there
+// so that every transport's New has the same form.
+func New(_ context.Context, cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	tc, err := tlsConfig(cfg)
+	tc, err := tlsConfig(cfg.Connection)
 	if err != nil {
 		return nil, err
 	}
-	u, _ := url.Parse(cfg.URL) // Validate parsed it
-	port := u.Port()
-	if port == "" {
-		port = "5672"
-		if u.Scheme == "amqps" {
-			port = "5671"
-		}
-	}
-	t := &Transport{cfg: cfg, tls: tc, addr: net.JoinHostPort(u.Hostname(), port)}
+	t := &Transport{cfg: cfg, tls: tc, addr: cfg.addr()}
 	t.maxBytes.Store(int64(cfg.MaxMessageBytes))
 	return t, nil
 }
 
 // String describes the transport without secrets.
-func (t *Transport) String() string { return "rabbitmq.Transport(" + t.cfg.String() + ")" }
+func (t *Transport) String() string { return fmt.Sprintf("rabbitmq.Transport(%v)", t.cfg) }
 
 // KeepsKeyOrder reports whether Config.KeepKeyOrder is set: then one Publish keeps each Key's order
 // and stops a Key at its first failure (outbox.KeyOrderer).
 func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeepKeyOrder }
 
-// Close makes further publishes fail with outbox.ErrClosed and closes the connection. Messages
+// Close makes further publishes fail with outbox.ErrClosed and closes the connection (only the
+// channel of a Connection.Conn, which stays the service's to close). Messages
 // of a Publish still waiting for their confirms then fail (never reported published).
 func (t *Transport) Close() error {
 	if t.closed.Swap(true) {

@@ -188,7 +188,7 @@ func (b *bench) setup() error {
 		for range returns {
 		}
 	}()
-	b.tr, err = rabbitmq.New(rabbitmq.Config{URL: b.cfg.URL, RoutingKey: b.queue, ConnectionName: "outbox-bench"})
+	b.tr, err = rabbitmq.New(context.Background(), rabbitmq.Config{Connection: rabbitmq.Connection{URL: rabbitmq.URL(b.cfg.URL), ConnectionName: "outbox-bench"}, RoutingKey: b.queue})
 	return err
 }
 
