@@ -6,9 +6,11 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/txoutbox/outbox"
+	"github.com/txoutbox/outbox/backend"
 	"github.com/txoutbox/outbox/store/mysql"
 )
 
@@ -51,12 +53,29 @@ func quoted(name string) string { return "`" + name + "`" }
 // t is the outbox table, quoted.
 func (sb *sandbox) t() string { return quoted(sb.table) }
 
-// drop removes the scenario's tables and closes the store.
+// drop removes the scenario's tables and closes the store: the outbox table and every table
+// named after it (<table>_…: the store's key-lock and schema-version tables, the business
+// table of the write scenario), whatever auxiliary tables the store's version keeps.
 func (sb *sandbox) drop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, _ = sb.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+sb.t()+", "+quoted(sb.table+"_keys")+", "+quoted(sb.table+"_orders"))
-	_ = sb.store.Close()
+	defer func() { _ = sb.store.Close() }()
+	rows, err := sb.db.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND (table_name = ? OR table_name LIKE ?)",
+		sb.table, strings.ReplaceAll(sb.table, "_", `\_`)+`\_%`)
+	if err != nil {
+		return
+	}
+	var names []string
+	for rows.Next() {
+		var name string
+		if rows.Scan(&name) == nil && backend.CheckIdentifier("mysqlbench", "table", name) == nil {
+			names = append(names, quoted(name))
+		}
+	}
+	rows.Close()
+	if len(names) > 0 {
+		_, _ = sb.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+strings.Join(names, ", "))
+	}
 }
 
 // fill writes n events through Add, in transactions of 1000, events taking turns over keys
