@@ -51,6 +51,7 @@ type fakeAdapter struct {
 	settled   map[string]int
 	received  map[string]time.Time
 	broken    []string // contract violations
+	gates     []*gate
 }
 
 func newFake() *fakeAdapter {
@@ -292,8 +293,8 @@ func (f *fakeAdapter) grouped(t *testing.T, g, ref string) consume.Delivery {
 	return d
 }
 
-// start returns a started consumer of f. At cleanup it stops it and checks f's contract; a
-// cleanup registered later (a gate's release) runs before.
+// start returns a started consumer of f. At cleanup it opens f's gates, stops it and checks
+// f's contract.
 func start(t *testing.T, f *fakeAdapter, cfg consume.Config) *consume.Consumer {
 	t.Helper()
 	c := newConsumer(t, f, cfg)
@@ -311,6 +312,7 @@ func newConsumer(t *testing.T, f *fakeAdapter, cfg consume.Config) *consume.Cons
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		f.openGates()
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		if err := c.Stop(ctx); err != nil {
@@ -321,17 +323,42 @@ func newConsumer(t *testing.T, f *fakeAdapter, cfg consume.Config) *consume.Cons
 	return c
 }
 
-// gate holds handlers until it is opened, by the test or at the latest at cleanup (before the
-// consumer's Stop, which would wait for them).
+// counted waits until c's counters show n deliveries settled (each counter is updated after
+// its settle call returns) and none in flight, and returns its stats.
+func counted(t *testing.T, f *fakeAdapter, c *consume.Consumer, n int64) consume.Stats {
+	t.Helper()
+	var s consume.Stats
+	f.waitFor(t, fmt.Sprintf("%d settlings counted", n), func() bool {
+		s = c.Stats()
+		return s.InFlight == 0 && s.Acked+s.AckErrors+s.Requeued+s.Rejected+s.SettleErrors == n
+	})
+	return s
+}
+
+// gate holds handlers until it is opened, by the test or at the latest at cleanup, before the
+// consumer's Stop, which would wait for them, whatever order the two were made in.
 type gate struct {
 	ch   chan struct{}
 	once sync.Once
 }
 
-func newGate(t *testing.T) *gate {
+func (f *fakeAdapter) newGate(t *testing.T) *gate {
 	g := &gate{ch: make(chan struct{})}
+	f.mu.Lock()
+	f.gates = append(f.gates, g)
+	f.mu.Unlock()
 	t.Cleanup(g.open)
 	return g
+}
+
+// openGates opens every gate of f, so that no handler holds a Stop.
+func (f *fakeAdapter) openGates() {
+	f.mu.Lock()
+	gates := append([]*gate(nil), f.gates...)
+	f.mu.Unlock()
+	for _, g := range gates {
+		g.open()
+	}
 }
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }

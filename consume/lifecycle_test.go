@@ -113,7 +113,7 @@ func TestRunReturnsWhenContextEnds(t *testing.T) {
 func TestStopWaitsForHandler(t *testing.T) {
 	f := newFake()
 	entered := newSignal()
-	g := newGate(t)
+	g := f.newGate(t)
 	c := start(t, f, consume.Config{Concurrency: 2, Handler: func(_ context.Context, m *outbox.Message) error {
 		entered.fire()
 		<-g.ch
@@ -152,7 +152,7 @@ func TestStopWaitsForHandler(t *testing.T) {
 func TestStopGivesBackHandlerThatNeverReturns(t *testing.T) {
 	f := newFake()
 	entered, cancelled := newSignal(), newSignal()
-	g := newGate(t)
+	g := f.newGate(t)
 	const grace = 100 * time.Millisecond
 	c := start(t, f, consume.Config{StopGrace: grace, Handler: func(ctx context.Context, m *outbox.Message) error {
 		entered.fire()

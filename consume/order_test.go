@@ -69,7 +69,7 @@ func TestGroupOrder(t *testing.T) {
 	f := newFake()
 	f.maxAsk = 2
 	h := newGroupHandler(f, "ac")
-	a0 := newGate(t)
+	a0 := f.newGate(t)
 	start(t, f, consume.Config{Concurrency: 4, ReceiveBatch: 2, Pollers: 1,
 		Handler: h.handler(map[string]*gate{"a0": a0}, nil)})
 	f.push(nil, f.grouped(t, "a", "a0"), f.grouped(t, "a", "a1"))
@@ -93,7 +93,7 @@ func TestGroupFailureHoldsItsLaterDeliveries(t *testing.T) {
 	f := newFake()
 	f.maxAsk = 4
 	h := newGroupHandler(f, "fgh")
-	f0 := newGate(t)
+	f0 := f.newGate(t)
 	c := start(t, f, consume.Config{
 		Concurrency: 8, ReceiveBatch: 4, Pollers: 1, Backoff: outbox.Backoff{Initial: 5 * time.Millisecond, Jitter: -1},
 		Handler: h.handler(map[string]*gate{"f0": f0}, map[string]error{"f0": errHandler}),
@@ -129,8 +129,7 @@ func TestGroupFailureHoldsItsLaterDeliveries(t *testing.T) {
 	h.check(t, 'f', "f0")
 	h.check(t, 'g', "g0", "g1")
 	h.check(t, 'h')
-	f.waitFor(t, "the counters", func() bool { return c.Stats().InFlight == 0 })
-	if s := c.Stats(); s.Failed != 1 || s.Requeued != 4 || s.Rejected != 1 || s.Handled != 2 || s.Acked != 2 {
+	if s := counted(t, f, c, 7); s.Failed != 1 || s.Requeued != 4 || s.Rejected != 1 || s.Handled != 2 || s.Acked != 2 {
 		t.Errorf("stats %+v, want 1 failed, 4 requeued, 1 rejected, 2 handled and acked", s)
 	}
 }
