@@ -65,7 +65,7 @@ func benchStore(b *testing.B) *Store {
 		b.Skipf("MariaDB not reachable: %v", err)
 	}
 	b.Cleanup(func() {
-		_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys)
+		_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys+", "+quote(s.cfg.Table+"_schema"))
 		_ = s.Close()
 	})
 	if err := s.EnsureSchema(ctx); err != nil {

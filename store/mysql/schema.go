@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,8 +66,11 @@ CREATE TABLE IF NOT EXISTS %[1]s (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`, t, claimIndex, keys, keyIndex, keyColumn)
 }
 
-// EnsureSchema creates the table when missing and checks that the claim index is there with
-// its columns in order. A named lock (GET_LOCK) serialises replicas starting together.
+// EnsureSchema creates the table when missing, or upgrades a table of an earlier schema
+// version, records the version in <table>_schema, and checks that the claim and key indexes are
+// there with their columns in order. It refuses a table a newer binary upgraded
+// (*SchemaVersionError) and another table of that name (*outbox.SchemaError). A named lock
+// (GET_LOCK) serialises replicas starting together.
 func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: ensure schema: %w", err)
@@ -82,7 +86,11 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		return fmt.Errorf("mysql: ensure schema %s: cannot take the schema lock (%v)", s.table, err)
 	}
 	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", lock) }()
-	if _, err := conn.ExecContext(ctx, schemaSQL(s.table, s.keys)); err != nil {
+	if err := s.migrate(ctx, conn); err != nil {
+		var ve *SchemaVersionError
+		if errors.As(err, &ve) || errors.Is(err, outbox.ErrSchema) {
+			return err
+		}
 		return fmt.Errorf("mysql: ensure schema %s: %w", s.table, err)
 	}
 	// A key table made before it recorded keys gains the column (an instant change); its old
@@ -105,8 +113,9 @@ var outboxColumns = []string{"seq", "id", "type", "msg_key", "payload", "result"
 	"attempts", "available_at", "lease_owner", "last_error", "created_at", "delivered_at", "dead_at"}
 
 // CheckSchema verifies that the table exists with the outbox's columns and the key-lock table
-// with its own (an *outbox.SchemaError when not: errors.Is outbox.ErrSchema), that the table has the claim index on (status, seq) and the key index
-// on (status, msg_key, seq). The relay calls it at Start.
+// with its own (an *outbox.SchemaError when not: errors.Is outbox.ErrSchema), that the table
+// has the claim index on (status, seq) and the key index on (status, msg_key, seq), and that no
+// newer binary upgraded it (*SchemaVersionError). The relay calls it at Start.
 func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: check schema: %w", err)
@@ -132,7 +141,10 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkIndex(ctx, claimIndex, []string{"status", "seq"}, "claims would sort and lock the backlog"); err != nil {
 		return err
 	}
-	return s.checkIndex(ctx, keyIndex, []string{"status", "msg_key", "seq"}, "ordered claims would read every blocked row")
+	if err := s.checkIndex(ctx, keyIndex, []string{"status", "msg_key", "seq"}, "ordered claims would read every blocked row"); err != nil {
+		return err
+	}
+	return s.checkVersion(ctx)
 }
 
 // checkIndex verifies that the table's index name has the columns want, in order. A table from

@@ -83,7 +83,7 @@ func testStore(t *testing.T) *Store {
 		t.Skipf("MariaDB not reachable (scripts/services/mariadb start): %v", err)
 	}
 	t.Cleanup(func() {
-		_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys)
+		_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys+", "+quote(s.cfg.Table+"_schema"))
 		_ = s.Close()
 	})
 	for range 2 { // idempotent
