@@ -215,7 +215,7 @@ func (s *Store) orderedRuns(ctx context.Context, tx *sql.Tx, now int64, limit in
 }
 
 // decodeRow finishes decoding a stored message and reports why it is corrupt (the root package's rule,
-// Message.ValidateStored), or nil.
+// backend.ValidateStored), or nil.
 func decodeRow(m *outbox.Message, headers sql.NullString) error {
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {

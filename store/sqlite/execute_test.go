@@ -192,13 +192,13 @@ func TestWriteBadInput(t *testing.T) {
 	})
 	t.Run("NilTx", func(t *testing.T) {
 		err := s.Add(ctx, nil, msg("T", ""))
-		if !errors.Is(err, outbox.ErrInvalidMessage) || !strings.Contains(err.Error(), "tx is nil") {
+		if !errors.Is(err, outbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "tx is nil") {
 			t.Fatalf("error = %v, want tx named", err)
 		}
 	})
 	t.Run("NilFn", func(t *testing.T) {
 		_, err := sqlite.Execute[any](ctx, s, nil, msg("T", ""))
-		if err == nil || !strings.Contains(err.Error(), "fn is nil") {
+		if !errors.Is(err, outbox.ErrInvalidArgument) || !strings.Contains(err.Error(), "fn is nil") {
 			t.Fatalf("error = %v, want fn named", err)
 		}
 	})

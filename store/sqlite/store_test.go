@@ -59,7 +59,7 @@ func harness(cfg sqlite.Config) outboxtest.StoreFactory {
 			},
 			Reopen: func(t *testing.T) outbox.Store { return open(t, cfg) },
 			Corrupt: func(ctx context.Context, id string) error {
-				// A control character in the type: SQLite's text column takes it, core does not.
+				// A control character in the type: SQLite's text column takes it, the outbox does not.
 				_, err := s.DB().ExecContext(ctx, `UPDATE outbox SET type = 'BAD' || char(7) WHERE id = ?`, id)
 				return err
 			},

@@ -32,7 +32,7 @@ func (s *Store) add(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, msgs []*out
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
 	if tx == nil {
-		return fmt.Errorf("sqlite: add: %w", &outbox.FieldError{Field: "tx", Problem: "is nil"})
+		return fmt.Errorf("sqlite: add: %w", backend.InvalidArgument("tx", "is nil"))
 	}
 	if len(msgs) == 0 {
 		return nil
@@ -87,7 +87,7 @@ func Execute[T any](ctx context.Context, s *Store, fn func(ctx context.Context, 
 		return zero, fmt.Errorf("sqlite: execute: %w", err)
 	}
 	if fn == nil {
-		return zero, fmt.Errorf("sqlite: execute: %w", &outbox.FieldError{Field: "fn", Problem: "is nil"})
+		return zero, fmt.Errorf("sqlite: execute: %w", backend.InvalidArgument("fn", "is nil"))
 	}
 	// Prepared before the transaction takes a connection: with one connection, preparing
 	// inside it would wait for itself.
