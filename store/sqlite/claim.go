@@ -214,8 +214,8 @@ func (s *Store) orderedRuns(ctx context.Context, tx *sql.Tx, now int64, limit in
 	return seqs, nil
 }
 
-// decodeRow finishes decoding a stored message and reports why it is corrupt (the root package's rule,
-// backend.ValidateStored), or nil.
+// decodeRow finishes decoding a stored message and reports why it is corrupt
+// (backend.ValidateStored), or nil.
 func decodeRow(m *outbox.Message, headers sql.NullString) error {
 	if headers.Valid {
 		if err := json.Unmarshal([]byte(headers.String), &m.Headers); err != nil {
