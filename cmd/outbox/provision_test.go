@@ -118,7 +118,7 @@ func TestProvisionThenRelayToNATS(t *testing.T) {
 	add(t, store, msgs...)
 	r := startRelayInProcess(t, vars, "", append(flags, "--store", storeURL, "--listen", "off", "--poll-interval", "20ms")...)
 	var got received
-	c, err := nats.NewConsumer(context.Background(), nats.ConsumerConfig{URL: natsURL(), Stream: name, Durable: "workers", Handler: got.handle})
+	c, err := nats.NewConsumer(context.Background(), nats.ConsumerConfig{Connection: nats.Connection{URL: nats.URL(natsURL())}, Stream: name, Durable: "workers", Handler: got.handle})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func openKafka(ctx context.Context, cfg config, handle handler) (*broker, error)
 // window. The consumer is a durable pull consumer of the stream.
 func openNATS(ctx context.Context, cfg config, handle handler) (*broker, error) {
 	prefix := strings.ToLower(cfg.NATSStream)
-	tr, err := nats.New(ctx, nats.Config{URL: cfg.NATSURL, Subject: prefix + ".{type}", Stream: cfg.NATSStream})
+	tr, err := nats.New(ctx, nats.Config{Connection: nats.Connection{URL: nats.URL(cfg.NATSURL)}, Subject: prefix + ".{type}", Stream: cfg.NATSStream})
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func openNATS(ctx context.Context, cfg config, handle handler) (*broker, error) 
 	}); err != nil {
 		return fail(fmt.Errorf("consumer %s: %w", durable, err))
 	}
-	c, err := nats.NewConsumer(ctx, nats.ConsumerConfig{URL: cfg.NATSURL, Stream: cfg.NATSStream, Durable: durable, Handler: handle})
+	c, err := nats.NewConsumer(ctx, nats.ConsumerConfig{Connection: nats.Connection{URL: nats.URL(cfg.NATSURL)}, Stream: cfg.NATSStream, Durable: durable, Handler: handle})
 	if err != nil {
 		return fail(err)
 	}

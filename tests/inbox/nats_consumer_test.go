@@ -53,7 +53,7 @@ func TestNATSConsumerExactlyOnceWithInbox(t *testing.T) {
 	}
 
 	const n = 60
-	tr, err := outboxnats.New(testCtx(t), outboxnats.Config{URL: natsURL(), Subject: prefix + ".{type}"})
+	tr, err := outboxnats.New(testCtx(t), outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(natsURL())}, Subject: prefix + ".{type}"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func natsStream(t *testing.T, js jetstream.JetStream) (name, prefix string) {
 func natsConsumer(t *testing.T, stream, durable string, handle func(context.Context, *outbox.Message) error) *outboxnats.Consumer {
 	t.Helper()
 	c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{
-		URL: natsURL(), Stream: stream, Durable: durable, Concurrency: 4, Handler: handle,
+		Connection: outboxnats.Connection{URL: outboxnats.URL(natsURL())}, Stream: stream, Durable: durable, Concurrency: 4, Handler: handle,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -27,32 +27,32 @@ func TestValidate(t *testing.T) {
 		field string // "" = valid
 	}{
 		{"zero", outboxnats.Config{}, ""},
-		{"cluster", outboxnats.Config{URL: "nats://10.0.0.1:4222, tls://10.0.0.2:4222,10.0.0.3:4222"}, ""},
-		{"user", outboxnats.Config{User: "u", Password: "p"}, ""},
-		{"nkey", outboxnats.Config{NKeySeed: seed}, ""},
+		{"cluster", outboxnats.Config{Connection: outboxnats.Connection{URL: "nats://10.0.0.1:4222, tls://10.0.0.2:4222,10.0.0.3:4222"}}, ""},
+		{"user", outboxnats.Config{Connection: outboxnats.Connection{User: "u", Password: "p"}}, ""},
+		{"nkey", outboxnats.Config{Connection: outboxnats.Connection{NKeySeed: outbox.Secret(seed)}}, ""},
 		{"routes", outboxnats.Config{Subject: "events.{type}.v1", Routes: map[string]string{"A": "a.b"}, Stream: "EVENTS"}, ""},
-		{"bad scheme", outboxnats.Config{URL: "http://x:4222"}, "URL"},
-		{"empty server", outboxnats.Config{URL: "nats://a:1,,nats://b:2"}, "URL"},
-		{"no host", outboxnats.Config{URL: "nats://:4222"}, "URL"},
-		{"two auths", outboxnats.Config{Token: "t", NKeySeed: seed}, "NKeySeed"},
-		{"url auth and token", outboxnats.Config{URL: "nats://u:p@h:1", Token: "t"}, "Token"},
-		{"password alone", outboxnats.Config{Password: "p"}, "User"},
-		{"bad seed", outboxnats.Config{NKeySeed: "SUNOTASEED"}, "NKeySeed"},
-		{"account seed", outboxnats.Config{NKeySeed: accountSeed(t)}, "NKeySeed"},
-		{"bad creds", outboxnats.Config{Credentials: "not a creds file"}, "Credentials"},
-		{"conn and url", outboxnats.Config{Conn: dummyConn(), URL: "nats://h:1"}, "URL"},
-		{"conn and token", outboxnats.Config{Conn: dummyConn(), Token: "t"}, "Token"},
-		{"conn and name", outboxnats.Config{Conn: dummyConn(), Name: "n"}, "Name"},
-		{"conn and reconnect wait", outboxnats.Config{Conn: dummyConn(), ReconnectWait: time.Second}, "ReconnectWait"},
-		{"conn alone", outboxnats.Config{Conn: dummyConn(), Subject: "a.{type}"}, ""},
-		{"tls files", outboxnats.Config{URL: "tls://h:4222", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}, ""},
-		{"cert without key", outboxnats.Config{CertFile: "c.pem"}, "KeyFile"},
-		{"key without cert", outboxnats.Config{KeyFile: "k.pem"}, "CertFile"},
-		{"tls and files", outboxnats.Config{TLS: &tls.Config{}, CAFile: "ca.pem"}, "CAFile"},
-		{"conn and tls files", outboxnats.Config{Conn: dummyConn(), CAFile: "ca.pem"}, "CAFile"},
-		{"negative timeout", outboxnats.Config{ConnectTimeout: -1}, "ConnectTimeout"},
-		{"negative wait", outboxnats.Config{ReconnectWait: -1}, "ReconnectWait"},
-		{"name line break", outboxnats.Config{Name: "a\nb"}, "Name"},
+		{"bad scheme", outboxnats.Config{Connection: outboxnats.Connection{URL: "http://x:4222"}}, "URL"},
+		{"empty server", outboxnats.Config{Connection: outboxnats.Connection{URL: "nats://a:1,,nats://b:2"}}, "URL"},
+		{"no host", outboxnats.Config{Connection: outboxnats.Connection{URL: "nats://:4222"}}, "URL"},
+		{"two auths", outboxnats.Config{Connection: outboxnats.Connection{Token: "t", NKeySeed: outbox.Secret(seed)}}, "NKeySeed"},
+		{"url auth and token", outboxnats.Config{Connection: outboxnats.Connection{URL: "nats://u:p@h:1", Token: "t"}}, "Token"},
+		{"password alone", outboxnats.Config{Connection: outboxnats.Connection{Password: "p"}}, "User"},
+		{"bad seed", outboxnats.Config{Connection: outboxnats.Connection{NKeySeed: "SUNOTASEED"}}, "NKeySeed"},
+		{"account seed", outboxnats.Config{Connection: outboxnats.Connection{NKeySeed: outbox.Secret(accountSeed(t))}}, "NKeySeed"},
+		{"bad creds", outboxnats.Config{Connection: outboxnats.Connection{Credentials: "not a creds file"}}, "Credentials"},
+		{"conn and url", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn(), URL: "nats://h:1"}}, "URL"},
+		{"conn and token", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn(), Token: "t"}}, "Token"},
+		{"conn and name", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn(), Name: "n"}}, "Name"},
+		{"conn and reconnect wait", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn(), ReconnectWait: time.Second}}, "ReconnectWait"},
+		{"conn alone", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn()}, Subject: "a.{type}"}, ""},
+		{"tls files", outboxnats.Config{Connection: outboxnats.Connection{URL: "tls://h:4222", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}}, ""},
+		{"cert without key", outboxnats.Config{Connection: outboxnats.Connection{CertFile: "c.pem"}}, "KeyFile"},
+		{"key without cert", outboxnats.Config{Connection: outboxnats.Connection{KeyFile: "k.pem"}}, "CertFile"},
+		{"tls and files", outboxnats.Config{Connection: outboxnats.Connection{TLS: &tls.Config{}, CAFile: "ca.pem"}}, "CAFile"},
+		{"conn and tls files", outboxnats.Config{Connection: outboxnats.Connection{Conn: dummyConn(), CAFile: "ca.pem"}}, "CAFile"},
+		{"negative timeout", outboxnats.Config{Connection: outboxnats.Connection{ConnectTimeout: -1}}, "ConnectTimeout"},
+		{"negative wait", outboxnats.Config{Connection: outboxnats.Connection{ReconnectWait: -1}}, "ReconnectWait"},
+		{"name line break", outboxnats.Config{Connection: outboxnats.Connection{Name: "a\nb"}}, "Name"},
 		{"subject space", outboxnats.Config{Subject: "a b.{type}"}, "Subject"},
 		{"subject wildcard", outboxnats.Config{Subject: "events.>"}, "Subject"},
 		{"subject double dot", outboxnats.Config{Subject: "events..{type}"}, "Subject"},
@@ -83,15 +83,18 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// Secrets never appear in String, GoString, any fmt verb, JSON, a Validate error, a failed
-// connection's error, or the Transport's String.
+// Secrets given in Config or ConsumerConfig (the URL's user information, Password, Token,
+// NKeySeed, Credentials, a TLS configuration) appear under no fmt verb (%v %+v %#v %s, by value,
+// by pointer and inside another value), in no JSON, no Validate error, no failed connection's
+// error (New's or a Consumer's Start), nor in the Transport's or Consumer's description.
 func TestSecretsNeverPrinted(t *testing.T) {
 	t.Parallel()
 	const (
-		password = "pw-outbox-secret-1"
-		token    = "tok-outbox-secret-2"
-		urlPass  = "url-outbox-secret-3"
-		urlToken = "urltok-outbox-secret-4"
+		password  = "pw-outbox-secret-1"
+		token     = "tok-outbox-secret-2"
+		urlPass   = "url-outbox-secret-3"
+		urlToken  = "urltok-outbox-secret-4"
+		tlsSecret = "tls-outbox-secret-6"
 	)
 	seed := userSeed(t)
 	jwt := "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.creds-outbox-secret-5.c2ln"
@@ -107,48 +110,76 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		cfg     outboxnats.Config
 		secrets []string
 	}{
-		{"user and password", outboxnats.Config{User: "outbox", Password: password}, []string{password}},
-		{"token", outboxnats.Config{Token: token}, []string{token}},
-		{"nkey seed", outboxnats.Config{NKeySeed: seed}, []string{seed}},
-		{"creds contents", outboxnats.Config{Credentials: creds}, []string{seed, jwt}},
-		{"creds file", outboxnats.Config{CredsFile: credsPath}, []string{seed, jwt}},
-		{"password in URL", outboxnats.Config{URL: "nats://outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlPass}},
-		{"password in a URL without scheme", outboxnats.Config{URL: "outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlPass}},
-		{"token in URL", outboxnats.Config{URL: "nats://" + urlToken + "@" + strings.TrimPrefix(p.url, "nats://")}, []string{urlToken}},
+		{"user and password", outboxnats.Config{Connection: outboxnats.Connection{User: "outbox", Password: outbox.Secret(password)}}, []string{password}},
+		{"token", outboxnats.Config{Connection: outboxnats.Connection{Token: outbox.Secret(token)}}, []string{token}},
+		{"nkey seed", outboxnats.Config{Connection: outboxnats.Connection{NKeySeed: outbox.Secret(seed)}}, []string{seed}},
+		{"creds contents", outboxnats.Config{Connection: outboxnats.Connection{Credentials: outbox.Secret(creds)}}, []string{seed, jwt}},
+		{"creds file", outboxnats.Config{Connection: outboxnats.Connection{CredsFile: credsPath}}, []string{seed, jwt}},
+		{"password in URL", outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL("nats://outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://"))}}, []string{urlPass}},
+		{"password in a URL without scheme", outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL("outbox:" + urlPass + "@" + strings.TrimPrefix(p.url, "nats://"))}}, []string{urlPass}},
+		{"token in URL", outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL("nats://" + urlToken + "@" + strings.TrimPrefix(p.url, "nats://"))}}, []string{urlToken}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
 			if cfg.URL == "" {
-				cfg.URL = p.url
+				cfg.URL = outboxnats.URL(p.url)
 			}
 			cfg.ConnectTimeout = 2 * time.Second
-			js, err := json.Marshal(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			consumer := outboxnats.ConsumerConfig{Connection: cfg.Connection, Stream: "S", Durable: "d", Handler: func(context.Context, *outbox.Message) error { return nil }}
+			holder := struct {
+				Config   *outboxnats.Config
+				Consumer *outboxnats.ConsumerConfig
+			}{&cfg, &consumer}
 			shown := map[string]string{
-				"String": cfg.String(), "GoString": cfg.GoString(), "%v": fmt.Sprintf("%v", cfg),
-				"%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg),
-				"pointer %v": fmt.Sprintf("%v", &cfg), "JSON": string(js),
+				"URL %x": fmt.Sprintf("%x", cfg.URL), "URL %q": fmt.Sprintf("%q", cfg.URL),
+				"holder %s": fmt.Sprintf("%s", holder), "holder %+v": fmt.Sprintf("%+v", holder),
+				"wrapped": fmt.Errorf("start with %v: %w", cfg, errors.New("refused")).Error(),
+			}
+			for _, v := range []struct {
+				what string
+				v    any
+			}{{"Config", cfg}, {"*Config", &cfg}, {"ConsumerConfig", consumer}, {"*ConsumerConfig", &consumer}} {
+				for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+					shown[v.what+" "+verb] = fmt.Sprintf(verb, v.v)
+				}
+				js, err := json.Marshal(v.v)
+				if err != nil {
+					t.Fatalf("json.Marshal(%s): %v", v.what, err)
+				}
+				shown[v.what+" JSON"] = string(js)
+			}
+			withTLS := cfg
+			withTLS.TLS = &tls.Config{ServerName: tlsSecret}
+			shown["TLS %s"] = fmt.Sprintf("%s", withTLS)
+			shown["TLS %+v"] = fmt.Sprintf("%+v", &withTLS)
+			if c, err := outboxnats.NewConsumer(context.Background(), consumer); err != nil {
+				shown["NewConsumer"] = err.Error()
+			} else {
+				shown["Consumer %v"] = fmt.Sprintf("%v", c)
+				err := c.Start(context.Background())
+				if err == nil || !outbox.IsUnavailable(err) {
+					t.Errorf("consumer Start with refused credentials = %v, want an Unavailable error", err)
+				}
+				shown["Consumer Start error"] = fmt.Sprintf("%v %+v %#v", err, err, err)
 			}
 			// A Validate error with the secret set: pair it with a bad field.
 			bad := cfg
 			bad.MaxPending = -1
 			shown["Validate"] = fmt.Sprint(bad.Validate())
 			bad = cfg
-			bad.URL = strings.Replace(cfg.URL, "127.0.0.1", "127.0.0.1:99999:bad", 1)
+			bad.URL = outboxnats.URL(strings.Replace(cfg.URL.Reveal(), "127.0.0.1", "127.0.0.1:99999:bad", 1))
 			shown["Validate URL"] = fmt.Sprint(bad.Validate())
 
 			// The server refuses every one of these credentials: New fails, as an outage.
-			_, err = outboxnats.New(context.Background(), cfg)
+			_, err := outboxnats.New(context.Background(), cfg)
 			if err == nil || !outbox.IsUnavailable(err) {
 				t.Errorf("New with refused credentials = %v, want an Unavailable error", err)
 			}
 			shown["New error"] = fmt.Sprintf("%v %+v %#v", err, err, err)
 
 			for where, text := range shown {
-				for _, s := range c.secrets {
+				for _, s := range append(c.secrets, tlsSecret) {
 					if strings.Contains(text, s) {
 						t.Errorf("%s shows the secret: %s", where, text)
 					}
@@ -158,7 +189,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 
 	// The right password connects, and the transport's String hides it too.
-	tr := newTransport(t, outboxnats.Config{URL: p.url, User: "outbox", Password: "the-right-password"})
+	tr := newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(p.url), User: "outbox", Password: "the-right-password"}})
 	if s := tr.String() + fmt.Sprintf("%v %+v", tr, tr); strings.Contains(s, "the-right-password") {
 		t.Errorf("transport shows the password: %s", s)
 	}

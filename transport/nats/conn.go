@@ -11,10 +11,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// connect makes the connection New uses when Config has none. It reconnects forever, and
-// does not buffer publishes while reconnecting: they fail at once and the relay pauses, rather
-// than piling messages into memory whose PubAcks may never come.
-func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
+// connect makes the connection New (or a Consumer's Start) uses when c has no Conn; c has its
+// defaults. It reconnects forever, and does not buffer publishes while reconnecting: they fail
+// at once and the relay pauses, rather than piling messages into memory whose PubAcks may never
+// come. log receives the connection's ups and downs.
+func connect(ctx context.Context, c Connection, log *zap.Logger) (*natsgo.Conn, error) {
 	opts := []natsgo.Option{
 		natsgo.Name(c.Name),
 		natsgo.Timeout(c.ConnectTimeout),
@@ -26,13 +27,13 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 		// violation, which leaves the publish without a PubAck) to stderr; they go to the
 		// logger, with the connection's ups and downs.
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
-			c.Logger.Warn("nats: asynchronous error from the server", zap.Error(redactErr(err, c.secrets())))
+			log.Warn("nats: asynchronous error from the server", zap.Error(redactErr(err, c.secrets())))
 		}),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			c.Logger.Warn("nats: disconnected; publishes fail until the connection is back", zap.Error(redactErr(err, c.secrets())))
+			log.Warn("nats: disconnected; publishes fail until the connection is back", zap.Error(redactErr(err, c.secrets())))
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
-			c.Logger.Info("nats: reconnected", zap.String("server", redactURLs(nc.ConnectedUrlRedacted())))
+			log.Info("nats: reconnected", zap.String("server", redactURLs(nc.ConnectedUrlRedacted())))
 		}),
 	}
 	if c.TLS != nil {
@@ -46,11 +47,11 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 	}
 	switch {
 	case c.User != "":
-		opts = append(opts, natsgo.UserInfo(c.User, c.Password))
+		opts = append(opts, natsgo.UserInfo(c.User, c.Password.Reveal()))
 	case c.Token != "":
-		opts = append(opts, natsgo.Token(c.Token))
+		opts = append(opts, natsgo.Token(c.Token.Reveal()))
 	case c.NKeySeed != "":
-		opt, err := nkeyOption(c.NKeySeed)
+		opt, err := nkeyOption(c.NKeySeed.Reveal())
 		if err != nil {
 			return nil, err
 		}
@@ -58,7 +59,7 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 	case c.CredsFile != "":
 		opts = append(opts, natsgo.UserCredentials(c.CredsFile))
 	case c.Credentials != "":
-		opts = append(opts, natsgo.UserCredentialBytes([]byte(c.Credentials)))
+		opts = append(opts, natsgo.UserCredentialBytes([]byte(c.Credentials.Reveal())))
 	}
 
 	type result struct {
@@ -67,7 +68,7 @@ func connect(ctx context.Context, c Config) (*natsgo.Conn, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		nc, err := natsgo.Connect(c.URL, opts...)
+		nc, err := natsgo.Connect(c.URL.Reveal(), opts...)
 		done <- result{nc, err}
 	}()
 	select {
@@ -110,18 +111,18 @@ func nkeyOption(seed string) (natsgo.Option, error) {
 // connectError classifies a failed first connection and scrubs it of the config's secrets.
 // An unreachable server or refused credentials are an outage: a caller that retries New (a
 // supervisor restarting the relay) gets through once the server or its account is fixed.
-func connectError(c Config, err error) error {
+func connectError(c Connection, err error) error {
 	clean := redactErr(err, c.secrets())
 	switch {
 	case errors.Is(err, natsgo.ErrNoServers), errors.Is(err, natsgo.ErrTimeout),
 		errors.Is(err, natsgo.ErrAuthorization), errors.Is(err, natsgo.ErrAuthExpired),
 		errors.Is(err, natsgo.ErrAuthRevoked), errors.Is(err, natsgo.ErrAccountAuthExpired),
 		errors.Is(err, natsgo.ErrNkeysNotSupported):
-		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
+		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", c.URL.String(), clean))
 	}
 	var ne interface{ Timeout() bool } // dial errors
 	if errors.As(err, &ne) {
-		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean))
+		return outbox.Unavailable(fmt.Errorf("nats: connect to %s: %w", c.URL.String(), clean))
 	}
-	return fmt.Errorf("nats: connect to %s: %w", redactURLs(c.URL), clean)
+	return fmt.Errorf("nats: connect to %s: %w", c.URL.String(), clean)
 }

@@ -124,7 +124,7 @@ func (a *adapter) Open(ctx context.Context) error {
 	nc, own := a.cfg.Conn, false
 	if nc == nil {
 		var err error
-		if nc, err = connect(ctx, a.cfg.transportConfig()); err != nil {
+		if nc, err = connect(ctx, a.cfg.Connection, a.cfg.Logger); err != nil {
 			return err
 		}
 		own = true

@@ -92,8 +92,11 @@ func rawRead(b *testing.B, st *stream, durable string, events, concurrency int) 
 
 func consumerRead(b *testing.B, st *stream, durable string, events, concurrency int) time.Duration {
 	c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{
-		URL: serverURL(), Stream: st.name, Durable: durable, Concurrency: concurrency,
-		Handler: func(context.Context, *outbox.Message) error { return nil },
+		Connection:  outboxnats.Connection{URL: outboxnats.URL(serverURL())},
+		Stream:      st.name,
+		Durable:     durable,
+		Concurrency: concurrency,
+		Handler:     func(context.Context, *outbox.Message) error { return nil },
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -1,13 +1,9 @@
 package nats
 
 import (
-	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
@@ -33,8 +29,8 @@ const (
 	MinFetchWait = 100 * time.Millisecond
 )
 
-// ConsumerConfig configures a Consumer of a durable pull consumer. The connection fields work
-// as in Config; the zero value of every other field means its documented default.
+// ConsumerConfig configures a Consumer of a durable pull consumer. The zero value of every field
+// but Stream, Durable and Handler means its documented default.
 //
 // The durable consumer is the deployment's, like the stream: it must exist before Start, be a
 // pull consumer (no DeliverSubject) and acknowledge explicitly (AckExplicit). Its AckWait,
@@ -42,82 +38,65 @@ const (
 // own.
 type ConsumerConfig struct {
 	// Stream is the stream the durable consumer reads. Required.
-	Stream string
+	Stream string `json:"stream"`
 	// Durable is the name of the durable pull consumer on Stream. Required.
-	Durable string
+	Durable string `json:"durable"`
 	// Handler is called for each message; nil acks it, an error naks it for redelivery.
 	// Required.
-	Handler consume.Handler
+	Handler consume.Handler `json:"-"`
 
-	// URL, User, Password, Token, NKeySeed, CredsFile, Credentials, TLS, CAFile, CertFile,
-	// KeyFile, ConnectTimeout, ReconnectWait and Conn are as in Config. Start connects unless
-	// Conn is given; Stop closes only the connection Start made.
-	URL            string
-	User           string
-	Password       string
-	Token          string
-	NKeySeed       string
-	CredsFile      string
-	Credentials    string
-	TLS            *tls.Config
-	CAFile         string
-	CertFile       string
-	KeyFile        string
-	ConnectTimeout time.Duration
-	ReconnectWait  time.Duration
-	Conn           *natsgo.Conn
-	// Name is the connection name shown by the server. Default "outbox-consumer"
-	// (DefaultConsumerName).
-	Name string
+	// Connection says how to reach the servers, as a Transport's Config does: URL or Conn,
+	// the credentials, TLS and its files, ConnectTimeout, ReconnectWait, and Name (default
+	// "outbox-consumer", DefaultConsumerName). Start connects unless Conn is given; Stop closes
+	// only the connection Start made.
+	Connection
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type headers, as a Transport with RawPayload sends them. Default false: bodies are
 	// envelopes, decoded with backend.DecodeEnvelope.
-	RawPayload bool
+	RawPayload bool `json:"raw_payload"`
 	// Concurrency is how many handlers run at once. A pull request asks for as many messages
 	// as there are free handlers (at most 256), so no message waits unmarked in a buffer.
 	// Default 8 (DefaultConsumerConcurrency); at most 10000.
-	Concurrency int
+	Concurrency int `json:"concurrency,omitempty"`
 	// KeepKeyOrder handles the messages of one Key in stream order, each after the one before
 	// it was settled, and lets nothing of a Key overtake a message whose handler failed. It
 	// needs the durable consumer's MaxAckPending to be 1 (Start checks it): JetStream then
 	// holds the stream's next messages until the failed one is redelivered and acked, so the
 	// stream is consumed one message at a time, and Concurrency is not used. Default false: messages run Concurrency at a
 	// time, in any order.
-	KeepKeyOrder bool
+	KeepKeyOrder bool `json:"keep_key_order,omitempty"`
 	// FetchWait is how long each pull request waits on the server for messages. Stop cancels a
 	// waiting request at once. Default 5s (DefaultFetchWait); at least 100ms.
-	FetchWait time.Duration
+	FetchWait time.Duration `json:"fetch_wait,omitempty"`
 	// ExtendInterval is how often a message whose handler still runs is marked in progress
 	// (InProgress, which restarts its AckWait), so a slow handler is not raced by a
 	// redelivery. Default half the durable consumer's AckWait; negative: never (a handler
 	// slower than AckWait then sees its message delivered again, which the inbox absorbs).
-	ExtendInterval time.Duration
+	ExtendInterval time.Duration `json:"extend_interval,omitempty"`
 	// Backoff, when set, naks a failed message with NakWithDelay of the backoff's delay for its
 	// delivery count (NumDelivered). Default zero: NakDelay says what a failure does.
-	Backoff outbox.Backoff
+	Backoff outbox.Backoff `json:"backoff"`
 	// NakDelay is what a failed handler does with its message when Backoff is not set. Zero
 	// (the default): Nak, so the
 	// server redelivers it at once, or after the durable consumer's BackOff step where the
 	// server applies BackOff to naks. Positive: NakWithDelay(NakDelay). Negative: no answer at
 	// all, so the message is redelivered when its AckWait ends, after the BackOff steps when
 	// the durable consumer has them.
-	NakDelay time.Duration
+	NakDelay time.Duration `json:"nak_delay,omitempty"`
 	// HandlerTimeout bounds each handler call; its context is cancelled after it. Default none.
-	HandlerTimeout time.Duration
+	HandlerTimeout time.Duration `json:"handler_timeout,omitempty"`
 	// AckTimeout bounds the wait for the server to confirm an Ack (acks are confirmed, so a
 	// lost one is counted and logged rather than assumed), and each Nak, Term and InProgress.
 	// Default 5s
 	// (DefaultConsumerAckTimeout).
-	AckTimeout time.Duration
+	AckTimeout time.Duration `json:"ack_timeout,omitempty"`
 	// Logger receives the consumer's logs. Default zap.NewNop().
-	Logger *zap.Logger
+	Logger *zap.Logger `json:"-"`
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
-	if c.Name == "" && c.Conn == nil {
-		c.Name = DefaultConsumerName
-	}
+	c.Connection = c.Connection.withDefaults(DefaultConsumerName)
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConsumerConcurrency
 	}
@@ -131,16 +110,6 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.Logger = zap.NewNop()
 	}
 	return c
-}
-
-// transportConfig is the part of c a Transport's Config shares: the connection.
-func (c ConsumerConfig) transportConfig() Config {
-	return Config{
-		URL: c.URL, User: c.User, Password: c.Password, Token: c.Token, NKeySeed: c.NKeySeed,
-		CredsFile: c.CredsFile, Credentials: c.Credentials, TLS: c.TLS, CAFile: c.CAFile,
-		CertFile: c.CertFile, KeyFile: c.KeyFile, Name: c.Name, ConnectTimeout: c.ConnectTimeout,
-		ReconnectWait: c.ReconnectWait, Conn: c.Conn, Logger: c.Logger,
-	}
 }
 
 // Validate names the first missing or wrong field. It never repeats a secret.
@@ -165,7 +134,7 @@ func (c ConsumerConfig) Validate() error {
 	if err := c.Backoff.Validate("nats consumer", "Backoff"); err != nil {
 		return err
 	}
-	if err := c.transportConfig().Validate(); err != nil {
+	if err := c.Connection.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -183,46 +152,9 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
-// String describes the config without its secrets, so it can be logged.
-func (c ConsumerConfig) String() string {
-	conn := strings.TrimPrefix(c.transportConfig().String(), "nats.Config{")
-	if i := strings.Index(conn, " Subject:"); i >= 0 {
-		conn = conn[:i] // the transport's own tuning, not the consumer's
-	}
-	return fmt.Sprintf("nats.ConsumerConfig{Stream:%q Durable:%q %s RawPayload:%t Concurrency:%d KeepKeyOrder:%t FetchWait:%v ExtendInterval:%v NakDelay:%v HandlerTimeout:%v AckTimeout:%v}",
-		c.Stream, c.Durable, conn, c.RawPayload, c.Concurrency, c.KeepKeyOrder, c.FetchWait, c.ExtendInterval, c.NakDelay, c.HandlerTimeout, c.AckTimeout)
-}
-
-// GoString keeps %#v from printing the secrets too.
-func (c ConsumerConfig) GoString() string { return c.String() }
-
-// MarshalJSON keeps json.Marshal from printing the secrets: it writes what String shows.
-func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
-	tc := c.transportConfig()
-	return json.Marshal(struct {
-		Stream         string `json:"stream"`
-		Durable        string `json:"durable"`
-		URL            string `json:"url,omitempty"`
-		Conn           bool   `json:"own_conn,omitempty"`
-		Auth           string `json:"auth"`
-		TLS            bool   `json:"tls,omitempty"`
-		CAFile         string `json:"ca_file,omitempty"`
-		CertFile       string `json:"cert_file,omitempty"`
-		KeyFile        string `json:"key_file,omitempty"`
-		Name           string `json:"name,omitempty"`
-		RawPayload     bool   `json:"raw_payload"`
-		Concurrency    int    `json:"concurrency,omitempty"`
-		KeepKeyOrder   bool   `json:"keep_key_order,omitempty"`
-		FetchWait      string `json:"fetch_wait"`
-		ExtendInterval string `json:"extend_interval"`
-		NakDelay       string `json:"nak_delay"`
-		HandlerTimeout string `json:"handler_timeout"`
-		AckTimeout     string `json:"ack_timeout"`
-	}{
-		Stream: c.Stream, Durable: c.Durable, URL: redactURLs(c.URL), Conn: c.Conn != nil, Auth: tc.auth(),
-		TLS: c.TLS != nil, CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile, Name: c.Name,
-		RawPayload: c.RawPayload, Concurrency: c.Concurrency, KeepKeyOrder: c.KeepKeyOrder, FetchWait: c.FetchWait.String(),
-		ExtendInterval: c.ExtendInterval.String(), NakDelay: c.NakDelay.String(),
-		HandlerTimeout: c.HandlerTimeout.String(), AckTimeout: c.AckTimeout.String(),
-	})
+// Format prints c as %v does, under every verb, as Config.Format does and for its reason.
+func (c ConsumerConfig) Format(f fmt.State, verb rune) {
+	type plain ConsumerConfig // the fields, without this method
+	type ConsumerConfig plain // under its own name, for %#v
+	fmt.Fprintf(f, fmt.FormatString(f, 'v'), ConsumerConfig(c))
 }

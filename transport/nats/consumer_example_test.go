@@ -41,7 +41,7 @@ func ExampleNewConsumer() {
 	}
 
 	c, err := outboxnats.NewConsumer(ctx, outboxnats.ConsumerConfig{
-		Conn:        nc,
+		Connection:  outboxnats.Connection{Conn: nc},
 		Stream:      "EVENTS",
 		Durable:     "billing",
 		Concurrency: 16,

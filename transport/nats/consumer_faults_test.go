@@ -24,7 +24,7 @@ func TestConsumerServerRestart(t *testing.T) {
 	admin := dialServer(t, p.url, "private nats-server at "+p.url)
 	st := admin.createStream(t, func(c *jetstream.StreamConfig) { c.Storage = jetstream.FileStorage })
 	durable := st.durable(t, func(c *jetstream.ConsumerConfig) { c.AckWait = 2 * time.Second })
-	tr := newTransport(t, outboxnats.Config{URL: p.url, Subject: st.subject(), AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond})
+	tr := newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(p.url), ReconnectWait: 20 * time.Millisecond}, Subject: st.subject(), AckTimeout: time.Second})
 
 	first := prepared(t, messages(10, "BEFORE", "")...)
 	if err := tr.Publish(testCtx(t), first); err != nil {
@@ -35,8 +35,11 @@ func TestConsumerServerRestart(t *testing.T) {
 	var once sync.Once
 	col := newCollector()
 	c := newConsumer(t, outboxnats.ConsumerConfig{
-		URL: p.url, Stream: st.name, Durable: durable, ReconnectWait: 20 * time.Millisecond,
-		FetchWait: 500 * time.Millisecond, AckTimeout: time.Second,
+		Connection: outboxnats.Connection{URL: outboxnats.URL(p.url), ReconnectWait: 20 * time.Millisecond},
+		Stream:     st.name,
+		Durable:    durable,
+		FetchWait:  500 * time.Millisecond,
+		AckTimeout: time.Second,
 	}, func(ctx context.Context, m *outbox.Message) error {
 		if m.ID == held {
 			first := false

@@ -27,9 +27,14 @@ func consumerHarness(s *server, keepKeyOrder bool) outboxtest.ConsumerFactory {
 			Transport: newTransport(t, outboxnats.Config{Subject: st.subject(), KeepKeyOrder: keepKeyOrder}),
 			NewConsumer: func(t *testing.T, h consume.Handler) outboxtest.ConsumerUnderTest {
 				c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{
-					URL: serverURL(), Stream: st.name, Durable: durable, Handler: h, Concurrency: 4,
-					KeepKeyOrder: keepKeyOrder, FetchWait: time.Second,
-					Backoff: outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
+					Connection:   outboxnats.Connection{URL: outboxnats.URL(serverURL())},
+					Stream:       st.name,
+					Durable:      durable,
+					Handler:      h,
+					Concurrency:  4,
+					KeepKeyOrder: keepKeyOrder,
+					FetchWait:    time.Second,
+					Backoff:      outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -52,12 +57,17 @@ func privateConsumerHarness(t *testing.T) outboxtest.ConsumerHarness {
 	st := s.createStream(t, func(c *jetstream.StreamConfig) { c.Storage = jetstream.FileStorage })
 	durable := st.durable(t, nil)
 	return outboxtest.ConsumerHarness{
-		Transport: newTransport(t, outboxnats.Config{URL: p.url, Subject: st.subject(), AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond}),
+		Transport: newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(p.url), ReconnectWait: 20 * time.Millisecond}, Subject: st.subject(), AckTimeout: time.Second}),
 		NewConsumer: func(t *testing.T, h consume.Handler) outboxtest.ConsumerUnderTest {
 			c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{
-				URL: p.url, Stream: st.name, Durable: durable, Handler: h, Concurrency: 4,
-				FetchWait: time.Second, AckTimeout: time.Second, ReconnectWait: 20 * time.Millisecond,
-				Backoff: outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
+				Connection:  outboxnats.Connection{URL: outboxnats.URL(p.url), ReconnectWait: 20 * time.Millisecond},
+				Stream:      st.name,
+				Durable:     durable,
+				Handler:     h,
+				Concurrency: 4,
+				FetchWait:   time.Second,
+				AckTimeout:  time.Second,
+				Backoff:     outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -53,7 +53,7 @@ func (st *stream) pending(t testing.TB, durable string) (notDelivered uint64, ac
 func newConsumer(t *testing.T, cfg outboxnats.ConsumerConfig, handle func(context.Context, *outbox.Message) error) *outboxnats.Consumer {
 	t.Helper()
 	if cfg.URL == "" && cfg.Conn == nil {
-		cfg.URL = serverURL()
+		cfg.URL = outboxnats.URL(serverURL())
 	}
 	cfg.Handler = handle
 	c, err := outboxnats.NewConsumer(context.Background(), cfg)
@@ -392,7 +392,7 @@ func TestConsumerStart(t *testing.T) {
 	st := s.createStream(t, nil)
 	noop := func(context.Context, *outbox.Message) error { return nil }
 
-	c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{URL: serverURL(), Stream: st.name, Durable: "missing", Handler: noop})
+	c, err := outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{Connection: outboxnats.Connection{URL: outboxnats.URL(serverURL())}, Stream: st.name, Durable: "missing", Handler: noop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestConsumerStart(t *testing.T) {
 	}
 
 	ackNone := st.durable(t, func(c *jetstream.ConsumerConfig) { c.Durable, c.AckPolicy = "ack-none", jetstream.AckNonePolicy })
-	c, err = outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{Conn: s.nc, Stream: st.name, Durable: ackNone, Handler: noop})
+	c, err = outboxnats.NewConsumer(context.Background(), outboxnats.ConsumerConfig{Connection: outboxnats.Connection{Conn: s.nc}, Stream: st.name, Durable: ackNone, Handler: noop})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestConsumerStart(t *testing.T) {
 	}
 
 	ok := st.durable(t, nil)
-	c = newConsumer(t, outboxnats.ConsumerConfig{Conn: s.nc, Stream: st.name, Durable: ok}, noop)
+	c = newConsumer(t, outboxnats.ConsumerConfig{Connection: outboxnats.Connection{Conn: s.nc}, Stream: st.name, Durable: ok}, noop)
 	if err := c.Start(testCtx(t)); !errors.Is(err, outboxnats.ErrConsumerStarted) {
 		t.Fatalf("second Start = %v, want ErrConsumerStarted", err)
 	}
@@ -467,7 +467,7 @@ func TestConsumerConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []string{cfg.String(), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), string(j)} {
+		for _, s := range []string{fmt.Sprintf("%s", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), string(j)} {
 			if strings.Contains(s, secret) {
 				t.Fatalf("config text shows the secret: %s", s)
 			}

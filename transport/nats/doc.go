@@ -3,8 +3,8 @@
 // relay acknowledges only what a stream stored.
 //
 //	t, err := nats.New(ctx, nats.Config{
-//		URL:     "nats://10.0.0.1:4222",
-//		Subject: "events.{type}", // USER_CREATED -> events.USER_CREATED
+//		Connection: nats.Connection{URL: "nats://10.0.0.1:4222"},
+//		Subject:    "events.{type}", // USER_CREATED -> events.USER_CREATED
 //	})
 //	...
 //	relay, err := outbox.NewRelay(store, t, outbox.Config{})

@@ -17,8 +17,7 @@ import (
 func Example() {
 	ctx := context.Background()
 	t, err := outboxnats.New(ctx, outboxnats.Config{
-		URL:          "nats://127.0.0.1:4222",
-		CredsFile:    "/etc/outbox/relay.creds",
+		Connection:   outboxnats.Connection{URL: "nats://127.0.0.1:4222", CredsFile: "/etc/outbox/relay.creds"},
 		Subject:      "events.{type}",
 		Stream:       "EVENTS", // fail, rather than land in another stream
 		KeepKeyOrder: true,
@@ -56,9 +55,9 @@ func Example_ownConnection() {
 	}
 	defer nc.Close()
 	t, err := outboxnats.New(context.Background(), outboxnats.Config{
-		Conn:    nc,
-		Subject: "outbox.{type}",
-		Routes:  map[string]string{"ORDER_PLACED": "orders.placed"},
+		Connection: outboxnats.Connection{Conn: nc},
+		Subject:    "outbox.{type}",
+		Routes:     map[string]string{"ORDER_PLACED": "orders.placed"},
 		Route: func(m *outbox.Message) string {
 			if m.Headers["tenant"] == "internal" {
 				return "internal.events"

@@ -49,8 +49,10 @@ func restartMidStream(t *testing.T, ordered bool, keys int) {
 		c.Duplicates = 2 * time.Minute
 	})
 	tr := newTransport(t, outboxnats.Config{
-		URL: p.url, Subject: st.subject(), KeepKeyOrder: ordered,
-		AckTimeout: time.Second, ConnectTimeout: time.Second, ReconnectWait: 20 * time.Millisecond,
+		Connection:   outboxnats.Connection{URL: outboxnats.URL(p.url), ConnectTimeout: time.Second, ReconnectWait: 20 * time.Millisecond},
+		Subject:      st.subject(),
+		KeepKeyOrder: ordered,
+		AckTimeout:   time.Second,
 	})
 
 	var msgs []*outbox.Message
@@ -144,7 +146,7 @@ func TestPublishWhileDisconnected(t *testing.T) {
 	p := startPrivate(t)
 	admin := dialServer(t, p.url, "private nats-server at "+p.url)
 	st := admin.createStream(t, func(c *jetstream.StreamConfig) { c.Storage = jetstream.FileStorage })
-	tr := newTransport(t, outboxnats.Config{URL: p.url, Subject: st.subject(), ReconnectWait: 20 * time.Millisecond})
+	tr := newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(p.url), ReconnectWait: 20 * time.Millisecond}, Subject: st.subject()})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...)); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +200,7 @@ func TestUnansweredPubAcks(t *testing.T) {
 	p := startPrivate(t)
 	admin := dialServer(t, p.url, "private nats-server at "+p.url)
 	st := admin.createStream(t, nil)
-	tr := newTransport(t, outboxnats.Config{URL: p.url, Subject: st.subject(), AckTimeout: 300 * time.Millisecond})
+	tr := newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(p.url)}, Subject: st.subject(), AckTimeout: 300 * time.Millisecond})
 	in := prepared(t, messages(5, "T", "")...)
 	if err := tr.Publish(testCtx(t), in[:1]); err != nil {
 		t.Fatal(err)

@@ -211,7 +211,7 @@ func decode(body []byte, h natsgo.Header, raw bool) (*outbox.Message, error) {
 func newTransport(t testing.TB, cfg outboxnats.Config) *outboxnats.Transport {
 	t.Helper()
 	if cfg.URL == "" && cfg.Conn == nil {
-		cfg.URL = serverURL()
+		cfg.URL = outboxnats.URL(serverURL())
 	}
 	tr, err := outboxnats.New(context.Background(), cfg)
 	if err != nil {

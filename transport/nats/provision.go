@@ -195,7 +195,7 @@ func Provision(ctx context.Context, c ProvisionConfig) (ProvisionReport, error) 
 	t := c.Transport.withDefaults()
 	nc := t.Conn
 	if nc == nil {
-		if nc, err = connect(ctx, t); err != nil {
+		if nc, err = connect(ctx, t.Connection, t.Logger); err != nil {
 			return rep, err
 		}
 		defer nc.Close()

@@ -72,7 +72,7 @@ func TestProvisionPlan(t *testing.T) {
 func TestProvisionThenRelayAndConsume(t *testing.T) {
 	s := needServer(t)
 	stream, prefix := provisionNames(t, s)
-	tcfg := outboxnats.Config{URL: s.url, Subject: prefix + ".{type}", Stream: stream}
+	tcfg := outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(s.url)}, Subject: prefix + ".{type}", Stream: stream}
 	pc := outboxnats.ProvisionConfig{Transport: tcfg, Durable: "workers", AckWait: 10 * time.Second}
 
 	rep, err := outboxnats.Provision(testCtx(t), pc)
@@ -114,7 +114,9 @@ func TestProvisionThenRelayAndConsume(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]bool{}
 	c, err := outboxnats.NewConsumer(testCtx(t), outboxnats.ConsumerConfig{
-		URL: s.url, Stream: stream, Durable: "workers",
+		Connection: outboxnats.Connection{URL: outboxnats.URL(s.url)},
+		Stream:     stream,
+		Durable:    "workers",
 		Handler: func(_ context.Context, m *outbox.Message) error {
 			mu.Lock()
 			got[m.ID] = true
@@ -155,7 +157,7 @@ func TestProvisionConflict(t *testing.T) {
 	if _, err := s.js.CreateStream(testCtx(t), jetstream.StreamConfig{Name: stream, Subjects: []string{prefix + ".only"}, Storage: jetstream.MemoryStorage, Duplicates: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	pc := outboxnats.ProvisionConfig{Transport: outboxnats.Config{URL: s.url, Subject: prefix + ".{type}"}, Stream: stream}
+	pc := outboxnats.ProvisionConfig{Transport: outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(s.url)}, Subject: prefix + ".{type}"}, Stream: stream}
 	rep, err := outboxnats.Provision(testCtx(t), pc)
 	if !errors.Is(err, outboxnats.ErrConflict) {
 		t.Fatalf("err %v, want ErrConflict", err)
@@ -210,7 +212,7 @@ func actions(rep outboxnats.ProvisionReport) string {
 // Consumer, before either starts: a deployment's set-up step, safe to run at every start.
 func ExampleProvision() {
 	ctx := context.Background()
-	cfg := outboxnats.Config{URL: "nats://127.0.0.1:4222", Stream: "ORDERS"} // subjects outbox.{type}
+	cfg := outboxnats.Config{Connection: outboxnats.Connection{URL: "nats://127.0.0.1:4222"}, Stream: "ORDERS"} // subjects outbox.{type}
 	rep, err := outboxnats.Provision(ctx, outboxnats.ProvisionConfig{Transport: cfg, Durable: "billing"})
 	if err != nil {
 		log.Fatal(err) // errors.Is(err, outboxnats.ErrConflict): the stream exists with other settings

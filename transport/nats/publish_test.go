@@ -340,7 +340,7 @@ func TestOwnConn(t *testing.T) {
 	t.Parallel()
 	s := needServer(t)
 	st := s.createStream(t, nil)
-	tr := newTransport(t, outboxnats.Config{Conn: s.nc, Subject: st.subject()})
+	tr := newTransport(t, outboxnats.Config{Connection: outboxnats.Connection{Conn: s.nc}, Subject: st.subject()})
 	if err := tr.Publish(testCtx(t), prepared(t, messages(2, "T", "")...)); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package nats
 import (
 	"net/url"
 	"strings"
+
+	"github.com/txoutbox/outbox"
 )
 
 // Secrets are kept out of every text the package makes. URLs are redacted here rather than by
@@ -10,14 +12,14 @@ import (
 // (nats://token@host): the whole user information is secret.
 
 // secrets returns every secret the config holds, so errors can be scrubbed of them.
-func (c Config) secrets() []string {
+func (c Connection) secrets() []string {
 	var s []string
-	for _, v := range []string{c.Password, c.Token, c.NKeySeed, c.Credentials} {
+	for _, v := range []outbox.Secret{c.Password, c.Token, c.NKeySeed, c.Credentials} {
 		if v != "" {
-			s = append(s, v)
+			s = append(s, v.Reveal())
 		}
 	}
-	for _, u := range strings.Split(c.URL, ",") {
+	for _, u := range strings.Split(c.URL.Reveal(), ",") {
 		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
 			u = "nats://" + u // nats.go accepts host:port
 		}

@@ -26,11 +26,14 @@ func TestSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := outboxnats.Config{
-		URL: "tls://10.0.0.1:4222,tls://10.0.0.2:4222", User: "relay", Password: "pw",
-		CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", Name: "orders-relay",
-		ConnectTimeout: 3 * time.Second, ReconnectWait: 500 * time.Millisecond,
-		Subject: "events.{type}", Stream: "EVENTS", RawPayload: true, MaxMessageBytes: 65536,
-		MaxPending: 256, AckTimeout: 2 * time.Second, KeepKeyOrder: true,
+		Connection:      outboxnats.Connection{URL: "tls://10.0.0.1:4222,tls://10.0.0.2:4222", User: "relay", Password: "pw", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", Name: "orders-relay", ConnectTimeout: 3 * time.Second, ReconnectWait: 500 * time.Millisecond},
+		Subject:         "events.{type}",
+		Stream:          "EVENTS",
+		RawPayload:      true,
+		MaxMessageBytes: 65536,
+		MaxPending:      256,
+		AckTimeout:      2 * time.Second,
+		KeepKeyOrder:    true,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded %+v\nwant   %+v", cfg, want)

@@ -38,8 +38,8 @@ func TestTLSFromFiles(t *testing.T) {
 	url := "tls://" + strings.TrimPrefix(p.url, "nats://")
 
 	tr := newTransport(t, outboxnats.Config{
-		URL: url, CAFile: file("ca.pem"), CertFile: file("client.pem"), KeyFile: file("client-key.pem"),
-		Subject: "nojetstreamstream.{type}",
+		Connection: outboxnats.Connection{URL: outboxnats.URL(url), CAFile: file("ca.pem"), CertFile: file("client.pem"), KeyFile: file("client-key.pem")},
+		Subject:    "nojetstreamstream.{type}",
 	})
 	if _, err := tr.Conn().TLSConnectionState(); err != nil {
 		t.Fatalf("the connection is not TLS: %v", err)
@@ -50,7 +50,7 @@ func TestTLSFromFiles(t *testing.T) {
 		t.Fatalf("publish over TLS to a subject no stream captures = %v, want an Unavailable error", err)
 	}
 
-	_, err := outboxnats.New(context.Background(), outboxnats.Config{URL: url, CAFile: file("ca.pem"), ConnectTimeout: 2 * time.Second})
+	_, err := outboxnats.New(context.Background(), outboxnats.Config{Connection: outboxnats.Connection{URL: outboxnats.URL(url), CAFile: file("ca.pem"), ConnectTimeout: 2 * time.Second}})
 	if err == nil {
 		t.Fatal("New without the client certificate succeeded against a server that verifies clients")
 	}

@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 		done:   make(chan struct{}),
 	}
 	if t.nc == nil {
-		nc, err := connect(ctx, cfg)
+		nc, err := connect(ctx, cfg.Connection, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +104,7 @@ func (t *Transport) Stats() Stats {
 func (t *Transport) KeepsKeyOrder() bool { return t.cfg.KeepKeyOrder }
 
 // String describes the transport without secrets.
-func (t *Transport) String() string { return "nats.Transport(" + t.cfg.String() + ")" }
+func (t *Transport) String() string { return fmt.Sprintf("nats.Transport(%v)", t.cfg) }
 
 // Close makes further publishes fail with outbox.ErrClosed, ends the waits of publishes in
 // flight (their unacknowledged messages fail: the stream may still store them, and their

@@ -215,7 +215,7 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 	// One transport on the same connection for every relay round.
 	if b.tr, err = outboxnats.New(ctx, outboxnats.Config{
-		Conn: nc, Subject: b.prefix + ".{type}", MaxPending: b.cfg.MaxPending,
+		Connection: outboxnats.Connection{Conn: nc}, Subject: b.prefix + ".{type}", MaxPending: b.cfg.MaxPending,
 	}); err != nil {
 		b.teardown()
 		return err
