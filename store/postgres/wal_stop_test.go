@@ -13,7 +13,7 @@ import (
 
 // The clean-stop and lost-stream cases are the store suite's (outboxtest, CleanStop and
 // LostStream), which runs them in WAL mode in TestWALStoreSuite through walHarness; the helpers
-// here serve them and TestWALCleanStopInLargeTransaction.
+// here serve them and TestWALStopInLargeTransaction.
 
 // settledAll waits until the store's reader holds nothing unsettled.
 func settledAll(t *testing.T, s *postgres.Store) {

@@ -414,16 +414,23 @@ func (w *walStream) stream(ctx context.Context, conn *pgconn.PgConn) error {
 			// position cannot move into a transaction, so a reader stopping (or crashing)
 			// before its COMMIT leaves it to be streamed again whole, and the messages in the
 			// table (delivered and deleted from there, perhaps) must not be written there again.
+			// Not cancelled by the store's closing: a statement of megabytes cut off while it is
+			// being sent leaves the server waiting for the rest, and the pool's close waits for
+			// that connection (15 s) before the store's Close returns. The batch is written, and
+			// the reader stops at its next wait.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.s.cfg.ConnectTimeout)
 			var record func(pgx.Tx) error
 			if w.record {
 				total := tabled + int64(n)
 				record = func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, "INSERT INTO "+w.positions+` (slot, confirmed, tabled_tx, tabled) VALUES ($1, '0/0', $2, $3)
+					_, err := tx.Exec(wctx, "INSERT INTO "+w.positions+` (slot, confirmed, tabled_tx, tabled) VALUES ($1, '0/0', $2, $3)
 						ON CONFLICT (slot) DO UPDATE SET tabled_tx = excluded.tabled_tx, tabled = excluded.tabled`, w.cfg.Slot, final, total)
 					return err
 				}
 			}
-			if err := w.s.spillThen(ctx, batch, record); err != nil {
+			err := w.s.spillThen(wctx, batch, record)
+			cancel()
+			if err != nil {
 				return fmt.Errorf("write a transaction past the buffer's bound to the table: %w", err)
 			}
 			tabled += int64(n)
