@@ -16,6 +16,10 @@ const (
 	DefaultTable          = "outbox"
 	DefaultPort           = 3306
 	DefaultConnectTimeout = 10 * time.Second
+	// DefaultMaxOpenConns bounds the store's connections. The pool keeps as many idle, so
+	// that writers and relays reuse connections instead of dialing one per transaction
+	// (database/sql's own default keeps 2).
+	DefaultMaxOpenConns = 16
 )
 
 // Config says where the outbox table lives. Connect with URL (mysql://user:pass@host:3306/db),
@@ -44,6 +48,10 @@ type Config struct {
 	WriteHooks []backend.WriteHook
 	// ConnectTimeout bounds New's first connection. Default DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// MaxOpenConns bounds the connections the store opens; as many are kept idle. Give at
+	// least the relay's Concurrency plus the writers that use DB() at once. Default
+	// DefaultMaxOpenConns.
+	MaxOpenConns int
 	// KeepDelivered keeps acknowledged messages as delivered, for status tracking and
 	// outbox.Retention, instead of deleting them. Default false.
 	KeepDelivered bool
@@ -58,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = DefaultMaxOpenConns
 	}
 	if c.URL == "" && c.DSN == "" {
 		if c.Host == "" {
@@ -87,6 +98,8 @@ func (c Config) Validate() error {
 		return bad("MaxPayloadBytes", "is negative")
 	case c.ConnectTimeout < 0:
 		return bad("ConnectTimeout", "is negative")
+	case c.MaxOpenConns < 0:
+		return bad("MaxOpenConns", "is negative")
 	}
 	if _, err := c.driverConfig(); err != nil {
 		return err

@@ -49,6 +49,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("mysql: open %s: invalid connection settings", dcfg.Addr)
 	}
 	s := &Store{cfg: cfg, db: sql.OpenDB(conn), table: quote(cfg.Table), keys: quote(cfg.Table + "_keys")}
+	s.db.SetMaxOpenConns(cfg.MaxOpenConns)
+	s.db.SetMaxIdleConns(cfg.MaxOpenConns)
 	pingCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := s.db.QueryRowContext(pingCtx, "SELECT VERSION()").Scan(&s.version); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/txoutbox/outbox"
@@ -53,7 +54,7 @@ func TestConfigValidate(t *testing.T) {
 	var ce *outbox.ConfigError
 	for _, c := range []Config{
 		{URL: "mysql://a@b/c", DSN: "a@tcp(b)/c"}, {URL: "http://x/y"}, {DSN: "not a dsn("},
-		{Port: 70000}, {Table: "a;drop"}, {URL: "mysql://a@b/c", Host: "x"},
+		{Port: 70000}, {Table: "a;drop"}, {URL: "mysql://a@b/c", Host: "x"}, {MaxOpenConns: -1},
 	} {
 		if err := c.Validate(); !errors.As(err, &ce) {
 			t.Errorf("Validate(%+v) = %v, want a ConfigError", c, err)
@@ -92,6 +93,31 @@ func testStore(t *testing.T) *Store {
 		}
 	}
 	return s
+}
+
+// The pool keeps as many idle connections as it may open, so writers reuse them.
+func TestPoolSize(t *testing.T) {
+	s := testStore(t)
+	if got := s.DB().Stats().MaxOpenConnections; got != DefaultMaxOpenConns {
+		t.Fatalf("MaxOpenConnections = %d, want %d", got, DefaultMaxOpenConns)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { _ = s.DB().PingContext(context.Background()) })
+	}
+	wg.Wait()
+	before := s.DB().Stats()
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.DB().ExecContext(context.Background(), "SELECT SLEEP(0.05)"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := s.DB().Stats(); st.MaxIdleClosed != before.MaxIdleClosed {
+		t.Fatalf("%d connections closed for want of idle room, want 0 (stats %+v)", st.MaxIdleClosed-before.MaxIdleClosed, st)
+	}
 }
 
 func TestEnsureSchema(t *testing.T) {
