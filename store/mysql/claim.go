@@ -173,11 +173,15 @@ func (s *Store) lease(ctx context.Context, tx *sql.Tx, req outbox.ClaimRequest, 
 //  2. the batch is shared out among the due keys in walk order: each keyed head, then each
 //     key's next rows up to its share (runRows), shares of runs that end early going to the
 //     runs that go on;
-//  3. the chosen rows are locked with SKIP LOCKED and re-checked as due.
+//  3. the chosen rows are locked with SKIP LOCKED and re-checked as due, the heads first, in a
+//     statement of their own, and the rest only of the keys whose head this claim locked.
 //
-// A key's rows are kept only while the locked rows are its run's first, second, third...: a
-// head another claim leased or acked meanwhile is not returned by the lock, so nothing of its
-// key is taken. Heads cannot be overtaken: writers of one key commit in seq order (Add's key
+// The head's lock is the key's: a head another claim locked, leased or acked meanwhile is not
+// returned by the lock, so nothing of its key is taken, and nothing of it is locked either. A
+// claim that locked a key's rows with its head in one statement would, while losing the head to
+// a racing claim, still hold (until it commits) the later rows the statement passed before the
+// other claim got to them, cutting the winner's run short. A key's rows are then kept only
+// while the locked rows are its run's first, second, third... Heads cannot be overtaken: writers of one key commit in seq order (Add's key
 // lock), so a row that commits after the walk comes after every row of its key seen there, and
 // a dead row is only ever requeued, never written before a later one's head.
 //
@@ -218,34 +222,61 @@ func (s *Store) lockRuns(ctx context.Context, tx *sql.Tx, from string, limit int
 // maxPasses bounds how often one ordered claim walks on past keys another claim took first.
 const maxPasses = 3
 
-// lockPlan shares limit rows out among the due keys, locks them and keeps each key's locked
-// run prefix. It returns the rows, the last key in walk order it took rows of, and whether any
-// key lost its head or a row of its run to another claim.
+// lockPlan locks the heads of the due keys, shares limit rows out among the keys whose head it
+// got, locks those rows and keeps each key's locked run prefix. It returns the rows, the last key
+// in walk order it took rows of, and whether any key lost its head or a row of its run to
+// another claim.
 func (s *Store) lockPlan(ctx context.Context, tx *sql.Tx, keys []walked, limit int) ([]claimed, *string, bool, error) {
-	plan, err := s.shareOut(ctx, tx, keys, limit)
+	got := map[int64]claimed{}
+	var heads []any
+	for _, k := range keys {
+		if k.key != "" {
+			heads = append(heads, k.head)
+		}
+	}
+	if len(heads) > 0 {
+		locked, err := s.lockDue(ctx, tx, " AND seq IN ("+marks(len(heads))+")", len(heads), heads...)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		for _, c := range locked {
+			got[c.seq] = c
+		}
+	}
+	lost := len(got) < len(heads)
+	won := make([]walked, 0, len(keys))
+	for _, k := range keys {
+		if _, ok := got[k.head]; ok || k.key == "" {
+			won = append(won, k)
+		}
+	}
+	plan, err := s.shareOut(ctx, tx, won, limit)
 	if err != nil || len(plan) == 0 {
-		return nil, nil, false, err
+		return nil, nil, lost, err
+	}
+	var rest []any // the heads are locked already
+	for _, p := range plan {
+		if _, ok := got[p.seq]; !ok {
+			rest = append(rest, p.seq)
+		}
+	}
+	if len(rest) > 0 {
+		slices.SortFunc(rest, func(a, b any) int { return cmp.Compare(a.(int64), b.(int64)) })
+		locked, err := s.lockDue(ctx, tx, " AND seq IN ("+marks(len(rest))+")", len(rest), rest...)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		for _, c := range locked {
+			got[c.seq] = c
+		}
 	}
 	pos := map[string]int{} // each key's place in the walk
 	for i, k := range keys {
 		pos[k.key] = i
 	}
 	slices.SortFunc(plan, func(a, b planned) int { return cmp.Compare(a.seq, b.seq) })
-	args := make([]any, len(plan))
-	for i, p := range plan {
-		args[i] = p.seq
-	}
-	locked, err := s.lockDue(ctx, tx, " AND seq IN ("+marks(len(plan))+")", len(plan), args...)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	got := map[int64]claimed{}
-	for _, c := range locked {
-		got[c.seq] = c
-	}
-	out := make([]claimed, 0, len(locked))
-	broken := map[string]bool{} // keys whose run lost a row to another claim
-	lost := false
+	out := make([]claimed, 0, len(plan))
+	broken := map[string]bool{} // keys whose run lost a row
 	last := -1
 	for _, p := range plan {
 		c, ok := got[p.seq]
