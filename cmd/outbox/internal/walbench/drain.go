@@ -1,14 +1,10 @@
 package walbench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,7 +195,7 @@ func rawLoop(ctx context.Context, cfg *pgconn.Config, slot, pub, prefix string, 
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	err = pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + pub + "'", "messages 'true'"},
 	})
@@ -315,18 +311,4 @@ func (s *sampler) stop() (peak, start float64) {
 }
 
 // rssMiB reads the process's resident set size (VmRSS) from /proc; 0 where there is none.
-func rssMiB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func rssMiB() float64 { return statusMiB("VmRSS:") }
