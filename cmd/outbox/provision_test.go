@@ -246,8 +246,10 @@ func TestProvisionThenRelayToSQS(t *testing.T) {
 	r := startRelayInProcess(t, vars, "", append(flags, "--store", storeURL, "--listen", "off", "--poll-interval", "20ms")...)
 	var got received
 	c, err := sqs.NewConsumer(context.Background(), sqs.ConsumerConfig{
-		QueueURL: queue, Endpoint: sqsEndpoint(), Region: "us-east-1", AccessKeyID: "test", SecretAccessKey: "test",
-		WaitTime: time.Second, Handler: got.handle,
+		Connection: sqs.Connection{Endpoint: sqsEndpoint(), Region: "us-east-1", AccessKeyID: "test", SecretAccessKey: "test"},
+		QueueURL:   queue,
+		WaitTime:   time.Second,
+		Handler:    got.handle,
 	})
 	if err != nil {
 		t.Fatal(err)

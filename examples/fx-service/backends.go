@@ -57,8 +57,8 @@ func asCoreStore(s *postgres.Store) outbox.Store { return s }
 // newTransport builds the SQS transport; tests swap it for transport/memory with fx.Decorate.
 func newTransport(lc fx.Lifecycle, cfg Config) (outbox.Transport, error) {
 	tr, err := sqs.New(context.Background(), sqs.Config{
-		QueueURL: cfg.QueueURL, Region: cfg.Region, Endpoint: cfg.Endpoint,
-		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: string(cfg.SecretKey),
+		Connection: sqs.Connection{Region: cfg.Region, Endpoint: cfg.Endpoint, AccessKeyID: outbox.Secret(cfg.AccessKeyID), SecretAccessKey: outbox.Secret(cfg.SecretKey)},
+		QueueURL:   cfg.QueueURL,
 	})
 	if err != nil {
 		return nil, err

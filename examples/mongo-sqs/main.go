@@ -94,8 +94,8 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	}
 
 	transport, err := sqs.New(ctx, sqs.Config{
-		QueueURL: cfg.QueueURL, Region: cfg.Region, Endpoint: cfg.Endpoint,
-		AccessKeyID: cfg.AccessKeyID, SecretAccessKey: string(cfg.SecretKey),
+		Connection: sqs.Connection{Region: cfg.Region, Endpoint: cfg.Endpoint, AccessKeyID: outbox.Secret(cfg.AccessKeyID), SecretAccessKey: outbox.Secret(cfg.SecretKey)},
+		QueueURL:   cfg.QueueURL,
 	})
 	if err != nil {
 		return err

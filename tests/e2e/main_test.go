@@ -112,8 +112,8 @@ type broker struct {
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	tr, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "unused", Endpoint: sqsEndpoint(), Region: "us-east-1",
-		AccessKeyID: "e2e", SecretAccessKey: "e2e"})
+	tr, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{Endpoint: sqsEndpoint(), Region: "us-east-1", AccessKeyID: "e2e", SecretAccessKey: "e2e"},
+		QueueURL: "unused"})
 	if err != nil {
 		t.Fatal(err)
 	}

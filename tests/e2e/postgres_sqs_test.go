@@ -121,8 +121,8 @@ func rolledBack(ctx context.Context, store *postgres.Store, insert string, w int
 // to stop cleanly) when the test ends.
 func startRelay(t *testing.T, store *postgres.Store, queueURL string, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
-	tr, err := sqs.New(testCtx(t), sqs.Config{QueueURL: queueURL, Endpoint: sqsEndpoint(), Region: "us-east-1",
-		AccessKeyID: "e2e", SecretAccessKey: "e2e"})
+	tr, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{Endpoint: sqsEndpoint(), Region: "us-east-1", AccessKeyID: "e2e", SecretAccessKey: "e2e"},
+		QueueURL: queueURL})
 	if err != nil {
 		t.Fatal(err)
 	}

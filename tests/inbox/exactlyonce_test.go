@@ -169,7 +169,7 @@ func exactlyOnce(t *testing.T, b *database) {
 	for i := range 2 {
 		cfg := consumerConfig(url)
 		if i == 1 {
-			cfg = sqs.ConsumerConfig{QueueURL: url, Client: lostDeletesClient}
+			cfg = sqs.ConsumerConfig{Connection: sqs.Connection{Client: lostDeletesClient}, QueueURL: url}
 		}
 		cfg.Concurrency, cfg.VisibilityTimeout, cfg.ExtendInterval, cfg.WaitTime = 4, time.Second, -1, time.Second
 		cfg.Handler = handler

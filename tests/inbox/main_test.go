@@ -59,8 +59,8 @@ func testCtx(t *testing.T) context.Context {
 // transport returns an SQS transport of the test server for queueURL, closed at cleanup.
 func transport(t *testing.T, queueURL string) *sqs.Transport {
 	t.Helper()
-	tr, err := sqs.New(context.Background(), sqs.Config{QueueURL: queueURL, Region: testRegion,
-		AccessKeyID: testKey, SecretAccessKey: testSecret, Endpoint: sqsEndpoint()})
+	tr, err := sqs.New(context.Background(), sqs.Config{Connection: sqs.Connection{Region: testRegion, AccessKeyID: testKey, SecretAccessKey: testSecret, Endpoint: sqsEndpoint()},
+		QueueURL: queueURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func transport(t *testing.T, queueURL string) *sqs.Transport {
 }
 
 func consumerConfig(queueURL string) sqs.ConsumerConfig {
-	return sqs.ConsumerConfig{QueueURL: queueURL, Region: testRegion, AccessKeyID: testKey, SecretAccessKey: testSecret, Endpoint: sqsEndpoint()}
+	return sqs.ConsumerConfig{Connection: sqs.Connection{Region: testRegion, AccessKeyID: testKey, SecretAccessKey: testSecret, Endpoint: sqsEndpoint()}, QueueURL: queueURL}
 }
 
 // newQueue creates a standard queue (no deduplication: every duplicate reaches the consumers)

@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/txoutbox/outbox"
 )
 
@@ -30,10 +28,8 @@ const (
 	DefaultGroupID = "outbox"
 )
 
-// Config configures a Transport. Give it credentials in one of three ways: nothing (the default
-// AWS credential chain: environment, shared profile, SSO, IAM role), the origin package's explicit
-// Region / AccessKeyID / SecretAccessKey (/ SessionToken) / Endpoint, or your own AWSConfig or
-// Client. The zero value of every other field means its documented default.
+// Config configures a Transport. Its Connection gives the credentials (see Connection). The zero
+// value of every other field means its documented default.
 type Config struct {
 	// QueueURL is where messages go that no route claims: a queue URL
 	// (https://sqs.eu-west-1.amazonaws.com/123456789012/orders) or a queue name (orders), which
@@ -46,27 +42,11 @@ type Config struct {
 	// Route picks a queue (URL or name) for a message; "" means fall back to QueueURL. It is
 	// called for messages whose Type is not in Routes, must be fast and safe for concurrent use,
 	// and must not keep m. Default none.
-	Route func(m *outbox.Message) string
+	Route func(m *outbox.Message) string `json:"-"`
 
-	// Region is the AWS region, e.g. eu-west-1. Default: the region of the AWS environment
-	// (AWS_REGION, the shared profile). Not allowed with AWSConfig or Client.
-	Region string
-	// AccessKeyID and SecretAccessKey are static credentials, given both or neither. Default:
-	// the AWS default credential chain. Not allowed with AWSConfig or Client.
-	AccessKeyID     string
-	SecretAccessKey string
-	// SessionToken goes with temporary static credentials. Default none.
-	SessionToken string
-	// Endpoint overrides the SQS endpoint, e.g. http://127.0.0.1:4566 for a local emulator.
-	// Default: the AWS endpoint of Region. Not allowed with AWSConfig or Client.
-	Endpoint string
-
-	// AWSConfig is your own AWS configuration; the transport builds its SQS client from it.
-	// Default: built from the fields above.
-	AWSConfig *aws.Config
-	// Client is your own SQS client, used as it is except for retries (see Transport). Default:
-	// a client built from AWSConfig or the fields above. Close does not close it.
-	Client *awssqs.Client
+	// Connection says how to reach SQS: Region, AccessKeyID, SecretAccessKey, SessionToken and
+	// Endpoint, or your own AWSConfig or Client.
+	Connection
 
 	// RawPayload sends the message Payload alone as the body, instead of the envelope
 	// {"id","eventType","payload","result","timestamp"}. The ID and Type then travel as the
@@ -133,29 +113,8 @@ func (c Config) Validate() error {
 		}
 	}
 
-	own := c.Client != nil || c.AWSConfig != nil
-	switch {
-	case c.Client != nil && c.AWSConfig != nil:
-		return bad("AWSConfig", "is set together with Client (give one)")
-	case own && c.Region != "":
-		return bad("Region", "is set together with "+c.ownName()+" (configure the region there)")
-	case own && (c.AccessKeyID != "" || c.SecretAccessKey != "" || c.SessionToken != ""):
-		return bad("AccessKeyID", "credentials are set together with "+c.ownName()+" (configure credentials there)")
-	case own && c.Endpoint != "":
-		return bad("Endpoint", "is set together with "+c.ownName()+" (set BaseEndpoint there)")
-	case c.AccessKeyID != "" && c.SecretAccessKey == "":
-		return bad("SecretAccessKey", "is empty while AccessKeyID is set")
-	case c.AccessKeyID == "" && c.SecretAccessKey != "":
-		return bad("AccessKeyID", "is empty while SecretAccessKey is set")
-	case c.SessionToken != "" && c.AccessKeyID == "":
-		return bad("SessionToken", "is set without AccessKeyID and SecretAccessKey")
-	case c.Region != "" && !regionName.MatchString(c.Region):
-		return bad("Region", fmt.Sprintf("%q is not a region name like eu-west-1", c.Region))
-	}
-	if c.Endpoint != "" {
-		if err := checkEndpoint(c.Endpoint); err != nil {
-			return bad("Endpoint", err.Error())
-		}
+	if err := c.Connection.validate(); err != nil {
+		return err
 	}
 
 	switch {
@@ -179,16 +138,6 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
-
-func (c Config) ownName() string {
-	if c.Client != nil {
-		return "Client"
-	}
-	return "AWSConfig"
-}
-
-// regionName is loose on purpose: emulators accept made-up regions such as "local".
-var regionName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
 // checkQueue accepts a queue URL or a queue name.
 func checkQueue(q string) error {

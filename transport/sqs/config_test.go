@@ -26,10 +26,10 @@ func TestConfigValidate(t *testing.T) {
 		{"FIFO name", sqs.Config{QueueURL: "orders.fifo"}, "", ""},
 		{"routes only", sqs.Config{Routes: map[string]string{"A": "a"}}, "", ""},
 		{"route func only", sqs.Config{Route: route}, "", ""},
-		{"static keys", sqs.Config{QueueURL: url, Region: "eu-west-1", AccessKeyID: "AK", SecretAccessKey: "s", SessionToken: "t"}, "", ""},
-		{"endpoint", sqs.Config{QueueURL: "q", Endpoint: "http://127.0.0.1:4566", Region: "local"}, "", ""},
-		{"own client", sqs.Config{QueueURL: url, Client: client}, "", ""},
-		{"own config", sqs.Config{QueueURL: url, AWSConfig: &aws.Config{}}, "", ""},
+		{"static keys", sqs.Config{Connection: sqs.Connection{Region: "eu-west-1", AccessKeyID: "AK", SecretAccessKey: "s", SessionToken: "t"}, QueueURL: url}, "", ""},
+		{"endpoint", sqs.Config{Connection: sqs.Connection{Endpoint: "http://127.0.0.1:4566", Region: "local"}, QueueURL: "q"}, "", ""},
+		{"own client", sqs.Config{Connection: sqs.Connection{Client: client}, QueueURL: url}, "", ""},
+		{"own config", sqs.Config{Connection: sqs.Connection{AWSConfig: &aws.Config{}}, QueueURL: url}, "", ""},
 		{"limits", sqs.Config{QueueURL: url, MaxMessageBytes: 1 << 20, MaxBatchBytes: 1 << 20, Concurrency: 256}, "", ""},
 		{"large message raises the batch default", sqs.Config{QueueURL: url, MaxMessageBytes: 512 << 10}, "", ""},
 
@@ -41,16 +41,16 @@ func TestConfigValidate(t *testing.T) {
 		{"queue URL user", sqs.Config{QueueURL: "https://me:secret@host/1/q"}, "QueueURL", "user information"},
 		{"route to nowhere", sqs.Config{QueueURL: url, Routes: map[string]string{"A": "not a queue"}}, `Routes["A"]`, "neither"},
 		{"route for no type", sqs.Config{QueueURL: url, Routes: map[string]string{"": "q"}}, "Routes", "empty message type"},
-		{"client and config", sqs.Config{QueueURL: url, Client: client, AWSConfig: &aws.Config{}}, "AWSConfig", "together with Client"},
-		{"client and region", sqs.Config{QueueURL: url, Client: client, Region: "eu-west-1"}, "Region", "together with Client"},
-		{"config and keys", sqs.Config{QueueURL: url, AWSConfig: &aws.Config{}, AccessKeyID: "AK", SecretAccessKey: "s"}, "AccessKeyID", "together with AWSConfig"},
-		{"client and endpoint", sqs.Config{QueueURL: url, Client: client, Endpoint: "http://x"}, "Endpoint", "together with Client"},
-		{"key without secret", sqs.Config{QueueURL: url, AccessKeyID: "AK"}, "SecretAccessKey", "is empty"},
-		{"secret without key", sqs.Config{QueueURL: url, SecretAccessKey: "s"}, "AccessKeyID", "is empty"},
-		{"token alone", sqs.Config{QueueURL: url, SessionToken: "t"}, "SessionToken", "without"},
-		{"bad region", sqs.Config{QueueURL: url, Region: "EU West"}, "Region", "not a region name"},
-		{"endpoint scheme", sqs.Config{QueueURL: url, Endpoint: "127.0.0.1:4566"}, "Endpoint", ""},
-		{"endpoint host", sqs.Config{QueueURL: url, Endpoint: "http://"}, "Endpoint", "no host"},
+		{"client and config", sqs.Config{Connection: sqs.Connection{Client: client, AWSConfig: &aws.Config{}}, QueueURL: url}, "AWSConfig", "together with Client"},
+		{"client and region", sqs.Config{Connection: sqs.Connection{Client: client, Region: "eu-west-1"}, QueueURL: url}, "Region", "together with Client"},
+		{"config and keys", sqs.Config{Connection: sqs.Connection{AWSConfig: &aws.Config{}, AccessKeyID: "AK", SecretAccessKey: "s"}, QueueURL: url}, "AccessKeyID", "together with AWSConfig"},
+		{"client and endpoint", sqs.Config{Connection: sqs.Connection{Client: client, Endpoint: "http://x"}, QueueURL: url}, "Endpoint", "together with Client"},
+		{"key without secret", sqs.Config{Connection: sqs.Connection{AccessKeyID: "AK"}, QueueURL: url}, "SecretAccessKey", "is empty"},
+		{"secret without key", sqs.Config{Connection: sqs.Connection{SecretAccessKey: "s"}, QueueURL: url}, "AccessKeyID", "is empty"},
+		{"token alone", sqs.Config{Connection: sqs.Connection{SessionToken: "t"}, QueueURL: url}, "SessionToken", "without"},
+		{"bad region", sqs.Config{Connection: sqs.Connection{Region: "EU West"}, QueueURL: url}, "Region", "not a region name"},
+		{"endpoint scheme", sqs.Config{Connection: sqs.Connection{Endpoint: "127.0.0.1:4566"}, QueueURL: url}, "Endpoint", ""},
+		{"endpoint host", sqs.Config{Connection: sqs.Connection{Endpoint: "http://"}, QueueURL: url}, "Endpoint", "no host"},
 		{"group ID", sqs.Config{QueueURL: url, DefaultGroupID: "has space"}, "DefaultGroupID", "printable ASCII"},
 		{"negative message size", sqs.Config{QueueURL: url, MaxMessageBytes: -1}, "MaxMessageBytes", "negative"},
 		{"message size above SQS", sqs.Config{QueueURL: url, MaxMessageBytes: 1<<20 + 1}, "MaxMessageBytes", "above the SQS limit"},
@@ -87,7 +87,7 @@ func TestConfigValidate(t *testing.T) {
 
 // New refuses what Validate refuses, before touching the network.
 func TestNewValidates(t *testing.T) {
-	_, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "q", AccessKeyID: "AK"})
+	_, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{AccessKeyID: "AK"}, QueueURL: "q"})
 	if !errors.Is(err, outbox.ErrInvalidConfig) {
 		t.Fatalf("New = %v, want a config error", err)
 	}

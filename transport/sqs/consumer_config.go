@@ -1,12 +1,10 @@
 package sqs
 
 import (
+	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/consume"
 	"go.uber.org/zap"
@@ -32,25 +30,19 @@ const (
 	MaxVisibilityTimeout = 12 * time.Hour
 )
 
-// ConsumerConfig configures a Consumer. Credentials and endpoint work as in Config. The zero
-// value of every other field means its documented default.
+// ConsumerConfig configures a Consumer. Its Connection gives the credentials and endpoint, as in
+// Config. The zero value of every other field means its documented default.
 type ConsumerConfig struct {
 	// QueueURL is the queue to consume: a URL or a name (resolved once with GetQueueUrl).
 	// Required.
 	QueueURL string
 	// Handler is called for each message; nil deletes it, an error leaves it for redelivery.
 	// Required.
-	Handler consume.Handler
+	Handler consume.Handler `json:"-"`
 
-	// Region, AccessKeyID, SecretAccessKey, SessionToken, Endpoint, AWSConfig and Client are
-	// as in Config. Default: the default AWS credential chain and the region's endpoint.
-	Region          string
-	AccessKeyID     string
-	SecretAccessKey string
-	SessionToken    string
-	Endpoint        string
-	AWSConfig       *aws.Config
-	Client          *awssqs.Client
+	// Connection gives the credentials and endpoint, as a Transport's Config does. Default: the
+	// default AWS credential chain and the region's endpoint.
+	Connection
 
 	// RawPayload reads bodies as the bare payload, with the ID and Type in the outbox.id and
 	// outbox.type attributes, as a Transport with RawPayload sends them. Default false: bodies
@@ -85,7 +77,7 @@ type ConsumerConfig struct {
 	// itself, with no request.
 	Backoff outbox.Backoff
 	// Logger receives the consumer's logs. Default zap.NewNop().
-	Logger *zap.Logger
+	Logger *zap.Logger `json:"-"`
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -115,11 +107,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 
 // transportConfig is the part of c a Transport's Config shares: the connection.
 func (c ConsumerConfig) transportConfig() Config {
-	return Config{
-		QueueURL: c.QueueURL, Region: c.Region, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
-		SessionToken: c.SessionToken, Endpoint: c.Endpoint, AWSConfig: c.AWSConfig, Client: c.Client,
-		Concurrency: max(c.Concurrency, 1),
-	}
+	return Config{Connection: c.Connection, QueueURL: c.QueueURL, Concurrency: max(c.Concurrency, 1)}
 }
 
 // Validate names the first missing or wrong field. It never repeats a secret.
@@ -166,16 +154,22 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
-// String describes the config without its secrets, so it can be logged.
-func (c ConsumerConfig) String() string {
-	tc := c.transportConfig().String()
-	conn := strings.TrimSuffix(strings.TrimPrefix(tc, "sqs.Config{"), "}")
-	if i := strings.Index(conn, " RawPayload:"); i >= 0 {
-		conn = conn[:i] // the transport's own tuning, not the consumer's
-	}
-	return fmt.Sprintf("sqs.ConsumerConfig{%s RawPayload:%t Concurrency:%d ReceiveBatch:%d Pollers:%d WaitTime:%v VisibilityTimeout:%v ExtendInterval:%v HandlerTimeout:%v}",
-		conn, c.RawPayload, c.Concurrency, c.ReceiveBatch, c.Pollers, c.WaitTime, c.VisibilityTimeout, c.ExtendInterval, c.HandlerTimeout)
+// Format prints c as %v does, under every verb, as Config.Format does and for its reasons.
+func (c ConsumerConfig) Format(f fmt.State, verb rune) {
+	type plain ConsumerConfig // the fields, without this method
+	type ConsumerConfig plain // under its own name, for %#v
+	fmt.Fprintf(f, fmt.FormatString(f, 'v'), ConsumerConfig(c.shown()))
 }
 
-// GoString keeps %#v from printing the secrets too.
-func (c ConsumerConfig) GoString() string { return c.String() }
+// MarshalJSON encodes the config as json.Marshal would, with what Format hides hidden: the
+// secrets, the queue URL's and endpoint's user information and query values.
+func (c ConsumerConfig) MarshalJSON() ([]byte, error) {
+	type plain ConsumerConfig // the fields, without this method
+	return json.Marshal(plain(c.shown()))
+}
+
+// shown is c with the queue URL and endpoint as redactURL shows them.
+func (c ConsumerConfig) shown() ConsumerConfig {
+	c.QueueURL, c.Endpoint = redactURL(c.QueueURL), redactURL(c.Endpoint)
+	return c
+}

@@ -17,8 +17,8 @@ func ExampleNewConsumer() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	c, err := sqs.NewConsumer(ctx, sqs.ConsumerConfig{
+		Connection:  sqs.Connection{Region: "eu-west-1"},
 		QueueURL:    "orders", // give the queue a redrive policy: failures are left to it
-		Region:      "eu-west-1",
 		Concurrency: 16,
 		Handler: func(ctx context.Context, m *outbox.Message) error {
 			log.Printf("%s %s: %s", m.Type, m.ID, m.Payload)

@@ -22,9 +22,13 @@ func consumerHarness(s *server, fifo bool) outboxtest.ConsumerFactory {
 			Transport: newTransport(t, sqs.Config{QueueURL: url}),
 			NewConsumer: func(t *testing.T, h consume.Handler) outboxtest.ConsumerUnderTest {
 				c, err := sqs.NewConsumer(context.Background(), sqs.ConsumerConfig{
-					QueueURL: url, Endpoint: endpoint(), Region: testRegion, AccessKeyID: testKey, SecretAccessKey: testSecret,
-					Handler: h, Concurrency: 4, WaitTime: time.Second, VisibilityTimeout: 2 * time.Second,
-					Backoff: outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
+					Connection:        sqs.Connection{Endpoint: endpoint(), Region: testRegion, AccessKeyID: outbox.Secret(testKey), SecretAccessKey: outbox.Secret(testSecret)},
+					QueueURL:          url,
+					Handler:           h,
+					Concurrency:       4,
+					WaitTime:          time.Second,
+					VisibilityTimeout: 2 * time.Second,
+					Backoff:           outbox.Backoff{Initial: time.Second, Max: 2 * time.Second, Jitter: -1},
 				})
 				if err != nil {
 					t.Fatal(err)

@@ -315,7 +315,7 @@ func TestConsumerFIFOOrder(t *testing.T) {
 }
 
 func TestConsumerConfig(t *testing.T) {
-	base := sqs.ConsumerConfig{QueueURL: "orders", Region: testRegion, Handler: func(context.Context, *outbox.Message) error { return nil }}
+	base := sqs.ConsumerConfig{Connection: sqs.Connection{Region: testRegion}, QueueURL: "orders", Handler: func(context.Context, *outbox.Message) error { return nil }}
 	cases := []struct {
 		edit  func(*sqs.ConsumerConfig)
 		field string
@@ -352,7 +352,7 @@ func TestConsumerConfig(t *testing.T) {
 	}
 	secret := base
 	secret.AccessKeyID, secret.SecretAccessKey = testKey, testSecret
-	for _, s := range []string{secret.String(), fmt.Sprintf("%#v", secret), fmt.Sprintf("%v", secret)} {
+	for _, s := range []string{fmt.Sprintf("%s", secret), fmt.Sprintf("%#v", secret), fmt.Sprintf("%v", secret)} {
 		if strings.Contains(s, testSecret) {
 			t.Fatalf("config text shows the secret: %s", s)
 		}

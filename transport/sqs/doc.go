@@ -2,18 +2,19 @@
 // it publishes them with SendMessageBatch, reporting per message what SQS accepted.
 //
 //	t, err := sqs.New(ctx, sqs.Config{
-//		QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo",
-//		Region:   "eu-west-1", // keys omitted: the default AWS credential chain
+//		Connection: sqs.Connection{Region: "eu-west-1"}, // keys omitted: the default AWS credential chain
+//		QueueURL:   "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo",
 //	})
 //	...
 //	relay, err := outbox.NewRelay(store, t, outbox.Config{})
 //
 // # Credentials
 //
-// With no keys in Config the client uses the default AWS credential chain (environment, shared
-// profile, SSO, web identity, IAM role). The origin package's explicit Region, AccessKeyID,
-// SecretAccessKey and Endpoint work as they did there; or pass your own aws.Config or
-// *sqs.Client. Secrets never appear in String, errors or logs.
+// The credentials are a Connection, shared by Config and ConsumerConfig. With no keys in it the
+// client uses the default AWS credential chain (environment, shared profile, SSO, web identity,
+// IAM role). The origin package's explicit Region, AccessKeyID, SecretAccessKey and Endpoint
+// work as they did there (the keys are outbox.Secret fields); or pass your own aws.Config or
+// *sqs.Client. Secrets never appear under any fmt verb, in JSON, errors or logs.
 //
 // # What a consumer receives
 //

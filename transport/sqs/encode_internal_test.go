@@ -124,7 +124,7 @@ func TestKeepsKeyOrderOnlyOnFIFOQueues(t *testing.T) {
 		{Config{QueueURL: "orders.fifo", Route: func(*outbox.Message) string { return "" }}, false},
 	} {
 		if got := (&Transport{cfg: c.cfg}).KeepsKeyOrder(); got != c.want {
-			t.Errorf("%+v: KeepsKeyOrder = %v, want %v", c.cfg.String(), got, c.want)
+			t.Errorf("%+v: KeepsKeyOrder = %v, want %v", c.cfg, got, c.want)
 		}
 	}
 }

@@ -51,7 +51,7 @@ func TestMissingQueue(t *testing.T) {
 
 // Nothing listens on port 1: the transport fails at once, retryably, without retrying itself.
 func TestWrongEndpoint(t *testing.T) {
-	tr := newTransport(t, sqs.Config{QueueURL: "http://127.0.0.1:1/000000000000/q", Endpoint: "http://127.0.0.1:1"})
+	tr := newTransport(t, sqs.Config{Connection: sqs.Connection{Endpoint: "http://127.0.0.1:1"}, QueueURL: "http://127.0.0.1:1/000000000000/q"})
 	err := publishWithin(t, tr, 5*time.Second, prepared(t, messages(25, "T", "")...))
 	switch {
 	case err == nil:
@@ -95,7 +95,7 @@ func TestHungEndpointHonoursContext(t *testing.T) {
 	})
 
 	url := "http://" + ln.Addr().String()
-	tr := newTransport(t, sqs.Config{QueueURL: url + "/000000000000/q", Endpoint: url})
+	tr := newTransport(t, sqs.Config{Connection: sqs.Connection{Endpoint: url}, QueueURL: url + "/000000000000/q"})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -119,7 +119,7 @@ func TestDefaultCredentialChain(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", testKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecret)
 	t.Setenv("AWS_REGION", testRegion)
-	tr, err := sqs.New(testCtx(t), sqs.Config{QueueURL: url, Endpoint: endpoint()})
+	tr, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{Endpoint: endpoint()}, QueueURL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestDefaultCredentialChain(t *testing.T) {
 func TestNoCredentialsAnywhere(t *testing.T) {
 	isolateAWSEnv(t)
 	t.Setenv("AWS_REGION", testRegion)
-	tr, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "q", Endpoint: endpoint()})
+	tr, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{Endpoint: endpoint()}, QueueURL: "q"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestNoCredentialsAnywhere(t *testing.T) {
 
 func TestNoRegionAnywhere(t *testing.T) {
 	isolateAWSEnv(t)
-	_, err := sqs.New(testCtx(t), sqs.Config{QueueURL: "q", AccessKeyID: testKey, SecretAccessKey: testSecret})
+	_, err := sqs.New(testCtx(t), sqs.Config{Connection: sqs.Connection{AccessKeyID: outbox.Secret(testKey), SecretAccessKey: outbox.Secret(testSecret)}, QueueURL: "q"})
 	var ce *outbox.ConfigError
 	if !errors.As(err, &ce) || ce.Field != "Region" {
 		t.Fatalf("New without a region = %v, want a config error naming Region", err)
@@ -173,8 +173,8 @@ func isolateAWSEnv(t *testing.T) {
 // Secrets given in Config appear in no error and no description.
 func TestSecretsNeverShown(t *testing.T) {
 	const token = "session-token-do-not-print"
-	cfg := sqs.Config{QueueURL: "http://127.0.0.1:1/000000000000/q", Endpoint: "http://127.0.0.1:1", Region: testRegion,
-		AccessKeyID: testKey, SecretAccessKey: testSecret, SessionToken: token}
+	cfg := sqs.Config{Connection: sqs.Connection{Endpoint: "http://127.0.0.1:1", Region: testRegion, AccessKeyID: outbox.Secret(testKey), SecretAccessKey: outbox.Secret(testSecret), SessionToken: outbox.Secret(token)},
+		QueueURL: "http://127.0.0.1:1/000000000000/q"}
 	tr := newTransport(t, cfg)
 	err := tr.Publish(testCtx(t), prepared(t, messages(1, "T", "")...))
 	bad := cfg

@@ -13,9 +13,9 @@ import (
 func Example() {
 	ctx := context.Background()
 	t, err := sqs.New(ctx, sqs.Config{
-		QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/events.fifo",
-		Routes:   map[string]string{"ORDER_PLACED": "orders.fifo"},
-		Region:   "eu-west-1",
+		Connection: sqs.Connection{Region: "eu-west-1"},
+		QueueURL:   "https://sqs.eu-west-1.amazonaws.com/123456789012/events.fifo",
+		Routes:     map[string]string{"ORDER_PLACED": "orders.fifo"},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -33,11 +33,8 @@ func Example() {
 // The origin package's explicit settings, against a local SQS emulator.
 func Example_explicitCredentials() {
 	t, err := sqs.New(context.Background(), sqs.Config{
-		QueueURL:        "http://127.0.0.1:4566/000000000000/orders",
-		Region:          "us-east-1",
-		AccessKeyID:     "test",
-		SecretAccessKey: "test",
-		Endpoint:        "http://127.0.0.1:4566",
+		Connection: sqs.Connection{Region: "us-east-1", AccessKeyID: "test", SecretAccessKey: "test", Endpoint: "http://127.0.0.1:4566"},
+		QueueURL:   "http://127.0.0.1:4566/000000000000/orders",
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -117,7 +117,7 @@ func TestQueueNameResolvedOnce(t *testing.T) {
 	f := newFaultServer(t)
 	f.answer = succeed
 	f.lookupFails.Store(1)
-	tr := newTransport(t, sqs.Config{QueueURL: "orders", Endpoint: f.URL})
+	tr := newTransport(t, sqs.Config{Connection: sqs.Connection{Endpoint: f.URL}, QueueURL: "orders"})
 
 	err := tr.Publish(testCtx(t), prepared(t, messages(2, "T", "")...))
 	if err == nil || outbox.IsPermanent(err) || !strings.Contains(err.Error(), "resolve queue orders") {

@@ -19,7 +19,7 @@ import (
 
 // testConn is the connection part of a Config for the test server.
 func testConn() sqs.Config {
-	return sqs.Config{Endpoint: endpoint(), Region: testRegion, AccessKeyID: testKey, SecretAccessKey: testSecret}
+	return sqs.Config{Connection: sqs.Connection{Endpoint: endpoint(), Region: testRegion, AccessKeyID: outbox.Secret(testKey), SecretAccessKey: outbox.Secret(testSecret)}}
 }
 
 // deleteAtCleanup deletes the named queues when the test ends, where they exist.
@@ -162,7 +162,7 @@ func actions(rep sqs.ProvisionReport) string {
 // Provision creates the queue and its dead-letter queue, and returns the queue's URL for the
 // transport and the consumer.
 func ExampleProvision() {
-	cfg := sqs.Config{Region: "eu-west-1", QueueURL: "orders.fifo"}
+	cfg := sqs.Config{Connection: sqs.Connection{Region: "eu-west-1"}, QueueURL: "orders.fifo"}
 	rep, err := sqs.Provision(context.Background(), sqs.ProvisionConfig{Transport: cfg})
 	if err != nil {
 		log.Fatal(err) // errors.Is(err, sqs.ErrConflict): a queue exists with other attributes

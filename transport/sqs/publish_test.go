@@ -341,8 +341,8 @@ func TestOwnClientAndConfig(t *testing.T) {
 		HTTPClient:   &http.Client{Transport: httpTr},
 	}
 	for name, c := range map[string]sqs.Config{
-		"Client":    {QueueURL: url, Client: s.admin},
-		"AWSConfig": {QueueURL: url, AWSConfig: &cfg},
+		"Client":    {QueueURL: url, Connection: sqs.Connection{Client: s.admin}},
+		"AWSConfig": {QueueURL: url, Connection: sqs.Connection{AWSConfig: &cfg}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tr := newTransport(t, c)

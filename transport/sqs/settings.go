@@ -25,10 +25,10 @@ func Settings() []envconfig.Setting[Config] {
 		envconfig.IntSetting("OUTBOX_SQS_CONCURRENCY", "Concurrency", strconv.Itoa(DefaultConcurrency), "SendMessageBatch calls in flight",
 			func(c *Config) *int { return &c.Concurrency }),
 		envconfig.SecretSetting("OUTBOX_SQS_ACCESS_KEY_ID", "AccessKeyID", "static credentials: the access key ID (default: the AWS default chain)",
-			func(c *Config) *string { return &c.AccessKeyID }),
+			func(c *Config) *string { return (*string)(&c.AccessKeyID) }),
 		envconfig.SecretSetting("OUTBOX_SQS_SECRET_ACCESS_KEY", "SecretAccessKey", "static credentials: the secret access key",
-			func(c *Config) *string { return &c.SecretAccessKey }),
+			func(c *Config) *string { return (*string)(&c.SecretAccessKey) }),
 		envconfig.SecretSetting("OUTBOX_SQS_SESSION_TOKEN", "SessionToken", "static credentials: the session token of temporary ones",
-			func(c *Config) *string { return &c.SessionToken }),
+			func(c *Config) *string { return (*string)(&c.SessionToken) }),
 	}
 }

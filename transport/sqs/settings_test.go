@@ -17,8 +17,11 @@ func TestSettings(t *testing.T) {
 	if err := envconfig.LoadSettings(&cfg, sqs.Settings(), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
-	want := sqs.Config{QueueURL: "orders.fifo", Region: "local", Endpoint: "http://127.0.0.1:4566", DefaultGroupID: "g",
-		RawPayload: true, Concurrency: 3, AccessKeyID: "AK", SecretAccessKey: "SK", SessionToken: "ST"}
+	want := sqs.Config{Connection: sqs.Connection{Region: "local", Endpoint: "http://127.0.0.1:4566", AccessKeyID: "AK", SecretAccessKey: "SK", SessionToken: "ST"},
+		QueueURL:       "orders.fifo",
+		DefaultGroupID: "g",
+		RawPayload:     true,
+		Concurrency:    3}
 	if cfg.QueueURL != want.QueueURL || cfg.Region != want.Region || cfg.Endpoint != want.Endpoint || cfg.DefaultGroupID != want.DefaultGroupID ||
 		cfg.RawPayload != want.RawPayload || cfg.Concurrency != want.Concurrency || cfg.AccessKeyID != want.AccessKeyID ||
 		cfg.SecretAccessKey != want.SecretAccessKey || cfg.SessionToken != want.SessionToken {

@@ -49,7 +49,7 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 func (t *Transport) Client() *awssqs.Client { return t.client }
 
 // String describes the transport without secrets.
-func (t *Transport) String() string { return "sqs.Transport(" + t.cfg.String() + ")" }
+func (t *Transport) String() string { return fmt.Sprintf("sqs.Transport(%v)", t.cfg) }
 
 // Close makes further publishes fail with outbox.ErrClosed and closes the idle connections of the
 // HTTP client New built. It does not wait for publishes in flight, and leaves a Client or

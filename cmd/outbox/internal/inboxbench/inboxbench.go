@@ -234,7 +234,7 @@ func memoryPath(ctx context.Context, msgs []*outbox.Message, c int, handle func(
 // until it deleted them all.
 func sqsPath(endpoint string) path {
 	return func(ctx context.Context, msgs []*outbox.Message, c int, handle func(context.Context, *outbox.Message) error, _ bool) (float64, float64, error) {
-		conn := sqs.Config{Region: "us-east-1", AccessKeyID: "AKIAINBOXBENCH", SecretAccessKey: "inboxbench", Endpoint: endpoint}
+		conn := sqs.Config{Connection: sqs.Connection{Region: "us-east-1", AccessKeyID: "AKIAINBOXBENCH", SecretAccessKey: "inboxbench", Endpoint: endpoint}}
 		admin := conn
 		admin.QueueURL = "unused"
 		tr, err := sqs.New(ctx, admin)
@@ -264,8 +264,10 @@ func sqsPath(endpoint string) path {
 		var handled atomic.Int64
 		done := make(chan struct{})
 		cons, err := sqs.NewConsumer(ctx, sqs.ConsumerConfig{
-			QueueURL: url, Region: conn.Region, AccessKeyID: conn.AccessKeyID, SecretAccessKey: conn.SecretAccessKey, Endpoint: endpoint,
-			Concurrency: c, WaitTime: time.Second,
+			Connection:  sqs.Connection{Region: conn.Region, AccessKeyID: conn.AccessKeyID, SecretAccessKey: conn.SecretAccessKey, Endpoint: endpoint},
+			QueueURL:    url,
+			Concurrency: c,
+			WaitTime:    time.Second,
 			Handler: func(ctx context.Context, m *outbox.Message) error {
 				if err := handle(ctx, m); err != nil {
 					return err

@@ -179,8 +179,9 @@ func (b *bench) setup(ctx context.Context) error {
 	// The transport is built per round (its queue changes) but on this one client, so that
 	// connection pool and SDK stack are shared.
 	boot, err := sqs.New(ctx, sqs.Config{
-		QueueURL: "unused", Endpoint: b.cfg.Endpoint, Region: b.cfg.Region,
-		AccessKeyID: "sqsbench", SecretAccessKey: "sqsbench", Concurrency: b.cfg.Concurrency,
+		Connection:  sqs.Connection{Endpoint: b.cfg.Endpoint, Region: b.cfg.Region, AccessKeyID: "sqsbench", SecretAccessKey: "sqsbench"},
+		QueueURL:    "unused",
+		Concurrency: b.cfg.Concurrency,
 	})
 	if err != nil {
 		return err
@@ -307,7 +308,7 @@ func (b *bench) relay(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	tr, err := sqs.New(ctx, sqs.Config{QueueURL: url, Client: b.client, Concurrency: b.cfg.Concurrency})
+	tr, err := sqs.New(ctx, sqs.Config{Connection: sqs.Connection{Client: b.client}, QueueURL: url, Concurrency: b.cfg.Concurrency})
 	if err != nil {
 		return 0, err
 	}
