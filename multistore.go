@@ -139,7 +139,7 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	start := s.next
 	s.mu.Unlock()
 
-	b := &multiBatch{req: req, of: map[string]int{}}
+	b := &multiBatch{req: req, of: make(map[string]int, req.Limit)}
 	if req.Ordered {
 		b.keyOf = map[string]int{}
 	}
@@ -225,8 +225,10 @@ func (s *MultiStore) claimFrom(ctx context.Context, b *multiBatch, idx, share in
 		}
 		return false, false
 	}
-	var returned []Failure
-	deferredKeys := map[string]bool{}
+	var (
+		returned     []Failure
+		deferredKeys map[string]bool
+	)
 	for _, m := range got {
 		keyed := req.Ordered && m.Key != ""
 		owner, keyTaken := 0, false
@@ -240,6 +242,9 @@ func (s *MultiStore) claimFrom(ctx context.Context, b *multiBatch, idx, share in
 			// nothing of the key goes out ahead of it.
 			returned = append(returned, Failure{ID: m.ID, Error: errDeferred.Error(), Release: true})
 			if keyed {
+				if deferredKeys == nil {
+					deferredKeys = map[string]bool{}
+				}
 				deferredKeys[m.Key] = true
 			}
 		default:

@@ -454,51 +454,58 @@ func TestMultiStoreOutboxDown(t *testing.T) {
 	}
 }
 
-// BenchmarkMultiStoreDrain drains a 20k backlog in outbox "a", alone through a plain store and
-// beside outbox "b" (one event per round) through a MultiStore; compare the two events/s figures
-// (the issue asks for ≥ 0.9× the plain relay).
+// BenchmarkMultiStoreDrain drains a 20k-event backlog in outbox "a" (ordered, 100 keys) two
+// ways in every iteration, in alternating order so that a busy machine slows both alike: alone
+// through its plain store, and beside outbox "b" (one event) through a MultiStore. It reports
+// both rates and their ratio, multi/alone (the issue asks for ≥ 0.9).
 func BenchmarkMultiStoreDrain(b *testing.B) {
 	const backlog = 20_000
-	for _, multi := range []bool{false, true} {
-		name := "alone"
+	drain := func(multi bool) time.Duration {
+		a, other := memstore.New(), memstore.New()
+		fill(b, a, backlog, func(i int) string { return fmt.Sprint("k", i%100) })
+		var st outbox.Store = a
+		want := backlog
 		if multi {
-			name = "multi"
+			fill(b, other, 1, noKey)
+			st = newMulti(b, map[string]outbox.Store{"a": a, "b": other})
+			want++
 		}
-		b.Run(name, func(b *testing.B) {
-			var total time.Duration
-			for range b.N {
-				a, other := memstore.New(), memstore.New()
-				fill(b, a, backlog, func(i int) string { return fmt.Sprint("k", i%100) })
-				var st outbox.Store = a
-				want := backlog
-				if multi {
-					fill(b, other, 1, noKey)
-					st = newMulti(b, map[string]outbox.Store{"a": a, "b": other})
-					want++
-				}
-				tr := memory.New()
-				r, err := outbox.NewRelay(st, tr, fast(outbox.Config{BatchSize: 500, Concurrency: 4}))
-				if err != nil {
-					b.Fatal(err)
-				}
-				start := time.Now()
-				if err := r.Start(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				err = tr.WaitFor(ctx, want)
-				cancel()
-				total += time.Since(start)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-				_ = r.Stop(ctx)
-				cancel()
-			}
-			b.ReportMetric(float64(backlog*b.N)/total.Seconds(), "a-events/s")
-		})
+		tr := memory.New()
+		r, err := outbox.NewRelay(st, tr, fast(outbox.Config{BatchSize: 500, Concurrency: 4}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := r.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = tr.WaitFor(ctx, want)
+		cancel()
+		took := time.Since(start)
+		ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if stopErr := r.Stop(ctx); err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		return took
 	}
+	var alone, multi time.Duration
+	for i := range b.N {
+		if i%2 == 0 {
+			alone += drain(false)
+			multi += drain(true)
+		} else {
+			multi += drain(true)
+			alone += drain(false)
+		}
+	}
+	b.ReportMetric(float64(backlog*b.N)/alone.Seconds(), "alone-events/s")
+	b.ReportMetric(float64(backlog*b.N)/multi.Seconds(), "multi-events/s")
+	b.ReportMetric(alone.Seconds()/multi.Seconds(), "multi/alone")
 }
 
 // fill writes n messages to st, as write does, for benchmarks.
