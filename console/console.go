@@ -76,7 +76,7 @@ func New(cfg Config) (http.Handler, error) {
 
 // Format prints the handler as its outboxes' names, under every verb: it never lists its fields.
 func (h *handler) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "console.Handler%v", h.names)
+	_, _ = fmt.Fprintf(f, "console.Handler%v", h.names)
 }
 
 func (h *handler) routes() {
