@@ -18,11 +18,11 @@ func brokerTransport(ctx context.Context, cfg Config) (outbox.Transport, func(),
 	case "nats":
 		return natsTransport(ctx, cfg)
 	case "rabbitmq":
-		tr, err := rabbitmq.New(rabbitmq.Config{
-			URL: cfg.RabbitMQURL, RoutingKey: cfg.RabbitMQQueue, // the default exchange: straight to the queue
-			KeepKeyOrder: cfg.Ordered, MaxMessageBytes: cfg.MaxMessageBytes,
+		tr, err := rabbitmq.New(ctx, rabbitmq.Config{
 			// Back soon after a broker restart: the scenario restarts it several times.
-			ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+			Connection:   rabbitmq.Connection{URL: rabbitmq.URL(cfg.RabbitMQURL), ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second},
+			RoutingKey:   cfg.RabbitMQQueue, // the default exchange: straight to the queue
+			KeepKeyOrder: cfg.Ordered, MaxMessageBytes: cfg.MaxMessageBytes,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("relayproc: %w", err)
@@ -50,12 +50,12 @@ func natsTransport(ctx context.Context, cfg Config) (outbox.Transport, func(), e
 		publishTimeout = cfg.Lease / 2 // the relay's default
 	}
 	ncfg := nats.Config{
-		URL: cfg.NATSURL, Subject: cfg.NATSSubject, Stream: cfg.NATSStream,
+		Connection: nats.Connection{URL: nats.URL(cfg.NATSURL), ConnectTimeout: time.Second, ReconnectWait: 100 * time.Millisecond},
+		Subject:    cfg.NATSSubject, Stream: cfg.NATSStream,
 		KeepKeyOrder: cfg.Ordered, MaxMessageBytes: cfg.MaxMessageBytes,
 		// Below the relay's publish timeout, as the transport asks, so that a PubAck lost to a
 		// restart fails the message instead of the whole publish.
-		AckTimeout:     publishTimeout * 2 / 3,
-		ConnectTimeout: time.Second, ReconnectWait: 100 * time.Millisecond,
+		AckTimeout: publishTimeout * 2 / 3,
 	}
 	for {
 		tr, err := nats.New(ctx, ncfg)
