@@ -23,7 +23,7 @@ func releaseBlockedKeys(t *testing.T, ctx context.Context, ln *lane) bool {
 	if n := ln.consumer.has(followers); n > 0 {
 		t.Errorf("%s: %d of the %d events behind a dead event of their key arrived before it was purged", ln.name, n, len(followers))
 	}
-	dead, err := ln.db.store.ListDead(ctx, outbox.DeadFilter{IDs: blockers})
+	dead, err := ln.outbox.inspector().ListDead(ctx, outbox.DeadFilter{IDs: blockers})
 	if err != nil {
 		t.Fatalf("%s: list the blockers: %v", ln.name, err)
 	}
@@ -35,7 +35,7 @@ func releaseBlockedKeys(t *testing.T, ctx context.Context, ln *lane) bool {
 			t.Errorf("%s: blocker %s is dead without its reason: %q", ln.name, d.ID, d.LastError)
 		}
 	}
-	n, err := ln.db.store.Purge(ctx, outbox.DeadFilter{IDs: blockers})
+	n, err := ln.outbox.inspector().Purge(ctx, outbox.DeadFilter{IDs: blockers})
 	if err != nil {
 		t.Fatalf("%s: purge the blockers: %v", ln.name, err)
 	}

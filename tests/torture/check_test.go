@@ -214,7 +214,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 
 	// Promise 5: every poison event is dead with its reason, nothing else is dead, and nothing
 	// is left pending.
-	counts, err := ln.db.store.Counts(ctx)
+	counts, err := ln.outbox.inspector().Counts(ctx)
 	if err != nil {
 		t.Fatalf("%s: counts: %v", ln.name, err)
 	}
@@ -223,7 +223,7 @@ func check(t *testing.T, ln *lane, broken func(format string, args ...any)) resu
 		broken("%s: %d events still pending after the drain", ln.name, counts.Pending)
 	}
 	// Blockers of ordered lanes were purged (releaseBlockedKeys checked their reason before).
-	dead, err := ln.db.store.ListDead(ctx, outbox.DeadFilter{Limit: len(poison) + 100})
+	dead, err := ln.outbox.inspector().ListDead(ctx, outbox.DeadFilter{Limit: len(poison) + 100})
 	if err != nil {
 		t.Fatalf("%s: list dead: %v", ln.name, err)
 	}
@@ -255,15 +255,12 @@ func (ln *lane) describeMissing(ctx context.Context, written []*outbox.Message, 
 	}
 	var b strings.Builder
 	for _, id := range missing[:min(5, len(missing))] {
-		var status, owner, lastErr string
-		var attempts int
-		err := ln.db.admin.QueryRow(ctx, "SELECT status, coalesce(lease_owner, ''), attempts, coalesce(last_error, '') FROM "+ln.db.table("outbox")+" WHERE id = $1", id).
-			Scan(&status, &owner, &attempts, &lastErr)
+		r, err := ln.outbox.row(ctx, id)
 		if err != nil {
 			fmt.Fprintf(&b, "%s (not in the table: %v); ", id, err)
 			continue
 		}
-		fmt.Fprintf(&b, "%s (%s, lease %s, %d attempts, %q); ", id, status, owner, attempts, lastErr)
+		fmt.Fprintf(&b, "%s (%s, lease %s, %d attempts, %q); ", id, r.status, r.owner, r.attempts, r.lastErr)
 	}
 	return b.String()
 }
@@ -308,4 +305,13 @@ func summary(results []result) string {
 			r.name, mode, r.relays, r.kills, r.written, r.rolledBack, r.delivered, r.duplicates, r.inDoubt, r.lost, r.dead, order, r.overlaps, r.maxLag.Round(100*time.Millisecond))
 	}
 	return b.String()
+}
+
+// summaryTables renders the results and, when a scenario measured any, the recoveries.
+func summaryTables(results []result, recoveries []recovery) string {
+	table := summary(results)
+	if recs := recoverySummary(recoveries); recs != "" {
+		table += "\n" + recs
+	}
+	return table
 }

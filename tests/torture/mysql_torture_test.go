@@ -9,7 +9,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,13 +74,7 @@ func TestTortureMySQL(t *testing.T) {
 	admin := mysqlAdmin(t)
 	sqsServer := startFauxqs(t)
 	bin := buildRelay(t, t.TempDir())
-	scale := 1.0
-	if v := os.Getenv("OUTBOX_TORTURE_SCALE"); v != "" {
-		var err error
-		if scale, err = strconv.ParseFloat(v, 64); err != nil || scale <= 0 || scale > 10 {
-			t.Fatalf("OUTBOX_TORTURE_SCALE=%q: want a number in (0, 10]", v)
-		}
-	}
+	scale := scaleFactor(t)
 	var results []result
 	var recoveries []recovery
 	for _, sc := range mysqlScenarios {
@@ -92,11 +85,7 @@ func TestTortureMySQL(t *testing.T) {
 			recoveries = append(recoveries, recs...)
 		})
 	}
-	table := summary(results)
-	if recs := recoverySummary(recoveries); recs != "" {
-		table += "\n" + recs
-	}
-	t.Logf("MySQL (MariaDB) delivery summary:\n%s", table)
+	t.Logf("MySQL (MariaDB) delivery summary:\n%s", summaryTables(results, recoveries))
 }
 
 // scaled is scenario.scaled for a MySQL scenario.
@@ -115,6 +104,19 @@ func (sc mysqlScenario) scaled(factor float64) mysqlScenario {
 	return sc
 }
 
+// view is the scenario as the shared checks see it (checkLanes, check).
+func (sc mysqlScenario) view() scenario {
+	return scenario{name: sc.name, killsOnly: sc.killsOnly, control: sc.control}
+}
+
+// mysqlLane is a running laneSpec whose outbox is in MySQL: its embedded lane holds the queue,
+// ledger, fleet and consumer, as for PostgreSQL, and its outbox is mdb, so the faults, drain
+// and checks of the PostgreSQL scenarios run on it unchanged.
+type mysqlLane struct {
+	*lane
+	mdb *mysqlDatabase
+}
+
 // startMySQLLane creates a lane's database and queue and starts its consumer and relays.
 func startMySQLLane(t *testing.T, sc mysqlScenario, spec laneSpec, admin *sql.DB, serverURL string, sqsServer *fauxqs, bin, dir, suffix string) *mysqlLane {
 	t.Helper()
@@ -123,8 +125,9 @@ func startMySQLLane(t *testing.T, sc mysqlScenario, spec laneSpec, admin *sql.DB
 		name += "/" + spec.suffix
 	}
 	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
-	ln := &mysqlLane{lane: &lane{name: name, spec: spec, scenario: scenario{name: sc.name, killsOnly: sc.killsOnly, control: sc.control}, ledger: newLedger()}, scenario: sc}
+	ln := &mysqlLane{lane: &lane{name: name, spec: spec, scenario: sc.view(), ledger: newLedger()}}
 	ln.mdb = newMySQLDatabase(t, admin, serverURL, "outbox_test_"+ident+"_"+suffix)
+	ln.outbox = ln.mdb
 	ln.queueName = strings.ReplaceAll(ident, "_", "-") + "-" + suffix
 	ln.queueURL = sqsServer.createQueue(t, ln.queueName, spec.ordered)
 	args := []string{"-store", "mysql", "-mysql-url", ln.mdb.url, "-queue-url", ln.queueURL, "-endpoint", sqsServer.endpoint,
@@ -239,12 +242,12 @@ func runMySQLScenario(t *testing.T, sc mysqlScenario, admin *sql.DB, sqsServer *
 	if sc.control {
 		drainTimeout = 10 * time.Second // the lost events never come
 	}
-	if err := waitMySQLDrained(ctx, lanes, drainTimeout); err != nil && !sc.control {
+	if err := waitDrained(ctx, views, drainTimeout); err != nil && !sc.control {
 		t.Error(err)
 	}
-	for _, ln := range lanes {
-		if releaseMySQLBlockedKeys(t, ctx, ln) {
-			if err := waitMySQLDrained(ctx, []*mysqlLane{ln}, time.Minute); err != nil {
+	for _, ln := range views {
+		if releaseBlockedKeys(t, ctx, ln) {
+			if err := waitDrained(ctx, []*lane{ln}, time.Minute); err != nil {
 				t.Errorf("after purging the blockers: %v", err)
 			}
 		}
@@ -257,7 +260,7 @@ func runMySQLScenario(t *testing.T, sc mysqlScenario, admin *sql.DB, sqsServer *
 		ln.consumer.stop()
 	}
 
-	results := checkMySQLLanes(t, sc, lanes)
+	results := checkLanes(t, sc.view(), views)
 	var recs []recovery
 	if sc.recovery && !outage.ended.IsZero() {
 		recs = checkRecovery(t, views, outage)

@@ -2,7 +2,12 @@
 
 package torture
 
-import "time"
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
 
 // laneSpec is one outbox of a scenario: its own schema, queue, relays, writers and consumer.
 type laneSpec struct {
@@ -234,6 +239,19 @@ func (sc scenario) scaled(factor float64) scenario {
 		}
 	}
 	return sc
+}
+
+// scaleFactor is the OUTBOX_TORTURE_SCALE variable, 1 when unset, for scaled.
+func scaleFactor(t *testing.T) float64 {
+	v := os.Getenv("OUTBOX_TORTURE_SCALE")
+	if v == "" {
+		return 1
+	}
+	scale, err := strconv.ParseFloat(v, 64)
+	if err != nil || scale <= 0 || scale > 10 {
+		t.Fatalf("OUTBOX_TORTURE_SCALE=%q: want a number in (0, 10]", v)
+	}
+	return scale
 }
 
 // downtime is how long the scenario's SQS freeze lasts.

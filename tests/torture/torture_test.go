@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,13 +23,7 @@ func TestTorture(t *testing.T) {
 	admin := adminPool(t)
 	sqsServer := startFauxqs(t)
 	bin := buildRelay(t, t.TempDir())
-	scale := 1.0
-	if v := os.Getenv("OUTBOX_TORTURE_SCALE"); v != "" {
-		var err error
-		if scale, err = strconv.ParseFloat(v, 64); err != nil || scale <= 0 || scale > 10 {
-			t.Fatalf("OUTBOX_TORTURE_SCALE=%q: want a number in (0, 10]", v)
-		}
-	}
+	scale := scaleFactor(t)
 	var results []result
 	var recoveries []recovery
 	for _, sc := range scenarios {
@@ -41,10 +34,7 @@ func TestTorture(t *testing.T) {
 			recoveries = append(recoveries, recs...)
 		})
 	}
-	table := summary(results)
-	if recs := recoverySummary(recoveries); recs != "" {
-		table += "\n" + recs
-	}
+	table := summaryTables(results, recoveries)
 	if wal := walSummary(results); wal != "" {
 		table += "\n" + wal
 	}
@@ -63,7 +53,8 @@ type lane struct {
 	queueName string // as created, without .fifo
 	queueURL  string
 	scenario  scenario
-	db        *database
+	outbox    outboxTable // the lane's outbox, in PostgreSQL or MySQL
+	db        *database   // a PostgreSQL lane's database; nil in a MySQL lane
 	ledger    *ledger
 	fleet     *fleet
 	consumer  *consumer
@@ -93,6 +84,7 @@ func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, pg
 	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
 	ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
 	ln.db = newDatabase(t, admin, pgURL, "torture_"+ident+"_"+suffix, spec.wal)
+	ln.outbox = ln.db
 	ln.queueName = strings.ReplaceAll(ident, "_", "-") + "-" + suffix
 	var destination []string
 	if broker != nil {
@@ -359,7 +351,7 @@ func waitDrained(ctx context.Context, lanes []*lane, timeout time.Duration) erro
 			want := ln.ledger.expected()
 			_, held := ln.ledger.blocked()
 			got := ln.consumer.has(want)
-			counts, err := ln.db.store.Counts(ctx)
+			counts, err := ln.outbox.inspector().Counts(ctx)
 			pending := fmt.Sprint(counts.Pending)
 			if err != nil {
 				pending = err.Error()
