@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -654,3 +655,35 @@ func TestConfigValidate(t *testing.T) {
 
 // claimOnly is a store that is not an Inspector.
 type claimOnly struct{ outbox.Store }
+
+// failing is a store whose inspection fails.
+type failing struct{ *memory.Store }
+
+func (failing) Counts(context.Context) (outbox.Counts, error) {
+	return outbox.Counts{}, errors.New("failing: counts: connection refused")
+}
+
+func (failing) ListDead(context.Context, outbox.DeadFilter) ([]outbox.DeadLetter, error) {
+	return nil, errors.New("failing: list dead: connection refused")
+}
+
+func TestStoreFailureShown(t *testing.T) {
+	st := memory.New()
+	seedMemory(t, st, 1, mixed...)
+	c := serve(t, console.Config{Token: token, Outboxes: []console.Outbox{
+		{Name: "down", Store: failing{memory.New()}}, {Name: "up", Store: st}}})
+	status, body := c.get("")
+	wantStatus(t, "overview", status, http.StatusOK, body)
+	if !strings.Contains(body, "the store failed: failing: counts: connection refused") || !strings.Contains(body, `data-dead="4"`) {
+		t.Errorf("overview with one store down:\n%s", body)
+	}
+	status, v := c.getJSON("api/outboxes")
+	wantStatus(t, "api", status, http.StatusOK, v)
+	if down := v["outboxes"].([]any)[0].(map[string]any); down["error"] == nil {
+		t.Errorf("api shows no error for the failing store: %v", down)
+	}
+	status, body = c.get("outboxes/down/dead")
+	wantStatus(t, "dead list", status, http.StatusBadGateway, body)
+	status, v = c.api("api/outboxes/down/dead/purge", `{"all":true}`, token)
+	wantStatus(t, "api purge", status, http.StatusBadGateway, v)
+}
