@@ -8,6 +8,19 @@
 // transaction ends, so two writers of one key take turns and a key's seq order is its commit
 // order: an ordered relay never lets the later-committing event out first.
 //
+// The lock is taken by a BEFORE INSERT trigger on the table, <table>_key_lock, which upserts the
+// row's key into <table>_keys before the server allocates the row's seq. So the common Add (one
+// message, or several of one key, or none with a key) is a single INSERT on the caller's
+// transaction; an Add with several keys first locks them in a statement of its own, sorted, so
+// that two such Adds never deadlock. Creating the trigger needs the TRIGGER privilege on the
+// table and, with binary logging on, SUPER or log_bin_trust_function_creators = 1 (MariaDB
+// error 1419 otherwise); EnsureSchema's error says so when the server refuses, and SchemaSQL
+// prints the statement for an administrator to run. The trigger runs with its definer's
+// privileges (the user that created it): that user must keep INSERT and UPDATE on
+// <table>_keys, and must not be dropped, or every INSERT into the table fails. CheckSchema
+// (the relay's Start) refuses a table without the trigger, since without it writers of one key
+// would no longer take turns.
+//
 // The key-lock table is pruned on the claim path (prune.go): once a minute per Store, claims
 // sweep it a page of 500 rows at a time, deleting the rows of keys with no pending or dead
 // message. A row is locked with FOR UPDATE SKIP LOCKED before it is deleted, so the row of a
@@ -46,7 +59,8 @@
 // EnsureSchema. Table names are checked as identifiers, never pasted as given.
 //
 // Schema: CheckSchema (and EnsureSchema after it) verifies the columns, the claim index
-// outbox_claim (status, seq) and the key index outbox_key (status, msg_key, seq). A table made
+// outbox_claim (status, seq), the key index outbox_key (status, msg_key, seq) and the key-lock
+// trigger (information_schema.triggers). A table made
 // by an earlier, unreleased shape of this store, with outbox_key on (msg_key, status, seq), is
 // refused with the ALTER TABLE statement that rebuilds the index, and a key-lock table without
 // its msg_key column gets it from EnsureSchema (CheckSchema names the ALTER TABLE); its old

@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,13 +21,48 @@ const claimIndex = "outbox_claim"
 // run is a range read.
 const keyIndex = "outbox_key"
 
-// SchemaSQL returns the DDL that creates the outbox table, for migration tools. It is what
-// EnsureSchema runs, and it is idempotent.
+// SchemaSQL returns the DDL that creates the outbox table, the key-lock table and the key-lock
+// trigger, for migration tools. It is what EnsureSchema runs, and it is idempotent. The trigger
+// statement is CREATE TRIGGER IF NOT EXISTS, which MariaDB has since 10.1.4 and MySQL since
+// 8.0.29; on an older MySQL 8.0 drop the IF NOT EXISTS (EnsureSchema checks first instead).
 func SchemaSQL(table string) (string, error) {
 	if err := backend.CheckIdentifier("mysql", "Table", table); err != nil {
 		return "", err
 	}
-	return schemaSQL(quote(table), quote(table+"_keys")), nil
+	return schemaSQL(quote(table), quote(table+"_keys")) + ";\n" + triggerSQL(quote(table), quote(table+"_keys"), quote(table+triggerSuffix), true), nil
+}
+
+// triggerSuffix names the key-lock trigger: <table>_key_lock.
+const triggerSuffix = "_key_lock"
+
+// triggerBody is the key-lock trigger's statement. Add (write.go) relies on it to lock a
+// message's key row before the row's seq is allocated: in a BEFORE INSERT trigger the
+// AUTO_INCREMENT column is still 0 (MySQL manual, "Trigger Syntax and Examples"; seen here on
+// MariaDB 10.11 too), because the server runs a row's BEFORE triggers
+// (fill_record_n_invoke_before_triggers) and only then writes it (write_record, whose
+// handler::update_auto_increment allocates the value), row by row, in every
+// innodb_autoinc_lock_mode. For a multi-row INSERT, update_auto_increment reserves the values of
+// all the rows at the first row's write (many_values.elements, the fix of MySQL bug 61579 for
+// triggers in lock mode 1): so every seq of the statement is allocated after the first row's
+// trigger, but the second row's may be allocated before the second row's trigger. Add therefore
+// leaves the lock to the trigger only when the first row carries the statement's only key.
+// It is one statement (no BEGIN ... END, no semicolon), so migration tools that split on
+// semicolons keep it whole. It hashes the key's bytes as Add's keyLocks does, and LENGTH (in
+// bytes) skips only the empty key, as Go's != "" does (a comparison with ” would pad, and
+// skip a key of spaces).
+func triggerBody(keys string) string {
+	return "INSERT INTO " + keys + " (lock_key, msg_key) SELECT UNHEX(SHA2(NEW.msg_key, 256)), NEW.msg_key FROM DUAL" +
+		" WHERE LENGTH(NEW.msg_key) > 0 ON DUPLICATE KEY UPDATE lock_key = lock_key"
+}
+
+// triggerSQL creates trigger trg on t: for each row inserted, with a key, it takes that key's
+// row of the key-lock table, until the transaction ends.
+func triggerSQL(t, keys, trg string, ifNotExists bool) string {
+	ine := ""
+	if ifNotExists {
+		ine = "IF NOT EXISTS "
+	}
+	return "CREATE TRIGGER " + ine + trg + " BEFORE INSERT ON " + t + " FOR EACH ROW " + triggerBody(keys)
 }
 
 // keyColumn is the key-lock table's record of its row's key, which the prune reads.
@@ -104,7 +140,41 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 			return fmt.Errorf("mysql: ensure schema %s: add msg_key: %w", s.keys, err)
 		}
 	}
+	// The key-lock trigger, on every run (a table made before it existed gains it). Checked
+	// first rather than CREATE TRIGGER IF NOT EXISTS, which MySQL has only since 8.0.29; the
+	// schema lock keeps two replicas from both creating it.
+	body, found, err := s.trigger(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql: ensure schema %s: %w", s.table, err)
+	}
+	if !found {
+		if _, err := conn.ExecContext(ctx, triggerSQL(s.table, s.keys, s.triggerName(), false)); err != nil {
+			return fmt.Errorf("mysql: ensure schema %s: create trigger %s: %w (CREATE TRIGGER needs the TRIGGER privilege on the table, "+
+				"and with binary logging on, SUPER or log_bin_trust_function_creators = 1; or have an administrator run the statement SchemaSQL prints)",
+				s.table, s.triggerName(), err)
+		}
+	}
+	_ = body // a trigger of that name with another statement: CheckSchema names it
 	return s.CheckSchema(ctx)
+}
+
+// triggerName is the key-lock trigger's name, quoted.
+func (s *Store) triggerName() string { return quote(s.cfg.Table + triggerSuffix) }
+
+// trigger reads the key-lock trigger's statement: found is false when the table has none.
+func (s *Store) trigger(ctx context.Context) (body string, found bool, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT action_statement FROM information_schema.triggers
+WHERE trigger_schema = DATABASE() AND trigger_name = ? AND event_object_table = ?
+AND action_timing = 'BEFORE' AND event_manipulation = 'INSERT'`, s.cfg.Table+triggerSuffix, s.cfg.Table).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return body, err == nil, err
+}
+
+// sameBody reports whether two trigger statements are the same but for spacing and case.
+func sameBody(a, b string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " "))
 }
 
 // outboxColumns are the outbox table's columns; a table missing one of them is another table
@@ -144,7 +214,29 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err := s.checkIndex(ctx, keyIndex, []string{"status", "msg_key", "seq"}, "ordered claims would read every blocked row"); err != nil {
 		return err
 	}
+	if err := s.checkTrigger(ctx); err != nil {
+		return err
+	}
 	return s.checkVersion(ctx)
+}
+
+// checkTrigger verifies the key-lock trigger: without it, a one-key Add takes no key lock, and
+// two writers of a key can commit out of seq order.
+func (s *Store) checkTrigger(ctx context.Context) error {
+	body, found, err := s.trigger(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql: check schema %s: %w", s.table, err)
+	}
+	create := triggerSQL(s.table, s.keys, s.triggerName(), false)
+	switch {
+	case !found:
+		return &outbox.SchemaError{Store: "mysql", Table: s.table, Problem: "has no BEFORE INSERT trigger " + s.triggerName() +
+			" (without it writers of one key can commit out of seq order; EnsureSchema creates it, or " + create + ")"}
+	case !sameBody(body, triggerBody(s.keys)):
+		return &outbox.SchemaError{Store: "mysql", Table: s.table, Problem: "has a trigger " + s.triggerName() + " that is not the key lock (" + body +
+			"); DROP TRIGGER " + s.triggerName() + " and " + create + " while no writer runs"}
+	}
+	return nil
 }
 
 // checkIndex verifies that the table's index name has the columns want, in order. A table from

@@ -25,7 +25,8 @@ type migration struct {
 	sql     func(table, keys string) string
 }
 
-// migrations are the layouts in order, the first creating the tables. Version n is
+// migrations are the layouts in order, the first creating the tables (the key-lock trigger is
+// not one of them: EnsureSchema and UpgradeSQL make it after the last). Version n is
 // migrations[n-1]; a new layout appends its statements here and raises SchemaVersion. A
 // migration is never destructive within a major version.
 var migrations = []migration{
@@ -58,8 +59,9 @@ func (e *SchemaVersionError) Is(target error) bool { return target == outbox.Err
 
 // UpgradeSQL returns the statements that bring table from schema version from to SchemaVersion
 // and record it, for migration tools (golang-migrate, goose, atlas): from 0 is everything,
-// SchemaSQL's DDL and the version table. It is what EnsureSchema runs, without the lock: apply
-// it from one place.
+// SchemaSQL's DDL and the version table; whatever from, it ends with the key-lock trigger's
+// CREATE TRIGGER IF NOT EXISTS. It is what EnsureSchema runs, without the lock: apply it from
+// one place.
 func UpgradeSQL(table string, from int) (string, error) {
 	if err := backend.CheckIdentifier("mysql", "Table", table); err != nil {
 		return "", err
@@ -83,6 +85,10 @@ func UpgradeSQL(table string, from int) (string, error) {
 		b.WriteString(strings.TrimRight(m.sql(quote(table), quote(table+"_keys")), ";\n") + ";\n")
 		b.WriteString(record(m.version))
 	}
+	// The key-lock trigger belongs to every version; EnsureSchema makes it on every run, so a
+	// table of any version that lacks it gains it.
+	b.WriteString("\n-- the key-lock trigger (CREATE TRIGGER IF NOT EXISTS: MariaDB 10.1.4+, MySQL 8.0.29+)\n")
+	b.WriteString(triggerSQL(quote(table), quote(table+"_keys"), quote(table+triggerSuffix), true) + ";\n")
 	return b.String(), nil
 }
 

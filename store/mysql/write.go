@@ -16,10 +16,19 @@ import (
 
 // Add stores msgs inside the caller's transaction, in one INSERT. It runs backend.Prepare first
 // (write hooks, IDs, CreatedAt, validation), so a bad message fails here, naming its field, and
-// nothing is written. For every distinct key it first locks that key's row of the key-lock table
-// (sorted, so one Add never deadlocks with itself) until tx ends: writers of one key take turns,
-// so for one key seq order is commit order. Add cannot see the commit: call Notify after it to
-// wake this process's relay at once, or let it find the messages at its next poll.
+// nothing is written. Every key written has its row of the key-lock table locked until tx ends,
+// before any of the INSERT's seqs is allocated: writers of one key take turns, so for one key
+// seq order is commit order. Add cannot see the commit: call Notify after it to wake this
+// process's relay at once, or let it find the messages at its next poll.
+//
+// The table's BEFORE INSERT trigger (schema.go) takes the lock of each row's key. That alone is
+// enough, and the INSERT is Add's only statement, when the first message carries the Add's only
+// key (one event per transaction, or several of one key) or no message has a key: the server
+// runs the first row's trigger before it allocates any of the statement's seqs (triggerBody
+// says why and where that is documented). Otherwise (several keys, or a keyless first row)
+// Add locks the keys first, sorted, in a statement of their own, so that one Add never
+// deadlocks with another and every lock is held before the first seq; the trigger's lock is
+// then a no-op on a row already held.
 func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) error {
 	if err := s.checkOpen(); err != nil {
 		return fmt.Errorf("mysql: add: %w", err)
@@ -33,7 +42,7 @@ func (s *Store) Add(ctx context.Context, tx *sql.Tx, msgs ...*outbox.Message) er
 	if err := backend.Prepare(ctx, msgs, backend.WriteOptions{MaxPayloadBytes: s.cfg.MaxPayloadBytes, Hooks: s.cfg.WriteHooks}); err != nil {
 		return fmt.Errorf("mysql: add: %w", err)
 	}
-	if locks := s.keyLocks(msgs); len(locks) > 0 {
+	if locks := s.keyLocks(msgs); len(locks) > 1 || (len(locks) == 1 && msgs[0].Key == "") {
 		args := make([]any, 0, 2*len(locks))
 		for _, l := range locks {
 			args = append(args, l.lock, l.key)
