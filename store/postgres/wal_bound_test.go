@@ -282,3 +282,36 @@ func stopInLargeTransaction(t *testing.T, cut bool) {
 		t.Fatalf("after a stop in a large transaction (replication cut: %v) the next holder sent %d of its %d acknowledged messages again", cut, again, len(acked))
 	}
 }
+
+// A position table of an early layout, without the large-transaction columns: a reader streams
+// over it all the same (it records nothing of large transactions then), and EnsureSchema adds
+// them.
+func TestWALPositionTableWithoutLargeTransactionColumns(t *testing.T) {
+	admin := adminPool(t)
+	s, cfg := newWALStore(t, nil)
+	ctx := context.Background()
+	positions := `"` + cfg.Schema + `"."outbox_wal"`
+	if _, err := admin.Exec(ctx, "ALTER TABLE "+positions+" DROP COLUMN tabled_tx, DROP COLUMN tabled"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := postgres.New(ctx, cfg) // no EnsureSchema
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = old.Close() })
+	m := msg(t, "T", "", 1)
+	walAdd(t, old, m)
+	if got := claimAll(t, old, "a"); len(got) != 1 || got[0].ID != m.ID {
+		t.Fatalf("claimed %v, want the message", idsOf(got))
+	}
+	if err := old.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attname IN ('tabled_tx', 'tabled') AND NOT attisdropped", positions).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("EnsureSchema left %d of the 2 columns, %v", n, err)
+	}
+}

@@ -61,7 +61,13 @@ func (s *Store) ensureWAL(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, positionDDL(s.wal.positions)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, positionUpgradeDDL(s.wal.positions))
+		// ALTER TABLE locks the table out even when it changes nothing: only when needed.
+		var has bool
+		err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'tabled' AND NOT attisdropped)", s.wal.positions).Scan(&has)
+		if err != nil || has {
+			return err
+		}
+		_, err = tx.Exec(ctx, positionUpgradeDDL(s.wal.positions))
 		return err
 	})
 	if err != nil {
