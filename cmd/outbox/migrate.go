@@ -9,6 +9,7 @@ import (
 
 	"github.com/txoutbox/outbox"
 	"github.com/txoutbox/outbox/cmd/outbox/internal/storeurl"
+	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
@@ -130,16 +131,18 @@ func dropWAL(ctx context.Context, e *env, cmd string, store *openedStore) error 
 	return nil
 }
 
-// schemaVersioner is a store that records its table's schema version (PostgreSQL's and
-// SQLite's, so far).
+// schemaVersioner is a store that records its table's schema version (all but MySQL's, so far).
 type schemaVersioner interface {
 	SchemaVersion(ctx context.Context) (int, error)
 }
 
 // knownSchemaVersion is the newest schema version this binary knows for the store's backend.
 func knownSchemaVersion(backend any) int {
-	if _, ok := backend.(*sqlite.Store); ok {
+	switch backend.(type) {
+	case *sqlite.Store:
 		return sqlite.SchemaVersion
+	case *mongo.Store:
+		return mongo.SchemaVersion
 	}
 	return postgres.SchemaVersion
 }

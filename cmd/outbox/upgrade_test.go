@@ -34,7 +34,7 @@ func TestMigrateAndVersionShowTheSchemaVersion(t *testing.T) {
 		}
 	}
 	code, out, stderr := cli("version")
-	if code != 0 || !strings.Contains(out, "schema versions: PostgreSQL 1, SQLite 1") || !strings.Contains(out, name+": schema version 1, up to date") {
+	if code != 0 || !strings.Contains(out, "schema versions: PostgreSQL 1, SQLite 1, MongoDB 1") || !strings.Contains(out, name+": schema version 1, up to date") {
 		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/txoutbox/outbox/store/mongo"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -38,7 +39,7 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	defer done()
 	sv, ok := store.backend.(schemaVersioner)
 	if !ok {
-		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (PostgreSQL and SQLite do)\n", store.name)
+		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (PostgreSQL, SQLite and MongoDB do)\n", store.name)
 		return nil
 	}
 	v, err := sv.SchemaVersion(ctx)
@@ -73,7 +74,7 @@ func printVersion(e *env) {
 			fmt.Fprintf(e.stdout, "  %s %s\n", dep.Path, moduleVersion(*dep))
 		}
 	}
-	fmt.Fprintf(e.stdout, "schema versions: PostgreSQL %d, SQLite %d (MySQL and MongoDB do not record one yet)\n", postgres.SchemaVersion, sqlite.SchemaVersion)
+	fmt.Fprintf(e.stdout, "schema versions: PostgreSQL %d, SQLite %d, MongoDB %d (MySQL does not record one yet)\n", postgres.SchemaVersion, sqlite.SchemaVersion, mongo.SchemaVersion)
 }
 
 func moduleVersion(m debug.Module) string {
