@@ -34,6 +34,7 @@ var optionFlags = map[string]string{
 	"Schema": "schema", "Table": "table", "Collection": "collection", "Database": "database",
 	"PostgresMode": "postgres-mode", "WAL.Slot": "wal-slot", "WAL.Publication": "wal-publication",
 	"WAL.ReplicationURL": "wal-replication-url", "WAL.LagAlarmBytes": "wal-lag-alarm",
+	"WAL.MaxBufferedBytes": "wal-max-buffered-bytes",
 }
 
 // checkGiven refuses a store option given explicitly empty (--table ”): a value was meant,

@@ -47,8 +47,15 @@ func TestWALMaxBufferedBytesFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sf.target("status"); err == nil || !strings.Contains(err.Error(), "MaxBufferedBytes is under 1 MiB") {
-		t.Fatalf("a bound of 1000 bytes: %v, want it refused", err)
+	if _, err := sf.target("status"); err == nil || !strings.Contains(err.Error(), "--wal-max-buffered-bytes") || !strings.Contains(err.Error(), "under 1 MiB") {
+		t.Fatalf("a bound of 1000 bytes: %v, want it refused under the flag's name", err)
+	}
+	sf, err = parseStore(t, nil, "--store", store, "--wal-max-buffered-bytes", "8388608")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.target("status"); err == nil || !strings.Contains(err.Error(), "applies to the WAL mode only") {
+		t.Fatalf("the bound in table mode: %v, want it refused", err)
 	}
 	if _, err := parseStore(t, nil, "--store", store, "--postgres-mode", "wal", "--wal-max-buffered-bytes", "64MiB"); err == nil || !strings.Contains(err.Error(), "--wal-max-buffered-bytes") {
 		t.Fatalf("a bound of 64MiB: %v, want an error naming the flag", err)

@@ -199,6 +199,7 @@ func (o Options) fitsMode(kind Kind) error {
 		{"WAL.ReplicationURL", o.WAL.ReplicationURL != ""}, {"WAL.LagAlarmBytes", o.WAL.LagAlarmBytes != 0},
 		{"WAL.MaxBuffered", o.WAL.MaxBuffered != 0}, {"WAL.StatusInterval", o.WAL.StatusInterval != 0},
 		{"WAL.HeartbeatInterval", o.WAL.HeartbeatInterval != 0}, {"WAL.TakeoverInterval", o.WAL.TakeoverInterval != 0},
+		{"WAL.MaxBufferedBytes", o.WAL.MaxBufferedBytes != 0},
 	} {
 		if f.set {
 			return bad(f.field, "applies to the WAL mode only: add --postgres-mode wal (OUTBOX_POSTGRES_MODE=wal)")
