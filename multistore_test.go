@@ -531,3 +531,53 @@ func fill(tb testing.TB, st *memstore.Store, n int, key func(i int) string) {
 		}
 	}
 }
+
+// ackFailsOnce is a store whose first Ack fails after doing nothing.
+type ackFailsOnce struct {
+	*memstore.Store
+	failed bool
+}
+
+func (s *ackFailsOnce) Ack(ctx context.Context, token string, ids []string) (int, error) {
+	if !s.failed {
+		s.failed = true
+		return 0, errors.New("injected: ack failed")
+	}
+	return s.Store.Ack(ctx, token, ids)
+}
+
+// An ack that fails in one outbox after succeeding in another fails as a whole; its retry
+// reports every message settled, those of the first call included, so the relay does not
+// count the ones settled the first time as stale.
+func TestMultiStorePartlyFailedAck(t *testing.T) {
+	ctx := context.Background()
+	a, b := memstore.New(), &ackFailsOnce{Store: memstore.New()}
+	write(t, a, 2, noKey)
+	write(t, b.Store, 3, noKey)
+	ms := newMulti(t, map[string]outbox.Store{"a": a, "b": b})
+	msgs, err := ms.Claim(ctx, outbox.ClaimRequest{Token: "t", Limit: 10, Lease: time.Minute})
+	if err != nil || len(msgs) != 5 {
+		t.Fatalf("claim: %d, %v", len(msgs), err)
+	}
+	ids := outboxtest.IDs(msgs)
+	if n, err := ms.Ack(ctx, "t", ids); err == nil {
+		t.Fatalf("ack with b failing: %d, nil error", n)
+	}
+	if n, err := ms.Ack(ctx, "t", ids); n != 5 || err != nil {
+		t.Fatalf("retried ack: %d, %v; want 5", n, err)
+	}
+	if n, err := ms.Ack(ctx, "t", ids); n != 0 || err != nil {
+		t.Fatalf("third ack: %d, %v; want 0", n, err)
+	}
+
+	// Through a relay: nothing stale, nothing left.
+	a2, b2 := memstore.New(), &ackFailsOnce{Store: memstore.New()}
+	write(t, a2, 50, noKey)
+	write(t, b2.Store, 50, noKey)
+	tr := memory.New()
+	r := startRelay(t, newMulti(t, map[string]outbox.Store{"a": a2, "b": b2}), tr, outbox.Config{BatchSize: 100, Concurrency: 1})
+	eventually(t, "100 published", func() bool { return r.Stats().Published == 100 })
+	if s := r.Stats(); s.Stale != 0 {
+		t.Fatalf("relay stats %+v", s)
+	}
+}
