@@ -54,6 +54,9 @@ Benchmarks (--only picks some, comma-separated):
   wal-drain         a backlog of 1M events (--events) written while no relay ran, drained in WAL
                     mode, in table mode and by a raw pglogrepl loop; peak RSS of each
   wal-latency       end-to-end latency at 2000 events/s in WAL mode and in table mode
+  wal-large-tx      one transaction of --events (default 100k) events of 32 KiB drained in WAL
+                    mode: the reader writes it to the table within its byte bound; peak RSS
+                    beside the bound (needs max_slot_wal_keep_size above about 2.2x the payload)
   inbox             a consumer's handler with the inbox vs without it: SQLite (no server), and
                     PostgreSQL with --store, SQS with --sqs-endpoint
   sqs               relay -> SQS vs raw SendMessageBatch with the same client and concurrency
@@ -66,10 +69,11 @@ postgres-write, postgres-drain and postgres-latency when --store is a postgres U
 mysql-drain and mysql-latency when it is a mysql URL); sqs with --sqs-endpoint, nats with
 --nats-url, rabbitmq with --rabbitmq-url. postgres-ordered, mysql-ordered, inbox and
 sqlite-ordered take a minute or more each, so they run only when --only names them, and so do
-wal-write, wal-drain and wal-latency (they need wal_level = logical; wal-drain takes minutes). Each
+wal-write, wal-drain, wal-latency and wal-large-tx (they need wal_level = logical; wal-drain and
+wal-large-tx take minutes). Each
 benchmark works in a schema, table, file, queue, stream or topic of its own and removes it.`
 
-var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "mysql-write", "mysql-drain", "mysql-latency", "mysql-ordered", "wal-write", "wal-drain", "wal-latency", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
+var benchNames = []string{"core", "postgres-write", "postgres-drain", "postgres-latency", "postgres-ordered", "sqlite-ordered", "mysql-write", "mysql-drain", "mysql-latency", "mysql-ordered", "wal-write", "wal-drain", "wal-latency", "wal-large-tx", "inbox", "sqs", "sqs-fifo", "kafka", "nats", "rabbitmq"}
 
 type benchFlags struct {
 	only         string
@@ -299,6 +303,8 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 		return walbench.Drain(ctx, pool, walbench.DrainOptions{Events: b.events, Rounds: b.rounds})
 	case "wal-latency":
 		return walbench.Latency(ctx, pool, walbench.LatencyOptions{Duration: b.duration, Rounds: b.rounds})
+	case "wal-large-tx":
+		return walbench.LargeTx(ctx, pool, walbench.LargeTxOptions{Events: b.events})
 	default:
 		return pgbench.Latency(ctx, pool, pgbench.LatencyOptions{Duration: b.duration})
 	}
