@@ -307,10 +307,22 @@ func summary(results []result) string {
 	return b.String()
 }
 
-// summaryTables renders the results and, when a scenario measured any, the recoveries.
-func summaryTables(results []result, recoveries []recovery) string {
-	table := summary(results)
-	if recs := recoverySummary(recoveries); recs != "" {
+// summaryRows collects the rows of every scenario of a test for its summary tables.
+type summaryRows struct {
+	results    []result
+	recoveries []recovery
+}
+
+// add appends one scenario's rows (runScenario's results).
+func (r *summaryRows) add(results []result, recoveries []recovery) {
+	r.results = append(r.results, results...)
+	r.recoveries = append(r.recoveries, recoveries...)
+}
+
+// tables renders the results and, when a scenario measured any, the recoveries.
+func (r *summaryRows) tables() string {
+	table := summary(r.results)
+	if recs := recoverySummary(r.recoveries); recs != "" {
 		table += "\n" + recs
 	}
 	return table

@@ -39,7 +39,7 @@ const commitOrderDDL = `CREATE TABLE %s.commit_order (key text PRIMARY KEY, n bi
 type contender struct {
 	id       int
 	lane     string
-	db       *database
+	db       contendedDB
 	ledger   *ledger
 	keys     []string
 	interval time.Duration
@@ -71,34 +71,34 @@ func (c *contender) transaction(ctx context.Context, n int, rollBack bool) error
 		msgs[i] = &outbox.Message{Type: types[i], Key: key,
 			Payload: json.RawMessage(fmt.Sprintf(`{"lane":%q,"cw":%d,"n":%d,"i":%d,"key":%q}`, c.lane, c.id, n, i, key))}
 	}
-	tx, err := c.db.store.Pool().Begin(ctx)
+	tx, err := c.db.beginContended(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	// Add serialises writers of one key until commit; the waits let a second writer of the
-	// key arrive while this transaction is open, at every point of it.
-	if err := c.db.store.Add(ctx, tx, msgs...); err != nil {
+	defer func() { _ = tx.rollback(context.WithoutCancel(ctx)) }()
+	// Add makes writers of one key take turns until commit; the waits let a second writer of
+	// the key arrive while this transaction is open, at every point of it.
+	if err := tx.add(ctx, msgs...); err != nil {
 		return fmt.Errorf("add: %w", err)
 	}
 	if !sleep(ctx, c.hold()) {
 		return ctx.Err()
 	}
-	var pos int64
-	if err := tx.QueryRow(ctx, "UPDATE "+c.db.table("commit_order")+" SET n = n + 1 WHERE key = $1 RETURNING n", key).Scan(&pos); err != nil {
+	pos, err := tx.takePosition(ctx, key)
+	if err != nil {
 		return fmt.Errorf("commit position: %w", err)
 	}
 	if !sleep(ctx, c.hold()) {
 		return ctx.Err()
 	}
 	if rollBack {
-		if err := tx.Rollback(ctx); err != nil {
+		if err := tx.rollback(ctx); err != nil {
 			return err
 		}
 		c.ledger.ghosts(msgs)
 		return nil
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		// No fault of these scenarios touches the database: a failed COMMIT is a failure.
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -111,7 +111,7 @@ func (c *contender) hold() time.Duration { return time.Duration(c.rng.Int64N(int
 // startContenders runs a contended lane's writers at rate transactions per second in total
 // until stop is closed; wait returns the first error. Writer i belongs to group i/perKey, and
 // the writers of one group share the group's keys.
-func startContenders(ctx context.Context, lane string, db *database, l *ledger, spec contention, rate float64, seed uint64, stop <-chan struct{}) (wait func() error, err error) {
+func startContenders(ctx context.Context, lane string, db contendedDB, l *ledger, spec contention, rate float64, seed uint64, stop <-chan struct{}) (wait func() error, err error) {
 	groups := spec.writers / spec.perKey
 	var keys []string
 	for k := range spec.keys {
@@ -119,7 +119,7 @@ func startContenders(ctx context.Context, lane string, db *database, l *ledger, 
 	}
 	// Every key's row exists before the first transaction, so that taking a position is an
 	// UPDATE, whose row lock orders the key's transactions.
-	if _, err := db.admin.Exec(ctx, "INSERT INTO "+db.table("commit_order")+" (key, n) SELECT unnest($1::text[]), 0", keys); err != nil {
+	if err := db.createPositions(ctx, keys); err != nil {
 		return nil, fmt.Errorf("commit_order rows: %w", err)
 	}
 	var wg sync.WaitGroup

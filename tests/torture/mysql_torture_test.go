@@ -75,17 +75,12 @@ func TestTortureMySQL(t *testing.T) {
 	sqsServer := startFauxqs(t)
 	bin := buildRelay(t, t.TempDir())
 	scale := scaleFactor(t)
-	var results []result
-	var recoveries []recovery
+	var rows summaryRows
 	for _, sc := range mysqlScenarios {
 		sc = sc.scaled(scale)
-		t.Run(sc.name, func(t *testing.T) {
-			res, recs := runMySQLScenario(t, sc, admin, sqsServer, bin)
-			results = append(results, res...)
-			recoveries = append(recoveries, recs...)
-		})
+		t.Run(sc.name, func(t *testing.T) { rows.add(runMySQLScenario(t, sc, admin, sqsServer, bin)) })
 	}
-	t.Logf("MySQL (MariaDB) delivery summary:\n%s", summaryTables(results, recoveries))
+	t.Logf("MySQL (MariaDB) delivery summary:\n%s", rows.tables())
 }
 
 // scaled is scenario.scaled for a MySQL scenario.
@@ -109,28 +104,16 @@ func (sc mysqlScenario) view() scenario {
 	return scenario{name: sc.name, killsOnly: sc.killsOnly, control: sc.control}
 }
 
-// mysqlLane is a running laneSpec whose outbox is in MySQL: its embedded lane holds the queue,
-// ledger, fleet and consumer, as for PostgreSQL, and its outbox is mdb, so the faults, drain
-// and checks of the PostgreSQL scenarios run on it unchanged.
-type mysqlLane struct {
-	*lane
-	mdb *mysqlDatabase
-}
-
 // startMySQLLane creates a lane's database and queue and starts its consumer and relays.
-func startMySQLLane(t *testing.T, sc mysqlScenario, spec laneSpec, admin *sql.DB, serverURL string, sqsServer *fauxqs, bin, dir, suffix string) *mysqlLane {
+func startMySQLLane(t *testing.T, sc mysqlScenario, spec laneSpec, admin *sql.DB, serverURL string, sqsServer *fauxqs, bin, dir, suffix string) *lane {
 	t.Helper()
-	name := sc.name
-	if spec.suffix != "" {
-		name += "/" + spec.suffix
-	}
-	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
-	ln := &mysqlLane{lane: &lane{name: name, spec: spec, scenario: sc.view(), ledger: newLedger()}}
-	ln.mdb = newMySQLDatabase(t, admin, serverURL, "outbox_test_"+ident+"_"+suffix)
-	ln.outbox = ln.mdb
+	name, ident := laneName(sc.name, spec)
+	ln := &lane{name: name, spec: spec, scenario: sc.view(), ledger: newLedger()}
+	db := newMySQLDatabase(t, admin, serverURL, "outbox_test_"+ident+"_"+suffix)
+	ln.outbox = db
 	ln.queueName = strings.ReplaceAll(ident, "_", "-") + "-" + suffix
 	ln.queueURL = sqsServer.createQueue(t, ln.queueName, spec.ordered)
-	args := []string{"-store", "mysql", "-mysql-url", ln.mdb.url, "-queue-url", ln.queueURL, "-endpoint", sqsServer.endpoint,
+	args := []string{"-store", "mysql", "-mysql-url", db.url, "-queue-url", ln.queueURL, "-endpoint", sqsServer.endpoint,
 		"-lease", spec.lease.String(), "-batch-size", fmt.Sprint(spec.batch), "-concurrency", fmt.Sprint(spec.concurrency),
 		"-partial-failure-rate", fmt.Sprint(sc.partialRate),
 	}
@@ -166,40 +149,24 @@ func runMySQLScenario(t *testing.T, sc mysqlScenario, admin *sql.DB, sqsServer *
 	}
 	dir := t.TempDir()
 	suffix := randomSuffix()
-	lanes := make([]*mysqlLane, len(sc.lanes))
-	views := make([]*lane, len(sc.lanes)) // for the PostgreSQL scenarios' fault and recovery code
+	lanes := make([]*lane, len(sc.lanes))
 	for i, spec := range sc.lanes {
 		lanes[i] = startMySQLLane(t, sc, spec, admin, serverURL, sqsServer, bin, filepath.Join(dir, fmt.Sprint(i)), suffix)
-		views[i] = lanes[i].lane
 	}
 
 	// Write, and meanwhile inject the faults.
 	stopWriting := make(chan struct{})
-	waits := make([]func() error, len(lanes))
-	for i, ln := range lanes {
-		seed := uint64(i+1) * uint64(time.Now().UnixNano())
-		if c := ln.spec.contention; c != nil {
-			wait, err := startMySQLContenders(ctx, ln.name, ln.mdb, ln.ledger, *c, sc.rate, seed, stopWriting)
-			if err != nil {
-				close(stopWriting)
-				t.Fatalf("%s: %v", ln.name, err)
-			}
-			waits[i] = wait
-			continue
-		}
-		withBlocker := ln.spec.ordered && len(ln.spec.sabotage) == 0
-		waits[i] = startMySQLWriters(ctx, ln.name, ln.mdb, ln.ledger, sc.rate, withBlocker, seed, stopWriting)
-	}
+	waits := startWriting(t, ctx, lanes, sc.rate, stopWriting)
 	var outage window // of the SQS freeze; set before faults.Wait returns
 	start := time.Now()
 	var faults sync.WaitGroup
 	if sc.kills > 0 {
-		faults.Go(func() { killRandomly(t, ctx, views, sc.kills, sc.duration) })
+		faults.Go(func() { killRandomly(t, ctx, lanes, sc.kills, sc.duration) })
 	}
 	if len(sc.restarts) > 0 {
-		surgers := make([]*mysqlWriter, len(lanes))
+		surgers := make([]*writer, len(lanes))
 		for i, ln := range lanes {
-			surgers[i] = &mysqlWriter{writer: surger(ln.lane), db: ln.mdb}
+			surgers[i] = surger(ln)
 		}
 		faults.Go(func() {
 			for i, at := range sc.restarts {
@@ -236,34 +203,14 @@ func runMySQLScenario(t *testing.T, sc mysqlScenario, admin *sql.DB, sqsServer *
 	faults.Wait()
 	t.Logf("writing and faults done after %v", time.Since(start).Round(time.Millisecond))
 
-	// Drain: every committed event arrives and the outbox empties. Then wait a little more for
-	// duplicates still on their way, and stop the relays as a deployment would.
-	drainTimeout := 2 * time.Minute
-	if sc.control {
-		drainTimeout = 10 * time.Second // the lost events never come
-	}
-	if err := waitDrained(ctx, views, drainTimeout); err != nil && !sc.control {
-		t.Error(err)
-	}
-	for _, ln := range views {
-		if releaseBlockedKeys(t, ctx, ln) {
-			if err := waitDrained(ctx, []*lane{ln}, time.Minute); err != nil {
-				t.Errorf("after purging the blockers: %v", err)
-			}
-		}
-	}
-	sleep(ctx, 2*time.Second)
-	for _, ln := range lanes {
-		for _, err := range ln.fleet.stop(20 * time.Second) {
-			t.Errorf("%s: %v", ln.name, err)
-		}
-		ln.consumer.stop()
-	}
+	// Drain: every committed event arrives and the outbox empties.
+	drain(t, ctx, sc.control, lanes)
+	stopLanes(t, ctx, lanes)
 
-	results := checkLanes(t, sc.view(), views)
+	results := checkLanes(t, sc.view(), lanes)
 	var recs []recovery
 	if sc.recovery && !outage.ended.IsZero() {
-		recs = checkRecovery(t, views, outage)
+		recs = checkRecovery(t, lanes, outage)
 	}
 	return results, recs
 }

@@ -24,18 +24,13 @@ func TestTorture(t *testing.T) {
 	sqsServer := startFauxqs(t)
 	bin := buildRelay(t, t.TempDir())
 	scale := scaleFactor(t)
-	var results []result
-	var recoveries []recovery
+	var rows summaryRows
 	for _, sc := range scenarios {
 		sc = sc.scaled(scale)
-		t.Run(sc.name, func(t *testing.T) {
-			res, recs := runScenario(t, sc, admin, sqsServer, bin)
-			results = append(results, res...)
-			recoveries = append(recoveries, recs...)
-		})
+		t.Run(sc.name, func(t *testing.T) { rows.add(runScenario(t, sc, admin, sqsServer, bin)) })
 	}
-	table := summaryTables(results, recoveries)
-	if wal := walSummary(results); wal != "" {
+	table := rows.tables()
+	if wal := walSummary(rows.results); wal != "" {
 		table += "\n" + wal
 	}
 	t.Logf("delivery summary:\n%s", table)
@@ -53,8 +48,8 @@ type lane struct {
 	queueName string // as created, without .fifo
 	queueURL  string
 	scenario  scenario
-	outbox    outboxTable // the lane's outbox, in PostgreSQL or MySQL
-	db        *database   // a PostgreSQL lane's database; nil in a MySQL lane
+	outbox    laneDB    // the lane's database, PostgreSQL or MySQL
+	db        *database // a PostgreSQL lane's database (outbox too); nil in a MySQL lane
 	ledger    *ledger
 	fleet     *fleet
 	consumer  *consumer
@@ -73,15 +68,21 @@ type lane struct {
 	holderStops  int             // clean stops of the relay holding the slot
 }
 
+// laneName is the name of a lane of scenario in the summary, and ident the same as an
+// identifier, for the lane's database and queue names.
+func laneName(scenario string, spec laneSpec) (name, ident string) {
+	name = scenario
+	if spec.suffix != "" {
+		name += "/" + spec.suffix
+	}
+	return name, strings.NewReplacer("-", "_", "/", "_").Replace(name)
+}
+
 // startLane creates a lane's schema and queue and starts its consumer and relays.
 // A scenario with a private broker publishes to it instead of SQS.
 func startLane(t *testing.T, sc scenario, spec laneSpec, admin *pgxpool.Pool, pgURL string, sqsServer *fauxqs, broker privateBroker, bin, dir, suffix string) *lane {
 	t.Helper()
-	name := sc.name
-	if spec.suffix != "" {
-		name += "/" + spec.suffix
-	}
-	ident := strings.NewReplacer("-", "_", "/", "_").Replace(name)
+	name, ident := laneName(sc.name, spec)
 	ln := &lane{name: name, spec: spec, scenario: sc, ledger: newLedger()}
 	ln.db = newDatabase(t, admin, pgURL, "torture_"+ident+"_"+suffix, spec.wal)
 	ln.outbox = ln.db
@@ -158,21 +159,7 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 
 	// Write, and meanwhile inject the faults.
 	stopWriting := make(chan struct{})
-	waits := make([]func() error, len(lanes))
-	for i, ln := range lanes {
-		seed := uint64(i+1) * uint64(time.Now().UnixNano())
-		if c := ln.spec.contention; c != nil {
-			wait, err := startContenders(ctx, ln.name, ln.db, ln.ledger, *c, sc.rate, seed, stopWriting)
-			if err != nil {
-				close(stopWriting)
-				t.Fatalf("%s: %v", ln.name, err)
-			}
-			waits[i] = wait
-			continue
-		}
-		withBlocker := ln.spec.ordered && len(ln.spec.sabotage) == 0
-		waits[i] = startWriters(ctx, ln.name, ln.db, ln.ledger, sc.rate, withBlocker, seed, stopWriting)
-	}
+	waits := startWriting(t, ctx, lanes, sc.rate, stopWriting)
 	var outage window // of the SQS freeze or the missing queues; set before faults.Wait returns
 	start := time.Now()
 	var faults sync.WaitGroup
@@ -234,24 +221,8 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		}
 	}
 
-	// Drain: every committed event arrives and the outbox empties. Then wait a little more for
-	// duplicates still on their way, and stop the relays as a deployment would.
-	drainTimeout := 2 * time.Minute
-	if sc.control {
-		drainTimeout = 10 * time.Second // the lost events never come
-	}
-	if err := waitDrained(ctx, lanes, drainTimeout); err != nil && !sc.control {
-		t.Error(err)
-	}
-	// Ordered lanes hold a dead event at the head of a shared key: it held back that key only
-	// (every other event arrived above); purge it and the key flows again.
-	for _, ln := range lanes {
-		if releaseBlockedKeys(t, ctx, ln) {
-			if err := waitDrained(ctx, []*lane{ln}, time.Minute); err != nil {
-				t.Errorf("after purging the blockers: %v", err)
-			}
-		}
-	}
+	// Drain: every committed event arrives and the outbox empties.
+	drain(t, ctx, sc.control, lanes)
 	// WAL lanes: the holder does confirm; it has settled everything (the reader must not stop
 	// confirming, nor hold the WAL behind its last event).
 	for _, ln := range lanes {
@@ -263,6 +234,61 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 			ln.caughtUp = d
 		}
 	}
+	stopLanes(t, ctx, lanes)
+
+	results := checkLanes(t, sc, lanes)
+	var recs []recovery
+	if sc.recovery && !outage.ended.IsZero() {
+		recs = checkRecovery(t, lanes, outage)
+	}
+	return results, recs
+}
+
+// startWriting starts every lane's writers, contended ones where its spec says so, at rate
+// transactions per second until stop is closed, and returns what waits for each lane's.
+func startWriting(t *testing.T, ctx context.Context, lanes []*lane, rate float64, stop chan struct{}) []func() error {
+	waits := make([]func() error, len(lanes))
+	for i, ln := range lanes {
+		seed := uint64(i+1) * uint64(time.Now().UnixNano())
+		if c := ln.spec.contention; c != nil {
+			wait, err := startContenders(ctx, ln.name, ln.outbox, ln.ledger, *c, rate, seed, stop)
+			if err != nil {
+				close(stop)
+				t.Fatalf("%s: %v", ln.name, err)
+			}
+			waits[i] = wait
+			continue
+		}
+		withBlocker := ln.spec.ordered && len(ln.spec.sabotage) == 0
+		waits[i] = startWriters(ctx, ln.name, ln.outbox, ln.ledger, rate, withBlocker, seed, stop)
+	}
+	return waits
+}
+
+// drain waits until every committed event arrived and the outboxes emptied (in a control
+// scenario briefly: the lost events never come). Ordered lanes hold a dead event at the head
+// of a shared key: it held back that key only (every other event arrived); purged, the key
+// flows again.
+func drain(t *testing.T, ctx context.Context, control bool, lanes []*lane) {
+	drainTimeout := 2 * time.Minute
+	if control {
+		drainTimeout = 10 * time.Second // the lost events never come
+	}
+	if err := waitDrained(ctx, lanes, drainTimeout); err != nil && !control {
+		t.Error(err)
+	}
+	for _, ln := range lanes {
+		if releaseBlockedKeys(t, ctx, ln) {
+			if err := waitDrained(ctx, []*lane{ln}, time.Minute); err != nil {
+				t.Errorf("after purging the blockers: %v", err)
+			}
+		}
+	}
+}
+
+// stopLanes waits a little more for duplicates still on their way, then stops every lane's
+// relays, as a deployment would, and its consumer.
+func stopLanes(t *testing.T, ctx context.Context, lanes []*lane) {
 	sleep(ctx, 2*time.Second)
 	for _, ln := range lanes {
 		if ln.slotWatch != nil {
@@ -273,13 +299,6 @@ func runScenario(t *testing.T, sc scenario, admin *pgxpool.Pool, sqsServer *faux
 		}
 		ln.consumer.stop()
 	}
-
-	results := checkLanes(t, sc, lanes)
-	var recs []recovery
-	if sc.recovery && !outage.ended.IsZero() {
-		recs = checkRecovery(t, lanes, outage)
-	}
-	return results, recs
 }
 
 // checkLanes checks every lane of a scenario and logs what happened in it. A control lane

@@ -10,14 +10,9 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/txoutbox/outbox"
-	"github.com/txoutbox/outbox/store/postgres"
 )
 
 // Sizes of the write load, per lane.
@@ -31,69 +26,6 @@ const (
 	surgeEvents   = 150 // events of a surge, written just before a relay is frozen
 	poisonBytes   = 20 << 10
 )
-
-// database is one lane's schema: the outbox table and the business tables next to it.
-type database struct {
-	schema string
-	store  *postgres.Store // the writers' store (the relays open their own, in their processes)
-	admin  *pgxpool.Pool
-	// slot is the WAL mode's replication slot (and publication); "" in table mode.
-	slot string
-}
-
-// newDatabase creates a lane's schema, and in WAL mode its slot and publication, which the
-// test's cleanup drops again (after the relays stopped, before the schema goes): a slot left
-// behind would keep the server's WAL forever.
-func newDatabase(t *testing.T, admin *pgxpool.Pool, url, schema string, wal bool) *database {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	cfg := postgres.Config{URL: url, Schema: schema, MaxConns: writers + 2, ConnectTimeout: 3 * time.Second}
-	if wal {
-		dropStaleSlots(t, admin, schema[strings.LastIndex(schema, "_")+1:])
-		cfg.WAL = &postgres.WALConfig{}
-	}
-	store, err := postgres.New(ctx, cfg)
-	if err != nil {
-		t.Fatalf("postgres.New: %v", err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	db := &database{schema: schema, store: store, admin: admin}
-	if wal {
-		st, err := store.SlotStatus(ctx)
-		if err != nil {
-			t.Fatalf("slot status: %v", err)
-		}
-		db.slot = st.Slot
-		t.Cleanup(func() { db.dropSlot(t) }) // runs before the store closes
-	}
-	if err := store.EnsureSchema(ctx); err != nil {
-		t.Fatalf("ensure schema: %v", err)
-	}
-	for _, ddl := range []string{
-		// orders is the business change each transaction makes; its key (writer, n) is how a
-		// writer finds out whether a transaction whose COMMIT failed was committed after all.
-		`CREATE TABLE %s.orders (writer int NOT NULL, n int NOT NULL, key text NOT NULL, PRIMARY KEY (writer, n))`,
-		// probe's deferred unique constraint makes chosen transactions fail at COMMIT, after
-		// their events were added: the rollback nobody sees coming.
-		`CREATE TABLE %s.probe (token bigint NOT NULL, CONSTRAINT probe_token UNIQUE (token) DEFERRABLE INITIALLY DEFERRED)`,
-		commitOrderDDL,
-	} {
-		if _, err := admin.Exec(ctx, fmt.Sprintf(ddl, pgx.Identifier{schema}.Sanitize())); err != nil {
-			t.Fatalf("business tables: %v", err)
-		}
-	}
-	return db
-}
-
-func (db *database) table(name string) string { return pgx.Identifier{db.schema, name}.Sanitize() }
 
 // ledger is what the writers of a lane did: every committed event in commit order, and the
 // events that were rolled back or are poison.
@@ -206,7 +138,7 @@ func (l *ledger) expected() []string {
 type writer struct {
 	id       int
 	lane     string
-	db       *database
+	db       businessDB
 	ledger   *ledger
 	keys     []string
 	interval time.Duration
@@ -248,7 +180,7 @@ func (w *writer) run(ctx context.Context, stop <-chan struct{}) error {
 		case n%rollbackEvery == rollbackEvery-1 && n%(2*rollbackEvery) < rollbackEvery:
 			err = w.rollBackExplicitly(ctx, n)
 		case n%rollbackEvery == rollbackEvery-1:
-			err = w.failAtCommit(ctx, n)
+			err = w.db.failAfterAdd(ctx, w, n)
 		case w.blocker && n == blockerAt:
 			err = w.commit(ctx, n, blocker)
 		case n%poisonEvery == 10:
@@ -299,18 +231,11 @@ func (w *writer) events(n int, kind eventKind) []*outbox.Message {
 	return msgs
 }
 
-func (w *writer) insertOrder(ctx context.Context, tx pgx.Tx, n int, key string) (int, error) {
-	_, err := tx.Exec(ctx, "INSERT INTO "+w.db.table("orders")+" (writer, n, key) VALUES ($1, $2, $3)", w.id, n, key)
-	return n, err
-}
-
 // commit writes transaction n until it commits.
 func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 	for attempt := 1; ; attempt++ {
 		msgs := w.events(n, kind)
-		_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
-			return w.insertOrder(ctx, tx, n, msgs[0].Key)
-		}, msgs...)
+		err := w.db.commitOrder(ctx, w.id, n, msgs[0].Key, msgs)
 		if err == nil {
 			w.ledger.committed(msgs, kind, false)
 			w.boundWAL(ctx, msgs)
@@ -319,8 +244,8 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 		if errors.Is(err, outbox.ErrInvalidMessage) || ctx.Err() != nil {
 			return err
 		}
-		// The error may have come from COMMIT itself, with the transaction committed or not:
-		// the business row says which.
+		// The error may have come from COMMIT itself (the server went away while answering),
+		// with the transaction committed or not: the business row says which.
 		done, err := w.exists(ctx, n)
 		if err != nil {
 			return err
@@ -340,10 +265,11 @@ func (w *writer) commit(ctx context.Context, n int, kind eventKind) error {
 // boundWAL records, in WAL mode, a position at or past the end of the committed transaction of
 // msgs, for checkWAL. Without an answer (the database went down) the events go unchecked.
 func (w *writer) boundWAL(ctx context.Context, msgs []*outbox.Message) {
-	if w.db.slot == "" {
+	db, ok := w.db.(*database)
+	if !ok || db.slot == "" {
 		return
 	}
-	lsn, err := walInsertPosition(ctx, w.db.store.Pool())
+	lsn, err := walInsertPosition(ctx, db.store.Pool())
 	if err != nil {
 		return
 	}
@@ -358,58 +284,14 @@ func (w *writer) boundWAL(ctx context.Context, msgs []*outbox.Message) {
 func (w *writer) rollBackExplicitly(ctx context.Context, n int) error {
 	msgs := w.events(n, normal)
 	defer w.ledger.ghosts(msgs)
-	tx, err := w.db.store.Pool().Begin(ctx)
-	if err != nil {
-		return nil // the database is down: nothing was written, nothing to roll back
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := w.insertOrder(ctx, tx, -n-1, msgs[0].Key); err != nil {
-		return nil
-	}
-	_ = w.db.store.Add(ctx, tx, msgs...)
-	return nil
-}
-
-// failAtCommit runs Execute with a business change that breaks a deferred constraint, so the
-// events are added and the COMMIT fails.
-func (w *writer) failAtCommit(ctx context.Context, n int) error {
-	msgs := w.events(n, normal)
-	token := int64(w.id)<<32 | int64(n)
-	_, err := postgres.Execute(ctx, w.db.store, func(ctx context.Context, tx pgx.Tx) (int, error) {
-		if _, err := w.insertOrder(ctx, tx, -n-1, msgs[0].Key); err != nil {
-			return 0, err
-		}
-		_, err := tx.Exec(ctx, "INSERT INTO "+w.db.table("probe")+" (token) VALUES ($1), ($1)", token)
-		return 0, err
-	}, msgs...)
-	var pgErr *pgconn.PgError
-	switch {
-	case err == nil:
-		return errors.New("a transaction breaking a deferred unique constraint committed")
-	case errors.As(err, &pgErr) && pgErr.Code == "23505":
-		w.ledger.ghosts(msgs)
-		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	}
-	// Another failure (the database went down): whatever was added is rolled back all the same,
-	// unless the business row proves otherwise, which would be a bug of this test.
-	done, cerr := w.exists(ctx, -n-1)
-	if cerr != nil {
-		return cerr
-	}
-	if done {
-		return fmt.Errorf("transaction %d committed although its deferred constraint failed (%v)", n, err)
-	}
-	w.ledger.ghosts(msgs)
+	w.db.rollBackOrder(ctx, w.id, -n-1, msgs[0].Key, msgs)
 	return nil
 }
 
 // exists reports whether transaction n committed, asking until the database answers.
 func (w *writer) exists(ctx context.Context, n int) (bool, error) {
 	for attempt := 1; ; attempt++ {
-		var found bool
-		err := w.db.store.Pool().QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+w.db.table("orders")+" WHERE writer = $1 AND n = $2)", w.id, n).Scan(&found)
+		found, err := w.db.orderExists(ctx, w.id, n)
 		if err == nil {
 			return found, nil
 		}
@@ -421,7 +303,7 @@ func (w *writer) exists(ctx context.Context, n int) (bool, error) {
 
 // startWriters runs the lane's writers at rate transactions per second in total until stop is
 // closed; wait returns the first error. With withBlocker, writer 0 writes a blocker.
-func startWriters(ctx context.Context, lane string, db *database, l *ledger, rate float64, withBlocker bool, seed uint64, stop <-chan struct{}) (wait func() error) {
+func startWriters(ctx context.Context, lane string, db businessDB, l *ledger, rate float64, withBlocker bool, seed uint64, stop <-chan struct{}) (wait func() error) {
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for i := range writers {
@@ -447,7 +329,7 @@ func startWriters(ctx context.Context, lane string, db *database, l *ledger, rat
 // surger writes surges into a lane: bursts of surgeEvents events for 20 aggregates of their own
 // (so every key still has one writer), to load the relays just before a fault.
 func surger(ln *lane) *writer {
-	w := &writer{id: writers, lane: ln.name, db: ln.db, ledger: ln.ledger, burstSize: surgeEvents,
+	w := &writer{id: writers, lane: ln.name, db: ln.outbox, ledger: ln.ledger, burstSize: surgeEvents,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
 	for k := range 20 {
 		w.keys = append(w.keys, fmt.Sprintf("surge-%02d", k))
