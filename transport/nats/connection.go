@@ -181,8 +181,6 @@ func (c Connection) authFields() []string {
 	return f
 }
 
-func (c Config) authCount() int { return len(c.authFields()) }
-
 // URL is a server URL, or a comma-separated list of them, that never shows its secrets: under
 // every fmt verb, in JSON and as text it prints with each server's user information (a
 // user:password or a token) and query replaced, so a config holding one needs no printer of

@@ -134,7 +134,7 @@ func (c ConsumerConfig) Validate() error {
 	if err := c.Backoff.Validate("nats consumer", "Backoff"); err != nil {
 		return err
 	}
-	if err := c.Connection.validate(); err != nil {
+	if err := c.validate(); err != nil { // the Connection's
 		return err
 	}
 	switch {

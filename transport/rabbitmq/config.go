@@ -94,7 +94,7 @@ func (c Config) Validate() error {
 	bad := func(field, problem string) error {
 		return &outbox.ConfigError{Component: "rabbitmq", Field: field, Problem: problem}
 	}
-	if err := c.Connection.validate(); err != nil {
+	if err := c.validate(); err != nil { // the Connection's
 		return err
 	}
 	if len(c.Exchange) > maxShortString {

@@ -58,10 +58,16 @@ func TestGivenConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.Close()
-	err = again.Publish(testCtx(t), prepared(t, messages(1, "T", "")...))
-	if !outbox.IsUnavailable(err) || !errors.Is(err, rabbitmq.ErrConnectionLost) {
-		t.Fatalf("publish after the service closed its connection = %v, want an outage wrapping ErrConnectionLost", err)
-	}
+	// The first publish may still find the session open (its channel's close not seen yet) and
+	// fail on the closed channel; every one is an outage, and once the loss is seen the
+	// transport does not dial: the error wraps ErrConnectionLost.
+	waitFor(t, 5*time.Second, "a publish failing with ErrConnectionLost", func() bool {
+		err := again.Publish(testCtx(t), prepared(t, messages(1, "T", "")...))
+		if !outbox.IsUnavailable(err) {
+			t.Fatalf("publish after the service closed its connection = %v, want an outage", err)
+		}
+		return errors.Is(err, rabbitmq.ErrConnectionLost)
+	})
 }
 
 // Conn excludes URL and the TLS settings, which only a dial uses.

@@ -220,7 +220,7 @@ func (c Connection) open(ctx context.Context, tc *tls.Config) (conn *amqp.Connec
 				deadline = dl
 			}
 			if err := nc.SetDeadline(deadline); err != nil {
-				nc.Close()
+				_ = nc.Close()
 				return nil, err
 			}
 			return &boundedConn{Conn: nc, timeout: c.WriteTimeout}, nil

@@ -72,7 +72,7 @@ func (c ConsumerConfig) Validate() error {
 	bad := func(field, problem string) error {
 		return &outbox.ConfigError{Component: "rabbitmq consumer", Field: field, Problem: problem}
 	}
-	if err := c.Connection.validate(); err != nil {
+	if err := c.validate(); err != nil { // the Connection's
 		return err
 	}
 	switch {

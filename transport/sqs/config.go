@@ -113,7 +113,7 @@ func (c Config) Validate() error {
 		}
 	}
 
-	if err := c.Connection.validate(); err != nil {
+	if err := c.validate(); err != nil { // the Connection's
 		return err
 	}
 
