@@ -17,10 +17,12 @@ var errDeferred = errors.New("not published: deferred, its ID or key was in the 
 // MultiStore is a Store over several named outboxes (tables, schemas or databases, each with a
 // Store of its own), so that one Relay with one Transport serves them all.
 //
-// A claim goes round the outboxes, from a different one each time, and gives each a fair share
-// of the claim's limit (what one leaves unused is shared by those after it; what is still left
-// after a round goes to the outboxes that filled their share), so a large backlog in one outbox
-// never holds back another's messages for longer than a claim or two.
+// A claim goes round the outboxes, from a different one each time (those that had nothing last
+// time first), and gives each a fair share of the claim's limit (what one leaves unused is
+// shared by those after it; what is still left after a round goes to the outboxes that filled
+// their share), so a large backlog in one outbox never holds back another's messages for longer
+// than a claim or two. Every outbox is asked in every claim that is not full before it: an idle
+// relay over N outboxes makes N store calls per poll.
 //
 // The outboxes stay apart: a claim never holds two messages with the same ID, nor, in ordered
 // mode, the same Key from two outboxes (keys are per outbox: two outboxes' key "k" are two
@@ -55,6 +57,8 @@ type multiClaim struct {
 
 type multiCounters struct {
 	claimed, published, failed, dead, released, deferred, claimErrors atomic.Int64
+	// busy: the outbox's last sub-claim found messages (see Claim's first round).
+	busy atomic.Bool
 }
 
 // OutboxStats is one outbox's counters in a MultiStore, since the MultiStore was made.
@@ -143,16 +147,30 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	if req.Ordered {
 		b.keyOf = map[string]int{}
 	}
-	// First round: each outbox in turn gets a fair share of what is left. A sub-claim that had
-	// to hand messages back (their key or ID was taken) ends the claim, and the next claim
+	// First round: the outboxes found idle last time, then those found busy, each kind in turn
+	// from start, each with a fair share of what is left among those not yet visited: idle
+	// outboxes are asked first so that the busy ones share all that the idle ones leave, and a
+	// backlog beside idle outboxes is claimed in one store call, not in shares. A sub-claim that
+	// had to hand messages back (their key or ID was taken) ends the claim, and the next claim
 	// starts with that outbox, so that handing back costs one store call per claim at most and
 	// the outbox is served first next time.
-	var more []int // outboxes that filled their share: they may have more
-	visited, deferred := 0, -1
-	for i := 0; i < n && len(b.out) < req.Limit && ctx.Err() == nil; i++ {
-		idx := (start + i) % n
-		visited++
-		share := max(1, (req.Limit-len(b.out))/(n-i))
+	order := make([]int, 0, n)
+	for pass := range 2 {
+		for i := range n {
+			idx := (start + i) % n
+			if s.counts[idx].busy.Load() == (pass == 1) {
+				order = append(order, idx)
+			}
+		}
+	}
+	order = order[:min(len(order), n)] // busy may change meanwhile: never visit one twice
+	var more []int                     // outboxes that filled their share: they may have more
+	deferred := -1
+	for i, idx := range order {
+		if len(b.out) >= req.Limit || ctx.Err() != nil {
+			break
+		}
+		share := max(1, (req.Limit-len(b.out))/(len(order)-i))
 		full, back := s.claimFrom(ctx, b, idx, share)
 		if back {
 			deferred = idx
@@ -183,13 +201,10 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	}
 
 	s.mu.Lock()
-	switch {
-	case deferred >= 0:
+	if deferred >= 0 {
 		s.next = deferred // what was handed back comes first next time
-	case visited == n || visited == 0:
-		s.next = (start + 1) % n // a full round: the next claim starts one further
-	default:
-		s.next = (start + visited) % n // the next claim starts where this one's first round stopped
+	} else {
+		s.next = (start + 1) % n
 	}
 	now := time.Now()
 	if len(b.out) > 0 {
@@ -256,6 +271,7 @@ func (s *MultiStore) claimFrom(ctx context.Context, b *multiBatch, idx, share in
 		}
 	}
 	s.counts[idx].claimed.Add(int64(len(got) - len(returned)))
+	s.counts[idx].busy.Store(len(got) > 0)
 	if len(returned) > 0 {
 		s.counts[idx].deferred.Add(int64(len(returned)))
 		// Best effort: what is not handed back comes back when its lease runs out.
