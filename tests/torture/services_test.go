@@ -98,8 +98,8 @@ func startFauxqs(t *testing.T) *fauxqs {
 	if f.pid, err = strconv.Atoi(strings.TrimSpace(string(pidText))); err != nil {
 		t.Fatalf("fauxqs pidfile: %v", err)
 	}
-	f.tr, err = sqs.New(context.Background(), sqs.Config{QueueURL: "unused", Endpoint: f.endpoint, Region: "us-east-1",
-		AccessKeyID: "torture", SecretAccessKey: "torture"})
+	f.tr, err = sqs.New(context.Background(), sqs.Config{QueueURL: "unused",
+		Connection: sqs.Connection{Endpoint: f.endpoint, Region: "us-east-1", AccessKeyID: "torture", SecretAccessKey: "torture"}})
 	if err != nil {
 		t.Fatal(err)
 	}

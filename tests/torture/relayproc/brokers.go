@@ -30,9 +30,8 @@ func brokerTransport(ctx context.Context, cfg Config) (outbox.Transport, func(),
 		return tr, func() { _ = tr.Close() }, nil
 	default:
 		tr, err := sqs.New(ctx, sqs.Config{
-			QueueURL: cfg.QueueURL, Endpoint: cfg.Endpoint, Region: "us-east-1",
-			AccessKeyID: "torture", SecretAccessKey: "torture",
-			MaxMessageBytes: cfg.MaxMessageBytes,
+			Connection: sqs.Connection{Endpoint: cfg.Endpoint, Region: "us-east-1", AccessKeyID: "torture", SecretAccessKey: "torture"},
+			QueueURL:   cfg.QueueURL, MaxMessageBytes: cfg.MaxMessageBytes,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("relayproc: %w", err)
