@@ -40,7 +40,9 @@ func harness(cfg Config) outboxtest.StoreFactory {
 		if err := s.EnsureSchema(ctx); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys+", "+quote(s.cfg.Table+"_schema")) })
+		t.Cleanup(func() {
+			_, _ = s.DB().ExecContext(ctx, "DROP TABLE IF EXISTS "+s.table+", "+s.keys+", "+quote(s.cfg.Table+"_schema"))
+		})
 		return outboxtest.StoreHarness{
 			Store: s,
 			Add: func(ctx context.Context, msgs ...*outbox.Message) error {
