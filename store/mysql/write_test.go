@@ -51,7 +51,8 @@ func TestAddAndExecute(t *testing.T) {
 	}
 }
 
-// A second writer of one key waits for the first to end, so its row gets the later seq.
+// A second writer of one key waits for the first to end, so its row gets the later seq. A
+// one-key Add is one INSERT, its lock taken by the table's trigger: this fails without it.
 func TestAddSerialisesWritersOfOneKey(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
