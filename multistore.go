@@ -49,7 +49,11 @@ type MultiStore struct {
 // multiClaim is one claim's routing: the outbox of each message not yet settled.
 type multiClaim struct {
 	expires time.Time
-	of      map[string]int // message ID -> outbox index
+	// A claim from one outbox (the common case, and the cheap one) is routed whole to single,
+	// and forgotten when its store has settled left messages; a claim from several outboxes
+	// keeps the outbox of each message not yet settled in of.
+	single, left int
+	of           map[string]int // message ID -> outbox index; nil for a claim from one outbox
 	// carry holds what a partly failed Ack [0] or Nack [1] settled in the outboxes that
 	// answered, for the retry of the same call to report.
 	carry [2]int
@@ -126,9 +130,23 @@ func (s *MultiStore) Stats() []OutboxStats {
 type multiBatch struct {
 	req   ClaimRequest
 	out   []*Message
-	of    map[string]int // message ID -> outbox index
-	keyOf map[string]int // ordered: key -> the outbox whose messages of that key the claim holds
-	errs  []error
+	first int // the outbox of every message in out, until a second one adds some (-1: none yet)
+	// Once a second outbox adds messages: the outbox of each message by ID and, in ordered
+	// mode, by key (the outbox whose messages of that key the claim holds); nil until then.
+	of, keyOf map[string]int
+	errs      []error
+}
+
+// mix makes b ready for messages of a second outbox: it records the outbox of those in it.
+func (b *multiBatch) mix() {
+	b.of = make(map[string]int, b.req.Limit)
+	b.keyOf = map[string]int{}
+	for _, m := range b.out {
+		b.of[m.ID] = b.first
+		if b.req.Ordered && m.Key != "" {
+			b.keyOf[m.Key] = b.first
+		}
+	}
 }
 
 // Claim implements Store: round robin over the outboxes with a fair share each (see
@@ -143,10 +161,7 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	start := s.next
 	s.mu.Unlock()
 
-	b := &multiBatch{req: req, of: make(map[string]int, req.Limit)}
-	if req.Ordered {
-		b.keyOf = map[string]int{}
-	}
+	b := &multiBatch{req: req, first: -1}
 	// First round: the outboxes found idle last time, then those found busy, each kind in turn
 	// from start, each with a fair share of what is left among those not yet visited: idle
 	// outboxes are asked first so that the busy ones share all that the idle ones leave, and a
@@ -208,7 +223,7 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	}
 	now := time.Now()
 	if len(b.out) > 0 {
-		s.claims[req.Token] = &multiClaim{expires: now.Add(2*req.Lease + stopGrace), of: b.of}
+		s.claims[req.Token] = &multiClaim{expires: now.Add(2*req.Lease + stopGrace), single: b.first, left: len(b.out), of: b.of}
 	}
 	if now.After(s.nextSweep) {
 		// Forget claims whose settling was abandoned (their leases ran out long ago).
@@ -240,12 +255,41 @@ func (s *MultiStore) claimFrom(ctx context.Context, b *multiBatch, idx, share in
 		}
 		return false, false
 	}
+	var returned []Failure
+	switch {
+	case len(got) == 0:
+	case b.of == nil && (b.first < 0 || b.first == idx):
+		// All of one outbox so far: no ID or key can clash.
+		b.first = idx
+		b.out = append(b.out, got...)
+	default:
+		if b.of == nil {
+			b.mix()
+		}
+		returned = b.add(idx, got)
+	}
+	s.counts[idx].claimed.Add(int64(len(got) - len(returned)))
+	s.counts[idx].busy.Store(len(got) > 0)
+	if len(returned) > 0 {
+		s.counts[idx].deferred.Add(int64(len(returned)))
+		// Best effort: what is not handed back comes back when its lease runs out.
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), req.Lease)
+		_, _ = s.stores[idx].Nack(nctx, req.Token, returned)
+		cancel()
+	}
+	return len(got) == share, len(returned) > 0
+}
+
+// add adds the messages of outbox idx to a claim that holds another outbox's, except those
+// whose ID, or in ordered mode key, the claim already holds from another outbox: it returns
+// those as the failures that hand them back.
+func (b *multiBatch) add(idx int, got []*Message) []Failure {
 	var (
 		returned     []Failure
 		deferredKeys map[string]bool
 	)
 	for _, m := range got {
-		keyed := req.Ordered && m.Key != ""
+		keyed := b.req.Ordered && m.Key != ""
 		owner, keyTaken := 0, false
 		if keyed {
 			owner, keyTaken = b.keyOf[m.Key]
@@ -270,16 +314,7 @@ func (s *MultiStore) claimFrom(ctx context.Context, b *multiBatch, idx, share in
 			}
 		}
 	}
-	s.counts[idx].claimed.Add(int64(len(got) - len(returned)))
-	s.counts[idx].busy.Store(len(got) > 0)
-	if len(returned) > 0 {
-		s.counts[idx].deferred.Add(int64(len(returned)))
-		// Best effort: what is not handed back comes back when its lease runs out.
-		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), req.Lease)
-		_, _ = s.stores[idx].Nack(nctx, req.Token, returned)
-		cancel()
-	}
-	return len(got) == share, len(returned) > 0
+	return returned
 }
 
 // route groups ids by the outbox they were claimed from (ids the claim does not hold are left
@@ -292,6 +327,9 @@ func (s *MultiStore) route(token string, ids []string, op int) (map[int][]string
 		return nil, 0
 	}
 	groups := map[int][]string{}
+	if c.of == nil {
+		groups[c.single] = ids // the store ignores an ID its claim does not hold
+	}
 	for _, id := range ids {
 		if idx, ok := c.of[id]; ok {
 			groups[idx] = append(groups[idx], id)
@@ -302,19 +340,29 @@ func (s *MultiStore) route(token string, ids []string, op int) (map[int][]string
 	return groups, carry
 }
 
-// settled forgets settled ids, and the claim once all are; carry is kept for a retry.
-func (s *MultiStore) settled(token string, ids []string, op, carry int) {
+// settled forgets ids, of which the store settled n, and the claim once all are settled;
+// carry is kept for a retry.
+func (s *MultiStore) settled(token string, ids []string, n, op, carry int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.claims[token]
 	if c == nil {
 		return
 	}
-	for _, id := range ids {
-		delete(c.of, id)
+	done := false
+	if c.of == nil {
+		// What the store settled is no longer held by this claim's token: it cannot be
+		// settled twice, so counting it down is exact.
+		c.left -= n
+		done = c.left <= 0
+	} else {
+		for _, id := range ids {
+			delete(c.of, id)
+		}
+		done = len(c.of) == 0
 	}
 	c.carry[op] += carry
-	if len(c.of) == 0 && c.carry == [2]int{} {
+	if done && c.carry == [2]int{} {
 		delete(s.claims, token)
 	}
 }
@@ -331,10 +379,10 @@ func (s *MultiStore) Ack(ctx context.Context, token string, ids []string) (int, 
 		}
 		total += n
 		s.counts[idx].published.Add(int64(n))
-		s.settled(token, groups[idx], 0, 0)
+		s.settled(token, groups[idx], n, 0, 0)
 	}
 	if len(errs) > 0 {
-		s.settled(token, nil, 0, total)
+		s.settled(token, nil, 0, 0, total)
 		return 0, errors.Join(errs...)
 	}
 	return total, nil
@@ -372,10 +420,10 @@ func (s *MultiStore) Nack(ctx context.Context, token string, failures []Failure)
 				c.failed.Add(1)
 			}
 		}
-		s.settled(token, groups[idx], 1, 0)
+		s.settled(token, groups[idx], n, 1, 0)
 	}
 	if len(errs) > 0 {
-		s.settled(token, nil, 1, total)
+		s.settled(token, nil, 0, 1, total)
 		return 0, errors.Join(errs...)
 	}
 	return total, nil
