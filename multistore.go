@@ -41,7 +41,8 @@ type MultiStore struct {
 	counts []multiCounters
 
 	mu        sync.Mutex
-	next      int                    // the outbox the next claim starts with
+	next      int                    // the outbox the next claim starts its turns with
+	lead      int                    // the outbox the next claim asks first (handed back last time); -1: none
 	claims    map[string]*multiClaim // by claim token: which outbox each claimed message is in
 	nextSweep time.Time
 }
@@ -86,7 +87,7 @@ func NewMultiStore(outboxes map[string]Store) (*MultiStore, error) {
 	if len(outboxes) == 0 {
 		return nil, &ConfigError{Component: "multistore", Field: "outboxes", Problem: "is empty"}
 	}
-	s := &MultiStore{claims: map[string]*multiClaim{}}
+	s := &MultiStore{claims: map[string]*multiClaim{}, lead: -1}
 	for name, st := range outboxes {
 		if name == "" {
 			return nil, &ConfigError{Component: "multistore", Field: "outboxes", Problem: "has an empty name"}
@@ -158,28 +159,34 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	}
 	n := len(s.stores)
 	s.mu.Lock()
-	start := s.next
+	start, lead := s.next, s.lead
+	s.lead = -1
 	s.mu.Unlock()
 
 	b := &multiBatch{req: req, first: -1}
-	// First round: the outboxes found idle last time, then those found busy, each kind in turn
-	// from start, each with a fair share of what is left among those not yet visited: idle
-	// outboxes are asked first so that the busy ones share all that the idle ones leave, and a
-	// backlog beside idle outboxes is claimed in one store call, not in shares. A sub-claim that
-	// had to hand messages back (their key or ID was taken) ends the claim, and the next claim
-	// starts with that outbox, so that handing back costs one store call per claim at most and
-	// the outbox is served first next time.
+	// First round: the outbox that handed messages back last time if any, then those found idle
+	// last time, then those found busy, each kind in turn from start, each with a fair share of
+	// what is left among those not yet visited: idle outboxes are asked before busy ones so that the busy ones
+	// share all that the idle ones leave, and a backlog beside idle outboxes is claimed in one
+	// store call, not in shares. A sub-claim that had to hand messages back (their key or ID
+	// was taken) ends the claim, and the next claim asks that outbox first, so that handing
+	// back costs one store call per claim at most and the outbox is served first next time.
+	busy := make([]bool, n)
+	for i := range n {
+		busy[i] = s.counts[i].busy.Load()
+	}
 	order := make([]int, 0, n)
+	if lead >= 0 {
+		order = append(order, lead)
+	}
 	for pass := range 2 {
 		for i := range n {
-			idx := (start + i) % n
-			if s.counts[idx].busy.Load() == (pass == 1) {
+			if idx := (start + i) % n; idx != lead && busy[idx] == (pass == 1) {
 				order = append(order, idx)
 			}
 		}
 	}
-	order = order[:min(len(order), n)] // busy may change meanwhile: never visit one twice
-	var more []int                     // outboxes that filled their share: they may have more
+	var more []int // outboxes that filled their share: they may have more
 	deferred := -1
 	for i, idx := range order {
 		if len(b.out) >= req.Limit || ctx.Err() != nil {
@@ -216,10 +223,9 @@ func (s *MultiStore) Claim(ctx context.Context, req ClaimRequest) ([]*Message, e
 	}
 
 	s.mu.Lock()
+	s.next = (start + 1) % n
 	if deferred >= 0 {
-		s.next = deferred // what was handed back comes first next time
-	} else {
-		s.next = (start + 1) % n
+		s.lead = deferred // what was handed back comes first next time
 	}
 	now := time.Now()
 	if len(b.out) > 0 {
