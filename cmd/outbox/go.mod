@@ -17,6 +17,7 @@ require (
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/txoutbox/outbox v0.1.0
+	github.com/txoutbox/outbox/console v0.1.0
 	github.com/txoutbox/outbox/store/mongo v0.1.0
 	github.com/txoutbox/outbox/store/mysql v0.1.0
 	github.com/txoutbox/outbox/store/postgres v0.1.0

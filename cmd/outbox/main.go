@@ -7,6 +7,7 @@
 //	outbox migrate --store postgres://…
 //	outbox status  --store postgres://… [--relay http://HOST:PORT] [--json]
 //	outbox dead list|requeue|purge --store … [--id ID]… [--type T] [--key K]
+//	outbox console --store postgres://… [--listen 127.0.0.1:8081] [--read-only] [--hide-payloads]
 //	outbox bench   [--only LIST] [--store postgres://…] [--sqs-endpoint …] [--nats-url …] [--rabbitmq-url …]
 //
 // Every flag can also come from an OUTBOX_* environment variable (named in --help), so that
@@ -46,6 +47,7 @@ func commands() []command {
 		{"provision", "create the stream, queues and dead letters the relay and consumers use", runProvision},
 		{"status", "count messages by status; show the oldest pending and stalled keys", runStatus},
 		{"dead", "list, requeue or purge dead letters", runDead},
+		{"console", "serve the operator console (pages and JSON API) for the store", runConsole},
 		{"bench", "measure the relay against raw baselines; JSON on stdout", runBench},
 		{"version", "print the version of the command and of the outbox modules in it", runVersion},
 	}

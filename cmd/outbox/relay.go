@@ -26,7 +26,8 @@ relay, and exits 0. Several relays may run against one store; they share the wor
 
 While it runs, --listen serves /healthz (200 while the relay runs, the store answers and the
 transport is available, else 503 with the reason: "transport unavailable since …") and
-Prometheus /metrics. Logs are JSON lines on stderr.
+Prometheus /metrics. Logs are JSON lines on stderr. --console-addr serves the operator console
+(as outbox console does) beside the relay.
 
 In PostgreSQL's WAL mode (--postgres-mode wal) the relay streams the messages from the
 replication slot. One relay reads the slot; the others stand by and take it over within about a
@@ -42,6 +43,7 @@ type relayFlags struct {
 	keepDelivered bool
 	listen        string
 	logLevel      string
+	console       *consoleFlags
 	f             *flags
 }
 
@@ -49,6 +51,7 @@ func addRelayFlags(f *flags) *relayFlags {
 	r := &relayFlags{listen: defaultListen, logLevel: "info", f: f}
 	addSettings(f, "relay", &r.cfg, envconfig.RelaySettings())
 	addSettings(f, "", r, relayCommandSettings())
+	r.console = addConsoleFlags(f, false)
 	return r
 }
 
@@ -75,6 +78,11 @@ func (r *relayFlags) check(cmd string) (zap.AtomicLevel, error) {
 	if r.listen != "off" {
 		if _, _, err := net.SplitHostPort(r.listen); err != nil {
 			return level, usagef(cmd, "--listen (OUTBOX_LISTEN): not host:port or off")
+		}
+	}
+	if r.console.addr != "" && r.console.addr != "off" {
+		if err := r.console.check(cmd, "console-addr"); err != nil {
+			return level, err
 		}
 	}
 	return level, nil
@@ -168,6 +176,13 @@ func daemon(ctx context.Context, e *env, log *zap.Logger, target storeurl.Target
 		log.Info("hint: " + keyOrderHint[tf.kind])
 	}
 	st.opened(store, relay, publishDuration)
+	if c := rf.console; c.addr != "" && c.addr != "off" {
+		srv, err := serveConsole(c, target.Table(), store.backend, log)
+		if err != nil {
+			return err
+		}
+		defer srv.shutdown()
+	}
 
 	st.set("starting the relay")
 	if err := relay.Start(ctx); err != nil {

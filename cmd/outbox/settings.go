@@ -71,6 +71,21 @@ func relayCommandSettings() []envconfig.Setting[relayFlags] {
 	}
 }
 
+// consoleSettings are the console's, of outbox relay (--console-addr) and outbox console
+// (which names its flags without "console-": --listen, --read-only, --hide-payloads).
+func consoleSettings() []envconfig.Setting[consoleFlags] {
+	return []envconfig.Setting[consoleFlags]{
+		envconfig.StringSetting("OUTBOX_CONSOLE_ADDR", "", "off (relay), "+defaultConsoleAddr+" (outbox console, as --listen)", "address of the operator console (docs/console.md); beyond loopback only with OUTBOX_CONSOLE_TOKEN",
+			func(c *consoleFlags) *string { return &c.addr }),
+		envconfig.SecretSetting("OUTBOX_CONSOLE_TOKEN", "", "the console's token (at least 16 bytes), which every requeue and purge needs; without it the console is read-only",
+			func(c *consoleFlags) *string { return &c.token }),
+		envconfig.BoolSetting("OUTBOX_CONSOLE_READ_ONLY", "", "false", "the console refuses every mutation (outbox console: --read-only)",
+			func(c *consoleFlags) *bool { return &c.readOnly }),
+		envconfig.BoolSetting("OUTBOX_CONSOLE_HIDE_PAYLOADS", "", "false", "the console never shows a payload or result (outbox console: --hide-payloads)",
+			func(c *consoleFlags) *bool { return &c.hidePayloads }),
+	}
+}
+
 // transportSettings choose the transport; each transport's own follow in allSettings.
 func transportSettings() []envconfig.Setting[transportFlags] {
 	return []envconfig.Setting[transportFlags]{
@@ -99,6 +114,7 @@ func allSettings() []settingDoc {
 	out = append(out, docsOf(storeSettings())...)
 	out = append(out, docsOf(envconfig.RelaySettings())...)
 	out = append(out, docsOf(relayCommandSettings())...)
+	out = append(out, docsOf(consoleSettings())...)
 	out = append(out, docsOf(transportSettings())...)
 	out = append(out, docsOf(sqs.Settings())...)
 	out = append(out, docsOf(kafkaSettings())...)
