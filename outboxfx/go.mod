@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/txoutbox/outbox v0.1.0
+	github.com/txoutbox/outbox/console v0.1.0
 	go.uber.org/fx v1.24.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
