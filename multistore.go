@@ -67,7 +67,7 @@ type multiCounters struct {
 }
 
 // OutboxStats is one outbox's counters in a MultiStore, since the MultiStore was made.
-type OutboxStats struct {
+type OutboxStats struct { //nolint:revive // outbox.Stats is the relay's counters; these are one outbox's
 	Name      string
 	Claimed   int64 // messages claimed and handed to the relay
 	Published int64 // messages acknowledged (as counted by the outbox's store)

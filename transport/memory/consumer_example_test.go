@@ -26,13 +26,15 @@ func ExampleNewConsumer() {
 	if err := c.Start(ctx); err != nil {
 		panic(err)
 	}
-	defer c.Stop(ctx)
 
 	m, _ := outbox.NewMessage("ORDER_PLACED", map[string]string{"order": "o-1"})
 	if err := broker.Publish(ctx, []*outbox.Message{m}); err != nil { // what the relay calls
 		panic(err)
 	}
 	fmt.Println(c.Stats().Handled)
+	if err := c.Stop(ctx); err != nil {
+		panic(err)
+	}
 	// Output:
 	// ORDER_PLACED {"order":"o-1"}
 	// 1
