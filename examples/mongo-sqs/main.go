@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,7 +52,7 @@ type User struct {
 	Email string `json:"email" bson:"email"`
 }
 
-func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
+func run(ctx context.Context, getenv func(string) string, w io.Writer) (err error) {
 	cfg, err := configFromEnv(getenv)
 	if err != nil {
 		return err
@@ -61,7 +62,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close() // the origin's close()
+	defer func() { err = errors.Join(err, store.Close()) }() // the origin's close()
 	if err := store.EnsureSchema(ctx); err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 			return err
 		}
 		ids = append(ids, event.ID)
-		fmt.Fprintf(w, "user %s (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
+		_, _ = fmt.Fprintf(w, "user %s (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
 	}
 
 	transport, err := sqs.New(ctx, sqs.Config{
@@ -100,7 +101,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer transport.Close()
+	defer func() { err = errors.Join(err, transport.Close()) }()
 	return relayUntilDelivered(ctx, store, transport, ids, w)
 }
 
@@ -136,6 +137,6 @@ func relayUntilDelivered(ctx context.Context, store *mongo.Store, transport outb
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(w, "relay published %d events to SQS (stats: %+v)\n", len(ids), relay.Stats())
+	_, _ = fmt.Fprintf(w, "relay published %d events to SQS (stats: %+v)\n", len(ids), relay.Stats())
 	return nil
 }

@@ -147,12 +147,13 @@ func declareQueue(url, queue string) error {
 		// The driver's error never holds the URL; say where without its password.
 		return fmt.Errorf("rabbitmq: connect to %s: %w", rabbitmq.RedactURL(url), err)
 	}
-	defer conn.Close()
+	// Declared or not, the queue is what it is once QueueDeclare returns: closing cannot change it.
+	defer func() { _ = conn.Close() }()
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("rabbitmq: channel: %w", err)
 	}
-	defer ch.Close()
+	defer func() { _ = ch.Close() }()
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("rabbitmq: declare queue %s: %w", queue, err)
 	}

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -60,7 +61,7 @@ type User struct {
 // few seconds to form.
 const deliveryTimeout = 60 * time.Second
 
-func run(ctx context.Context, args []string, getenv func(string) string, w io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, w io.Writer) (err error) {
 	cfg, err := parseConfig(args, getenv, w)
 	if err != nil {
 		return err
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { err = errors.Join(err, store.Close()) }()
 	if err := store.EnsureSchema(ctx); err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 		defer mu.Unlock()
 		if !received[m.ID] { // delivery is at least once: a repeat is acknowledged, not counted
 			received[m.ID] = true
-			fmt.Fprintf(w, "consumer got %s %s (key %s): %s\n", m.Type, m.ID, m.Key, m.Result)
+			_, _ = fmt.Fprintf(w, "consumer got %s %s (key %s): %s\n", m.Type, m.ID, m.Key, m.Result)
 		}
 		select {
 		case arrived <- struct{}{}:
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 		}
 		ids = append(ids, event.ID)
 		mu.Lock()
-		fmt.Fprintf(w, "user %d (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
+		_, _ = fmt.Fprintf(w, "user %d (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
 		mu.Unlock()
 	}
 
@@ -173,6 +174,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, w io.Wr
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	fmt.Fprintf(w, "relay published %d events to %s and the consumer received them (relay stats: %+v)\n", len(ids), b.where, relay.Stats())
+	_, _ = fmt.Fprintf(w, "relay published %d events to %s and the consumer received them (relay stats: %+v)\n", len(ids), b.where, relay.Stats())
 	return nil
 }

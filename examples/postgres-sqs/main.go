@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -50,7 +51,7 @@ type User struct {
 	Email string `json:"email"`
 }
 
-func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
+func run(ctx context.Context, getenv func(string) string, w io.Writer) (err error) {
 	cfg, err := configFromEnv(getenv)
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close() // the origin's close()
+	defer func() { err = errors.Join(err, store.Close()) }() // the origin's close()
 	if err := store.EnsureSchema(ctx); err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 			return err
 		}
 		ids = append(ids, event.ID)
-		fmt.Fprintf(w, "user %d (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
+		_, _ = fmt.Fprintf(w, "user %d (%s) and event %s committed together\n", user.ID, user.Name, event.ID)
 	}
 
 	transport, err := sqs.New(ctx, sqs.Config{
@@ -96,7 +97,7 @@ func run(ctx context.Context, getenv func(string) string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer transport.Close()
+	defer func() { err = errors.Join(err, transport.Close()) }()
 	return relayUntilDelivered(ctx, store, transport, ids, w)
 }
 
@@ -133,7 +134,7 @@ func relayUntilDelivered(ctx context.Context, store *postgres.Store, transport o
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(w, "relay published %d events to SQS (stats: %+v)\n", len(ids), relay.Stats())
+	_, _ = fmt.Fprintf(w, "relay published %d events to SQS (stats: %+v)\n", len(ids), relay.Stats())
 	return nil
 }
 

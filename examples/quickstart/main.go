@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,13 +42,13 @@ type User struct {
 	Email string `json:"email"`
 }
 
-func run(ctx context.Context, w io.Writer) error {
+func run(ctx context.Context, w io.Writer) (err error) {
 	// The relay publishes from its own goroutines, so every line goes through one lock.
 	var mu sync.Mutex
 	say := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
-		fmt.Fprintf(w, format+"\n", args...)
+		_, _ = fmt.Fprintf(w, format+"\n", args...)
 	}
 
 	// 1. A database of our own, removed at the end.
@@ -55,13 +56,13 @@ func run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(dir) //nolint:errcheck // a temporary directory left behind harms nothing
 
 	store, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(dir, "app.db")})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer func() { err = errors.Join(err, store.Close()) }()
 	// The outbox table (the origin package's ensureOutboxTable), then our business table.
 	if err := store.EnsureSchema(ctx); err != nil {
 		return err
