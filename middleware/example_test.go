@@ -60,7 +60,6 @@ func Example() {
 	if err := relay.Start(ctx); err != nil {
 		panic(err)
 	}
-	defer relay.Stop(ctx)
 
 	event, err := outbox.NewMessage("ORDER_PLACED", map[string]string{"order": "42"})
 	if err != nil {
@@ -70,6 +69,9 @@ func Example() {
 		panic(err)
 	}
 	if err := broker.WaitFor(ctx, 1); err != nil {
+		panic(err)
+	}
+	if err := relay.Stop(ctx); err != nil { // acknowledges what is in flight
 		panic(err)
 	}
 	fmt.Println(broker.Received()[0].Type, string(broker.Received()[0].Payload))

@@ -31,8 +31,7 @@ func (c Config) Validate() error {
 	bad := func(field, problem string) error {
 		return &outbox.ConfigError{Component: "logging", Field: field, Problem: problem}
 	}
-	switch {
-	case c.Logger == nil:
+	if c.Logger == nil {
 		return bad("Logger", "is nil")
 	}
 	return nil
