@@ -105,7 +105,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("X-Robots-Tag", "noindex, nofollow")
-	hd.Set("Referrer-Policy", "no-referrer")
+	// Nothing reaches another site (a page's address holds its filter), but not no-referrer:
+	// under it a browser sends "Origin: null" with the console's own form posts, which the CSRF
+	// check must refuse, so no login or confirm would get through.
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.mux.ServeHTTP(w, r)

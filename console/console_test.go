@@ -687,3 +687,21 @@ func TestStoreFailureShown(t *testing.T) {
 	status, v = c.api("api/outboxes/down/dead/purge", `{"all":true}`, token)
 	wantStatus(t, "api purge", status, http.StatusBadGateway, v)
 }
+
+// Under "Referrer-Policy: no-referrer" a browser posts the console's own forms with
+// "Origin: null", which the CSRF check refuses: no login would get through (the browser test
+// found it). same-origin still sends nothing to another site.
+func TestReferrerPolicyKeepsTheFormsOrigin(t *testing.T) {
+	c := serve(t, config(memory.New()))
+	resp, err := c.http.Get(c.url(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if got := resp.Header.Get("Referrer-Policy"); got != "same-origin" {
+		t.Fatalf("Referrer-Policy: %q, want same-origin", got)
+	}
+	// A post that says "Origin: null" (a sandboxed frame, or a page under no-referrer) is refused.
+	status, body := c.post("login", url.Values{"token": {token}}, "Origin", "null")
+	wantStatus(t, "login with Origin: null", status, http.StatusForbidden, body)
+}
