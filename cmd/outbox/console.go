@@ -61,7 +61,7 @@ func addConsoleFlags(f *flags, standalone bool) *consoleFlags {
 			continue
 		}
 		name := strings.TrimPrefix(s.Flag(), "console-")
-		usage := s.Doc
+		usage, _, _ := strings.Cut(s.Doc, " (outbox console: ") // this is outbox console
 		if name == "addr" {
 			name, usage = "listen", "address the console listens on (default "+defaultConsoleAddr+")"
 		}
