@@ -81,7 +81,7 @@ func TestDocsListTheFlagsWithoutVariable(t *testing.T) {
 	}
 	_, exceptions, _ := strings.Cut(string(raw), "The exceptions, which hold no secret")
 	exceptions, _, _ = strings.Cut(exceptions, "\n\n")
-	for _, cmd := range [][]string{{"relay"}, {"migrate"}, {"status"}, {"dead", "list"}, {"dead", "requeue"}, {"dead", "purge"}, {"bench"}, {"version"}} {
+	for _, cmd := range [][]string{{"relay"}, {"migrate"}, {"status"}, {"dead", "list"}, {"dead", "requeue"}, {"dead", "purge"}, {"bench"}, {"version"}, {"console"}} {
 		_, help, _ := runCLI(t, nil, append(cmd, "--help")...)
 		lines := strings.Split(help, "\n")
 		for i, line := range lines {
