@@ -218,7 +218,8 @@ func (s *Store) findCandidates(ctx context.Context, filter bson.D, limit int) ([
 }
 
 func (s *Store) readCandidates(ctx context.Context, cur *mongo.Cursor) ([]candidate, error) {
-	defer cur.Close(context.WithoutCancel(ctx))
+	// What went wrong reading is cur.Err's; the cursor is spent once Next returns false.
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	var out []candidate
 	for cur.Next(ctx) {
 		// Current is only valid until the next call to Next.

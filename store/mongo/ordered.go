@@ -206,7 +206,8 @@ func (s *Store) fence(ctx context.Context, token string, keys map[string]int64) 
 	if err != nil {
 		return nil, s.wrap("claim: fence", err)
 	}
-	defer cur.Close(context.WithoutCancel(ctx))
+	// What went wrong reading is cur.Err's; the cursor is spent once Next returns false.
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	broken := map[string]bool{} // keys with a message this claim does not hold
 	out := map[string]bool{}
 	for cur.Next(ctx) {
