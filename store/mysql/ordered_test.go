@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -152,7 +153,9 @@ func TestOrderedClaimWalksOnPastHeadsTakenMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows.Close()
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil { // the locks are taken or this says why
+		t.Fatal(err)
+	}
 	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "a", Limit: 10, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 10 {
 		t.Fatalf("claim beside a racing one = %d messages, %v; want 10 from the keys it does not hold", len(got), err)
@@ -181,7 +184,9 @@ func TestOrderedClaimKeepsWhatItLockedWhenTheWalkEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows.Close()
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil { // the locks are taken or this says why
+		t.Fatal(err)
+	}
 	got, err := s.Claim(ctx, outbox.ClaimRequest{Token: "a", Limit: 10, Lease: time.Minute, Ordered: true})
 	if err != nil || len(got) != 3 {
 		t.Fatalf("claim with one of four keys held elsewhere = %d messages, %v; want the other 3", len(got), err)

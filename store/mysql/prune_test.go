@@ -32,6 +32,9 @@ func keyRows(t *testing.T, s *Store) map[string]bool {
 		}
 		out[k] = true
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
@@ -369,6 +372,10 @@ func TestPruneDeletesARowWritersWaitFor(t *testing.T) {
 			if info := vals[7].String; strings.HasPrefix(info, "INSERT INTO "+s.keys) {
 				n++
 			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Error(err)
+			return 0
 		}
 		return n
 	}

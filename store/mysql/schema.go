@@ -115,7 +115,8 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mysql: ensure schema: %w", err)
 	}
-	defer conn.Close()
+	// Close hands the connection back to the pool; it fails only on a connection already closed.
+	defer func() { _ = conn.Close() }()
 	lock := "outbox schema " + s.cfg.Table
 	var got int
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 30)", lock).Scan(&got); err != nil || got != 1 {

@@ -79,7 +79,9 @@ WHERE id = ? AND status = 'pending' AND lease_owner = ?`)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
+		// The transaction closes its statements when it ends, and its Commit reports a broken
+		// connection.
+		defer func() { _ = stmt.Close() }()
 		for _, f := range failures {
 			if !valid[f.ID] {
 				continue
