@@ -13,6 +13,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"syscall"
@@ -82,7 +83,7 @@ func BenchmarkDrain(b *testing.B) {
 				}
 				drained++
 			}
-			if err := rows.Close(); err != nil {
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -84,7 +84,9 @@ func (s *Store) Nack(ctx context.Context, token string, failures []outbox.Failur
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
+		// The transaction closes its statements when it ends, and its Commit reports a broken
+		// connection.
+		defer func() { _ = stmt.Close() }()
 		for _, f := range failures {
 			release := f.Release && !f.Dead
 			attempt, text := 1, any(backend.StorableText(f.Error))
