@@ -39,7 +39,7 @@ func TestConfigNeverShowsSecrets(t *testing.T) {
 			cfg := tt.cfg
 			shown := map[string]string{
 				"String()": cfg.String(), "GoString()": cfg.GoString(),
-				"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg),
+				"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg), //nolint:staticcheck // the %s verb is the case under test
 				"pointer %v": fmt.Sprintf("%v", &cfg), "pointer %+v": fmt.Sprintf("%+v", &cfg), "pointer %#v": fmt.Sprintf("%#v", &cfg),
 				"in a struct %+v": fmt.Sprintf("%+v", struct{ Store postgres.Config }{cfg}),
 				"in a slice %v":   fmt.Sprintf("%v", []postgres.Config{cfg}),
