@@ -217,7 +217,7 @@ func checkTopic(name string) error {
 
 // clientIDChars is what the transport accepts as a client.id: printable ASCII, so that it reads
 // well in broker logs and quota names.
-var clientIDChars = regexp.MustCompile("^[\\x21-\\x7e]{1,255}$")
+var clientIDChars = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
 // Validate names the first missing or wrong field. Zero values are valid where they have a
 // default. It never repeats a secret.

@@ -273,13 +273,12 @@ func TestConsumerConcurrentMembers(t *testing.T) {
 	tr := c.newTransport(t, kafka.Config{Topic: topic})
 	group := topicName(t) + "-group"
 	recs := []*recorder{newRecorder(), newRecorder()}
-	var cons []*kafka.Consumer
 	for _, r := range recs {
-		cons = append(cons, newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Concurrency: 2},
+		newConsumer(t, c, kafka.ConsumerConfig{Topics: []string{topic}, Group: group, Concurrency: 2},
 			func(_ context.Context, m *outbox.Message) error {
 				r.add(m)
 				return nil
-			}))
+			})
 	}
 	waitFor(t, 20*time.Second, "both members assigned", func() bool {
 		n := c.assigned(t, group)

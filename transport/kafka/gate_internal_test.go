@@ -43,8 +43,8 @@ func TestGateHoldsWrites(t *testing.T) {
 	g.hold() // holding twice is fine
 	held := write("b")
 	select {
-	case <-held:
-		t.Fatal("a write went through a held gate")
+	case err := <-held:
+		t.Fatalf("a write went through a held gate (%v)", err)
 	case <-time.After(50 * time.Millisecond): // the write must still be waiting
 	}
 	g.release()
