@@ -102,7 +102,7 @@ func checkHeaderName(name string) error {
 	case name == HeaderType || name == HeaderKey || name == HeaderID:
 		return fmt.Errorf("the name is reserved for the header the transport sends")
 	case len(name) >= 5 && strings.EqualFold(name[:5], "Nats-"):
-		return fmt.Errorf("Nats-* headers are JetStream's instructions, which the transport sets itself")
+		return fmt.Errorf("Nats-* headers are JetStream's instructions, which the transport sets itself") //nolint:staticcheck // ST1005: it starts with the headers' name
 	}
 	return nil
 }
