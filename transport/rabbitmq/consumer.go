@@ -273,7 +273,7 @@ func (a *adapter) Close(ctx context.Context) error {
 	s.close()
 	if !answered {
 		select {
-		case <-cancelled: // Cancel returns once the channel is closed
+		case <-cancelled: //nolint:errcheck // Cancel returns once the channel is closed; the failure is logged above
 		case <-time.After(closeTimeout):
 		}
 	}

@@ -118,8 +118,9 @@ func startNode(t *testing.T, conf ...string) *node {
 		}
 		exited := false
 		select {
-		case <-n.exit:
+		case werr := <-n.exit:
 			exited = true
+			t.Logf("private RabbitMQ node %s exited: %v", n.name, werr)
 			n.exit <- nil // for stop
 		default:
 		}
@@ -165,10 +166,10 @@ func (n *node) stop(t *testing.T) {
 		t.Logf("stopping the private node: %v", err)
 	}
 	select {
-	case <-n.exit:
+	case <-n.exit: //nolint:errcheck // stopped: how the process exited is no finding
 	case <-time.After(30 * time.Second):
 		_ = n.cmd.Process.Kill()
-		<-n.exit
+		<-n.exit //nolint:errcheck // killed: the error only says so
 	}
 }
 

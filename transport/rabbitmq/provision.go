@@ -214,7 +214,8 @@ func Provision(ctx context.Context, c ProvisionConfig) (ProvisionReport, error) 
 		if err != nil {
 			return rep, classify("provision: connect to "+t.URL.String(), scrub(t, err))
 		}
-		defer conn.Close()
+		// The connection was only for this provisioning: closing it changes nothing declared.
+		defer func() { _ = conn.Close() }()
 		stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 		defer stop()
 	} else if conn.IsClosed() {

@@ -269,7 +269,7 @@ func (s *session) confirm(c amqp.Confirmation) {
 // will never say whether it took them. They are reported failed, never published; the relay
 // publishes them again, which may duplicate some (promise 3), never lose them.
 func (s *session) abandon(cause *amqp.Error) {
-	var err error = ErrConnectionLost
+	err := ErrConnectionLost
 	if cause != nil {
 		err = cause
 	}
