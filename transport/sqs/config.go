@@ -88,7 +88,7 @@ func (c Config) withDefaults() Config {
 var queueName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,75}(\.fifo)?$|^[A-Za-z0-9_-]{1,80}$`)
 
 // groupID is what SQS accepts as a MessageGroupId.
-var groupID = regexp.MustCompile("^[\\x21-\\x7e]{1,128}$")
+var groupID = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 
 // Validate names the first missing or wrong field. Zero values are valid where they have a
 // default. It never repeats a secret.

@@ -160,7 +160,7 @@ func checkAttributeName(name string) error {
 	lower := strings.ToLower(name)
 	switch {
 	case !attributeName.MatchString(name):
-		return fmt.Errorf("names allow only 1 to 256 of A-Z a-z 0-9 _ - .")
+		return fmt.Errorf("names allow only 1 to 256 of A-Z a-z 0-9 . _ -")
 	case strings.HasPrefix(lower, "aws.") || strings.HasPrefix(lower, "amazon."):
 		return fmt.Errorf("names starting with AWS. or Amazon. are reserved by SQS")
 	case strings.HasPrefix(name, ".") || strings.HasSuffix(name, "."):

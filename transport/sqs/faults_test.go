@@ -153,7 +153,7 @@ func TestCallErrorsAreClassifiedAndNotRetried(t *testing.T) {
 			"User is not authorized to perform: sqs:sendmessage"), true, "permissions"},
 		{"Throttled", awsError(400, "com.amazonaws.sqs#RequestThrottled", "RequestThrottled;Sender", "Rate exceeded"), true, "RequestThrottled"},
 		{"ServerError", awsError(500, "com.amazonaws.sqs#InternalError", "", "We encountered an internal error."), true, "500"},
-		{"Unavailable", func(w http.ResponseWriter, _ []string) { http.Error(w, "unavailable", 503) }, true, "503"},
+		{"Unavailable", func(w http.ResponseWriter, _ []string) { http.Error(w, "unavailable", http.StatusServiceUnavailable) }, true, "503"},
 		{"QueueDoesNotExist", awsError(400, "com.amazonaws.sqs#QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue;Sender",
 			"The specified queue does not exist."), true, "does not exist"},
 		{"MalformedBatch", awsError(400, "com.amazonaws.sqs#BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct;Sender",
