@@ -419,10 +419,10 @@ func (n *rabbitNode) stop(t *testing.T) {
 		t.Logf("stopping the private RabbitMQ node: %v", err)
 	}
 	select {
-	case <-n.exit:
+	case <-n.exit: //nolint:errcheck // stopped: how the process exited is no finding
 	case <-time.After(30 * time.Second):
 		_ = n.cmd.Process.Kill()
-		<-n.exit
+		<-n.exit //nolint:errcheck // killed: the error only says so
 	}
 }
 

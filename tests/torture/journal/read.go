@@ -237,7 +237,7 @@ func (a *Analysis) readOne(path string, lease int64, holds map[string][]hold) (*
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: Close has nothing to lose
 	proc := filepath.Base(path)
 	p := &process{}
 	open := map[string]int{} // message ID -> index in holds[id] of this process's current hold
@@ -372,7 +372,7 @@ func FirstAckAfter(paths []string, t time.Time) (first time.Time, ok bool, err e
 			}
 		}
 		err = sc.Err()
-		f.Close()
+		_ = f.Close() // read only: Close has nothing to lose
 		if err != nil {
 			return time.Time{}, false, fmt.Errorf("journal: %s: %w", path, err)
 		}
