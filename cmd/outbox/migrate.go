@@ -24,8 +24,8 @@ EnsureSchema. It is idempotent and safe to run from several replicas at
 once. --print-sql prints the DDL instead, for migration tools (golang-migrate, goose, atlas),
 without connecting; without --store it prints PostgreSQL's.
 
-PostgreSQL and SQLite record the table's schema version beside it (<table>_schema), and migrate
-prints the version it leaves; a table at a version newer than this binary knows is refused. --print-sql
+Every database store records the table's schema version beside it (<table>_schema;
+<collection>_schema on MongoDB), and migrate prints the version it leaves; a table at a version newer than this binary knows is refused. --print-sql
 --from VERSION prints only what upgrades a table at VERSION (0, the default, is everything);
 outbox version --store URL shows the version a database is at.
 
@@ -40,7 +40,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	f := newFlags(cmd, migrateUsage)
 	sf := addStoreFlags(f)
 	printSQL := f.fs.Bool("print-sql", false, "print the DDL instead of running it")
-	fromFlag := f.fs.Int("from", 0, "with --print-sql: the schema version the table is at, to print only what upgrades it (PostgreSQL, SQLite; 0 is everything)")
+	fromFlag := f.fs.Int("from", 0, "with --print-sql: the schema version the table is at, to print only what upgrades it (PostgreSQL, MySQL, SQLite; 0 is everything)")
 	dropSlot := f.fs.Bool("drop-slot", false, "WAL mode: drop the replication slot and the publication instead of creating anything")
 	timeout := f.fs.Duration("timeout", time.Minute, "bound on the whole migration")
 	if err := f.parse(e, args, false); err != nil {
@@ -131,7 +131,7 @@ func dropWAL(ctx context.Context, e *env, cmd string, store *openedStore) error 
 	return nil
 }
 
-// schemaVersioner is a store that records its table's schema version (all but MySQL's, so far).
+// schemaVersioner is a store that records its table's schema version (every database store).
 type schemaVersioner interface {
 	SchemaVersion(ctx context.Context) (int, error)
 }
@@ -143,6 +143,8 @@ func knownSchemaVersion(backend any) int {
 		return sqlite.SchemaVersion
 	case *mongo.Store:
 		return mongo.SchemaVersion
+	case *mysql.Store:
+		return mysql.SchemaVersion
 	}
 	return postgres.SchemaVersion
 }
@@ -168,8 +170,8 @@ func printDDL(e *env, cmd string, sf *storeFlags, from int) error {
 		ddl string
 		err error
 	)
-	if from != 0 && kind != storeurl.Postgres && kind != storeurl.SQLite {
-		return usagef(cmd, "--from: only PostgreSQL and SQLite record schema versions; %s's --print-sql is its whole DDL", kind)
+	if from != 0 && kind != storeurl.Postgres && kind != storeurl.SQLite && kind != storeurl.MySQL {
+		return usagef(cmd, "--from: %s has no SQL to print; run outbox migrate against it", kind)
 	}
 	switch kind {
 	case storeurl.Postgres:
@@ -189,7 +191,10 @@ func printDDL(e *env, cmd string, sf *storeFlags, from int) error {
 			return usagef(cmd, "--from: %s", ae.Problem)
 		}
 	case storeurl.MySQL:
-		ddl, err = mysql.SchemaSQL(orDefault(sf.opts.Table, "outbox"))
+		ddl, err = mysql.UpgradeSQL(orDefault(sf.opts.Table, "outbox"), from)
+		if ae := (*outbox.ArgumentError)(nil); errors.As(err, &ae) {
+			return usagef(cmd, "--from: %s", ae.Problem)
+		}
 	default:
 		return usagef(cmd, "--print-sql: %s has no SQL; run outbox migrate against it to create its indexes", kind)
 	}

@@ -34,7 +34,7 @@ func TestMigrateAndVersionShowTheSchemaVersion(t *testing.T) {
 		}
 	}
 	code, out, stderr := cli("version")
-	if code != 0 || !strings.Contains(out, "schema versions: PostgreSQL 1, SQLite 1, MongoDB 1") || !strings.Contains(out, name+": schema version 1, up to date") {
+	if code != 0 || !strings.Contains(out, "schema versions: PostgreSQL 1, MySQL 1, SQLite 1, MongoDB 1") || !strings.Contains(out, name+": schema version 1, up to date") {
 		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 
@@ -115,7 +115,8 @@ func TestMigratePrintSQLFrom(t *testing.T) {
 	}{
 		{[]string{"migrate", "--from", "1", "--store", postgresURL()}, "--from goes with --print-sql"},
 		{[]string{"migrate", "--print-sql", "--from", "2"}, "--from: version 2: this outbox knows versions 0 (nothing) to 1"},
-		{[]string{"migrate", "--print-sql", "--from", "1", "--store", "mysql://u@127.0.0.1:1/db"}, "--from: only PostgreSQL and SQLite record schema versions"},
+		{[]string{"migrate", "--print-sql", "--from", "1", "--store", "mongodb://127.0.0.1:1/db"}, "--from: mongodb has no SQL to print"},
+		{[]string{"migrate", "--print-sql", "--from", "2", "--store", "mysql://u@127.0.0.1:1/db"}, "--from: version 2: this outbox knows versions 0 (nothing) to 1"},
 		{[]string{"migrate", "--print-sql", "--from", "2", "--store", "sqlite:x.db"}, "--from: version 2: this outbox knows versions 0 (nothing) to 1"},
 	} {
 		if code, _, stderr := runCLI(t, nil, tc.args...); code != 2 || !strings.Contains(stderr, tc.want) {
@@ -139,6 +140,14 @@ func TestMigrateAndVersionOnSQLite(t *testing.T) {
 	}
 	code, out, stderr := runCLI(t, nil, "migrate", "--print-sql", "--from", "1", "--store", url)
 	if code != 0 || !strings.Contains(out, `CREATE TABLE IF NOT EXISTS "outbox_schema"`) || strings.Contains(out, `CREATE TABLE IF NOT EXISTS "outbox" (`) {
+		t.Errorf("--print-sql --from 1: exit %d, stderr %q, stdout:\n%s", code, stderr, out)
+	}
+}
+
+// MySQL's --print-sql --from 1 prints only the version table, nothing of version 1's DDL.
+func TestMigratePrintSQLFromOnMySQL(t *testing.T) {
+	code, out, stderr := runCLI(t, nil, "migrate", "--print-sql", "--from", "1", "--store", "mysql://u@127.0.0.1:1/db")
+	if code != 0 || !strings.Contains(out, "CREATE TABLE IF NOT EXISTS `outbox_schema`") || strings.Contains(out, "CREATE TABLE IF NOT EXISTS `outbox` (") {
 		t.Errorf("--print-sql --from 1: exit %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 }

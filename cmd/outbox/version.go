@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/outbox/store/mongo"
+	"github.com/txoutbox/outbox/store/mysql"
 	"github.com/txoutbox/outbox/store/postgres"
 	"github.com/txoutbox/outbox/store/sqlite"
 )
@@ -39,7 +40,7 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	defer done()
 	sv, ok := store.backend.(schemaVersioner)
 	if !ok {
-		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (PostgreSQL, SQLite and MongoDB do)\n", store.name)
+		fmt.Fprintf(e.stdout, "%s: this store does not record a schema version yet (every store but the memory one does)\n", store.name)
 		return nil
 	}
 	v, err := sv.SchemaVersion(ctx)
@@ -74,7 +75,7 @@ func printVersion(e *env) {
 			fmt.Fprintf(e.stdout, "  %s %s\n", dep.Path, moduleVersion(*dep))
 		}
 	}
-	fmt.Fprintf(e.stdout, "schema versions: PostgreSQL %d, SQLite %d, MongoDB %d (MySQL does not record one yet)\n", postgres.SchemaVersion, sqlite.SchemaVersion, mongo.SchemaVersion)
+	fmt.Fprintf(e.stdout, "schema versions: PostgreSQL %d, MySQL %d, SQLite %d, MongoDB %d\n", postgres.SchemaVersion, mysql.SchemaVersion, sqlite.SchemaVersion, mongo.SchemaVersion)
 }
 
 func moduleVersion(m debug.Module) string {
