@@ -35,7 +35,11 @@ func Example() {
 	if err := app.Start(ctx); err != nil {
 		panic(err)
 	}
-	defer app.Stop(ctx)
+	defer func() {
+		if err := app.Stop(ctx); err != nil {
+			panic(err)
+		}
+	}()
 
 	event, _ := outbox.NewMessage("USER_CREATED", map[string]string{"email": "ada@example.com"})
 	if err := store.Add(ctx, event); err != nil {

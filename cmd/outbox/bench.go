@@ -270,7 +270,7 @@ func (b *benchFlags) run(ctx context.Context, name string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }() // a scratch directory; nothing to report
 		pgURL := ""
 		if b.storeKind == storeurl.Postgres {
 			pgURL = b.store

@@ -248,7 +248,7 @@ func askRelay(ctx context.Context, shown, healthURL string) *relayHealth {
 		h.Error = err.Error()
 		return h
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to its end or abandoned: nothing to report
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h.Health); err != nil ||
 		(resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable) {
 		h.Health = server.Health{}

@@ -241,7 +241,7 @@ func sqsPath(endpoint string) path {
 		if err != nil {
 			return 0, 0, err
 		}
-		defer tr.Close()
+		defer func() { _ = tr.Close() }()
 		out, err := tr.Client().CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("inboxbench-%d", time.Now().UnixNano()))})
 		if err != nil {
 			return 0, 0, fmt.Errorf("create queue: %w", err)
@@ -255,7 +255,7 @@ func sqsPath(endpoint string) path {
 		if err != nil {
 			return 0, 0, err
 		}
-		defer pub.Close()
+		defer func() { _ = pub.Close() }()
 		for i := 0; i < len(msgs); i += 100 {
 			if err := pub.Publish(ctx, msgs[i:min(i+100, len(msgs))]); err != nil {
 				return 0, 0, err

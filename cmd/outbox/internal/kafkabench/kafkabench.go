@@ -521,7 +521,7 @@ func (b *bench) relay(ctx context.Context) (float64, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer tr.Close()
+	defer func() { _ = tr.Close() }()
 	msgs, err := b.events()
 	if err != nil {
 		return 0, 0, err

@@ -104,12 +104,6 @@ func (sb *sandbox) fillKeys(ctx context.Context, n, keys int) error {
 	return nil
 }
 
-func (sb *sandbox) count(ctx context.Context) (int, error) {
-	var n int
-	err := sb.pool.QueryRow(ctx, "SELECT count(*) FROM "+sb.store.Table()).Scan(&n)
-	return n, err
-}
-
 // ratio returns a/b, or 0 when b is 0.
 func ratio(a, b float64) float64 {
 	if b == 0 {

@@ -70,7 +70,7 @@ func Ordered(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		defer os.RemoveAll(d)
+		defer func() { _ = os.RemoveAll(d) }() // a scratch directory
 		dir = d
 	}
 	r := Result{BatchSize: o.BatchSize, Rounds: o.Rounds}
@@ -105,8 +105,8 @@ func drain(ctx context.Context, path string, bl Backlog, batch int, ordered bool
 	if err != nil {
 		return 0, err
 	}
-	defer store.Close()
-	defer os.Remove(path)
+	defer func() { _ = store.Close() }()
+	defer func() { _ = os.Remove(path) }()
 	if err := store.EnsureSchema(ctx); err != nil {
 		return 0, err
 	}
