@@ -75,6 +75,36 @@ func printUsage(w io.Writer) {
 
 // run executes the command line args and returns the process's exit code.
 func run(ctx context.Context, e *env, args []string) int {
+	// What a command prints goes through out, which keeps the first write error: output that
+	// did not reach its file or pipe (a full disk, a closed pipe) fails the command with exit 1
+	// rather than passing for success. The commands' own Fprint calls need not check each write.
+	out := &outputWriter{w: e.stdout}
+	withOut := *e
+	withOut.stdout = out
+	code := runCommand(ctx, &withOut, args)
+	if out.err != nil && code == 0 {
+		fmt.Fprintf(e.stderr, "outbox: writing the output: %s\n", oneLine(out.err.Error()))
+		return 1
+	}
+	return code
+}
+
+// outputWriter writes to w until a write fails, then keeps that error and writes nothing more.
+type outputWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	n, err := o.w.Write(p)
+	o.err = err
+	return n, err
+}
+
+func runCommand(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(e.stderr, `outbox: no command given (see "outbox --help")`)
 		return 2

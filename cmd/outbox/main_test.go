@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -261,5 +262,20 @@ func TestMissingRegionIsAUsageError(t *testing.T) {
 	code, _, stderr := runCLI(t, nil, "relay", "--store", "postgres://u:p@127.0.0.1:1/db", "--sqs-queue-url", "orders", "--listen", "off")
 	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--sqs-region (OUTBOX_SQS_REGION): is empty") {
 		t.Fatalf("exit %d, stderr %q; want 2 and one line naming Region", code, stderr)
+	}
+}
+
+// failingWriter fails every write, as a full disk or a closed pipe does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// Output that cannot be written fails the command: exit 1 and the reason on stderr, rather
+// than a silent success with nothing printed.
+func TestOutputWriteErrorFailsTheCommand(t *testing.T) {
+	var stderr bytes.Buffer
+	e := &env{stdout: failingWriter{}, stderr: &stderr, getenv: func(string) string { return "" }}
+	if code := run(context.Background(), e, []string{"version"}); code != 1 || !strings.Contains(stderr.String(), "writing the output: no space left on device") {
+		t.Fatalf("version to a failing stdout: exit %d, stderr %q; want 1 and the write error", code, stderr.String())
 	}
 }
