@@ -309,7 +309,7 @@ func launchRelay(t *testing.T, bin string, environ []string, extra ...string) *r
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-p.done
+			<-p.done //nolint:errcheck // killed: its exit error says nothing
 		}
 	})
 	select {
@@ -334,7 +334,7 @@ func (p *relayProcess) signal(t *testing.T, sig os.Signal) int {
 func (p *relayProcess) wait(t *testing.T) int {
 	t.Helper()
 	select {
-	case <-p.done:
+	case <-p.done: //nolint:errcheck // the exit code below says how it ended
 	case <-time.After(40 * time.Second):
 		t.Fatalf("relay did not exit:\n%s", p.logs.String())
 	}
