@@ -119,77 +119,103 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, pf.timeout)
 	defer cancel()
 
-	var plan any
-	var objects []outbox.ProvisionObject
-	var runErr error
-	var queueURL string
+	p, err := provisioningOf(cmd, f, tf, pf)
+	if err != nil {
+		return err
+	}
+	if pf.print {
+		plan, err := p.plan()
+		if err != nil {
+			return f.configError(err)
+		}
+		out, err := json.MarshalIndent(plan, "", "  ")
+		if err != nil {
+			return failed(cmd, err)
+		}
+		fmt.Fprintln(e.stdout, string(out))
+		return nil
+	}
+	objects, queueURL, err := p.run(ctx)
+	for _, o := range objects {
+		fmt.Fprintln(e.stdout, o.String())
+	}
+	if queueURL != "" {
+		fmt.Fprintf(e.stdout, "queue URL: %s\n", queueURL)
+	}
+	if err != nil {
+		if errors.Is(err, nats.ErrConflict) || errors.Is(err, rabbitmq.ErrConflict) || errors.Is(err, sqs.ErrConflict) || errors.Is(err, kafka.ErrConflict) {
+			return failed(cmd, fmt.Errorf("%w; change or remove it with the broker's tools, or give provision its settings", err))
+		}
+		return failed(cmd, err)
+	}
+	return nil
+}
+
+// provisioning is one transport's Provision, from the command's flags: its plan, or the run
+// (the objects it looked at, the queue URL where the broker gives one, and its error).
+type provisioning struct {
+	plan func() (any, error)
+	run  func(ctx context.Context) ([]outbox.ProvisionObject, string, error)
+}
+
+// provisioningOf builds the chosen transport's provisioning from the flags, checked already by
+// tf.check; what only provisioning needs is checked here.
+func provisioningOf(cmd string, f *flags, tf *transportFlags, pf *provisionFlags) (provisioning, error) {
 	switch tf.kind {
 	case "nats":
 		cfg, _ := tf.natsConfig() // checked
+		if cfg.Stream == "" {
+			return provisioning{}, usagef(cmd, "%s: is empty; give the name of the stream to create (the relay checks its duplicate window when given it too)", f.describe("nats-stream"))
+		}
 		pc := nats.ProvisionConfig{
 			Transport: cfg, Durable: pf.nats.durable, AckWait: pf.nats.ackWait, MaxDeliver: pf.nats.maxDeliver,
 			MaxAckPending: pf.nats.maxAckPending, Duplicates: pf.nats.duplicates, Replicas: pf.nats.replicas,
 			MemoryStorage: pf.nats.memory,
 		}
-		if cfg.Stream == "" {
-			return usagef(cmd, "%s: is empty; give the name of the stream to create (the relay checks its duplicate window when given it too)", f.describe("nats-stream"))
-		}
-		if pf.print {
-			p, err := pc.Plan()
-			if err != nil {
-				return f.configError(err)
-			}
-			plan = p
-			break
-		}
-		rep, err := nats.Provision(ctx, pc)
-		objects = rep.Objects
-		runErr = err
+		return provisioning{
+			plan: func() (any, error) { return pc.Plan() },
+			run: func(ctx context.Context) ([]outbox.ProvisionObject, string, error) {
+				rep, err := nats.Provision(ctx, pc)
+				return rep.Objects, "", err
+			},
+		}, nil
 	case "rabbitmq":
 		cfg, _ := tf.rabbitmqConfig(cmd) // checked
 		if pf.rabbitmq.queue == "" {
-			return usagef(cmd, "--rabbitmq-queue: is empty; give the queue a consumer will read")
+			return provisioning{}, usagef(cmd, "--rabbitmq-queue: is empty; give the queue a consumer will read")
 		}
 		pc := rabbitmq.ProvisionConfig{
 			Transport: cfg, Queue: pf.rabbitmq.queue, ExchangeType: pf.rabbitmq.exchangeType,
 			BindingKey: pf.rabbitmq.bindingKey, Classic: pf.rabbitmq.classic,
 			DeliveryLimit: pf.rabbitmq.deliveryLimit, NoDeadLetter: pf.rabbitmq.noDeadLetter,
 		}
-		if pf.print {
-			p, err := pc.Plan()
-			if err != nil {
-				return f.configError(err)
-			}
-			plan = p
-			break
-		}
-		rep, err := rabbitmq.Provision(ctx, pc)
-		objects = rep.Objects
-		runErr = err
+		return provisioning{
+			plan: func() (any, error) { return pc.Plan() },
+			run: func(ctx context.Context) ([]outbox.ProvisionObject, string, error) {
+				rep, err := rabbitmq.Provision(ctx, pc)
+				return rep.Objects, "", err
+			},
+		}, nil
 	case "sqs":
 		cfg, _ := tf.sqsConfig(cmd) // checked
 		pc := sqs.ProvisionConfig{
 			Transport: cfg, VisibilityTimeout: pf.sqs.visibility,
 			MaxReceiveCount: pf.sqs.maxReceiveCount, NoDeadLetter: pf.sqs.noDeadLetter,
 		}
-		if pf.print {
-			p, err := pc.Plan()
-			if err != nil {
-				return f.configError(err)
-			}
-			plan = p
-			break
-		}
-		rep, err := sqs.Provision(ctx, pc)
-		objects = rep.Objects
-		queueURL, runErr = rep.QueueURL, err
+		return provisioning{
+			plan: func() (any, error) { return pc.Plan() },
+			run: func(ctx context.Context) ([]outbox.ProvisionObject, string, error) {
+				rep, err := sqs.Provision(ctx, pc)
+				return rep.Objects, rep.QueueURL, err
+			},
+		}, nil
 	case "kafka":
 		cfg, _ := tf.kafka.config(cmd, f) // checked
 		if pf.kafka.partitions < -1 || pf.kafka.partitions == 0 || pf.kafka.partitions > math.MaxInt32 {
-			return usagef(cmd, "--kafka-partitions: %d is not a partition count (-1 or at least 1)", pf.kafka.partitions)
+			return provisioning{}, usagef(cmd, "--kafka-partitions: %d is not a partition count (-1 or at least 1)", pf.kafka.partitions)
 		}
 		if pf.kafka.replicationFactor < -1 || pf.kafka.replicationFactor == 0 || pf.kafka.replicationFactor > math.MaxInt16 {
-			return usagef(cmd, "--kafka-replication-factor: %d is not a replica count (-1 or at least 1)", pf.kafka.replicationFactor)
+			return provisioning{}, usagef(cmd, "--kafka-replication-factor: %d is not a replica count (-1 or at least 1)", pf.kafka.replicationFactor)
 		}
 		var extra []string
 		for _, name := range strings.Split(pf.kafka.extraTopics, ",") {
@@ -201,37 +227,13 @@ func runProvision(ctx context.Context, e *env, args []string) error {
 			Transport: cfg, Topics: extra,
 			Partitions: int32(pf.kafka.partitions), ReplicationFactor: int16(pf.kafka.replicationFactor),
 		}
-		if pf.print {
-			p, err := pc.Plan()
-			if err != nil {
-				return f.configError(err)
-			}
-			plan = p
-			break
-		}
-		rep, err := kafka.Provision(ctx, pc)
-		objects = rep.Objects
-		runErr = err
+		return provisioning{
+			plan: func() (any, error) { return pc.Plan() },
+			run: func(ctx context.Context) ([]outbox.ProvisionObject, string, error) {
+				rep, err := kafka.Provision(ctx, pc)
+				return rep.Objects, "", err
+			},
+		}, nil
 	}
-	if plan != nil {
-		out, err := json.MarshalIndent(plan, "", "  ")
-		if err != nil {
-			return failed(cmd, err)
-		}
-		fmt.Fprintln(e.stdout, string(out))
-		return nil
-	}
-	for _, o := range objects {
-		fmt.Fprintln(e.stdout, o.String())
-	}
-	if queueURL != "" {
-		fmt.Fprintf(e.stdout, "queue URL: %s\n", queueURL)
-	}
-	if runErr != nil {
-		if errors.Is(runErr, nats.ErrConflict) || errors.Is(runErr, rabbitmq.ErrConflict) || errors.Is(runErr, sqs.ErrConflict) || errors.Is(runErr, kafka.ErrConflict) {
-			return failed(cmd, fmt.Errorf("%w; change or remove it with the broker's tools, or give provision its settings", runErr))
-		}
-		return failed(cmd, runErr)
-	}
-	return nil
+	return provisioning{}, usagef(cmd, "--transport %s: nothing to provision", tf.kind)
 }
