@@ -99,6 +99,19 @@ func addProvisionFlags(f *flags) *provisionFlags {
 	fs.IntVar(&p.kafka.partitions, "kafka-partitions", -1, "Kafka: each topic's partitions (-1: the brokers' num.partitions)")
 	fs.IntVar(&p.kafka.replicationFactor, "kafka-replication-factor", -1, "Kafka: each topic's replicas (-1: the brokers' default.replication.factor)")
 	fs.StringVar(&p.kafka.extraTopics, "kafka-extra-topics", "", "Kafka: more topics to create, comma-separated")
+	// A Plan's error names its config field; report it under the flag the user wrote.
+	for component, fields := range map[string]map[string]string{
+		"nats provision": {"Durable": "nats-durable", "AckWait": "nats-ack-wait", "MaxDeliver": "nats-max-deliver",
+			"MaxAckPending": "nats-max-ack-pending", "Duplicates": "nats-duplicates", "Replicas": "nats-replicas"},
+		"rabbitmq provision": {"Queue": "rabbitmq-queue", "ExchangeType": "rabbitmq-exchange-type",
+			"BindingKey": "rabbitmq-binding-key", "DeliveryLimit": "rabbitmq-delivery-limit"},
+		"sqs provision":   {"VisibilityTimeout": "sqs-visibility-timeout", "MaxReceiveCount": "sqs-max-receive-count"},
+		"kafka provision": {"Topics": "kafka-extra-topics", "Partitions": "kafka-partitions", "ReplicationFactor": "kafka-replication-factor"},
+	} {
+		for field, flag := range fields {
+			f.fields[[2]string{component, field}] = "--" + flag
+		}
+	}
 	return p
 }
 

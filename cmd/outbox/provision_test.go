@@ -280,6 +280,12 @@ func TestProvisionPrint(t *testing.T) {
 	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "kafka", "--kafka-brokers", "127.0.0.1:1", "--kafka-topic", "t", "--kafka-partitions", "0"); code != 2 || !strings.Contains(stderr, "--kafka-partitions: 0 is not a partition count") {
 		t.Errorf("kafka partitions 0: exit %d\n%s", code, stderr)
 	}
+	if code, _, stderr := runCLI(t, nil, "provision", "--print", "--transport", "kafka", "--kafka-brokers", "127.0.0.1:1", "--kafka-topic", "t", "--kafka-extra-topics", "a b"); code != 2 || !strings.Contains(stderr, `--kafka-extra-topics: "a b" is not a valid topic name`) {
+		t.Errorf("a bad extra topic: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "provision", "--print", "--transport", "nats", "--nats-stream", "S", "--nats-durable", "a.b"); code != 2 || !strings.Contains(stderr, "--nats-durable: ") {
+		t.Errorf("a bad durable name: exit %d\n%s", code, stderr)
+	}
 	if code, _, stderr := runCLI(t, nil, "provision", "--transport", "memory"); code != 2 || !strings.Contains(stderr, "nothing to create") {
 		t.Errorf("memory: exit %d\n%s", code, stderr)
 	}
